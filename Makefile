@@ -1,0 +1,70 @@
+# xdpctl build. Every target is idempotent.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLANG ?= clang
+ARCH_INC := /usr/include/$(shell uname -m)-linux-gnu
+BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -Wno-unused-function \
+	-I bpf/include -I $(ARCH_INC)
+BPF_OUT := xdpctl/bpf
+BPF_HDRS := $(wildcard bpf/include/*.h)
+XDP_SRCS := $(wildcard bpf/xdp/*.bpf.c)
+TC_SRCS := $(wildcard bpf/tc/*.bpf.c)
+BPF_OBJS := $(patsubst bpf/xdp/%.bpf.c,$(BPF_OUT)/xdp_%.o,$(XDP_SRCS)) \
+	$(patsubst bpf/tc/%.bpf.c,$(BPF_OUT)/tc_%.o,$(TC_SRCS))
+APT_PKGS := clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool nftables \
+	xdp-tools python3-venv python3-dev gcc
+STAMP_APT := .deps-apt.stamp
+STAMP_VENV := $(VENV)/.installed.stamp
+
+.PHONY: all deps bpf test test-unit demo bench clean distclean
+
+all: bpf
+
+$(STAMP_APT):
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@touch $@
+
+$(STAMP_VENV): pyproject.toml | $(STAMP_APT)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+deps: $(STAMP_APT) $(STAMP_VENV)
+
+$(BPF_OUT)/xdp_%.o: bpf/xdp/%.bpf.c $(BPF_HDRS) | $(STAMP_APT)
+	@mkdir -p $(BPF_OUT)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BPF_OUT)/tc_%.o: bpf/tc/%.bpf.c $(BPF_HDRS) | $(STAMP_APT)
+	@mkdir -p $(BPF_OUT)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+bpf: $(BPF_OBJS)
+
+test: deps bpf
+	$(PY) -m pytest -q tests
+
+test-unit: deps
+	$(PY) -m pytest -q tests/unit
+
+demo: deps bpf
+	$(PY) -m xdpctl.demo
+
+bench: deps bpf
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(BPF_OUT)/*.o build *.egg-info .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) $(STAMP_APT)

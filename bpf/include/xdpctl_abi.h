@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * xdpctl map ABI: every key and value layout shared between the BPF
+ * classifiers and the Python control plane (xdpctl/abi.py mirrors this file,
+ * and tests/unit/test_abi.py checks it against the BTF of the built objects).
+ *
+ * Change a layout here and in xdpctl/abi.py together, never one alone.
+ */
+#ifndef XDPCTL_ABI_H
+#define XDPCTL_ABI_H
+
+#include <linux/types.h>
+
+/* ------------------------------------------------------------------ */
+/* Chain: root program per hook tail-calls stages in slot order.       */
+/* ------------------------------------------------------------------ */
+#define XC_CHAIN_SLOTS 8
+enum xc_stage {
+	XC_STAGE_COUNTER  = 0,
+	XC_STAGE_DROPLIST = 1,
+	XC_STAGE_LB       = 2,
+};
+
+/* ------------------------------------------------------------------ */
+/* Protocol counter (per attachment, PERCPU_ARRAY xc_proto)            */
+/* index = l3 * XC_L4_MAX + l4; extra slots after XC_PROTO_EXTRA.      */
+/* ------------------------------------------------------------------ */
+enum xc_l3 {
+	XC_L3_IPV4      = 0,
+	XC_L3_IPV6      = 1,
+	XC_L3_ARP       = 2,
+	XC_L3_OTHER     = 3, /* any other ethertype */
+	XC_L3_MALFORMED = 4, /* truncated L2 / L3 header, bad IP version/IHL */
+	XC_L3_MAX       = 5,
+};
+
+enum xc_l4 {
+	XC_L4_NONE      = 0, /* no L4: ARP, other ethertypes, malformed L3 */
+	XC_L4_TCP       = 1,
+	XC_L4_UDP       = 2,
+	XC_L4_ICMP      = 3,
+	XC_L4_ICMPV6    = 4,
+	XC_L4_SCTP      = 5,
+	XC_L4_GRE       = 6,
+	XC_L4_OTHER     = 7, /* any other IP protocol */
+	XC_L4_FRAGMENT  = 8, /* non-first fragment: no L4 header present */
+	XC_L4_MALFORMED = 9, /* L4 header truncated, or ext. header chain too long/truncated */
+	XC_L4_MAX       = 10,
+};
+
+#define XC_PROTO_EXTRA      (XC_L3_MAX * XC_L4_MAX) /* 50 */
+#define XC_PROTO_VLAN1      (XC_PROTO_EXTRA + 0)   /* frames carrying exactly one VLAN tag */
+#define XC_PROTO_VLAN2      (XC_PROTO_EXTRA + 1)   /* frames carrying two tags (QinQ) */
+#define XC_PROTO_SLOTS      64
+
+struct xc_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* ------------------------------------------------------------------ */
+/* Drop list (maps shared by every hook running the drop list)         */
+/* ------------------------------------------------------------------ */
+enum xc_dir {
+	XC_DIR_SRC = 0,
+	XC_DIR_DST = 1,
+};
+
+enum xc_action {
+	XC_ACT_NONE  = 0, /* empty slot (ARRAY maps) */
+	XC_ACT_DENY  = 1,
+	XC_ACT_ALLOW = 2,
+};
+
+enum xc_policy {
+	XC_POLICY_ALLOW = 0, /* default: pass what no rule denies */
+	XC_POLICY_DENY  = 1, /* allow-list mode: drop IP traffic no rule allows */
+};
+
+/* xc_cfg flags: let the program skip lookups that cannot match */
+#define XC_CFG_HAVE_DST   (1U << 0) /* some address rule matches destination */
+#define XC_CFG_HAVE_PORT  (1U << 1) /* some L4 (protocol + port) rule exists */
+#define XC_CFG_HAVE_V6TRIE (1U << 2) /* xc_v6_trie holds entries */
+
+struct xc_config {          /* ARRAY xc_cfg, one entry, key 0 */
+	__u32 policy;       /* enum xc_policy */
+	__u32 flags;        /* XC_CFG_* */
+	__u64 generation;   /* bumped by the control plane on every commit */
+};
+
+/*
+ * Value of every address / port table. Prefix rules are stored by
+ * controlled prefix expansion: a rule is written under every key of its
+ * band's stride that it covers, and each key holds the longest (winning)
+ * rule of that band. rule_id indexes xc_rule_stats.
+ */
+struct xc_rule_val {
+	__u32 rule_id;      /* 0 is never a valid rule */
+	__u8  action;       /* enum xc_action */
+	__u8  plen;         /* prefix length of the original rule */
+	__u16 flags;        /* reserved, 0 */
+	__u64 expires_ns;   /* CLOCK_BOOTTIME deadline, 0 = never; expired = absent */
+};
+
+/*
+ * IPv4 bands (all hashes keyed by struct xc_key4, address masked to the
+ * band's stride, network byte order):
+ *   xc_v4_l32  HASH   rules /25../32  (stride /32)
+ *   xc_v4_l24  HASH   rules /17../24  (stride /24)
+ *   xc_v4_l16  ARRAY  rules  /0../16  (stride /16), index dir*65536 + (addr >> 16)
+ * Lookup: l32, then l24, then l16; the first valid entry is the longest match.
+ */
+struct xc_key4 {
+	__u32 dir;          /* enum xc_dir */
+	__u32 addr;         /* network byte order, masked to the stride */
+};
+
+/*
+ * IPv6 bands (hashes keyed by struct xc_key6, masked to the stride):
+ *   xc_v6_l128 HASH  rules /128 exactly
+ *   xc_v6_l64  HASH  rules /57../64
+ *   xc_v6_l48  HASH  rules /41../48
+ *   xc_v6_l32  HASH  rules /25../32
+ *   xc_v6_trie LPM   every other length (/0../24, /33../40, /49../56, /65../127)
+ * Lookup: l128; then t = trie match (length t->plen); then for each band
+ * (64, 48, 32) in turn: if t is valid and t->plen > band, t wins; else a
+ * valid band entry wins; after the last band, t if valid.
+ */
+struct xc_key6 {
+	__u32 dir;
+	__u8  addr[16];
+};
+
+struct xc_trie6_key {       /* LPM: prefixlen = 32 + rule plen */
+	__u32 prefixlen;
+	__u32 dir;          /* network order irrelevant: 0 or 1, matched in full */
+	__u8  addr[16];
+};
+
+/*
+ * L4 rules: protocol + destination port, optionally with a prefix on the
+ * source (dir 0) or destination (dir 1) address.
+ *   xc_port_trie LPM  prefixlen = 64 + plen (plen counts address bits)
+ * A rule without prefix is stored as /0 for family 4 and family 6.
+ */
+struct xc_port_key {
+	__u32 prefixlen;
+	__u8  dir;
+	__u8  proto;        /* IPPROTO_TCP / IPPROTO_UDP / IPPROTO_SCTP */
+	__u16 port;         /* network byte order */
+	__u8  family;       /* 4 or 6 */
+	__u8  pad[3];
+	__u8  addr[16];     /* IPv4 in the first 4 bytes */
+};
+
+/* Per-rule hit counters: ARRAY xc_rule_stats indexed by rule_id, atomic adds. */
+struct xc_rule_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 last_hit_ns;  /* CLOCK_BOOTTIME of the last hit, 0 = never */
+};
+
+/* Per-attachment drop list verdict counters: PERCPU_ARRAY xc_dl_cnt. */
+enum xc_dl_reason {
+	XC_DL_PASS_NOMATCH = 0, /* no rule matched, policy allow */
+	XC_DL_PASS_ALLOW   = 1, /* an allow rule matched */
+	XC_DL_PASS_ALWAYS  = 2, /* deny policy, but traffic that always passes */
+	XC_DL_DROP_SRC     = 3, /* deny rule on source address */
+	XC_DL_DROP_DST     = 4, /* deny rule on destination address */
+	XC_DL_DROP_PORT    = 5, /* deny L4 rule */
+	XC_DL_DROP_POLICY  = 6, /* deny policy, nothing allowed it */
+	XC_DL_PASS_MALFORMED = 7, /* malformed IP, policy allow: left to the stack */
+	XC_DL_DROP_MALFORMED = 8, /* malformed IP, policy deny */
+	XC_DL_MAX          = 16,
+};
+
+#endif /* XDPCTL_ABI_H */

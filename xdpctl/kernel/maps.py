@@ -1,0 +1,337 @@
+"""BPF maps and programs by file descriptor: lookup, update, batches, info.
+
+Keys and values are ``bytes`` laid out per xdpctl/abi.py; this layer does
+not interpret them. Per-CPU maps return one value per possible CPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+from dataclasses import dataclass
+from typing import Iterator
+
+from ..errors import BpfError, CapacityError
+from . import libbpf as L
+
+BPF_MAP_TYPE_HASH = 1
+BPF_MAP_TYPE_ARRAY = 2
+BPF_MAP_TYPE_PROG_ARRAY = 3
+BPF_MAP_TYPE_PERCPU_HASH = 5
+BPF_MAP_TYPE_PERCPU_ARRAY = 6
+BPF_MAP_TYPE_LRU_HASH = 9
+BPF_MAP_TYPE_LPM_TRIE = 11
+PERCPU_TYPES = {BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, 10}
+ARRAY_TYPES = {BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PROG_ARRAY}
+
+BATCH_CHUNK = 65536
+ENOTSUPP = 524  # kernel-internal errno some map types return for batch ops
+
+
+class _MapInfo(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32),
+        ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("name", ctypes.c_char * 16),
+        ("ifindex", ctypes.c_uint32),
+        ("btf_vmlinux_value_type_id", ctypes.c_uint32),
+        ("netns_dev", ctypes.c_uint64),
+        ("netns_ino", ctypes.c_uint64),
+        ("btf_id", ctypes.c_uint32),
+        ("btf_key_type_id", ctypes.c_uint32),
+        ("btf_value_type_id", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+        ("map_extra", ctypes.c_uint64),
+    ]
+
+
+class _ProgInfo(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", ctypes.c_uint32),
+        ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64),
+        ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64),
+        ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32),
+        ("map_ids", ctypes.c_uint64),
+        ("name", ctypes.c_char * 16),
+        ("ifindex", ctypes.c_uint32),
+        ("gpl_compatible", ctypes.c_uint32),
+        ("netns_dev", ctypes.c_uint64),
+        ("netns_ino", ctypes.c_uint64),
+        ("_rest", ctypes.c_uint8 * 160),
+    ]
+
+
+@dataclass(frozen=True)
+class ProgInfo:
+    id: int
+    name: str
+    tag: str
+    type: int
+    map_ids: tuple[int, ...] = ()
+
+
+def prog_info(fd: int) -> ProgInfo:
+    info = _ProgInfo()
+    ln = ctypes.c_uint32(ctypes.sizeof(info))
+    L.check(L.bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(ln)), "prog info")
+    map_ids: tuple[int, ...] = ()
+    if info.nr_map_ids:
+        n = info.nr_map_ids
+        arr = (ctypes.c_uint32 * n)()
+        info2 = _ProgInfo()
+        info2.nr_map_ids = n
+        info2.map_ids = ctypes.addressof(arr)
+        ln2 = ctypes.c_uint32(ctypes.sizeof(info2))
+        if L.bpf_obj_get_info_by_fd(fd, ctypes.byref(info2), ctypes.byref(ln2)) == 0:
+            map_ids = tuple(arr)
+    return ProgInfo(
+        id=info.id,
+        name=info.name.decode(errors="replace"),
+        tag=bytes(info.tag).hex(),
+        type=info.type,
+        map_ids=map_ids,
+    )
+
+
+def prog_info_by_id(prog_id: int) -> ProgInfo | None:
+    fd = L.bpf_prog_get_fd_by_id(prog_id)
+    if fd < 0:
+        return None
+    try:
+        return prog_info(fd)
+    finally:
+        L.close_fd(fd)
+
+
+def prog_fd_by_id(prog_id: int) -> int:
+    return L.check(L.bpf_prog_get_fd_by_id(prog_id), f"program id {prog_id}")
+
+
+def obj_get(path: str) -> int:
+    return L.check(L.bpf_obj_get(path.encode()), f"open pinned object {path}")
+
+
+def obj_pin(fd: int, path: str) -> None:
+    L.check(L.bpf_obj_pin(fd, path.encode()), f"pin {path}")
+
+
+class Map:
+    """An open BPF map. Owns its fd unless ``owned=False``."""
+
+    def __init__(self, fd: int, owned: bool = True):
+        self.fd = fd
+        self.owned = owned
+        info = _MapInfo()
+        ln = ctypes.c_uint32(ctypes.sizeof(info))
+        L.check(L.bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(ln)), "map info")
+        self.id = info.id
+        self.type = info.type
+        self.name = info.name.decode(errors="replace")
+        self.key_size = info.key_size
+        self.value_size = info.value_size
+        self.max_entries = info.max_entries
+        self.flags = info.map_flags
+        self.percpu = self.type in PERCPU_TYPES
+        self.ncpus = L.num_possible_cpus() if self.percpu else 1
+        # per-CPU values are laid out 8-byte aligned, one per possible CPU
+        self.slot_size = (self.value_size + 7) & ~7 if self.percpu else self.value_size
+        self.buf_size = self.slot_size * self.ncpus
+
+    # -- construction
+    @classmethod
+    def from_pin(cls, path: str) -> "Map":
+        return cls(obj_get(path))
+
+    @classmethod
+    def from_id(cls, map_id: int) -> "Map":
+        return cls(L.check(L.bpf_map_get_fd_by_id(map_id), f"map id {map_id}"))
+
+    def close(self) -> None:
+        if self.owned and self.fd >= 0:
+            L.close_fd(self.fd)
+        self.fd = -1
+
+    def __enter__(self) -> "Map":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _what(self, op: str) -> str:
+        return f"{op} on map {self.name}"
+
+    def _key(self, key: bytes):
+        if len(key) != self.key_size:
+            raise ValueError(f"map {self.name}: key is {len(key)} bytes, want {self.key_size}")
+        return ctypes.create_string_buffer(bytes(key), self.key_size)
+
+    # -- single elements
+    def lookup(self, key: bytes) -> bytes | None:
+        k = self._key(key)
+        v = ctypes.create_string_buffer(self.buf_size)
+        ret = L.bpf_map_lookup_elem(self.fd, k, v)
+        if ret == -errno.ENOENT:
+            return None
+        L.check(ret, self._what("lookup"))
+        return v.raw
+
+    def lookup_percpu(self, key: bytes) -> list[bytes] | None:
+        raw = self.lookup(key)
+        if raw is None:
+            return None
+        return [raw[i * self.slot_size : i * self.slot_size + self.value_size] for i in range(self.ncpus)]
+
+    def update(self, key: bytes, value: bytes, flags: int = L.BPF_ANY) -> None:
+        k = self._key(key)
+        if self.percpu and len(value) == self.value_size:
+            value = b"".join(value.ljust(self.slot_size, b"\0") for _ in range(self.ncpus))
+        v = ctypes.create_string_buffer(bytes(value), max(len(value), 1))
+        ret = L.bpf_map_update_elem(self.fd, k, v, flags)
+        if ret == -errno.E2BIG or ret == -errno.ENOSPC:
+            raise CapacityError(f"map {self.name} is full ({self.max_entries} entries)")
+        L.check(ret, self._what("update"))
+
+    def update_fd(self, key: int, fd: int) -> None:
+        """PROG_ARRAY / map-in-map slot update with a file descriptor."""
+        k = ctypes.c_uint32(key)
+        v = ctypes.c_uint32(fd)
+        L.check(L.bpf_map_update_elem(self.fd, ctypes.byref(k), ctypes.byref(v), L.BPF_ANY), self._what("update"))
+
+    def delete(self, key: bytes) -> bool:
+        ret = L.bpf_map_delete_elem(self.fd, self._key(key))
+        if ret == -errno.ENOENT:
+            return False
+        L.check(ret, self._what("delete"))
+        return True
+
+    def keys(self) -> Iterator[bytes]:
+        if self.type in ARRAY_TYPES:
+            for i in range(self.max_entries):
+                yield i.to_bytes(4, "little")
+            return
+        prev = None
+        nxt = ctypes.create_string_buffer(self.key_size)
+        while True:
+            ret = L.bpf_map_get_next_key(self.fd, prev, nxt)
+            if ret == -errno.ENOENT:
+                return
+            L.check(ret, self._what("get_next_key"))
+            key = nxt.raw
+            yield key
+            prev = ctypes.create_string_buffer(key, self.key_size)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """All entries, by batch lookup where the map supports it."""
+        if self.type != BPF_MAP_TYPE_PROG_ARRAY:
+            try:
+                yield from self._lookup_batch_all()
+                return
+            except BpfError as exc:
+                if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP):
+                    raise
+        for k in list(self.keys()):
+            v = self.lookup(k)
+            if v is not None:
+                yield k, v
+
+    def _lookup_batch_all(self) -> Iterator[tuple[bytes, bytes]]:
+        chunk = min(max(self.max_entries, 1), 8192)
+        keys = ctypes.create_string_buffer(self.key_size * chunk)
+        vals = ctypes.create_string_buffer(self.buf_size * chunk)
+        in_batch = ctypes.create_string_buffer(max(self.key_size, 8))
+        out_batch = ctypes.create_string_buffer(max(self.key_size, 8))
+        opts = L.BatchOpts(ctypes.sizeof(L.BatchOpts), 0, 0)
+        first = True
+        while True:
+            count = ctypes.c_uint32(chunk)
+            ret = L.bpf_map_lookup_batch(
+                self.fd, None if first else in_batch, out_batch, keys, vals, ctypes.byref(count), ctypes.byref(opts)
+            )
+            done = ret == -errno.ENOENT
+            if ret < 0 and not done:
+                L.check(ret, self._what("lookup_batch"))
+            n = count.value
+            kr, vr = keys.raw, vals.raw
+            for i in range(n):
+                yield kr[i * self.key_size : (i + 1) * self.key_size], vr[i * self.buf_size : (i + 1) * self.buf_size]
+            if done:
+                return
+            ctypes.memmove(in_batch, out_batch, len(out_batch))
+            first = False
+
+    # -- batches
+    def update_batch(self, keys: bytes, values: bytes, count: int, flags: int = 0) -> None:
+        """Write ``count`` packed entries. Raises CapacityError when full.
+
+        On failure part of the batch may have been written; the caller
+        (the core) owns rollback.
+        """
+        if count == 0:
+            return
+        if len(keys) != count * self.key_size or len(values) != count * self.buf_size:
+            raise ValueError(f"map {self.name}: batch of {count} has wrong key/value bytes")
+        opts = L.BatchOpts(ctypes.sizeof(L.BatchOpts), flags, 0)
+        kbuf = ctypes.create_string_buffer(keys, len(keys))
+        vbuf = ctypes.create_string_buffer(values, len(values))
+        kaddr, vaddr = ctypes.addressof(kbuf), ctypes.addressof(vbuf)
+        done = 0
+        while done < count:
+            n = min(BATCH_CHUNK, count - done)
+            cnt = ctypes.c_uint32(n)
+            ret = L.bpf_map_update_batch(
+                self.fd,
+                kaddr + done * self.key_size,
+                vaddr + done * self.buf_size,
+                ctypes.byref(cnt),
+                ctypes.byref(opts),
+            )
+            if ret in (-errno.E2BIG, -errno.ENOSPC):
+                raise CapacityError(
+                    f"map {self.name} is full: {self.max_entries} entries "
+                    f"(raise its capacity in the xdpctl config)"
+                )
+            L.check(ret, self._what("update_batch"))
+            done += n
+
+    def delete_batch(self, keys: bytes, count: int) -> None:
+        if count == 0:
+            return
+        kbuf = ctypes.create_string_buffer(keys, len(keys))
+        opts = L.BatchOpts(ctypes.sizeof(L.BatchOpts), 0, 0)
+        kaddr = ctypes.addressof(kbuf)
+        done = 0
+        while done < count:
+            n = min(BATCH_CHUNK, count - done)
+            cnt = ctypes.c_uint32(n)
+            ret = L.bpf_map_delete_batch(self.fd, kaddr + done * self.key_size, ctypes.byref(cnt), ctypes.byref(opts))
+            if ret == -errno.ENOENT:
+                # some key was absent: fall back to one by one, ignoring misses
+                for i in range(done, done + n):
+                    self.delete(keys[i * self.key_size : (i + 1) * self.key_size])
+            else:
+                L.check(ret, self._what("delete_batch"))
+            done += n
+
+    def clear(self) -> None:
+        if self.type in ARRAY_TYPES:
+            zero = b"\0" * self.value_size
+            if self.type == BPF_MAP_TYPE_PROG_ARRAY:
+                for i in range(self.max_entries):
+                    self.delete(i.to_bytes(4, "little"))
+                return
+            for k in self.keys():
+                self.update(k, zero)
+            return
+        keys = [k for k in self.keys()]
+        if keys:
+            self.delete_batch(b"".join(keys), len(keys))

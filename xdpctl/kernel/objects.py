@@ -1,0 +1,127 @@
+"""Load precompiled BPF objects with libbpf, reusing or pinning their maps."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Callable
+
+from ..errors import BpfError, MissingDependency
+from . import libbpf as L
+from .maps import Map, obj_pin
+
+
+def object_path(name: str) -> str:
+    """Path of a packaged object, e.g. ``xdp_counter`` -> .../xdpctl/bpf/xdp_counter.o"""
+    override = os.environ.get("XDPCTL_BPF_DIR")
+    base = override or str(resources.files("xdpctl") / "bpf")
+    path = os.path.join(base, f"{name}.o")
+    if not os.path.exists(path):
+        raise MissingDependency(f"BPF object {path} is missing; build it with `make bpf`")
+    return path
+
+
+@dataclass
+class Loaded:
+    """Fds of a loaded object's programs and maps, independent of libbpf."""
+
+    path: str
+    progs: dict[str, int] = field(default_factory=dict)
+    maps: dict[str, int] = field(default_factory=dict)
+
+    def prog_fd(self, name: str) -> int:
+        try:
+            return self.progs[name]
+        except KeyError:
+            raise BpfError(f"{self.path}: no program {name}", errno.ENOENT) from None
+
+    def map(self, name: str) -> Map:
+        return Map(os.dup(self.maps[name]))
+
+    def close(self) -> None:
+        for fd in list(self.progs.values()) + list(self.maps.values()):
+            L.close_fd(fd)
+        self.progs.clear()
+        self.maps.clear()
+
+    def __enter__(self) -> "Loaded":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load(
+    path: str,
+    pin_path: Callable[[str], str | None] = lambda name: None,
+    max_entries: dict[str, int] | None = None,
+    offload_ifindex: int | None = None,
+    pin_progs: dict[str, str] | None = None,
+) -> Loaded:
+    """Open, configure and load one object.
+
+    ``pin_path(map_name)`` says where a map lives in bpffs: an existing pin
+    is reused (libbpf checks type, key, value and size match), a missing
+    one is created there after load. ``pin_progs`` maps program names to pin
+    paths (replacing what was pinned there).
+    """
+    L.log_mark()
+    obj = L.bpf_object__open_file(path.encode(), None)
+    if not obj:
+        err = ctypes.get_errno() or errno.EINVAL
+        raise BpfError(f"open BPF object {path}", err, _log_tail())
+    try:
+        m = L.bpf_object__next_map(obj, None)
+        while m:
+            name = L.bpf_map__name(m).decode()
+            if not name.startswith("."):
+                pp = pin_path(name)
+                if pp:
+                    os.makedirs(os.path.dirname(pp), mode=0o700, exist_ok=True)
+                    L.check(L.bpf_map__set_pin_path(m, pp.encode()), f"set pin path of {name}")
+                if max_entries and name in max_entries:
+                    L.check(L.bpf_map__set_max_entries(m, max_entries[name]), f"set size of {name}")
+                if offload_ifindex:
+                    L.bpf_map__set_ifindex(m, offload_ifindex)
+            m = L.bpf_object__next_map(obj, m)
+        if offload_ifindex:
+            p = L.bpf_object__next_program(obj, None)
+            while p:
+                L.bpf_program__set_ifindex(p, offload_ifindex)
+                p = L.bpf_object__next_program(obj, p)
+        ret = L.bpf_object__load(obj)
+        if ret < 0:
+            raise BpfError(f"load {os.path.basename(path)}", -ret, _log_tail())
+        out = Loaded(path)
+        p = L.bpf_object__next_program(obj, None)
+        while p:
+            pname = L.bpf_program__name(p).decode()
+            out.progs[pname] = os.dup(L.bpf_program__fd(p))
+            p = L.bpf_object__next_program(obj, p)
+        m = L.bpf_object__next_map(obj, None)
+        while m:
+            name = L.bpf_map__name(m).decode()
+            fd = L.bpf_map__fd(m)
+            if fd >= 0 and not name.startswith("."):
+                out.maps[name] = os.dup(fd)
+            m = L.bpf_object__next_map(obj, m)
+        for pname, ppath in (pin_progs or {}).items():
+            os.makedirs(os.path.dirname(ppath), mode=0o700, exist_ok=True)
+            if os.path.exists(ppath):
+                os.unlink(ppath)
+            obj_pin(out.prog_fd(pname), ppath)
+        return out
+    finally:
+        L.bpf_object__close(obj)
+
+
+def _log_tail() -> str | None:
+    lines = [ln for ln in L.log_since_mark(60) if not ln.startswith("libbpf: prog") or "verifier" not in ln]
+    if not lines:
+        return None
+    # the reason is usually in the last lines; keep the message one line long
+    tail = [ln.strip() for ln in lines[-6:]]
+    return " | ".join(tail)

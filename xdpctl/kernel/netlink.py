@@ -268,6 +268,22 @@ def ensure_clsact(ifname: str, netns: str | None) -> None:
                 raise _nl_error(f"add clsact qdisc on {ifname}", exc) from None
 
 
+def has_clsact(ifname: str, netns: str | None) -> bool:
+    link = get_link(ifname, netns)
+    with ipr(netns) as ip:
+        return any(q.get_attr("TCA_KIND") == "clsact" for q in ip.get_qdiscs(index=link.index))
+
+
+def del_clsact(ifname: str, netns: str | None) -> None:
+    link = get_link(ifname, netns)
+    with ipr(netns) as ip:
+        try:
+            ip.tc("del", "clsact", index=link.index)
+        except PrNetlinkError as exc:
+            if exc.code not in (errno.ENOENT, errno.EINVAL):
+                raise _nl_error(f"delete clsact qdisc on {ifname}", exc) from None
+
+
 def tc_filters(ifname: str, netns: str | None, hook: str) -> list[TcFilter]:
     link = get_link(ifname, netns)
     out = []

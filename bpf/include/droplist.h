@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * xdpctl drop list stage (chain slot XC_STAGE_DROPLIST), written once for
+ * XDP and TC over a parsed packet (docs/internals.md, "The drop list
+ * verdict"):
+ *
+ *   s = longest source match, d = longest destination match (only with
+ *   XC_CFG_HAVE_DST), p_src / p_dst = port trie matches (only with
+ *   XC_CFG_HAVE_PORT and a packet with ports). The first ALLOW in the order
+ *   s, d, p_src, p_dst passes; else the first DENY drops; else the policy.
+ *
+ * Lookups stop as soon as an ALLOW is found (nothing after it can change
+ * the verdict). The clock is read at most once per packet, and only when an
+ * entry with a deadline is met or a rule is hit (last_hit_ns).
+ */
+#ifndef XDPCTL_DROPLIST_H
+#define XDPCTL_DROPLIST_H
+
+#include "parse.h"
+#include "stage.h"
+
+/* Expired trie entries: retry with a shorter prefix this many times. */
+#define XC_TRIE_RETRY 4
+
+/* ---- shared maps (Python pins them under <pin>/maps/) ---------------- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xc_config);
+} xc_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * 65536);
+	__type(key, __u32);
+	__type(value, struct xc_rule_val);
+} xc_v4_l16 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1048576);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key4);
+	__type(value, struct xc_rule_val);
+} xc_v4_l24 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2097152);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key4);
+	__type(value, struct xc_rule_val);
+} xc_v4_l32 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1048576);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key6);
+	__type(value, struct xc_rule_val);
+} xc_v6_l128 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1048576);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key6);
+	__type(value, struct xc_rule_val);
+} xc_v6_l64 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key6);
+	__type(value, struct xc_rule_val);
+} xc_v6_l48 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key6);
+	__type(value, struct xc_rule_val);
+} xc_v6_l32 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_trie6_key);
+	__type(value, struct xc_rule_val);
+} xc_v6_trie SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_port_key);
+	__type(value, struct xc_rule_val);
+} xc_port_trie SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2097152);
+	__type(key, __u32);
+	__type(value, struct xc_rule_stats);
+} xc_rule_stats SEC(".maps");
+
+/* ---- per-hook map ----------------------------------------------------- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XC_DL_MAX);
+	__type(key, __u32);
+	__type(value, struct xc_counter);
+} xc_dl_cnt SEC(".maps");
+
+/* ---- matching ---------------------------------------------------------- */
+
+/* A match copied out of its map value; act == XC_ACT_NONE: no match. */
+struct xc_match {
+	__u32 id;   /* rule_id */
+	__u32 act;  /* enum xc_action */
+	__u32 plen; /* prefix length of the rule */
+};
+
+/* CLOCK_BOOTTIME, read once per packet and only when needed (*now == 0). */
+static __always_inline __u64 xc_now(__u64 *now)
+{
+	if (!*now)
+		*now = bpf_ktime_get_boot_ns();
+	return *now;
+}
+
+/* Copy a present, non-empty, unexpired entry into m; else return 0. */
+static __always_inline int xc_take(struct xc_match *m, const struct xc_rule_val *v, __u64 *now)
+{
+	if (!v || v->action == XC_ACT_NONE)
+		return 0;
+	if (v->expires_ns && v->expires_ns <= xc_now(now))
+		return 0;
+	m->id = v->rule_id;
+	m->act = v->action;
+	m->plen = v->plen;
+	return 1;
+}
+
+/* IPv4 bands: /32 hash, /24 hash, /16 array. addr in network order. */
+static __always_inline void xc_match4(struct xc_match *m, __u32 dir, __be32 addr, __u64 *now)
+{
+	struct xc_key4 k = { .dir = dir, .addr = addr };
+	__u32 idx;
+
+	if (xc_take(m, bpf_map_lookup_elem(&xc_v4_l32, &k), now))
+		return;
+	k.addr = addr & bpf_htonl(0xffffff00);
+	if (xc_take(m, bpf_map_lookup_elem(&xc_v4_l24, &k), now))
+		return;
+	idx = dir * 65536 + (bpf_ntohl(addr) >> 16);
+	xc_take(m, bpf_map_lookup_elem(&xc_v4_l16, &idx), now);
+}
+
+/* Longest live entry of xc_v6_trie; an expired one is skipped by asking
+ * again for prefixes shorter than its own. */
+static __always_inline void xc_trie6(struct xc_match *m, __u32 dir, const union xc_addr *a,
+				     __u64 *now)
+{
+	struct xc_trie6_key k;
+	const struct xc_rule_val *v;
+	int i;
+
+	k.prefixlen = 32 + 128;
+	k.dir = dir;
+	__builtin_memcpy(k.addr, a, 16);
+#pragma unroll
+	for (i = 0; i < XC_TRIE_RETRY; i++) {
+		v = bpf_map_lookup_elem(&xc_v6_trie, &k);
+		if (!v || xc_take(m, v, now) || v->plen == 0 || v->plen > 128)
+			return;
+		k.prefixlen = 32 + v->plen - 1;
+	}
+}
+
+/*
+ * IPv6: /128 hash; then t = trie match; then for /64, /48, /32 in turn a
+ * live t longer than the band wins, else a live band entry wins; then t.
+ */
+static __always_inline void xc_match6(struct xc_match *m, __u32 dir, const union xc_addr *a,
+				      __u32 cfg_flags, __u64 *now)
+{
+	struct xc_match t = {};
+	struct xc_key6 k;
+
+	k.dir = dir;
+	__builtin_memcpy(k.addr, a, 16);
+	if (xc_take(m, bpf_map_lookup_elem(&xc_v6_l128, &k), now))
+		return;
+	if (cfg_flags & XC_CFG_HAVE_V6TRIE)
+		xc_trie6(&t, dir, a, now);
+
+	if (t.act && t.plen > 64)
+		goto trie;
+	__builtin_memset(k.addr + 8, 0, 8);
+	if (xc_take(m, bpf_map_lookup_elem(&xc_v6_l64, &k), now))
+		return;
+	if (t.act && t.plen > 48)
+		goto trie;
+	__builtin_memset(k.addr + 6, 0, 2);
+	if (xc_take(m, bpf_map_lookup_elem(&xc_v6_l48, &k), now))
+		return;
+	if (t.act && t.plen > 32)
+		goto trie;
+	__builtin_memset(k.addr + 4, 0, 2);
+	if (xc_take(m, bpf_map_lookup_elem(&xc_v6_l32, &k), now))
+		return;
+trie:
+	*m = t;
+}
+
+/* Longest address match of the packet's source (dir 0) or destination. */
+static __always_inline void xc_match_addr(struct xc_match *m, const struct xc_pkt *p, __u32 dir,
+					  __u32 cfg_flags, __u64 *now)
+{
+	const union xc_addr *a = dir == XC_DIR_SRC ? &p->src : &p->dst;
+	__u32 mapped = dir == XC_DIR_SRC ? XC_PKT_SRC_V4MAPPED : XC_PKT_DST_V4MAPPED;
+
+	if (p->l3 == XC_L3_IPV4)
+		xc_match4(m, dir, a->v4, now);
+	else if (p->flags & mapped)
+		xc_match4(m, dir, a->w[3], now);
+	else
+		xc_match6(m, dir, a, cfg_flags, now);
+}
+
+/*
+ * Port trie match for (dir, proto, dport, family, address of side dir).
+ * A v4-mapped IPv6 address is looked up as family 4, like in the address
+ * tables. Expired entries are skipped like in xc_trie6.
+ */
+static __always_inline void xc_match_port(struct xc_match *m, const struct xc_pkt *p, __u32 dir,
+					  __u64 *now)
+{
+	const union xc_addr *a = dir == XC_DIR_SRC ? &p->src : &p->dst;
+	__u32 mapped = dir == XC_DIR_SRC ? XC_PKT_SRC_V4MAPPED : XC_PKT_DST_V4MAPPED;
+	struct xc_port_key k = {};
+	const struct xc_rule_val *v;
+	__be32 a4;
+	int i;
+
+	k.dir = dir;
+	k.proto = p->proto;
+	k.port = p->dport;
+	if (p->l3 == XC_L3_IPV4 || (p->flags & mapped)) {
+		k.prefixlen = 64 + 32;
+		k.family = 4;
+		a4 = p->l3 == XC_L3_IPV4 ? a->v4 : a->w[3];
+		__builtin_memcpy(k.addr, &a4, 4);
+	} else {
+		k.prefixlen = 64 + 128;
+		k.family = 6;
+		__builtin_memcpy(k.addr, a, 16);
+	}
+#pragma unroll
+	for (i = 0; i < XC_TRIE_RETRY; i++) {
+		v = bpf_map_lookup_elem(&xc_port_trie, &k);
+		if (!v || xc_take(m, v, now) || v->plen == 0 || v->plen > 128)
+			return;
+		k.prefixlen = 64 + v->plen - 1;
+	}
+}
+
+/* ---- accounting -------------------------------------------------------- */
+
+static __always_inline void xc_rule_hit(__u32 id, __u32 len, __u64 *now)
+{
+	struct xc_rule_stats *st = bpf_map_lookup_elem(&xc_rule_stats, &id);
+
+	if (!st)
+		return;
+	__sync_fetch_and_add(&st->packets, 1);
+	__sync_fetch_and_add(&st->bytes, len);
+	st->last_hit_ns = xc_now(now);
+}
+
+static __always_inline void xc_dl_count(__u32 reason, __u32 len)
+{
+	struct xc_counter *c = bpf_map_lookup_elem(&xc_dl_cnt, &reason);
+
+	if (c) {
+		c->packets += 1;
+		c->bytes += len;
+	}
+}
+
+/* ---- the stage --------------------------------------------------------- */
+
+/* Look up one of s, d, p_src, p_dst; 1 when it is an ALLOW (verdict known),
+ * else remember the first DENY in *deny / *why. */
+static __always_inline int xc_consider(const struct xc_match *m, struct xc_match *deny,
+				       __u32 *why, __u32 reason)
+{
+	if (m->act == XC_ACT_ALLOW)
+		return 1;
+	if (m->act != XC_ACT_NONE && deny->act == XC_ACT_NONE) {
+		*deny = *m;
+		*why = reason;
+	}
+	return 0;
+}
+
+static __always_inline int xc_droplist_run(const struct xc_pkt *p)
+{
+	const struct xc_config *cfg;
+	struct xc_match m = {}, deny = {};
+	__u32 zero = 0, policy = XC_POLICY_ALLOW, flags = 0;
+	__u32 reason, why = XC_DL_DROP_SRC;
+	__u64 now = 0;
+	int verdict = XC_PASS;
+
+	cfg = bpf_map_lookup_elem(&xc_cfg, &zero);
+	if (cfg) {
+		policy = cfg->policy;
+		flags = cfg->flags;
+	}
+
+	if (p->l3 == XC_L3_MALFORMED) {
+		if (policy == XC_POLICY_DENY) {
+			reason = XC_DL_DROP_MALFORMED;
+			verdict = XC_DROP;
+		} else {
+			reason = XC_DL_PASS_MALFORMED;
+		}
+		goto out;
+	}
+	if (p->l3 != XC_L3_IPV4 && p->l3 != XC_L3_IPV6) {
+		reason = policy == XC_POLICY_DENY ? XC_DL_PASS_ALWAYS : XC_DL_PASS_NOMATCH;
+		goto out;
+	}
+
+	xc_match_addr(&m, p, XC_DIR_SRC, flags, &now);
+	if (xc_consider(&m, &deny, &why, XC_DL_DROP_SRC))
+		goto allow;
+	if (flags & XC_CFG_HAVE_DST) {
+		m.act = XC_ACT_NONE;
+		xc_match_addr(&m, p, XC_DIR_DST, flags, &now);
+		if (xc_consider(&m, &deny, &why, XC_DL_DROP_DST))
+			goto allow;
+	}
+	if ((flags & XC_CFG_HAVE_PORT) && (p->flags & XC_PKT_PORTS)) {
+		m.act = XC_ACT_NONE;
+		xc_match_port(&m, p, XC_DIR_SRC, &now);
+		if (xc_consider(&m, &deny, &why, XC_DL_DROP_PORT))
+			goto allow;
+		m.act = XC_ACT_NONE;
+		xc_match_port(&m, p, XC_DIR_DST, &now);
+		if (xc_consider(&m, &deny, &why, XC_DL_DROP_PORT))
+			goto allow;
+	}
+
+	if (deny.act != XC_ACT_NONE) {
+		xc_rule_hit(deny.id, p->len, &now);
+		reason = why;
+		verdict = XC_DROP;
+	} else if (policy != XC_POLICY_DENY) {
+		reason = XC_DL_PASS_NOMATCH;
+	} else if (p->flags & XC_PKT_ND) {
+		reason = XC_DL_PASS_ALWAYS;
+	} else {
+		reason = XC_DL_DROP_POLICY;
+		verdict = XC_DROP;
+	}
+	goto out;
+
+allow:
+	xc_rule_hit(m.id, p->len, &now);
+	reason = XC_DL_PASS_ALLOW;
+out:
+	xc_dl_count(reason, p->len);
+	return verdict;
+}
+
+#endif /* XDPCTL_DROPLIST_H */

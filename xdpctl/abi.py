@@ -1,0 +1,317 @@
+"""The map ABI on the Python side: every key/value layout, enum and constant
+of bpf/include/xdpctl_abi.h, and the table of maps (docs/internals.md).
+
+This is the one place Python defines layouts. Change a layout here and in
+xdpctl_abi.h together; tests/unit/test_abi.py checks this module against the
+header text and against the BTF of the built objects in xdpctl/bpf/*.o.
+
+Maps hold host-endian integers, except the fields the header marks as
+network byte order (addresses and the L4 port), which are byte strings or
+big-endian here.
+"""
+from __future__ import annotations
+
+import ctypes
+import enum
+import struct
+from typing import NamedTuple
+
+# ---------------------------------------------------------------------------
+# Chain
+# ---------------------------------------------------------------------------
+CHAIN_SLOTS = 8
+
+
+class Stage(enum.IntEnum):
+    COUNTER = 0
+    DROPLIST = 1
+    LB = 2
+
+
+# ---------------------------------------------------------------------------
+# Protocol counter
+# ---------------------------------------------------------------------------
+class L3(enum.IntEnum):
+    IPV4 = 0
+    IPV6 = 1
+    ARP = 2
+    OTHER = 3
+    MALFORMED = 4
+    MAX = 5
+
+
+class L4(enum.IntEnum):
+    NONE = 0
+    TCP = 1
+    UDP = 2
+    ICMP = 3
+    ICMPV6 = 4
+    SCTP = 5
+    GRE = 6
+    OTHER = 7
+    FRAGMENT = 8
+    MALFORMED = 9
+    MAX = 10
+
+
+PROTO_EXTRA = L3.MAX * L4.MAX  # 50
+PROTO_VLAN1 = PROTO_EXTRA + 0
+PROTO_VLAN2 = PROTO_EXTRA + 1
+PROTO_SLOTS = 64
+
+
+def proto_slot(l3: int, l4: int) -> int:
+    """Index of the xc_proto slot for an (l3, l4) class."""
+    return int(l3) * L4.MAX + int(l4)
+
+
+# ---------------------------------------------------------------------------
+# Drop list
+# ---------------------------------------------------------------------------
+class Dir(enum.IntEnum):
+    SRC = 0
+    DST = 1
+
+
+class Action(enum.IntEnum):
+    NONE = 0
+    DENY = 1
+    ALLOW = 2
+
+
+class Policy(enum.IntEnum):
+    ALLOW = 0
+    DENY = 1
+
+
+class CfgFlag(enum.IntFlag):
+    HAVE_DST = 1 << 0
+    HAVE_PORT = 1 << 1
+    HAVE_V6TRIE = 1 << 2
+
+
+class DlReason(enum.IntEnum):
+    PASS_NOMATCH = 0
+    PASS_ALLOW = 1
+    PASS_ALWAYS = 2
+    DROP_SRC = 3
+    DROP_DST = 4
+    DROP_PORT = 5
+    DROP_POLICY = 6
+    PASS_MALFORMED = 7
+    DROP_MALFORMED = 8
+    MAX = 16
+
+
+DL_MAX = int(DlReason.MAX)
+
+# C enum name -> (Python enum, prefix of the C enumerator names). Used by
+# the ABI test to compare this module with the header and the BTF.
+C_ENUMS: dict[str, tuple[type[enum.IntEnum], str]] = {
+    "xc_stage": (Stage, "XC_STAGE_"),
+    "xc_l3": (L3, "XC_L3_"),
+    "xc_l4": (L4, "XC_L4_"),
+    "xc_dir": (Dir, "XC_DIR_"),
+    "xc_action": (Action, "XC_ACT_"),
+    "xc_policy": (Policy, "XC_POLICY_"),
+    "xc_dl_reason": (DlReason, "XC_DL_"),
+}
+
+# C #define name -> value.
+C_DEFINES: dict[str, int] = {
+    "XC_CHAIN_SLOTS": CHAIN_SLOTS,
+    "XC_PROTO_EXTRA": PROTO_EXTRA,
+    "XC_PROTO_VLAN1": PROTO_VLAN1,
+    "XC_PROTO_VLAN2": PROTO_VLAN2,
+    "XC_PROTO_SLOTS": PROTO_SLOTS,
+    "XC_CFG_HAVE_DST": int(CfgFlag.HAVE_DST),
+    "XC_CFG_HAVE_PORT": int(CfgFlag.HAVE_PORT),
+    "XC_CFG_HAVE_V6TRIE": int(CfgFlag.HAVE_V6TRIE),
+}
+
+# ---------------------------------------------------------------------------
+# Structures (field names exactly as in the header)
+# ---------------------------------------------------------------------------
+u8, u16, u32, u64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64
+
+
+class xc_counter(ctypes.Structure):
+    _fields_ = [("packets", u64), ("bytes", u64)]
+
+
+class xc_config(ctypes.Structure):
+    _fields_ = [("policy", u32), ("flags", u32), ("generation", u64)]
+
+
+class xc_rule_val(ctypes.Structure):
+    _fields_ = [
+        ("rule_id", u32),
+        ("action", u8),
+        ("plen", u8),
+        ("flags", u16),
+        ("expires_ns", u64),
+    ]
+
+
+class xc_key4(ctypes.Structure):
+    _fields_ = [("dir", u32), ("addr", u32)]  # addr: network byte order
+
+
+class xc_key6(ctypes.Structure):
+    _fields_ = [("dir", u32), ("addr", u8 * 16)]
+
+
+class xc_trie6_key(ctypes.Structure):
+    _fields_ = [("prefixlen", u32), ("dir", u32), ("addr", u8 * 16)]
+
+
+class xc_port_key(ctypes.Structure):
+    _fields_ = [
+        ("prefixlen", u32),
+        ("dir", u8),
+        ("proto", u8),
+        ("port", u16),  # network byte order
+        ("family", u8),
+        ("pad", u8 * 3),
+        ("addr", u8 * 16),
+    ]
+
+
+class xc_rule_stats(ctypes.Structure):
+    _fields_ = [("packets", u64), ("bytes", u64), ("last_hit_ns", u64)]
+
+
+STRUCTS: dict[str, type[ctypes.Structure]] = {
+    cls.__name__: cls
+    for cls in (xc_counter, xc_config, xc_rule_val, xc_key4, xc_key6,
+                xc_trie6_key, xc_port_key, xc_rule_stats)
+}
+
+# ---------------------------------------------------------------------------
+# Packing: struct formats equal to the ctypes layouts (checked by the tests).
+# '=' is host byte order without alignment; padding is spelled out.
+# ---------------------------------------------------------------------------
+U32 = struct.Struct("=I")
+COUNTER = struct.Struct("=QQ")                 # xc_counter
+CONFIG = struct.Struct("=IIQ")                 # xc_config
+RULE_VAL = struct.Struct("=IBBHQ")             # xc_rule_val
+KEY4 = struct.Struct("=I4s")                   # xc_key4 (addr as 4 bytes, big-endian)
+KEY6 = struct.Struct("=I16s")                  # xc_key6
+TRIE6_KEY = struct.Struct("=II16s")            # xc_trie6_key
+PORT_KEY = struct.Struct("=IBB2sB3x16s")       # xc_port_key (port as 2 bytes, big-endian)
+RULE_STATS = struct.Struct("=QQQ")             # xc_rule_stats
+
+PACKERS: dict[str, struct.Struct] = {
+    "xc_counter": COUNTER,
+    "xc_config": CONFIG,
+    "xc_rule_val": RULE_VAL,
+    "xc_key4": KEY4,
+    "xc_key6": KEY6,
+    "xc_trie6_key": TRIE6_KEY,
+    "xc_port_key": PORT_KEY,
+    "xc_rule_stats": RULE_STATS,
+}
+
+# LPM prefixlen offsets: bits of the key in front of the address.
+TRIE6_PREFIX_BASE = 32   # xc_trie6_key.dir
+PORT_PREFIX_BASE = 64    # dir, proto, port, family, pad
+
+
+def pack_key4(dir: int, addr: int) -> bytes:
+    return KEY4.pack(dir, addr.to_bytes(4, "big"))
+
+
+def pack_key6(dir: int, addr: int) -> bytes:
+    return KEY6.pack(dir, addr.to_bytes(16, "big"))
+
+
+def pack_trie6_key(dir: int, addr: int, plen: int) -> bytes:
+    return TRIE6_KEY.pack(TRIE6_PREFIX_BASE + plen, dir, addr.to_bytes(16, "big"))
+
+
+def pack_port_key(dir: int, proto: int, port: int, family: int, addr: int, plen: int) -> bytes:
+    """xc_port_key; an IPv4 address fills the first 4 bytes of addr."""
+    if family == 4:
+        a = addr.to_bytes(4, "big") + bytes(12)
+    else:
+        a = addr.to_bytes(16, "big")
+    return PORT_KEY.pack(PORT_PREFIX_BASE + plen, dir, proto, port.to_bytes(2, "big"), family, a)
+
+
+def pack_rule_val(rule_id: int, action: int, plen: int, expires_ns: int = 0) -> bytes:
+    return RULE_VAL.pack(rule_id, action, plen, 0, expires_ns)
+
+
+def pack_config(policy: int, flags: int, generation: int) -> bytes:
+    return CONFIG.pack(policy, flags, generation)
+
+
+class RuleVal(NamedTuple):
+    rule_id: int
+    action: int
+    plen: int
+    flags: int
+    expires_ns: int
+
+
+def unpack_rule_val(b: bytes) -> RuleVal:
+    return RuleVal(*RULE_VAL.unpack(b))
+
+
+# ---------------------------------------------------------------------------
+# Maps (docs/internals.md, "Maps: per hook vs shared")
+# ---------------------------------------------------------------------------
+class MapType(enum.IntEnum):
+    """The BPF_MAP_TYPE_* values used by xdpctl (linux/bpf.h)."""
+    HASH = 1
+    ARRAY = 2
+    PROG_ARRAY = 3
+    PERCPU_ARRAY = 6
+    LPM_TRIE = 11
+
+
+BPF_F_NO_PREALLOC = 1
+
+
+class MapSpec(NamedTuple):
+    name: str
+    scope: str                 # 'hook' (one per hook) or 'shared' (one per pin root)
+    map_type: MapType
+    key: type                  # ctypes type of the key
+    key_size: int
+    value: type                # ctypes type of the value (prog fd: u32)
+    value_size: int
+    max_entries: int           # default
+    flags: int                 # map_flags
+
+
+def _spec(name, scope, map_type, key, value, entries, flags=0) -> MapSpec:
+    return MapSpec(name, scope, map_type, key, ctypes.sizeof(key), value,
+                   ctypes.sizeof(value), entries, flags)
+
+
+MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
+    # per hook
+    _spec("xc_chain", "hook", MapType.PROG_ARRAY, u32, u32, CHAIN_SLOTS),
+    _spec("xc_proto", "hook", MapType.PERCPU_ARRAY, u32, xc_counter, PROTO_SLOTS),
+    _spec("xc_dl_cnt", "hook", MapType.PERCPU_ARRAY, u32, xc_counter, DL_MAX),
+    # shared
+    _spec("xc_cfg", "shared", MapType.ARRAY, u32, xc_config, 1),
+    _spec("xc_v4_l16", "shared", MapType.ARRAY, u32, xc_rule_val, 2 * 65536),
+    _spec("xc_v4_l24", "shared", MapType.HASH, xc_key4, xc_rule_val, 1048576, BPF_F_NO_PREALLOC),
+    _spec("xc_v4_l32", "shared", MapType.HASH, xc_key4, xc_rule_val, 2097152, BPF_F_NO_PREALLOC),
+    _spec("xc_v6_l128", "shared", MapType.HASH, xc_key6, xc_rule_val, 1048576, BPF_F_NO_PREALLOC),
+    _spec("xc_v6_l64", "shared", MapType.HASH, xc_key6, xc_rule_val, 1048576, BPF_F_NO_PREALLOC),
+    _spec("xc_v6_l48", "shared", MapType.HASH, xc_key6, xc_rule_val, 262144, BPF_F_NO_PREALLOC),
+    _spec("xc_v6_l32", "shared", MapType.HASH, xc_key6, xc_rule_val, 262144, BPF_F_NO_PREALLOC),
+    _spec("xc_v6_trie", "shared", MapType.LPM_TRIE, xc_trie6_key, xc_rule_val, 262144, BPF_F_NO_PREALLOC),
+    _spec("xc_port_trie", "shared", MapType.LPM_TRIE, xc_port_key, xc_rule_val, 65536, BPF_F_NO_PREALLOC),
+    _spec("xc_rule_stats", "shared", MapType.ARRAY, u32, xc_rule_stats, 2097152),
+)}
+
+HOOK_MAPS = tuple(n for n, s in MAP_SPECS.items() if s.scope == "hook")
+SHARED_MAPS = tuple(n for n, s in MAP_SPECS.items() if s.scope == "shared")
+
+# The maps the drop-list compiler fills (xdpctl.core.dlcompile).
+RULE_MAPS = ("xc_v4_l16", "xc_v4_l24", "xc_v4_l32", "xc_v6_l128", "xc_v6_l64",
+             "xc_v6_l48", "xc_v6_l32", "xc_v6_trie", "xc_port_trie")

@@ -1,0 +1,141 @@
+"""Desired state in SQLite: attachments, rules, policy, revision.
+
+The kernel is a cache of this database: `xdpctl restore` rebuilds programs,
+attachments and map contents from it. Writers hold the pin-directory lock
+and one SQLite transaction, so the CLI and the service can run side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from ..errors import Conflict
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attachments (
+    netns   TEXT NOT NULL DEFAULT '',
+    ifname  TEXT NOT NULL,
+    hook    TEXT NOT NULL,
+    program TEXT NOT NULL,
+    mode    TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (netns, ifname, hook, program)
+);
+CREATE TABLE IF NOT EXISTS rules (
+    id       INTEGER PRIMARY KEY,
+    family   INTEGER NOT NULL,          -- 4 or 6
+    addr     BLOB    NOT NULL,          -- network address, 4 or 16 bytes
+    plen     INTEGER NOT NULL,
+    dir      INTEGER NOT NULL,          -- 0 source, 1 destination
+    action   INTEGER NOT NULL,          -- 1 deny, 2 allow
+    proto    INTEGER NOT NULL DEFAULT 0,-- 0: any (address rule)
+    port     INTEGER NOT NULL DEFAULT 0,
+    anyaddr  INTEGER NOT NULL DEFAULT 0,-- 1: L4 rule without a prefix
+    mgmt     INTEGER NOT NULL DEFAULT 0,-- 1: management prefix (allow)
+    comment  TEXT,
+    source   TEXT,
+    created  REAL NOT NULL,
+    expires  REAL                       -- wall clock; NULL = never
+);
+CREATE UNIQUE INDEX IF NOT EXISTS rules_match
+    ON rules (family, dir, proto, port, anyaddr, plen, addr);
+CREATE INDEX IF NOT EXISTS rules_expires ON rules (expires) WHERE expires IS NOT NULL;
+"""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    netns: str | None
+    ifname: str
+    hook: str
+    program: str
+    mode: str | None
+
+
+class State:
+    def __init__(self, path: str):
+        self.path = path
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+        with self.tx():
+            self.db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('revision', '0')")
+            self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('policy', 'allow')")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One immediate transaction: committed on success, rolled back on error."""
+        if self.db.in_transaction:
+            yield self.db
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    # -- meta
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def revision(self) -> int:
+        return int(self.get_meta("revision", "0") or 0)
+
+    def check_revision(self, expected: int | None) -> None:
+        if expected is not None and expected != self.revision:
+            raise Conflict(
+                f"revision conflict: the rule set is at revision {self.revision}, "
+                f"the request expected {expected}; re-read and retry"
+            )
+
+    def bump_revision(self) -> int:
+        rev = self.revision + 1
+        self.set_meta("revision", str(rev))
+        return rev
+
+    # -- attachments
+    def attachments(self) -> list[Attachment]:
+        rows = self.db.execute(
+            "SELECT netns, ifname, hook, program, mode FROM attachments ORDER BY netns, ifname, hook, program"
+        ).fetchall()
+        return [Attachment(r[0] or None, r[1], r[2], r[3], r[4]) for r in rows]
+
+    def add_attachment(self, a: Attachment) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO attachments(netns, ifname, hook, program, mode, created) VALUES (?,?,?,?,?,?)",
+            (a.netns or "", a.ifname, a.hook, a.program, a.mode, time.time()),
+        )
+
+    def remove_attachment(self, netns: str | None, ifname: str, hook: str, program: str) -> None:
+        self.db.execute(
+            "DELETE FROM attachments WHERE netns=? AND ifname=? AND hook=? AND program=?",
+            (netns or "", ifname, hook, program),
+        )

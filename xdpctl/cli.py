@@ -31,8 +31,8 @@ app = typer.Typer(
     help="Control XDP and TC classifiers: protocol counters, drop lists, load balancing.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
 
 
 class Global:

@@ -222,8 +222,6 @@ class Hooks:
                     rid = self._load_and_attach_xdp_root(ref, m, foreign)
                     if mode == "auto" and m == "generic":
                         notes.append(f"native XDP not available on {link.name} ({last_exc}); using generic mode")
-                    elif mode == "auto":
-                        notes.append(f"attached in native mode")
                     return rid, m, notes
                 except Unsupported as exc:
                     last_exc = exc
@@ -389,6 +387,9 @@ class Hooks:
                         cur = netlink.tc_ours(ref.ifname, ref.netns, ref.hook)
                         if cur is not None and cur.prog_id == rid:
                             netlink.tc_del(ref.ifname, ref.netns, ref.hook)
+                        # an empty clsact qdisc is ours to remove: nothing else uses it
+                        if not any(netlink.tc_filters(ref.ifname, ref.netns, h) for h in ("tc-ingress", "tc-egress")):
+                            netlink.del_clsact(ref.ifname, ref.netns)
                 except NotFound:
                     pass  # interface or namespace gone: nothing to detach
             finally:

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* xdpctl TC protocol counter stage (chain slot XC_STAGE_COUNTER), ingress and egress. */
-#include "hook.h"
+#include "tc_hook.h"
 #include "counter.h"
 
 SEC("tc")

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* xdpctl TC drop list stage (chain slot XC_STAGE_DROPLIST), ingress and egress. */
-#include "hook.h"
+#include "tc_hook.h"
 #include "droplist.h"
 
 SEC("tc")

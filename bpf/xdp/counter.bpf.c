@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* xdpctl XDP protocol counter stage (chain slot XC_STAGE_COUNTER). */
-#include "hook.h"
+#include "xdp_hook.h"
 #include "counter.h"
 
 SEC("xdp")

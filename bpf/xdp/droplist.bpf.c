@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* xdpctl XDP drop list stage (chain slot XC_STAGE_DROPLIST). */
-#include "hook.h"
+#include "xdp_hook.h"
 #include "droplist.h"
 
 SEC("xdp")

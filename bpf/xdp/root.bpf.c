@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* xdpctl XDP root: attached to the hook, tries every chain slot in order. */
-#include "hook.h"
+#include "chain.h"
 
 SEC("xdp")
 int xc_root(struct xdp_md *ctx)

@@ -48,6 +48,22 @@ CREATE TABLE IF NOT EXISTS rules (
     created  REAL NOT NULL,
     expires  REAL                       -- wall clock; NULL = never
 );
+-- A list: a bulk rule set (a block list file) stored as one packed blob and
+-- replaced as a whole. Members get rule ids id_base .. id_base+count-1, in
+-- the order of the blob; each member is 18 bytes: family, plen, 16-byte
+-- network (IPv4 in the first 4 bytes).
+CREATE TABLE IF NOT EXISTS lists (
+    name     TEXT PRIMARY KEY,
+    dir      INTEGER NOT NULL,
+    action   INTEGER NOT NULL,
+    comment  TEXT,
+    source   TEXT,
+    created  REAL NOT NULL,
+    expires  REAL,
+    id_base  INTEGER NOT NULL,
+    count    INTEGER NOT NULL,
+    entries  BLOB NOT NULL
+);
 CREATE UNIQUE INDEX IF NOT EXISTS rules_match
     ON rules (family, dir, proto, port, anyaddr, plen, addr);
 CREATE INDEX IF NOT EXISTS rules_expires ON rules (expires) WHERE expires IS NOT NULL;
@@ -120,6 +136,66 @@ class State:
         rev = self.revision + 1
         self.set_meta("revision", str(rev))
         return rev
+
+    # -- rule ids
+    def used_id_ranges(self) -> list[tuple[int, int]]:
+        """Sorted, merged [start, end) ranges of rule ids in use."""
+        spans = [(r[0], r[0] + r[1]) for r in self.db.execute("SELECT id_base, count FROM lists")]
+        ids = [r[0] for r in self.db.execute("SELECT id FROM rules ORDER BY id")]
+        start = prev = None
+        for i in ids:
+            if start is None:
+                start = prev = i
+            elif i == prev + 1:
+                prev = i
+            else:
+                spans.append((start, prev + 1))
+                start = prev = i
+        if start is not None:
+            spans.append((start, prev + 1))
+        spans.sort()
+        merged: list[tuple[int, int]] = []
+        for a, b in spans:
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+            else:
+                merged.append((a, b))
+        return merged
+
+    def allocate_ids(self, n: int, capacity: int, reserved: list[tuple[int, int]] = ()) -> int:
+        """First id of a free run of n ids in [1, capacity); raises when full."""
+        from ..errors import CapacityError
+
+        spans = sorted(list(self.used_id_ranges()) + list(reserved))
+        cur = 1
+        for a, b in spans:
+            if a - cur >= n:
+                return cur
+            cur = max(cur, b)
+        if capacity - cur >= n:
+            return cur
+        raise CapacityError(
+            f"no room for {n} more rules: the rule table holds {capacity - 1} "
+            f"(xc_rule_stats capacity); remove rules or raise the capacity"
+        )
+
+    def free_ids(self, n: int, capacity: int) -> list[int]:
+        """n free rule ids (lowest first, gaps included); raises when full."""
+        from ..errors import CapacityError
+
+        out: list[int] = []
+        cur = 1
+        for a, b in self.used_id_ranges() + [(capacity, capacity)]:
+            while cur < a and len(out) < n:
+                out.append(cur)
+                cur += 1
+            if len(out) == n:
+                return out
+            cur = max(cur, b)
+        raise CapacityError(
+            f"no room for {n} more rules: the rule table holds {capacity - 1} "
+            f"(xc_rule_stats capacity); remove rules or raise the capacity"
+        )
 
     # -- attachments
     def attachments(self) -> list[Attachment]:

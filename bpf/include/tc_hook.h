@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * xdpctl TC glue (ingress and egress): feed the shared parser from an
+ * __sk_buff and turn a stage verdict into a TC action.
+ * Frame = the linear part of the skb; the tag the kernel stripped
+ * (skb->vlan_present) counts as one VLAN level; bytes counted = skb->len,
+ * plus 4 for a stripped tag. When a header runs past the linear part, up to
+ * XC_TC_PULL_MAX bytes are pulled in and the frame is parsed again.
+ */
+#ifndef XDPCTL_TC_HOOK_H
+#define XDPCTL_TC_HOOK_H
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+
+#include "parse.h"
+#include "chain.h"
+#include "stage.h"
+
+#define XC_TC_PULL_MAX 512 /* L2 + IPv6 + a long extension chain + L4 */
+
+/* Global (non-inlined) on purpose, see xdp_hook.h. Returns the l3 class. */
+__noinline int xc_tc_parse(struct __sk_buff *skb, struct xc_pkt *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 stripped = skb->vlan_present ? 1 : 0;
+	__u32 len = skb->len + (stripped ? 4 : 0);
+	__u32 linear, want;
+
+	if (!p)
+		return XC_L3_MALFORMED;
+	xc_parse(p, data, data_end, stripped, len);
+	if (!(p->flags & XC_PKT_TRUNC))
+		return p->l3;
+
+	/* A header ran past the linear part: pull it in and parse again. */
+	linear = (__u32)(data_end - data);
+	want = skb->len < XC_TC_PULL_MAX ? skb->len : XC_TC_PULL_MAX;
+	if (want <= linear || bpf_skb_pull_data(skb, want))
+		return p->l3;
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	xc_parse(p, data, data_end, stripped, len);
+	return p->l3;
+}
+
+/* On a pass, try the chain slots after `slot` (a constant), then pass. */
+static __always_inline int xc_tc_finish(struct __sk_buff *skb, int verdict, const __u32 slot)
+{
+	if (verdict != XC_PASS)
+		return TC_ACT_SHOT;
+	xc_chain_from(skb, slot + 1);
+	return TC_ACT_OK;
+}
+
+#endif /* XDPCTL_TC_HOOK_H */

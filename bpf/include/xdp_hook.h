@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * xdpctl XDP glue: feed the shared parser from an xdp_md and turn a stage
+ * verdict into an XDP action. Frame = [data, data_end), bytes counted =
+ * data_end - data, no tag stripped by the kernel.
+ */
+#ifndef XDPCTL_XDP_HOOK_H
+#define XDPCTL_XDP_HOOK_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "parse.h"
+#include "chain.h"
+#include "stage.h"
+
+/*
+ * A global (non-inlined) function on purpose: the verifier checks it once
+ * on its own, and the stage after it once, instead of the stage once per
+ * parser outcome. Returns the l3 class.
+ */
+__noinline int xc_xdp_parse(struct xdp_md *ctx, struct xc_pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	if (!p)
+		return XC_L3_MALFORMED;
+	xc_parse(p, data, data_end, 0, (__u32)(data_end - data));
+	return p->l3;
+}
+
+/* On a pass, try the chain slots after `slot` (a constant), then pass. */
+static __always_inline int xc_xdp_finish(struct xdp_md *ctx, int verdict, const __u32 slot)
+{
+	if (verdict != XC_PASS)
+		return XDP_DROP;
+	xc_chain_from(ctx, slot + 1);
+	return XDP_PASS;
+}
+
+#endif /* XDPCTL_XDP_HOOK_H */

@@ -1,0 +1,808 @@
+"""The drop-list compiler: rules -> the exact contents of the kernel tables
+(docs/internals.md, "Maps" and "The drop list verdict"; layouts in
+xdpctl.abi).
+
+Address rules are stored by controlled prefix expansion into bands:
+
+    IPv4  xc_v4_l32   HASH   /25../32  stride /32
+          xc_v4_l24   HASH   /17../24  stride /24
+          xc_v4_l16   ARRAY   /0../16  stride /16, index dir*65536 + (addr >> 16)
+    IPv6  xc_v6_l128  HASH   /128
+          xc_v6_l64   HASH   /57../64  stride /64
+          xc_v6_l48   HASH   /41../48  stride /48
+          xc_v6_l32   HASH   /25../32  stride /32
+          xc_v6_trie  LPM    every other length, prefixlen = 32 + plen
+
+A rule is written under every stride key it covers; each key holds the
+longest rule of its band covering it. L4 rules (protocol + destination
+port, optionally a prefix on the source or destination) go to xc_port_trie
+with prefixlen = 64 + plen; an L4 rule without prefix (family 0) is stored
+as /0 for family 4 and for family 6.
+
+Three entry points:
+  compile_full(rules)        every table from scratch (fast, columnar)
+  plan_add / plan_remove     per-map updates and deletes for one rule, given
+                             a RuleIndex over the current rule set
+  kernel_lookup / kernel_port_lookup
+                             the C lookup emulated over table contents
+"""
+from __future__ import annotations
+
+import gc
+import sys
+from abc import ABC, abstractmethod
+from array import array
+from collections import deque
+from itertools import compress, repeat
+from operator import is_, itemgetter, lshift, or_
+from typing import Iterable, Mapping, NamedTuple
+
+from xdpctl import abi
+from xdpctl.abi import Action, CfgFlag
+
+__all__ = [
+    "Rule", "RuleError", "validate_rule", "band_of", "Band", "BANDS",
+    "Table", "Compiled", "compile_full", "rule_flags",
+    "MapPlan", "Plan", "RuleIndex", "MemoryRuleIndex", "plan_add", "plan_remove",
+    "TableState", "empty_state", "tables_to_state", "apply_plan",
+    "kernel_lookup", "kernel_port_lookup",
+]
+
+L4_PROTOS = frozenset((6, 17, 132))
+_BITS = {4: 32, 6: 128}
+_LE = sys.byteorder == "little"
+U64_MAX = (1 << 64) - 1
+
+
+class Rule(NamedTuple):
+    id: int                     # >= 1, indexes xc_rule_stats
+    family: int                 # 4 or 6; 0 only for an L4 rule without prefix
+    net: int                    # network (host bits zero); 0 when family is 0
+    plen: int                   # prefix length; 0 when family is 0
+    dir: int = 0                # abi.Dir: 0 source, 1 destination
+    action: int = Action.DENY   # abi.Action.DENY or ALLOW
+    proto: int | None = None    # 6/17/132 for an L4 rule
+    port: int | None = None     # destination port 1..65535 for an L4 rule
+    expires_ns: int = 0         # CLOCK_BOOTTIME deadline, 0 = never
+
+
+class RuleError(ValueError):
+    """A rule that cannot be compiled (bad field, or a duplicate key)."""
+
+    def __init__(self, rule, reason: str):
+        self.rule = rule
+        self.reason = reason
+        super().__init__(f"rule {getattr(rule, 'id', '?')}: {reason}")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def validate_rule(r: Rule) -> None:
+    """Raise RuleError when a rule has a field out of range."""
+    try:
+        rid, fam, net, plen, dir_, act, proto, port, exp = r
+    except (TypeError, ValueError):
+        raise RuleError(r, "a rule has 9 fields") from None
+    # the common shape, checked in one go
+    if (fam == 4 and proto is None and port is None and type(rid) is int
+            and 0 < rid <= 0xFFFFFFFF and (dir_ == 0 or dir_ == 1)
+            and (act == 1 or act == 2) and type(plen) is int and 0 <= plen <= 32
+            and type(net) is int and 0 <= net <= 0xFFFFFFFF
+            and not net & _HOST4[plen] and type(exp) is int and 0 <= exp <= U64_MAX):
+        return
+
+    def bad(why):
+        raise RuleError(r, why)
+    if not _is_int(rid) or not 1 <= rid <= 0xFFFFFFFF:
+        bad(f"id {rid!r} out of range 1..4294967295")
+    if not _is_int(dir_) or dir_ not in (0, 1):
+        bad(f"dir {dir_!r} is not 0 (source) or 1 (destination)")
+    if not _is_int(act) or act not in (Action.DENY, Action.ALLOW):
+        bad(f"action {act!r} is not DENY (1) or ALLOW (2)")
+    if not _is_int(exp) or not 0 <= exp <= U64_MAX:
+        bad(f"expires_ns {exp!r} out of range 0..2**64-1")
+    if (proto is None) != (port is None):
+        bad("an L4 rule needs both protocol and port")
+    if proto is not None:
+        if proto not in L4_PROTOS:
+            bad(f"protocol {proto!r} is not tcp (6), udp (17) or sctp (132)")
+        if not _is_int(port) or not 1 <= port <= 65535:
+            bad(f"port {port!r} out of range 1..65535")
+    if fam == 0:
+        if proto is None:
+            bad("family 0 (no prefix) is only for L4 rules")
+        if net != 0 or plen != 0:
+            bad("a rule without prefix has net 0 and plen 0")
+        return
+    if fam not in _BITS:
+        bad(f"family {fam!r} is not 4 or 6")
+    bits = _BITS[fam]
+    if not _is_int(plen) or not 0 <= plen <= bits:
+        bad(f"plen {plen!r} out of range 0..{bits}")
+    if not _is_int(net) or not 0 <= net < (1 << bits):
+        bad(f"net {net!r} is not an IPv{fam} address")
+    if net & ((1 << (bits - plen)) - 1):
+        bad("host bits set in net")
+
+
+_HOST4 = [(1 << (32 - p)) - 1 for p in range(33)]
+
+
+# ---------------------------------------------------------------------------
+# Bands
+# ---------------------------------------------------------------------------
+class Band(NamedTuple):
+    map: str
+    family: int
+    lo: int        # shortest rule length stored here
+    hi: int        # longest rule length stored here
+    stride: int    # key length (bits of address kept); None for LPM tries
+
+
+BANDS = (
+    Band("xc_v4_l32", 4, 25, 32, 32),
+    Band("xc_v4_l24", 4, 17, 24, 24),
+    Band("xc_v4_l16", 4, 0, 16, 16),
+    Band("xc_v6_l128", 6, 128, 128, 128),
+    Band("xc_v6_l64", 6, 57, 64, 64),
+    Band("xc_v6_l48", 6, 41, 48, 48),
+    Band("xc_v6_l32", 6, 25, 32, 32),
+)
+V6_TRIE = "xc_v6_trie"
+PORT_TRIE = "xc_port_trie"
+L16 = "xc_v4_l16"
+L16_ENTRIES = 2 * 65536
+
+_BAND_BY_LEN: dict[tuple[int, int], Band | None] = {}
+for _f, _bits in _BITS.items():
+    for _p in range(_bits + 1):
+        _BAND_BY_LEN[(_f, _p)] = next(
+            (b for b in BANDS if b.family == _f and b.lo <= _p <= b.hi), None)
+
+
+def band_of(family: int, plen: int) -> Band | None:
+    """The hash/array band of an address rule, or None for xc_v6_trie."""
+    return _BAND_BY_LEN[(family, plen)]
+
+
+def _mask(family: int, plen: int) -> int:
+    bits = _BITS[family]
+    return ((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1)
+
+
+def _val(r: Rule) -> bytes:
+    return abi.RULE_VAL.pack(r.id, r.action, r.plen, 0, r.expires_ns)
+
+
+_ZERO_VAL = bytes(abi.RULE_VAL.size)
+
+
+def _band_key(band: Band, dir: int, addr: int) -> bytes:
+    if band.map == L16:
+        return abi.U32.pack(dir * 65536 + (addr >> 16))
+    if band.family == 4:
+        return abi.pack_key4(dir, addr)
+    return abi.pack_key6(dir, addr)
+
+
+def _band_keys(band: Band, r: Rule) -> list[int]:
+    """Stride addresses a band rule expands to."""
+    shift = _BITS[band.family] - band.stride
+    return list(range(r.net, r.net + (1 << (_BITS[band.family] - r.plen)), 1 << shift))
+
+
+def _port_keys(r: Rule) -> list[bytes]:
+    if r.family == 0:
+        return [abi.pack_port_key(r.dir, r.proto, r.port, 4, 0, 0),
+                abi.pack_port_key(r.dir, r.proto, r.port, 6, 0, 0)]
+    return [abi.pack_port_key(r.dir, r.proto, r.port, r.family, r.net, r.plen)]
+
+
+def rule_flags(r: Rule) -> int:
+    """The xc_cfg flags one rule needs (OR them over the rule set)."""
+    if r.proto is not None:
+        return int(CfgFlag.HAVE_PORT)
+    f = int(CfgFlag.HAVE_DST) if r.dir == 1 else 0
+    if r.family == 6 and band_of(6, r.plen) is None:
+        f |= int(CfgFlag.HAVE_V6TRIE)
+    return f
+
+
+# ---------------------------------------------------------------------------
+# Full compile
+# ---------------------------------------------------------------------------
+class Table(NamedTuple):
+    keys: bytes      # count keys, packed back to back
+    values: bytes    # count values (struct xc_rule_val), same order
+    count: int
+
+
+class Compiled(dict):
+    """map name -> Table for every rule map (abi.RULE_MAPS), plus .flags
+    (the XC_CFG_* bits the rule set implies). xc_v4_l16 is the full array
+    image (131072 entries, empty slots zero); the other tables hold only
+    their entries."""
+
+    flags: int = 0
+    _state = None
+
+    def state(self) -> "TableState":
+        """The tables as {map: {key: value}} (cached)."""
+        if self._state is None:
+            self._state = tables_to_state(self)
+        return self._state
+
+
+def _key_sizes() -> dict[str, int]:
+    return {m: abi.MAP_SPECS[m].key_size for m in abi.RULE_MAPS}
+
+
+KEY_SIZE = _key_sizes()
+VAL_SIZE = abi.RULE_VAL.size
+
+
+def _addr_key(r: Rule):
+    return (r.family, r.dir, r.plen, r.net)
+
+
+def _find_dup(rules: Iterable[Rule], keyf=_addr_key) -> None:
+    """Raise RuleError for the first two rules with the same key."""
+    seen: dict = {}
+    for r in rules:
+        k = keyf(r)
+        first = seen.get(k)
+        if first is not None:
+            raise RuleError(r, f"same key as rule {first.id} (family, direction, prefix"
+                               f"{', protocol, port' if r.proto is not None else ''})")
+        seen[k] = r
+
+
+def _check_unique(minor: list[Rule]) -> None:
+    if len({_addr_key(r) for r in minor}) != len(minor):
+        _find_dup(minor)
+
+
+# -- IPv4, columnar ----------------------------------------------------------
+# IPv4 band keys are handled as ints hk = addr | dir << 32 (host-order
+# address: hashes well), turned into packed xc_key4 only at the end, with
+# array operations. These helpers assume a little-endian host; other hosts
+# take the plain path (_compile_plain).
+
+def _key4_bytes(hks) -> bytes:
+    """Packed xc_key4 (dir host order, addr big-endian) from hk ints."""
+    ka = array("I", array("Q", hks).tobytes())   # [addr, dir] pairs
+    addrs = ka[0::2]
+    addrs.byteswap()
+    out = array("I", bytes(4 * len(ka)))
+    out[0::2] = ka[1::2]
+    out[1::2] = addrs
+    return out.tobytes()
+
+
+def _vals_col(ids, acts, plen: int, exps) -> bytes:
+    """Packed xc_rule_val for columns of rules of one prefix length:
+    u32 rule_id | u8 action, u8 plen, u16 flags | u64 expires_ns."""
+    n = len(ids)
+    va = array("I", bytes(16 * n))
+    va[0::4] = ids if isinstance(ids, array) else array("I", ids)
+    ap = {a: a | (plen << 8) for a in set(acts)}
+    if len(ap) == 1:
+        va[1::4] = array("I", [ap[next(iter(ap))]]) * n
+    else:
+        va[1::4] = array("I", map(ap.__getitem__, acts))
+    if exps.count(0) != n:
+        e = array("I", array("Q", exps).tobytes())  # [low, high] halves
+        va[2::4] = e[0::2]
+        va[3::4] = e[1::2]
+    return va.tobytes()
+
+
+def _clusters(minor: list[Rule]) -> tuple[list[Rule], list[list[Rule]]]:
+    """Split a band's rules into those that overlap no other rule of the
+    band (same dir) and clusters of overlapping rules."""
+    if len(minor) < 2:
+        return list(minor), []
+    bits = _BITS[minor[0].family]
+    order = sorted(minor, key=lambda r: (r.dir, r.net, r.plen))
+    alone: list[Rule] = []
+    clusters: list[list[Rule]] = []
+    cur = [order[0]]
+    cur_end = (order[0].dir << bits) | order[0].net | ((1 << (bits - order[0].plen)) - 1)
+    for r in order[1:]:
+        lo = (r.dir << bits) | r.net
+        if lo <= cur_end:
+            cur.append(r)
+            cur_end = max(cur_end, lo | ((1 << (bits - r.plen)) - 1))
+            continue
+        (alone.append(cur[0]) if len(cur) == 1 else clusters.append(cur))
+        cur = [r]
+        cur_end = lo | ((1 << (bits - r.plen)) - 1)
+    (alone.append(cur[0]) if len(cur) == 1 else clusters.append(cur))
+    return alone, clusters
+
+
+_BYTE_SEQ = bytes(range(256))
+
+
+def _compile_v4_hash(band: Band, minor: list[Rule], fast, out: Compiled) -> None:
+    """One IPv4 hash band. minor: its rules as Rule objects; fast: for
+    xc_v4_l32, columns (hks, ids, acts, exps) of the plain /32 rules (minor
+    then holds /25../31 only; a /32 rule holds its key against them).
+
+    A rule that overlaps no other is written with two byte operations:
+    its keys differ in one address byte only (l32: the last, l24: the
+    third), so they are a repeated template with that byte filled from a
+    running sequence. Overlapping rules and keys taken by /32 rules go key
+    by key."""
+    _check_unique(minor)
+    keys: list[bytes] = []
+    vals: list[bytes] = []
+    count = 0
+    fset = None
+    if fast is not None and fast[0]:
+        fhks, fids, facts, fexps = fast
+        fset = set(fhks)
+        if len(fset) != len(fhks):
+            raise _FastDup
+        keys.append(_key4_bytes(fhks))
+        vals.append(_vals_col(fids, facts, 32, fexps))
+        count += len(fhks)
+    alone, clusters = _clusters(minor)
+    shift = 32 - band.stride          # 0 for l32, 8 for l24
+    vbyte = 7 if band.stride == 32 else 6   # byte of the key that varies
+    single: dict[int, Rule] = {}      # hk -> rule, for keys done one by one
+    for r in alone:
+        cnt = 1 << (band.stride - r.plen)
+        hk = r.net | (r.dir << 32)
+        if fset is not None and not fset.isdisjoint(range(hk, hk + cnt)):
+            for k in range(hk, hk + cnt):
+                if k not in fset:
+                    single[k] = r
+            continue
+        head = bytearray(abi.pack_key4(r.dir, r.net) * cnt)
+        first = (r.net >> shift) & 0xFF
+        head[vbyte::8] = _BYTE_SEQ[first:first + cnt]
+        keys.append(bytes(head))
+        vals.append(_val(r) * cnt)
+        count += cnt
+    for cl in clusters:
+        cl.sort(key=itemgetter(3))     # longer rules last: they win
+        for r in cl:
+            step = 1 << shift
+            hk = r.net | (r.dir << 32)
+            for k in range(hk, hk + (1 << (32 - r.plen)), step):
+                if fset is None or k not in fset:
+                    single[k] = r
+    if single:
+        hks = list(single.keys())
+        keys.append(_key4_bytes(hks))
+        vals.append(b"".join(map(_val, single.values())))
+        count += len(hks)
+    out[band.map] = Table(b"".join(keys), b"".join(vals), count)
+
+
+class _FastDup(Exception):
+    pass
+
+
+def _compile_l16(minor: list[Rule], out: Compiled) -> None:
+    minor.sort(key=itemgetter(3))
+    _check_unique(minor)
+    slots = [-1] * L16_ENTRIES
+    for i, r in enumerate(minor):
+        base = r.dir * 65536 + (r.net >> 16)
+        cnt = 1 << (16 - r.plen)
+        slots[base:base + cnt] = repeat(i, cnt)
+    valtab = [_val(r) for r in minor]
+    valtab.append(_ZERO_VAL)  # slot -1: empty
+    out[L16] = Table(array("I", range(L16_ENTRIES)).tobytes(),
+                     b"".join(map(valtab.__getitem__, slots)), L16_ENTRIES)
+
+
+# -- plain Python: IPv6 bands, tries, and every band on big-endian hosts ------
+
+def _compile_plain(band: Band, minor: list[Rule], out: Compiled) -> None:
+    minor.sort(key=itemgetter(3))
+    _check_unique(minor)
+    d: dict[bytes, bytes] = {}
+    for r in minor:
+        v = _val(r)
+        for a in _band_keys(band, r):
+            d[_band_key(band, r.dir, a)] = v
+    if band.map == L16:
+        full = {abi.U32.pack(i): _ZERO_VAL for i in range(L16_ENTRIES)}
+        full.update(d)
+        d = full
+    out[band.map] = Table(b"".join(d.keys()), b"".join(d.values()), len(d))
+
+
+def _compile_v6_trie(minor: list[Rule], out: Compiled) -> None:
+    _check_unique(minor)
+    keys = [abi.pack_trie6_key(r.dir, r.net, r.plen) for r in minor]
+    out[V6_TRIE] = Table(b"".join(keys), b"".join(map(_val, minor)), len(keys))
+
+
+def _compile_port(l4: list[Rule], out: Compiled) -> None:
+    d: dict[bytes, bytes] = {}
+    owner: dict[bytes, Rule] = {}
+    for r in l4:
+        v = _val(r)
+        for k in _port_keys(r):
+            if k in owner:
+                raise RuleError(r, f"same key as rule {owner[k].id} (direction, protocol, port, prefix)")
+            owner[k] = r
+            d[k] = v
+    out[PORT_TRIE] = Table(b"".join(d.keys()), b"".join(d.values()), len(d))
+
+
+# -- driver ------------------------------------------------------------------
+_EQ4 = bytes(int(i == 4) for i in range(256))
+_EQ32 = bytes(int(i == 32) for i in range(256))
+_NOT01 = bytes(int(i == 0) for i in range(256))
+
+
+def compile_full(rules: Iterable[Rule]) -> Compiled:
+    """Compile a whole rule set into the images of every rule map.
+
+    Raises RuleError on a bad rule, or on two rules with the same key
+    (family, dir, prefix and, for L4 rules, protocol and port)."""
+    rules = rules if isinstance(rules, list) else list(rules)
+    out = Compiled()
+    gc_was = gc.isenabled()
+    gc.disable()  # millions of small acyclic objects
+    try:
+        _compile_into(rules, out)
+    finally:
+        if gc_was:
+            gc.enable()
+    return out
+
+
+def _validate_all(rules) -> None:
+    for r in rules:
+        validate_rule(r if type(r) is Rule else Rule(*r))
+    raise RuleError(None, "rule fields of the wrong type")  # pragma: no cover
+
+
+def _compile_into(rules: list, out: Compiled) -> None:
+    n = len(rules)
+    per_band: dict[str, list[Rule]] = {b.map: [] for b in BANDS}
+    trie6: list[Rule] = []
+    l4: list[Rule] = []
+    fast = None
+    flags = 0
+    if n:
+        # Columns. The common shape (IPv4 /32 address rules) stays columnar
+        # and is checked column-wise; every other rule is checked and
+        # compiled one by one.
+        ids, fams, nets, plens, dirs, acts, protos, ports, exps = zip(*rules)
+        try:
+            fams_b, plens_b, dirs_b, acts_b = bytes(fams), bytes(plens), bytes(dirs), bytes(acts)
+        except (ValueError, TypeError):
+            _validate_all(rules)
+        n_none = protos.count(None)
+        if fams_b.count(4) == n and plens_b.count(32) == n and n_none == n:
+            fastmask = None
+            nfast = n
+        else:
+            m = int.from_bytes(fams_b.translate(_EQ4), "little") & \
+                int.from_bytes(plens_b.translate(_EQ32), "little")
+            if n_none != n:
+                m &= int.from_bytes(bytes(map(is_, protos, repeat(None))), "little")
+            fastmask = m.to_bytes(n, "little")
+            nfast = fastmask.count(1)
+        if nfast:
+            sel = (lambda col: col) if fastmask is None else (lambda col: list(compress(col, fastmask)))
+            f_dirs_b = dirs_b if fastmask is None else bytes(compress(dirs_b, fastmask))
+            f_acts_b = acts_b if fastmask is None else bytes(compress(acts_b, fastmask))
+            try:
+                if f_dirs_b.count(0) + f_dirs_b.count(1) != nfast or \
+                        f_acts_b.count(Action.DENY) + f_acts_b.count(Action.ALLOW) != nfast:
+                    raise ValueError
+                f_ids = array("I", sel(ids))
+                if f_ids.count(0):
+                    raise ValueError
+                f_nets = sel(nets)
+                array("I", f_nets)          # range check
+                f_exps = sel(exps)
+                array("Q", f_exps)          # range check
+            except (ValueError, OverflowError, TypeError):
+                _validate_all(rules)
+            if f_dirs_b.count(1):
+                f_hks = list(map(or_, f_nets, map(lshift, f_dirs_b, repeat(32))))
+            else:
+                f_hks = f_nets
+            fast = (f_hks, f_ids, f_acts_b, f_exps)
+            if f_dirs_b.count(1):
+                flags |= CfgFlag.HAVE_DST
+        if nfast != n:
+            rest_idx = list(compress(range(n), fastmask.translate(_NOT01)))
+            for i in rest_idx:
+                r = rules[i]
+                if type(r) is not Rule:
+                    r = Rule(*r)
+                validate_rule(r)
+                if r.proto is not None:
+                    l4.append(r)
+                    flags |= CfgFlag.HAVE_PORT
+                    continue
+                if r.dir == 1:
+                    flags |= CfgFlag.HAVE_DST
+                b = _BAND_BY_LEN[(r.family, r.plen)]
+                if b is None:
+                    trie6.append(r)
+                else:
+                    per_band[b.map].append(r)
+        if trie6:
+            flags |= CfgFlag.HAVE_V6TRIE
+    for b in BANDS:
+        minor = per_band[b.map]
+        if not _LE:
+            if b.map == "xc_v4_l32" and fast is not None:
+                minor.extend(Rule(*r) for r in rules if r[1] == 4 and r[3] == 32 and r[6] is None)
+            _compile_plain(b, minor, out)
+        elif b.map == L16:
+            _compile_l16(minor, out)
+        elif b.family == 4:
+            try:
+                _compile_v4_hash(b, minor, fast if b.map == "xc_v4_l32" else None, out)
+            except _FastDup:
+                _find_dup(Rule(*r) for r in rules if r[1] == 4 and r[3] == 32 and r[6] is None)
+                raise
+        else:
+            _compile_plain(b, minor, out)
+    _compile_v6_trie(trie6, out)
+    _compile_port(l4, out)
+    out.flags = int(flags)
+
+
+# ---------------------------------------------------------------------------
+# Table state (dict form) and plans
+# ---------------------------------------------------------------------------
+TableState = dict  # map name -> {key bytes: value bytes}
+
+
+def empty_state() -> TableState:
+    """The tables with no rule: every map empty, xc_v4_l16 all zero."""
+    st = {m: {} for m in abi.RULE_MAPS}
+    st[L16] = {abi.U32.pack(i): _ZERO_VAL for i in range(L16_ENTRIES)}
+    return st
+
+
+def tables_to_state(c: Mapping[str, Table]) -> TableState:
+    st: TableState = {}
+    for m in abi.RULE_MAPS:
+        t = c[m]
+        ks, vs = KEY_SIZE[m], VAL_SIZE
+        st[m] = {t.keys[i * ks:(i + 1) * ks]: t.values[i * vs:(i + 1) * vs] for i in range(t.count)}
+        assert len(st[m]) == t.count, f"{m}: duplicate keys in the image"
+    return st
+
+
+class MapPlan(NamedTuple):
+    updates: dict   # key bytes -> value bytes
+    deletes: set    # key bytes (never for xc_v4_l16: it gets zero values)
+
+
+class Plan(dict):
+    """map name -> MapPlan, only for maps that change."""
+
+    def _mp(self, m: str) -> MapPlan:
+        mp = self.get(m)
+        if mp is None:
+            mp = self[m] = MapPlan({}, set())
+        return mp
+
+    def put(self, m: str, key: bytes, val: bytes) -> None:
+        mp = self._mp(m)
+        mp.deletes.discard(key)
+        mp.updates[key] = val
+
+    def delete(self, m: str, key: bytes) -> None:
+        if m == L16:
+            self.put(m, key, _ZERO_VAL)
+            return
+        mp = self._mp(m)
+        mp.updates.pop(key, None)
+        mp.deletes.add(key)
+
+    def merge(self, later: "Plan") -> "Plan":
+        """Fold a plan computed after this one into it (in place)."""
+        for m, mp in later.items():
+            for k in mp.deletes:
+                self.delete(m, k)
+            for k, v in mp.updates.items():
+                self.put(m, k, v)
+        return self
+
+    def size(self) -> int:
+        return sum(len(mp.updates) + len(mp.deletes) for mp in self.values())
+
+
+def apply_plan(state: TableState, plan: Plan) -> TableState:
+    """Apply a plan to a dict-form table state (in place), as the kernel
+    layer would to the maps."""
+    for m, mp in plan.items():
+        t = state[m]
+        for k in mp.deletes:
+            t.pop(k, None)
+        t.update(mp.updates)
+    return state
+
+
+class RuleIndex(ABC):
+    """What the incremental planner needs to know about the current rules."""
+
+    @abstractmethod
+    def best_covering(self, family: int, dir: int, addr: int, lo_plen: int,
+                      hi_plen: int, exclude_id: int) -> Rule | None:
+        """The longest address rule (proto None) of this family and dir with
+        lo_plen <= plen <= hi_plen whose prefix contains addr (an address
+        masked to a band stride, so hi_plen <= stride), ignoring the rule
+        whose id is exclude_id; None if there is none."""
+
+
+class MemoryRuleIndex(RuleIndex):
+    """RuleIndex over a dict keyed by (family, dir, plen, net)."""
+
+    def __init__(self, rules: Iterable[Rule] = ()):
+        self._addr: dict[tuple[int, int, int, int], Rule] = {}
+        self._l4: dict[int, Rule] = {}
+        for r in rules:
+            self.add(r)
+
+    def add(self, r: Rule) -> None:
+        if r.proto is not None:
+            self._l4[r.id] = r
+        else:
+            self._addr[_addr_key(r)] = r
+
+    def remove(self, r: Rule) -> None:
+        if r.proto is not None:
+            self._l4.pop(r.id, None)
+        elif self._addr.get(_addr_key(r), r).id == r.id:
+            self._addr.pop(_addr_key(r), None)
+
+    def rules(self) -> list[Rule]:
+        return list(self._addr.values()) + list(self._l4.values())
+
+    def __len__(self) -> int:
+        return len(self._addr) + len(self._l4)
+
+    def best_covering(self, family, dir, addr, lo_plen, hi_plen, exclude_id):
+        bits = _BITS[family]
+        get = self._addr.get
+        full = (1 << bits) - 1
+        for p in range(hi_plen, lo_plen - 1, -1):
+            r = get((family, dir, p, addr & (full ^ ((1 << (bits - p)) - 1))))
+            if r is not None and r.id != exclude_id:
+                return r
+        return None
+
+
+def _plan_l4(r: Rule, add_: bool) -> Plan:
+    plan = Plan()
+    for k in _port_keys(r):
+        if add_:
+            plan.put(PORT_TRIE, k, _val(r))
+        else:
+            plan.delete(PORT_TRIE, k)
+    return plan
+
+
+def plan_add(rule: Rule, index: RuleIndex) -> Plan:
+    """Table changes that add `rule` (or replace the rule with the same id,
+    or with the same key) to the rule set `index` describes. `index` may
+    already hold the rule or not."""
+    validate_rule(rule)
+    if rule.proto is not None:
+        return _plan_l4(rule, True)
+    plan = Plan()
+    band = _BAND_BY_LEN[(rule.family, rule.plen)]
+    v = _val(rule)
+    if band is None:
+        plan.put(V6_TRIE, abi.pack_trie6_key(rule.dir, rule.net, rule.plen), v)
+        return plan
+    for a in _band_keys(band, rule):
+        longer = None
+        if rule.plen < band.hi:
+            longer = index.best_covering(rule.family, rule.dir, a, rule.plen + 1, band.hi, rule.id)
+        if longer is None:
+            plan.put(band.map, _band_key(band, rule.dir, a), v)
+    return plan
+
+
+def plan_remove(rule: Rule, index: RuleIndex) -> Plan:
+    """Table changes that remove `rule` from the rule set `index` describes
+    (`index` may still hold it): each key it held falls back to the next
+    longest rule of its band, or goes away."""
+    if rule.proto is not None:
+        return _plan_l4(rule, False)
+    plan = Plan()
+    band = _BAND_BY_LEN[(rule.family, rule.plen)]
+    if band is None:
+        plan.delete(V6_TRIE, abi.pack_trie6_key(rule.dir, rule.net, rule.plen))
+        return plan
+    for a in _band_keys(band, rule):
+        r = index.best_covering(rule.family, rule.dir, a, band.lo, band.hi, rule.id)
+        k = _band_key(band, rule.dir, a)
+        if r is None:
+            plan.delete(band.map, k)
+        elif r.plen < rule.plen:
+            plan.put(band.map, k, _val(r))
+        # else a longer rule holds the key: unchanged
+    return plan
+
+
+# ---------------------------------------------------------------------------
+# The C lookup, emulated
+# ---------------------------------------------------------------------------
+def _state_of(tables) -> TableState:
+    if isinstance(tables, Compiled):
+        return tables.state()
+    return tables
+
+
+def _live(v: bytes | None, now_ns: int) -> abi.RuleVal | None:
+    if v is None:
+        return None
+    rv = abi.unpack_rule_val(v)
+    if rv.action == Action.NONE:
+        return None
+    if rv.expires_ns and rv.expires_ns <= now_ns:
+        return None
+    return rv
+
+
+def _unmap(family: int, addr: int) -> tuple[int, int]:
+    if family == 6 and (addr >> 32) == 0xFFFF:
+        return 4, addr & 0xFFFFFFFF
+    return family, addr
+
+
+def kernel_lookup(tables, family: int, dir: int, addr: int, now_ns: int = 0) -> abi.RuleVal | None:
+    """The address lookup of the drop list over table contents (a Compiled
+    or a TableState), as the C does it: IPv4-mapped addresses go to the
+    IPv4 tables; IPv4 l32, l24, l16; IPv6 l128, then the trie match against
+    the l64, l48, l32 bands. An expired entry counts as absent."""
+    st = _state_of(tables)
+    family, addr = _unmap(family, addr)
+    if family == 4:
+        for m, stride in (("xc_v4_l32", 32), ("xc_v4_l24", 24)):
+            v = _live(st[m].get(abi.pack_key4(dir, addr & _mask(4, stride))), now_ns)
+            if v is not None:
+                return v
+        return _live(st[L16].get(abi.U32.pack(dir * 65536 + (addr >> 16))), now_ns)
+    v = _live(st["xc_v6_l128"].get(abi.pack_key6(dir, addr)), now_ns)
+    if v is not None:
+        return v
+    t = None
+    trie = st[V6_TRIE]
+    for p in range(128, -1, -1):  # LPM: the longest entry only
+        raw = trie.get(abi.pack_trie6_key(dir, addr & _mask(6, p), p))
+        if raw is not None:
+            t = _live(raw, now_ns)
+            break
+    for m, stride in (("xc_v6_l64", 64), ("xc_v6_l48", 48), ("xc_v6_l32", 32)):
+        if t is not None and t.plen > stride:
+            return t
+        v = _live(st[m].get(abi.pack_key6(dir, addr & _mask(6, stride))), now_ns)
+        if v is not None:
+            return v
+    return t
+
+
+def kernel_port_lookup(tables, dir: int, proto: int, port: int, family: int, addr: int,
+                       now_ns: int = 0) -> abi.RuleVal | None:
+    """xc_port_trie longest match for (dir, proto, port, family, address);
+    an expired longest entry hides shorter ones, as in the kernel."""
+    st = _state_of(tables)
+    family, addr = _unmap(family, addr)
+    trie = st[PORT_TRIE]
+    for p in range(_BITS[family], -1, -1):
+        raw = trie.get(abi.pack_port_key(dir, proto, port, family, addr & _mask(family, p), p))
+        if raw is not None:
+            return _live(raw, now_ns)
+    return None

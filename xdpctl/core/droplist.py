@@ -1,0 +1,862 @@
+"""The drop list: deny/allow rules on prefixes, addresses and L4 ports.
+
+Desired state lives in SQLite (``rules`` for individually managed rules,
+``lists`` for bulk lists replaced as a whole); the shared kernel maps are a
+cache of it, written by controlled prefix expansion (xdpctl.core.dlcompile).
+
+Every mutation is validated completely before anything is written, runs in
+one SQLite transaction under the pin-directory lock, and writes the kernel
+with rollback: if a map write fails, the maps are put back as they were and
+the transaction is rolled back, so a bulk change is all or nothing.
+
+Semantics (docs/internals.md, "The drop list verdict"):
+- longest prefix wins within a direction; an allow anywhere beats a deny;
+- at the same prefix, an individually managed rule beats a list member;
+- rules match the source address unless they say ``dst``;
+- L4 rules match protocol + destination port, optionally with a prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
+
+from .. import abi
+from ..errors import CapacityError, Conflict, NotFound, ValidationError
+from ..kernel import bpffs, maps, objects
+from . import dlcompile as dlc
+from . import prefixes as px
+from .context import Context
+from .hooks import PER_HOOK_MAPS
+
+DENY, ALLOW = int(abi.Action.DENY), int(abi.Action.ALLOW)
+ACTION_NAMES = {DENY: "deny", ALLOW: "allow"}
+DIR_NAMES = {0: "src", 1: "dst"}
+POLICIES = {"allow": int(abi.Policy.ALLOW), "deny": int(abi.Policy.DENY)}
+SHARED_DL_MAPS = tuple(abi.RULE_MAPS) + ("xc_cfg", "xc_rule_stats")
+BULK_THRESHOLD = 2000  # more rules than this in one change: full compile + diff
+MEMBER = struct.Struct("=BB16s")  # list member: family, plen, network (16 bytes)
+CLOCK_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", 7)
+
+
+def boot_ns() -> int:
+    return time.clock_gettime_ns(CLOCK_BOOTTIME)
+
+
+def wall_to_boot_ns(expires: float | None, now_wall: float | None = None, now_boot: int | None = None) -> int:
+    if expires is None:
+        return 0
+    now_wall = time.time() if now_wall is None else now_wall
+    now_boot = boot_ns() if now_boot is None else now_boot
+    return max(1, now_boot + int((expires - now_wall) * 1e9))
+
+
+def boot_ns_to_wall(ns: int) -> float | None:
+    if not ns:
+        return None
+    return time.time() - (boot_ns() - ns) / 1e9
+
+
+# ---------------------------------------------------------------------------
+# Input
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RuleSpec:
+    """A validated rule as a person asked for it."""
+
+    prefix: px.Prefix | None  # None: an L4 rule on any address
+    dir: int = 0
+    action: int = DENY
+    proto: int | None = None
+    port: int | None = None
+    comment: str | None = None
+    ttl: int | None = None  # seconds
+    mgmt: bool = False
+
+    def key(self) -> tuple:
+        if self.prefix is None:
+            return (0, self.dir, self.proto or 0, self.port or 0, 1, 0, b"")
+        return (self.prefix.family, self.dir, self.proto or 0, self.port or 0, 0, self.prefix.plen,
+                _addr_bytes(self.prefix.family, self.prefix.net))
+
+    def describe(self) -> str:
+        return describe(self.prefix, self.dir, self.proto, self.port)
+
+
+def describe(prefix: px.Prefix | None, dir: int, proto: int | None, port: int | None) -> str:
+    where = px.format_prefix(prefix) if prefix is not None else "any"
+    s = f"{where}" + (" (dst)" if dir == 1 else "")
+    if proto:
+        s += f" {px.proto_name(proto)}/{port}"
+    return s
+
+
+def _addr_bytes(family: int, net: int) -> bytes:
+    return net.to_bytes(4 if family == 4 else 16, "big")
+
+
+def spec(
+    prefix: str | None,
+    *,
+    action: str | int = "deny",
+    dst: bool = False,
+    proto: str | int | None = None,
+    port: str | int | None = None,
+    comment: str | None = None,
+    ttl: str | int | None = None,
+    mgmt: bool = False,
+) -> RuleSpec:
+    """Validate one rule from user input; raises ValidationError."""
+    try:
+        pfx = px.parse_prefix(prefix) if prefix not in (None, "", "any") else None
+        p = px.parse_proto(proto) if proto not in (None, "") else None
+        pt = px.parse_port(port) if port not in (None, "") else None
+        t = px.parse_duration(ttl) if ttl not in (None, "", 0) else None
+    except px.PrefixError as exc:
+        raise ValidationError(str(exc)) from None
+    if (p is None) != (pt is None):
+        raise ValidationError("an L4 rule needs both --proto and --port")
+    if pfx is None and p is None:
+        raise ValidationError("a rule needs a prefix, or --proto and --port")
+    act = action if isinstance(action, int) else {"deny": DENY, "allow": ALLOW}.get(action)
+    if act not in (DENY, ALLOW):
+        raise ValidationError(f"unknown action {action!r}; expected deny or allow")
+    if mgmt and act != ALLOW:
+        raise ValidationError("a management prefix is an allow rule")
+    if comment is not None and len(comment) > 512:
+        raise ValidationError("comment longer than 512 characters")
+    return RuleSpec(pfx, 1 if dst else 0, act, p, pt, comment, t, mgmt)
+
+
+# ---------------------------------------------------------------------------
+# Views
+# ---------------------------------------------------------------------------
+@dataclass
+class RuleView:
+    id: int
+    prefix: str | None
+    family: int
+    dir: str
+    action: str
+    proto: str | None
+    port: int | None
+    comment: str | None
+    source: str | None
+    created: float
+    expires: float | None
+    mgmt: bool
+    list: str | None = None
+    packets: int = 0
+    bytes: int = 0
+    last_hit: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ListView:
+    name: str
+    count: int
+    dir: str
+    action: str
+    comment: str | None
+    source: str | None
+    created: float
+    expires: float | None
+    id_base: int
+    sha256: str | None = None
+    packets: int = 0
+    bytes: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ChangeResult:
+    revision: int
+    added: list[RuleView] = field(default_factory=list)
+    removed: list[RuleView] = field(default_factory=list)
+    updated: list[RuleView] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncReport:
+    revision: int
+    written: int = 0
+    deleted: int = 0
+    per_map: dict = field(default_factory=dict)
+
+    @property
+    def drift(self) -> int:
+        return self.written + self.deleted
+
+
+# ---------------------------------------------------------------------------
+# Rule index over SQLite (+ lists held in memory)
+# ---------------------------------------------------------------------------
+_RULE_COLS = "id, family, addr, plen, dir, action, proto, port, anyaddr, mgmt, comment, source, created, expires"
+
+
+def _row_to_rule(row, now_wall: float, now_boot: int) -> dlc.Rule:
+    (rid, family, addr, plen, d, action, proto, port, anyaddr, _m, _c, _s, _cr, expires) = row
+    exp = wall_to_boot_ns(expires, now_wall, now_boot)
+    if anyaddr:
+        return dlc.Rule(rid, 0, 0, 0, d, action, proto, port, exp)
+    return dlc.Rule(rid, family, int.from_bytes(addr, "big"), plen, d, action, proto or None, port or None, exp)
+
+
+def _row_to_view(row, stats: dict[int, tuple[int, int, int]] | None = None) -> RuleView:
+    (rid, family, addr, plen, d, action, proto, port, anyaddr, mgmt, comment, source, created, expires) = row
+    pfx = None if anyaddr else px.format_prefix(px.Prefix(family, int.from_bytes(addr, "big"), plen))
+    pk, by, last = (stats or {}).get(rid, (0, 0, 0))
+    return RuleView(
+        id=rid, prefix=pfx, family=family, dir=DIR_NAMES[d], action=ACTION_NAMES[action],
+        proto=px.proto_name(proto) if proto else None, port=port or None, comment=comment, source=source,
+        created=created, expires=expires, mgmt=bool(mgmt), packets=pk, bytes=by, last_hit=boot_ns_to_wall(last),
+    )
+
+
+class SqlRuleIndex(dlc.RuleIndex):
+    def __init__(self, state, lists_index: dict | None):
+        self.db = state.db
+        self.lists = lists_index or {}
+        self.now_wall = time.time()
+        self.now_boot = boot_ns()
+
+    def best_covering(self, family, dir, addr, lo_plen, hi_plen, exclude_id):
+        bits = 32 if family == 4 else 128
+        full = (1 << bits) - 1
+        for p in range(hi_plen, lo_plen - 1, -1):
+            net = addr & (full ^ ((1 << (bits - p)) - 1))
+            row = self.db.execute(
+                f"SELECT {_RULE_COLS} FROM rules WHERE family=? AND dir=? AND proto=0 AND port=0 AND anyaddr=0 "
+                f"AND plen=? AND addr=? AND id<>?",
+                (family, dir, p, _addr_bytes(family, net), exclude_id),
+            ).fetchone()
+            if row is not None:
+                return _row_to_rule(row, self.now_wall, self.now_boot)
+            r = self.lists.get((family, dir, p, net))
+            if r is not None and r.id != exclude_id:
+                return r
+        return None
+
+
+# ---------------------------------------------------------------------------
+# Kernel tables
+# ---------------------------------------------------------------------------
+class KernelTables:
+    """The shared drop-list maps, created (by loading the drop-list object
+    once) if bpffs does not have them yet."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.dir = ctx.settings.shared_map_dir
+        self.maps: dict[str, maps.Map] = {}
+
+    def ensure(self) -> "KernelTables":
+        missing = [m for m in SHARED_DL_MAPS if not os.path.exists(os.path.join(self.dir, m))]
+        if missing:
+            bpffs.makedirs(self.dir)
+
+            def pin(name: str) -> str | None:
+                return None if name in PER_HOOK_MAPS else os.path.join(self.dir, name)
+
+            objects.load(objects.object_path("xdp_droplist"), pin_path=pin,
+                         max_entries=dict(self.ctx.settings.capacity)).close()
+        for m in SHARED_DL_MAPS:
+            if m not in self.maps:
+                self.maps[m] = maps.Map.from_pin(os.path.join(self.dir, m))
+        return self
+
+    def __getitem__(self, name: str) -> maps.Map:
+        return self.maps[name]
+
+    def close(self) -> None:
+        for m in self.maps.values():
+            m.close()
+        self.maps.clear()
+
+    def __enter__(self) -> "KernelTables":
+        return self.ensure()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writing with rollback
+    def apply(self, plan: dlc.Plan) -> None:
+        """Apply a small plan; on any failure put every touched key back."""
+        saved: list[tuple[str, bytes, bytes | None]] = []
+        try:
+            for m, mp in plan.items():
+                mo = self.maps[m]
+                for k, v in mp.updates.items():
+                    saved.append((m, k, mo.lookup(k)))
+                    mo.update(k, v)
+                for k in mp.deletes:
+                    old = mo.lookup(k)
+                    if old is not None:
+                        saved.append((m, k, old))
+                        mo.delete(k)
+        except BaseException:
+            self._restore(saved)
+            raise
+
+    def _restore(self, saved) -> None:
+        for m, k, old in reversed(saved):
+            try:
+                if old is None:
+                    self.maps[m].delete(k)
+                else:
+                    self.maps[m].update(k, old)
+            except Exception:  # pragma: no cover - best effort on the way out
+                pass
+
+    def read(self, name: str) -> dict[bytes, bytes]:
+        return dict(self.maps[name].items())
+
+    def sync_to(self, compiled: dlc.Compiled, progress: Callable[[int, int], None] | None = None) -> SyncReport:
+        """Make every rule map equal the compiled image; rollback on failure."""
+        report = SyncReport(revision=0)
+        undo: list[tuple[str, dict[bytes, bytes], set[bytes]]] = []
+        total = sum(compiled[m].count for m in abi.RULE_MAPS)
+        done = 0
+        try:
+            for name in abi.RULE_MAPS:
+                mo = self.maps[name]
+                table = compiled[name]
+                current = self.read(name)
+                if not current and table.count:
+                    _check_capacity(mo, table.count)
+                    mo.update_batch(table.keys, table.values, table.count)
+                    undo.append((name, {}, set(_split(table.keys, mo.key_size, table.count))))
+                    report.per_map[name] = (table.count, 0)
+                    report.written += table.count
+                    done += table.count
+                    if progress:
+                        progress(done, total)
+                    continue
+                want = compiled.state()[name]
+                upd = {k: v for k, v in want.items() if current.get(k) != v}
+                dels = [k for k in current if k not in want]
+                if name == dlc.L16:
+                    dels = []
+                _check_capacity(mo, len(want))
+                old_vals = {k: current[k] for k in upd if k in current}
+                old_vals.update({k: current[k] for k in dels})
+                if upd:
+                    mo.update_batch(b"".join(upd), b"".join(upd.values()), len(upd))
+                new_keys = {k for k in upd if k not in current}
+                undo.append((name, old_vals, new_keys))
+                if dels:
+                    mo.delete_batch(b"".join(dels), len(dels))
+                report.per_map[name] = (len(upd), len(dels))
+                report.written += len(upd)
+                report.deleted += len(dels)
+                done += table.count
+                if progress:
+                    progress(done, total)
+        except BaseException:
+            for name, old_vals, new_keys in reversed(undo):
+                mo = self.maps[name]
+                try:
+                    if new_keys:
+                        ks = b"".join(new_keys)
+                        mo.delete_batch(ks, len(new_keys))
+                    if old_vals:
+                        mo.update_batch(b"".join(old_vals), b"".join(old_vals.values()), len(old_vals))
+                except Exception:  # pragma: no cover
+                    pass
+            raise
+        return report
+
+    def write_config(self, policy: int, flags: int, generation: int) -> None:
+        self.maps["xc_cfg"].update(abi.U32.pack(0), abi.pack_config(policy, flags, generation))
+
+    def read_config(self) -> tuple[int, int, int]:
+        raw = self.maps["xc_cfg"].lookup(abi.U32.pack(0))
+        return abi.CONFIG.unpack(raw[: abi.CONFIG.size]) if raw else (0, 0, 0)
+
+    def zero_stats(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+        m = self.maps["xc_rule_stats"]
+        zero = bytes(abi.RULE_STATS.size)
+        ks = b"".join(abi.U32.pack(i) for i in ids)
+        m.update_batch(ks, zero * len(ids), len(ids))
+
+    def stats_for(self, ids: list[int]) -> dict[int, tuple[int, int, int]]:
+        m = self.maps["xc_rule_stats"]
+        out = {}
+        if len(ids) > 20000:
+            for k, v in m.items():
+                i = int.from_bytes(k, "little")
+                out[i] = abi.RULE_STATS.unpack(v[: abi.RULE_STATS.size])
+            return {i: out.get(i, (0, 0, 0)) for i in ids}
+        for i in ids:
+            raw = m.lookup(abi.U32.pack(i))
+            if raw:
+                out[i] = abi.RULE_STATS.unpack(raw[: abi.RULE_STATS.size])
+        return out
+
+
+def _split(buf: bytes, size: int, n: int) -> list[bytes]:
+    return [buf[i * size:(i + 1) * size] for i in range(n)]
+
+
+def _check_capacity(m: maps.Map, need: int) -> None:
+    if m.type not in maps.ARRAY_TYPES and need > m.max_entries:
+        raise CapacityError(
+            f"map {m.name} would need {need} entries but holds {m.max_entries}; "
+            f"nothing was changed (raise its capacity and run `xdpctl restore --rebuild`)"
+        )
+
+
+# ---------------------------------------------------------------------------
+# The service
+# ---------------------------------------------------------------------------
+class DropList:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self._lists_index: dict | None = None
+
+    @property
+    def state(self):
+        return self.ctx.state
+
+    # ----------------------------------------------------------- reads
+    def policy(self) -> str:
+        return self.state.get_meta("policy", "allow") or "allow"
+
+    def revision(self) -> int:
+        return self.state.revision
+
+    def rules(self, with_stats: bool = True, list_name: str | None = None, limit: int | None = None,
+              prefix: str | None = None) -> list[RuleView]:
+        if list_name is not None:
+            return self._list_members(list_name, with_stats, limit)
+        q = f"SELECT {_RULE_COLS} FROM rules"
+        args: tuple = ()
+        if prefix is not None:
+            s = spec(prefix)
+            q += " WHERE family=? AND plen=? AND addr=?"
+            args = (s.prefix.family, s.prefix.plen, _addr_bytes(s.prefix.family, s.prefix.net))
+        q += " ORDER BY id"
+        if limit:
+            q += f" LIMIT {int(limit)}"
+        rows = self.state.db.execute(q, args).fetchall()
+        stats = self._stats([r[0] for r in rows]) if with_stats else None
+        return [_row_to_view(r, stats) for r in rows]
+
+    def lists(self, with_stats: bool = True) -> list[ListView]:
+        rows = self.state.db.execute(
+            "SELECT name, count, dir, action, comment, source, created, expires, id_base, entries FROM lists ORDER BY name"
+        ).fetchall()
+        out = []
+        for name, count, d, action, comment, source, created, expires, base, entries in rows:
+            lv = ListView(name, count, DIR_NAMES[d], ACTION_NAMES[action], comment, source, created, expires, base,
+                          hashlib.sha256(entries).hexdigest())
+            if with_stats and count:
+                st = self._stats(list(range(base, base + count)))
+                lv.packets = sum(v[0] for v in st.values())
+                lv.bytes = sum(v[1] for v in st.values())
+            out.append(lv)
+        return out
+
+    def _list_members(self, name: str, with_stats: bool, limit: int | None) -> list[RuleView]:
+        row = self.state.db.execute(
+            "SELECT dir, action, comment, source, created, expires, id_base, count, entries FROM lists WHERE name=?",
+            (name,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no list named {name!r}")
+        d, action, comment, source, created, expires, base, count, entries = row
+        n = min(count, limit) if limit else count
+        stats = self._stats(list(range(base, base + n))) if with_stats else {}
+        out = []
+        for i in range(n):
+            fam, plen, raw = MEMBER.unpack_from(entries, i * MEMBER.size)
+            net = int.from_bytes(raw[: 4 if fam == 4 else 16], "big")
+            pk, by, last = stats.get(base + i, (0, 0, 0))
+            out.append(RuleView(base + i, px.format_prefix(px.Prefix(fam, net, plen)), fam, DIR_NAMES[d],
+                                ACTION_NAMES[action], None, None, comment, source, created, expires, False,
+                                name, pk, by, boot_ns_to_wall(last)))
+        return out
+
+    def _stats(self, ids: list[int]) -> dict[int, tuple[int, int, int]]:
+        if not ids or not os.path.exists(os.path.join(self.ctx.settings.shared_map_dir, "xc_rule_stats")):
+            return {}
+        with maps.Map.from_pin(os.path.join(self.ctx.settings.shared_map_dir, "xc_rule_stats")) as m:
+            kt = KernelTables(self.ctx)
+            kt.maps["xc_rule_stats"] = m
+            try:
+                return kt.stats_for(ids)
+            finally:
+                kt.maps.clear()
+
+    # ----------------------------------------------------------- helpers
+    def _all_rules(self, now_wall: float, now_boot: int) -> list[dlc.Rule]:
+        """Every rule, individual and list members, deduplicated by key
+        (an individual rule wins over a list member at the same prefix)."""
+        rules = [_row_to_rule(r, now_wall, now_boot)
+                 for r in self.state.db.execute(f"SELECT {_RULE_COLS} FROM rules")]
+        seen = {(r.family, r.dir, r.plen, r.net) for r in rules if r.proto is None}
+        for r in self._list_rules(now_wall, now_boot):
+            k = (r.family, r.dir, r.plen, r.net)
+            if k not in seen:
+                seen.add(k)
+                rules.append(r)
+        return rules
+
+    def _list_rules(self, now_wall: float, now_boot: int, skip: str | None = None) -> list[dlc.Rule]:
+        out: list[dlc.Rule] = []
+        for name, d, action, expires, base, count, entries in self.state.db.execute(
+            "SELECT name, dir, action, expires, id_base, count, entries FROM lists ORDER BY name"
+        ):
+            if name == skip:
+                continue
+            exp = wall_to_boot_ns(expires, now_wall, now_boot)
+            out.extend(_unpack_members(entries, count, base, d, action, exp))
+        return out
+
+    def _lists_index_get(self) -> dict:
+        if self._lists_index is None:
+            now_wall, now_boot = time.time(), boot_ns()
+            idx: dict = {}
+            for r in self._list_rules(now_wall, now_boot):
+                idx.setdefault((r.family, r.dir, r.plen, r.net), r)
+            self._lists_index = idx
+        return self._lists_index
+
+    def _flags(self) -> int:
+        db = self.state.db
+        flags = 0
+        if db.execute("SELECT 1 FROM rules WHERE dir=1 AND proto=0 LIMIT 1").fetchone() or \
+                db.execute("SELECT 1 FROM lists WHERE dir=1 AND count>0 LIMIT 1").fetchone():
+            flags |= int(abi.CfgFlag.HAVE_DST)
+        if db.execute("SELECT 1 FROM rules WHERE proto<>0 LIMIT 1").fetchone():
+            flags |= int(abi.CfgFlag.HAVE_PORT)
+        trie_lens = [p for p in range(129) if dlc.band_of(6, p) is None]
+        marks = ",".join(str(p) for p in trie_lens)
+        if db.execute(f"SELECT 1 FROM rules WHERE family=6 AND proto=0 AND plen IN ({marks}) LIMIT 1").fetchone():
+            flags |= int(abi.CfgFlag.HAVE_V6TRIE)
+        elif any(r.family == 6 and dlc.band_of(6, r.plen) is None for r in self._lists_index_get().values()):
+            flags |= int(abi.CfgFlag.HAVE_V6TRIE)
+        return flags
+
+    def _finish(self, kt: KernelTables) -> int:
+        rev = self.state.bump_revision()
+        kt.write_config(POLICIES[self.policy()], self._flags(), rev)
+        return rev
+
+    def _existing(self, s: RuleSpec):
+        return self.state.db.execute(
+            f"SELECT {_RULE_COLS} FROM rules WHERE family=? AND dir=? AND proto=? AND port=? AND anyaddr=? "
+            f"AND plen=? AND addr=?",
+            s.key(),
+        ).fetchone()
+
+    # ----------------------------------------------------------- writes
+    def add(self, specs: list[RuleSpec], expected_revision: int | None = None, source: str = "cli",
+            update: bool = False) -> ChangeResult:
+        """Add rules (all or nothing). With ``update`` an existing rule with
+        the same match gets the new action, comment and TTL instead of an error."""
+        if not specs:
+            raise ValidationError("no rules given")
+        seen: dict[tuple, int] = {}
+        for i, s in enumerate(specs):
+            k = s.key()
+            if k in seen:
+                raise ValidationError(f"{s.describe()} is given twice (items {seen[k] + 1} and {i + 1})")
+            seen[k] = i
+        self._expire_pending()
+        with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
+            state.check_revision(expected_revision)
+            now = time.time()
+            new_specs, upd_specs = [], []
+            for s in specs:
+                row = self._existing(s)
+                if row is None:
+                    new_specs.append(s)
+                elif update:
+                    upd_specs.append((s, row))
+                else:
+                    v = _row_to_view(row)
+                    raise Conflict(f"{s.describe()} already exists as rule {v.id} ({v.action}); "
+                                   f"use update to change it")
+            ids = state.free_ids(len(new_specs), kt["xc_rule_stats"].max_entries) if new_specs else []
+            rows = []
+            for rid, s in zip(ids, new_specs):
+                expires = now + s.ttl if s.ttl else None
+                fam = s.prefix.family if s.prefix else 0
+                rows.append((rid, fam, _addr_bytes(fam, s.prefix.net) if s.prefix else b"",
+                             s.prefix.plen if s.prefix else 0, s.dir, s.action, s.proto or 0, s.port or 0,
+                             0 if s.prefix else 1, int(s.mgmt), s.comment, source, now, expires))
+            for s, row in upd_specs:
+                expires = now + s.ttl if s.ttl else None
+                state.db.execute("UPDATE rules SET action=?, comment=?, expires=?, mgmt=? WHERE id=?",
+                                 (s.action, s.comment, expires, int(s.mgmt), row[0]))
+            state.db.executemany(f"INSERT INTO rules({_RULE_COLS}) VALUES ({','.join('?' * 14)})", rows)
+            changed_ids = ids + [row[0] for _s, row in upd_specs]
+            kt.zero_stats(ids)
+            self._write_changes(kt, added_ids=changed_ids, removed=[])
+            rev = self._finish(kt)
+            views = {r[0]: _row_to_view(r) for r in self._rows_by_ids(changed_ids)}
+            return ChangeResult(rev, added=[views[i] for i in ids],
+                                updated=[views[row[0]] for _s, row in upd_specs])
+
+    def _rows_by_ids(self, ids: list[int]):
+        out = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            out += self.state.db.execute(
+                f"SELECT {_RULE_COLS} FROM rules WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return out
+
+    def _write_changes(self, kt: KernelTables, added_ids: list[int], removed: list[dlc.Rule]) -> None:
+        """Write the kernel for rules just inserted/updated (by id) and rules
+        just deleted from the database; full compile for large changes."""
+        if len(added_ids) + len(removed) > BULK_THRESHOLD:
+            self._full_sync(kt)
+            return
+        now_wall, now_boot = time.time(), boot_ns()
+        index = SqlRuleIndex(self.state, self._lists_index_get() if self._has_lists() else None)
+        plan = dlc.Plan()
+        for r in removed:
+            plan.merge(dlc.plan_remove(r, index))
+        for row in self._rows_by_ids(added_ids):
+            plan.merge(dlc.plan_add(_row_to_rule(row, now_wall, now_boot), index))
+        kt.apply(plan)
+
+    def _has_lists(self) -> bool:
+        return self.state.db.execute("SELECT 1 FROM lists LIMIT 1").fetchone() is not None
+
+    def _full_sync(self, kt: KernelTables, progress=None) -> SyncReport:
+        now_wall, now_boot = time.time(), boot_ns()
+        rules = self._all_rules(now_wall, now_boot)
+        try:
+            compiled = dlc.compile_full(rules)
+        except dlc.RuleError as exc:  # pragma: no cover - the database is validated
+            raise ValidationError(f"rule set does not compile: {exc}") from None
+        return kt.sync_to(compiled, progress)
+
+    def remove(self, specs: list[RuleSpec] | None = None, ids: list[int] | None = None,
+               expected_revision: int | None = None) -> ChangeResult:
+        """Remove individually managed rules by match or by id (all or nothing)."""
+        specs, ids = specs or [], ids or []
+        if not specs and not ids:
+            raise ValidationError("nothing to remove: give prefixes or rule ids")
+        self._expire_pending()
+        with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
+            state.check_revision(expected_revision)
+            rows = []
+            for s in specs:
+                row = self._existing(s)
+                if row is None:
+                    in_list = self._find_in_lists(s)
+                    if in_list:
+                        raise Conflict(f"{s.describe()} is a member of list {in_list!r}; re-import the list "
+                                       f"without it, remove the list, or add an allow rule")
+                    raise NotFound(f"no rule matches {s.describe()}")
+                rows.append(row)
+            for rid in ids:
+                r = self._rows_by_ids([rid])
+                if not r:
+                    raise NotFound(f"no rule with id {rid}")
+                rows.append(r[0])
+            uniq = {r[0]: r for r in rows}
+            rows = list(uniq.values())
+            self._delete_rows(state, kt, rows)
+            rev = self._finish(kt)
+            return ChangeResult(rev, removed=[_row_to_view(r) for r in rows])
+
+    def _delete_rows(self, state, kt: KernelTables, rows) -> None:
+        now_wall, now_boot = time.time(), boot_ns()
+        rules = [_row_to_rule(r, now_wall, now_boot) for r in rows]
+        ids = [r[0] for r in rows]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            state.db.execute(f"DELETE FROM rules WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+        self._write_changes(kt, added_ids=[], removed=rules)
+        kt.zero_stats(ids)
+
+    def _find_in_lists(self, s: RuleSpec) -> str | None:
+        if s.prefix is None or s.proto is not None:
+            return None
+        want = MEMBER.pack(s.prefix.family, s.prefix.plen, _addr_bytes(s.prefix.family, s.prefix.net).ljust(16, b"\0"))
+        for name, d, entries in self.state.db.execute("SELECT name, dir, entries FROM lists"):
+            if d != s.dir:
+                continue
+            pos = entries.find(want)
+            while pos >= 0:
+                if pos % MEMBER.size == 0:
+                    return name
+                pos = entries.find(want, pos + 1)
+        return None
+
+    def set_policy(self, policy: str, expected_revision: int | None = None) -> int:
+        if policy not in POLICIES:
+            raise ValidationError(f"unknown policy {policy!r}; expected allow or deny")
+        with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
+            state.check_revision(expected_revision)
+            state.set_meta("policy", policy)
+            return self._finish(kt)
+
+    # ----------------------------------------------------------- lists
+    def import_list(
+        self,
+        name: str,
+        prefixes: list[px.Prefix],
+        *,
+        action: str = "deny",
+        dst: bool = False,
+        comment: str | None = None,
+        ttl: str | int | None = None,
+        source: str | None = None,
+        expected_revision: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ChangeResult:
+        """Create or atomically replace a named list."""
+        if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
+            raise ValidationError(f"invalid list name {name!r}: use 1-64 letters, digits, '-', '_' or '.'")
+        act = {"deny": DENY, "allow": ALLOW}.get(action)
+        if act is None:
+            raise ValidationError(f"unknown action {action!r}; expected deny or allow")
+        try:
+            t = px.parse_duration(ttl) if ttl not in (None, "", 0) else None
+        except px.PrefixError as exc:
+            raise ValidationError(str(exc)) from None
+        d = 1 if dst else 0
+        entries = _pack_members(prefixes)
+        self._expire_pending()
+        with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
+            state.check_revision(expected_revision)
+            old = state.db.execute("SELECT id_base, count FROM lists WHERE name=?", (name,)).fetchone()
+            cap = kt["xc_rule_stats"].max_entries
+            # the new range must not overlap the old one: both live during the swap
+            base = state.allocate_ids(len(prefixes), cap) if prefixes else 1
+            now = time.time()
+            expires = now + t if t else None
+            state.db.execute("DELETE FROM lists WHERE name=?", (name,))
+            state.db.execute(
+                "INSERT INTO lists(name, dir, action, comment, source, created, expires, id_base, count, entries) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (name, d, act, comment, source, now, expires, base, len(prefixes), entries),
+            )
+            self._lists_index = None
+            report = self._full_sync(kt, progress)
+            if old:
+                kt.zero_stats(range(old[0], old[0] + old[1]))
+            rev = self._finish(kt)
+            res = ChangeResult(rev)
+            res.notes.append(
+                f"list {name}: {len(prefixes)} prefixes, rule ids {base}..{base + max(len(prefixes), 1) - 1}; "
+                f"{report.written} map entries written, {report.deleted} deleted"
+            )
+            return res
+
+    def remove_list(self, name: str, expected_revision: int | None = None) -> ChangeResult:
+        with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
+            state.check_revision(expected_revision)
+            row = state.db.execute("SELECT id_base, count FROM lists WHERE name=?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"no list named {name!r}")
+            state.db.execute("DELETE FROM lists WHERE name=?", (name,))
+            self._lists_index = None
+            self._full_sync(kt)
+            kt.zero_stats(range(row[0], row[0] + row[1]))
+            rev = self._finish(kt)
+            res = ChangeResult(rev)
+            res.notes.append(f"removed list {name} ({row[1]} prefixes)")
+            return res
+
+    def export(self) -> list[str]:
+        """Individually managed rules as CLI-style lines, then lists."""
+        lines = [f"# xdpctl export, revision {self.revision()}, policy {self.policy()}"]
+        for r in self.rules(with_stats=False):
+            parts = ["allow" if r.action == "allow" else "block", r.prefix or "any"]
+            if r.dir == "dst":
+                parts.append("--dst")
+            if r.proto:
+                parts += ["--proto", r.proto, "--port", str(r.port)]
+            if r.expires:
+                parts += ["--ttl", f"{max(1, int(r.expires - time.time()))}s"]
+            if r.mgmt:
+                parts.append("--mgmt")
+            if r.comment:
+                parts += ["--comment", repr(r.comment)]
+            lines.append(" ".join(parts))
+        for lv in self.lists(with_stats=False):
+            lines.append(f"# list {lv.name}: {lv.count} prefixes, {lv.action} {lv.dir}")
+            for m in self._list_members(lv.name, False, None):
+                lines.append(m.prefix)
+        return lines
+
+    # ----------------------------------------------------------- expiry, sync
+    def _expire_pending(self) -> None:
+        """Reap expired rules in their own transaction, before a change."""
+        now = time.time()
+        db = self.state.db
+        if db.execute("SELECT 1 FROM rules WHERE expires IS NOT NULL AND expires <= ? LIMIT 1", (now,)).fetchone() \
+                or db.execute("SELECT 1 FROM lists WHERE expires IS NOT NULL AND expires <= ? LIMIT 1",
+                              (now,)).fetchone():
+            self.expire()
+
+    def expire(self) -> list[RuleView]:
+        with self.ctx.writer(), KernelTables(self.ctx) as kt:
+            removed = self._expire_locked(kt)
+            if removed:
+                self._finish(kt)
+            return removed
+
+    def _expire_locked(self, kt: KernelTables) -> list[RuleView]:
+        now = time.time()
+        rows = self.state.db.execute(
+            f"SELECT {_RULE_COLS} FROM rules WHERE expires IS NOT NULL AND expires <= ?", (now,)).fetchall()
+        removed = [_row_to_view(r) for r in rows]
+        if rows:
+            self._delete_rows(self.state, kt, rows)
+        lists = self.state.db.execute(
+            "SELECT name, id_base, count FROM lists WHERE expires IS NOT NULL AND expires <= ?", (now,)).fetchall()
+        if lists:
+            for name, base, count in lists:
+                self.state.db.execute("DELETE FROM lists WHERE name=?", (name,))
+                kt.zero_stats(range(base, base + count))
+            self._lists_index = None
+            self._full_sync(kt)
+        return removed
+
+    def sync(self, progress=None) -> SyncReport:
+        """Rebuild the maps from the database, repairing any drift."""
+        with self.ctx.writer(), KernelTables(self.ctx) as kt:
+            self._expire_locked(kt)
+            report = self._full_sync(kt, progress)
+            policy, flags, gen = kt.read_config()
+            want_policy, want_flags = POLICIES[self.policy()], self._flags()
+            if (policy, flags, gen) != (want_policy, want_flags, self.revision()):
+                kt.write_config(want_policy, want_flags, self.revision())
+                report.written += 1
+            report.revision = self.revision()
+            return report
+
+
+def _pack_members(prefixes: list[px.Prefix]) -> bytes:
+    pack = MEMBER.pack
+    return b"".join(pack(p.family, p.plen, p.net.to_bytes(4 if p.family == 4 else 16, "big").ljust(16, b"\0"))
+                    for p in prefixes)
+
+
+def _unpack_members(entries: bytes, count: int, base: int, d: int, action: int, exp: int) -> list[dlc.Rule]:
+    out = []
+    Rule = dlc.Rule
+    for i, (fam, plen, raw) in enumerate(MEMBER.iter_unpack(entries)):
+        net = int.from_bytes(raw[:4] if fam == 4 else raw, "big")
+        out.append(Rule(base + i, fam, net, plen, d, action, None, None, exp))
+    return out

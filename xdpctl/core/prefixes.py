@@ -1,0 +1,446 @@
+"""Parsing and validation of user input: IP prefixes, protocols, ports,
+durations, and block-list files.
+
+Every error is a `PrefixError` (a ValueError) that carries the offending
+text, a one-line human reason, a short machine code and, for files, the line
+number. str(error) is the message to show a person as is.
+
+A prefix is a `Prefix(family, net, plen)`: family 4 or 6, the network as an
+int (host bits zero), and the prefix length. IPv4-mapped IPv6 prefixes
+(::ffff:a.b.c.d/N, N >= 96) become the IPv4 prefix a.b.c.d/(N-96), because
+the classifiers look mapped addresses up in the IPv4 tables.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import re
+import socket
+import sys
+from array import array
+from collections import deque
+from itertools import compress, repeat
+from operator import and_, eq, itemgetter
+from typing import Iterable, NamedTuple
+
+__all__ = [
+    "PrefixError", "Prefix", "parse_prefix", "parse_address", "format_prefix",
+    "format_address", "prefix_contains", "parse_proto", "proto_name",
+    "parse_port", "parse_duration", "parse_prefix_text", "parse_prefix_lines",
+    "load_prefix_file", "PROTOCOLS",
+]
+
+
+class PrefixError(ValueError):
+    """Bad user input. Attributes: text (the offending input), reason (the
+    message without the line number), code (short machine-readable kind),
+    lineno (1-based line in a file, or None), other_lineno (for duplicates:
+    the line of the first occurrence)."""
+
+    def __init__(self, text: str, reason: str, code: str = "syntax", *,
+                 lineno: int | None = None, other_lineno: int | None = None):
+        self.text = text
+        self.reason = reason
+        self.code = code
+        self.lineno = lineno
+        self.other_lineno = other_lineno
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if self.lineno is not None:
+            return f"line {self.lineno}: {self.reason}"
+        return self.reason
+
+    def at_line(self, lineno: int) -> "PrefixError":
+        return PrefixError(self.text, self.reason, self.code, lineno=lineno,
+                           other_lineno=self.other_lineno)
+
+
+class Prefix(NamedTuple):
+    family: int   # 4 or 6
+    net: int      # network address, host bits zero
+    plen: int     # prefix length
+
+    def __str__(self) -> str:
+        return format_prefix(self)
+
+
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+_BITS = {4: 32, 6: 128}
+_MAPPED_HI = 0xFFFF  # ::ffff:0:0/96, address >> 32
+_MASK4 = [(0xFFFFFFFF << (32 - p)) & 0xFFFFFFFF for p in range(33)]
+_ALL6 = (1 << 128) - 1
+
+
+def _mask(family: int, plen: int) -> int:
+    bits = _BITS[family]
+    return ((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1)
+
+
+def format_address(family: int, addr: int) -> str:
+    return socket.inet_ntop(_AF[family], addr.to_bytes(4 if family == 4 else 16, "big"))
+
+
+def format_prefix(p: Prefix, *, bare: bool = False) -> str:
+    """'10.0.0.0/8'; with bare=True a host prefix is written without length."""
+    s = format_address(p.family, p.net)
+    if bare and p.plen == _BITS[p.family]:
+        return s
+    return f"{s}/{p.plen}"
+
+
+def prefix_contains(p: Prefix, family: int, addr: int) -> bool:
+    return family == p.family and (addr & _mask(family, p.plen)) == p.net
+
+
+def _q(text: str) -> str:
+    """Quote text for a message only when it would otherwise be unclear."""
+    if text and text.isprintable() and not text.isspace() and text == text.strip():
+        return text
+    return repr(text)
+
+
+def _why_bad_v4(addr: str) -> str:
+    parts = addr.split(".")
+    if len(parts) != 4:
+        return f"{_q(addr)} is not an IPv4 address: expected 4 dotted decimal numbers, found {len(parts)}"
+    for part in parts:
+        if not part:
+            return f"{_q(addr)} is not an IPv4 address: empty number between dots"
+        if not (part.isascii() and part.isdigit()):
+            return f"{_q(addr)} is not an IPv4 address: {_q(part)} is not a decimal number"
+        if len(part) > 1 and part[0] == "0":
+            return f"{_q(addr)} is not an IPv4 address: leading zero in {part!r} (octal is not accepted)"
+        if int(part) > 255:
+            return f"{_q(addr)} is not an IPv4 address: {part} is out of range 0..255"
+    return f"{_q(addr)} is not an IPv4 address"
+
+
+def _parse_addr(addr: str, whole: str) -> tuple[int, int]:
+    """(family, int) of an address string without length; no normalisation."""
+    if ":" in addr:
+        if "%" in addr:
+            raise PrefixError(whole, f"{_q(whole)}: a zone index (%...) is not allowed in a prefix", "syntax")
+        try:
+            return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, addr), "big")
+        except (OSError, ValueError):
+            raise PrefixError(whole, f"{_q(addr)} is not an IPv6 address", "syntax") from None
+    if "." in addr:
+        try:
+            return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, addr), "big")
+        except (OSError, ValueError):
+            raise PrefixError(whole, _why_bad_v4(addr), "syntax") from None
+    if not addr:
+        raise PrefixError(whole, f"{_q(whole)}: missing address", "syntax")
+    raise PrefixError(whole, f"{_q(addr)} is not an IP address or prefix", "syntax")
+
+
+def parse_prefix(text: str, *, strict: bool = True, family: int | None = None) -> Prefix:
+    """Parse 'a.b.c.d/N', 'x:y::/N' or a bare address (/32, /128).
+
+    strict: host bits set is an error (with the corrected prefix as a hint);
+    strict=False masks them off. family: 4 or 6 to require one family (after
+    IPv4-mapped normalisation)."""
+    if not isinstance(text, str):
+        raise PrefixError(repr(text), f"expected a prefix string, got {type(text).__name__}", "syntax")
+    s = text.strip()
+    if not s:
+        raise PrefixError(text, "empty prefix", "syntax")
+    addr, slash, plen_s = s.partition("/")
+    fam, net = _parse_addr(addr, s)
+    bits = _BITS[fam]
+    if slash:
+        if not plen_s:
+            raise PrefixError(s, f"{_q(s)}: missing prefix length after '/'", "syntax")
+        if not (plen_s.isascii() and plen_s.isdigit()) or len(plen_s) > 3:
+            raise PrefixError(s, f"{_q(s)}: prefix length {_q(plen_s)} is not a decimal number", "syntax")
+        plen = int(plen_s)
+        if plen > bits:
+            raise PrefixError(s, f"{_q(s)}: prefix length {plen} out of range 0..{bits} for IPv{fam}", "length")
+    else:
+        plen = bits
+    out_fam, out_net, out_plen = fam, net, plen
+    if fam == 6 and (net >> 32) == _MAPPED_HI:
+        if plen < 96:
+            raise PrefixError(
+                s, f"{_q(s)}: an IPv4-mapped prefix needs a length of 96 or more "
+                   f"(/{plen} would span non-mapped IPv6 space)", "mapped")
+        out_fam, out_net, out_plen = 4, net & 0xFFFFFFFF, plen - 96
+    m = _mask(out_fam, out_plen)
+    if out_net & ~m:
+        fixed = net & _mask(fam, plen)
+        if strict:
+            hint = f"{format_address(fam, fixed)}/{plen}"
+            raise PrefixError(s, f"{s} has host bits set; did you mean {hint}?", "host_bits")
+        out_net &= m
+    if family is not None and out_fam != family:
+        raise PrefixError(s, f"{_q(s)} is an IPv{out_fam} prefix; IPv{family} expected", "family")
+    return Prefix(out_fam, out_net, out_plen)
+
+
+def parse_address(text: str, *, family: int | None = None) -> tuple[int, int]:
+    """Parse a bare address to (family, int), IPv4-mapped IPv6 -> IPv4."""
+    if isinstance(text, str) and "/" in text:
+        raise PrefixError(text, f"{_q(text.strip())}: an address is expected, not a prefix", "syntax")
+    p = parse_prefix(text, family=family)
+    return p.family, p.net
+
+
+# ---------------------------------------------------------------------------
+# Protocols, ports, durations
+# ---------------------------------------------------------------------------
+PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}
+_PROTO_NAMES = {v: k for k, v in PROTOCOLS.items()}
+
+
+def proto_name(num: int) -> str:
+    return _PROTO_NAMES.get(num, str(num))
+
+
+def parse_proto(value: str | int) -> int:
+    """'tcp'/'udp'/'sctp' (any case) or 6/17/132 -> protocol number."""
+    if isinstance(value, bool):
+        raise PrefixError(repr(value), f"protocol {value!r} is not valid; expected tcp, udp or sctp", "proto")
+    if isinstance(value, int):
+        if value in _PROTO_NAMES:
+            return value
+        raise PrefixError(str(value), f"protocol {value} is not supported; expected tcp (6), udp (17) or sctp (132)", "proto")
+    s = str(value).strip()
+    num = PROTOCOLS.get(s.lower())
+    if num is not None:
+        return num
+    if s.isascii() and s.isdigit():
+        return parse_proto(int(s))
+    if not s:
+        raise PrefixError(value, "empty protocol; expected tcp, udp or sctp", "proto")
+    raise PrefixError(value, f"protocol {_q(s)} is not supported; expected tcp, udp or sctp", "proto")
+
+
+def parse_port(value: str | int) -> int:
+    """A destination port 1..65535."""
+    if isinstance(value, bool):
+        raise PrefixError(repr(value), f"port {value!r} is not a number", "port")
+    if isinstance(value, int):
+        n = value
+        text = str(value)
+    else:
+        text = str(value).strip()
+        if not text:
+            raise PrefixError(value, "empty port; expected a number 1..65535", "port")
+        if not (text.isascii() and text.isdigit()):
+            raise PrefixError(value, f"port {_q(text)} is not a number; expected 1..65535", "port")
+        n = int(text)
+    if not 1 <= n <= 65535:
+        raise PrefixError(text, f"port {n} out of range 1..65535", "port")
+    return n
+
+
+_DUR_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_DUR_RE = re.compile(r"(\d+)([a-zA-Z]*)")
+_DUR_MAX_S = (1 << 63) // 1_000_000_000  # fits a u64 nanosecond deadline
+
+
+def parse_duration(value: str | int) -> int:
+    """'30s', '5m', '2h', '7d', '1h30m' (units d, h, m, s, each at most once,
+    largest first) or a bare number of seconds -> seconds (> 0)."""
+    if isinstance(value, bool):
+        raise PrefixError(repr(value), f"duration {value!r} is not valid", "duration")
+    if isinstance(value, int):
+        total = value
+        text = str(value)
+    else:
+        text = str(value).strip()
+        if not text:
+            raise PrefixError(value, "empty duration; expected e.g. 30s, 5m, 2h, 7d or 1h30m", "duration")
+        if text.isascii() and text.isdigit():
+            total = int(text)
+        else:
+            total = 0
+            pos = 0
+            last = None
+            order = list(_DUR_UNITS)
+            while pos < len(text):
+                m = _DUR_RE.match(text, pos)
+                if not m or not text[pos].isascii():
+                    raise PrefixError(text, f"duration {_q(text)} is not valid; expected e.g. 30s, 5m, 2h, 7d or 1h30m", "duration")
+                num, unit = m.group(1), m.group(2).lower()
+                if unit not in _DUR_UNITS:
+                    what = f"unit {m.group(2)!r} is unknown" if unit else f"number {num} has no unit"
+                    raise PrefixError(text, f"duration {_q(text)}: {what}; use d, h, m or s", "duration")
+                if last is not None and order.index(unit) <= order.index(last):
+                    raise PrefixError(text, f"duration {_q(text)}: units must appear once each, largest first (d, h, m, s)", "duration")
+                last = unit
+                total += int(num) * _DUR_UNITS[unit]
+                pos = m.end()
+    if total <= 0:
+        raise PrefixError(text, f"duration {_q(text)} must be positive", "duration")
+    if total > _DUR_MAX_S:
+        raise PrefixError(text, f"duration {_q(text)} is too long", "duration")
+    return total
+
+
+# ---------------------------------------------------------------------------
+# Block-list files
+# ---------------------------------------------------------------------------
+# One prefix per line; '#' or ';' starts a comment (whole line or trailing,
+# e.g. "1.2.3.0/24 ; SBL123"); blank lines are skipped. Duplicates are an
+# error naming both lines. The fast path handles IPv4 text a chunk at a time
+# with C-level passes (split, inet_pton, array); any anomaly sends the whole
+# input through the line-by-line path, which is the authority: it reports
+# the first bad line, or returns the same result when the fast path was only
+# being cautious.
+
+_COMMENT_RE = re.compile(r"[#;][^\n]*")
+_PLEN4 = {str(i): i for i in range(33)}
+_CHUNK = 1 << 18  # characters per fast-path chunk: intermediates stay cache-warm
+_PREFIX_NEW = tuple.__new__
+
+
+class _Reject(Exception):
+    """The fast path cannot vouch for a chunk."""
+
+
+def _strip_comment(line: str) -> str:
+    for c in "#;":
+        i = line.find(c)
+        if i >= 0:
+            line = line[:i]
+    return line.strip()
+
+
+def _slow(lines: Iterable[str], start: int, allow_duplicates: bool) -> list[Prefix]:
+    out: list[Prefix] = []
+    seen: dict[Prefix, int] = {}
+    for lineno, raw in enumerate(lines, start):
+        s = _strip_comment(raw)
+        if not s:
+            continue
+        try:
+            p = parse_prefix(s)
+        except PrefixError as e:
+            raise e.at_line(lineno) from None
+        first = seen.get(p)
+        if first is not None:
+            if allow_duplicates:
+                continue
+            raise PrefixError(s, f"{format_prefix(p)} on line {lineno} duplicates line {first}",
+                              "duplicate", lineno=lineno, other_lineno=first)
+        seen[p] = lineno
+        out.append(p)
+    return out
+
+
+def _fast_chunk(text: str, out: list, s32: set, other: set) -> int:
+    """Parse one chunk of text; append Prefixes to out, add the networks of
+    IPv4 /32 entries to s32 and every other entry to other. Returns the
+    number of /32 entries. Raises _Reject on anything unusual (IPv6, odd
+    whitespace, bad syntax, host bits)."""
+    if "#" in text or ";" in text:
+        text = _COMMENT_RE.sub("", text)
+    if ":" in text:
+        raise _Reject
+    lines = text.split("\n")
+    if " " in text or "\t" in text or "\r" in text or "\f" in text or "\v" in text:
+        lines = list(map(str.strip, lines))
+    if "" in lines:
+        lines = list(filter(None, lines))
+    n = len(lines)
+    if not n:
+        return 0
+    plens = [32] * n
+    idx = list(compress(range(n), map(str.__contains__, lines, repeat("/"))))
+    if idx:
+        sl = itemgetter(*idx)(lines) if len(idx) > 1 else (lines[idx[0]],)
+        addrs, _, ps = zip(*map(str.partition, sl, repeat("/")))
+        if not _PLEN4.keys() >= set(ps):
+            raise _Reject
+        deque(map(lines.__setitem__, idx, addrs), maxlen=0)
+        deque(map(plens.__setitem__, idx, map(_PLEN4.__getitem__, ps)), maxlen=0)
+    try:
+        raw = b"".join(map(socket.inet_pton, repeat(socket.AF_INET), lines))
+    except (OSError, ValueError):
+        raise _Reject from None
+    arr = array("I")
+    arr.frombytes(raw)
+    if sys.byteorder == "little":
+        arr.byteswap()
+    nets = arr.tolist()
+    n32 = n
+    if idx:
+        sn = itemgetter(*idx)(nets) if len(idx) > 1 else (nets[idx[0]],)
+        sp = itemgetter(*idx)(plens) if len(idx) > 1 else (plens[idx[0]],)
+        if list(map(and_, sn, map(_MASK4.__getitem__, sp))) != list(sn):
+            raise _Reject  # host bits set
+        short = [t for t in zip(repeat(4), sn, sp) if t[2] != 32]
+        other.update(short)
+        n32 = n - len(short)
+        s32.update(compress(nets, map(eq, plens, repeat(32))))
+    else:
+        s32.update(nets)
+    out.extend(map(_PREFIX_NEW, repeat(Prefix), zip(repeat(4), nets, plens)))
+    return n32
+
+
+def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> list[Prefix]:
+    """Parse a whole block-list file's text. Returns the prefixes in file
+    order; raises PrefixError naming the first bad line (or, for a
+    duplicate, both lines). With allow_duplicates, later duplicates are
+    dropped silently."""
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            text = bytes(text).decode("latin-1")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if allow_duplicates:
+        return _slow(text.split("\n"), 1, allow_duplicates)
+    gc_was = gc.isenabled()
+    gc.disable()  # millions of small objects, no cycles: spare the collector
+    try:
+        out: list[Prefix] = []
+        s32: set[int] = set()
+        other: set[tuple[int, int, int]] = set()
+        n32 = 0
+        pos, end_all, lineno = 0, len(text), 1
+        try:
+            while pos < end_all:
+                end = text.find("\n", pos + _CHUNK)
+                end = end_all if end < 0 else end + 1
+                chunk = text[pos:end]
+                try:
+                    n32 += _fast_chunk(chunk, out, s32, other)
+                except _Reject:
+                    # this chunk line by line; duplicates are checked below
+                    got = _slow(chunk.split("\n"), lineno, False)
+                    for p in got:
+                        if p.family == 4 and p.plen == 32:
+                            s32.add(p.net)
+                            n32 += 1
+                        else:
+                            other.add(p)
+                    out.extend(got)
+                lineno += chunk.count("\n")
+                pos = end
+            if len(s32) != n32 or len(other) != len(out) - n32:
+                raise _Reject  # a duplicate somewhere
+        except (_Reject, PrefixError):
+            # the line-by-line pass names the first problem in file order
+            return _slow(text.split("\n"), 1, allow_duplicates)
+        return out
+    finally:
+        if gc_was:
+            gc.enable()
+
+
+def parse_prefix_lines(lines: Iterable[str], *, start: int = 1,
+                       allow_duplicates: bool = False) -> list[Prefix]:
+    """Like parse_prefix_text over an iterable of lines (line numbers from
+    start), without the fast path."""
+    return _slow((l.rstrip("\r\n") for l in lines), start, allow_duplicates)
+
+
+def load_prefix_file(path: str | os.PathLike, *, allow_duplicates: bool = False) -> list[Prefix]:
+    with open(path, "rb") as f:
+        data = f.read()
+    return parse_prefix_text(data, allow_duplicates=allow_duplicates)

@@ -526,6 +526,23 @@ def restore(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="listen address (loopback by default)"),
+    port: int = typer.Option(8077, "--port"),
+    token: Optional[str] = typer.Option(None, "--token", envvar="XDPCTL_API_TOKEN",
+                                        help="bearer token for changes [generated under the state dir]"),
+) -> None:
+    """Run the REST API (FastAPI under uvicorn): rules, lists, VIPs, counters, /metrics."""
+
+    def body():
+        from api.app import serve as run_server
+
+        run_server(Global.settings, host=host, port=port, token=token)
+
+    run(body)
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     out.print(f"xdpctl {__version__}")

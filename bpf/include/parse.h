@@ -194,10 +194,30 @@ static __always_inline int xc_v4mapped(const union xc_addr *a)
 	return a->w[0] == 0 && a->w[1] == 0 && a->w[2] == bpf_htonl(0xffff);
 }
 
-static __always_inline void xc_parse_ipv6(struct xc_pkt *p, void *l3, void *data_end)
+/*
+ * The verifier explores every path through the extension header walk, and
+ * paths that reach the same point with different header lengths behind them
+ * would be explored again and again (and the L4 parser after them too).
+ * Passing the running offset through this global function makes the
+ * verifier forget its exact value (a global function is checked on its
+ * own; its caller only learns "some scalar"), so all paths meet in one
+ * state. The barrier keeps the compiler from seeing through it. It runs
+ * once per extension header only.
+ */
+__noinline __u64 xc_opaque(__u64 v)
+{
+	asm volatile("" : "+r"(v));
+	return v;
+}
+
+/* Offsets past this are impossible (8 headers of at most 2048 bytes). */
+#define XC_PARSE_MAX_OFF 0x7fff
+
+static __always_inline void xc_parse_ipv6(struct xc_pkt *p, void *data, void *l3,
+					  void *data_end)
 {
 	struct ipv6hdr *ip6 = l3;
-	void *cur;
+	__u64 off;
 	__u8 nh;
 	int i;
 
@@ -219,15 +239,22 @@ static __always_inline void xc_parse_ipv6(struct xc_pkt *p, void *l3, void *data
 		p->flags |= XC_PKT_DST_V4MAPPED;
 
 	nh = ip6->nexthdr;
-	cur = ip6 + 1;
+	/* From here on an offset from data (pointer difference: opaque to the
+	 * verifier, hence the bound). */
+	off = (void *)(ip6 + 1) - data;
+	if (off > XC_PARSE_MAX_OFF) {
+		p->l4 = XC_L4_MALFORMED;
+		return;
+	}
 #pragma unroll
 	for (i = 0; i < XC_IPV6_EXT_MAX; i++) {
-		struct xc_ext6 *e = cur;
+		struct xc_ext6 *e;
 		__u32 hlen;
 
 		if (!xc_is_ext6(nh))
 			break;
 		p->proto = nh;
+		e = data + off;
 		if ((void *)(e + 1) > data_end) {
 			xc_l4_malformed(p);
 			return;
@@ -245,11 +272,15 @@ static __always_inline void xc_parse_ipv6(struct xc_pkt *p, void *l3, void *data
 			hlen = ((__u32)e->hdrlen + 1) << 3;
 		}
 		nh = e->nexthdr;
-		if (cur + hlen > data_end) {
+		if ((void *)e + hlen > data_end) {
 			xc_l4_malformed(p);
 			return;
 		}
-		cur += hlen;
+		off = xc_opaque(off + hlen);
+		if (off > XC_PARSE_MAX_OFF) {
+			p->l4 = XC_L4_MALFORMED;
+			return;
+		}
 	}
 	p->proto = nh;
 	if (xc_is_ext6(nh)) {
@@ -257,7 +288,7 @@ static __always_inline void xc_parse_ipv6(struct xc_pkt *p, void *l3, void *data
 		p->l4 = XC_L4_MALFORMED;
 		return;
 	}
-	xc_parse_l4(p, cur, data_end);
+	xc_parse_l4(p, data + off, data_end);
 }
 
 /*
@@ -309,7 +340,7 @@ static __always_inline void xc_parse(struct xc_pkt *p, void *data, void *data_en
 	if (proto == bpf_htons(ETH_P_IP))
 		xc_parse_ipv4(p, cur, data_end);
 	else if (proto == bpf_htons(ETH_P_IPV6))
-		xc_parse_ipv6(p, cur, data_end);
+		xc_parse_ipv6(p, data, cur, data_end);
 	else if (proto == bpf_htons(ETH_P_ARP))
 		p->l3 = XC_L3_ARP;
 	else

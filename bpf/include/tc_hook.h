@@ -20,30 +20,35 @@
 
 #define XC_TC_PULL_MAX 512 /* L2 + IPv6 + a long extension chain + L4 */
 
-/* Global (non-inlined) on purpose, see xdp_hook.h. Returns the l3 class. */
-__noinline int xc_tc_parse(struct __sk_buff *skb, struct xc_pkt *p)
+/*
+ * Parse the linear part as it is now. Global (non-inlined) on purpose, see
+ * xdp_hook.h; being one function, calling it twice below costs the
+ * verifier nothing more. Returns the l3 class.
+ */
+__noinline int xc_tc_parse_linear(struct __sk_buff *skb, struct xc_pkt *p)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	__u32 stripped = skb->vlan_present ? 1 : 0;
-	__u32 len = skb->len + (stripped ? 4 : 0);
-	__u32 linear, want;
 
 	if (!p)
 		return XC_L3_MALFORMED;
-	xc_parse(p, data, data_end, stripped, len);
-	if (!(p->flags & XC_PKT_TRUNC))
-		return p->l3;
-
-	/* A header ran past the linear part: pull it in and parse again. */
-	linear = (__u32)(data_end - data);
-	want = skb->len < XC_TC_PULL_MAX ? skb->len : XC_TC_PULL_MAX;
-	if (want <= linear || bpf_skb_pull_data(skb, want))
-		return p->l3;
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-	xc_parse(p, data, data_end, stripped, len);
+	xc_parse(p, data, data_end, stripped, skb->len + (stripped ? 4 : 0));
 	return p->l3;
+}
+
+static __always_inline void xc_tc_parse(struct __sk_buff *skb, struct xc_pkt *p)
+{
+	__u32 linear, want;
+
+	xc_tc_parse_linear(skb, p);
+	if (!(p->flags & XC_PKT_TRUNC))
+		return;
+	/* A header ran past the linear part: pull it in and parse again. */
+	linear = skb->data_end - skb->data;
+	want = skb->len < XC_TC_PULL_MAX ? skb->len : XC_TC_PULL_MAX;
+	if (want > linear && bpf_skb_pull_data(skb, want) == 0)
+		xc_tc_parse_linear(skb, p);
 }
 
 /* On a pass, try the chain slots after `slot` (a constant), then pass. */

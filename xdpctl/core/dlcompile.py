@@ -397,8 +397,7 @@ def _compile_l16(minor: list[Rule], out: Compiled) -> None:
         slots[base:base + cnt] = repeat(i, cnt)
     valtab = [_val(r) for r in minor]
     valtab.append(_ZERO_VAL)  # slot -1: empty
-    out[L16] = Table(array("I", range(L16_ENTRIES)).tobytes(),
-                     b"".join(map(valtab.__getitem__, slots)), L16_ENTRIES)
+    out[L16] = Table(_L16_IMAGE_KEYS(), b"".join(map(valtab.__getitem__, slots)), L16_ENTRIES)
 
 
 # -- plain Python: IPv6 bands, tries, and every band on big-endian hosts ------
@@ -564,21 +563,49 @@ def _compile_into(rules: list, out: Compiled) -> None:
 TableState = dict  # map name -> {key bytes: value bytes}
 
 
+_L16_KEYS = None
+
+
+def _l16_keys() -> list[bytes]:
+    global _L16_KEYS
+    if _L16_KEYS is None:
+        _L16_KEYS = [abi.U32.pack(i) for i in range(L16_ENTRIES)]
+    return _L16_KEYS
+
+
 def empty_state() -> TableState:
     """The tables with no rule: every map empty, xc_v4_l16 all zero."""
     st = {m: {} for m in abi.RULE_MAPS}
-    st[L16] = {abi.U32.pack(i): _ZERO_VAL for i in range(L16_ENTRIES)}
+    st[L16] = dict.fromkeys(_l16_keys(), _ZERO_VAL)
     return st
+
+
+def _split(buf: bytes, size: int, count: int):
+    return map(buf.__getitem__, map(slice, range(0, size * count, size),
+                                    range(size, size * count + size, size)))
 
 
 def tables_to_state(c: Mapping[str, Table]) -> TableState:
+    """{map: {key: value}} from table images."""
     st: TableState = {}
     for m in abi.RULE_MAPS:
         t = c[m]
-        ks, vs = KEY_SIZE[m], VAL_SIZE
-        st[m] = {t.keys[i * ks:(i + 1) * ks]: t.values[i * vs:(i + 1) * vs] for i in range(t.count)}
-        assert len(st[m]) == t.count, f"{m}: duplicate keys in the image"
+        keys = _l16_keys() if m == L16 and t.count == L16_ENTRIES and \
+            t.keys == _L16_IMAGE_KEYS() else _split(t.keys, KEY_SIZE[m], t.count)
+        st[m] = dict(zip(keys, _split(t.values, VAL_SIZE, t.count)))
+        if len(st[m]) != t.count:
+            raise ValueError(f"{m}: duplicate keys in the image")
     return st
+
+
+_L16_IMAGE = None
+
+
+def _L16_IMAGE_KEYS() -> bytes:
+    global _L16_IMAGE
+    if _L16_IMAGE is None:
+        _L16_IMAGE = array("I", range(L16_ENTRIES)).tobytes()
+    return _L16_IMAGE
 
 
 class MapPlan(NamedTuple):
@@ -762,11 +789,48 @@ def _unmap(family: int, addr: int) -> tuple[int, int]:
     return family, addr
 
 
+# The C asks an LPM trie again, with a shorter prefix, when the longest
+# entry has expired: at most this many lookups (bpf/include/droplist.h).
+TRIE_RETRY = 4
+
+
+def _trie_match(trie: dict, keyf, base: int, maxlen: int, now_ns: int) -> abi.RuleVal | None:
+    """Longest live entry of an LPM trie image: keyf(plen) is the stored key
+    of a prefix of that length. Mirrors the C: an expired entry makes it ask
+    again below that entry's length, up to TRIE_RETRY lookups in all."""
+    if not trie:
+        return None
+    # only the lengths the trie holds can match (the kernel walks its nodes)
+    lens = sorted({abi.U32.unpack_from(k)[0] for k in trie}, reverse=True)
+    p = maxlen
+    for _ in range(TRIE_RETRY):
+        raw = None
+        for q in lens:
+            q -= base
+            if q > p:
+                continue
+            raw = trie.get(keyf(q))
+            if raw is not None:
+                p = q
+                break
+        if raw is None:
+            return None
+        v = _live(raw, now_ns)
+        if v is not None:
+            return v
+        rv = abi.unpack_rule_val(raw)
+        if rv.plen == 0 or rv.plen > 128:
+            return None
+        p = rv.plen - 1
+    return None
+
+
 def kernel_lookup(tables, family: int, dir: int, addr: int, now_ns: int = 0) -> abi.RuleVal | None:
     """The address lookup of the drop list over table contents (a Compiled
     or a TableState), as the C does it: IPv4-mapped addresses go to the
-    IPv4 tables; IPv4 l32, l24, l16; IPv6 l128, then the trie match against
-    the l64, l48, l32 bands. An expired entry counts as absent."""
+    IPv4 tables; IPv4 l32, l24, l16; IPv6 l128, then the trie match t
+    against the l64, l48, l32 bands (a live t longer than the band wins,
+    else a live band entry), then t. An expired entry counts as absent."""
     st = _state_of(tables)
     family, addr = _unmap(family, addr)
     if family == 4:
@@ -779,12 +843,9 @@ def kernel_lookup(tables, family: int, dir: int, addr: int, now_ns: int = 0) -> 
     if v is not None:
         return v
     t = None
-    trie = st[V6_TRIE]
-    for p in range(128, -1, -1):  # LPM: the longest entry only
-        raw = trie.get(abi.pack_trie6_key(dir, addr & _mask(6, p), p))
-        if raw is not None:
-            t = _live(raw, now_ns)
-            break
+    if st[V6_TRIE]:
+        t = _trie_match(st[V6_TRIE], lambda p: abi.pack_trie6_key(dir, addr & _mask(6, p), p),
+                        abi.TRIE6_PREFIX_BASE, 128, now_ns)
     for m, stride in (("xc_v6_l64", 64), ("xc_v6_l48", 48), ("xc_v6_l32", 32)):
         if t is not None and t.plen > stride:
             return t
@@ -796,13 +857,11 @@ def kernel_lookup(tables, family: int, dir: int, addr: int, now_ns: int = 0) -> 
 
 def kernel_port_lookup(tables, dir: int, proto: int, port: int, family: int, addr: int,
                        now_ns: int = 0) -> abi.RuleVal | None:
-    """xc_port_trie longest match for (dir, proto, port, family, address);
-    an expired longest entry hides shorter ones, as in the kernel."""
+    """xc_port_trie match for (dir, proto, destination port, family,
+    address), IPv4-mapped addresses as IPv4, expired entries as in the C."""
     st = _state_of(tables)
     family, addr = _unmap(family, addr)
-    trie = st[PORT_TRIE]
-    for p in range(_BITS[family], -1, -1):
-        raw = trie.get(abi.pack_port_key(dir, proto, port, family, addr & _mask(family, p), p))
-        if raw is not None:
-            return _live(raw, now_ns)
-    return None
+    return _trie_match(
+        st[PORT_TRIE],
+        lambda p: abi.pack_port_key(dir, proto, port, family, addr & _mask(family, p), p),
+        abi.PORT_PREFIX_BASE, _BITS[family], now_ns)

@@ -224,27 +224,79 @@ def _row_to_view(row, stats: dict[int, tuple[int, int, int]] | None = None) -> R
 
 
 class SqlRuleIndex(dlc.RuleIndex):
+    """RuleIndex over the rules table (and list members held in memory).
+
+    ``prepare(rule)`` loads, in one range query per length, every address
+    rule of the rule's band that lies inside its prefix, plus its ancestors
+    in the band; ``best_covering`` for keys of that rule is then answered
+    from memory. A /0 expands to 65,536 keys: this keeps that at one query.
+    """
+
     def __init__(self, state, lists_index: dict | None):
         self.db = state.db
         self.lists = lists_index or {}
         self.now_wall = time.time()
         self.now_boot = boot_ns()
+        self.cache: dict[tuple[int, int, int, int], dlc.Rule] = {}
+        self.scope: tuple | None = None  # (family, dir, net, plen, lo, hi) the cache answers for
+
+    def prepare(self, rule: dlc.Rule) -> None:
+        self.cache.clear()
+        self.scope = None
+        if rule.proto is not None or rule.family == 0:
+            return
+        band = dlc.band_of(rule.family, rule.plen)
+        if band is None:
+            return
+        bits = 32 if rule.family == 4 else 128
+        last = rule.net | ((1 << (bits - rule.plen)) - 1)
+        lo_b, hi_b = _addr_bytes(rule.family, rule.net), _addr_bytes(rule.family, last)
+        rows = self.db.execute(
+            f"SELECT {_RULE_COLS} FROM rules WHERE family=? AND dir=? AND proto=0 AND port=0 AND anyaddr=0 "
+            f"AND plen BETWEEN ? AND ? AND addr BETWEEN ? AND ?",
+            (rule.family, rule.dir, rule.plen, band.hi, lo_b, hi_b),
+        ).fetchall()
+        full = (1 << bits) - 1
+        for p in range(band.lo, rule.plen):
+            anc = rule.net & (full ^ ((1 << (bits - p)) - 1))
+            rows += self.db.execute(
+                f"SELECT {_RULE_COLS} FROM rules WHERE family=? AND dir=? AND proto=0 AND port=0 AND anyaddr=0 "
+                f"AND plen=? AND addr=?",
+                (rule.family, rule.dir, p, _addr_bytes(rule.family, anc)),
+            ).fetchall()
+        for row in rows:
+            r = _row_to_rule(row, self.now_wall, self.now_boot)
+            self.cache[(r.family, r.dir, r.plen, r.net)] = r
+        self.scope = (rule.family, rule.dir, rule.net, rule.plen, band.lo, band.hi)
+
+    def _in_scope(self, family, dir, addr, lo_plen, hi_plen) -> bool:
+        if self.scope is None:
+            return False
+        f, d, net, plen, blo, bhi = self.scope
+        bits = 32 if f == 4 else 128
+        return (f == family and d == dir and blo <= lo_plen and hi_plen <= bhi
+                and (addr >> (bits - plen)) == (net >> (bits - plen)))
 
     def best_covering(self, family, dir, addr, lo_plen, hi_plen, exclude_id):
         bits = 32 if family == 4 else 128
         full = (1 << bits) - 1
+        cached = self._in_scope(family, dir, addr, lo_plen, hi_plen)
         for p in range(hi_plen, lo_plen - 1, -1):
             net = addr & (full ^ ((1 << (bits - p)) - 1))
-            row = self.db.execute(
-                f"SELECT {_RULE_COLS} FROM rules WHERE family=? AND dir=? AND proto=0 AND port=0 AND anyaddr=0 "
-                f"AND plen=? AND addr=? AND id<>?",
-                (family, dir, p, _addr_bytes(family, net), exclude_id),
-            ).fetchone()
-            if row is not None:
-                return _row_to_rule(row, self.now_wall, self.now_boot)
-            r = self.lists.get((family, dir, p, net))
+            if cached:
+                r = self.cache.get((family, dir, p, net))
+            else:
+                row = self.db.execute(
+                    f"SELECT {_RULE_COLS} FROM rules WHERE family=? AND dir=? AND proto=0 AND port=0 "
+                    f"AND anyaddr=0 AND plen=? AND addr=?",
+                    (family, dir, p, _addr_bytes(family, net)),
+                ).fetchone()
+                r = _row_to_rule(row, self.now_wall, self.now_boot) if row is not None else None
             if r is not None and r.id != exclude_id:
                 return r
+            lr = self.lists.get((family, dir, p, net))
+            if lr is not None and lr.id != exclude_id:
+                return lr
         return None
 
 
@@ -556,6 +608,19 @@ class DropList:
         kt.write_config(POLICIES[self.policy()], self._flags(), rev)
         return rev
 
+    def _overlap(self, s: RuleSpec):
+        """An L4 rule for any address covers the /0 rules of both families
+        (and the reverse): the kernel holds one entry for each, so they
+        cannot coexist."""
+        if s.proto is None or (s.prefix is not None and s.prefix.plen != 0):
+            return None
+        if s.prefix is None:
+            q = "SELECT id FROM rules WHERE dir=? AND proto=? AND port=? AND anyaddr=0 AND plen=0"
+        else:
+            q = "SELECT id FROM rules WHERE dir=? AND proto=? AND port=? AND anyaddr=1"
+        row = self.state.db.execute(q, (s.dir, s.proto, s.port)).fetchone()
+        return row[0] if row else None
+
     def _existing(self, s: RuleSpec):
         return self.state.db.execute(
             f"SELECT {_RULE_COLS} FROM rules WHERE family=? AND dir=? AND proto=? AND port=? AND anyaddr=? "
@@ -576,6 +641,17 @@ class DropList:
             if k in seen:
                 raise ValidationError(f"{s.describe()} is given twice (items {seen[k] + 1} and {i + 1})")
             seen[k] = i
+        l4_zero: dict[tuple, tuple[int, RuleSpec]] = {}
+        for i, s in enumerate(specs):
+            if s.proto is not None and (s.prefix is None or s.prefix.plen == 0):
+                fams = (4, 6) if s.prefix is None else (s.prefix.family,)
+                for f in fams:
+                    k = (s.dir, s.proto, s.port, f)
+                    if k in l4_zero:
+                        j, other = l4_zero[k]
+                        raise ValidationError(f"{s.describe()} overlaps {other.describe()} "
+                                              f"(items {j + 1} and {i + 1})")
+                    l4_zero[k] = (i, s)
         self._expire_pending()
         with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
             state.check_revision(expected_revision)
@@ -583,6 +659,10 @@ class DropList:
             new_specs, upd_specs = [], []
             for s in specs:
                 row = self._existing(s)
+                ov = self._overlap(s) if row is None else None
+                if ov is not None:
+                    raise Conflict(f"{s.describe()} overlaps rule {ov} (an L4 rule for any address holds "
+                                   f"the /0 entries of both families); remove it first")
                 if row is None:
                     new_specs.append(s)
                 elif update:
@@ -630,9 +710,12 @@ class DropList:
         index = SqlRuleIndex(self.state, self._lists_index_get() if self._has_lists() else None)
         plan = dlc.Plan()
         for r in removed:
+            index.prepare(r)
             plan.merge(dlc.plan_remove(r, index))
         for row in self._rows_by_ids(added_ids):
-            plan.merge(dlc.plan_add(_row_to_rule(row, now_wall, now_boot), index))
+            r = _row_to_rule(row, now_wall, now_boot)
+            index.prepare(r)
+            plan.merge(dlc.plan_add(r, index))
         kt.apply(plan)
 
     def _has_lists(self) -> bool:

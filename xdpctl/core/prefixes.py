@@ -255,23 +255,22 @@ def parse_duration(value: str | int) -> int:
         if text.isascii() and text.isdigit():
             total = int(text)
         else:
-            total = 0
-            pos = 0
-            last = None
+            parts = _DUR_RE.findall(text)
+            if not text.isascii() or not parts or "".join(n + u for n, u in parts) != text:
+                raise PrefixError(text, f"duration {_q(text)} is not valid; expected e.g. "
+                                        "30s, 5m, 2h, 7d or 1h30m", "duration")
             order = list(_DUR_UNITS)
-            while pos < len(text):
-                m = _DUR_RE.match(text, pos)
-                if not m or not text[pos].isascii():
-                    raise PrefixError(text, f"duration {_q(text)} is not valid; expected e.g. 30s, 5m, 2h, 7d or 1h30m", "duration")
-                num, unit = m.group(1), m.group(2).lower()
-                if unit not in _DUR_UNITS:
-                    what = f"unit {m.group(2)!r} is unknown" if unit else f"number {num} has no unit"
+            total, last = 0, -1
+            for num, unit in parts:
+                u = unit.lower()
+                if u not in _DUR_UNITS:
+                    what = f"unit {unit!r} is unknown" if unit else f"number {num} has no unit"
                     raise PrefixError(text, f"duration {_q(text)}: {what}; use d, h, m or s", "duration")
-                if last is not None and order.index(unit) <= order.index(last):
-                    raise PrefixError(text, f"duration {_q(text)}: units must appear once each, largest first (d, h, m, s)", "duration")
-                last = unit
-                total += int(num) * _DUR_UNITS[unit]
-                pos = m.end()
+                if order.index(u) <= last:
+                    raise PrefixError(text, f"duration {_q(text)}: units must appear once each, "
+                                            "largest first (d, h, m, s)", "duration")
+                last = order.index(u)
+                total += int(num) * _DUR_UNITS[u]
     if total <= 0:
         raise PrefixError(text, f"duration {_q(text)} must be positive", "duration")
     if total > _DUR_MAX_S:

@@ -52,7 +52,7 @@ def protocol_mix(src_mac: str = SRC_MAC, dst_mac: str = DST_MAC, src4: str = SRC
     out = {k: bytes(v) for k, v in frames.items()}
     # An IPv4 header cut short: ethertype IPv4, IHL says 20 bytes, 12 present.
     ip_hdr = bytes(IP(src=src4, dst=dst4) / UDP())[:12]
-    out["truncated_ipv4"] = bytes(e)[:14] + ip_hdr
+    out["truncated_ipv4"] = bytes(Ether(src=src_mac, dst=dst_mac, type=0x0800)) + ip_hdr
     # A TCP header cut short (IPv4 header complete).
     out["truncated_tcp"] = bytes(e / IP(src=src4, dst=dst4, proto=6))[:34] + b"\x00" * 8
     return out

@@ -1,0 +1,288 @@
+"""The xdpctl REST service: application factory and server entry point.
+
+    create_app(settings, token)        a FastAPI app over one core Context
+    serve(settings, host, port, token) run it with uvicorn (loopback by default)
+
+At start the service checks the kernel side (root, bpffs, pin directory),
+reconciles the kernel to the state database (as `xdpctl restore` does) and
+starts the expiry task; at shutdown it stops the task and closes the
+database. Run it directly with ``python -m api.app --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from xdpctl import __version__
+from xdpctl.config import Settings
+from xdpctl.core.restore import restore as core_restore
+from xdpctl.errors import XdpctlError
+
+from . import metrics
+from .deps import ApiError, Options, Service, describe_errors, load_token, require_token
+from .routers import attachments, health, lists, policy, rules, stats, system
+
+log = logging.getLogger("xdpctl.api")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8077
+
+DESCRIPTION = """\
+Control XDP and TC classifiers: protocol counters, drop lists.
+
+* Every request that changes state needs `Authorization: Bearer <token>`.
+* Every change answers with the new `revision` (also as an `ETag`). Send it
+  back as `If-Match: <revision>` or a `revision` field to apply a change only
+  if nothing changed in between (409 otherwise).
+* Bulk changes are all or nothing; a bad item is a 422 naming its index.
+* Errors are `{"error": kind, "detail": one line}`.
+"""
+
+
+def _kind(exc: XdpctlError) -> str:
+    """ValidationError -> validation_error, NotFound -> not_found, ..."""
+    name = type(exc).__name__
+    out = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+    return out or "error"
+
+
+_STATUS_KINDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "too_large",
+                 415: "unsupported_media_type", 422: "validation_error"}
+
+
+def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None,
+           **extra: object) -> JSONResponse:
+    body: dict[str, object] = {"error": error, "detail": detail}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(XdpctlError)
+    async def core_error(request: Request, exc: XdpctlError) -> JSONResponse:
+        if exc.http_status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+        return _error(exc.http_status, _kind(exc), exc.message)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.error, exc.detail, exc.headers, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = list(exc.errors())
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if (ctype != "application/json" and len(errs) == 1 and tuple(errs[0].get("loc", ())) == ("body",)
+                and errs[0].get("type") == "model_attributes_type"):
+            got = f"Content-Type {ctype!r}" if ctype else "no Content-Type"
+            return _error(422, "validation_error",
+                          f"body: expected a JSON object sent as application/json ({got})")
+        detail, errors, index = describe_errors(errs)
+        return _error(422, "validation_error", detail, errors=errors, index=index)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no such endpoint: {request.url.path} (see /docs)"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path} (see /docs)"
+        return _error(exc.status_code, _STATUS_KINDS.get(exc.status_code, "http_error"), detail,
+                      getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return _error(500, "internal_error", f"internal error ({type(exc).__name__}: {exc}); see the service log")
+
+
+# ---------------------------------------------------------------------------
+# Start, background expiry, stop
+# ---------------------------------------------------------------------------
+def _start(svc: Service) -> None:
+    with svc.lock:
+        svc.ctx.kernel_ready()  # no root or no bpffs: the service cannot work, do not start
+        if not svc.options.restore_on_start:
+            return
+        svc.restore_ran = time.time()
+        try:
+            rep = core_restore(svc.ctx)
+        except XdpctlError as exc:
+            svc.restore_error = str(exc)
+            log.error("restore at start failed: %s", exc)
+            return
+        svc.restore_report = rep
+        for line in rep["log"]:
+            log.info("restore: %s", line)
+
+
+def _expire_once(svc: Service) -> None:
+    def run(d):
+        removed = d.expire()
+        if removed:
+            log.info("expired %d rules: %s", len(removed), ", ".join(str(r.id) for r in removed[:20]))
+
+    svc.droplist(run)
+
+
+async def _expiry_loop(svc: Service) -> None:
+    interval = svc.options.expire_interval
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(_expire_once, svc)
+            svc.expiry_last_error = None
+        except Exception as exc:  # keep reaping; report in /healthz
+            svc.expiry_last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("expiry failed: %s", svc.expiry_last_error)
+        svc.expiry_last_run = time.time()
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    svc: Service = app.state.xdpctl
+    await run_in_threadpool(_start, svc)
+    task = None
+    if svc.options.expire_interval > 0:
+        task = asyncio.create_task(_expiry_loop(svc), name="xdpctl-expiry")
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await run_in_threadpool(svc.close)
+
+
+# ---------------------------------------------------------------------------
+# The factory
+# ---------------------------------------------------------------------------
+def _env_flag(name: str) -> bool | None:
+    v = os.environ.get(name)
+    if v is None or v.strip() == "":
+        return None
+    return v.strip().lower() in ("1", "true", "yes", "on")
+
+
+def create_app(
+    settings: Settings | None = None,
+    token: str | None = None,
+    *,
+    protect_reads: bool | None = None,
+    protect_metrics: bool | None = None,
+    expire_interval: float | None = None,
+    restore_on_start: bool = True,
+    rule_metrics_limit: int = 100,
+    list_hit_metrics: bool = False,
+) -> FastAPI:
+    """A FastAPI app over the core.
+
+    token: the bearer token; default $XDPCTL_API_TOKEN, else the file
+      ``api-token`` in the state directory (generated, mode 0600, if missing).
+    protect_reads / protect_metrics: require the token for GETs under /v1 /
+      for /metrics too (default: $XDPCTL_API_PROTECT_READS /
+      $XDPCTL_API_PROTECT_METRICS, else no).
+    expire_interval: seconds between expiry runs (default
+      $XDPCTL_API_EXPIRE_INTERVAL, else 1); 0 disables the task.
+    restore_on_start: reconcile the kernel to the database at start.
+    rule_metrics_limit: most rules exported in xdpctl_rule_hits_total.
+    list_hit_metrics: export hits per list too (costly with large lists).
+    """
+    settings = settings or Settings()
+    if expire_interval is None:
+        expire_interval = float(os.environ.get("XDPCTL_API_EXPIRE_INTERVAL", "1") or 1)
+    if expire_interval < 0:
+        raise ValueError("expire_interval must be >= 0")
+    options = Options(
+        protect_reads=bool(protect_reads if protect_reads is not None else _env_flag("XDPCTL_API_PROTECT_READS")),
+        protect_metrics=bool(protect_metrics if protect_metrics is not None
+                             else _env_flag("XDPCTL_API_PROTECT_METRICS")),
+        expire_interval=expire_interval,
+        restore_on_start=restore_on_start,
+        rule_metrics_limit=rule_metrics_limit,
+        list_hit_metrics=list_hit_metrics,
+    )
+    value, source = load_token(settings, token)
+    svc = Service(settings, value, source, options)
+    svc.registry = metrics.make_registry(svc)
+
+    app = FastAPI(
+        title="xdpctl",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        openapi_tags=[
+            {"name": "rules", "description": "drop-list rules, added and removed individually"},
+            {"name": "lists", "description": "bulk lists (block-list files), replaced as a whole"},
+            {"name": "policy", "description": "default policy and revision"},
+            {"name": "attachments", "description": "classifiers on interfaces"},
+            {"name": "stats", "description": "counters"},
+            {"name": "maintenance", "description": "restore and expiry"},
+        ],
+    )
+    app.state.xdpctl = svc
+    install_error_handlers(app)
+    auth = [Depends(require_token)]
+    for r in (rules.router, lists.router, policy.router, attachments.router, stats.router, system.router):
+        app.include_router(r, dependencies=auth)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    return app
+
+
+def serve(settings: Settings | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+          token: str | None = None, **options: object) -> None:
+    """Run the service with uvicorn until SIGINT/SIGTERM (blocks)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings, token, **options)  # type: ignore[arg-type]
+    svc: Service = app.state.xdpctl
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        log.warning("listening on %s, not on loopback: the API is reachable from the network "
+                    "(GETs%s need no token)", host, "" if svc.options.protect_reads else " and /metrics")
+    log.info("xdpctl API on http://%s:%d (docs at /docs); token from %s", host, port, svc.token_source)
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m api.app", description="Run the xdpctl REST service.")
+    p.add_argument("--host", default=DEFAULT_HOST)
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--pin-dir", default=None)
+    p.add_argument("--state-dir", default=None)
+    p.add_argument("--protect-reads", action="store_true", help="require the token for GETs too")
+    p.add_argument("--protect-metrics", action="store_true", help="require the token for /metrics")
+    p.add_argument("--expire-interval", type=float, default=None, help="seconds between expiry runs (0: off)")
+    p.add_argument("--no-restore", action="store_true", help="do not reconcile the kernel at start")
+    a = p.parse_args(argv)
+    s = Settings()
+    if a.pin_dir:
+        s.pin_dir = a.pin_dir
+    if a.state_dir:
+        s.state_dir = a.state_dir
+    serve(s, a.host, a.port, protect_reads=a.protect_reads or None, protect_metrics=a.protect_metrics or None,
+          expire_interval=a.expire_interval, restore_on_start=not a.no_restore)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""Shared objects and request dependencies of the API.
+
+One :class:`Service` per process holds the one core :class:`Context` (one
+SQLite connection, used from FastAPI's worker threads) and a lock that
+serialises every use of it: the core's writers take the pin-directory lock
+and a SQLite transaction, and two threads must not interleave statements on
+one connection. Core calls block, so endpoints that call the core are plain
+``def`` functions, which FastAPI runs in its thread pool.
+
+A fresh DropList is made per call (it is cheap): a DropList caches list
+members, which another writer (the CLI) may change behind this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import threading
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from xdpctl.config import Settings
+from xdpctl.core.context import Context
+from xdpctl.core.droplist import DropList
+
+log = logging.getLogger("xdpctl.api")
+
+T = TypeVar("T")
+
+TOKEN_ENV = "XDPCTL_API_TOKEN"
+TOKEN_FILE = "api-token"
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class ApiError(Exception):
+    """An answer other than 2xx decided by the API layer itself (auth,
+    headers, content types, bulk item errors); rendered like XdpctlError."""
+
+    def __init__(self, status: int, error: str, detail: str, *, headers: dict[str, str] | None = None,
+                 **extra: object):
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = headers
+        self.extra = {k: v for k, v in extra.items() if v is not None}
+
+
+# ---------------------------------------------------------------------------
+# Token
+# ---------------------------------------------------------------------------
+def token_path(settings: Settings) -> str:
+    return os.path.join(settings.state_dir, TOKEN_FILE)
+
+
+def load_token(settings: Settings, token: str | None = None) -> tuple[str, str]:
+    """The bearer token and where it came from: the caller, the environment
+    (XDPCTL_API_TOKEN), or the token file under the state directory, which
+    is created (mode 0600, 256 random bits) when missing."""
+    if token:
+        return token, "given to the service at start"
+    env = os.environ.get(TOKEN_ENV, "").strip()
+    if env:
+        return env, f"the service's ${TOKEN_ENV}"
+    path = token_path(settings)
+    os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        st = os.stat(path)
+        if st.st_mode & 0o077:
+            log.warning("token file %s is readable by group or others (mode %o); chmod 600 it",
+                        path, st.st_mode & 0o777)
+        with open(path) as f:
+            value = f.read().strip()
+        if not value:
+            raise RuntimeError(f"token file {path} is empty; delete it to have a new token generated")
+        return value, f"file {path}"
+    value = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    log.info("generated API token in %s", path)
+    return value, f"file {path}"
+
+
+# ---------------------------------------------------------------------------
+# The service
+# ---------------------------------------------------------------------------
+@dataclass
+class Options:
+    protect_reads: bool = False       # bearer token for GETs under /v1 too
+    protect_metrics: bool = False     # bearer token for /metrics
+    expire_interval: float = 1.0      # seconds between expiry runs; 0 disables
+    restore_on_start: bool = True     # reconcile the kernel to the database at start
+    rule_metrics_limit: int = 100     # at most this many rules in xdpctl_rule_hits_total
+    list_hit_metrics: bool = False    # xdpctl_list_hits_total (reads every member's counter)
+
+
+class Service:
+    def __init__(self, settings: Settings, token: str, token_source: str, options: Options):
+        self.settings = settings
+        self.token = token
+        self.token_source = token_source
+        self.options = options
+        self.ctx = Context(settings)
+        self.lock = threading.RLock()
+        self.last_revision: int | None = None
+        self.expiry_last_run: float | None = None
+        self.expiry_last_error: str | None = None
+        self.restore_ran: float | None = None
+        self.restore_error: str | None = None
+        self.restore_report: dict | None = None
+        self.registry = None  # the Prometheus registry (api.metrics), set by create_app
+
+    def run(self, fn: Callable[[Context], T]) -> T:
+        """Call the core with the process's context, one caller at a time."""
+        with self.lock:
+            return fn(self.ctx)
+
+    def droplist(self, fn: Callable[[DropList], T]) -> T:
+        with self.lock:
+            return fn(DropList(self.ctx))
+
+    def revision(self) -> int:
+        with self.lock:
+            rev = self.ctx.state.revision
+            self.last_revision = rev
+            return rev
+
+    def close(self) -> None:
+        with self.lock:
+            self.ctx.close()
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.xdpctl
+
+
+# ---------------------------------------------------------------------------
+# Auth
+# ---------------------------------------------------------------------------
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    description=f"The service's token: ${TOKEN_ENV}, or the file {TOKEN_FILE} in the state directory "
+                f"(created with mode 0600 on first start).",
+)
+
+
+def _unauthorized(detail: str) -> ApiError:
+    return ApiError(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def check_token(request: Request, svc: Service) -> None:
+    header = request.headers.get("authorization")
+    if header is None:
+        raise _unauthorized(f"missing bearer token: send 'Authorization: Bearer <token>' (token: "
+                            f"{svc.token_source})")
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise _unauthorized("the Authorization header must be 'Bearer <token>'")
+    if not secrets.compare_digest(value.strip().encode(), svc.token.encode()):
+        raise _unauthorized("invalid bearer token")
+
+
+def require_token(
+    request: Request,
+    svc: Service = Depends(get_service),
+    _creds: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),  # documents the scheme
+) -> None:
+    """Every request that changes state needs the token; reads only when the
+    service is configured so."""
+    if request.method in READ_METHODS and not svc.options.protect_reads:
+        return
+    check_token(request, svc)
+
+
+def require_token_for_metrics(request: Request, svc: Service = Depends(get_service)) -> None:
+    if svc.options.protect_metrics:
+        check_token(request, svc)
+
+
+# ---------------------------------------------------------------------------
+# Revisions
+# ---------------------------------------------------------------------------
+_ETAG_RE = re.compile(r'^(?:W/)?"?(\d{1,19})"?$')
+
+
+def if_match(
+    value: str | None = Header(
+        None, alias="If-Match",
+        description='only apply if the rule set is at this revision: 7, "7" or W/"7" ("*": any)'),
+) -> int | None:
+    if value is None or value.strip() == "*":
+        return None
+    m = _ETAG_RE.match(value.strip())
+    if not m:
+        raise ApiError(422, "validation_error",
+                       f"header If-Match: {value!r} is not a revision; send a number such as 7 or \"7\"")
+    return int(m.group(1))
+
+
+def expected_revision(body: int | None, header: int | None) -> int | None:
+    """The revision a change expects, from the body or If-Match (both may be
+    given when they agree)."""
+    if body is not None and header is not None and body != header:
+        raise ApiError(422, "validation_error",
+                       f"If-Match says revision {header} but the request says {body}; send one of them")
+    return body if body is not None else header
+
+
+# ---------------------------------------------------------------------------
+# Validation errors in words
+# ---------------------------------------------------------------------------
+def _where(loc: tuple | list, root: str | None) -> tuple[str, int | None]:
+    """('body', 'rules', 2, 'prefix') -> ('rules[2].prefix', 2)."""
+    parts = list(loc)
+    if root is not None:
+        parts.insert(0, root)
+    kind = parts[0] if parts else "body"
+    rest = parts[1:]
+    path = ""
+    index = None
+    for p in rest:
+        if isinstance(p, int):
+            path += f"[{p}]"
+            if index is None:
+                index = p
+        else:
+            path += ("." if path else "") + str(p)
+    if kind == "body":
+        return path or "body", index
+    if kind == "query":
+        return f"query parameter {path!r}", None
+    if kind == "path":
+        return f"path parameter {path!r}", None
+    if kind == "header":
+        return f"header {path!r}", None
+    return f"{kind} {path}".strip(), index
+
+
+def _message(err: dict) -> str:
+    typ = err.get("type", "")
+    if typ == "json_invalid":
+        why = (err.get("ctx") or {}).get("error", "")
+        return f"not valid JSON ({why})" if why else "not valid JSON"
+    if typ == "extra_forbidden":
+        return "unknown field"
+    msg = err.get("msg", "invalid")
+    return msg.removeprefix("Value error, ") if typ == "value_error" else msg
+
+
+def describe_errors(errors: list[dict], root: str | None = None) -> tuple[str, list[dict], int | None]:
+    """Pydantic errors -> (one line naming every field, per-field list, the
+    first bulk item index)."""
+    lines, out, first_index = [], [], None
+    for err in errors:
+        where, index = _where(err.get("loc", ()), root)
+        msg = _message(err)
+        if err.get("type") == "json_invalid":
+            where, index = "body", None
+        lines.append(f"{where}: {msg}")
+        out.append({"loc": where, "msg": msg, "type": err.get("type", "")})
+        if first_index is None and index is not None:
+            first_index = index
+    return "; ".join(lines) or "invalid request", out, first_index

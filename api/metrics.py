@@ -1,0 +1,158 @@
+"""GET /metrics: Prometheus text, collected live from the kernel and the database.
+
+Nothing is cached: every scrape reads the per-hook counter maps, the rule
+hit counters and the revision through the core. Series:
+
+    xdpctl_packets_total{netns,ifname,hook,l3,l4}       counter stage, per protocol class
+    xdpctl_bytes_total{netns,ifname,hook,l3,l4}
+    xdpctl_vlan_packets_total{netns,ifname,hook,tags}   tagged frames (also in the above)
+    xdpctl_droplist_verdicts_total{netns,ifname,hook,reason}
+    xdpctl_droplist_verdict_bytes_total{netns,ifname,hook,reason}
+    xdpctl_rule_hits_total{id,prefix,action,dir,l4}     individually managed rules with hits,
+    xdpctl_rule_hit_bytes_total{...}                    the most hit first, at most
+                                                        rule_metrics_limit of them
+    xdpctl_rule_hits_omitted                            rules with hits left out by that cap
+    xdpctl_list_hits_total{list,action}                 hits summed over a list's members (only
+    xdpctl_list_hit_bytes_total{list,action}            with list_hit_metrics: the core reads
+                                                        the whole rule-stats map for a list of
+                                                        more than 20000 members, seconds per scrape)
+    xdpctl_rules{kind}                                  deny, allow (rules); list_deny, list_allow (members)
+    xdpctl_lists                                        number of lists
+    xdpctl_policy{policy}                               1 for the current default policy
+    xdpctl_revision                                     revision of the desired state
+    xdpctl_scrape_error{part}                           1 when that part could not be read
+
+``netns`` is "" for the host's namespace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from xdpctl.core import counters
+from xdpctl.core.droplist import DropList
+
+from .deps import Service, get_service, require_token_for_metrics
+
+log = logging.getLogger("xdpctl.api")
+
+HOOK_LABELS = ["netns", "ifname", "hook"]
+RULE_LABELS = ["id", "prefix", "action", "dir", "l4"]
+
+
+class XdpctlCollector(Collector):
+    def __init__(self, svc: Service):
+        self.svc = svc
+
+    def describe(self) -> list[Metric]:
+        return []  # collect only on scrape, not at registration
+
+    def collect(self) -> Iterator[Metric]:
+        errors = GaugeMetricFamily("xdpctl_scrape_error", "1 when a part of the scrape could not be read",
+                                   labels=["part"])
+        for part, fn in (("counters", self._counters), ("rules", self._rules)):
+            try:
+                families = list(fn())
+            except Exception as exc:  # a scrape must not fail as a whole
+                log.warning("metrics: reading %s failed: %s", part, exc)
+                errors.add_metric([part], 1)
+                continue
+            errors.add_metric([part], 0)
+            yield from families
+        yield errors
+
+    # -- kernel counters, per hook (no database: no need to wait for writers)
+    def _counters(self) -> Iterator[Metric]:
+        pk = CounterMetricFamily("xdpctl_packets", "Frames seen by the counter stage, by protocol class",
+                                 labels=HOOK_LABELS + ["l3", "l4"])
+        by = CounterMetricFamily("xdpctl_bytes", "Bytes seen by the counter stage, by protocol class",
+                                 labels=HOOK_LABELS + ["l3", "l4"])
+        vlan = CounterMetricFamily("xdpctl_vlan_packets", "VLAN-tagged frames (also counted by class)",
+                                   labels=HOOK_LABELS + ["tags"])
+        vp = CounterMetricFamily("xdpctl_droplist_verdicts", "Drop-list verdicts (packets) by reason",
+                                 labels=HOOK_LABELS + ["reason"])
+        vb = CounterMetricFamily("xdpctl_droplist_verdict_bytes", "Drop-list verdicts (bytes) by reason",
+                                 labels=HOOK_LABELS + ["reason"])
+        for hc in counters.read_all(self.svc.ctx):
+            where = [hc.hook.netns or "", hc.hook.ifname, hc.hook.hook]
+            for (l3, l4), (p, b) in sorted(hc.proto.items()):
+                if l3 == "vlan":
+                    vlan.add_metric(where + [l4], p)
+                    continue
+                pk.add_metric(where + [l3, l4], p)
+                by.add_metric(where + [l3, l4], b)
+            for reason, (p, b) in sorted(hc.verdicts.items()):
+                vp.add_metric(where + [reason], p)
+                vb.add_metric(where + [reason], b)
+        yield from (pk, by, vlan, vp, vb)
+
+    # -- rules, lists, revision (database + rule hit counters)
+    def _rules(self) -> Iterator[Metric]:
+        list_hits = self.svc.options.list_hit_metrics
+
+        def read(d: DropList):
+            return d.rules(with_stats=True), d.lists(with_stats=list_hits), d.revision(), d.policy()
+
+        rules, lists, revision, policy = self.svc.droplist(read)
+        count = GaugeMetricFamily("xdpctl_rules", "Rules in the desired state", labels=["kind"])
+        kinds = {"deny": 0, "allow": 0, "list_deny": 0, "list_allow": 0}
+        for r in rules:
+            kinds[r.action] += 1
+        for lv in lists:
+            kinds["list_" + lv.action] += lv.count
+        for k, n in kinds.items():
+            count.add_metric([k], n)
+        yield count
+        yield GaugeMetricFamily("xdpctl_lists", "Lists in the desired state", value=len(lists))
+
+        hit = sorted((r for r in rules if r.packets), key=lambda r: (-r.packets, r.id))
+        limit = max(0, self.svc.options.rule_metrics_limit)
+        hp = CounterMetricFamily("xdpctl_rule_hits", "Packets that matched a rule", labels=RULE_LABELS)
+        hb = CounterMetricFamily("xdpctl_rule_hit_bytes", "Bytes that matched a rule", labels=RULE_LABELS)
+        for r in hit[:limit]:
+            labels = [str(r.id), r.prefix or "any", r.action, r.dir, f"{r.proto}/{r.port}" if r.proto else ""]
+            hp.add_metric(labels, r.packets)
+            hb.add_metric(labels, r.bytes)
+        yield from (hp, hb)
+        yield GaugeMetricFamily("xdpctl_rule_hits_omitted",
+                                "Rules with hits not in xdpctl_rule_hits_total (cardinality cap)",
+                                value=max(0, len(hit) - limit))
+
+        if list_hits:
+            lp = CounterMetricFamily("xdpctl_list_hits", "Packets that matched a list member",
+                                     labels=["list", "action"])
+            lb = CounterMetricFamily("xdpctl_list_hit_bytes", "Bytes that matched a list member",
+                                     labels=["list", "action"])
+            for lv in lists:
+                lp.add_metric([lv.name, lv.action], lv.packets)
+                lb.add_metric([lv.name, lv.action], lv.bytes)
+            yield from (lp, lb)
+
+        pol = GaugeMetricFamily("xdpctl_policy", "The drop list's default policy", labels=["policy"])
+        for p in ("allow", "deny"):
+            pol.add_metric([p], 1 if p == policy else 0)
+        yield pol
+        yield GaugeMetricFamily("xdpctl_revision", "Revision of the desired state", value=revision)
+
+
+def make_registry(svc: Service) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(XdpctlCollector(svc))
+    ProcessCollector(registry=reg)
+    return reg
+
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", response_class=Response, dependencies=[Depends(require_token_for_metrics)],
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+def metrics(svc: Service = Depends(get_service)) -> Response:
+    """Prometheus metrics (text exposition format), read live."""
+    return Response(generate_latest(svc.registry), media_type=CONTENT_TYPE_LATEST)

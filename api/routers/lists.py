@@ -1,0 +1,179 @@
+"""Named lists: bulk rule sets (block-list files) replaced as a whole."""
+
+from __future__ import annotations
+
+import pydantic
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from xdpctl.core import prefixes as px
+from xdpctl.core.droplist import DropList
+
+from ..deps import ApiError, Service, describe_errors, expected_revision, get_service, if_match
+from ..models import ChangeOut, ListChangeOut, ListDetailOut, ListOut, ListPrefixes, ListsOut, error_responses
+from .common import etag
+
+router = APIRouter(prefix="/v1", tags=["lists"])
+
+ListName = Path(description="1-64 letters, digits, '-', '_' or '.'", examples=["spamhaus-drop"])
+
+SOURCE = "api"
+_TEXT_TYPES = ("text/plain",)
+_JSON_TYPES = ("application/json",)
+
+
+@router.get("/lists", response_model=ListsOut)
+def get_lists(response: Response,
+              stats: bool = Query(True, description="include hit counters summed over the members (reads every "
+                                                    "member's counter: slow for lists of millions)"),
+              svc: Service = Depends(get_service)) -> ListsOut:
+    """Every list: size, action, direction, digest, hits."""
+    out = svc.droplist(lambda d: ListsOut(revision=d.revision(),
+                                          lists=[x.as_dict() for x in d.lists(with_stats=stats)]))
+    etag(response, out.revision)
+    return out
+
+
+def _find(d: DropList, name: str, stats: bool) -> ListOut | None:
+    for lv in d.lists(with_stats=stats):
+        if lv.name == name:
+            return ListOut.model_validate(lv)
+    return None
+
+
+@router.get("/lists/{name}", response_model=ListDetailOut, responses=error_responses(404, 422))
+def get_list(response: Response, name: str = ListName,
+             limit: int = Query(1000, ge=1, le=10_000_000, description="at most this many members"),
+             stats: bool = Query(True), svc: Service = Depends(get_service)) -> ListDetailOut:
+    """One list and its members (as rules, with their ids and hits)."""
+
+    def read(d: DropList) -> ListDetailOut:
+        members = d.rules(with_stats=stats, list_name=name, limit=limit)  # NotFound -> 404
+        lv = _find(d, name, stats)
+        assert lv is not None
+        return ListDetailOut(revision=d.revision(), list=lv, members=[m.as_dict() for m in members],
+                             truncated=lv.count > len(members))
+
+    out = svc.droplist(read)
+    etag(response, out.revision)
+    return out
+
+
+def _json_error(exc: pydantic.ValidationError) -> ApiError:
+    detail, errors, index = describe_errors(exc.errors(), root="body")
+    return ApiError(422, "validation_error", detail, errors=errors, index=index)
+
+
+def _merge(field: str, query, body):
+    if query is not None and body is not None and query != body:
+        raise ApiError(422, "validation_error",
+                       f"{field} is given in the query ({query!r}) and in the body ({body!r}); give it once")
+    return body if body is not None else query
+
+
+def _parse_json_prefixes(items: list[str]) -> list[px.Prefix]:
+    for i, s in enumerate(items):
+        if any(c in s for c in "\n\r#;"):
+            raise ApiError(422, "validation_error",
+                           f"prefixes[{i}]: {s!r} is not a prefix (line breaks and comments are for text bodies)",
+                           index=i)
+    try:
+        return px.parse_prefix_text("\n".join(items))
+    except px.PrefixError as exc:
+        i = (exc.lineno or 1) - 1
+        if exc.code == "duplicate" and exc.other_lineno:
+            msg = f"prefixes[{i}]: {items[i].strip()} duplicates prefixes[{exc.other_lineno - 1}]"
+        else:
+            msg = f"prefixes[{i}]: {exc.reason}"
+        raise ApiError(422, "validation_error", msg + "; nothing was imported", index=i) from None
+
+
+def _parse_text(raw: bytes) -> list[px.Prefix]:
+    try:
+        return px.parse_prefix_text(raw)
+    except px.PrefixError as exc:
+        raise ApiError(422, "validation_error", f"body {exc}; nothing was imported", line=exc.lineno) from None
+
+
+_PUT_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "text/plain: a block-list file (one prefix per line; '#' and ';' start comments). "
+                       "application/json: {\"prefixes\": [...]} with optional action, dst, ttl, comment, "
+                       "revision.",
+        "content": {
+            "text/plain": {"schema": {"type": "string"},
+                           "example": "# feed X\n198.51.100.0/24\n203.0.113.7 ; scanner\n2001:db8:bad::/48\n"},
+            "application/json": {"schema": ListPrefixes.model_json_schema()},
+        },
+    }
+}
+
+
+@router.put("/lists/{name}", response_model=ListChangeOut, openapi_extra=_PUT_BODY,
+            responses={201: {"model": ListChangeOut, "description": "the list was created"},
+                       **error_responses(401, 409, 415, 422, 507)})
+async def put_list(
+    request: Request,
+    response: Response,
+    name: str = ListName,
+    action: str | None = Query(None, description="deny (default) | allow"),
+    dst: bool | None = Query(None, description="members match the destination address"),
+    ttl: str | None = Query(None, description="the whole list expires after: 30s, 10m, 2h, 7d, 1h30m"),
+    comment: str | None = Query(None),
+    revision: int | None = Query(None, ge=0, le=2**63 - 1),
+    header_rev: int | None = Depends(if_match),
+    svc: Service = Depends(get_service),
+) -> ListChangeOut:
+    """Create or atomically replace a list: the kernel switches from the old
+    members to the new ones in one sync; a bad line changes nothing."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw = await request.body()
+    if ctype in _JSON_TYPES:
+        try:
+            body = ListPrefixes.model_validate_json(raw)
+        except pydantic.ValidationError as exc:
+            raise _json_error(exc) from None
+        action = _merge("action", action, body.action)
+        dst = _merge("dst", dst, body.dst)
+        ttl = _merge("ttl", ttl, None if body.ttl is None else str(body.ttl))
+        comment = _merge("comment", comment, body.comment)
+        revision = _merge("revision", revision, body.revision)
+        parse = lambda: _parse_json_prefixes(body.prefixes)  # noqa: E731
+    elif ctype in _TEXT_TYPES:
+        parse = lambda: _parse_text(raw)  # noqa: E731
+    else:
+        got = f"Content-Type {ctype!r}" if ctype else "no Content-Type"
+        raise ApiError(415, "unsupported_media_type",
+                       f"{got}: send a block list as text/plain or {{\"prefixes\": [...]}} as application/json")
+    rev = expected_revision(revision, header_rev)
+
+    def work() -> ListChangeOut:
+        prefixes = parse()
+
+        def change(d: DropList) -> ListChangeOut:
+            existed = _find(d, name, False) is not None
+            res = d.import_list(name, prefixes, action=action or "deny", dst=bool(dst), comment=comment,
+                                ttl=ttl, source=SOURCE, expected_revision=rev)
+            lv = _find(d, name, False)
+            assert lv is not None
+            return ListChangeOut(revision=res.revision, created=not existed, list=lv, notes=res.notes)
+
+        return svc.droplist(change)
+
+    out = await run_in_threadpool(work)
+    etag(response, out.revision)
+    response.status_code = 201 if out.created else 200
+    return out
+
+
+@router.delete("/lists/{name}", response_model=ChangeOut, responses=error_responses(401, 404, 409, 422))
+def delete_list(response: Response, name: str = ListName,
+                revision: int | None = Query(None, ge=0, le=2**63 - 1),
+                header_rev: int | None = Depends(if_match),
+                svc: Service = Depends(get_service)) -> ChangeOut:
+    """Remove a whole list."""
+    rev = expected_revision(revision, header_rev)
+    res = svc.droplist(lambda d: d.remove_list(name, expected_revision=rev))
+    etag(response, res.revision)
+    return ChangeOut.model_validate(res)

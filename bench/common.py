@@ -1,0 +1,215 @@
+"""Shared helpers: paths, logging, timing, cleanup, machine facts."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(BENCH_DIR)
+BPF_SRC_DIR = os.path.join(BENCH_DIR, "bpf")
+BUILD_DIR = os.path.join(BENCH_DIR, "build")
+RESULTS_DIR = os.path.join(BENCH_DIR, "results")
+VENV_BIN = os.path.join(REPO_DIR, ".venv", "bin")
+
+# Every pin directory, namespace and nftables table the bench makes carries
+# this in its name, so a crashed run's leftovers are easy to recognise.
+TAG = "xcbench"
+
+_T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    """Progress on stderr (tables go to stdout)."""
+    sys.stderr.write(f"[{time.monotonic() - _T0:7.1f}s] {msg}\n")
+    sys.stderr.flush()
+
+
+def median(xs: Iterable[float]) -> float:
+    xs = list(xs)
+    return statistics.median(xs) if xs else float("nan")
+
+
+def spread(xs: Iterable[float]) -> float:
+    """(max - min) / median, as a fraction: how noisy a set of runs was."""
+    xs = list(xs)
+    if len(xs) < 2:
+        return 0.0
+    m = statistics.median(xs)
+    return (max(xs) - min(xs)) / m if m else 0.0
+
+
+@contextlib.contextmanager
+def pinned_cpu(cpu: int | None):
+    """Pin the calling thread to one CPU for the with-block."""
+    if cpu is None:
+        yield
+        return
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)
+
+
+def bench_cpu() -> int | None:
+    """The CPU measurements run on: the last one (CPU 0 takes most IRQs)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[-1] if len(cpus) > 1 else None
+
+
+# ---------------------------------------------------------------------------
+# Cleanup: everything the bench makes is registered here at creation time and
+# removed in reverse order at the end, after an exception, on SIGINT/SIGTERM
+# and at interpreter exit.
+# ---------------------------------------------------------------------------
+class Cleanup:
+    def __init__(self) -> None:
+        self._stack: list[tuple[str, Callable[[], None]]] = []
+        self._lock = threading.Lock()
+
+    def push(self, what: str, fn: Callable[[], None]) -> Callable[[], None]:
+        """Register fn; returns a callable that runs it now (once) instead."""
+        entry = (what, fn)
+        with self._lock:
+            self._stack.append(entry)
+
+        def now() -> None:
+            with self._lock:
+                try:
+                    self._stack.remove(entry)
+                except ValueError:
+                    return
+            _quiet(what, fn)
+
+        return now
+
+    def run_all(self) -> None:
+        while True:
+            with self._lock:
+                if not self._stack:
+                    return
+                what, fn = self._stack.pop()
+            _quiet(what, fn)
+
+
+def _quiet(what: str, fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception as exc:  # cleanup goes on with the next item
+        log(f"cleanup: {what}: {exc}")
+
+
+CLEANUP = Cleanup()
+
+
+def install_signal_handlers() -> None:
+    def handler(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
+
+
+def temp_dir(label: str) -> str:
+    d = tempfile.mkdtemp(prefix=f"{TAG}-{label}-")
+    CLEANUP.push(f"remove {d}", lambda: shutil.rmtree(d, ignore_errors=True))
+    return d
+
+
+def pin_dir(label: str) -> str:
+    """A fresh bpffs pin directory name (not created), removed at cleanup."""
+    from xdpctl.kernel import bpffs
+
+    path = f"/sys/fs/bpf/{TAG}-{os.getpid()}-{label}-{os.urandom(3).hex()}"
+    CLEANUP.push(f"remove pins {path}", lambda: bpffs.remove_tree(path))
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------
+@dataclass
+class Section:
+    """One measurement: rows of dicts plus notes, rendered as one table."""
+
+    key: str
+    title: str
+    columns: list[tuple[str, str]]          # (row key, header)
+    rows: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)  # raw data for the JSON only
+    seconds: float = 0.0
+
+    def as_json(self) -> dict:
+        return {"title": self.title, "columns": self.columns, "rows": self.rows,
+                "notes": self.notes, "extra": self.extra, "seconds": round(self.seconds, 1)}
+
+
+def run_cmd(args: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, **kw)
+
+
+def _first_line(args: list[str]) -> str:
+    try:
+        p = run_cmd(args, timeout=10)
+        out = (p.stdout or p.stderr).strip().splitlines()
+        return out[0] if out else "?"
+    except Exception:
+        return "?"
+
+
+def machine_info() -> dict:
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gb = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+            mem_gb = f"{kb / 1024 / 1024:.1f}"
+    except (OSError, ValueError, IndexError):
+        pass
+    virt = _first_line(["systemd-detect-virt"])
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "hostname": platform.node(),
+        "nproc": os.cpu_count(),
+        "kernel": platform.release(),
+        "cpu": cpu,
+        "memory_gb": mem_gb,
+        "virtualization": virt,
+        "python": platform.python_version(),
+        "clang": _first_line(["clang", "--version"]),
+        "xdp_tools": _first_line(["xdp-filter", "load", "--version"]),
+        "nftables": _first_line(["nft", "--version"]),
+        "jit": _read("/proc/sys/net/core/bpf_jit_enable"),
+        "bpf_stats": _read("/proc/sys/kernel/bpf_stats_enabled"),
+    }
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return "?"

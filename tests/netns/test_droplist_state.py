@@ -1,0 +1,249 @@
+"""Drop-list state over time: TTL expiry, restore after pins are lost, drift repair.
+
+Traffic proves each state: a capture on b (after b's XDP hook) shows what
+passed; frames sent through a's TC egress report each drop as ENOBUFS to the
+sender. Waiting for a TTL polls the kernel entry's deadline and the database
+row; no assertion depends on how long anything took.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections import Counter
+
+import pytest
+
+from helpers_droplist import (
+    BAD4,
+    BAD6,
+    arrivals_xdp,
+    capture_raw,
+    detach_behind_xdpctls_back,
+    dl_env,  # noqa: F401  (fixture)
+    key4,
+    key6,
+    rule_val,
+    udp_frame,
+    wait_until,
+)
+from xdpctl import abi
+from xdpctl.core import droplist as dlmod
+from xdpctl.core.droplist import KernelTables
+from xdpctl.core.context import Context
+from xdpctl.core.hooks import HookRef
+from xdpctl.core.restore import restore
+from xdpctl.kernel import bpffs, maps
+
+
+def _frames(env, mark, sources):
+    return [udp_frame(env, s, mark, s) for s in sources]
+
+
+def _shared(env, name: str) -> maps.Map:
+    return maps.Map.from_pin(os.path.join(env.settings.shared_map_dir, name))
+
+
+def _wait_past(env, rule: dlmod.RuleView, deadline_ns: int) -> None:
+    """Until the kernel deadline (CLOCK_BOOTTIME) and the database deadline
+    (wall clock) have both passed."""
+    wait_until(lambda: dlmod.boot_ns() > deadline_ns and time.time() > rule.expires,
+               f"rule {rule.id} to pass its deadline")
+
+
+# --------------------------------------------------------------------------
+# 7. TTL
+
+
+@pytest.mark.parametrize("reaper", ["cli", "api"])
+def test_ttl_expiry(dl_env, mark, reaper) -> None:
+    env = dl_env()
+    a = env.lab.a
+    ref = env.attach(env.lab.b, "xdp", "generic")
+    env.block("198.18.0.0/15")  # permanent
+    if reaper == "cli":
+        added = env.cli("block", BAD4, "--ttl", "2s", "--json").json()["added"]
+        assert [r["prefix"] for r in added] == [BAD4]
+    else:
+        env.block(BAD4, ttl="2s")
+    (rule,) = [r for r in env.dl.rules() if r.prefix == BAD4]
+    assert rule.expires is not None and rule.expires > rule.created
+    with _shared(env, "xc_v4_l24") as m:
+        val = rule_val(m.lookup(key4("203.0.113.0")))
+    assert val.rule_id == rule.id and val.action == dlmod.DENY and val.plen == 24 and val.expires_ns > 0
+
+    sources = ["203.0.113.5", "198.18.0.5", a.ipv4]
+    frames = _frames(env, mark, sources)
+    got = arrivals_xdp(env, frames, mark)
+    assert got == Counter([a.ipv4]), f"before the deadline (passed meanwhile: {dlmod.boot_ns() > val.expires_ns})"
+
+    _wait_past(env, rule, val.expires_ns)
+    # Nothing reaped it: the database row and the kernel entry are still there...
+    assert rule.id in [r.id for r in env.dl.rules()]
+    with _shared(env, "xc_v4_l24") as m:
+        assert rule_val(m.lookup(key4("203.0.113.0"))).rule_id == rule.id
+    # ...but the kernel treats the entry as absent.
+    assert arrivals_xdp(env, frames, mark) == Counter(["203.0.113.5", a.ipv4])
+    stats = {r.id: r.packets for r in env.dl.rules()}
+    assert stats[rule.id] == 1  # only the frame from before the deadline
+    assert env.verdicts(ref)["drop_src"][0] == 3  # 203.0.113.5 once, 198.18.0.5 twice
+
+    if reaper == "cli":
+        removed = [r["id"] for r in env.cli("expire", "--json").json()]
+    else:
+        removed = [r.id for r in env.dl.expire()]
+    assert removed == [rule.id]
+    assert [r.prefix for r in env.dl.rules()] == ["198.18.0.0/15"]
+    with _shared(env, "xc_v4_l24") as m:
+        assert m.lookup(key4("203.0.113.0")) is None
+    assert env.dl.expire() == []
+    assert arrivals_xdp(env, frames, mark) == Counter(["203.0.113.5", a.ipv4])
+
+
+def test_expired_rule_gives_way_to_the_rule_it_covered(dl_env, mark) -> None:
+    """After a temporary rule's deadline, the kernel must apply what the
+    database says is in force: the permanent rules the temporary one
+    covered. Checked before any process reaps the expired rule, in the same
+    map band as the covered rule and in a shorter band."""
+    env = dl_env()
+    a = env.lab.a
+    env.attach(env.lab.b, "xdp", "generic")
+    # same band (xc_v4_l24 holds /17../24; xc_v6_l48 holds /41../48)
+    env.block("203.0.112.0/23")
+    env.block("203.0.113.0/24", ttl="2s")
+    env.block("198.18.0.0/23")
+    env.allow("198.18.1.0/24", ttl="2s")
+    env.block("2001:db8:ba0::/44")
+    env.block("2001:db8:bad::/48", ttl="2s")
+    # shorter band (/24 in xc_v4_l24 under a /25 and a /32 in xc_v4_l32)
+    env.block("198.51.100.0/24")
+    env.block("198.51.100.7/32", ttl="2s")
+    env.allow("198.51.100.128/25", ttl="2s")
+
+    sources = ["203.0.113.5", "198.18.1.5", "2001:db8:bad::1", "198.51.100.7", "198.51.100.200",
+               "203.0.112.5", "198.18.0.5", a.ipv4]
+    frames = _frames(env, mark, sources)
+    assert arrivals_xdp(env, frames, mark) == Counter(["198.18.1.5", "198.51.100.200", a.ipv4])
+
+    temporary = [r for r in env.dl.rules() if r.expires is not None]
+    assert len(temporary) == 5
+    latest = max(temporary, key=lambda r: r.expires)
+    deadline_ns = max(rule_val(v).expires_ns for table in env.map_dump().values() for v in table.values())
+    _wait_past(env, latest, deadline_ns)
+    # Desired state now: only the permanent rules. Nothing has reaped yet.
+    assert len([r for r in env.dl.rules() if r.expires is not None]) == 5
+    assert arrivals_xdp(env, frames, mark) == Counter([a.ipv4]), \
+        "expired entries must uncover the permanent rules they covered"
+
+    assert len(env.dl.expire()) == 5
+    assert arrivals_xdp(env, frames, mark) == Counter([a.ipv4])
+
+
+# --------------------------------------------------------------------------
+# 10. Restore
+
+
+def test_restore_after_pins_and_programs_are_gone(dl_env, mark, tmp_path) -> None:
+    env = dl_env()
+    a, b = env.lab.a, env.lab.b
+    env.attach(b, "xdp", "generic")
+    env.attach(a, "tc-egress")
+    env.block(BAD6)
+    env.block(None, proto="udp", port=9999)
+    blocklist = tmp_path / "spamhaus.txt"
+    blocklist.write_text("# a block list\n203.0.113.0/24 ; first\n198.18.0.0/15\n")
+    env.cli("import", str(blocklist))
+    assert [(x.name, x.count) for x in env.dl.lists()] == [("spamhaus", 2)]
+    maps_before, cfg_before = env.map_dump(), env.config()
+    rules_before = env.dl.rules(with_stats=False)
+
+    blocked = [udp_frame(env, "203.0.113.5", mark, "list-1"), udp_frame(env, "198.19.255.1", mark, "list-2"),
+               udp_frame(env, "2001:db8:bad::5", mark, "rule-v6"),
+               udp_frame(env, a.ipv4, mark, "port-9999", dport=9999)]
+    good = [udp_frame(env, a.ipv4, mark, "good4"), udp_frame(env, a.ipv6, mark, "good6")]
+    good_kinds = Counter(["good4", "good6"])
+    all_kinds = good_kinds + Counter(["list-1", "list-2", "rule-v6", "port-9999"])
+
+    def assert_filtering() -> None:
+        # a's TC egress drops (the sender sees ENOBUFS)...
+        got, errs = capture_raw(env, blocked + good, mark)
+        assert got == good_kinds
+        assert errs == [errno.ENOBUFS] * len(blocked) + [0] * len(good)
+        # ...and so does b's XDP for frames that skip a's TC egress.
+        got, errs = capture_raw(env, blocked + good, mark, bypass_qdisc=True)
+        assert got == good_kinds and errs == [0] * (len(blocked) + len(good))
+
+    assert_filtering()
+
+    # Someone removes the programs with plain netlink and wipes the pins.
+    detach_behind_xdpctls_back(b, xdp_mode="generic")
+    detach_behind_xdpctls_back(a, tc=True)
+    env.ctx.close()
+    bpffs.remove_tree(env.settings.pin_dir)
+    assert not os.path.exists(env.settings.pin_dir)
+    got, errs = capture_raw(env, blocked + good, mark)
+    assert got == all_kinds and not any(errs)
+
+    rep = env.cli("restore", "--json").json()
+    assert rep["errors"] == []
+    # every rule-map entry and the config entry written again, nothing deleted
+    assert rep["map_entries_written"] == sum(len(v) for v in maps_before.values()) + 1
+    assert rep["map_entries_deleted"] == 0
+    attached = [line for line in rep["log"] if line.startswith("attached droplist on ")]
+    assert len(attached) == 2, rep["log"]
+    assert any(f"{b.netns}/{b.ifname} xdp (generic)" in line for line in attached)
+    assert any(f"{a.netns}/{a.ifname} tc-egress" in line for line in attached)
+
+    assert env.map_dump() == maps_before
+    assert env.config() == cfg_before
+    assert env.dl.rules(with_stats=False) == rules_before
+    for ep, hook in ((b, "xdp"), (a, "tc-egress")):
+        st = env.hooks.hook_status(HookRef(ep.netns, ep.ifname, hook))
+        assert st["attached"] and [s["program"] for s in st["stages"]] == ["droplist"]
+    assert_filtering()
+    # hits of list members are counted per member (each frame was sent twice)
+    members = {r.prefix: (r.packets, r.bytes) for r in env.dl.rules(list_name="spamhaus")}
+    assert members == {"203.0.113.0/24": (2, 2 * len(blocked[0])), "198.18.0.0/15": (2, 2 * len(blocked[1]))}
+    (lst,) = env.dl.lists()
+    assert (lst.packets, lst.bytes) == (4, 2 * len(blocked[0]) + 2 * len(blocked[1]))
+
+
+def test_restore_repairs_drift(dl_env, mark) -> None:
+    env = dl_env()
+    a = env.lab.a
+    env.attach(env.lab.b, "xdp", "generic")
+    env.block("203.0.113.7/32")
+    env.block(BAD6)
+    env.block("198.51.100.0/24")
+    before, cfg = env.map_dump(), env.config()
+    sources = ["203.0.113.7", "198.18.0.9", "2001:db8:bad::1", "198.51.100.1", a.ipv4]
+    frames = _frames(env, mark, sources)
+    desired = Counter(["198.18.0.9", a.ipv4])
+    assert arrivals_xdp(env, frames, mark) == desired
+
+    # Drift by hand: one entry missing, one bogus entry.
+    with _shared(env, "xc_v4_l32") as m:
+        assert m.delete(key4("203.0.113.7"))
+        m.update(key4("198.18.0.9"), abi.pack_rule_val(4242, dlmod.DENY, 32))
+    assert arrivals_xdp(env, frames, mark) == Counter(["203.0.113.7", a.ipv4])
+
+    rep = env.cli("restore", "--json").json()
+    assert (rep["map_entries_written"], rep["map_entries_deleted"], rep["errors"]) == (1, 1, [])
+    assert any("1 map entries written, 1 deleted" in line for line in rep["log"]), rep["log"]
+    assert env.map_dump() == before
+    assert arrivals_xdp(env, frames, mark) == desired
+
+    rep = restore(Context(env.settings))  # again, in this process: nothing to repair
+    assert (rep["map_entries_written"], rep["map_entries_deleted"], rep["errors"]) == (0, 0, [])
+
+    # Drift in the IPv6 table and in the config entry (policy flipped to deny).
+    with _shared(env, "xc_v6_l48") as m:
+        assert m.delete(key6("2001:db8:bad::"))
+    with KernelTables(env.ctx) as kt:
+        kt.write_config(int(abi.Policy.DENY), cfg[1], cfg[2])
+    assert arrivals_xdp(env, frames, mark) == Counter()
+    rep = env.cli("restore", "--json").json()
+    assert (rep["map_entries_written"], rep["map_entries_deleted"], rep["errors"]) == (2, 0, [])
+    assert env.map_dump() == before and env.config() == cfg
+    assert arrivals_xdp(env, frames, mark) == desired

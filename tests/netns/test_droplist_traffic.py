@@ -1,0 +1,417 @@
+"""Drop-list verdicts on real traffic between two lab namespaces.
+
+Frames are built with scapy and sent from namespace a; what arrives in b is
+counted exactly: with a capture on b when the drop list runs at XDP (the
+capture sees frames after XDP), with a UDP socket in b when it runs at TC
+ingress (a capture would still see frames TC drops), and with a capture on b
+when it runs at TC egress on a. Every test has its own pin and state
+directory (helpers_droplist.DlEnv).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import Counter
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import (
+    ICMPv6EchoRequest,
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6ND_RS,
+    ICMPv6NDOptSrcLLAddr,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+)
+from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
+
+import traffic
+from helpers_droplist import (
+    BAD4,
+    BAD6,
+    arrivals_socket,
+    arrivals_xdp,
+    dl_env,  # noqa: F401  (fixture)
+    marked,
+    capture_raw,
+    udp_frame,
+)
+from xdpctl.core.droplist import spec
+from traffic import Capture, build_frame, count_kinds, ether, payload, sentinel_frame, sentinel_payload, udp_send
+
+HOOKS = [("xdp", "generic"), ("xdp", "native"), ("tc-ingress", None)]
+HOOK_IDS = ["xdp-generic", "xdp-native", "tc-ingress"]
+
+
+def _expect(sources: list[str], prefix: str = "pass") -> Counter[str]:
+    return Counter(f"{prefix}-{s}" for s in sources)
+
+
+# --------------------------------------------------------------------------
+# 1. Source deny on every ingress hook
+
+
+@pytest.mark.parametrize(("hook", "mode"), HOOKS, ids=HOOK_IDS)
+def test_source_deny_ipv4_and_ipv6(dl_env, mark, udp_receiver, hook, mode) -> None:
+    env = dl_env()
+    a, b = env.lab.a, env.lab.b
+    ref = env.attach(b, hook, mode)
+    env.block(BAD4, BAD6)
+
+    blocked = ["203.0.113.1", "203.0.113.128", "203.0.113.255",
+               "2001:db8:bad::1", "2001:db8:bad:ffff:ffff:ffff:ffff:fffe"]
+    passing = [a.ipv4, "203.0.112.255", "203.0.114.0", "198.51.100.7",
+               a.ipv6, "2001:db8:bac:ffff::1", "2001:db8:bae::1"]
+
+    if hook == "xdp":
+        frames = [udp_frame(env, s, mark, f"drop-{s}") for s in blocked] + \
+                 [udp_frame(env, s, mark, f"pass-{s}") for s in passing]
+        assert arrivals_xdp(env, frames, mark) == _expect(passing)
+    else:
+        rx4 = udp_receiver(b.netns, b.ipv4)
+        rx6 = udp_receiver(b.netns, b.ipv6)
+
+        def frame(s: str, verdict: str):
+            return udp_frame(env, s, mark, f"{verdict}-{s}", dport=rx6.port if ":" in s else rx4.port)
+
+        frames = [frame(s, "drop") for s in blocked] + [frame(s, "pass") for s in passing]
+        # A capture on b sees every frame, dropped or not: TC ingress runs
+        # after packet sockets. The sockets see only what TC passed.
+        with Capture(b, mark) as cap:
+            got4 = arrivals_socket(rx4, [f for f in frames if IP in f], mark, via=a, sentinel_from=a.ipv4)
+            got6 = arrivals_socket(rx6, [f for f in frames if IPv6 in f], mark, via=a, sentinel_from=a.ipv6)
+            seen = count_kinds(cap.finish(via=a), mark)
+        assert got4 + got6 == _expect(passing)
+        assert seen == _expect(passing) + _expect(blocked, "drop") + Counter({"sentinel": 2})
+
+    # XDP counts data_end - data; TC counts skb->len, which at ingress
+    # includes the Ethernet header again: both are the bytes on the wire.
+    sizes = sum(len(f) for f in frames if kind_is_drop(f, mark))
+    v = env.verdicts(ref)
+    assert v["drop_src"] == (len(blocked), sizes)
+    assert "drop_dst" not in v and "drop_port" not in v and "drop_policy" not in v
+
+
+# --------------------------------------------------------------------------
+# 2. Longest prefix wins: allows carve holes, /32 denies punch through
+
+
+def test_allow_carves_hole_and_exact_deny_inside_allow(dl_env, mark) -> None:
+    env = dl_env()
+    env.attach(env.lab.b, "xdp", "generic")
+    env.block(BAD4)
+    env.allow("203.0.113.128/25")
+    env.block("198.51.0.0/16")
+    env.allow("198.51.100.0/24")
+    env.block("198.51.100.66/32")
+    env.block(BAD6)
+    env.allow("2001:db8:bad:8000::/49")  # not a band length: the IPv6 trie
+    env.block("2001:db8:bad:8000::66/128")
+
+    cases = {
+        "203.0.113.1": "drop", "203.0.113.127": "drop", "203.0.113.128": "pass",
+        "203.0.113.200": "pass", "203.0.113.255": "pass",
+        "198.51.7.7": "drop", "198.51.100.65": "pass", "198.51.100.66": "drop",
+        "198.51.100.67": "pass", "198.51.101.1": "drop",
+        "2001:db8:bad::1": "drop", "2001:db8:bad:7fff:ffff::1": "drop", "2001:db8:bad:8000::1": "pass",
+        "2001:db8:bad:8000::66": "drop", "2001:db8:bad:8000::67": "pass", "2001:db8:bad:ffff::1": "pass",
+    }
+    frames = [udp_frame(env, s, mark, f"{v}-{s}") for s, v in cases.items()]
+    assert arrivals_xdp(env, frames, mark) == _expect([s for s, v in cases.items() if v == "pass"])
+
+    # Removing the hole closes it again (incremental remove, no full sync).
+    env.dl.remove([spec("203.0.113.128/25")])
+    cases["203.0.113.128"] = cases["203.0.113.200"] = cases["203.0.113.255"] = "drop"
+    frames = [udp_frame(env, s, mark, f"{v}-{s}") for s, v in cases.items()]
+    assert arrivals_xdp(env, frames, mark) == _expect([s for s, v in cases.items() if v == "pass"])
+
+
+# --------------------------------------------------------------------------
+# 3. Destination rules at TC egress
+
+
+def _second_address_on_b(env) -> tuple[str, str]:
+    """Give b 192.0.2.3 and 2001:db8::3 and teach a their MAC."""
+    lab, a, b = env.lab, env.lab.a, env.lab.b
+    extra4, extra6 = "192.0.2.3", "2001:db8::3"
+    lab.ipr("b").addr("add", index=b.ifindex, address=extra4, prefixlen=24)
+    lab.ipr("b").addr("add", index=b.ifindex, address=extra6, prefixlen=64, flags=IFA_F_NODAD)
+    for addr in (extra4, extra6):
+        lab.ipr("a").neigh("replace", dst=addr, lladdr=b.mac, ifindex=a.ifindex, state=0x80)
+    return extra4, extra6
+
+
+def test_destination_rules_on_tc_egress(dl_env, mark, udp_receiver) -> None:
+    env = dl_env()
+    a, b = env.lab.a, env.lab.b
+    other4, other6 = _second_address_on_b(env)
+    env.attach(a, "tc-egress", program="counter")
+    ref = env.attach(a, "tc-egress", program="droplist")
+    st = env.hooks.hook_status(ref)
+    assert st["attached"] and [s["program"] for s in st["stages"]] == ["counter", "droplist"]
+    res = env.cli("block", "--dst", f"{b.ipv4}/32", f"{b.ipv6}/128", "--json").json()
+    assert [(r["prefix"], r["dir"], r["action"]) for r in res["added"]] == [
+        (f"{b.ipv4}/32", "dst", "deny"), (f"{b.ipv6}/128", "dst", "deny")]
+
+    # scapy frames leave through a's TC egress; the capture on b shows what
+    # passed, and each dropped frame failed its send with ENOBUFS.
+    dsts = {b.ipv4: "drop", other4: "pass", b.ipv6: "drop", other6: "pass"}
+    frames = [udp_frame(env, a.ipv6 if ":" in d else a.ipv4, mark, f"{v}-{d}", dst=d) for d, v in dsts.items()]
+    got, errs = capture_raw(env, frames, mark)
+    assert got == _expect([d for d, v in dsts.items() if v == "pass"])
+    assert errs == [errno.ENOBUFS if v == "drop" else 0 for v in dsts.values()]
+
+    # real sockets in a: nothing sent to b's main addresses arrives
+    sizes = sum(len(f) for f in frames if kind_is_drop(f, mark))
+    dropped = 2
+    for blocked, other, wildcard, ip_hdr in ((b.ipv4, other4, "0.0.0.0", 20), (b.ipv6, other6, "::", 40)):
+        rx = udp_receiver(b.netns, wildcard)
+        for i in range(3):
+            udp_send(a.netns, blocked, rx.port, payload(mark, f"drop{i}"))
+            sizes += 14 + ip_hdr + 8 + len(payload(mark, f"drop{i}"))
+            dropped += 1
+        for i in range(2):
+            udp_send(a.netns, other, rx.port, payload(mark, f"pass{i}"))
+        udp_send(a.netns, other, rx.port, sentinel_payload(mark))
+        got = rx.recv_until(sentinel_payload(mark))
+        assert sorted((m.payload, m.src) for m in got) == [
+            (payload(mark, "pass0"), a.ipv6 if ":" in other else a.ipv4),
+            (payload(mark, "pass1"), a.ipv6 if ":" in other else a.ipv4)]
+    v = env.verdicts(ref)
+    assert v["drop_dst"] == (dropped, sizes)
+    assert "drop_src" not in v and "drop_port" not in v
+
+
+def kind_is_drop(frame, mark: bytes) -> bool:
+    return (traffic.kind_of(frame, mark) or "").startswith("drop")
+
+
+# --------------------------------------------------------------------------
+# 4. L4 port rules
+
+
+def test_port_rules(dl_env, mark) -> None:
+    env = dl_env()
+    a, b = env.lab.a, env.lab.b
+    ref = env.attach(b, "xdp", "generic")
+    env.block(None, proto="udp", port=9999)
+    env.block(BAD4, proto="tcp", port=22)
+
+    def tcp(src: str, dport: int, kind: str):
+        ip = IPv6(src=src, dst=b.ipv6) if ":" in src else IP(src=src, dst=b.ipv4)
+        return ether(a, b) / ip / TCP(sport=40000, dport=dport, flags="S") / marked(mark, kind)
+
+    cases = [
+        (udp_frame(env, a.ipv4, mark, "drop-udp4-9999", dport=9999), False),
+        (udp_frame(env, a.ipv6, mark, "drop-udp6-9999", dport=9999), False),
+        (udp_frame(env, "203.0.113.9", mark, "drop-udp4-bad-9999", dport=9999), False),
+        (udp_frame(env, a.ipv4, mark, "pass-udp4-9998", dport=9998), True),
+        (udp_frame(env, a.ipv6, mark, "pass-udp6-9998", dport=9998), True),
+        (udp_frame(env, a.ipv4, mark, "pass-udp4-sport9999", sport=9999, dport=9998), True),
+        (tcp(a.ipv4, 9999, "pass-tcp4-9999"), True),
+        (tcp(a.ipv6, 9999, "pass-tcp6-9999"), True),
+        (tcp("203.0.113.9", 22, "drop-tcp4-bad-22"), False),
+        (tcp("203.0.113.250", 22, "drop-tcp4-bad2-22"), False),
+        (tcp("198.51.100.9", 22, "pass-tcp4-other-22"), True),
+        (tcp(a.ipv4, 22, "pass-tcp4-a-22"), True),
+        (tcp("203.0.113.9", 23, "pass-tcp4-bad-23"), True),
+        (udp_frame(env, "203.0.113.9", mark, "pass-udp4-bad-22", dport=22), True),
+    ]
+    got = arrivals_xdp(env, [f for f, _ in cases], mark)
+    assert got == Counter(traffic.kind_of(f, mark) for f, ok in cases if ok)
+    v = env.verdicts(ref)
+    assert v["drop_port"] == (5, sum(len(f) for f, ok in cases if not ok))
+    hits = {(r.prefix, r.proto, r.port): (r.packets, r.bytes) for r in env.dl.rules()}
+    udp_bytes = sum(len(f) for f, ok in cases[:3])
+    tcp_bytes = sum(len(f) for f, ok in cases[8:10])
+    assert hits == {(None, "udp", 9999): (3, udp_bytes), (BAD4, "tcp", 22): (2, tcp_bytes)}
+
+
+# --------------------------------------------------------------------------
+# 5. Exact per-rule and per-hook counters
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc-ingress"])
+def test_hit_counters_are_exact(dl_env, mark, udp_receiver, hook) -> None:
+    # An IPv4-only lab sends nothing unprompted: every counted frame is ours.
+    env = dl_env(ipv6=False)
+    a, b = env.lab.a, env.lab.b
+    ref = env.attach(b, hook, "generic" if hook == "xdp" else None)
+    r_deny4 = env.block(BAD4).added[0].id
+    r_allow = env.allow("203.0.113.128/25").added[0].id
+    r_deny6 = env.block(BAD6).added[0].id
+    r_port = env.block(None, proto="udp", port=9999).added[0].id
+    r_other = env.block("198.18.0.0/15").added[0].id
+
+    rx = udp_receiver(b.netns, b.ipv4) if hook != "xdp" else None
+    dport = rx.port if rx else 7
+    groups = {
+        "deny4": ("203.0.113.10", 5),
+        "allow": ("203.0.113.200", 3),
+        "deny6": ("2001:db8:bad::10", 4),
+        "none": ("198.51.100.1", 2),
+    }
+    frames, size = [], {}
+    for kind, (src, n) in groups.items():
+        f = udp_frame(env, src, mark, kind, dst="2001:db8::2" if ":" in src else b.ipv4, dport=dport)
+        size[kind] = len(f)
+        frames += [f] * n
+    if hook == "xdp":
+        got = arrivals_xdp(env, frames, mark)
+        sentinel_len = len(sentinel_frame(a, mark))
+    else:
+        got = arrivals_socket(rx, frames, mark, via=a, sentinel_from=a.ipv4)
+        sentinel_len = 14 + 20 + 8 + len(sentinel_payload(mark))
+    assert got == Counter({"allow": 3, "none": 2})
+
+    n = {k: v[1] for k, v in groups.items()}
+    stats = {r.id: (r.packets, r.bytes) for r in env.dl.rules()}
+    assert stats == {
+        r_deny4: (n["deny4"], n["deny4"] * size["deny4"]),
+        r_allow: (n["allow"], n["allow"] * size["allow"]),
+        r_deny6: (n["deny6"], n["deny6"] * size["deny6"]),
+        r_port: (0, 0),
+        r_other: (0, 0),
+    }
+    last = {r.id: r.last_hit for r in env.dl.rules()}
+    assert last[r_port] is None and last[r_other] is None
+    assert all(last[i] is not None for i in (r_deny4, r_allow, r_deny6))
+
+    assert env.verdicts(ref) == {
+        "drop_src": (n["deny4"] + n["deny6"], n["deny4"] * size["deny4"] + n["deny6"] * size["deny6"]),
+        "pass_allow": (n["allow"], n["allow"] * size["allow"]),
+        "pass_nomatch": (n["none"] + 1, n["none"] * size["none"] + sentinel_len),
+    }
+
+    if hook == "xdp":  # the CLI reads the same numbers
+        cli = {r["id"]: (r["packets"], r["bytes"]) for r in env.cli("rules", "--json").json()["rules"]}
+        assert cli == stats
+
+
+# --------------------------------------------------------------------------
+# 6. One rule, every hook
+
+
+def test_one_rule_applies_on_every_hook(dl_env, mark) -> None:
+    env = dl_env()
+    a, b = env.lab.a, env.lab.b
+    xdp_b = env.attach(b, "xdp", "generic")
+    egress_a = env.attach(a, "tc-egress")
+    env.block(BAD4)
+    bad = [udp_frame(env, f"203.0.113.{i}", mark, f"drop-{i}") for i in (1, 2, 3)]
+    good = [udp_frame(env, a.ipv4, mark, "pass")]
+
+    # Through a's TC egress: dropped there, b's XDP never sees them.
+    got, errs = capture_raw(env, bad + good, mark)
+    assert got == Counter({"pass": 1})
+    assert errs == [errno.ENOBUFS] * 3 + [0]
+    size = sum(len(f) for f in bad)
+    assert env.verdicts(egress_a)["drop_src"] == (3, size)
+    assert "drop_src" not in env.verdicts(xdp_b)
+
+    # Around a's TC egress (qdisc bypass): b's XDP drops them by the same rule.
+    got, errs = capture_raw(env, bad + bad + good, mark, bypass_qdisc=True)
+    assert got == Counter({"pass": 1})
+    assert errs == [0] * 7
+    assert env.verdicts(xdp_b)["drop_src"] == (6, 2 * size)
+    assert env.verdicts(egress_a)["drop_src"] == (3, size)
+    (rule,) = env.dl.rules()
+    assert (rule.packets, rule.bytes) == (9, 3 * size)
+
+
+# --------------------------------------------------------------------------
+# 8. Default deny
+
+
+def test_policy_deny_passes_arp_and_nd_and_management(dl_env, mark) -> None:
+    env = dl_env()
+    a, b = env.lab.a, env.lab.b
+    env.attach(b, "xdp", "generic")
+    assert env.cli("policy", "deny").stdout.startswith("policy deny")
+    assert env.dl.policy() == "deny"
+
+    def frames() -> list:
+        nd_dst = "ff02::1:ff00:2"
+        return [
+            udp_frame(env, a.ipv4, mark, "udp4-a"),
+            udp_frame(env, "203.0.113.5", mark, "udp4-bad"),
+            ether(a, b) / IP(src=a.ipv4, dst=b.ipv4) / ICMP() / marked(mark, "icmp4-a"),
+            udp_frame(env, a.ipv6, mark, "udp6-a"),
+            ether(a, b) / IPv6(src=a.ipv6, dst=b.ipv6) / ICMPv6EchoRequest(data=payload(mark, "echo6-a")),
+            Ether(src=a.mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=a.mac, psrc=a.ipv4, pdst=b.ipv4)
+            / marked(mark, "arp-request"),
+            ether(a, b) / ARP(op=2, hwsrc=a.mac, psrc=a.ipv4, hwdst=b.mac, pdst=b.ipv4) / marked(mark, "arp-reply"),
+            Ether(src=a.mac, dst="33:33:ff:00:00:02") / IPv6(src=a.ipv6, dst=nd_dst, hlim=255)
+            / ICMPv6ND_NS(tgt=b.ipv6) / ICMPv6NDOptSrcLLAddr(lladdr=a.mac) / marked(mark, "nd-ns"),
+            ether(a, b) / IPv6(src=a.ipv6, dst=b.ipv6, hlim=255) / ICMPv6ND_NA(tgt=a.ipv6, R=0, S=1, O=1)
+            / marked(mark, "nd-na"),
+            Ether(src=a.mac, dst="33:33:00:00:00:02") / IPv6(src=a.ipv6, dst="ff02::2", hlim=255) / ICMPv6ND_RS()
+            / marked(mark, "nd-rs"),
+            build_frame("ipv4-trunc", a, b, mark),
+        ]
+
+    always = {"arp-request": 1, "arp-reply": 1, "nd-ns": 1, "nd-na": 1, "nd-rs": 1}
+    assert arrivals_xdp(env, frames(), mark) == Counter(always)
+
+    env.cli("allow", "--mgmt", "192.0.2.0/24")
+    (mgmt,) = env.dl.rules()
+    assert (mgmt.prefix, mgmt.action, mgmt.mgmt) == ("192.0.2.0/24", "allow", True)
+    assert arrivals_xdp(env, frames(), mark) == Counter(always) + Counter({"udp4-a": 1, "icmp4-a": 1})
+
+    env.dl.set_policy("allow")
+    everything = Counter(traffic.kind_of(f, mark) for f in frames())
+    assert arrivals_xdp(env, frames(), mark) == everything
+
+
+# --------------------------------------------------------------------------
+# 9. VLAN tags, IPv4-mapped IPv6, IPv6 extension headers
+
+
+@pytest.mark.parametrize("mode", ["generic", "native"])
+def test_vlan_mapped_and_extension_headers(dl_env, mark, mode) -> None:
+    env = dl_env()
+    a, b = env.lab.a, env.lab.b
+    ref = env.attach(b, "xdp", mode)
+    env.block(BAD4)
+    env.block(None, proto="udp", port=9999)
+
+    def v4(src: str, kind: str, *tags, dport: int = 7):
+        e = ether(a, b)
+        for t in tags:
+            e = e / t
+        return e / IP(src=src, dst=b.ipv4) / UDP(sport=40000, dport=dport) / marked(mark, kind)
+
+    def v6(src: str, kind: str, *ext, dport: int = 7):
+        p = ether(a, b) / IPv6(src=src, dst=b.ipv6)
+        for h in ext:
+            p = p / h
+        return p / UDP(sport=40000, dport=dport) / marked(mark, kind)
+
+    cases = [
+        (v4("203.0.113.5", "drop-dot1q", Dot1Q(vlan=10)), False),
+        (v4("203.0.113.5", "drop-qinq", Dot1AD(vlan=100), Dot1Q(vlan=10)), False),
+        (v4("203.0.113.5", "drop-q-in-q-8100", Dot1Q(vlan=100), Dot1Q(vlan=10)), False),
+        (v4(a.ipv4, "pass-dot1q", Dot1Q(vlan=10)), True),
+        (v4(a.ipv4, "pass-qinq", Dot1AD(vlan=100), Dot1Q(vlan=10)), True),
+        (v4(a.ipv4, "drop-dot1q-port", Dot1Q(vlan=10), dport=9999), False),
+        (v4(a.ipv4, "drop-qinq-port", Dot1AD(vlan=100), Dot1Q(vlan=10), dport=9999), False),
+        (v6("::ffff:203.0.113.5", "drop-mapped"), False),
+        (v6("::ffff:198.51.100.5", "pass-mapped"), True),
+        (v6(a.ipv6, "drop-hbh-port", IPv6ExtHdrHopByHop(), dport=9999), False),
+        (v6(a.ipv6, "drop-ext3-port", IPv6ExtHdrHopByHop(), IPv6ExtHdrDestOpt(),
+            IPv6ExtHdrRouting(addresses=[]), dport=9999), False),
+        (v6(a.ipv6, "pass-hbh-9998", IPv6ExtHdrHopByHop(), dport=9998), True),
+        (ether(a, b) / IP(src=a.ipv4, dst=b.ipv4, options=b"\x01\x01\x01\x00") / UDP(dport=9999)
+         / marked(mark, "drop-ipopts-port"), False),
+    ]
+    got = arrivals_xdp(env, [f for f, _ in cases], mark)
+    assert got == Counter(traffic.kind_of(f, mark) for f, ok in cases if ok)
+    v = env.verdicts(ref)
+    src_drops = [f for f, ok in cases if not ok and "port" not in traffic.kind_of(f, mark)]
+    port_drops = [f for f, ok in cases if not ok and "port" in traffic.kind_of(f, mark)]
+    assert v["drop_src"] == (len(src_drops), sum(len(f) for f in src_drops))
+    assert v["drop_port"] == (len(port_drops), sum(len(f) for f in port_drops))

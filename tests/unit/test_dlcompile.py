@@ -1,0 +1,589 @@
+"""The drop-list compiler: exact table contents against a straightforward
+reference expansion, lookups over the tables against longest-prefix
+matching over the rules, and incremental plans against full compiles."""
+from __future__ import annotations
+
+import random
+from array import array
+from itertools import compress
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from xdpctl import abi, model
+from xdpctl.abi import Action, CfgFlag, DlReason, Policy
+from xdpctl.core import dlcompile as dl
+from xdpctl.core.dlcompile import Rule, RuleError
+
+DENY, ALLOW = int(Action.DENY), int(Action.ALLOW)
+BITS = {4: 32, 6: 128}
+
+# The bands as docs/internals.md states them (kept apart from the compiler's
+# own table on purpose): (map, family, lo, hi, stride)
+CONTRACT_BANDS = [
+    ("xc_v4_l32", 4, 25, 32, 32), ("xc_v4_l24", 4, 17, 24, 24), ("xc_v4_l16", 4, 0, 16, 16),
+    ("xc_v6_l128", 6, 128, 128, 128), ("xc_v6_l64", 6, 57, 64, 64),
+    ("xc_v6_l48", 6, 41, 48, 48), ("xc_v6_l32", 6, 25, 32, 32),
+]
+
+
+def mask(fam, plen):
+    bits = BITS[fam]
+    return ((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1)
+
+
+def contract_band(fam, plen):
+    for b in CONTRACT_BANDS:
+        if b[1] == fam and b[2] <= plen <= b[3]:
+            return b
+    return None
+
+
+def val(r):
+    return abi.pack_rule_val(r.id, r.action, r.plen, r.expires_ns)
+
+
+ZERO = bytes(16)
+
+
+def sparse(state: dict) -> dict:
+    """A table state with the empty slots of the xc_v4_l16 array left out."""
+    out = dict(state)
+    out["xc_v4_l16"] = {k: v for k, v in state["xc_v4_l16"].items() if v != ZERO}
+    return out
+
+
+def compiled_sparse(c) -> dict:
+    """sparse(c.state()) without building the 131072-entry array dict."""
+    out = {}
+    for m in abi.RULE_MAPS:
+        t = c[m]
+        ks, vs = abi.MAP_SPECS[m].key_size, 16
+        pairs = ((t.keys[i * ks:(i + 1) * ks], t.values[i * vs:(i + 1) * vs]) for i in range(t.count))
+        if m == "xc_v4_l16":
+            q = array("Q", t.values)[0::2]  # rule_id | action | plen: zero when empty
+            pairs = ((t.keys[i * ks:(i + 1) * ks], t.values[i * vs:(i + 1) * vs])
+                     for i in compress(range(t.count), q))
+        out[m] = dict(pairs)
+    return out
+
+
+def apply_sparse(state: dict, plan) -> dict:
+    dl.apply_plan(state, plan)
+    for k, v in plan.get("xc_v4_l16", dl.MapPlan({}, set())).updates.items():
+        if v == ZERO:
+            del state["xc_v4_l16"][k]
+    return state
+
+
+def empty_sparse() -> dict:
+    return {m: {} for m in abi.RULE_MAPS}
+
+
+def reference_state(rules) -> dict:
+    """Table contents by plain expansion, key by key (xc_v4_l16 sparse)."""
+    st_ = empty_sparse()
+    for r in sorted((r for r in rules if r.proto is None), key=lambda r: r.plen):
+        b = contract_band(r.family, r.plen)
+        if b is None:
+            st_["xc_v6_trie"][abi.pack_trie6_key(r.dir, r.net, r.plen)] = val(r)
+            continue
+        name, fam, _lo, _hi, stride = b
+        bits = BITS[fam]
+        for a in range(r.net, r.net + (1 << (bits - r.plen)), 1 << (bits - stride)):
+            if name == "xc_v4_l16":
+                k = abi.U32.pack(r.dir * 65536 + (a >> 16))
+            elif fam == 4:
+                k = r.dir.to_bytes(4, "little") + a.to_bytes(4, "big")
+            else:
+                k = r.dir.to_bytes(4, "little") + a.to_bytes(16, "big")
+            st_[name][k] = val(r)
+    for r in rules:
+        if r.proto is None:
+            continue
+        fams = [(4, 0, 0), (6, 0, 0)] if r.family == 0 else [(r.family, r.net, r.plen)]
+        for fam, net, plen in fams:
+            st_["xc_port_trie"][abi.pack_port_key(r.dir, r.proto, r.port, fam, net, plen)] = val(r)
+    return st_
+
+
+def lpm(rules, fam, d, addr, now=0):
+    """Longest live address rule of a direction covering addr."""
+    if fam == 6 and addr >> 32 == 0xFFFF:
+        fam, addr = 4, addr & 0xFFFFFFFF
+    best = None
+    for r in rules:
+        if r.proto is None and r.family == fam and r.dir == d and (addr & mask(fam, r.plen)) == r.net \
+                and (r.expires_ns == 0 or r.expires_ns > now):
+            if best is None or r.plen > best.plen:
+                best = r
+    return best
+
+
+def lpm_port(rules, d, proto, port, fam, addr, now=0):
+    if fam == 6 and addr >> 32 == 0xFFFF:
+        fam, addr = 4, addr & 0xFFFFFFFF
+    best = None
+    for r in rules:
+        if r.proto == proto and r.port == port and r.dir == d and (r.expires_ns == 0 or r.expires_ns > now) \
+                and (r.family == 0 or (r.family == fam and (addr & mask(fam, r.plen)) == r.net)):
+            if best is None or r.plen > best.plen:
+                best = r
+    return best
+
+
+# ---------------------------------------------------------------------------
+# strategies
+# ---------------------------------------------------------------------------
+def _plen(fam):
+    if fam == 4:
+        return st.one_of(st.integers(0, 32), st.integers(24, 32), st.just(32))
+    return st.one_of(st.integers(0, 128), st.sampled_from([24, 25, 32, 33, 40, 41, 48, 49, 56, 57, 64,
+                                                           65, 127, 128]))
+
+
+@st.composite
+def rule_sets(draw, max_rules=30, l4=True, expiring=False):
+    """Rules nested around a few anchor addresses per family, so that
+    prefixes of every band overlap."""
+    anchors = {4: draw(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=3)),
+               6: draw(st.lists(st.integers(0, 2**128 - 1), min_size=1, max_size=3))}
+    if draw(st.booleans()):
+        anchors[6].append((0xFFFF << 32) | anchors[4][0])  # the mapped twin never matches IPv6 rules
+    n = draw(st.integers(0, max_rules))
+    rules, keys = [], set()
+    ids = draw(st.lists(st.integers(1, 2**32 - 1), min_size=n, max_size=n, unique=True))
+    for rid in ids:
+        fam = draw(st.sampled_from([4, 4, 6]))
+        plen = draw(_plen(fam))
+        net = draw(st.sampled_from(anchors[fam])) & mask(fam, plen)
+        if fam == 6 and net >> 32 == 0xFFFF:
+            continue  # parse_prefix never produces these
+        d = draw(st.integers(0, 1))
+        act = draw(st.sampled_from([DENY, ALLOW]))
+        exp = draw(st.sampled_from([0, 0, 10**12, 3 * 10**12])) if expiring else 0
+        proto = port = None
+        if l4 and draw(st.integers(0, 5)) == 0:
+            proto = draw(st.sampled_from([6, 17, 132]))
+            port = draw(st.sampled_from([53, 80, 443]))
+            if draw(st.booleans()):
+                fam, net, plen = 0, 0, 0
+        # kernel keys: an L4 rule without prefix takes the /0 key of both families
+        ks = {(f, d, 0, 0, proto, port) for f in (4, 6)} if fam == 0 else {(fam, d, plen, net, proto, port)}
+        if ks & keys:
+            continue
+        keys |= ks
+        rules.append(Rule(rid, fam, net, plen, d, act, proto, port, exp))
+    return rules, anchors
+
+
+def probes(rules, anchors, rnd):
+    """Addresses near anchors and rule boundaries."""
+    out = set()
+    for fam, lst in anchors.items():
+        bits = BITS[fam]
+        for a in lst:
+            out.add((fam, a))
+            for _ in range(6):
+                out.add((fam, a ^ rnd.getrandbits(rnd.randint(1, bits))))
+    for r in rules:
+        if r.family == 0:
+            continue
+        bits = BITS[r.family]
+        last = r.net | ((1 << (bits - r.plen)) - 1)
+        for a in (r.net, last, r.net - 1, last + 1, r.net + rnd.getrandbits(bits - r.plen) if r.plen < bits else r.net):
+            if 0 <= a < (1 << bits):
+                out.add((r.family, a))
+    return sorted(out)
+
+
+SETTINGS = dict(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# ---------------------------------------------------------------------------
+# full compile
+# ---------------------------------------------------------------------------
+@settings(**SETTINGS)
+@given(rule_sets(), st.randoms(use_true_random=False))
+def test_compile_matches_reference_and_lpm(rs, rnd):
+    rules, anchors = rs
+    c = dl.compile_full(rules)
+    assert compiled_sparse(c) == reference_state(rules)
+    for fam, addr in probes(rules, anchors, rnd):
+        for d in (0, 1):
+            want = lpm(rules, fam, d, addr)
+            got = dl.kernel_lookup(c, fam, d, addr)
+            assert (got.rule_id if got else None) == (want.id if want else None), (fam, d, hex(addr))
+            if got:
+                assert (got.action, got.plen) == (want.action, want.plen)
+            for proto, port in ((6, 80), (17, 53), (132, 443), (6, 443)):
+                want = lpm_port(rules, d, proto, port, fam, addr)
+                got = dl.kernel_port_lookup(c, d, proto, port, fam, addr)
+                assert (got.rule_id if got else None) == (want.id if want else None)
+
+
+@st.composite
+def v4_bulk(draw):
+    """Many IPv4 rules with /32s (the columnar path) among /25../31 and
+    /17../24 prefixes over a small address space, so keys collide."""
+    base = draw(st.integers(0, 2**32 - 1)) & 0xFFFF0000
+    n = draw(st.integers(1, 120))
+    rules, keys = [], set()
+    for i in range(n):
+        plen = draw(st.sampled_from([32, 32, 32, 31, 30, 28, 25, 24, 20, 17, 16, 12]))
+        net = (base | draw(st.integers(0, 0xFFFF))) & mask(4, plen)
+        d = draw(st.integers(0, 1))
+        k = (d, plen, net)
+        if k in keys:
+            continue
+        keys.add(k)
+        rules.append(Rule(i + 1, 4, net, plen, d, draw(st.sampled_from([DENY, ALLOW])), None, None,
+                          draw(st.sampled_from([0, 0, 5, 2**64 - 1]))))
+    return rules
+
+
+@settings(**SETTINGS)
+@given(v4_bulk())
+def test_columnar_v4_path(rules):
+    c = dl.compile_full(rules)
+    assert compiled_sparse(c) == reference_state(rules)
+    # plain tuples are accepted too (rows from a database)
+    t = dl.compile_full([tuple(r) for r in rules])
+    assert all(t[m] == c[m] for m in abi.RULE_MAPS)
+
+
+def test_table_shapes():
+    rules = [Rule(1, 4, 0x0A000000, 8, 1, DENY), Rule(2, 4, 0xC0000200, 25, 0, ALLOW),
+             Rule(3, 4, 0xC0000201, 32, 0, DENY), Rule(4, 6, 0x20010DB8 << 96, 33, 0, DENY),
+             Rule(5, 0, 0, 0, 1, DENY, 6, 22)]
+    c = dl.compile_full(rules)
+    assert set(c) == set(abi.RULE_MAPS)
+    for m, t in c.items():
+        assert len(t.keys) == t.count * abi.MAP_SPECS[m].key_size
+        assert len(t.values) == t.count * abi.MAP_SPECS[m].value_size
+    assert c["xc_v4_l16"].count == 2 * 65536
+    l16 = c.state()["xc_v4_l16"]
+    assert [abi.unpack_rule_val(l16[abi.U32.pack(65536 + 0x0A00 + i)]).rule_id for i in (0, 255)] == [1, 1]
+    assert abi.unpack_rule_val(l16[abi.U32.pack(0x0A00)]).action == Action.NONE  # dir 0 is empty
+    assert c["xc_v4_l32"].count == 128  # /25: 128 keys, the /32 among them
+    l32 = c.state()["xc_v4_l32"]
+    assert abi.unpack_rule_val(l32[abi.pack_key4(0, 0xC0000201)]).rule_id == 3
+    assert abi.unpack_rule_val(l32[abi.pack_key4(0, 0xC0000205)]) == (2, ALLOW, 25, 0, 0)
+    assert c["xc_v6_trie"].count == 1 and c["xc_port_trie"].count == 2
+    assert c.flags == CfgFlag.HAVE_DST | CfgFlag.HAVE_PORT | CfgFlag.HAVE_V6TRIE
+    assert dl.compile_full([]).flags == 0
+    assert dl.compile_full([Rule(1, 4, 1, 32, 1, DENY)]).flags == CfgFlag.HAVE_DST
+    assert dl.compile_full([Rule(1, 6, 1, 128, 0, DENY)]).flags == 0
+    assert dl.compile_full([Rule(1, 0, 0, 0, 1, DENY, 17, 53)]).flags == CfgFlag.HAVE_PORT
+
+
+@settings(**SETTINGS)
+@given(rule_sets())
+def test_flags_are_the_or_of_rule_flags(rs):
+    rules, _ = rs
+    want = 0
+    for r in rules:
+        want |= dl.rule_flags(r)
+    assert dl.compile_full(rules).flags == want
+    has_dst = any(r.dir == 1 and r.proto is None for r in rules)
+    assert bool(want & CfgFlag.HAVE_DST) == has_dst
+    assert bool(want & CfgFlag.HAVE_PORT) == any(r.proto is not None for r in rules)
+    assert bool(want & CfgFlag.HAVE_V6TRIE) == bool(dl.compile_full(rules)["xc_v6_trie"].count)
+
+
+def test_band_table_matches_contract():
+    for fam, bits in BITS.items():
+        for p in range(bits + 1):
+            b = dl.band_of(fam, p)
+            cb = contract_band(fam, p)
+            assert (b.map if b else None) == (cb[0] if cb else None), (fam, p)
+            if b:
+                assert (b.lo, b.hi, b.stride) == cb[2:]
+
+
+# ---------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("rule, message", [
+    (Rule(0, 4, 0, 32), "id 0 out of range"),
+    (Rule(2**32, 4, 0, 32), "id 4294967296 out of range"),
+    (Rule(1, 5, 0, 32), "family 5 is not 4 or 6"),
+    (Rule(1, 4, 0, 33), "plen 33 out of range 0..32"),
+    (Rule(1, 4, 1, 24), "host bits set"),
+    (Rule(1, 4, 2**32, 32), "is not an IPv4 address"),
+    (Rule(1, 4, 0, 32, 2), "dir 2 is not 0"),
+    (Rule(1, 4, 0, 32, 0, 0), "action 0 is not DENY"),
+    (Rule(1, 4, 0, 32, 0, 1, 6, None), "needs both protocol and port"),
+    (Rule(1, 4, 0, 32, 0, 1, 1, 80), "protocol 1 is not tcp"),
+    (Rule(1, 4, 0, 32, 0, 1, 6, 0), "port 0 out of range"),
+    (Rule(1, 0, 0, 0), "only for L4 rules"),
+    (Rule(1, 0, 5, 0, 0, 1, 6, 80), "net 0 and plen 0"),
+    (Rule(1, 4, 0, 32, 0, 1, None, None, -1), "expires_ns -1 out of range"),
+    (Rule(1, 4, 0, 32.0), "plen 32.0 out of range"),
+])
+def test_bad_rules(rule, message):
+    for rules in ([rule], [Rule(7, 4, 0x01020304, 32)] * 0 + [rule, Rule(9, 4, 0x01020305, 32)]):
+        with pytest.raises(RuleError) as ei:
+            dl.compile_full(rules)
+        assert message in str(ei.value) and str(ei.value).startswith(f"rule {rule.id}:")
+    with pytest.raises(RuleError):
+        dl.validate_rule(rule)
+
+
+@pytest.mark.parametrize("rules, message", [
+    ([Rule(1, 4, 0x01020304, 32), Rule(2, 4, 0x01020305, 32), Rule(3, 4, 0x01020304, 32, 0, ALLOW)],
+     "rule 3: same key as rule 1"),
+    ([Rule(1, 4, 0x01020300, 24), Rule(2, 4, 0x01020300, 24, 0, ALLOW)], "rule 2: same key as rule 1"),
+    ([Rule(1, 6, 5 << 64, 64), Rule(2, 6, 5 << 64, 64)], "rule 2: same key as rule 1"),
+    ([Rule(1, 6, 5 << 64, 66), Rule(2, 6, 5 << 64, 66)], "rule 2: same key as rule 1"),
+    ([Rule(1, 0, 0, 0, 0, DENY, 6, 80), Rule(2, 4, 0, 0, 0, DENY, 6, 80)], "rule 2: same key as rule 1"),
+])
+def test_duplicate_keys(rules, message):
+    with pytest.raises(RuleError) as ei:
+        dl.compile_full(rules)
+    assert str(ei.value).startswith(message)
+
+
+def test_same_prefix_other_dir_or_port_is_fine():
+    dl.compile_full([Rule(1, 4, 0x01020304, 32, 0), Rule(2, 4, 0x01020304, 32, 1),
+                     Rule(3, 4, 0x01020304, 32, 0, DENY, 6, 80), Rule(4, 4, 0x01020304, 32, 0, DENY, 6, 81)])
+
+
+# ---------------------------------------------------------------------------
+# incremental plans
+# ---------------------------------------------------------------------------
+@settings(**SETTINGS)
+@given(rule_sets(max_rules=24), st.randoms(use_true_random=False))
+def test_plans_step_by_step(rs, rnd):
+    """Random adds and removes, each planned against the index of the
+    current rule set and applied at once: the tables always equal a full
+    compile of the current set."""
+    rules, _ = rs
+    index = dl.MemoryRuleIndex()
+    state = empty_sparse()
+    present: dict[int, Rule] = {}
+    ops = [("add", r) for r in rules]
+    rnd.shuffle(ops)
+    todo = list(ops)
+    while todo:
+        op, r = todo.pop()
+        if op == "add":
+            before_in_index = rnd.random() < 0.5  # plan_add works either way
+            if before_in_index:
+                index.add(r)
+            apply_sparse(state, dl.plan_add(r, index))
+            if not before_in_index:
+                index.add(r)
+            present[r.id] = r
+            if rnd.random() < 0.4:
+                todo.insert(rnd.randint(0, len(todo)), ("remove", r))
+        else:
+            still = rnd.random() < 0.5  # plan_remove works either way
+            if not still:
+                index.remove(r)
+            apply_sparse(state, dl.plan_remove(r, index))
+            if still:
+                index.remove(r)
+            del present[r.id]
+        assert state == compiled_sparse(dl.compile_full(list(present.values())))
+
+
+@settings(**SETTINGS)
+@given(rule_sets(max_rules=24), st.randoms(use_true_random=False))
+def test_batched_plans_against_final_index(rs, rnd):
+    """Several removes and adds planned against the index of the final set
+    and merged into one plan (how the control plane batches a change)."""
+    rules, _ = rs
+    rnd.shuffle(rules)
+    k = rnd.randint(0, len(rules))
+    before, after_adds = rules[:k], rules[k:]
+    removed = [r for r in before if rnd.random() < 0.5]
+    final = [r for r in before if r not in removed] + after_adds
+    state = compiled_sparse(dl.compile_full(before))
+    index = dl.MemoryRuleIndex(final)
+    plan = dl.Plan()
+    for r in removed:
+        plan.merge(dl.plan_remove(r, index))
+    for r in after_adds:
+        plan.merge(dl.plan_add(r, index))
+    apply_sparse(state, plan)
+    assert state == compiled_sparse(dl.compile_full(final))
+
+
+def test_plan_replace_and_update():
+    index = dl.MemoryRuleIndex([Rule(1, 4, 0x0A000000, 24, 0, DENY)])
+    state = dl.compile_full(index.rules()).state()
+    # same id, new action and deadline
+    upd = Rule(1, 4, 0x0A000000, 24, 0, ALLOW, None, None, 99)
+    dl.apply_plan(state, dl.plan_add(upd, index))
+    index.add(upd)
+    assert state == dl.compile_full([upd]).state()
+    # l16 removal writes zero values instead of deleting
+    r16 = Rule(2, 4, 0x0B000000, 16, 1, DENY)
+    p = dl.plan_add(r16, index)
+    index.add(r16)
+    dl.apply_plan(state, p)
+    index.remove(r16)
+    p = dl.plan_remove(r16, index)
+    assert not p["xc_v4_l16"].deletes
+    assert p["xc_v4_l16"].updates == {abi.U32.pack(65536 + 0x0B00): bytes(16)}
+    dl.apply_plan(state, p)
+    assert state == dl.compile_full([upd]).state()
+
+
+def test_plan_merge_semantics():
+    a = dl.Plan()
+    a.put("xc_v4_l32", b"k1", b"v1")
+    a.delete("xc_v4_l32", b"k2")
+    b = dl.Plan()
+    b.delete("xc_v4_l32", b"k1")
+    b.put("xc_v4_l32", b"k2", b"v2")
+    a.merge(b)
+    assert a["xc_v4_l32"].updates == {b"k2": b"v2"} and a["xc_v4_l32"].deletes == {b"k1"}
+    assert a.size() == 2
+
+
+def test_memory_index():
+    r1, r2 = Rule(1, 4, 0x0A000000, 8), Rule(2, 4, 0x0A010000, 16)
+    idx = dl.MemoryRuleIndex([r1, r2, Rule(3, 0, 0, 0, 0, DENY, 6, 80)])
+    assert len(idx) == 3
+    assert idx.best_covering(4, 0, 0x0A010200, 0, 24, 0) == r2
+    assert idx.best_covering(4, 0, 0x0A010200, 0, 24, 2) == r1
+    assert idx.best_covering(4, 0, 0x0A010200, 9, 15, 0) is None
+    assert idx.best_covering(4, 1, 0x0A010200, 0, 24, 0) is None
+    idx.remove(Rule(99, 4, 0x0A000000, 8))  # another id at that key: left alone
+    assert idx.best_covering(4, 0, 0x0A000000, 0, 8, 0) == r1
+
+
+# ---------------------------------------------------------------------------
+# expiry, as the C sees it
+# ---------------------------------------------------------------------------
+def test_expired_entries_are_absent():
+    T = 1000
+    rules = [Rule(1, 4, 0x0A000000, 8, 0, DENY), Rule(2, 4, 0x0A000000, 24, 0, ALLOW, None, None, T),
+             Rule(3, 4, 0x0A000001, 32, 0, DENY, None, None, T)]
+    c = dl.compile_full(rules)
+    assert dl.kernel_lookup(c, 4, 0, 0x0A000001, now_ns=T - 1).rule_id == 3
+    assert dl.kernel_lookup(c, 4, 0, 0x0A000001, now_ns=T).rule_id == 1      # on to shorter bands
+    assert dl.kernel_lookup(c, 4, 0, 0x0A000002, now_ns=T).rule_id == 1
+
+
+def test_expired_entry_hides_shorter_rules_of_its_band():
+    """A known limit of prefix expansion: one key holds one rule, so an
+    expired /24 hides a live /17 of the same band until the control plane
+    removes the expired rule (plan_remove)."""
+    T = 1000
+    live, dead = Rule(1, 4, 0x0A000000, 17), Rule(2, 4, 0x0A000000, 24, 0, DENY, None, None, T)
+    c = dl.compile_full([live, dead])
+    assert dl.kernel_lookup(c, 4, 0, 0x0A000005, now_ns=T) is None
+    idx = dl.MemoryRuleIndex([live])
+    st_ = dl.apply_plan(c.state(), dl.plan_remove(dead, idx))
+    assert dl.kernel_lookup(st_, 4, 0, 0x0A000005, now_ns=T).rule_id == 1
+
+
+def test_trie_retries_past_expired_entries():
+    T = 1000
+    base = 0x20010000 << 96
+    rules = [Rule(1, 6, base, 20)] + [Rule(10 + p, 6, base, p, 0, DENY, None, None, T) for p in (21, 22, 23, 24)]
+    c = dl.compile_full(rules)
+    assert dl.kernel_lookup(c, 6, 0, base, now_ns=0).rule_id == 34
+    # four expired levels: the C gives up after XC_TRIE_RETRY lookups
+    assert dl.kernel_lookup(c, 6, 0, base, now_ns=T) is None
+    c = dl.compile_full(rules[:-1])
+    assert dl.kernel_lookup(c, 6, 0, base, now_ns=T).rule_id == 1
+    pr = [Rule(1, 0, 0, 0, 0, DENY, 6, 80), Rule(2, 4, 0x0A000000, 8, 0, ALLOW, 6, 80, T)]
+    c = dl.compile_full(pr)
+    assert dl.kernel_port_lookup(c, 0, 6, 80, 4, 0x0A000001, now_ns=0).rule_id == 2
+    assert dl.kernel_port_lookup(c, 0, 6, 80, 4, 0x0A000001, now_ns=T).rule_id == 1
+    assert dl.kernel_port_lookup(c, 0, 6, 80, 6, 1, now_ns=T).rule_id == 1
+    assert dl.kernel_port_lookup(c, 0, 6, 81, 4, 0x0A000001, now_ns=0) is None
+
+
+@settings(**SETTINGS)
+@given(rule_sets(max_rules=20, expiring=True), st.randoms(use_true_random=False),
+       st.sampled_from([0, 10**12, 2 * 10**12, 4 * 10**12]))
+def test_expiry_without_shadowing_matches_lpm(rs, rnd, now):
+    """When no expired rule shadows a live one (the control plane removes
+    expired rules), the tables answer like longest-prefix matching over the
+    live rules."""
+    rules, anchors = rs
+    live = [r for r in rules if r.expires_ns == 0 or r.expires_ns > now]
+    assume(len(live) == len(rules) or now == 0)
+    c = dl.compile_full(rules)
+    for fam, addr in probes(rules, anchors, rnd):
+        for d in (0, 1):
+            got = dl.kernel_lookup(c, fam, d, addr, now)
+            want = lpm(live, fam, d, addr, now)
+            assert (got.rule_id if got else None) == (want.id if want else None)
+
+
+# ---------------------------------------------------------------------------
+# the whole verdict: model over rules == C logic over compiled tables
+# ---------------------------------------------------------------------------
+def table_verdict(c, pkt: model.Pkt, policy: int, now: int = 0):
+    """The droplist.h decision written over kernel_lookup (flags honoured)."""
+    if pkt.l3 == abi.L3.MALFORMED:
+        return (True, DlReason.DROP_MALFORMED, None) if policy == Policy.DENY else \
+               (False, DlReason.PASS_MALFORMED, None)
+    if pkt.l3 not in (abi.L3.IPV4, abi.L3.IPV6):
+        return False, (DlReason.PASS_ALWAYS if policy == Policy.DENY else DlReason.PASS_NOMATCH), None
+    found = [(dl.kernel_lookup(c, pkt.family, 0, pkt.src, now), DlReason.DROP_SRC)]
+    if c.flags & CfgFlag.HAVE_DST:
+        found.append((dl.kernel_lookup(c, pkt.family, 1, pkt.dst, now), DlReason.DROP_DST))
+    if c.flags & CfgFlag.HAVE_PORT and pkt.has_ports:
+        for d, a in ((0, pkt.src), (1, pkt.dst)):
+            found.append((dl.kernel_port_lookup(c, d, pkt.ip_proto, pkt.dport, pkt.family, a, now),
+                          DlReason.DROP_PORT))
+    for m, _ in found:
+        if m and m.action == ALLOW:
+            return False, DlReason.PASS_ALLOW, m.rule_id
+    for m, why in found:
+        if m and m.action == DENY:
+            return True, why, m.rule_id
+    if policy != Policy.DENY:
+        return False, DlReason.PASS_NOMATCH, None
+    return (False, DlReason.PASS_ALWAYS, None) if pkt.nd else (True, DlReason.DROP_POLICY, None)
+
+
+@settings(**SETTINGS)
+@given(rule_sets(max_rules=25), st.randoms(use_true_random=False), st.sampled_from([0, 1]))
+def test_model_verdict_equals_table_verdict(rs, rnd, policy):
+    rules, anchors = rs
+    c = dl.compile_full(rules)
+    pts = probes(rules, anchors, rnd)
+    for _ in range(40):
+        fam, src = rnd.choice(pts)
+        same = [a for f, a in pts if f == fam]
+        dst = rnd.choice(same)
+        l4 = rnd.choice([abi.L4.TCP, abi.L4.UDP, abi.L4.SCTP, abi.L4.ICMP, abi.L4.FRAGMENT,
+                         abi.L4.MALFORMED, abi.L4.ICMPV6])
+        proto = {abi.L4.TCP: 6, abi.L4.UDP: 17, abi.L4.SCTP: 132, abi.L4.ICMP: 1,
+                 abi.L4.ICMPV6: 58}.get(l4, rnd.choice([6, 17]))
+        mapped = lambda a: fam == 6 and a >> 32 == 0xFFFF  # noqa: E731
+        pkt = model.Pkt(abi.L3.IPV4 if fam == 4 else abi.L3.IPV6, l4, proto, family=fam, src=src, dst=dst,
+                        sport=rnd.choice([53, 80, 1234]), dport=rnd.choice([53, 80, 443, 8080]),
+                        src_v4mapped=mapped(src), dst_v4mapped=mapped(dst),
+                        nd=l4 == abi.L4.ICMPV6 and fam == 6 and rnd.random() < 0.5, length=100)
+        assert model.verdict(rules, pkt, policy, 0) == table_verdict(c, pkt, policy), pkt
+    for l3 in (abi.L3.ARP, abi.L3.OTHER, abi.L3.MALFORMED):
+        pkt = model.Pkt(l3, abi.L4.NONE)
+        assert model.verdict(rules, pkt, policy, 0) == table_verdict(c, pkt, policy)
+
+
+def test_compile_large_random_v4_against_reference():
+    """A few thousand rules through the columnar path, checked exactly."""
+    rnd = random.Random(11)
+    rules, keys = [], set()
+    while len(rules) < 4000:
+        plen = 32 if rnd.random() < 0.8 else rnd.choice([8, 12, 16, 17, 20, 24, 25, 28, 31])
+        net = (0x0A000000 | rnd.getrandbits(20)) & mask(4, plen)
+        d = rnd.randint(0, 1)
+        if (d, plen, net) in keys:
+            continue
+        keys.add((d, plen, net))
+        rules.append(Rule(len(rules) + 1, 4, net, plen, d, rnd.choice([DENY, ALLOW]), None, None,
+                          rnd.choice([0, 123])))
+    c = dl.compile_full(rules)
+    assert compiled_sparse(c) == reference_state(rules)
+    assert sparse(c.state()) == reference_state(rules)

@@ -1,0 +1,345 @@
+"""User-input parsing: prefixes, protocols, ports, durations, block-list files."""
+from __future__ import annotations
+
+import ipaddress
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xdpctl.core import prefixes as px
+from xdpctl.core.prefixes import Prefix, PrefixError
+
+
+def err(fn, *a, **kw) -> PrefixError:
+    with pytest.raises(PrefixError) as ei:
+        fn(*a, **kw)
+    assert isinstance(ei.value, ValueError)
+    return ei.value
+
+
+# ---------------------------------------------------------------------------
+# prefixes
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("text, want", [
+    ("10.0.0.0/8", Prefix(4, 0x0A000000, 8)),
+    ("10.1.2.3", Prefix(4, 0x0A010203, 32)),
+    ("0.0.0.0/0", Prefix(4, 0, 0)),
+    ("255.255.255.255/32", Prefix(4, 0xFFFFFFFF, 32)),
+    (" 192.0.2.0/24\t", Prefix(4, 0xC0000200, 24)),
+    ("2001:db8::/32", Prefix(6, 0x20010DB8 << 96, 32)),
+    ("2001:DB8::1", Prefix(6, (0x20010DB8 << 96) | 1, 128)),
+    ("::/0", Prefix(6, 0, 0)),
+    ("::", Prefix(6, 0, 128)),
+    ("::1/128", Prefix(6, 1, 128)),
+    ("10.0.0.0/08", Prefix(4, 0x0A000000, 8)),
+])
+def test_parse_prefix_ok(text, want):
+    assert px.parse_prefix(text) == want
+
+
+def test_host_bits_message_and_hint():
+    e = err(px.parse_prefix, "10.1.2.3/8")
+    assert str(e) == "10.1.2.3/8 has host bits set; did you mean 10.0.0.0/8?"
+    assert e.code == "host_bits" and e.text == "10.1.2.3/8" and e.lineno is None
+    e = err(px.parse_prefix, "2001:db8::1/64")
+    assert str(e) == "2001:db8::1/64 has host bits set; did you mean 2001:db8::/64?"
+    assert px.parse_prefix("10.1.2.3/8", strict=False) == Prefix(4, 0x0A000000, 8)
+
+
+@pytest.mark.parametrize("text, message, code", [
+    ("10.0.0.0/33", "10.0.0.0/33: prefix length 33 out of range 0..32 for IPv4", "length"),
+    ("::/129", "::/129: prefix length 129 out of range 0..128 for IPv6", "length"),
+    ("10.0.0.0/", "10.0.0.0/: missing prefix length after '/'", "syntax"),
+    ("10.0.0.0/x", "10.0.0.0/x: prefix length x is not a decimal number", "syntax"),
+    ("10.0.0.0/-1", "10.0.0.0/-1: prefix length -1 is not a decimal number", "syntax"),
+    ("10.0.0.0/1000", "10.0.0.0/1000: prefix length 1000 is not a decimal number", "syntax"),
+    ("10.0.0.0/8/8", "10.0.0.0/8/8: prefix length 8/8 is not a decimal number", "syntax"),
+    ("10.0.0", "10.0.0 is not an IPv4 address: expected 4 dotted decimal numbers, found 3", "syntax"),
+    ("1.2.3.4.5", "1.2.3.4.5 is not an IPv4 address: expected 4 dotted decimal numbers, found 5", "syntax"),
+    ("1.2.3.256", "1.2.3.256 is not an IPv4 address: 256 is out of range 0..255", "syntax"),
+    ("010.0.0.1", "010.0.0.1 is not an IPv4 address: leading zero in '010' (octal is not accepted)", "syntax"),
+    ("1..2.3", "1..2.3 is not an IPv4 address: empty number between dots", "syntax"),
+    ("1.2.3.x/8", "1.2.3.x is not an IPv4 address: x is not a decimal number", "syntax"),
+    ("1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7:8:9 is not an IPv6 address", "syntax"),
+    ("2001:db8::g", "2001:db8::g is not an IPv6 address", "syntax"),
+    ("fe80::1%eth0", "fe80::1%eth0: a zone index (%...) is not allowed in a prefix", "syntax"),
+    ("foo", "foo is not an IP address or prefix", "syntax"),
+    ("/24", "/24: missing address", "syntax"),
+    ("", "empty prefix", "syntax"),
+    ("   ", "empty prefix", "syntax"),
+    ("::ffff:10.0.0.0/90", "::ffff:10.0.0.0/90: an IPv4-mapped prefix needs a length of 96 or more "
+                           "(/90 would span non-mapped IPv6 space)", "mapped"),
+    ("::ffff:10.1.0.0/104", "::ffff:10.1.0.0/104 has host bits set; did you mean ::ffff:10.0.0.0/104?",
+     "host_bits"),
+])
+def test_prefix_errors(text, message, code):
+    e = err(px.parse_prefix, text)
+    assert str(e) == message
+    assert e.code == code
+
+
+def test_non_string():
+    e = err(px.parse_prefix, 42)
+    assert "expected a prefix string" in str(e)
+
+
+@pytest.mark.parametrize("text, want", [
+    ("::ffff:10.1.2.3", Prefix(4, 0x0A010203, 32)),
+    ("::ffff:10.1.2.0/120", Prefix(4, 0x0A010200, 24)),
+    ("::ffff:0.0.0.0/96", Prefix(4, 0, 0)),
+    ("::FFFF:192.0.2.128/121", Prefix(4, 0xC0000280, 25)),
+    ("::ffff:a01:203/128", Prefix(4, 0x0A010203, 32)),
+])
+def test_v4_mapped_normalised(text, want):
+    assert px.parse_prefix(text) == want
+    if "/" not in text:
+        assert px.parse_address(text) == (4, want.net)
+
+
+def test_not_mapped():
+    # ::a.b.c.d (IPv4-compatible, deprecated) and ::ffff:0:0:0 are plain IPv6
+    assert px.parse_prefix("::10.0.0.1").family == 6
+    assert px.parse_prefix("::1:ffff:0:0/96").family == 6
+
+
+def test_family_filter_and_address():
+    assert px.parse_prefix("10.0.0.0/8", family=4).plen == 8
+    e = err(px.parse_prefix, "10.0.0.0/8", family=6)
+    assert str(e) == "10.0.0.0/8 is an IPv4 prefix; IPv6 expected" and e.code == "family"
+    assert px.parse_address("192.0.2.1") == (4, 0xC0000201)
+    assert px.parse_address("::ffff:192.0.2.1") == (4, 0xC0000201)
+    e = err(px.parse_address, "192.0.2.0/24")
+    assert str(e) == "192.0.2.0/24: an address is expected, not a prefix"
+
+
+@given(st.integers(0, 32).flatmap(lambda p: st.tuples(st.just(p), st.integers(0, 2**32 - 1))))
+def test_v4_against_ipaddress(pa):
+    plen, addr = pa
+    net = addr & ((0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF)
+    text = f"{ipaddress.IPv4Address(net)}/{plen}"
+    assert px.parse_prefix(text) == Prefix(4, net, plen)
+    assert px.format_prefix(Prefix(4, net, plen)) == text
+    if net != addr:
+        with pytest.raises(PrefixError):
+            px.parse_prefix(f"{ipaddress.IPv4Address(addr)}/{plen}")
+
+
+@given(st.integers(0, 128), st.integers(0, 2**128 - 1))
+def test_v6_against_ipaddress(plen, addr):
+    net = addr & (((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1))
+    text = f"{ipaddress.IPv6Address(net)}/{plen}"
+    p = px.parse_prefix(text)
+    if (net >> 32) == 0xFFFF and plen >= 96:
+        assert p == Prefix(4, net & 0xFFFFFFFF, plen - 96)
+    elif (net >> 32) == 0xFFFF:
+        with pytest.raises(PrefixError):
+            px.parse_prefix(text)
+    else:
+        assert p == Prefix(6, net, plen)
+        assert px.parse_prefix(px.format_prefix(p)) == p
+
+
+def test_format_and_contains():
+    assert px.format_prefix(Prefix(4, 0x0A000001, 32)) == "10.0.0.1/32"
+    assert px.format_prefix(Prefix(4, 0x0A000001, 32), bare=True) == "10.0.0.1"
+    assert str(Prefix(6, 0x20010DB8 << 96, 32)) == "2001:db8::/32"
+    assert px.prefix_contains(Prefix(4, 0x0A000000, 8), 4, 0x0AFFFFFF)
+    assert not px.prefix_contains(Prefix(4, 0x0A000000, 8), 4, 0x0B000000)
+    assert not px.prefix_contains(Prefix(4, 0, 0), 6, 0)
+
+
+# ---------------------------------------------------------------------------
+# protocols, ports, durations
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("v, want", [("tcp", 6), ("UDP", 17), (" sctp ", 132), ("6", 6),
+                                     ("17", 17), (132, 132)])
+def test_proto_ok(v, want):
+    assert px.parse_proto(v) == want
+
+
+@pytest.mark.parametrize("v, message", [
+    ("icmp", "protocol icmp is not supported; expected tcp, udp or sctp"),
+    ("1", "protocol 1 is not supported; expected tcp (6), udp (17) or sctp (132)"),
+    (47, "protocol 47 is not supported; expected tcp (6), udp (17) or sctp (132)"),
+    ("", "empty protocol; expected tcp, udp or sctp"),
+    (True, "protocol True is not valid; expected tcp, udp or sctp"),
+])
+def test_proto_errors(v, message):
+    e = err(px.parse_proto, v)
+    assert str(e) == message and e.code == "proto"
+
+
+def test_proto_name():
+    assert [px.proto_name(n) for n in (6, 17, 132, 47)] == ["tcp", "udp", "sctp", "47"]
+
+
+@pytest.mark.parametrize("v, want", [("1", 1), ("65535", 65535), (443, 443), (" 53 ", 53)])
+def test_port_ok(v, want):
+    assert px.parse_port(v) == want
+
+
+@pytest.mark.parametrize("v, message", [
+    ("0", "port 0 out of range 1..65535"),
+    (65536, "port 65536 out of range 1..65535"),
+    ("-1", "port -1 is not a number; expected 1..65535"),
+    ("http", "port http is not a number; expected 1..65535"),
+    ("", "empty port; expected a number 1..65535"),
+    (False, "port False is not a number"),
+])
+def test_port_errors(v, message):
+    e = err(px.parse_port, v)
+    assert str(e) == message and e.code == "port"
+
+
+@pytest.mark.parametrize("v, want", [
+    ("30s", 30), ("5m", 300), ("2h", 7200), ("7d", 604800), ("1h30m", 5400),
+    ("1d2h3m4s", 93784), ("90", 90), (3600, 3600), ("2H", 7200), ("0h5m", 300),
+])
+def test_duration_ok(v, want):
+    assert px.parse_duration(v) == want
+
+
+@pytest.mark.parametrize("v, message", [
+    ("0s", "duration 0s must be positive"),
+    ("0", "duration 0 must be positive"),
+    (-5, "duration -5 must be positive"),
+    ("", "empty duration; expected e.g. 30s, 5m, 2h, 7d or 1h30m"),
+    ("5x", "duration 5x: unit 'x' is unknown; use d, h, m or s"),
+    ("1h30", "duration 1h30: number 30 has no unit; use d, h, m or s"),
+    ("30m1h", "duration 30m1h: units must appear once each, largest first (d, h, m, s)"),
+    ("1h1h", "duration 1h1h: units must appear once each, largest first (d, h, m, s)"),
+    ("h", "duration h is not valid; expected e.g. 30s, 5m, 2h, 7d or 1h30m"),
+    ("1.5h", "duration 1.5h is not valid; expected e.g. 30s, 5m, 2h, 7d or 1h30m"),
+    ("1 h", "duration 1 h is not valid; expected e.g. 30s, 5m, 2h, 7d or 1h30m"),
+    ("99999999999999d", "duration 99999999999999d is too long"),
+])
+def test_duration_errors(v, message):
+    e = err(px.parse_duration, v)
+    assert str(e) == message and e.code == "duration"
+
+
+# ---------------------------------------------------------------------------
+# block-list files
+# ---------------------------------------------------------------------------
+SPAMHAUS = """\
+; Spamhaus DROP List 2024/01/01 - (c) 2024 The Spamhaus Project
+; https://www.spamhaus.org/drop/drop.txt
+; Last-Modified: Mon, 01 Jan 2024 00:00:00 GMT
+1.10.16.0/20 ; SBL256894
+1.19.0.0/16 ; SBL434604
+2.56.192.0/22 ; SBL459831
+"""
+
+
+def test_spamhaus_format():
+    got = px.parse_prefix_text(SPAMHAUS)
+    assert [str(p) for p in got] == ["1.10.16.0/20", "1.19.0.0/16", "2.56.192.0/22"]
+
+
+def test_comments_blank_lines_and_forms():
+    text = ("# a list\n\n10.0.0.0/8\n  192.0.2.1  # one host\n\r\n2001:db8::/32 ; v6\n"
+            "::ffff:198.51.100.0/120\n\t# indented comment\n203.0.113.7;x\n")
+    got = px.parse_prefix_text(text)
+    assert got == [Prefix(4, 0x0A000000, 8), Prefix(4, 0xC0000201, 32), Prefix(6, 0x20010DB8 << 96, 32),
+                   Prefix(4, 0xC6336400, 24), Prefix(4, 0xCB007107, 32)]
+    assert px.parse_prefix_text(text.encode()) == got
+    assert px.parse_prefix_text("\ufeff10.0.0.0/8\r\n") == [Prefix(4, 0x0A000000, 8)]
+    assert px.parse_prefix_text("") == []
+    assert px.parse_prefix_text("# nothing\n\n") == []
+    assert px.parse_prefix_text("10.0.0.0/8") == [Prefix(4, 0x0A000000, 8)]  # no final newline
+
+
+def test_bad_line_named():
+    text = "10.0.0.0/8\n# c\n10.1.2.3/16 ; x\n10.9.9.9/33\n"
+    e = err(px.parse_prefix_text, text)
+    assert e.lineno == 3 and e.code == "host_bits"
+    assert str(e) == "line 3: 10.1.2.3/16 has host bits set; did you mean 10.1.0.0/16?"
+    e = err(px.parse_prefix_text, "1.2.3.4\nfoo bar\n")
+    assert str(e) == "line 2: foo bar is not an IP address or prefix" and e.text == "foo bar"
+
+
+def test_duplicates_name_both_lines():
+    text = "10.0.0.0/8\n192.0.2.1\n\n# x\n192.0.2.1/32 ; again\n"
+    e = err(px.parse_prefix_text, text)
+    assert (e.lineno, e.other_lineno, e.code) == (5, 2, "duplicate")
+    assert str(e) == "line 5: 192.0.2.1/32 on line 5 duplicates line 2"
+    # the same prefix written in different forms is a duplicate too
+    e = err(px.parse_prefix_text, "::ffff:10.0.0.0/104\n10.0.0.0/8\n")
+    assert (e.lineno, e.other_lineno) == (2, 1)
+    # the first problem in file order wins: here the duplicate on line 3
+    e = err(px.parse_prefix_text, "1.1.1.1\n2.2.2.2\n1.1.1.1\nbad\n")
+    assert e.lineno == 3 and e.code == "duplicate"
+    assert px.parse_prefix_text("1.1.1.1\n1.1.1.1\n2.2.2.2\n", allow_duplicates=True) == \
+        [Prefix(4, 0x01010101, 32), Prefix(4, 0x02020202, 32)]
+    # same network, different lengths: not duplicates
+    assert len(px.parse_prefix_text("10.0.0.0/8\n10.0.0.0/16\n10.0.0.0\n")) == 3
+
+
+def test_errors_in_late_chunks_have_the_right_line(monkeypatch):
+    monkeypatch.setattr(px, "_CHUNK", 64)  # many fast-path chunks
+    lines = [f"10.{i >> 8}.{i & 255}.0/24" for i in range(500)]
+    text = "\n".join(lines) + "\n"
+    assert len(px.parse_prefix_text(text)) == 500
+    bad = lines[:]
+    bad[321] = "10.1.2.3/8"
+    e = err(px.parse_prefix_text, "\n".join(bad))
+    assert e.lineno == 322
+    dup = lines + [lines[17]]
+    e = err(px.parse_prefix_text, "\n".join(dup))
+    assert (e.lineno, e.other_lineno) == (501, 18)
+    mixed = lines[:200] + ["2001:db8::/32 ; v6 in the middle"] + lines[200:]
+    got = px.parse_prefix_text("\n".join(mixed))
+    assert got[200] == Prefix(6, 0x20010DB8 << 96, 32) and len(got) == 501
+
+
+def test_parse_lines_and_file(tmp_path):
+    assert px.parse_prefix_lines(["10.0.0.0/8\n", "# x\n", "192.0.2.1\r\n"]) == \
+        [Prefix(4, 0x0A000000, 8), Prefix(4, 0xC0000201, 32)]
+    e = err(px.parse_prefix_lines, ["x"], start=10)
+    assert e.lineno == 10
+    f = tmp_path / "drop.txt"
+    f.write_text(SPAMHAUS)
+    assert len(px.load_prefix_file(f)) == 3
+
+
+# The fast path must agree with the line-by-line path on anything.
+_line = st.one_of(
+    st.builds(lambda a, p: f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}/{p}",
+              st.integers(0, 2**32 - 1), st.integers(0, 33)),
+    st.builds(lambda a, p: f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255 & ~((1 << (32 - p)) - 1)}/{p}"
+              if p >= 24 else f"{a >> 24}.0.0.0/8", st.integers(0, 2**32 - 1), st.integers(24, 32)),
+    st.builds(lambda a: f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}", st.integers(0, 2**32 - 1)),
+    st.sampled_from(["", "# c", "; c", "  ", "\t1.2.3.4 ", "1.2.3.4 ; SBL1", "1.2.3.4#x", "10.0.0.0/08",
+                     "::ffff:1.2.3.4", "2001:db8::/32", "1.2.3", "1.2.3.4/", "x", "1.2.3.4\r", "0.0.0.0/0",
+                     "1.2.3.4 5", "١.2.3.4", "1.2.3.4\x00"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_line, max_size=40), st.booleans())
+def test_fast_path_equals_slow_path(lines, dups_ok):
+    text = "\n".join(lines)
+    try:
+        want = px._slow(text.split("\n"), 1, dups_ok)
+    except PrefixError as e:
+        with pytest.raises(PrefixError) as ei:
+            px.parse_prefix_text(text, allow_duplicates=dups_ok)
+        assert (str(ei.value), ei.value.lineno) == (str(e), e.lineno)
+    else:
+        assert px.parse_prefix_text(text, allow_duplicates=dups_ok) == want
+
+
+def test_large_list_round_trip():
+    rnd = random.Random(7)
+    seen = set()
+    want = []
+    while len(want) < 20000:
+        plen = 32 if rnd.random() < 0.9 else rnd.randint(8, 31)
+        net = rnd.getrandbits(32) & ((0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF)
+        if (net, plen) not in seen:
+            seen.add((net, plen))
+            want.append(Prefix(4, net, plen))
+    text = "\n".join(px.format_prefix(p, bare=rnd.random() < 0.5) for p in want) + "\n"
+    assert px.parse_prefix_text(text) == want

@@ -31,8 +31,11 @@ def build_all() -> dict[str, str]:
     return out
 
 
+_built: dict[str, str] = {}
+
+
 def obj(name: str) -> str:
-    path = os.path.join(BUILD_DIR, f"{name}.o")
-    if not os.path.exists(path):
-        build_all()
-    return path
+    """Path of a bench object, (re)built first if stale."""
+    if not _built:
+        _built.update(build_all())
+    return _built[name]

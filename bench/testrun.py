@@ -225,7 +225,7 @@ class Probes:
         return self.ops.prog_fd("empty")
 
     def fds(self) -> dict[str, int]:
-        d = {n: self.ops.prog_fd(n) for n in ("empty", "ktime8", "atomic8", "add8", "lookup8")}
+        d = {n: self.ops.prog_fd(n) for n in ("empty", "ktime8", "coarse8", "jiffies8", "atomic8", "add8", "lookup8")}
         d["parse"] = self.parse.prog_fd("probe_parse")
         return d
 

@@ -30,6 +30,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Control XDP and TC classifiers: protocol counters, drop lists, load balancing.",
     context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
 )
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
@@ -42,9 +43,9 @@ class Global:
 @app.callback()
 def _global(
     pin_dir: Optional[str] = typer.Option(None, "--pin-dir", envvar="XDPCTL_PIN_DIR",
-                                          help="bpffs directory for xdpctl's pins [/sys/fs/bpf/xdpctl]"),
+                                          help="bpffs directory for xdpctl's pins (default: /sys/fs/bpf/xdpctl)"),
     state_dir: Optional[str] = typer.Option(None, "--state-dir", envvar="XDPCTL_STATE_DIR",
-                                            help="directory of the state database [/var/lib/xdpctl]"),
+                                            help="directory of the state database (default: /var/lib/xdpctl)"),
 ) -> None:
     s = Settings()
     if pin_dir:
@@ -413,7 +414,7 @@ def rules(
 @app.command("import")
 def import_(
     file: str = typer.Argument(..., help="one prefix per line; '#' and ';' start comments; '-' reads stdin"),
-    list_name: Optional[str] = typer.Option(None, "--list", help="list name [the file name without extension]"),
+    list_name: Optional[str] = typer.Option(None, "--list", help="list name (default: the file name without extension)"),
     action: str = typer.Option("deny", "--action", help="deny | allow"),
     dst: bool = DstOpt, ttl: Optional[str] = TtlOpt, comment: Optional[str] = CommentOpt,
     revision: Optional[int] = RevOpt, as_json: bool = typer.Option(False, "--json"),
@@ -530,7 +531,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="listen address (loopback by default)"),
     port: int = typer.Option(8077, "--port"),
     token: Optional[str] = typer.Option(None, "--token", envvar="XDPCTL_API_TOKEN",
-                                        help="bearer token for changes [generated under the state dir]"),
+                                        help="bearer token for changes (default: generated under the state dir)"),
 ) -> None:
     """Run the REST API (FastAPI under uvicorn): rules, lists, VIPs, counters, /metrics."""
 

@@ -5,6 +5,8 @@
  *
  *   empty      return XDP_DROP: the test-run loop itself
  *   ktime8     8 x bpf_ktime_get_boot_ns()  (xdpctl stamps last_hit_ns)
+ *   coarse8    8 x bpf_ktime_get_coarse_ns() (a cheaper clock, tick resolution)
+ *   jiffies8   8 x bpf_jiffies64()
  *   atomic8    8 x atomic add on one array value (xdpctl's rule counters)
  *   add8       8 x plain add on one per-CPU array value (xc_dl_cnt style)
  *   lookup8    8 x lookup in a one-entry ARRAY (a map lookup's floor)
@@ -47,6 +49,30 @@ int ktime8(struct xdp_md *ctx)
 #pragma unroll
 	for (i = 0; i < 8; i++)
 		s += bpf_ktime_get_boot_ns();
+	return s ? XDP_DROP : XDP_PASS;
+}
+
+SEC("xdp")
+int coarse8(struct xdp_md *ctx)
+{
+	__u64 s = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 8; i++)
+		s += bpf_ktime_get_coarse_ns();
+	return s ? XDP_DROP : XDP_PASS;
+}
+
+SEC("xdp")
+int jiffies8(struct xdp_md *ctx)
+{
+	__u64 s = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 8; i++)
+		s += bpf_jiffies64();
 	return s ? XDP_DROP : XDP_PASS;
 }
 

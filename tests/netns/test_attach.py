@@ -210,7 +210,10 @@ def test_status_reports_what_the_kernel_runs(xenv: XEnv) -> None:
     sh("ip", "-n", b.netns, "link", "set", "dev", b.ifname, "xdpgeneric", "off")
     assert ip_xdp(b) is None
     row = _status_row(cli_json(xenv.cli("status", "--json")), b)
-    assert [h["hook"] for h in row["hooks"]] == ["tc-ingress"]
+    got = {h["hook"]: (h["id"], h["owner"]) for h in row["hooks"]}
+    # the kernel runs nothing on xdp any more; xdpctl's pins say what restore would bring back
+    assert got["tc-ingress"] == (flt["options"]["prog"]["id"], "xdpctl")
+    assert got["xdp"][0] is None and got["xdp"][1].startswith("xdpctl (pinned, not attached")
     assert xenv.hooks.hook_status(xenv.ref(b, "xdp"))["attached"] is False
 
     removed = xenv.hooks.detach(b.ifname, netns=b.netns)

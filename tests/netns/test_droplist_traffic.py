@@ -14,6 +14,7 @@ import errno
 from collections import Counter
 
 import pytest
+from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (
     ICMPv6EchoRequest,
@@ -27,7 +28,6 @@ from scapy.layers.inet6 import (
     IPv6ExtHdrRouting,
 )
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
-from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 
 import traffic
 from helpers_droplist import (
@@ -35,13 +35,13 @@ from helpers_droplist import (
     BAD6,
     arrivals_socket,
     arrivals_xdp,
+    capture_raw,
     dl_env,  # noqa: F401  (fixture)
     marked,
-    capture_raw,
     udp_frame,
 )
-from xdpctl.core.droplist import spec
 from traffic import Capture, build_frame, count_kinds, ether, payload, sentinel_frame, sentinel_payload, udp_send
+from xdpctl.core.droplist import spec
 
 HOOKS = [("xdp", "generic"), ("xdp", "native"), ("tc-ingress", None)]
 HOOK_IDS = ["xdp-generic", "xdp-native", "tc-ingress"]

@@ -198,7 +198,7 @@ def probes(rules, anchors, rnd):
     return sorted(out)
 
 
-SETTINGS = dict(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = dict(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ---------------------------------------------------------------------------
@@ -323,7 +323,7 @@ def test_band_table_matches_contract():
     (Rule(1, 4, 0, 32.0), "plen 32.0 out of range"),
 ])
 def test_bad_rules(rule, message):
-    for rules in ([rule], [Rule(7, 4, 0x01020304, 32)] * 0 + [rule, Rule(9, 4, 0x01020305, 32)]):
+    for rules in ([rule], [Rule(9, 4, 0x01020305, 32), rule]):
         with pytest.raises(RuleError) as ei:
             dl.compile_full(rules)
         assert message in str(ei.value) and str(ei.value).startswith(f"rule {rule.id}:")

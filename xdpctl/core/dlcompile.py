@@ -390,6 +390,9 @@ class _FastDup(Exception):
 def _compile_l16(minor: list[Rule], out: Compiled) -> None:
     minor.sort(key=itemgetter(3))
     _check_unique(minor)
+    if not minor:
+        out[L16] = Table(_L16_IMAGE_KEYS(), bytes(VAL_SIZE * L16_ENTRIES), L16_ENTRIES)
+        return
     slots = [-1] * L16_ENTRIES
     for i, r in enumerate(minor):
         base = r.dir * 65536 + (r.net >> 16)

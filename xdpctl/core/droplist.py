@@ -447,11 +447,13 @@ class KernelTables:
     def stats_for(self, ids: list[int]) -> dict[int, tuple[int, int, int]]:
         m = self.maps["xc_rule_stats"]
         out = {}
-        if len(ids) > 20000:
-            for k, v in m.items():
-                i = int.from_bytes(k, "little")
-                out[i] = abi.RULE_STATS.unpack(v[: abi.RULE_STATS.size])
-            return {i: out.get(i, (0, 0, 0)) for i in ids}
+        if len(ids) > 256:
+            lo, hi = min(ids), max(ids)
+            if hi - lo < 4 * len(ids):  # dense (a list's id range): one batch over the range
+                size = abi.RULE_STATS.size
+                for i, v in m.lookup_range(lo, hi - lo + 1):
+                    out[i] = abi.RULE_STATS.unpack(v[:size])
+                return {i: out.get(i, (0, 0, 0)) for i in ids}
         for i in ids:
             raw = m.lookup(abi.U32.pack(i))
             if raw:
@@ -892,7 +894,18 @@ class DropList:
                               (now,)).fetchone():
             self.expire()
 
+    def next_expiry(self) -> float | None:
+        """Wall-clock time of the next rule or list expiry, or None."""
+        db = self.state.db
+        a = db.execute("SELECT MIN(expires) FROM rules WHERE expires IS NOT NULL").fetchone()[0]
+        b = db.execute("SELECT MIN(expires) FROM lists WHERE expires IS NOT NULL").fetchone()[0]
+        vals = [v for v in (a, b) if v is not None]
+        return min(vals) if vals else None
+
     def expire(self) -> list[RuleView]:
+        nxt = self.next_expiry()
+        if nxt is None or nxt > time.time():
+            return []  # nothing due: no lock, no maps
         with self.ctx.writer(), KernelTables(self.ctx) as kt:
             removed = self._expire_locked(kt)
             if removed:

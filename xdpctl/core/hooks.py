@@ -88,6 +88,24 @@ class HookRef:
         return f"{where}{self.ifname} {self.hook}"
 
 
+def _clsact_key(ref: "HookRef") -> str:
+    return f"clsact-created:{ref.netns or ''}:{ref.ifname}"
+
+
+def offload_reason(ifname: str, netns: str | None, link: netlink.Link) -> str:
+    drv = netlink.driver_name(ifname, netns)
+    where = f"{netns}/{ifname}" if netns else ifname
+    with netlink.in_netns(netns):  # the kernel resolves the ifindex in the caller's namespace
+        err = objects.probe_offload(link.index)
+    if err:
+        return (f"offload XDP is not supported on {where} (driver {drv}): the kernel refused a device-bound "
+                f"program ({os.strerror(err)}); offload needs a NIC whose driver runs BPF in hardware "
+                f"(e.g. Netronome nfp); use --mode native or generic")
+    return (f"{where} (driver {drv}) can offload simple BPF programs, but xdpctl chains its classifiers "
+            f"through a program array with tail calls, which hardware offload does not support; "
+            f"use --mode native")
+
+
 def pinned_hooks(ctx: Context) -> list[HookRef]:
     """Every hook with a pin directory, read from bpffs."""
     out: list[HookRef] = []
@@ -214,18 +232,27 @@ class Hooks:
                     f"xdpctl; pass --force to replace it"
                 )
             if mode == "offload":
-                return self._attach_root_offload(ref, link, foreign), "offload", notes
+                self._refuse_offload(ref, link)
             modes = ["native", "generic"] if mode == "auto" else [mode]
+            if mode == "auto" and foreign:
+                # replace the foreign program in its own mode first: one atomic swap
+                fm = next(iter(foreign))
+                if fm in modes:
+                    modes.remove(fm)
+                    modes.insert(0, fm)
             last_exc: Exception | None = None
             for m in modes:
                 try:
                     rid = self._load_and_attach_xdp_root(ref, m, foreign)
-                    if mode == "auto" and m == "generic":
+                    if mode == "auto" and m == "generic" and last_exc is not None:
                         notes.append(f"native XDP not available on {link.name} ({last_exc}); using generic mode")
                     return rid, m, notes
                 except Unsupported as exc:
                     last_exc = exc
-                    bpffs.remove_tree(hdir)
+                    if os.path.exists(root_pin):
+                        os.unlink(root_pin)  # only what this attempt made; stage pins stay
+                    foreign = {mm: i for mm, i in netlink.get_link(ref.ifname, ref.netns).xdp_ids.items()
+                               if i != ours}
                     continue
             assert last_exc is not None
             raise last_exc
@@ -238,6 +265,8 @@ class Hooks:
                 f"{ref.label()}: tc filter {cur.name!r} (id {cur.prog_id}) at xdpctl's priority "
                 f"{netlink.TC_PREF} was not attached by xdpctl; pass --force to replace it"
             )
+        if netlink.ensure_clsact_created(ref.ifname, ref.netns):
+            self.ctx.state.set_meta(_clsact_key(ref), "1")
         loaded = self._load_root(ref)
         try:
             netlink.tc_set(ref.ifname, ref.netns, ref.hook, loaded.prog_fd(ROOT_PROG), f"{netlink.TC_NAME_PREFIX}root")
@@ -261,40 +290,36 @@ class Hooks:
         try:
             fd = loaded.prog_fd(ROOT_PROG)
             expected = None
-            if mode in foreign:  # --force: swap the foreign program atomically
-                expected = maps.prog_fd_by_id(foreign[mode])
-            else:
-                for m, pid in foreign.items():  # --force, other mode: remove it first
-                    efd = maps.prog_fd_by_id(pid)
-                    try:
-                        netlink.xdp_set(ref.ifname, ref.netns, -1, m, expected_fd=efd)
-                    finally:
-                        os.close(efd)
+            removed: list[tuple[str, int]] = []
             try:
+                if mode in foreign:  # --force: swap the foreign program atomically
+                    expected = maps.prog_fd_by_id(foreign[mode])
+                else:
+                    for m, pid in foreign.items():  # --force, other mode: remove it first
+                        efd = maps.prog_fd_by_id(pid)
+                        netlink.xdp_set(ref.ifname, ref.netns, -1, m, expected_fd=efd)
+                        removed.append((m, efd))
                 netlink.xdp_set(ref.ifname, ref.netns, fd, mode, expected_fd=expected, exclusive=expected is None)
+            except BaseException:
+                for m, efd in removed:  # put back what we took away: never leave the hook empty
+                    try:
+                        netlink.xdp_set(ref.ifname, ref.netns, efd, m, exclusive=True)
+                    except Exception:
+                        pass
+                raise
             finally:
+                for _m, efd in removed:
+                    os.close(efd)
                 if expected is not None:
                     os.close(expected)
             return maps.prog_info(fd).id
         finally:
             loaded.close()
 
-    def _attach_root_offload(self, ref: HookRef, link: netlink.Link, foreign: dict[str, int]) -> int:
-        try:
-            loaded = self._load_root(ref, offload_ifindex=link.index)
-        except BpfError as exc:
-            drv = netlink.driver_name(ref.ifname, ref.netns)
-            raise Unsupported(
-                f"offload XDP is not supported on {ref.label().split()[0]} (driver {drv}): the kernel "
-                f"refused to bind BPF maps/programs to the device ({os.strerror(exc.errno)}); offload "
-                f"needs a NIC whose driver can run BPF in hardware (e.g. Netronome nfp); "
-                f"use --mode native or generic"
-            ) from None
-        try:
-            netlink.xdp_set(ref.ifname, ref.netns, loaded.prog_fd(ROOT_PROG), "offload", exclusive=not foreign)
-            return maps.prog_info(loaded.prog_fd(ROOT_PROG)).id
-        finally:
-            loaded.close()
+    def _refuse_offload(self, ref: HookRef, link: netlink.Link) -> None:
+        """Offload cannot run xdpctl's chain: say whether the device could
+        offload at all, and why xdpctl cannot use it."""
+        raise Unsupported(offload_reason(ref.ifname, ref.netns, link))
 
     def _install_stage(self, ref: HookRef, st: Stage, mode: str | None) -> AttachResult:
         hdir = ref.dir(self.ctx)
@@ -331,22 +356,30 @@ class Hooks:
             stage(program)
         if hook is not None:
             check_hook(hook)
-        netlink.check_netns(netns)
         removed: list[tuple[HookRef, str]] = []
         with self.ctx.writer() as state:
-            netlink.get_link(ifname, netns)
+            known = {(h.netns, h.ifname) for h in pinned_hooks(self.ctx)} | {
+                (a.netns, a.ifname) for a in state.attachments()}
+            if (netns, ifname) not in known:
+                # nothing of ours there: say precisely why
+                netlink.check_netns(netns)
+                netlink.get_link(ifname, netns)
             hooks = [hook] if hook else list(HOOKS)
             for h in hooks:
                 ref = HookRef(netns, ifname, h)
                 hdir = ref.dir(self.ctx)
-                if not os.path.isdir(hdir):
-                    continue
-                names = [program] if program else [s for s in STAGES if os.path.exists(os.path.join(hdir, s))]
+                pinned = os.path.isdir(hdir)
+                recorded = {a.program for a in state.attachments() if (a.netns, a.ifname, a.hook) == (netns, ifname, h)}
+                present = {s for s in STAGES if pinned and os.path.exists(os.path.join(hdir, s))}
+                names = [program] if program else sorted(recorded | present)
                 for name in names:
-                    if self._remove_stage(ref, STAGES[name]):
+                    done = pinned and self._remove_stage(ref, STAGES[name])
+                    if name in recorded:
+                        state.remove_attachment(netns, ifname, h, name)
+                        done = True
+                    if done:
                         removed.append((ref, name))
-                    state.remove_attachment(netns, ifname, h, name)
-                if not any(os.path.exists(os.path.join(hdir, s)) for s in STAGES):
+                if pinned and not any(os.path.exists(os.path.join(hdir, s)) for s in STAGES):
                     self._teardown_hook(ref, detach_root=True)
                     for s in STAGES:
                         state.remove_attachment(netns, ifname, h, s)
@@ -387,9 +420,13 @@ class Hooks:
                         cur = netlink.tc_ours(ref.ifname, ref.netns, ref.hook)
                         if cur is not None and cur.prog_id == rid:
                             netlink.tc_del(ref.ifname, ref.netns, ref.hook)
-                        # an empty clsact qdisc is ours to remove: nothing else uses it
-                        if not any(netlink.tc_filters(ref.ifname, ref.netns, h) for h in ("tc-ingress", "tc-egress")):
+                        # remove the clsact qdisc only if xdpctl added it and no filter
+                        # of any kind is left on it
+                        key = _clsact_key(ref)
+                        if self.ctx.state.get_meta(key) and not any(
+                                netlink.tc_filter_count(ref.ifname, ref.netns, h) for h in ("tc-ingress", "tc-egress")):
                             netlink.del_clsact(ref.ifname, ref.netns)
+                            self.ctx.state.db.execute("DELETE FROM meta WHERE key=?", (key,))
                 except NotFound:
                     pass  # interface or namespace gone: nothing to detach
             finally:
@@ -452,7 +489,20 @@ class Hooks:
         ours = {(h.netns, h.ifname, h.hook): self.hook_status(h) for h in pinned_hooks(self.ctx)}
         rows = []
         for ns in netns_list:
-            for link in netlink.list_links(ns):
+            try:
+                links = netlink.list_links(ns)
+            except NotFound:
+                # the namespace went away but xdpctl still has pins for it
+                if not any(hns == ns for (hns, _i, _h) in ours):
+                    raise
+                for (hns, ifname, hook), st in ours.items():
+                    if hns == ns:
+                        rows.append({"netns": ns, "ifname": ifname, "ifindex": None, "up": False, "driver": None,
+                                     "gone": True, "hooks": [{"hook": hook, "mode": None, "id": None, "name": None,
+                                                              "tag": None, "owner": "xdpctl (stale)",
+                                                              "stages": st["stages"]}]})
+                continue
+            for link in links:
                 row = {"netns": ns, "ifname": link.name, "ifindex": link.index, "up": link.up,
                        "driver": link.kind, "hooks": []}
                 for m, pid in link.xdp_ids.items():
@@ -472,6 +522,13 @@ class Hooks:
                             "hook": h, "mode": None, "id": f.prog_id, "name": f.name, "tag": f.tag,
                             "owner": "xdpctl" if mine else "other", "pref": f.pref,
                             "stages": st["stages"] if mine else [],
+                        })
+                for (hns, ifname, hook), st in ours.items():
+                    if hns == ns and ifname == link.name and not st["attached"] and st["stages"]:
+                        row["hooks"].append({
+                            "hook": hook, "mode": None, "id": None, "name": None, "tag": None,
+                            "owner": "xdpctl (pinned, not attached: run `xdpctl restore`)",
+                            "stages": st["stages"],
                         })
                 rows.append(row)
         return rows
@@ -516,15 +573,7 @@ def _probe_xdp(link: netlink.Link, netns: str | None, mode: str) -> dict:
 
 
 def _probe_offload(link: netlink.Link, netns: str | None, driver: str) -> dict:
-    res = {"hook": "xdp", "mode": "offload"}
-    try:
-        loaded = objects.load(objects.object_path("xdp_root"), offload_ifindex=link.index)
-    except BpfError as exc:
-        return {**res, "ok": False, "detail": (
-            f"driver {driver} cannot bind BPF programs to the device ({os.strerror(exc.errno)}); "
-            f"offload needs a NIC whose driver runs BPF in hardware (e.g. Netronome nfp)")}
-    loaded.close()
-    return {**res, "ok": True, "detail": "device-bound load succeeded (attach not tried)"}
+    return {"hook": "xdp", "mode": "offload", "ok": False, "detail": offload_reason(link.name, netns, link)}
 
 
 def _probe_tc(link: netlink.Link, netns: str | None, hook: str) -> dict:

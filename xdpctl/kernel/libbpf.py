@@ -177,6 +177,33 @@ class TestRunOpts(Structure):
 
 bpf_prog_test_run_opts = _fn("bpf_prog_test_run_opts", c_int, c_int, POINTER(TestRunOpts))
 
+class ProgLoadOpts(Structure):
+    _fields_ = [
+        ("sz", c_size_t),
+        ("attempts", c_int),
+        ("expected_attach_type", c_int),
+        ("prog_btf_fd", c_uint32),
+        ("prog_flags", c_uint32),
+        ("prog_ifindex", c_uint32),
+        ("kern_version", c_uint32),
+        ("attach_btf_id", c_uint32),
+        ("attach_prog_fd", c_uint32),
+        ("attach_btf_obj_fd", c_uint32),
+        ("fd_array", c_void_p),
+        ("func_info", c_void_p),
+        ("func_info_cnt", c_uint32),
+        ("func_info_rec_size", c_uint32),
+        ("line_info", c_void_p),
+        ("line_info_cnt", c_uint32),
+        ("line_info_rec_size", c_uint32),
+        ("log_level", c_uint32),
+        ("log_size", c_uint32),
+        ("log_buf", c_char_p),
+    ]
+
+
+bpf_prog_load = _fn("bpf_prog_load", c_int, c_int, c_char_p, c_char_p, c_void_p, c_size_t, POINTER(ProgLoadOpts))
+
 BPF_ANY = 0
 BPF_NOEXIST = 1
 BPF_EXIST = 2
@@ -212,6 +239,7 @@ def num_possible_cpus() -> int:
 __all__ = [name for name in globals() if name.startswith(("bpf_", "libbpf_"))] + [
     "BatchOpts",
     "TestRunOpts",
+    "ProgLoadOpts",
     "check",
     "check_ptr",
     "close_fd",

@@ -244,14 +244,27 @@ class Map:
             if v is not None:
                 yield k, v
 
-    def _lookup_batch_all(self) -> Iterator[tuple[bytes, bytes]]:
+    def lookup_range(self, start: int, count: int) -> Iterator[tuple[int, bytes]]:
+        """ARRAY maps: entries start .. start+count-1 by batch lookup."""
+        end = min(start + count, self.max_entries)
+        for key, val in self._lookup_batch_all(start_index=start, stop_index=end):
+            yield int.from_bytes(key, "little"), val
+
+    def _lookup_batch_all(self, start_index: int | None = None,
+                          stop_index: int | None = None) -> Iterator[tuple[bytes, bytes]]:
         chunk = min(max(self.max_entries, 1), 8192)
+        if stop_index is not None and start_index is not None:
+            chunk = max(1, min(chunk, stop_index - start_index))
         keys = ctypes.create_string_buffer(self.key_size * chunk)
         vals = ctypes.create_string_buffer(self.buf_size * chunk)
         in_batch = ctypes.create_string_buffer(max(self.key_size, 8))
         out_batch = ctypes.create_string_buffer(max(self.key_size, 8))
         opts = L.BatchOpts(ctypes.sizeof(L.BatchOpts), 0, 0)
         first = True
+        if start_index:
+            ctypes.memmove(in_batch, start_index.to_bytes(4, "little"), 4)
+            first = False
+        seen = start_index or 0
         while True:
             count = ctypes.c_uint32(chunk)
             ret = L.bpf_map_lookup_batch(
@@ -263,8 +276,11 @@ class Map:
             n = count.value
             kr, vr = keys.raw, vals.raw
             for i in range(n):
+                if stop_index is not None and seen >= stop_index:
+                    return
+                seen += 1
                 yield kr[i * self.key_size : (i + 1) * self.key_size], vr[i * self.buf_size : (i + 1) * self.buf_size]
-            if done:
+            if done or (stop_index is not None and seen >= stop_index):
                 return
             ctypes.memmove(in_batch, out_batch, len(out_batch))
             first = False

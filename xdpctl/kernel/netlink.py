@@ -223,18 +223,23 @@ def xdp_set(
         try:
             ip.link("set", index=link.index, IFLA_XDP={"attrs": attrs})
         except PrNetlinkError as exc:
-            raise _xdp_error(verb, ifname, netns, mode, exc) from None
+            raise _xdp_error(verb, ifname, netns, mode, exc, expected_fd is not None) from None
 
 
-def _xdp_error(verb: str, ifname: str, netns: str | None, mode: str, exc: PrNetlinkError):
+def _xdp_error(verb: str, ifname: str, netns: str | None, mode: str, exc: PrNetlinkError, expected: bool = False):
     code = exc.code
     where = f"{ifname}" + (f" (netns {netns})" if netns else "")
     kernel = exc.args[1] if len(exc.args) > 1 and exc.args[1] else os.strerror(code)
+    if code == errno.EEXIST and expected:
+        return Conflict(f"XDP {verb} on {where}: the attached program is no longer the one expected "
+                        f"(it changed meanwhile); re-read the state and retry ({kernel})")
     if code == errno.EEXIST:
         return Conflict(f"XDP {verb} on {where}: another program is already attached ({kernel})")
     if code == errno.EBUSY:
         return Conflict(f"XDP {verb} on {where} in {mode} mode: {kernel}")
-    if code in (errno.EOPNOTSUPP, errno.EINVAL) and mode in ("native", "offload"):
+    if mode in ("native", "offload") and code not in (errno.EPERM, errno.ENODEV, errno.ENOMEM):
+        # the driver refused: no support (EOPNOTSUPP/EINVAL), MTU too large for
+        # XDP (ERANGE), queue layout (ENOSPC), ...: the kernel's text says which
         drv = driver_name(ifname, netns)
         need = (
             "a driver with native XDP support" if mode == "native" else
@@ -316,6 +321,27 @@ def tc_filters(ifname: str, netns: str | None, hook: str) -> list[TcFilter]:
                 )
             )
     return out
+
+
+def tc_filter_count(ifname: str, netns: str | None, hook: str) -> int:
+    """Filters of any kind on a clsact hook (not only BPF ones)."""
+    link = get_link(ifname, netns)
+    with ipr(netns) as ip:
+        try:
+            msgs = ip.get_filters(index=link.index, parent=TC_PARENT[hook])
+        except PrNetlinkError as exc:
+            if exc.code in (errno.EINVAL, errno.ENOENT):
+                return 0
+            raise _nl_error(f"list tc filters on {ifname}", exc) from None
+        return sum(1 for m in msgs if m.get_attr("TCA_KIND"))
+
+
+def ensure_clsact_created(ifname: str, netns: str | None) -> bool:
+    """Add the clsact qdisc if missing; True when this call created it."""
+    if has_clsact(ifname, netns):
+        return False
+    ensure_clsact(ifname, netns)
+    return True
 
 
 def tc_set(ifname: str, netns: str | None, hook: str, prog_fd: int, name: str) -> None:

@@ -125,3 +125,25 @@ def _log_tail() -> str | None:
     # the reason is usually in the last lines; keep the message one line long
     tail = [ln.strip() for ln in lines[-6:]]
     return " | ".join(tail)
+
+
+BPF_PROG_TYPE_XDP = 6
+# r0 = XDP_PASS; exit
+_PASS_INSNS = bytes.fromhex("b700000002000000" "9500000000000000")
+
+
+def probe_offload(ifindex: int) -> int:
+    """Load a two-instruction XDP program bound to a device for offload.
+
+    Returns 0 if the kernel accepted it (the driver can offload), else the
+    errno. The ifindex is resolved in the calling thread's namespace.
+    """
+    insns = ctypes.create_string_buffer(_PASS_INSNS, len(_PASS_INSNS))
+    opts = L.ProgLoadOpts()
+    opts.sz = ctypes.sizeof(L.ProgLoadOpts)
+    opts.prog_ifindex = ifindex
+    fd = L.bpf_prog_load(BPF_PROG_TYPE_XDP, b"xc_offload_prb", b"Dual BSD/GPL", insns, 2, ctypes.byref(opts))
+    if fd < 0:
+        return -fd
+    L.close_fd(fd)
+    return 0

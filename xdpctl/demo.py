@@ -35,7 +35,6 @@ from rich.table import Table
 from .config import Settings
 from .core import counters
 from .core.context import Context
-from .core.droplist import DropList
 from .core.hooks import HookRef, Hooks
 from .kernel import bpffs
 from .lab import TwoHostLab, netns_socket
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     token = secrets.token_urlsafe(16)
     port = free_port()
     api = None
-    lab = TwoHostLab(prefix="xdemo", ipv6=False)
+    lab = TwoHostLab(prefix="xdmo", ipv6=False)
     ctx = Context(settings)
     ref = None
     ok = False
@@ -190,8 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         console.rule(f"2. block {ATTACK_NET} over REST")
         r = httpx.post(f"{base}/v1/block", json={"prefixes": [ATTACK_NET], "comment": "demo: spoofed flood"},
                        headers={"Authorization": f"Bearer {token}"}, timeout=10)
-        console.print(f"POST /v1/block -> {r.status_code} {r.text[:300]}")
         r.raise_for_status()
+        body = r.json()
+        for added in body["added"]:
+            console.print(f"POST /v1/block -> {r.status_code}: rule {added['id']} {added['action']} "
+                          f"{added['prefix']}, revision {body['revision']}")
         bad = httpx.post(f"{base}/v1/block", json={"prefixes": ["203.0.113.7/24"]},
                          headers={"Authorization": f"Bearer {token}"}, timeout=10)
         console.print(f"bad input is refused: POST /v1/block 203.0.113.7/24 -> {bad.status_code} {bad.text[:200]}")

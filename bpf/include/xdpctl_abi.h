@@ -99,7 +99,7 @@ struct xc_rule_val {
 	__u8  action;       /* enum xc_action */
 	__u8  plen;         /* prefix length of the original rule */
 	__u16 flags;        /* reserved, 0 */
-	__u64 expires_ns;   /* CLOCK_BOOTTIME deadline, 0 = never; expired = absent */
+	__u64 expires_ns;   /* CLOCK_MONOTONIC (coarse) deadline, 0 = never; expired = absent */
 };
 
 /*
@@ -157,7 +157,7 @@ struct xc_port_key {
 struct xc_rule_stats {
 	__u64 packets;
 	__u64 bytes;
-	__u64 last_hit_ns;  /* CLOCK_BOOTTIME of the last hit, 0 = never */
+	__u64 last_hit_ns;  /* CLOCK_MONOTONIC (coarse) of the last hit, 0 = never */
 };
 
 /* Per-attachment drop list verdict counters: PERCPU_ARRAY xc_dl_cnt. */

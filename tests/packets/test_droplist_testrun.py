@@ -19,7 +19,7 @@ from scapy.packet import Raw
 
 from xdpctl import abi, model
 from xdpctl.core import dlcompile as dlc
-from xdpctl.core.droplist import DropList, boot_ns, spec
+from xdpctl.core.droplist import DropList, kernel_ns, spec
 from xdpctl.kernel import maps
 from xdpctl.testing.progs import ProgramBench
 
@@ -97,7 +97,7 @@ def _model_rules(d: DropList):
 def _now():
     import time
 
-    return time.time(), boot_ns()
+    return time.time(), kernel_ns()
 
 
 def _stats_delta(bench: ProgramBench, d: DropList, before):
@@ -123,7 +123,7 @@ def _check(bench, d, ctx, frames, policy):
         pkt = model.classify(frame)
         if bench.kind == "tc" and pkt.l3 == abi.L3.MALFORMED and frame[12:14] in (b"\x08\x00", b"\x86\xdd"):
             continue  # the kernel's SCHED_CLS test runner refuses a cut IP header (EINVAL); see tests/netns
-        want_drop, want_reason, want_rule = model.verdict(rules, pkt, policy, boot_ns())
+        want_drop, want_reason, want_rule = model.verdict(rules, pkt, policy, kernel_ns())
         before_r = bench.percpu_sums("xc_dl_cnt")
         hits_before = _rule_hits(ctx)
         res = bench.run(frame)
@@ -201,5 +201,5 @@ def test_expired_entry_is_absent_in_kernel(env, ctx):
     with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, "xc_v4_l24")) as m:
         k = abi.pack_key4(0, int(ipaddress.ip_address("203.0.113.0")))
         v = abi.unpack_rule_val(m.lookup(k))
-        m.update(k, abi.pack_rule_val(v.rule_id, v.action, v.plen, boot_ns() - 1))
+        m.update(k, abi.pack_rule_val(v.rule_id, v.action, v.plen, kernel_ns() - 1))
     assert bench.passed(bench.run(frame).retval)

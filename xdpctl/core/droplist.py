@@ -40,25 +40,29 @@ POLICIES = {"allow": int(abi.Policy.ALLOW), "deny": int(abi.Policy.DENY)}
 SHARED_DL_MAPS = tuple(abi.RULE_MAPS) + ("xc_cfg", "xc_rule_stats")
 BULK_THRESHOLD = 2000  # more rules than this in one change: full compile + diff
 MEMBER = struct.Struct("=BB16s")  # list member: family, plen, network (16 bytes)
-CLOCK_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", 7)
+# The classifiers read bpf_ktime_get_coarse_ns(): CLOCK_MONOTONIC at tick
+# resolution, about half the cost of a precise clock read per rule hit.
+# Deadlines and last-hit times in the maps are on that clock.
+CLOCK_MONOTONIC_COARSE = getattr(time, "CLOCK_MONOTONIC_COARSE", 6)
 
 
-def boot_ns() -> int:
-    return time.clock_gettime_ns(CLOCK_BOOTTIME)
+def kernel_ns() -> int:
+    """Now, on the clock the classifiers compare deadlines with."""
+    return time.clock_gettime_ns(CLOCK_MONOTONIC_COARSE)
 
 
-def wall_to_boot_ns(expires: float | None, now_wall: float | None = None, now_boot: int | None = None) -> int:
+def wall_to_kernel_ns(expires: float | None, now_wall: float | None = None, now_kns: int | None = None) -> int:
     if expires is None:
         return 0
     now_wall = time.time() if now_wall is None else now_wall
-    now_boot = boot_ns() if now_boot is None else now_boot
-    return max(1, now_boot + int((expires - now_wall) * 1e9))
+    now_kns = kernel_ns() if now_kns is None else now_kns
+    return max(1, now_kns + int((expires - now_wall) * 1e9))
 
 
-def boot_ns_to_wall(ns: int) -> float | None:
+def kernel_ns_to_wall(ns: int) -> float | None:
     if not ns:
         return None
-    return time.time() - (boot_ns() - ns) / 1e9
+    return time.time() - (kernel_ns() - ns) / 1e9
 
 
 # ---------------------------------------------------------------------------
@@ -204,9 +208,9 @@ class SyncReport:
 _RULE_COLS = "id, family, addr, plen, dir, action, proto, port, anyaddr, mgmt, comment, source, created, expires"
 
 
-def _row_to_rule(row, now_wall: float, now_boot: int) -> dlc.Rule:
+def _row_to_rule(row, now_wall: float, now_kns: int) -> dlc.Rule:
     (rid, family, addr, plen, d, action, proto, port, anyaddr, _m, _c, _s, _cr, expires) = row
-    exp = wall_to_boot_ns(expires, now_wall, now_boot)
+    exp = wall_to_kernel_ns(expires, now_wall, now_kns)
     if anyaddr:
         return dlc.Rule(rid, 0, 0, 0, d, action, proto, port, exp)
     return dlc.Rule(rid, family, int.from_bytes(addr, "big"), plen, d, action, proto or None, port or None, exp)
@@ -219,7 +223,7 @@ def _row_to_view(row, stats: dict[int, tuple[int, int, int]] | None = None) -> R
     return RuleView(
         id=rid, prefix=pfx, family=family, dir=DIR_NAMES[d], action=ACTION_NAMES[action],
         proto=px.proto_name(proto) if proto else None, port=port or None, comment=comment, source=source,
-        created=created, expires=expires, mgmt=bool(mgmt), packets=pk, bytes=by, last_hit=boot_ns_to_wall(last),
+        created=created, expires=expires, mgmt=bool(mgmt), packets=pk, bytes=by, last_hit=kernel_ns_to_wall(last),
     )
 
 
@@ -236,7 +240,7 @@ class SqlRuleIndex(dlc.RuleIndex):
         self.db = state.db
         self.lists = lists_index or {}
         self.now_wall = time.time()
-        self.now_boot = boot_ns()
+        self.now_kns = kernel_ns()
         self.cache: dict[tuple[int, int, int, int], dlc.Rule] = {}
         self.scope: tuple | None = None  # (family, dir, net, plen, lo, hi) the cache answers for
 
@@ -265,7 +269,7 @@ class SqlRuleIndex(dlc.RuleIndex):
                 (rule.family, rule.dir, p, _addr_bytes(rule.family, anc)),
             ).fetchall()
         for row in rows:
-            r = _row_to_rule(row, self.now_wall, self.now_boot)
+            r = _row_to_rule(row, self.now_wall, self.now_kns)
             self.cache[(r.family, r.dir, r.plen, r.net)] = r
         self.scope = (rule.family, rule.dir, rule.net, rule.plen, band.lo, band.hi)
 
@@ -291,7 +295,7 @@ class SqlRuleIndex(dlc.RuleIndex):
                     f"AND anyaddr=0 AND plen=? AND addr=?",
                     (family, dir, p, _addr_bytes(family, net)),
                 ).fetchone()
-                r = _row_to_rule(row, self.now_wall, self.now_boot) if row is not None else None
+                r = _row_to_rule(row, self.now_wall, self.now_kns) if row is not None else None
             if r is not None and r.id != exclude_id:
                 return r
             lr = self.lists.get((family, dir, p, net))
@@ -541,7 +545,7 @@ class DropList:
             pk, by, last = stats.get(base + i, (0, 0, 0))
             out.append(RuleView(base + i, px.format_prefix(px.Prefix(fam, net, plen)), fam, DIR_NAMES[d],
                                 ACTION_NAMES[action], None, None, comment, source, created, expires, False,
-                                name, pk, by, boot_ns_to_wall(last)))
+                                name, pk, by, kernel_ns_to_wall(last)))
         return out
 
     def _stats(self, ids: list[int]) -> dict[int, tuple[int, int, int]]:
@@ -556,35 +560,35 @@ class DropList:
                 kt.maps.clear()
 
     # ----------------------------------------------------------- helpers
-    def _all_rules(self, now_wall: float, now_boot: int) -> list[dlc.Rule]:
+    def _all_rules(self, now_wall: float, now_kns: int) -> list[dlc.Rule]:
         """Every rule, individual and list members, deduplicated by key
         (an individual rule wins over a list member at the same prefix)."""
-        rules = [_row_to_rule(r, now_wall, now_boot)
+        rules = [_row_to_rule(r, now_wall, now_kns)
                  for r in self.state.db.execute(f"SELECT {_RULE_COLS} FROM rules")]
         seen = {(r.family, r.dir, r.plen, r.net) for r in rules if r.proto is None}
-        for r in self._list_rules(now_wall, now_boot):
+        for r in self._list_rules(now_wall, now_kns):
             k = (r.family, r.dir, r.plen, r.net)
             if k not in seen:
                 seen.add(k)
                 rules.append(r)
         return rules
 
-    def _list_rules(self, now_wall: float, now_boot: int, skip: str | None = None) -> list[dlc.Rule]:
+    def _list_rules(self, now_wall: float, now_kns: int, skip: str | None = None) -> list[dlc.Rule]:
         out: list[dlc.Rule] = []
         for name, d, action, expires, base, count, entries in self.state.db.execute(
             "SELECT name, dir, action, expires, id_base, count, entries FROM lists ORDER BY name"
         ):
             if name == skip:
                 continue
-            exp = wall_to_boot_ns(expires, now_wall, now_boot)
+            exp = wall_to_kernel_ns(expires, now_wall, now_kns)
             out.extend(_unpack_members(entries, count, base, d, action, exp))
         return out
 
     def _lists_index_get(self) -> dict:
         if self._lists_index is None:
-            now_wall, now_boot = time.time(), boot_ns()
+            now_wall, now_kns = time.time(), kernel_ns()
             idx: dict = {}
-            for r in self._list_rules(now_wall, now_boot):
+            for r in self._list_rules(now_wall, now_kns):
                 idx.setdefault((r.family, r.dir, r.plen, r.net), r)
             self._lists_index = idx
         return self._lists_index
@@ -708,14 +712,14 @@ class DropList:
         if len(added_ids) + len(removed) > BULK_THRESHOLD:
             self._full_sync(kt)
             return
-        now_wall, now_boot = time.time(), boot_ns()
+        now_wall, now_kns = time.time(), kernel_ns()
         index = SqlRuleIndex(self.state, self._lists_index_get() if self._has_lists() else None)
         plan = dlc.Plan()
         for r in removed:
             index.prepare(r)
             plan.merge(dlc.plan_remove(r, index))
         for row in self._rows_by_ids(added_ids):
-            r = _row_to_rule(row, now_wall, now_boot)
+            r = _row_to_rule(row, now_wall, now_kns)
             index.prepare(r)
             plan.merge(dlc.plan_add(r, index))
         kt.apply(plan)
@@ -724,8 +728,8 @@ class DropList:
         return self.state.db.execute("SELECT 1 FROM lists LIMIT 1").fetchone() is not None
 
     def _full_sync(self, kt: KernelTables, progress=None) -> SyncReport:
-        now_wall, now_boot = time.time(), boot_ns()
-        rules = self._all_rules(now_wall, now_boot)
+        now_wall, now_kns = time.time(), kernel_ns()
+        rules = self._all_rules(now_wall, now_kns)
         try:
             compiled = dlc.compile_full(rules)
         except dlc.RuleError as exc:  # pragma: no cover - the database is validated
@@ -763,8 +767,8 @@ class DropList:
             return ChangeResult(rev, removed=[_row_to_view(r) for r in rows])
 
     def _delete_rows(self, state, kt: KernelTables, rows) -> None:
-        now_wall, now_boot = time.time(), boot_ns()
-        rules = [_row_to_rule(r, now_wall, now_boot) for r in rows]
+        now_wall, now_kns = time.time(), kernel_ns()
+        rules = [_row_to_rule(r, now_wall, now_kns) for r in rows]
         ids = [r[0] for r in rows]
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]

@@ -353,14 +353,42 @@ def test_same_prefix_other_dir_or_port_is_fine():
 # ---------------------------------------------------------------------------
 # incremental plans
 # ---------------------------------------------------------------------------
+class ScanIndex(dl.MemoryRuleIndex):
+    """An index that also answers rules_within (by scanning)."""
+
+    def rules_within(self, family, dir, net, plen, lo_plen, hi_plen, exclude_id):
+        return [r for r in self._addr.values()
+                if r.family == family and r.dir == dir and lo_plen <= r.plen <= hi_plen
+                and r.plen >= plen and (r.net & mask(family, plen)) == net and r.id != exclude_id]
+
+
+class within_always:
+    """Make the planner use rules_within for every band rule."""
+
+    def __enter__(self):
+        self.saved = dl._WITHIN_MIN
+        dl._WITHIN_MIN = 0
+
+    def __exit__(self, *exc):
+        dl._WITHIN_MIN = self.saved
+
+
 @settings(**SETTINGS)
-@given(rule_sets(max_rules=24), st.randoms(use_true_random=False))
-def test_plans_step_by_step(rs, rnd):
+@given(rule_sets(max_rules=24), st.randoms(use_true_random=False), st.booleans())
+def test_plans_step_by_step(rs, rnd, use_within):
     """Random adds and removes, each planned against the index of the
     current rule set and applied at once: the tables always equal a full
-    compile of the current set."""
+    compile of the current set. With use_within the planner asks the index
+    for the rules inside a prefix instead of key by key."""
+    if use_within:
+        with within_always():
+            _plans_step_by_step(rs, rnd, ScanIndex())
+    else:
+        _plans_step_by_step(rs, rnd, dl.MemoryRuleIndex())
+
+
+def _plans_step_by_step(rs, rnd, index):
     rules, _ = rs
-    index = dl.MemoryRuleIndex()
     state = empty_sparse()
     present: dict[int, Rule] = {}
     ops = [("add", r) for r in rules]
@@ -390,10 +418,18 @@ def test_plans_step_by_step(rs, rnd):
 
 
 @settings(**SETTINGS)
-@given(rule_sets(max_rules=24), st.randoms(use_true_random=False))
-def test_batched_plans_against_final_index(rs, rnd):
+@given(rule_sets(max_rules=24), st.randoms(use_true_random=False), st.booleans())
+def test_batched_plans_against_final_index(rs, rnd, use_within):
     """Several removes and adds planned against the index of the final set
     and merged into one plan (how the control plane batches a change)."""
+    if use_within:
+        with within_always():
+            _batched(rs, rnd, ScanIndex)
+    else:
+        _batched(rs, rnd, dl.MemoryRuleIndex)
+
+
+def _batched(rs, rnd, index_cls):
     rules, _ = rs
     rnd.shuffle(rules)
     k = rnd.randint(0, len(rules))
@@ -401,7 +437,7 @@ def test_batched_plans_against_final_index(rs, rnd):
     removed = [r for r in before if rnd.random() < 0.5]
     final = [r for r in before if r not in removed] + after_adds
     state = compiled_sparse(dl.compile_full(before))
-    index = dl.MemoryRuleIndex(final)
+    index = index_cls(final)
     plan = dl.Plan()
     for r in removed:
         plan.merge(dl.plan_remove(r, index))
@@ -430,6 +466,45 @@ def test_plan_replace_and_update():
     assert p["xc_v4_l16"].updates == {abi.U32.pack(65536 + 0x0B00): bytes(16)}
     dl.apply_plan(state, p)
     assert state == dl.compile_full([upd]).state()
+
+
+@pytest.mark.parametrize("within", [False, True])
+def test_plan_remove_after_same_key_replacement(within):
+    """The index already holds another rule (new id) at the removed rule's
+    key: its value takes the keys over."""
+    old = Rule(1, 4, 0x0A000000, 8, 0, DENY)
+    new = Rule(2, 4, 0x0A000000, 8, 0, ALLOW)
+    longer = Rule(3, 4, 0x0A010000, 16, 0, DENY)
+    state = compiled_sparse(dl.compile_full([old, longer]))
+    index = ScanIndex([new, longer])
+    if within:
+        with within_always():
+            plan = dl.plan_remove(old, index)
+    else:
+        plan = dl.plan_remove(old, index)
+    apply_sparse(state, plan)
+    assert state == compiled_sparse(dl.compile_full([new, longer]))
+
+
+def test_short_prefix_plans_use_rules_within():
+    calls = []
+
+    class Counting(ScanIndex):
+        def best_covering(self, *a):
+            calls.append(a)
+            return super().best_covering(*a)
+
+    rules = [Rule(1, 4, 0x0A010000, 16), Rule(2, 4, 0x0A800000, 9, 1)]
+    idx = Counting(rules)
+    add = Rule(3, 4, 0x0A000000, 8)
+    p = dl.plan_add(add, idx)
+    assert calls == []  # one rules_within call instead of 256
+    assert len(p["xc_v4_l16"].updates) == 255
+    idx.add(add)
+    p = dl.plan_remove(add, idx)
+    assert len(calls) == 1 and len(p["xc_v4_l16"].updates) == 255
+    plain = dl.MemoryRuleIndex(rules + [add])
+    assert dl.plan_remove(add, plain) == p
 
 
 def test_plan_merge_semantics():

@@ -18,7 +18,10 @@ from xdpctl.testing import frames as shared_frames
 
 S4, D4 = "192.0.2.1", "198.51.100.2"
 S6, D6 = "2001:db8::1", "2001:db8:1::2"
-E = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+# Every Ether() gets both addresses: without dst, scapy would resolve one
+# (and could send neighbour solicitations) while building the frame.
+MACS = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+E = Ether(**MACS)
 PAY = Raw(b"payload!")
 DENY, ALLOW = int(Action.DENY), int(Action.ALLOW)
 
@@ -210,10 +213,10 @@ def test_v4_mapped_addresses():
 def test_arp_other_short():
     p = cls(Ether(dst="ff:ff:ff:ff:ff:ff", src="02:00:00:00:00:01") / ARP(psrc=S4, pdst=D4, hwsrc="02:00:00:00:00:01"))
     assert (p.l3, p.l4, p.family) == (L3.ARP, L4.NONE, 0)
-    assert cls(Ether(type=0x88B5) / PAY).l3 == L3.OTHER
+    assert cls(Ether(**MACS, type=0x88B5) / PAY).l3 == L3.OTHER
     assert model.classify(b"\x00" * 13).l3 == L3.MALFORMED
     assert model.classify(b"").length == 0
-    assert model.classify(bytes(Ether(type=0x0806))).l3 == L3.ARP      # ARP body is not checked
+    assert model.classify(bytes(Ether(**MACS, type=0x0806))).l3 == L3.ARP      # ARP body is not checked
 
 
 def test_vlans():
@@ -221,11 +224,11 @@ def test_vlans():
     assert (p.vlan_depth, p.l3, p.l4, p.dport) == (1, L3.IPV4, L4.UDP, 53)
     p = cls(E / Dot1AD(vlan=100) / Dot1Q(vlan=10) / IP(src=S4, dst=D4) / TCP(dport=443))
     assert (p.vlan_depth, p.l4, p.dport) == (2, L4.TCP, 443)
-    p = cls(Ether(type=0x9100) / Dot1Q(vlan=5, type=0x8100) / Dot1Q(vlan=6) / IPv6(src=S6, dst=D6) / UDP())
+    p = cls(Ether(**MACS, type=0x9100) / Dot1Q(vlan=5, type=0x8100) / Dot1Q(vlan=6) / IPv6(src=S6, dst=D6) / UDP())
     assert (p.vlan_depth, p.l3) == (2, L3.IPV6)
     p = cls(E / Dot1AD(vlan=1) / Dot1Q(vlan=2) / Dot1Q(vlan=3) / IP() / UDP())
     assert (p.vlan_depth, p.l3, p.l4) == (2, L3.OTHER, L4.NONE)         # a third tag
-    p = cls(E / Dot1Q(vlan=10) / ARP(hwsrc="02:00:00:00:00:01", pdst=D4))
+    p = cls(E / Dot1Q(vlan=10) / ARP(hwsrc="02:00:00:00:00:01", psrc=S4, pdst=D4))
     assert (p.vlan_depth, p.l3) == (1, L3.ARP)
     trunc = bytes(E / Dot1Q(vlan=10) / IP())[:16]
     p = model.classify(trunc)
@@ -268,7 +271,7 @@ def test_proto_slots():
     assert model.proto_slots(p) == [proto_slot(L3.IPV4, L4.TCP)] == [1]
     p = cls(E / Dot1Q() / IPv6(src=S6, dst=D6) / UDP())
     assert model.proto_slots(p) == [proto_slot(L3.IPV6, L4.UDP), PROTO_VLAN1]
-    p = cls(E / Dot1AD() / Dot1Q() / ARP(hwsrc="02:00:00:00:00:01", pdst=D4))
+    p = cls(E / Dot1AD() / Dot1Q() / ARP(hwsrc="02:00:00:00:00:01", psrc=S4, pdst=D4))
     assert model.proto_slots(p) == [proto_slot(L3.ARP, L4.NONE), PROTO_VLAN2]
     assert model.proto_slots(model.classify(b"")) == [proto_slot(L3.MALFORMED, L4.NONE)]
 
@@ -289,7 +292,7 @@ def R(rid, prefix, dir=0, action=DENY, proto=None, port=None, exp=0):
 
 
 def test_verdict_non_ip_and_malformed():
-    arp = cls(Ether(dst="ff:ff:ff:ff:ff:ff", src="02:00:00:00:00:01") / ARP(hwsrc="02:00:00:00:00:01"))
+    arp = cls(Ether(dst="ff:ff:ff:ff:ff:ff", src="02:00:00:00:00:01") / ARP(hwsrc="02:00:00:00:00:01", psrc=S4, pdst=D4))
     rules = [R(1, "0.0.0.0/0")]
     assert model.verdict(rules, arp, Policy.ALLOW) == (False, DlReason.PASS_NOMATCH, None)
     assert model.verdict(rules, arp, Policy.DENY) == (False, DlReason.PASS_ALWAYS, None)

@@ -318,17 +318,21 @@ _line = st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_line, max_size=40), st.booleans())
-def test_fast_path_equals_slow_path(lines, dups_ok):
+@given(st.lists(_line, max_size=40), st.booleans(), st.sampled_from([1, 16, 64, 1 << 18]))
+def test_fast_path_equals_slow_path(lines, dups_ok, chunk):
     text = "\n".join(lines)
+    saved, px._CHUNK = px._CHUNK, chunk  # small chunks: many fast-path pieces
     try:
-        want = px._slow(text.split("\n"), 1, dups_ok)
-    except PrefixError as e:
-        with pytest.raises(PrefixError) as ei:
-            px.parse_prefix_text(text, allow_duplicates=dups_ok)
-        assert (str(ei.value), ei.value.lineno) == (str(e), e.lineno)
-    else:
-        assert px.parse_prefix_text(text, allow_duplicates=dups_ok) == want
+        try:
+            want = px._slow(text.split("\n"), 1, dups_ok)
+        except PrefixError as e:
+            with pytest.raises(PrefixError) as ei:
+                px.parse_prefix_text(text, allow_duplicates=dups_ok)
+            assert (str(ei.value), ei.value.lineno) == (str(e), e.lineno)
+        else:
+            assert px.parse_prefix_text(text, allow_duplicates=dups_ok) == want
+    finally:
+        px._CHUNK = saved
 
 
 def test_large_list_round_trip():

@@ -32,7 +32,6 @@ import gc
 import sys
 from abc import ABC, abstractmethod
 from array import array
-from collections import deque
 from itertools import compress, repeat
 from operator import is_, itemgetter, lshift, or_
 from typing import Iterable, Mapping, NamedTuple
@@ -138,7 +137,7 @@ class Band(NamedTuple):
     family: int
     lo: int        # shortest rule length stored here
     hi: int        # longest rule length stored here
-    stride: int    # key length (bits of address kept); None for LPM tries
+    stride: int    # bits of address a key keeps
 
 
 BANDS = (
@@ -316,11 +315,18 @@ def _clusters(minor: list[Rule]) -> tuple[list[Rule], list[list[Rule]]]:
             cur.append(r)
             cur_end = max(cur_end, lo | ((1 << (bits - r.plen)) - 1))
             continue
-        (alone.append(cur[0]) if len(cur) == 1 else clusters.append(cur))
+        _close(cur, alone, clusters)
         cur = [r]
         cur_end = lo | ((1 << (bits - r.plen)) - 1)
-    (alone.append(cur[0]) if len(cur) == 1 else clusters.append(cur))
+    _close(cur, alone, clusters)
     return alone, clusters
+
+
+def _close(cur: list[Rule], alone: list[Rule], clusters: list[list[Rule]]) -> None:
+    if len(cur) == 1:
+        alone.append(cur[0])
+    else:
+        clusters.append(cur)
 
 
 _BYTE_SEQ = bytes(range(256))
@@ -448,8 +454,11 @@ _NOT01 = bytes(int(i == 0) for i in range(256))
 def compile_full(rules: Iterable[Rule]) -> Compiled:
     """Compile a whole rule set into the images of every rule map.
 
-    Raises RuleError on a bad rule, or on two rules with the same key
-    (family, dir, prefix and, for L4 rules, protocol and port)."""
+    rules: Rule objects or plain 9-tuples in Rule's field order (rows from
+    a database). Rule ids are taken as unique (they are the store's key) and
+    are not checked. Raises RuleError on a bad rule, or on two rules with the
+    same kernel key (family, dir, prefix; for L4 rules also protocol and
+    port, where a rule without prefix takes the /0 key of both families)."""
     rules = rules if isinstance(rules, list) else list(rules)
     out = Compiled()
     gc_was = gc.isenabled()
@@ -474,25 +483,29 @@ def _compile_into(rules: list, out: Compiled) -> None:
     trie6: list[Rule] = []
     l4: list[Rule] = []
     fast = None
+    fastmask = None
     flags = 0
     if n:
         # Columns. The common shape (IPv4 /32 address rules) stays columnar
         # and is checked column-wise; every other rule is checked and
         # compiled one by one.
-        ids, fams, nets, plens, dirs, acts, protos, ports, exps = zip(*rules)
         try:
+            ids, fams, nets, plens, dirs, acts, protos, ports, exps = zip(*rules)
             fams_b, plens_b, dirs_b, acts_b = bytes(fams), bytes(plens), bytes(dirs), bytes(acts)
         except (ValueError, TypeError):
             _validate_all(rules)
-        n_none = protos.count(None)
-        if fams_b.count(4) == n and plens_b.count(32) == n and n_none == n:
+        no_proto = protos.count(None) == n
+        no_port = ports.count(None) == n
+        if fams_b.count(4) == n and plens_b.count(32) == n and no_proto and no_port:
             fastmask = None
             nfast = n
         else:
             m = int.from_bytes(fams_b.translate(_EQ4), "little") & \
                 int.from_bytes(plens_b.translate(_EQ32), "little")
-            if n_none != n:
+            if not no_proto:
                 m &= int.from_bytes(bytes(map(is_, protos, repeat(None))), "little")
+            if not no_port:
+                m &= int.from_bytes(bytes(map(is_, ports, repeat(None))), "little")
             fastmask = m.to_bytes(n, "little")
             nfast = fastmask.count(1)
         if nfast:
@@ -539,11 +552,15 @@ def _compile_into(rules: list, out: Compiled) -> None:
                     per_band[b.map].append(r)
         if trie6:
             flags |= CfgFlag.HAVE_V6TRIE
+    def fast_rules() -> Iterable[Rule]:
+        sel = rules if fastmask is None else compress(rules, fastmask)
+        return (r if type(r) is Rule else Rule(*r) for r in sel)
+
     for b in BANDS:
         minor = per_band[b.map]
         if not _LE:
             if b.map == "xc_v4_l32" and fast is not None:
-                minor.extend(Rule(*r) for r in rules if r[1] == 4 and r[3] == 32 and r[6] is None)
+                minor.extend(fast_rules())
             _compile_plain(b, minor, out)
         elif b.map == L16:
             _compile_l16(minor, out)
@@ -551,7 +568,7 @@ def _compile_into(rules: list, out: Compiled) -> None:
             try:
                 _compile_v4_hash(b, minor, fast if b.map == "xc_v4_l32" else None, out)
             except _FastDup:
-                _find_dup(Rule(*r) for r in rules if r[1] == 4 and r[3] == 32 and r[6] is None)
+                _find_dup(fast_rules())
                 raise
         else:
             _compile_plain(b, minor, out)
@@ -663,15 +680,25 @@ def apply_plan(state: TableState, plan: Plan) -> TableState:
 
 
 class RuleIndex(ABC):
-    """What the incremental planner needs to know about the current rules."""
+    """What the incremental planner needs to know about the current rules.
+    Only address rules (proto None) matter; L4 rules are never asked for."""
 
     @abstractmethod
     def best_covering(self, family: int, dir: int, addr: int, lo_plen: int,
                       hi_plen: int, exclude_id: int) -> Rule | None:
-        """The longest address rule (proto None) of this family and dir with
+        """The longest address rule of this family and dir with
         lo_plen <= plen <= hi_plen whose prefix contains addr (an address
         masked to a band stride, so hi_plen <= stride), ignoring the rule
         whose id is exclude_id; None if there is none."""
+
+    def rules_within(self, family: int, dir: int, net: int, plen: int, lo_plen: int,
+                     hi_plen: int, exclude_id: int) -> list[Rule] | None:
+        """Optional, for speed: every address rule of this family and dir
+        with lo_plen <= rule plen <= hi_plen that lies inside net/plen,
+        except exclude_id. Return None when not supported: the planner then
+        asks best_covering once per expanded key (up to 65536 keys for a
+        /0 rule). An SQL index answers this with one range query."""
+        return None
 
 
 class MemoryRuleIndex(RuleIndex):
@@ -712,6 +739,10 @@ class MemoryRuleIndex(RuleIndex):
         return None
 
 
+# Above this many best_covering calls, a plan asks rules_within first.
+_WITHIN_MIN = 1024
+
+
 def _plan_l4(r: Rule, add_: bool) -> Plan:
     plan = Plan()
     for k in _port_keys(r):
@@ -720,6 +751,23 @@ def _plan_l4(r: Rule, add_: bool) -> Plan:
         else:
             plan.delete(PORT_TRIE, k)
     return plan
+
+
+def _held_by_longer(rule: Rule, band: Band, index: RuleIndex) -> set[int] | None:
+    """Stride addresses inside `rule` that a longer rule of its band
+    covers, from one rules_within call; None if the index cannot say or
+    asking key by key is cheap anyway."""
+    n_keys = 1 << (band.stride - rule.plen)
+    if rule.plen >= band.hi or n_keys * (band.hi - rule.plen) < _WITHIN_MIN:
+        return None
+    inner = index.rules_within(rule.family, rule.dir, rule.net, rule.plen, rule.plen + 1,
+                               band.hi, rule.id)
+    if inner is None:
+        return None
+    held: set[int] = set()
+    for r in inner:
+        held.update(_band_keys(band, r))
+    return held
 
 
 def plan_add(rule: Rule, index: RuleIndex) -> Plan:
@@ -735,12 +783,15 @@ def plan_add(rule: Rule, index: RuleIndex) -> Plan:
     if band is None:
         plan.put(V6_TRIE, abi.pack_trie6_key(rule.dir, rule.net, rule.plen), v)
         return plan
+    held = _held_by_longer(rule, band, index)
     for a in _band_keys(band, rule):
-        longer = None
-        if rule.plen < band.hi:
-            longer = index.best_covering(rule.family, rule.dir, a, rule.plen + 1, band.hi, rule.id)
-        if longer is None:
-            plan.put(band.map, _band_key(band, rule.dir, a), v)
+        if held is not None:
+            if a in held:
+                continue
+        elif rule.plen < band.hi and index.best_covering(
+                rule.family, rule.dir, a, rule.plen + 1, band.hi, rule.id) is not None:
+            continue  # a longer rule keeps this key
+        plan.put(band.map, _band_key(band, rule.dir, a), v)
     return plan
 
 
@@ -755,12 +806,27 @@ def plan_remove(rule: Rule, index: RuleIndex) -> Plan:
     if band is None:
         plan.delete(V6_TRIE, abi.pack_trie6_key(rule.dir, rule.net, rule.plen))
         return plan
+    held = _held_by_longer(rule, band, index)
+    if held is not None:
+        # keys not held by a longer rule fall back to the longest rule of
+        # the band that covers the whole of `rule` (same length included:
+        # a rule that replaced it under another id)
+        up = index.best_covering(rule.family, rule.dir, rule.net, band.lo, rule.plen, rule.id)
+        for a in _band_keys(band, rule):
+            if a in held:
+                continue
+            k = _band_key(band, rule.dir, a)
+            if up is None:
+                plan.delete(band.map, k)
+            else:
+                plan.put(band.map, k, _val(up))
+        return plan
     for a in _band_keys(band, rule):
         r = index.best_covering(rule.family, rule.dir, a, band.lo, band.hi, rule.id)
         k = _band_key(band, rule.dir, a)
         if r is None:
             plan.delete(band.map, k)
-        elif r.plen < rule.plen:
+        elif r.plen <= rule.plen:
             plan.put(band.map, k, _val(r))
         # else a longer rule holds the key: unchanged
     return plan

@@ -19,8 +19,8 @@ import socket
 import sys
 from array import array
 from collections import deque
-from itertools import compress, repeat
-from operator import and_, eq, itemgetter
+from itertools import accumulate, repeat
+from operator import and_, itemgetter
 from typing import Iterable, NamedTuple
 
 __all__ = [
@@ -329,26 +329,38 @@ def _slow(lines: Iterable[str], start: int, allow_duplicates: bool) -> list[Pref
     return out
 
 
-def _fast_chunk(text: str, out: list, s32: set, other: set) -> int:
-    """Parse one chunk of text; append Prefixes to out, add the networks of
-    IPv4 /32 entries to s32 and every other entry to other. Returns the
-    number of /32 entries. Raises _Reject on anything unusual (IPv6, odd
-    whitespace, bad syntax, host bits)."""
+def _fast_chunk(text: str, out: list, seen32: set, other: set) -> tuple[int, int]:
+    """Parse one chunk of IPv4 text: append Prefixes to out, the networks
+    of /32 entries to seen32 (plus None) and the other entries to other;
+    return the numbers of both. Raises _Reject on anything unusual (IPv6,
+    bad syntax, host bits). out may have grown when it raises."""
     if "#" in text or ";" in text:
         text = _COMMENT_RE.sub("", text)
     if ":" in text:
         raise _Reject
+    if text.endswith("\n"):
+        text = text[:-1]
     lines = text.split("\n")
+    dirty = False
     if " " in text or "\t" in text or "\r" in text or "\f" in text or "\v" in text:
         lines = list(map(str.strip, lines))
+        dirty = True
     if "" in lines:
         lines = list(filter(None, lines))
+        dirty = True
     n = len(lines)
     if not n:
-        return 0
+        return 0, 0
+    if dirty:
+        text = "\n".join(lines)
     plens = [32] * n
-    idx = list(compress(range(n), map(str.__contains__, lines, repeat("/"))))
-    if idx:
+    idx = None
+    if "/" in text:
+        # line numbers of the lines with a '/', without visiting every line:
+        # count the newlines between one '/' and the next
+        pieces = text.split("/")
+        del pieces[-1]
+        idx = list(accumulate(map(str.count, pieces, repeat("\n"))))
         sl = itemgetter(*idx)(lines) if len(idx) > 1 else (lines[idx[0]],)
         addrs, _, ps = zip(*map(str.partition, sl, repeat("/")))
         if not _PLEN4.keys() >= set(ps):
@@ -364,20 +376,21 @@ def _fast_chunk(text: str, out: list, s32: set, other: set) -> int:
     if sys.byteorder == "little":
         arr.byteswap()
     nets = arr.tolist()
-    n32 = n
+    out.extend(map(_PREFIX_NEW, repeat(Prefix), zip(repeat(4), nets, plens)))
+    n_short = 0
     if idx:
         sn = itemgetter(*idx)(nets) if len(idx) > 1 else (nets[idx[0]],)
         sp = itemgetter(*idx)(plens) if len(idx) > 1 else (plens[idx[0]],)
         if list(map(and_, sn, map(_MASK4.__getitem__, sp))) != list(sn):
             raise _Reject  # host bits set
-        short = [t for t in zip(repeat(4), sn, sp) if t[2] != 32]
-        other.update(short)
-        n32 = n - len(short)
-        s32.update(compress(nets, map(eq, plens, repeat(32))))
-    else:
-        s32.update(nets)
-    out.extend(map(_PREFIX_NEW, repeat(Prefix), zip(repeat(4), nets, plens)))
-    return n32
+        short = [(i, a, p) for i, a, p in zip(idx, sn, sp) if p != 32]
+        if short:
+            n_short = len(short)
+            other.update((4, a, p) for _, a, p in short)
+            # keep only /32 networks for seen32: blank the others out
+            deque(map(nets.__setitem__, [i for i, _, _ in short], repeat(None)), maxlen=0)
+    seen32.update(nets)
+    return n - n_short, n_short
 
 
 def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> list[Prefix]:
@@ -392,36 +405,41 @@ def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> l
             text = bytes(text).decode("latin-1")
     if text.startswith("\ufeff"):
         text = text[1:]
-    if allow_duplicates:
-        return _slow(text.split("\n"), 1, allow_duplicates)
     gc_was = gc.isenabled()
     gc.disable()  # millions of small objects, no cycles: spare the collector
     try:
         out: list[Prefix] = []
-        s32: set[int] = set()
-        other: set[tuple[int, int, int]] = set()
-        n32 = 0
+        # Duplicates: the /32 networks must be distinct, and so must the
+        # other prefixes (a set each; counted as they are added).
+        seen32: set = {None}
+        other: set = set()
+        n32 = n_other = 0
         pos, end_all, lineno = 0, len(text), 1
         try:
             while pos < end_all:
                 end = text.find("\n", pos + _CHUNK)
                 end = end_all if end < 0 else end + 1
                 chunk = text[pos:end]
+                mark = len(out)
                 try:
-                    n32 += _fast_chunk(chunk, out, s32, other)
+                    a, b = _fast_chunk(chunk, out, seen32, other)
                 except _Reject:
-                    # this chunk line by line; duplicates are checked below
+                    del out[mark:]
                     got = _slow(chunk.split("\n"), lineno, False)
+                    a = b = 0
                     for p in got:
                         if p.family == 4 and p.plen == 32:
-                            s32.add(p.net)
-                            n32 += 1
+                            seen32.add(p.net)
+                            a += 1
                         else:
                             other.add(p)
+                            b += 1
                     out.extend(got)
+                n32 += a
+                n_other += b
                 lineno += chunk.count("\n")
                 pos = end
-            if len(s32) != n32 or len(other) != len(out) - n32:
+            if len(seen32) - 1 != n32 or len(other) != n_other:
                 raise _Reject  # a duplicate somewhere
         except (_Reject, PrefixError):
             # the line-by-line pass names the first problem in file order

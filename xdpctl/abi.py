@@ -150,6 +150,11 @@ class xc_rule_val(ctypes.Structure):
         ("plen", u8),
         ("flags", u16),
         ("expires_ns", u64),
+        ("fb_rule_id", u32),
+        ("fb_action", u8),
+        ("fb_plen", u8),
+        ("fb_flags", u16),
+        ("fb_expires_ns", u64),
     ]
 
 
@@ -194,7 +199,8 @@ STRUCTS: dict[str, type[ctypes.Structure]] = {
 U32 = struct.Struct("=I")
 COUNTER = struct.Struct("=QQ")                 # xc_counter
 CONFIG = struct.Struct("=IIQ")                 # xc_config
-RULE_VAL = struct.Struct("=IBBHQ")             # xc_rule_val
+RULE_VAL = struct.Struct("=IBBHQIBBHQ")        # xc_rule_val (rule, then its same-band fallback)
+RULE_HALF = struct.Struct("=IBBHQ")            # one half of xc_rule_val
 KEY4 = struct.Struct("=I4s")                   # xc_key4 (addr as 4 bytes, big-endian)
 KEY6 = struct.Struct("=I16s")                  # xc_key6
 TRIE6_KEY = struct.Struct("=II16s")            # xc_trie6_key
@@ -238,8 +244,11 @@ def pack_port_key(dir: int, proto: int, port: int, family: int, addr: int, plen:
     return PORT_KEY.pack(PORT_PREFIX_BASE + plen, dir, proto, port.to_bytes(2, "big"), family, a)
 
 
-def pack_rule_val(rule_id: int, action: int, plen: int, expires_ns: int = 0) -> bytes:
-    return RULE_VAL.pack(rule_id, action, plen, 0, expires_ns)
+def pack_rule_val(rule_id: int, action: int, plen: int, expires_ns: int = 0,
+                  fb: tuple[int, int, int, int] | None = None) -> bytes:
+    """xc_rule_val; fb = (rule_id, action, plen, expires_ns) of the fallback."""
+    f = fb or (0, 0, 0, 0)
+    return RULE_VAL.pack(rule_id, action, plen, 0, expires_ns, f[0], f[1], f[2], 0, f[3])
 
 
 def pack_config(policy: int, flags: int, generation: int) -> bytes:
@@ -252,10 +261,15 @@ class RuleVal(NamedTuple):
     plen: int
     flags: int
     expires_ns: int
+    fb_rule_id: int = 0
+    fb_action: int = 0
+    fb_plen: int = 0
+    fb_flags: int = 0
+    fb_expires_ns: int = 0
 
 
 def unpack_rule_val(b: bytes) -> RuleVal:
-    return RuleVal(*RULE_VAL.unpack(b))
+    return RuleVal(*RULE_VAL.unpack(b[:RULE_VAL.size]))
 
 
 # ---------------------------------------------------------------------------

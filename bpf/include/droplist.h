@@ -136,13 +136,22 @@ static __always_inline __u64 xc_now(__u64 *now)
 	return *now;
 }
 
-/* Copy a present, non-empty, unexpired entry into m; else return 0. */
+/* Copy a present, non-empty, unexpired entry into m (or, once its
+ * deadline has passed, its live same-band fallback); else return 0. */
 static __always_inline int xc_take(struct xc_match *m, const struct xc_rule_val *v, __u64 *now)
 {
 	if (!v || v->action == XC_ACT_NONE)
 		return 0;
-	if (v->expires_ns && v->expires_ns <= xc_now(now))
-		return 0;
+	if (v->expires_ns && v->expires_ns <= xc_now(now)) {
+		if (v->fb_action == XC_ACT_NONE)
+			return 0;
+		if (v->fb_expires_ns && v->fb_expires_ns <= *now)
+			return 0;
+		m->id = v->fb_rule_id;
+		m->act = v->fb_action;
+		m->plen = v->fb_plen;
+		return 1;
+	}
 	m->id = v->rule_id;
 	m->act = v->action;
 	m->plen = v->plen;

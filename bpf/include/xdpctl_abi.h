@@ -93,6 +93,12 @@ struct xc_config {          /* ARRAY xc_cfg, one entry, key 0 */
  * controlled prefix expansion: a rule is written under every key of its
  * band's stride that it covers, and each key holds the longest (winning)
  * rule of that band. rule_id indexes xc_rule_stats.
+ *
+ * When the winner has a deadline, fb_* holds the rule that takes over once
+ * it has passed: the longest rule of the same band covering the key whose
+ * deadline is later (or none). The kernel uses it until the control plane
+ * rewrites the key, so an expired rule never hides a shorter one. fb_action
+ * NONE: no fallback (always so in the tries, whose keys are not expanded).
  */
 struct xc_rule_val {
 	__u32 rule_id;      /* 0 is never a valid rule */
@@ -100,6 +106,11 @@ struct xc_rule_val {
 	__u8  plen;         /* prefix length of the original rule */
 	__u16 flags;        /* reserved, 0 */
 	__u64 expires_ns;   /* CLOCK_MONOTONIC (coarse) deadline, 0 = never; expired = absent */
+	__u32 fb_rule_id;
+	__u8  fb_action;
+	__u8  fb_plen;
+	__u16 fb_flags;     /* reserved, 0 */
+	__u64 fb_expires_ns;
 };
 
 /*

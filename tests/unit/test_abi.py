@@ -132,7 +132,8 @@ def test_pack_helpers():
     assert abi.pack_port_key(1, 6, 443, 4, 0, 0)[6:8] == (443).to_bytes(2, "big")
     v = abi.xc_rule_val.from_buffer_copy(abi.pack_rule_val(7, abi.Action.ALLOW, 24, 99))
     assert (v.rule_id, v.action, v.plen, v.flags, v.expires_ns) == (7, 2, 24, 0, 99)
-    assert abi.unpack_rule_val(abi.pack_rule_val(7, 1, 8, 5)) == (7, 1, 8, 0, 5)
+    assert abi.unpack_rule_val(abi.pack_rule_val(7, 1, 8, 5)) == (7, 1, 8, 0, 5, 0, 0, 0, 0, 0)
+    assert abi.unpack_rule_val(abi.pack_rule_val(7, 1, 8, 5, fb=(3, 2, 4, 0)))[5:] == (3, 2, 4, 0, 0)
 
 
 def test_map_specs_cover_the_contract():

@@ -40,11 +40,13 @@ def contract_band(fam, plen):
     return None
 
 
-def val(r):
-    return abi.pack_rule_val(r.id, r.action, r.plen, r.expires_ns)
+def val(r, fb=None):
+    f = (fb.id, fb.action, fb.plen, fb.expires_ns) if fb is not None else None
+    return abi.pack_rule_val(r.id, r.action, r.plen, r.expires_ns, f)
 
 
-ZERO = bytes(16)
+VS = abi.RULE_VAL.size
+ZERO = bytes(VS)
 
 
 def sparse(state: dict) -> dict:
@@ -59,10 +61,10 @@ def compiled_sparse(c) -> dict:
     out = {}
     for m in abi.RULE_MAPS:
         t = c[m]
-        ks, vs = abi.MAP_SPECS[m].key_size, 16
+        ks, vs = abi.MAP_SPECS[m].key_size, VS
         pairs = ((t.keys[i * ks:(i + 1) * ks], t.values[i * vs:(i + 1) * vs]) for i in range(t.count))
         if m == "xc_v4_l16":
-            q = array("Q", t.values)[0::2]  # rule_id | action | plen: zero when empty
+            q = array("Q", t.values)[0::VS // 8]  # rule_id | action | plen: zero when empty
             pairs = ((t.keys[i * ks:(i + 1) * ks], t.values[i * vs:(i + 1) * vs])
                      for i in compress(range(t.count), q))
         out[m] = dict(pairs)
@@ -79,6 +81,18 @@ def apply_sparse(state: dict, plan) -> dict:
 
 def empty_sparse() -> dict:
     return {m: {} for m in abi.RULE_MAPS}
+
+
+def ref_fallback(rules, w, name, fam, d, a, stride):
+    """Brute force: the longest rule of w's band covering stride key a,
+    shorter than w, whose deadline is later than w's (or none)."""
+    if not w.expires_ns:
+        return None
+    cands = [r for r in rules if r.proto is None and r.family == fam and r.dir == d and r.plen < w.plen
+             and contract_band(fam, r.plen) is not None and contract_band(fam, r.plen)[0] == name
+             and (a & mask(fam, r.plen)) == r.net
+             and (r.expires_ns == 0 or r.expires_ns > w.expires_ns)]
+    return max(cands, key=lambda r: r.plen) if cands else None
 
 
 def reference_state(rules) -> dict:
@@ -98,7 +112,7 @@ def reference_state(rules) -> dict:
                 k = r.dir.to_bytes(4, "little") + a.to_bytes(4, "big")
             else:
                 k = r.dir.to_bytes(4, "little") + a.to_bytes(16, "big")
-            st_[name][k] = val(r)
+            st_[name][k] = val(r, ref_fallback(rules, r, name, fam, r.dir, a, stride))
     for r in rules:
         if r.proto is None:
             continue
@@ -269,7 +283,7 @@ def test_table_shapes():
     assert c["xc_v4_l32"].count == 128  # /25: 128 keys, the /32 among them
     l32 = c.state()["xc_v4_l32"]
     assert abi.unpack_rule_val(l32[abi.pack_key4(0, 0xC0000201)]).rule_id == 3
-    assert abi.unpack_rule_val(l32[abi.pack_key4(0, 0xC0000205)]) == (2, ALLOW, 25, 0, 0)
+    assert abi.unpack_rule_val(l32[abi.pack_key4(0, 0xC0000205)]) == (2, ALLOW, 25, 0, 0, 0, 0, 0, 0, 0)
     assert c["xc_v6_trie"].count == 1 and c["xc_port_trie"].count == 2
     assert c.flags == CfgFlag.HAVE_DST | CfgFlag.HAVE_PORT | CfgFlag.HAVE_V6TRIE
     assert dl.compile_full([]).flags == 0
@@ -463,7 +477,7 @@ def test_plan_replace_and_update():
     index.remove(r16)
     p = dl.plan_remove(r16, index)
     assert not p["xc_v4_l16"].deletes
-    assert p["xc_v4_l16"].updates == {abi.U32.pack(65536 + 0x0B00): bytes(16)}
+    assert p["xc_v4_l16"].updates == {abi.U32.pack(65536 + 0x0B00): ZERO}
     dl.apply_plan(state, p)
     assert state == dl.compile_full([upd]).state()
 
@@ -544,17 +558,30 @@ def test_expired_entries_are_absent():
     assert dl.kernel_lookup(c, 4, 0, 0x0A000002, now_ns=T).rule_id == 1
 
 
-def test_expired_entry_hides_shorter_rules_of_its_band():
-    """A known limit of prefix expansion: one key holds one rule, so an
-    expired /24 hides a live /17 of the same band until the control plane
-    removes the expired rule (plan_remove)."""
+def test_expired_entry_gives_way_to_shorter_rule_of_its_band():
+    """One key holds one rule, so an expiring /24 carries the /17 it covers
+    as its fallback: past the deadline the kernel answers with the /17,
+    before the control plane has removed the expired rule."""
     T = 1000
     live, dead = Rule(1, 4, 0x0A000000, 17), Rule(2, 4, 0x0A000000, 24, 0, DENY, None, None, T)
     c = dl.compile_full([live, dead])
-    assert dl.kernel_lookup(c, 4, 0, 0x0A000005, now_ns=T) is None
+    assert dl.kernel_lookup(c, 4, 0, 0x0A000005, now_ns=0).rule_id == 2
+    assert dl.kernel_lookup(c, 4, 0, 0x0A000005, now_ns=T).rule_id == 1
+    # the same through plans: add the /17 under the expiring /24, and the reverse
+    for order in ([live, dead], [dead, live]):
+        idx = dl.MemoryRuleIndex()
+        st_ = dl.empty_state()
+        for r in order:
+            idx.add(r)
+            dl.apply_plan(st_, dl.plan_add(r, idx))
+        assert dl.kernel_lookup(st_, 4, 0, 0x0A000005, now_ns=T).rule_id == 1
     idx = dl.MemoryRuleIndex([live])
     st_ = dl.apply_plan(c.state(), dl.plan_remove(dead, idx))
     assert dl.kernel_lookup(st_, 4, 0, 0x0A000005, now_ns=T).rule_id == 1
+    # a fallback that expires earlier than the winner is skipped
+    early = Rule(3, 4, 0x0A000000, 20, 0, DENY, None, None, T // 2)
+    c = dl.compile_full([live, dead, early])
+    assert dl.kernel_lookup(c, 4, 0, 0x0A000005, now_ns=T).rule_id == 1
 
 
 def test_trie_retries_past_expired_entries():

@@ -171,8 +171,37 @@ def _mask(family: int, plen: int) -> int:
     return ((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1)
 
 
-def _val(r: Rule) -> bytes:
-    return abi.RULE_VAL.pack(r.id, r.action, r.plen, 0, r.expires_ns)
+_NO_FB = bytes(abi.RULE_HALF.size)
+
+
+def _val(r: Rule, fb: Rule | None = None) -> bytes:
+    """xc_rule_val of a winning rule and, when it has a deadline, its fallback."""
+    head = abi.RULE_HALF.pack(r.id, r.action, r.plen, 0, r.expires_ns)
+    if fb is None:
+        return head + _NO_FB
+    return head + abi.RULE_HALF.pack(fb.id, fb.action, fb.plen, 0, fb.expires_ns)
+
+
+def _fallback(index: "RuleIndex", band: "Band", family: int, dir: int, a: int, winner: Rule,
+              exclude_id: int, extra: Rule | None = None) -> Rule | None:
+    """The rule that takes key `a` over when `winner`'s deadline passes: the
+    longest rule of the band covering `a`, shorter than the winner, whose
+    deadline is later (or none). `extra` is a rule that covers `a` and
+    may not be in the index yet."""
+    if not winner.expires_ns:
+        return None
+    hi = winner.plen - 1
+    while hi >= band.lo:
+        r = index.best_covering(family, dir, a, band.lo, hi, exclude_id)
+        if (extra is not None and extra.id != exclude_id and band.lo <= extra.plen <= hi
+                and (r is None or extra.plen > r.plen)):
+            r = extra
+        if r is None:
+            return None
+        if r.expires_ns == 0 or r.expires_ns > winner.expires_ns:
+            return r
+        hi = r.plen - 1
+    return None
 
 
 _ZERO_VAL = bytes(abi.RULE_VAL.size)
@@ -284,18 +313,18 @@ def _vals_col(ids, acts, plen: int, exps) -> bytes:
     """Packed xc_rule_val for columns of rules of one prefix length:
     u32 rule_id | u8 action, u8 plen, u16 flags | u64 expires_ns."""
     n = len(ids)
-    va = array("I", bytes(16 * n))
-    va[0::4] = ids if isinstance(ids, array) else array("I", ids)
+    va = array("I", bytes(VAL_SIZE * n))
+    va[0::8] = ids if isinstance(ids, array) else array("I", ids)
     ap = {a: a | (plen << 8) for a in set(acts)}
     if len(ap) == 1:
-        va[1::4] = array("I", [ap[next(iter(ap))]]) * n
+        va[1::8] = array("I", [ap[next(iter(ap))]]) * n
     else:
-        va[1::4] = array("I", map(ap.__getitem__, acts))
+        va[1::8] = array("I", map(ap.__getitem__, acts))
     if exps.count(0) != n:
         e = array("I", array("Q", exps).tobytes())  # [low, high] halves
-        va[2::4] = e[0::2]
-        va[3::4] = e[1::2]
-    return va.tobytes()
+        va[2::8] = e[0::2]
+        va[3::8] = e[1::2]
+    return va.tobytes()  # fallbacks (words 4..7) are filled by _add_fallbacks
 
 
 def _clusters(minor: list[Rule]) -> tuple[list[Rule], list[list[Rule]]]:
@@ -465,10 +494,43 @@ def compile_full(rules: Iterable[Rule]) -> Compiled:
     gc.disable()  # millions of small acyclic objects
     try:
         _compile_into(rules, out)
+        _add_fallbacks(rules, out)
     finally:
         if gc_was:
             gc.enable()
     return out
+
+
+def _add_fallbacks(rules: list, out: Compiled) -> None:
+    """Give every key won by a rule with a deadline its same-band fallback."""
+    ttl = []
+    for r in rules:
+        if r[8] and r[6] is None and r[1] and _BAND_BY_LEN.get((r[1], r[3])) is not None:
+            ttl.append(r if type(r) is Rule else Rule(*r))
+    if not ttl:
+        return
+    index = MemoryRuleIndex(r if type(r) is Rule else Rule(*r) for r in rules if r[6] is None and r[1])
+    ks = KEY_SIZE
+    changed: dict[str, dict[bytes, bytes]] = {}
+    for r in ttl:
+        band = _BAND_BY_LEN[(r.family, r.plen)]
+        d = changed.get(band.map)
+        if d is None:
+            t = out[band.map]
+            k_sz = ks[band.map]
+            d = changed[band.map] = {t.keys[i * k_sz:(i + 1) * k_sz]: t.values[i * VAL_SIZE:(i + 1) * VAL_SIZE]
+                                     for i in range(t.count)}
+        for a in _band_keys(band, r):
+            k = _band_key(band, r.dir, a)
+            v = d.get(k)
+            if v is None or abi.U32.unpack_from(v)[0] != r.id:
+                continue  # a longer rule holds this key
+            fb = _fallback(index, band, r.family, r.dir, a, r, 0)
+            if fb is not None:
+                d[k] = _val(r, fb)
+    for m, d in changed.items():
+        out[m] = Table(b"".join(d.keys()), b"".join(d.values()), len(d))
+    out._state = None
 
 
 def _validate_all(rules) -> None:
@@ -753,10 +815,10 @@ def _plan_l4(r: Rule, add_: bool) -> Plan:
     return plan
 
 
-def _held_by_longer(rule: Rule, band: Band, index: RuleIndex) -> set[int] | None:
-    """Stride addresses inside `rule` that a longer rule of its band
-    covers, from one rules_within call; None if the index cannot say or
-    asking key by key is cheap anyway."""
+def _held_by_longer(rule: Rule, band: Band, index: RuleIndex) -> dict[int, Rule] | None:
+    """Stride addresses inside `rule` that a longer rule of its band covers,
+    with the longest such rule, from one rules_within call; None if the
+    index cannot say or asking key by key is cheap anyway."""
     n_keys = 1 << (band.stride - rule.plen)
     if rule.plen >= band.hi or n_keys * (band.hi - rule.plen) < _WITHIN_MIN:
         return None
@@ -764,10 +826,20 @@ def _held_by_longer(rule: Rule, band: Band, index: RuleIndex) -> set[int] | None
                                band.hi, rule.id)
     if inner is None:
         return None
-    held: set[int] = set()
-    for r in inner:
-        held.update(_band_keys(band, r))
+    held: dict[int, Rule] = {}
+    for r in sorted(inner, key=lambda x: x.plen):
+        for a in _band_keys(band, r):
+            held[a] = r
     return held
+
+
+def _holder(rule: Rule, band: Band, index: RuleIndex, held, a: int) -> Rule | None:
+    """The longer rule of the band holding key `a` inside `rule`, if any."""
+    if held is not None:
+        return held.get(a)
+    if rule.plen >= band.hi:
+        return None
+    return index.best_covering(rule.family, rule.dir, a, rule.plen + 1, band.hi, rule.id)
 
 
 def plan_add(rule: Rule, index: RuleIndex) -> Plan:
@@ -779,19 +851,21 @@ def plan_add(rule: Rule, index: RuleIndex) -> Plan:
         return _plan_l4(rule, True)
     plan = Plan()
     band = _BAND_BY_LEN[(rule.family, rule.plen)]
-    v = _val(rule)
     if band is None:
-        plan.put(V6_TRIE, abi.pack_trie6_key(rule.dir, rule.net, rule.plen), v)
+        plan.put(V6_TRIE, abi.pack_trie6_key(rule.dir, rule.net, rule.plen), _val(rule))
         return plan
     held = _held_by_longer(rule, band, index)
+    fam, d = rule.family, rule.dir
+    plain = None if rule.expires_ns else _val(rule)
     for a in _band_keys(band, rule):
-        if held is not None:
-            if a in held:
-                continue
-        elif rule.plen < band.hi and index.best_covering(
-                rule.family, rule.dir, a, rule.plen + 1, band.hi, rule.id) is not None:
-            continue  # a longer rule keeps this key
-        plan.put(band.map, _band_key(band, rule.dir, a), v)
+        k = _band_key(band, d, a)
+        longer = _holder(rule, band, index, held, a)
+        if longer is not None:
+            if longer.expires_ns:  # the new rule may become its fallback
+                plan.put(band.map, k, _val(longer, _fallback(index, band, fam, d, a, longer, 0, rule)))
+            continue
+        v = plain if plain is not None else _val(rule, _fallback(index, band, fam, d, a, rule, rule.id))
+        plan.put(band.map, k, v)
     return plan
 
 
@@ -807,28 +881,33 @@ def plan_remove(rule: Rule, index: RuleIndex) -> Plan:
         plan.delete(V6_TRIE, abi.pack_trie6_key(rule.dir, rule.net, rule.plen))
         return plan
     held = _held_by_longer(rule, band, index)
+    fam, d = rule.family, rule.dir
+    up = None
+    up_val = None
     if held is not None:
-        # keys not held by a longer rule fall back to the longest rule of
-        # the band that covers the whole of `rule` (same length included:
-        # a rule that replaced it under another id)
-        up = index.best_covering(rule.family, rule.dir, rule.net, band.lo, rule.plen, rule.id)
-        for a in _band_keys(band, rule):
-            if a in held:
-                continue
-            k = _band_key(band, rule.dir, a)
-            if up is None:
-                plan.delete(band.map, k)
-            else:
-                plan.put(band.map, k, _val(up))
-        return plan
+        # keys not held by a longer rule fall back to the longest rule of the
+        # band that covers the whole of `rule` (same length included: a rule
+        # that replaced it under another id); its fallback is the same for
+        # every key, since anything shorter covers all of `up`
+        up = index.best_covering(fam, d, rule.net, band.lo, rule.plen, rule.id)
+        if up is not None:
+            up_val = _val(up, _fallback(index, band, fam, d, rule.net, up, rule.id))
     for a in _band_keys(band, rule):
-        r = index.best_covering(rule.family, rule.dir, a, band.lo, band.hi, rule.id)
-        k = _band_key(band, rule.dir, a)
-        if r is None:
+        k = _band_key(band, d, a)
+        longer = _holder(rule, band, index, held, a)
+        if longer is not None:
+            if longer.expires_ns:  # its fallback may have been `rule`
+                plan.put(band.map, k, _val(longer, _fallback(index, band, fam, d, a, longer, rule.id)))
+            continue
+        if held is not None:
+            w, v = up, up_val
+        else:
+            w = index.best_covering(fam, d, a, band.lo, rule.plen, rule.id)
+            v = _val(w, _fallback(index, band, fam, d, a, w, rule.id)) if w is not None else None
+        if w is None:
             plan.delete(band.map, k)
-        elif r.plen <= rule.plen:
-            plan.put(band.map, k, _val(r))
-        # else a longer rule holds the key: unchanged
+        else:
+            plan.put(band.map, k, v)
     return plan
 
 
@@ -848,7 +927,10 @@ def _live(v: bytes | None, now_ns: int) -> abi.RuleVal | None:
     if rv.action == Action.NONE:
         return None
     if rv.expires_ns and rv.expires_ns <= now_ns:
-        return None
+        # past the deadline: the same-band fallback, if it is live
+        if rv.fb_action == Action.NONE or (rv.fb_expires_ns and rv.fb_expires_ns <= now_ns):
+            return None
+        return abi.RuleVal(rv.fb_rule_id, rv.fb_action, rv.fb_plen, 0, rv.fb_expires_ns)
     return rv
 
 

@@ -281,6 +281,19 @@ class SqlRuleIndex(dlc.RuleIndex):
         return (f == family and d == dir and blo <= lo_plen and hi_plen <= bhi
                 and (addr >> (bits - plen)) == (net >> (bits - plen)))
 
+    def rules_within(self, family, dir, net, plen, lo_plen, hi_plen, exclude_id):
+        """From the prepared cache, when the question is inside its scope."""
+        if not self._in_scope(family, dir, net, lo_plen, hi_plen):
+            return None
+        bits = 32 if family == 4 else 128
+        out = [r for (f, d, p, n), r in self.cache.items()
+               if f == family and d == dir and lo_plen <= p <= hi_plen and r.id != exclude_id
+               and (n >> (bits - plen)) == (net >> (bits - plen))]
+        out += [r for (f, d, p, n), r in self.lists.items()
+                if f == family and d == dir and lo_plen <= p <= hi_plen and r.id != exclude_id
+                and (n >> (bits - plen)) == (net >> (bits - plen))] if len(self.lists) < 100000 else []
+        return out
+
     def best_covering(self, family, dir, addr, lo_plen, hi_plen, exclude_id):
         bits = 32 if family == 4 else 128
         full = (1 << bits) - 1

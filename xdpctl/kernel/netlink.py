@@ -289,51 +289,48 @@ def del_clsact(ifname: str, netns: str | None) -> None:
                 raise _nl_error(f"delete clsact qdisc on {ifname}", exc) from None
 
 
-def tc_filters(ifname: str, netns: str | None, hook: str) -> list[TcFilter]:
+def _filter_msgs(ifname: str, netns: str | None, hook: str) -> list:
+    """Raw filter messages on a clsact hook; none when there is no clsact."""
     link = get_link(ifname, netns)
-    out = []
     with ipr(netns) as ip:
         try:
-            msgs = ip.get_filters(index=link.index, parent=TC_PARENT[hook])
+            return list(ip.get_filters(index=link.index, parent=TC_PARENT[hook]))
         except PrNetlinkError as exc:
             if exc.code in (errno.EINVAL, errno.ENOENT):
                 return []
             raise _nl_error(f"list tc filters on {ifname}", exc) from None
-        for m in msgs:
-            if m.get_attr("TCA_KIND") != "bpf":
-                continue
-            opts = m.get_attr("TCA_OPTIONS")
-            if opts is None:
-                continue
-            flags = opts.get_attr("TCA_BPF_FLAGS") or 0
-            tag = opts.get_attr("TCA_BPF_TAG")
-            if isinstance(tag, str):
-                tag = tag.replace(":", "")
-            out.append(
-                TcFilter(
-                    hook=hook,
-                    pref=(m["info"] >> 16) & 0xFFFF,
-                    handle=m["handle"],
-                    name=opts.get_attr("TCA_BPF_NAME"),
-                    prog_id=opts.get_attr("TCA_BPF_ID"),
-                    tag=tag,
-                    direct_action=bool(flags & 1),
-                )
+
+
+def tc_filters(ifname: str, netns: str | None, hook: str) -> list[TcFilter]:
+    """xdpctl's and others' BPF filters on a clsact hook."""
+    out = []
+    for m in _filter_msgs(ifname, netns, hook):
+        if m.get_attr("TCA_KIND") != "bpf":
+            continue
+        opts = m.get_attr("TCA_OPTIONS")
+        if opts is None:
+            continue
+        flags = opts.get_attr("TCA_BPF_FLAGS") or 0
+        tag = opts.get_attr("TCA_BPF_TAG")
+        if isinstance(tag, str):
+            tag = tag.replace(":", "")
+        out.append(
+            TcFilter(
+                hook=hook,
+                pref=(m["info"] >> 16) & 0xFFFF,
+                handle=m["handle"],
+                name=opts.get_attr("TCA_BPF_NAME"),
+                prog_id=opts.get_attr("TCA_BPF_ID"),
+                tag=tag,
+                direct_action=bool(flags & 1),
             )
+        )
     return out
 
 
 def tc_filter_count(ifname: str, netns: str | None, hook: str) -> int:
     """Filters of any kind on a clsact hook (not only BPF ones)."""
-    link = get_link(ifname, netns)
-    with ipr(netns) as ip:
-        try:
-            msgs = ip.get_filters(index=link.index, parent=TC_PARENT[hook])
-        except PrNetlinkError as exc:
-            if exc.code in (errno.EINVAL, errno.ENOENT):
-                return 0
-            raise _nl_error(f"list tc filters on {ifname}", exc) from None
-        return sum(1 for m in msgs if m.get_attr("TCA_KIND"))
+    return sum(1 for m in _filter_msgs(ifname, netns, hook) if m.get_attr("TCA_KIND"))
 
 
 def ensure_clsact_created(ifname: str, netns: str | None) -> bool:

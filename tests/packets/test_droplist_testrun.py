@@ -91,7 +91,7 @@ def packets(draw):
 
 
 def _model_rules(d: DropList):
-    return d._all_rules(*_now())
+    return [dlc.Rule(*t) for t in d._all_rules(*_now())]
 
 
 def _now():

@@ -40,7 +40,7 @@ from xdpctl import abi
 from xdpctl.abi import Action, CfgFlag
 
 __all__ = [
-    "Rule", "RuleError", "validate_rule", "band_of", "Band", "BANDS",
+    "Rule", "RuleColumns", "RuleError", "validate_rule", "band_of", "Band", "BANDS",
     "Table", "Compiled", "compile_full", "rule_flags",
     "MapPlan", "Plan", "RuleIndex", "MemoryRuleIndex", "plan_add", "plan_remove",
     "TableState", "empty_state", "tables_to_state", "apply_plan",
@@ -63,6 +63,57 @@ class Rule(NamedTuple):
     proto: int | None = None    # 6/17/132 for an L4 rule
     port: int | None = None     # destination port 1..65535 for an L4 rule
     expires_ns: int = 0         # CLOCK_BOOTTIME deadline, 0 = never
+
+
+class RuleColumns:
+    """Rules given column by column, in Rule field order: a million list
+    members compile without a million tuples. Indexing and iteration give
+    plain 9-tuples."""
+
+    __slots__ = ("cols", "n")
+
+    def __init__(self, ids, fams, nets, plens, dirs, acts, protos, ports, exps):
+        self.cols = (ids, fams, nets, plens, dirs, acts, protos, ports, exps)
+        self.n = len(ids)
+        if any(len(c) != self.n for c in self.cols):
+            raise ValueError("rule columns of different lengths")
+
+    @classmethod
+    def of(cls, rules: Iterable) -> "RuleColumns":
+        rules = list(rules)
+        if not rules:
+            return cls([], b"", [], b"", b"", b"", [], [], [])
+        ids, fams, nets, plens, dirs, acts, protos, ports, exps = zip(*rules)
+        return cls(list(ids), bytes(fams), list(nets), bytes(plens), bytes(dirs), bytes(acts),
+                   list(protos), list(ports), list(exps))
+
+    @classmethod
+    def concat(cls, parts: list["RuleColumns"]) -> "RuleColumns":
+        parts = [p for p in parts if p.n]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return cls.of([])
+        cols = []
+        for i in range(9):
+            vals = [p.cols[i] for p in parts]
+            if all(isinstance(v, (bytes, bytearray)) for v in vals):
+                cols.append(b"".join(vals))
+            else:
+                out: list = []
+                for v in vals:
+                    out.extend(v)
+                cols.append(out)
+        return cls(*cols)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple:
+        return tuple(c[i] for c in self.cols)
+
+    def __iter__(self):
+        return zip(*self.cols)
 
 
 class RuleError(ValueError):
@@ -488,7 +539,7 @@ def compile_full(rules: Iterable[Rule]) -> Compiled:
     are not checked. Raises RuleError on a bad rule, or on two rules with the
     same kernel key (family, dir, prefix; for L4 rules also protocol and
     port, where a rule without prefix takes the /0 key of both families)."""
-    rules = rules if isinstance(rules, list) else list(rules)
+    rules = rules if isinstance(rules, (list, RuleColumns)) else list(rules)
     out = Compiled()
     gc_was = gc.isenabled()
     gc.disable()  # millions of small acyclic objects
@@ -503,6 +554,8 @@ def compile_full(rules: Iterable[Rule]) -> Compiled:
 
 def _add_fallbacks(rules: list, out: Compiled) -> None:
     """Give every key won by a rule with a deadline its same-band fallback."""
+    if isinstance(rules, RuleColumns) and not any(rules.cols[8]):
+        return
     ttl = []
     for r in rules:
         if r[8] and r[6] is None and r[1] and _BAND_BY_LEN.get((r[1], r[3])) is not None:
@@ -552,7 +605,10 @@ def _compile_into(rules: list, out: Compiled) -> None:
         # and is checked column-wise; every other rule is checked and
         # compiled one by one.
         try:
-            ids, fams, nets, plens, dirs, acts, protos, ports, exps = zip(*rules)
+            if isinstance(rules, RuleColumns):
+                ids, fams, nets, plens, dirs, acts, protos, ports, exps = rules.cols
+            else:
+                ids, fams, nets, plens, dirs, acts, protos, ports, exps = zip(*rules)
             fams_b, plens_b, dirs_b, acts_b = bytes(fams), bytes(plens), bytes(dirs), bytes(acts)
         except (ValueError, TypeError):
             _validate_all(rules)

@@ -50,8 +50,7 @@ CREATE TABLE IF NOT EXISTS rules (
 );
 -- A list: a bulk rule set (a block list file) stored as one packed blob and
 -- replaced as a whole. Members get rule ids id_base .. id_base+count-1, in
--- the order of the blob; each member is 18 bytes: family, plen, 16-byte
--- network (IPv4 in the first 4 bytes).
+-- the order of the blob (IPv4 members first).
 CREATE TABLE IF NOT EXISTS lists (
     name     TEXT PRIMARY KEY,
     dir      INTEGER NOT NULL,
@@ -62,7 +61,8 @@ CREATE TABLE IF NOT EXISTS lists (
     expires  REAL,
     id_base  INTEGER NOT NULL,
     count    INTEGER NOT NULL,
-    entries  BLOB NOT NULL
+    entries  BLOB NOT NULL,             -- see droplist._pack_members
+    flags    INTEGER NOT NULL DEFAULT 0 -- xc_cfg flags the members need
 );
 CREATE UNIQUE INDEX IF NOT EXISTS rules_match
     ON rules (family, dir, proto, port, anyaddr, plen, addr);

@@ -406,7 +406,7 @@ class KernelTables:
                 if not current and table.count:
                     _check_capacity(mo, table.count)
                     mo.update_batch(table.keys, table.values, table.count)
-                    undo.append((name, {}, set(_split(table.keys, mo.key_size, table.count))))
+                    undo.append((name, {}, (table.keys, table.count)))
                     report.per_map[name] = (table.count, 0)
                     report.written += table.count
                     done += table.count
@@ -423,8 +423,8 @@ class KernelTables:
                 old_vals.update({k: current[k] for k in dels})
                 if upd:
                     mo.update_batch(b"".join(upd), b"".join(upd.values()), len(upd))
-                new_keys = {k for k in upd if k not in current}
-                undo.append((name, old_vals, new_keys))
+                new_keys = [k for k in upd if k not in current]
+                undo.append((name, old_vals, (b"".join(new_keys), len(new_keys))))
                 if dels:
                     mo.delete_batch(b"".join(dels), len(dels))
                 report.per_map[name] = (len(upd), len(dels))
@@ -434,12 +434,11 @@ class KernelTables:
                 if progress:
                     progress(done, total)
         except BaseException:
-            for name, old_vals, new_keys in reversed(undo):
+            for name, old_vals, (new_keys, n_new) in reversed(undo):
                 mo = self.maps[name]
                 try:
-                    if new_keys:
-                        ks = b"".join(new_keys)
-                        mo.delete_batch(ks, len(new_keys))
+                    if n_new:
+                        mo.delete_batch(new_keys, n_new)
                     if old_vals:
                         mo.update_batch(b"".join(old_vals), b"".join(old_vals.values()), len(old_vals))
                 except Exception:  # pragma: no cover
@@ -460,8 +459,10 @@ class KernelTables:
             return
         m = self.maps["xc_rule_stats"]
         zero = bytes(abi.RULE_STATS.size)
-        ks = b"".join(abi.U32.pack(i) for i in ids)
-        m.update_batch(ks, zero * len(ids), len(ids))
+        ks = array("I", ids)
+        if sys.byteorder != "little":
+            ks.byteswap()
+        m.update_batch(ks.tobytes(), zero * len(ids), len(ids))
 
     def stats_for(self, ids: list[int]) -> dict[int, tuple[int, int, int]]:
         m = self.maps["xc_rule_stats"]
@@ -484,10 +485,6 @@ def _table_dict(table: dlc.Table, key_size: int) -> dict[bytes, bytes]:
     vs = len(table.values) // table.count if table.count else 0
     k, v = table.keys, table.values
     return {k[i * key_size:(i + 1) * key_size]: v[i * vs:(i + 1) * vs] for i in range(table.count)}
-
-
-def _split(buf: bytes, size: int, n: int) -> list[bytes]:
-    return [buf[i * size:(i + 1) * size] for i in range(n)]
 
 
 def _check_capacity(m: maps.Map, need: int) -> None:

@@ -22,9 +22,11 @@ import hashlib
 import os
 import struct
 import sys
+import threading
 import time
 from array import array
 from itertools import compress
+from operator import itemgetter
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
@@ -41,6 +43,7 @@ ACTION_NAMES = {DENY: "deny", ALLOW: "allow"}
 DIR_NAMES = {0: "src", 1: "dst"}
 POLICIES = {"allow": int(abi.Policy.ALLOW), "deny": int(abi.Policy.DENY)}
 SHARED_DL_MAPS = tuple(abi.RULE_MAPS) + ("xc_cfg", "xc_rule_stats")
+VAL_SIZE = abi.RULE_VAL.size
 BULK_THRESHOLD = 2000  # more rules than this in one change: full compile + diff
 # The classifiers read bpf_ktime_get_coarse_ns(): CLOCK_MONOTONIC at tick
 # resolution, about half the cost of a precise clock read per rule hit.
@@ -402,7 +405,18 @@ class KernelTables:
             for name in abi.RULE_MAPS:
                 mo = self.maps[name]
                 table = compiled[name]
-                current = self.read(name)
+                if name == dlc.L16:
+                    # the whole array image: compare raw, touch only what differs
+                    cur = b"".join(v[:VAL_SIZE] for _i, v in mo.lookup_range(0, mo.max_entries))
+                    if cur == table.values:
+                        report.per_map[name] = (0, 0)
+                        continue
+                    current = {abi.U32.pack(i): cur[i * VAL_SIZE:(i + 1) * VAL_SIZE]
+                               for i in range(len(cur) // VAL_SIZE)}
+                elif not mo.has_entries():
+                    current = {}
+                else:
+                    current = self.read(name)
                 if not current and table.count:
                     _check_capacity(mo, table.count)
                     mo.update_batch(table.keys, table.values, table.count)
@@ -577,13 +591,16 @@ class DropList:
                 kt.maps.clear()
 
     # ----------------------------------------------------------- helpers
-    def _all_rules(self, now_wall: float, now_kns: int) -> dlc.RuleColumns:
+    def _all_rules(self, now_wall: float, now_kns: int,
+                   pending: tuple[str, dlc.RuleColumns] | None = None) -> dlc.RuleColumns:
         """Every rule, individual and list members, deduplicated by key (an
         individual rule wins over a list member at the same prefix, an
         earlier list over a later one)."""
         rules = [_row_to_rule(r, now_wall, now_kns)
                  for r in self.state.db.execute(f"SELECT {_RULE_COLS} FROM rules")]
-        lists = self._list_rules(now_wall, now_kns)
+        lists = self._list_rules(now_wall, now_kns, skip=pending[0] if pending else None)
+        if pending is not None:
+            lists.append(pending[1])  # a list being imported, not stored yet
         if not lists:
             return dlc.RuleColumns.of(rules)
         seen = {(r.family, r.dir, r.plen, r.net) for r in rules if r.proto is None}
@@ -762,12 +779,14 @@ class DropList:
 
     def _full_sync(self, kt: KernelTables, progress=None) -> SyncReport:
         now_wall, now_kns = time.time(), kernel_ns()
-        rules = self._all_rules(now_wall, now_kns)
+        return kt.sync_to(self._compile(self._all_rules(now_wall, now_kns)), progress)
+
+    @staticmethod
+    def _compile(rules) -> dlc.Compiled:
         try:
-            compiled = dlc.compile_full(rules)
-        except dlc.RuleError as exc:  # pragma: no cover - the database is validated
+            return dlc.compile_full(rules)
+        except dlc.RuleError as exc:  # pragma: no cover - inputs are validated
             raise ValidationError(f"rule set does not compile: {exc}") from None
-        return kt.sync_to(compiled, progress)
 
     def remove(self, specs: list[RuleSpec] | None = None, ids: list[int] | None = None,
                expected_revision: int | None = None) -> ChangeResult:
@@ -850,31 +869,57 @@ class DropList:
         except px.PrefixError as exc:
             raise ValidationError(str(exc)) from None
         d = 1 if dst else 0
-        entries, prefixes = _pack_members(prefixes)
-        lflags = _members_flags(prefixes, dst)
+        cols = _Members.of(prefixes)  # IPv4 members first: that is rule-id order
+        lflags = cols.flags(dst)
         self._expire_pending()
         with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
             state.check_revision(expected_revision)
             old = state.db.execute("SELECT id_base, count FROM lists WHERE name=?", (name,)).fetchone()
             cap = kt["xc_rule_stats"].max_entries
             # the new range must not overlap the old one: both live during the swap
-            base = state.allocate_ids(len(prefixes), cap) if prefixes else 1
+            n = cols.n4 + cols.n6
+            base = state.allocate_ids(n, cap) if n else 1
             now = time.time()
             expires = now + t if t else None
-            state.db.execute("DELETE FROM lists WHERE name=?", (name,))
-            state.db.execute(
-                "INSERT INTO lists(name, dir, action, comment, source, created, expires, id_base, count, entries, flags) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (name, d, act, comment, source, now, expires, base, len(prefixes), entries, lflags),
-            )
+            none = [None] * n
+            pending = dlc.RuleColumns(
+                array("I", range(base, base + n)), b"\x04" * cols.n4 + b"\x06" * cols.n6,
+                cols.nets4 + cols.nets6, cols.plens4 + cols.plens6, bytes([d]) * n, bytes([act]) * n,
+                none, none, [wall_to_kernel_ns(expires)] * n)
+            compiled = self._compile(self._all_rules(now, kernel_ns(), pending=(name, pending)))
+            # The kernel write (mostly in the kernel, without the GIL) runs
+            # while this thread packs and stores the list; a failure on either
+            # side rolls back both.
+            box: dict = {}
+
+            def write() -> None:
+                try:
+                    box["report"] = kt.sync_to(compiled, progress)
+                except BaseException as exc:  # re-raised below
+                    box["error"] = exc
+
+            th = threading.Thread(target=write, name="xdpctl-map-write")
+            th.start()
+            try:
+                entries = cols.pack()
+                state.db.execute("DELETE FROM lists WHERE name=?", (name,))
+                state.db.execute(
+                    "INSERT INTO lists(name, dir, action, comment, source, created, expires, id_base, count, "
+                    "entries, flags) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (name, d, act, comment, source, now, expires, base, n, entries, lflags),
+                )
+            finally:
+                th.join()
+            if "error" in box:
+                raise box["error"]
+            report = box["report"]
             self._lists_index = None
-            report = self._full_sync(kt, progress)
             if old:
                 kt.zero_stats(range(old[0], old[0] + old[1]))
             rev = self._finish(kt)
             res = ChangeResult(rev)
             res.notes.append(
-                f"list {name}: {len(prefixes)} prefixes, rule ids {base}..{base + max(len(prefixes), 1) - 1}; "
+                f"list {name}: {n} prefixes, rule ids {base}..{base + max(n, 1) - 1}; "
                 f"{report.written} map entries written, {report.deleted} deleted"
             )
             return res
@@ -982,21 +1027,49 @@ class DropList:
 _MEMBERS_HDR = struct.Struct("=II")
 
 
-def _pack_members(prefixes: list[px.Prefix]) -> tuple[bytes, list[px.Prefix]]:
-    """(blob, members in rule-id order)."""
-    v4 = [p for p in prefixes if p.family == 4]
-    v6 = [p for p in prefixes if p.family != 4]
-    nets4 = array("I", [p.net for p in v4])
-    if sys.byteorder == "little":
-        nets4.byteswap()
-    blob = b"".join((
-        _MEMBERS_HDR.pack(len(v4), len(v6)),
-        bytes(p.plen for p in v4),
-        nets4.tobytes(),
-        bytes(p.plen for p in v6),
-        b"".join(p.net.to_bytes(16, "big") for p in v6),
-    ))
-    return blob, v4 + v6
+class _Members:
+    """A list's members as columns, IPv4 ones first (rule-id order)."""
+
+    def __init__(self, nets4: list, plens4: bytes, nets6: list, plens6: bytes):
+        self.nets4, self.plens4, self.nets6, self.plens6 = nets4, plens4, nets6, plens6
+        self.n4, self.n6 = len(nets4), len(nets6)
+
+    @classmethod
+    def of(cls, prefixes: list[px.Prefix]) -> "_Members":
+        if not prefixes:
+            return cls([], b"", [], b"")
+        fams_b = bytes(map(itemgetter(0), prefixes))
+        nets = list(map(itemgetter(1), prefixes))
+        plens = bytes(map(itemgetter(2), prefixes))
+        n4 = fams_b.count(4)
+        if n4 == len(fams_b):
+            return cls(nets, plens, [], b"")
+        if n4 == 0:
+            return cls([], b"", nets, plens)
+        m4 = fams_b.translate(bytes(int(i == 4) for i in range(256)))
+        m6 = fams_b.translate(bytes(int(i != 4) for i in range(256)))
+        return cls(list(compress(nets, m4)), bytes(compress(plens, m4)),
+                   list(compress(nets, m6)), bytes(compress(plens, m6)))
+
+    def flags(self, dst: bool) -> int:
+        flags = int(abi.CfgFlag.HAVE_DST) if dst and (self.n4 or self.n6) else 0
+        if any(dlc.band_of(6, p) is None for p in set(self.plens6)):
+            flags |= int(abi.CfgFlag.HAVE_V6TRIE)
+        return flags
+
+    def pack(self) -> bytes:
+        """The stored blob: header, IPv4 lengths, IPv4 networks (big-endian),
+        IPv6 lengths, IPv6 networks."""
+        nets4 = array("I", self.nets4)
+        if sys.byteorder == "little":
+            nets4.byteswap()
+        return b"".join((
+            _MEMBERS_HDR.pack(self.n4, self.n6),
+            self.plens4,
+            nets4.tobytes(),
+            self.plens6,
+            b"".join(n.to_bytes(16, "big") for n in self.nets6),
+        ))
 
 
 def _member_columns(entries: bytes) -> tuple[int, bytes, array, int, bytes, bytes]:
@@ -1030,10 +1103,3 @@ def _unpack_members(entries: bytes, count: int, base: int, d: int, action: int, 
     return dlc.RuleColumns(
         array("I", range(base, base + n)), b"\x04" * n4 + b"\x06" * n6, nets, plens4 + plens6,
         bytes([d]) * n, bytes([action]) * n, none, none, [exp] * n)
-
-
-def _members_flags(members: list[px.Prefix], dst: bool) -> int:
-    flags = int(abi.CfgFlag.HAVE_DST) if dst and members else 0
-    if any(p.family == 6 and dlc.band_of(6, p.plen) is None for p in members):
-        flags |= int(abi.CfgFlag.HAVE_V6TRIE)
-    return flags

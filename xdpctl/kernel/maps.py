@@ -214,6 +214,17 @@ class Map:
         L.check(ret, self._what("delete"))
         return True
 
+    def has_entries(self) -> bool:
+        """One syscall: does a hash/trie map hold anything?"""
+        if self.type in ARRAY_TYPES:
+            return True
+        nxt = ctypes.create_string_buffer(self.key_size)
+        ret = L.bpf_map_get_next_key(self.fd, None, nxt)
+        if ret == -errno.ENOENT:
+            return False
+        L.check(ret, self._what("get_next_key"))
+        return True
+
     def keys(self) -> Iterator[bytes]:
         if self.type in ARRAY_TYPES:
             for i in range(self.max_entries):

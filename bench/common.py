@@ -98,6 +98,8 @@ class Cleanup:
         return now
 
     def run_all(self) -> None:
+        if os.getpid() != _MAIN_PID:  # a forked helper: not ours to clean
+            return
         while True:
             with self._lock:
                 if not self._stack:
@@ -116,8 +118,18 @@ def _quiet(what: str, fn: Callable[[], None]) -> None:
 CLEANUP = Cleanup()
 
 
+_MAIN_PID = os.getpid()
+
+
 def install_signal_handlers() -> None:
+    """SIGTERM/SIGHUP unwind the bench like Ctrl-C, so cleanup runs. Only in
+    this process: helpers that fork (pyroute2 does, to open a netlink socket
+    in a namespace) inherit the handler and must simply die as usual."""
     def handler(signum, _frame):
+        if os.getpid() != _MAIN_PID:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)

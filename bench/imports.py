@@ -124,10 +124,50 @@ def _max_rss_mb() -> float:
 
 
 # ---------------------------------------------------------------------------
+# Kernel write rate: batch updates into the two kinds of hash map
+# ---------------------------------------------------------------------------
+def kernel_write_rates(n: int, runs: int) -> dict:
+    """Seconds to batch-insert n random 8-byte keys (16-byte values) into an
+    empty 2M-entry hash, per-element allocated vs preallocated; plus the time
+    to create the maps (load the object)."""
+    import random
+    import struct as st
+
+    from xdpctl.kernel import objects
+
+    from . import build
+    from .common import median
+
+    rng = random.Random(7)
+    addrs = rng.sample(range(1 << 32), n)
+    keys = b"".join(st.pack("=II", 0, a) for a in addrs)
+    vals = bytes(16) * n
+    out: dict = {"n": n}
+    for name in ("h_noprealloc", "h_prealloc"):
+        times, creates = [], []
+        for _ in range(runs):
+            t = time.perf_counter()
+            ld = objects.load(build.obj("map_insert"))
+            creates.append(time.perf_counter() - t)
+            try:
+                with ld.map(name) as m:
+                    t = time.perf_counter()
+                    m.update_batch(keys, vals, n)
+                    times.append(time.perf_counter() - t)
+            finally:
+                ld.close()
+        out[name] = {"s": median(times), "samples": times, "per_s": n / median(times),
+                     "create_s": median(creates)}
+    return out
+
+
+# ---------------------------------------------------------------------------
 # The section
 # ---------------------------------------------------------------------------
 def run(cfg) -> dict:
     out = {"sets": [], "cli_startup_s": None}
+    log("import: kernel batch-insert rate, hash with and without preallocation")
+    out["kernel_write"] = kernel_write_rates(cfg.import_count, 3 if not cfg.quick else 1)
     work = temp_dir("import-files")
     out["cli_startup_s"] = min(run_cli_startup() for _ in range(3))
     tiny = rulesets.make(4, "exact", 1).write(os.path.join(work, "one.txt"))

@@ -8,21 +8,28 @@ called), so the labels add up to the wall time of the wrapped entry point.
 
 from __future__ import annotations
 
+import inspect
+import threading
 import time
 from collections import Counter, defaultdict
 from typing import Callable
 
 # (module path, attribute path, label); order = report order
+# Targets that do not exist in the xdpctl being measured are skipped (and
+# listed); the code under test changes faster than this table.
 TARGETS: list[tuple[str, str, str]] = [
     ("xdpctl.core.prefixes", "load_prefix_file", "read file"),
     ("xdpctl.core.prefixes", "parse_prefix_text", "parse text"),
     ("xdpctl.core.droplist", "DropList._expire_pending", "expiry check"),
+    ("xdpctl.core.droplist", "_Members.of", "members -> columns"),
+    ("xdpctl.core.droplist", "_Members.pack", "pack members blob"),
     ("xdpctl.core.droplist", "_pack_members", "pack members blob"),
     ("xdpctl.core.state", "State.__init__", "open state db"),
     ("xdpctl.core.state", "State.allocate_ids", "allocate rule ids"),
     ("xdpctl.core.droplist", "KernelTables.ensure", "create/open maps"),
     ("xdpctl.core.droplist", "DropList._all_rules", "collect rules"),
     ("xdpctl.core.droplist", "_unpack_members", "unpack members -> Rule"),
+    ("xdpctl.core.droplist", "DropList._compile", "compile: other"),
     ("xdpctl.core.dlcompile", "compile_full", "compile"),
     ("xdpctl.core.droplist", "KernelTables.sync_to", "sync: other"),
     ("xdpctl.core.droplist", "KernelTables.read", "sync: read maps for diff"),
@@ -30,6 +37,7 @@ TARGETS: list[tuple[str, str, str]] = [
     ("xdpctl.kernel.maps", "Map.update_batch", "sync: map update_batch"),
     ("xdpctl.kernel.maps", "Map.delete_batch", "sync: map delete_batch"),
     ("xdpctl.core.droplist", "_split", "sync: undo key list"),
+    ("xdpctl.core.droplist", "_table_dict", "sync: image -> dicts"),
     ("xdpctl.core.droplist", "KernelTables.zero_stats", "zero rule stats"),
     ("xdpctl.core.droplist", "DropList._lists_index_get", "cfg flags: lists index"),
     ("xdpctl.core.droplist", "DropList._flags", "cfg flags: other"),
@@ -42,7 +50,8 @@ class Profiler:
     def __init__(self) -> None:
         self.self_s: dict[str, float] = defaultdict(float)
         self.calls: Counter = Counter()
-        self._stack: list[float] = []
+        self.threads: dict[str, set] = defaultdict(set)
+        self._tls = threading.local()
         self._undo: list[Callable[[], None]] = []
         self.missing: list[str] = []
 
@@ -50,20 +59,30 @@ class Profiler:
         prof = self
 
         def timed(*args, **kwargs):
+            stack = prof._stack()
             t0 = time.perf_counter()
-            prof._stack.append(0.0)
+            stack.append(0.0)
             try:
                 return fn(*args, **kwargs)
             finally:
                 dt = time.perf_counter() - t0
-                inner = prof._stack.pop()
+                inner = stack.pop()
                 prof.self_s[label] += dt - inner
                 prof.calls[label] += 1
-                if prof._stack:
-                    prof._stack[-1] += dt
+                prof.threads[label].add(threading.current_thread().name)
+                if stack:
+                    stack[-1] += dt
 
         timed.__wrapped__ = fn
         return timed
+
+    def _stack(self) -> list[float]:
+        """Nesting is tracked per thread: xdpctl may write maps in a thread
+        of its own while the main thread stores the list."""
+        st = getattr(self._tls, "stack", None)
+        if st is None:
+            st = self._tls.stack = []
+        return st
 
     def install(self) -> "Profiler":
         import importlib
@@ -75,12 +94,23 @@ class Profiler:
                 for p in parts[:-1]:
                     owner = getattr(owner, p)
                 name = parts[-1]
-                orig = getattr(owner, name)
+                raw = inspect.getattr_static(owner, name)
             except AttributeError:  # the product moved on: time what is there
                 self.missing.append(f"{mod_name}.{attr}")
                 continue
-            setattr(owner, name, self.wrap(label, orig))
-            self._undo.append(lambda o=owner, n=name, f=orig: setattr(o, n, f))
+            # keep static and class methods what they are
+            if isinstance(raw, staticmethod):
+                new = staticmethod(self.wrap(label, raw.__func__))
+            elif isinstance(raw, classmethod):
+                new = classmethod(self.wrap(label, raw.__func__))
+            else:
+                new = self.wrap(label, raw)
+            had_own = isinstance(owner, type) and name in owner.__dict__
+            setattr(owner, name, new)
+            if had_own or not isinstance(owner, type):
+                self._undo.append(lambda o=owner, n=name, f=raw: setattr(o, n, f))
+            else:
+                self._undo.append(lambda o=owner, n=name: delattr(o, n))
         return self
 
     def uninstall(self) -> None:
@@ -92,11 +122,14 @@ class Profiler:
         state.db = _DbProxy(state.db, self)
 
     def breakdown(self) -> list[dict]:
-        order = [label for _m, _a, label in TARGETS] + [SQLITE]
+        order = list(dict.fromkeys([label for _m, _a, label in TARGETS] + [SQLITE]))
+        main = threading.main_thread().name
         out = []
         for label in order:
             if self.calls.get(label):
-                out.append({"step": label, "s": self.self_s[label], "calls": self.calls[label]})
+                other = sorted(t for t in self.threads[label] if t != main)
+                out.append({"step": label, "s": self.self_s[label], "calls": self.calls[label],
+                            "threads": other})
         return out
 
 

@@ -9,12 +9,13 @@ Every number is the kernel's own average over ``repeat`` runs of one
 64-byte frame (BPF_PROG_TEST_RUN duration); the table shows the median of
 several such runs. The same frame is run again and again, so the lookups
 are cache-warm: this is the cost of the code path, not of DRAM misses
-(the "spray" variant in random.py covers those).
+(the cache-cold "spray" variant at the end of this file covers those).
 """
 
 from __future__ import annotations
 
-import os
+import gc
+import random
 import struct
 import time
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from . import build, frames, rulesets
 from .common import CLEANUP, log, median, pin_dir, spread, temp_dir
 
 XDP_DROP, XDP_PASS = testrun.XDP_DROP, testrun.XDP_PASS
+SPRAY_MAX = 1 << 20  # distinct sources per cache-cold run
 VERDICT = {0: "ABORTED", 1: "DROP", 2: "PASS", 3: "TX", 4: "REDIRECT"}
 
 
@@ -65,9 +67,9 @@ class XdpctlDropPath:
     """A private pin dir + state with the droplist stage behind the root,
     as ProgramBench builds it; rules loaded with DropList.import_list."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, capacity: dict | None = None):
         self.state_dir = temp_dir(f"state-{label}")
-        s = temp_settings(self.state_dir)
+        s = temp_settings(self.state_dir, **(capacity or {}))
         s.pin_dir = pin_dir(label)
         self.ctx = Context(s)
         self.ctx.kernel_ready()
@@ -131,57 +133,203 @@ class LpmBaseline:
 # ---------------------------------------------------------------------------
 # The section
 # ---------------------------------------------------------------------------
+def spray_addrs(rs: rulesets.RuleSet, which: str, n_max: int = SPRAY_MAX) -> list[int]:
+    """Sources for the cache-cold runs: every host rule of the set (up to
+    n_max, shuffled) for "match"; random addresses of the reserved miss
+    range for "miss"."""
+    rng = random.Random(f"spray-{rs.family}-{rs.kind}-{rs.count}-{which}")
+    if which == "match":
+        hosts = [n for n, p in zip(rs.nets, rs.plens) if p == rs.host_len]
+        rng.shuffle(hosts)
+        return hosts[:n_max]
+    n = min(n_max, 1 << 16)
+    if rs.family == 4:
+        return [rulesets.V4_MISS_NET | x for x in rng.sample(range(1 << (32 - rulesets.V4_MISS_PLEN)), n)]
+    return [rulesets.V6_MISS_NET | rng.getrandbits(128 - rulesets.V6_MISS_PLEN) for _ in range(n)]
+
+
+def nonip_frame() -> bytes:
+    """An ARP request: not IP, so the drop list looks nothing up."""
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, frames.SRC_MAC, bytes(4), bytes(6), bytes(4))
+    return (b"\xff" * 6 + frames.SRC_MAC + b"\x08\x06" + arp).ljust(60, b"\0")
+
+
+@dataclass
+class Job:
+    store: dict
+    key: str
+    fd: int
+    frame: bytes
+    want: int | None
+    repeat: int
+    what: str
+    before: object = None    # called before each run (e.g. point the spray at a target)
+
+
+def run_jobs(jobs: list[Job], runs: int, errors: list[str]) -> None:
+    """Run every job `runs` times, round-robin: job 1, job 2, ..., job 1, ...
+    so a noisy moment hits every peer alike instead of one of them."""
+    samples: dict[int, list[int]] = {i: [] for i in range(len(jobs))}
+    rets: dict[int, int] = {}
+    for i, j in enumerate(jobs):  # warm every path once
+        if j.before:
+            j.before()
+        testrun.run(j.fd, j.frame, max(1000, j.repeat // 20))
+    for _ in range(runs):
+        for i, j in enumerate(jobs):
+            if j.before:
+                j.before()
+            r = testrun.run(j.fd, j.frame, j.repeat)
+            samples[i].append(r.duration_ns)
+            rets[i] = r.retval
+    for i, j in enumerate(jobs):
+        j.store[j.key] = {"ns": median(samples[i]), "samples": samples[i], "spread": spread(samples[i])}
+        if j.want is not None and rets[i] != j.want:
+            errors.append(f"{j.what} {j.key}: verdict {VERDICT.get(rets[i], rets[i])}, expected {VERDICT[j.want]}")
+
+
 def run(cfg) -> dict:
-    """Returns {"drop_path": rows, "lpm": rows, "raw": [...]} for report.py."""
     raw = []
-    for family in cfg.families:
-        for kind in cfg.kinds:
-            for count in cfg.sizes:
-                rs = rulesets.make(family, kind, count)
-                pr = probes(rs)
-                entry = {"family": family, "kind": kind, "count": count,
-                         "plen_hist": rs.plen_hist if count <= 10000 else _short_hist(rs),
-                         "xdpctl": {}, "lpm": {}, "errors": []}
-                log(f"test-run: {rs.label} {count:,} rules: xdpctl import")
-                xp = XdpctlDropPath(f"tr{family}{kind[0]}{count}")
-                try:
-                    entry["xdpctl_load_s"] = xp.load(rs)
-                    for pname, fd in xp.fds().items():
-                        for p in pr:
-                            ns, samples, ret = time_prog(fd, p.frame, cfg.repeat, cfg.runs)
-                            entry["xdpctl"][f"{pname}_{p.name}"] = {"ns": ns, "samples": samples,
-                                                                   "spread": spread(samples)}
-                            if ret != p.want:
-                                entry["errors"].append(f"xdpctl {pname} {p.name}: verdict {VERDICT.get(ret, ret)}, "
-                                                       f"expected {VERDICT[p.want]}")
-                finally:
-                    xp.close()
-                log(f"test-run: {rs.label} {count:,} rules: LPM baseline")
-                lb = LpmBaseline(rs)
-                try:
-                    entry["lpm_load_s"] = lb.load()
-                    for p in pr:
-                        ns, samples, ret = time_prog(lb.fd, p.frame, cfg.repeat, cfg.runs)
-                        entry["lpm"][p.name] = {"ns": ns, "samples": samples, "spread": spread(samples)}
-                        if ret != p.want:
-                            entry["errors"].append(f"lpm {p.name}: verdict {VERDICT.get(ret, ret)}, "
-                                                   f"expected {VERDICT[p.want]}")
-                finally:
-                    lb.close()
-                for e in entry["errors"]:
-                    log(f"  WRONG VERDICT: {e}")
-                raw.append(entry)
-    return {"raw": raw}
+    probes_out: dict = {}
+    pb = Probes()
+    try:
+        log("test-run: probes (single ingredients)")
+        jobs = [Job(probes_out, f"{name}_v{family}", fd,
+                    frames.udp_from(family, rulesets.V4_LO if family == 4 else rulesets.V6_LO), None, cfg.repeat, "probe")
+                for name, fd in pb.fds().items() for family in cfg.families]
+        run_jobs(jobs, cfg.runs, [])
+        for family in cfg.families:
+            for kind in cfg.kinds:
+                for count in cfg.sizes:
+                    raw.append(_guard(_config, cfg, pb, family, kind, count))
+        sizing = [_guard(_sizing, cfg, pb, family, count) for family in cfg.families for count in cfg.sizing_sizes]
+    finally:
+        pb.close()
+    return {"raw": raw, "probes": probes_out, "sizing": sizing}
 
 
-def _short_hist(rs: rulesets.RuleSet) -> dict:
-    return {p: c for p, c in rs.plen_hist.items()}
+def _guard(fn, cfg, pb, family, *args) -> dict:
+    """One configuration; a failure is recorded and the others go on."""
+    try:
+        return fn(cfg, pb, family, *args)
+    except Exception as exc:
+        log(f"  FAILED: {type(exc).__name__}: {exc}")
+        kind = args[0] if len(args) > 1 else "exact"
+        return {"family": family, "kind": kind, "count": args[-1], "failed": f"{type(exc).__name__}: {exc}",
+                "xdpctl": {}, "lpm": {}, "spray": {}, "default": {}, "sized": {}, "capacity": {}, "errors": []}
+
+
+# ---------------------------------------------------------------------------
+# Map sizing experiment: the same rules with every drop-list map sized to
+# what the rule set needs instead of the default capacities
+# ---------------------------------------------------------------------------
+def needed_capacity(rs: rulesets.RuleSet) -> dict[str, int]:
+    """Capacities (max_entries) that hold rs at a load factor of at most
+    one half: the next power of two at or above 2 x the entries the
+    compiler produces, at least 64."""
+    from xdpctl.core import dlcompile as dlc
+
+    rules = [dlc.Rule(i + 1, rs.family, n, p) for i, (n, p) in enumerate(zip(rs.nets, rs.plens))]
+    comp = dlc.compile_full(rules)
+
+    def fit(n: int) -> int:
+        return max(64, 1 << max(0, 2 * n - 1).bit_length())
+
+    cap = {m: fit(t.count) for m, t in comp.items() if m != dlc.L16}
+    cap["xc_rule_stats"] = fit(rs.count + 2)
+    return cap
+
+
+def _sizing(cfg, pb: Probes, family: int, count: int) -> dict:
+    rs = rulesets.make(family, "exact", count)
+    out = {"family": family, "kind": "exact", "count": count, "capacity": needed_capacity(rs), "default": {},
+           "sized": {}, "errors": []}
+    log(f"test-run: map sizing, IPv{family} exact {count:,}")
+    paths, sprays = {}, {}
+    try:
+        paths["default"] = XdpctlDropPath(f"sz{family}d{count}")
+        paths["sized"] = XdpctlDropPath(f"sz{family}s{count}", out["capacity"])
+        for xp in paths.values():
+            xp.load(rs)
+        pr = probes(rs)
+        jobs = []
+        for which in ("match", "miss"):
+            sp = sprays[which] = Spray(family, spray_addrs(rs, which))
+            want = XDP_DROP if which == "match" else XDP_PASS
+            jobs.append(Job(out, f"floor_{which}", sp.fd, pr[0].frame, XDP_DROP, cfg.spray_repeat, "sizing",
+                            before=lambda sp=sp: sp.target(pb.empty_fd)))
+            for label, xp in paths.items():
+                fd = xp.fds()["chain"]
+                jobs.append(Job(out[label], f"cold_{which}", sp.fd, pr[0].frame, want, cfg.spray_repeat, "sizing",
+                                before=lambda sp=sp, fd=fd: sp.target(fd)))
+        for label, xp in paths.items():
+            for p in pr:
+                jobs.append(Job(out[label], f"warm_{p.name}", xp.fds()["chain"], p.frame, p.want, cfg.repeat,
+                                "sizing"))
+        run_jobs(jobs, cfg.spray_runs, out["errors"])
+    finally:
+        for sp in sprays.values():
+            sp.close()
+        for xp in paths.values():
+            xp.close()
+    return out
+
+
+def _config(cfg, pb: Probes, family: int, kind: str, count: int) -> dict:
+    rs = rulesets.make(family, kind, count)
+    pr = probes(rs)
+    entry = {"family": family, "kind": kind, "count": count, "plen_hist": rs.plen_hist,
+             "xdpctl": {}, "lpm": {}, "spray": {}, "errors": []}
+    log(f"test-run: {rs.label} {count:,} rules: xdpctl import")
+    xp = XdpctlDropPath(f"tr{family}{kind[0]}{count}")
+    lb = None
+    sprays: dict[str, Spray] = {}
+    try:
+        gc.collect()
+        gc.freeze()  # keep the bench's own objects out of the product's collections
+        try:
+            entry["xdpctl_load_s"] = xp.load(rs)
+        finally:
+            gc.unfreeze()
+        lb = LpmBaseline(rs)
+        entry["lpm_load_s"] = lb.load()
+        log(f"test-run: {rs.label} {count:,} rules: measuring xdpctl and LPM baseline")
+        jobs = []
+        for pname, fd in xp.fds().items():
+            for p in pr:
+                jobs.append(Job(entry["xdpctl"], f"{pname}_{p.name}", fd, p.frame, p.want, cfg.repeat, "xdpctl"))
+            if count == min(cfg.sizes):
+                jobs.append(Job(entry["xdpctl"], f"{pname}_nonip", fd, nonip_frame(), XDP_PASS, cfg.repeat, "xdpctl"))
+        for p in pr:
+            jobs.append(Job(entry["lpm"], p.name, lb.fd, p.frame, p.want, cfg.repeat, "lpm"))
+        run_jobs(jobs, cfg.runs, entry["errors"])
+        if cfg.spray:
+            log(f"test-run: {rs.label} {count:,} rules: cache-cold (spray)")
+            frame = pr[0].frame
+            jobs = []
+            for which in ("match", "miss"):
+                sp = sprays[which] = Spray(family, spray_addrs(rs, which))
+                entry["spray"][f"{which}_n"] = sp.n
+                for tname, tfd, want in (("floor", pb.empty_fd, XDP_DROP),
+                                         ("xdpctl", xp.fds()["chain"], XDP_DROP if which == "match" else XDP_PASS),
+                                         ("lpm", lb.fd, XDP_DROP if which == "match" else XDP_PASS)):
+                    jobs.append(Job(entry["spray"], f"{tname}_{which}", sp.fd, frame, want, cfg.spray_repeat, "spray",
+                                    before=lambda sp=sp, tfd=tfd: sp.target(tfd)))
+            run_jobs(jobs, cfg.spray_runs, entry["errors"])
+    finally:
+        for sp in sprays.values():
+            sp.close()
+        if lb is not None:
+            lb.close()
+        xp.close()
+    for e in entry["errors"]:
+        log(f"  WRONG VERDICT: {e}")
+    return entry
 
 
 # ---------------------------------------------------------------------------
 # Cache-cold variant: a different source address on every packet
 # ---------------------------------------------------------------------------
-SPRAY_MAX = 1 << 20
 
 
 class Spray:

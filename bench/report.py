@@ -1,0 +1,393 @@
+"""Results -> Markdown tables (bench/results/latest.md and stdout)."""
+
+from __future__ import annotations
+
+TARGET_RATIO = 1.5
+TARGET_IMPORT_S = 2.0
+
+
+def _n(count: int) -> str:
+    if count >= 1_000_000 and count % 1_000_000 == 0:
+        return f"{count // 1_000_000}M"
+    if count >= 1000 and count % 1000 == 0:
+        return f"{count // 1000}k"
+    return str(count)
+
+
+def _ns(v) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def _x(v, base) -> str:
+    if v is None or not base:
+        return "-"
+    return f"{v / base:.2f}x"
+
+
+def _s(v, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def table(headers: list[str], rows: list[list], align: str | None = None) -> str:
+    align = align or ("l" * 3 + "r" * (len(headers) - 3))
+    sep = ["---:" if a == "r" else ":---" for a in align.ljust(len(headers), "r")]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(sep) + " |"]
+    for r in rows:
+        lines.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(lines)
+
+
+def _get(d: dict, key: str):
+    v = d.get(key)
+    return v["ns"] if isinstance(v, dict) else None
+
+
+def _by_set(raw: list[dict]) -> dict:
+    base = {}
+    for e in raw:
+        k = (e["family"], e["kind"])
+        if k not in base or e["count"] < base[k]["count"]:
+            base[k] = e
+    return base
+
+
+# ---------------------------------------------------------------------------
+def _ok(entries: list[dict]) -> list[dict]:
+    return [e for e in entries if "failed" not in e]
+
+
+def drop_path(res: dict, cfg: dict) -> str:
+    raw = _ok(res["raw"])
+    base = _by_set(raw)
+    rows = []
+    worst = {}
+    for e in raw:
+        b = base[(e["family"], e["kind"])]
+        x, bx = e["xdpctl"], b["xdpctl"]
+        cm, cmi = _get(x, "chain_match"), _get(x, "chain_miss")
+        rows.append([f"IPv{e['family']}", e["kind"], _n(e["count"]),
+                     _ns(cm), _x(cm, _get(bx, "chain_match")),
+                     _ns(cmi), _x(cmi, _get(bx, "chain_miss")),
+                     _ns(_get(x, "chain_prefix")),
+                     _ns(_get(x, "alone_match")), _x(_get(x, "alone_match"), _get(bx, "alone_match")),
+                     _ns(_get(x, "alone_miss")), _x(_get(x, "alone_miss"), _get(bx, "alone_miss")),
+                     _s(e.get("xdpctl_load_s"), 1)])
+        if e["count"] == max(r["count"] for r in raw):
+            for k in ("chain_match", "chain_miss"):
+                if _get(x, k) and _get(bx, k):
+                    worst[(e["family"], e["kind"], k)] = _get(x, k) / _get(bx, k)
+    out = [table(["family", "set", "rules", "root→droplist match", "×1", "miss", "×1", "prefix match",
+                  "droplist alone match", "×1", "alone miss", "×1", "load s"], rows)]
+    if worst:
+        top = max(worst.values())
+        biggest = max(r["count"] for r in raw)
+        verdict = "met" if top <= TARGET_RATIO else "MISSED"
+        out.append(f"\nTarget ≤ {TARGET_RATIO}x at {_n(biggest)} vs 1 rule (root→droplist, match and miss): "
+                   f"**{verdict}**, worst {top:.2f}x.")
+    return "\n".join(out)
+
+
+def lpm(res: dict, cfg: dict) -> str:
+    raw = _ok(res["raw"])
+    base = _by_set(raw)
+    rows = []
+    for e in raw:
+        b = base[(e["family"], e["kind"])]
+        l, bl = e["lpm"], b["lpm"]
+        m, mi = _get(l, "match"), _get(l, "miss")
+        xm = _get(e["xdpctl"], "chain_match")
+        rows.append([f"IPv{e['family']}", e["kind"], _n(e["count"]),
+                     _ns(m), _x(m, _get(bl, "match")), _ns(mi), _x(mi, _get(bl, "miss")),
+                     _ns(_get(l, "prefix")), _x(xm, m), _s(e.get("lpm_load_s"), 2)])
+    return table(["family", "set", "rules", "LPM match", "×1", "LPM miss", "×1", "prefix match",
+                  "xdpctl/LPM (match)", "trie load s"], rows)
+
+
+def spray(res: dict, cfg: dict) -> str:
+    raw = [e for e in _ok(res["raw"]) if e.get("spray")]
+    if not raw:
+        return ""
+    base = _by_set(raw)
+    rows = []
+
+    def net(sp, t, which):
+        v, f = _get(sp, f"{t}_{which}"), _get(sp, f"floor_{which}")
+        return None if v is None or f is None else max(0.0, v - f)
+
+    for e in raw:
+        sp, bsp = e["spray"], base[(e["family"], e["kind"])]["spray"]
+        xm, lm, xmi, lmi = (net(sp, "xdpctl", "match"), net(sp, "lpm", "match"),
+                            net(sp, "xdpctl", "miss"), net(sp, "lpm", "miss"))
+        rows.append([f"IPv{e['family']}", e["kind"], _n(e["count"]), f"{sp.get('match_n', 0):,}",
+                     _ns(xm), _x(xm, net(bsp, "xdpctl", "match")), _ns(lm), _x(lm, net(bsp, "lpm", "match")),
+                     _x(xm, lm),
+                     _ns(xmi), _x(xmi, net(bsp, "xdpctl", "miss")), _ns(lmi), _x(lmi, net(bsp, "lpm", "miss")),
+                     _x(xmi, lmi), _ns(_get(sp, "floor_match"))])
+    return table(["family", "set", "rules", "distinct sources", "xdpctl match", "×1", "LPM match", "×1",
+                  "xdpctl/LPM", "xdpctl miss", "×1", "LPM miss", "×1", "xdpctl/LPM", "harness ns"], rows)
+
+
+def sizing(res: dict, cfg: dict) -> str:
+    rows = []
+    for e in _ok(res.get("sizing", [])):
+        def cold(label, which):
+            v, f = _get(e[label], f"cold_{which}"), _get(e, f"floor_{which}")
+            return None if v is None or f is None else max(0.0, v - f)
+
+        cap = e["capacity"]
+        bands = ("xc_v4_l32", "xc_v4_l24") if e["family"] == 4 else ("xc_v6_l128", "xc_v6_l64", "xc_v6_l48", "xc_v6_l32")
+        caps = ", ".join(f"{b[3:]} {cap.get(b, 0):,}" for b in bands)
+        rows.append([f"IPv{e['family']}", e["kind"], _n(e["count"]),
+                     _ns(cold("default", "match")), _ns(cold("sized", "match")),
+                     _ns(cold("default", "miss")), _ns(cold("sized", "miss")),
+                     _ns(_get(e["default"], "warm_miss")), _ns(_get(e["sized"], "warm_miss")), caps])
+    return table(["family", "set", "rules", "cold match, default maps", "cold match, sized maps",
+                  "cold miss, default", "cold miss, sized", "warm miss, default", "warm miss, sized",
+                  "sized capacities (entries)"], rows)
+
+
+def attribution(res: dict, cfg: dict) -> str:
+    p = res.get("probes", {})
+    raw = _ok(res["raw"])
+    rows = []
+    for fam in (4, 6):
+        if f"empty_v{fam}" not in p:
+            continue
+        empty = p[f"empty_v{fam}"]["ns"]
+        e1 = next((e for e in raw if e["family"] == fam and e["kind"] == "exact"
+                   and e["count"] == min(r["count"] for r in raw)), None)
+
+        def add(what, ns, note=""):
+            rows.append([f"IPv{fam}", what, _ns(ns), _ns(None if ns is None else ns - empty), note])
+
+        add("empty XDP program (test-run loop)", empty)
+        add("xdpctl parser alone (bpf/include/parse.h)", p[f"parse_v{fam}"]["ns"])
+        if e1:
+            x = e1["xdpctl"]
+            add("droplist, non-IP frame (parse, cfg, counters, chain)", _get(x, "alone_nonip"))
+            add("droplist, miss (every band looked up)", _get(x, "alone_miss"))
+            add("droplist, match (one lookup + rule stats)", _get(x, "alone_match"))
+            add("root→droplist, match", _get(x, "chain_match"))
+            add("LPM baseline, match (1 trie entry)", _get(e1["lpm"], "match"))
+        for name, label in (("ktime8", "8 × bpf_ktime_get_boot_ns"), ("coarse8", "8 × bpf_ktime_get_coarse_ns"),
+                            ("jiffies8", "8 × bpf_jiffies64"), ("atomic8", "8 × atomic add (array value)"),
+                            ("add8", "8 × plain add (per-CPU value)"), ("lookup8", "8 × ARRAY lookup")):
+            if f"{name}_v{fam}" in p:
+                v = p[f"{name}_v{fam}"]["ns"]
+                add(label, v, f"{(v - empty) / 8:.1f} ns each")
+    return table(["family", "program", "ns/pkt", "minus empty", "note"], rows, "llrrl")
+
+
+def xdpfilter(res: dict, cfg: dict) -> str:
+    rows = []
+    for r in res.get("rows", []):
+        if r.get("errors") and "xdp_filter" not in r:
+            rows.append([f"IPv{r['family']}", _n(r["count"]), "failed"] + [""] * 7)
+            continue
+        if not r.get("fits", True):
+            rows.append([f"IPv{r['family']}", _n(r["count"]), "does not fit", "", "", "", "", "",
+                         f"{r['cli_ms_per_addr']:.2f} ms/addr ({r['cli_added']:,} by CLI)", "-"])
+            continue
+        xf, xc = r.get("xdp_filter", {}), r.get("xdpctl", {})
+        fm, fmi, cm, cmi = _get(xf, "match"), _get(xf, "miss"), _get(xc, "match"), _get(xc, "miss")
+        batch = f"{r['batch_added']:,} in {r['batch_s'] * 1e3:.0f} ms" if r.get("batch_added") else "-"
+        rows.append([f"IPv{r['family']}", _n(r["count"]), _ns(fm), _ns(fmi), _ns(cm), _ns(cmi),
+                     _x(cm, fm), _x(cmi, fmi),
+                     f"{r['cli_ms_per_addr']:.2f} ms/addr ({r['cli_added']:,} by CLI)", batch])
+    return table(["family", "addresses", "xdp-filter match", "xdp-filter miss", "xdpctl match", "xdpctl miss",
+                  "xdpctl/xdp-filter match", "miss", "xdp-filter ip (CLI)", "rest by batch map update"], rows, "ll")
+
+
+def nft_load(res: dict, tr: dict | None, cfg: dict) -> str:
+    xl = {}
+    if tr:
+        for e in tr["raw"]:
+            xl[(e["family"], e["kind"], e["count"])] = e.get("xdpctl_load_s")
+    rows = []
+    for r in res.get("load", []):
+        x = xl.get((r["family"], r["kind"], r["count"]))
+        n = r.get("nft_s")
+        rows.append([f"IPv{r['family']}", r["kind"], _n(r["count"]), _s(n) if n is not None else "failed",
+                     _s(x), _x(n, x) if n and x else "-"])
+    return table(["family", "set", "prefixes", "nft -f s", "xdpctl import_list s", "nft/xdpctl"], rows)
+
+
+def traffic(res: dict, cfg: dict) -> str:
+    rows = []
+    for r in res.get("traffic", []):
+        if "error" in r and "nft" not in r:
+            rows.append([_n(r["count"]), "failed"] + [""] * 8)
+            continue
+
+        def g(name, k="ns_per_frame"):
+            return r.get(name, {}).get(k)
+
+        xn, xg, nf = g("xdpctl-native"), g("xdpctl-generic"), g("nft")
+        fn, fg, ff = g("floor-native"), g("floor-generic"), g("floor-nft")
+        an = None if xn is None or fn is None else xn - fn
+        ag = None if xg is None or fg is None else xg - fg
+        af = None if nf is None or ff is None else nf - ff
+        mp = lambda name: "-" if g(name, "pps") is None else f"{g(name, 'pps') / 1e6:.2f}"  # noqa: E731
+        rows.append([_n(r["count"]), mp("xdpctl-native"), mp("xdpctl-generic"), mp("nft"),
+                     _ns(an), _ns(ag), _ns(af), _x(af, an), _x(g("xdpctl-native", "pps"), g("nft", "pps")),
+                     f"{mp('floor-native')} / {mp('floor-generic')} / {mp('floor-nft')}"])
+    return table(["rules", "xdpctl native Mpps", "xdpctl generic Mpps", "nft Mpps",
+                  "xdpctl native ns above floor", "xdpctl generic ns above floor", "nft ns above floor",
+                  "nft/xdpctl-native (ns)", "xdpctl-native/nft (pps)", "floors Mpps (native/generic/nft)"], rows, "l")
+
+
+def imports(res: dict, cfg: dict) -> str:
+    rows = []
+    for e in res.get("sets", []):
+        api, cli, nogc = e.get("api", {}), e.get("cli", {}), e.get("api_nogc", {})
+        rows.append([f"IPv{e['family']}", e["kind"], _n(e["count"]),
+                     _s(cli.get("s")) if "error" not in cli else "failed",
+                     _s(api.get("total_s")), _s(api.get("parse_s")), _s(api.get("import_list_s")),
+                     _s(nogc.get("total_s")) if nogc else "-",
+                     "met" if (cli.get("s") or 99) < TARGET_IMPORT_S else "MISSED"])
+    out = [table(["family", "set", "prefixes", "xdpctl import (CLI) s", "parse + import_list s", "parse s",
+                  "import_list s", "same, GC off s", f"< {TARGET_IMPORT_S:g} s"], rows)]
+    kw = res.get("kernel_write")
+    if kw:
+        a, b = kw.get("h_noprealloc", {}), kw.get("h_prealloc", {})
+        out.append(f"\nKernel side alone: batch update of {kw['n']:,} random keys into an empty 2M-entry hash "
+                   f"(xc_v4_l32 layout): {_s(a.get('s'))} s with BPF_F_NO_PREALLOC (xdpctl's bands; "
+                   f"{a.get('per_s', 0) / 1e6:.2f}M/s), {_s(b.get('s'))} s preallocated "
+                   f"({b.get('per_s', 0) / 1e6:.2f}M/s); creating both maps: {_s(a.get('create_s'))} s.")
+    out.append(f"\nCLI fixed cost: `xdpctl version` {_s(res.get('cli_startup_s'))} s; "
+               f"`xdpctl import` of a 1-prefix file (fresh dirs, maps created) {_s(res.get('cli_one_prefix_s'))} s.")
+    return "\n".join(out)
+
+
+def import_breakdown(res: dict, cfg: dict) -> str:
+    sets = [e for e in res.get("sets", []) if "breakdown" in e.get("api", {})]
+    if not sets:
+        return ""
+    steps: list[str] = []
+    for e in sets:
+        for b in e["api"]["breakdown"]:
+            if b["step"] not in steps:
+                steps.append(b["step"])
+    headers = ["step"] + [f"IPv{e['family']} {e['kind']} s" for e in sets]
+    rows = []
+    threaded = False
+    for st in steps:
+        label = st
+        for e in sets:
+            b = next((x for x in e["api"]["breakdown"] if x["step"] == st), None)
+            if b and b.get("threads"):
+                label = f"{st} †"
+                threaded = True
+        row = [label]
+        for e in sets:
+            b = next((x for x in e["api"]["breakdown"] if x["step"] == st), None)
+            row.append("-" if b is None else f"{b['s']:.2f}" + (f" ({b['calls']}×)" if b["calls"] > 1 else ""))
+        rows.append(row)
+    tot = ["**wall time (parse + import_list)**"] + [f"**{e['api']['total_s']:.2f}**" for e in sets]
+    rows.append(tot)
+    out = table(headers, rows, "l" + "r" * len(sets))
+    if threaded:
+        out += ("\n\n† runs in xdpctl's map-writer thread, at the same time as the main thread's steps, so the "
+                "steps add up to more than the wall time; 'import_list: other' includes the main thread waiting "
+                "for it.")
+    return out
+
+
+def _map_sizes(xf: dict) -> str:
+    return ", ".join(f"{n}: {v['max_entries']:,}" for n, v in xf.get("maps", {}).items() if n.startswith("filter_ip"))
+
+
+# ---------------------------------------------------------------------------
+def render(results: dict) -> str:
+    m = results["machine"]
+    cfg = results["config"]
+    s = results["sections"]
+    out = [f"# xdpctl benchmarks{' (quick run)' if cfg.get('quick') else ''}", ""]
+    out.append(f"- date: {m['date']}; `make bench` took {results.get('seconds', 0) / 60:.1f} min")
+    out.append(f"- machine: {m['cpu']}, {m['nproc']} CPUs, {m['memory_gb']} GB, kernel {m['kernel']}, "
+               f"virtualization: {m['virtualization']}")
+    out.append(f"- load average at start / end: {results.get('loadavg_start')} / {results.get('loadavg_end')} "
+               f"(other work on the machine shows up as noise; peers are measured in alternating rounds)")
+    out.append(f"- xdpctl: {results.get('product', {}).get('commit', '?')}"
+               f"{' + uncommitted changes' if results.get('product', {}).get('dirty') else ''}; "
+               f"{m['xdp_tools']}; {m['nftables']}; {m['clang']}")
+    out.append(f"- test-run: {cfg['repeat']:,} repeats per run, median of {cfg['runs']} runs, "
+               f"pinned to CPU {cfg.get('cpu')}; 64-byte UDP frames (FCS not included)")
+    out.append("")
+    tr = s.get("testrun")
+    if tr:
+        out += ["## 1. Drop path per packet, BPF_PROG_TEST_RUN (ns/pkt)", "",
+                "xdpctl's real objects: `xdp_root` tail-calling `xdp_droplist` through the chain, and the drop-list "
+                "program run alone; maps filled by `DropList.import_list`. match = source has a /32 (/128) rule, "
+                "miss = source in a range no rule covers, prefix match = source covered only by a shorter prefix "
+                "(IPv4 /20-/24, IPv6 /49-/56). ×1 = ratio to the same column with 1 rule. "
+                "load s = wall time of `DropList.import_list` in the bench process.", "",
+                drop_path(tr, cfg), "",
+                "## 2. Baseline: one kernel LPM trie lookup per packet (bench/bpf/lpm_baseline.c)", "",
+                "Same frames, same prefixes (unexpanded) in a BPF_MAP_TYPE_LPM_TRIE; drop on a hit.", "",
+                lpm(tr, cfg), ""]
+        sp = spray(tr, cfg)
+        if sp:
+            out += ["## 2b. Cache-cold: a different source on every packet", "",
+                    "`bench/bpf/spray.c` writes the next source from a shuffled list into the frame and tail-calls "
+                    "the program under test (xdpctl: root→droplist). match: every host rule of the set as "
+                    "sources (up to 1M); miss: 65,536 sources from the reserved miss range. ns/pkt above the "
+                    "harness (spray tail-calling an empty program). This is closer to real traffic than "
+                    "one repeated frame: map memory is not in cache. With 1 rule every match packet carries the "
+                    "same source, so the match ×1 columns compare cold lookups with one warm one; the "
+                    "xdpctl/LPM columns compare the two at the same size.", "", sp, ""]
+        sz = sizing(tr, cfg)
+        if tr.get("sizing"):
+            out += ["## 2c. Map sizes: default capacities vs sized to the rule set", "",
+                    "The same rules and the same cache-cold harness as 2b, once with xdpctl's default map "
+                    "capacities (l32 2M, l24 1M, l128 1M, ... entries) and once with every hash/trie map and "
+                    "xc_rule_stats sized to the next power of two at or above 2 x what the rule set needs "
+                    "(Settings.capacity). A hash map's bucket array is sized by max_entries, not by its "
+                    "contents, so a lookup in a nearly empty default-size map still touches a random cache "
+                    "line of a many-MB array. ns/pkt above the harness; warm = one repeated frame.", "", sz, ""]
+        out += ["## 2d. Where the per-packet time goes (cache-warm)", "",
+                "Single ingredients priced with BPF_PROG_TEST_RUN (`bench/bpf/probe_ops.c`, `probe_parse.c`).", "",
+                attribution(tr, cfg), ""]
+    xf = s.get("xdpfilter")
+    if xf:
+        out += ["## 3. xdp-filter (xdp-tools) vs xdpctl, same exact addresses (ns/pkt)", "",
+                f"`xdp-filter load IF -m skb -f {xf.get('features')}` in a namespace; program "
+                f"`{xf.get('program', {}).get('name')}` run with BPF_PROG_TEST_RUN by id. "
+                f"{xf.get('version', '')}. Its address maps hold "
+                f"{_map_sizes(xf)}"
+                " entries, fixed when xdp-filter was built. xdpctl root→droplist measured in the same rounds.", "",
+                xdpfilter(xf, cfg), ""]
+    nf = s.get("nft")
+    if nf:
+        out += ["## 4a. nftables: loading the same prefixes", "",
+                "`nft -f` of a netdev table: interval set (`flags interval; auto-merge`) + ingress chain "
+                "`ip saddr @src counter drop`. xdpctl column: `DropList.import_list` of the same set (section 1).", "",
+                nft_load(nf, tr, cfg), "",
+                "## 4b. Real traffic over a veth pair: xdpctl vs nftables", "",
+                "Generator: XDP program run with BPF_F_TEST_XDP_LIVE_FRAMES, redirecting 64-byte frames (source "
+                "in the rule set, IPv4 exact set) out of veth a; receiver on veth b (GRO on) on the same CPU. "
+                "Mpps = frames the receiver counted as dropped / generator time. ns above floor = ns per frame "
+                "minus the same receive path with a drop-everything receiver (native XDP, generic XDP, bare nft "
+                "`counter drop` chain): the classifier's own cost. The nft receiver is counted by veth b's "
+                "rx_packets (listing a counter of a table that holds a 1M-element set takes nft about 100 s); "
+                "the floor-nft runs check that rx_packets equals nft's own counter.", "",
+                traffic(nf, cfg), ""]
+    im = s.get("imports")
+    if im:
+        out += [f"## 5. Import time, {_n(cfg.get('import_count', 0))} prefixes", "",
+                "Fresh state dir and pin dir each time. CLI: `xdpctl import FILE` as a subprocess (wall). "
+                "parse + import_list: `prefixes.load_prefix_file` + `DropList.import_list` in a fresh Python "
+                "process. GC off: the same with Python's garbage collector disabled.", "",
+                imports(im, cfg), "",
+                "### Where import time goes (self time per step, fresh process, GC on)", "",
+                import_breakdown(im, cfg), ""]
+    notes = results.get("notes", [])
+    if notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    errs = results.get("errors", [])
+    if errs:
+        out += ["## Problems during this run", ""] + [f"- {e}" for e in errs] + [""]
+    secs = {k: v.get("seconds") for k, v in results.get("timing", {}).items()}
+    if secs:
+        out.append("Section times: " + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items() if v is not None))
+    return "\n".join(out) + "\n"

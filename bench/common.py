@@ -14,7 +14,6 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -149,26 +148,6 @@ def pin_dir(label: str) -> str:
     path = f"/sys/fs/bpf/{TAG}-{os.getpid()}-{label}-{os.urandom(3).hex()}"
     CLEANUP.push(f"remove pins {path}", lambda: bpffs.remove_tree(path))
     return path
-
-
-# ---------------------------------------------------------------------------
-# Results
-# ---------------------------------------------------------------------------
-@dataclass
-class Section:
-    """One measurement: rows of dicts plus notes, rendered as one table."""
-
-    key: str
-    title: str
-    columns: list[tuple[str, str]]          # (row key, header)
-    rows: list[dict] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)  # raw data for the JSON only
-    seconds: float = 0.0
-
-    def as_json(self) -> dict:
-        return {"title": self.title, "columns": self.columns, "rows": self.rows,
-                "notes": self.notes, "extra": self.extra, "seconds": round(self.seconds, 1)}
 
 
 def run_cmd(args: list[str], **kw) -> subprocess.CompletedProcess:

@@ -24,7 +24,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 
 from . import build, report
-from .common import (CLEANUP, REPO_DIR, RESULTS_DIR, Section, bench_cpu, install_signal_handlers, log,
+from .common import (CLEANUP, REPO_DIR, RESULTS_DIR, bench_cpu, install_signal_handlers, log,
                      machine_info)
 
 SECTIONS = ("testrun", "xdpfilter", "nft", "import")

@@ -23,7 +23,6 @@ from .core import counters as counters_mod
 from .core.context import Context
 from .core.hooks import Hooks, probe as probe_iface
 from .errors import XdpctlError
-from .kernel import netlink
 
 app = typer.Typer(
     add_completion=False,

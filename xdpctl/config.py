@@ -10,22 +10,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from .abi import MAP_SPECS
+
 DEFAULT_PIN_DIR = "/sys/fs/bpf/xdpctl"
 DEFAULT_STATE_DIR = "/var/lib/xdpctl"
 
-# Default capacities of the shared drop-list maps (entries). Changing one
-# after maps are pinned requires `xdpctl restore --rebuild`.
-DEFAULT_CAPACITY = {
-    "xc_v4_l24": 1 << 20,
-    "xc_v4_l32": 1 << 21,
-    "xc_v6_l128": 1 << 20,
-    "xc_v6_l64": 1 << 20,
-    "xc_v6_l48": 1 << 18,
-    "xc_v6_l32": 1 << 18,
-    "xc_v6_trie": 1 << 18,
-    "xc_port_trie": 1 << 16,
-    "xc_rule_stats": 1 << 21,
-}
+# Default capacities of the shared drop-list maps that may be resized: the
+# sizes the BPF objects declare (xdpctl.abi.MAP_SPECS). Changing one after
+# the maps exist needs the pins removed and `xdpctl restore`.
+RESIZABLE = ("xc_v4_l24", "xc_v4_l32", "xc_v6_l128", "xc_v6_l64", "xc_v6_l48", "xc_v6_l32",
+             "xc_v6_trie", "xc_port_trie", "xc_rule_stats")
+DEFAULT_CAPACITY = {name: MAP_SPECS[name].max_entries for name in RESIZABLE}
 
 
 @dataclass

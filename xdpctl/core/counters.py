@@ -29,7 +29,7 @@ def slot_name(slot: int) -> tuple[str, str] | None:
     return L3_NAMES[abi.L3(l3)], L4_NAMES[abi.L4(l4)]
 
 
-def _sum_percpu(m: maps.Map) -> dict[int, tuple[int, int]]:
+def sum_percpu(m: maps.Map) -> dict[int, tuple[int, int]]:
     """slot -> (packets, bytes) summed over CPUs, non-zero slots only."""
     out: dict[int, tuple[int, int]] = {}
     step = m.slot_size
@@ -64,14 +64,14 @@ def read(ctx: Context, hook: HookRef) -> HookCounters:
     p = os.path.join(hdir, "xc_proto")
     if os.path.exists(p):
         with maps.Map.from_pin(p) as m:
-            for slot, val in _sum_percpu(m).items():
+            for slot, val in sum_percpu(m).items():
                 name = slot_name(slot)
                 if name:
                     proto[name] = val
     p = os.path.join(hdir, "xc_dl_cnt")
     if os.path.exists(p):
         with maps.Map.from_pin(p) as m:
-            for slot, val in _sum_percpu(m).items():
+            for slot, val in sum_percpu(m).items():
                 if slot in REASON_NAMES.keys():
                     verdicts[REASON_NAMES[abi.DlReason(slot)]] = val
     return HookCounters(hook, proto, verdicts)

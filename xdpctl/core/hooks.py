@@ -27,7 +27,6 @@ from ..errors import (
     NotFound,
     Unsupported,
     ValidationError,
-    BpfError,
     NetlinkError,
 )
 from ..kernel import bpffs, maps, netlink, objects
@@ -36,7 +35,7 @@ from .state import Attachment
 
 HOOKS = ("xdp", "tc-ingress", "tc-egress")
 XDP_MODES = ("generic", "native", "offload", "auto")
-PER_HOOK_MAPS = frozenset({"xc_chain", "xc_proto", "xc_dl_cnt"})
+PER_HOOK_MAPS = frozenset(abi.HOOK_MAPS)  # pinned per hook; the rest once, shared
 ROOT_PROG = "xc_root"
 
 

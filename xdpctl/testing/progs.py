@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import uuid
 
-from .. import abi
 from ..config import Settings
+from ..core import counters
 from ..core.context import Context
 from ..core.hooks import ROOT_PROG, STAGES, pin_path_for
 from ..kernel import bpffs, maps, objects, testrun
@@ -61,18 +61,8 @@ class ProgramBench:
         return retval == (XDP_DROP if self.kind == "xdp" else TC_ACT_SHOT)
 
     def percpu_sums(self, map_name: str) -> dict[int, tuple[int, int]]:
-        path = os.path.join(self.dir, map_name)
-        out: dict[int, tuple[int, int]] = {}
-        with maps.Map.from_pin(path) as m:
-            for key, raw in m.items():
-                idx = int.from_bytes(key, "little")
-                pk = by = 0
-                for c in range(m.ncpus):
-                    p, b = abi.COUNTER.unpack_from(raw, c * m.slot_size)
-                    pk, by = pk + p, by + b
-                if pk or by:
-                    out[idx] = (pk, by)
-        return out
+        with maps.Map.from_pin(os.path.join(self.dir, map_name)) as m:
+            return counters.sum_percpu(m)
 
     def reset(self, map_name: str) -> None:
         with maps.Map.from_pin(os.path.join(self.dir, map_name)) as m:

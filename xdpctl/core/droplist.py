@@ -571,7 +571,7 @@ class DropList:
         n = min(count, limit) if limit else count
         stats = self._stats(list(range(base, base + n))) if with_stats else {}
         out = []
-        for i, pfx in enumerate(_member_prefixes(entries)[:n]):
+        for i, pfx in enumerate(_Members.unpack(entries).prefixes()[:n]):
             fam = pfx.family
             pk, by, last = stats.get(base + i, (0, 0, 0))
             out.append(RuleView(base + i, px.format_prefix(pfx), fam, DIR_NAMES[d],
@@ -630,7 +630,7 @@ class DropList:
             if name == skip:
                 continue
             exp = wall_to_kernel_ns(expires, now_wall, now_kns)
-            out.append(_unpack_members(entries, count, base, d, action, exp))
+            out.append(_Members.unpack(entries).columns(base, d, action, exp))
         return out
 
     def _lists_index_get(self) -> dict:
@@ -832,7 +832,7 @@ class DropList:
         if s.prefix is None or s.proto is not None:
             return None
         for name, d, entries in self.state.db.execute("SELECT name, dir, entries FROM lists"):
-            if d == s.dir and s.prefix in set(_member_prefixes(entries)):
+            if d == s.dir and s.prefix in set(_Members.unpack(entries).prefixes()):
                 return name
         return None
 
@@ -881,11 +881,7 @@ class DropList:
             base = state.allocate_ids(n, cap) if n else 1
             now = time.time()
             expires = now + t if t else None
-            none = [None] * n
-            pending = dlc.RuleColumns(
-                array("I", range(base, base + n)), b"\x04" * cols.n4 + b"\x06" * cols.n6,
-                cols.nets4 + cols.nets6, cols.plens4 + cols.plens6, bytes([d]) * n, bytes([act]) * n,
-                none, none, [wall_to_kernel_ns(expires)] * n)
+            pending = cols.columns(base, d, act, wall_to_kernel_ns(expires))
             compiled = self._compile(self._all_rules(now, kernel_ns(), pending=(name, pending)))
             # The kernel write (mostly in the kernel, without the GIL) runs
             # while this thread packs and stores the list; a failure on either
@@ -1057,6 +1053,36 @@ class _Members:
             flags |= int(abi.CfgFlag.HAVE_V6TRIE)
         return flags
 
+    @classmethod
+    def unpack(cls, blob: bytes) -> "_Members":
+        """The inverse of pack()."""
+        n4, n6 = _MEMBERS_HDR.unpack_from(blob)
+        o = _MEMBERS_HDR.size
+        plens4 = blob[o:o + n4]
+        o += n4
+        nets4 = array("I", blob[o:o + 4 * n4])
+        if sys.byteorder == "little":
+            nets4.byteswap()
+        o += 4 * n4
+        plens6 = blob[o:o + n6]
+        o += n6
+        nets6 = [int.from_bytes(blob[o + 16 * i:o + 16 * i + 16], "big") for i in range(n6)]
+        return cls(nets4.tolist(), plens4, nets6, plens6)
+
+    def prefixes(self) -> list[px.Prefix]:
+        """Members in rule-id order."""
+        return [px.Prefix(4, n, p) for n, p in zip(self.nets4, self.plens4)] + \
+               [px.Prefix(6, n, p) for n, p in zip(self.nets6, self.plens6)]
+
+    def columns(self, base: int, d: int, action: int, expires_ns: int) -> dlc.RuleColumns:
+        """Members as compiler input, rule ids from base."""
+        n = self.n4 + self.n6
+        none = [None] * n
+        return dlc.RuleColumns(
+            array("I", range(base, base + n)), b"\x04" * self.n4 + b"\x06" * self.n6,
+            self.nets4 + self.nets6, self.plens4 + self.plens6, bytes([d]) * n, bytes([action]) * n,
+            none, none, [expires_ns] * n)
+
     def pack(self) -> bytes:
         """The stored blob: header, IPv4 lengths, IPv4 networks (big-endian),
         IPv6 lengths, IPv6 networks."""
@@ -1070,36 +1096,3 @@ class _Members:
             self.plens6,
             b"".join(n.to_bytes(16, "big") for n in self.nets6),
         ))
-
-
-def _member_columns(entries: bytes) -> tuple[int, bytes, array, int, bytes, bytes]:
-    n4, n6 = _MEMBERS_HDR.unpack_from(entries)
-    o = _MEMBERS_HDR.size
-    plens4 = entries[o:o + n4]
-    o += n4
-    nets4 = array("I", entries[o:o + 4 * n4])
-    if sys.byteorder == "little":
-        nets4.byteswap()
-    o += 4 * n4
-    plens6 = entries[o:o + n6]
-    o += n6
-    return n4, plens4, nets4, n6, plens6, entries[o:o + 16 * n6]
-
-
-def _member_prefixes(entries: bytes) -> list[px.Prefix]:
-    n4, plens4, nets4, n6, plens6, raw6 = _member_columns(entries)
-    out = [px.Prefix(4, n, p) for n, p in zip(nets4, plens4)]
-    out += [px.Prefix(6, int.from_bytes(raw6[16 * i:16 * i + 16], "big"), plens6[i]) for i in range(n6)]
-    return out
-
-
-def _unpack_members(entries: bytes, count: int, base: int, d: int, action: int, exp: int) -> dlc.RuleColumns:
-    """Members as rule columns (dlcompile.Rule field order)."""
-    n4, plens4, nets4, n6, plens6, raw6 = _member_columns(entries)
-    n = n4 + n6
-    nets: list = nets4.tolist()
-    nets += [int.from_bytes(raw6[16 * i:16 * i + 16], "big") for i in range(n6)]
-    none = [None] * n
-    return dlc.RuleColumns(
-        array("I", range(base, base + n)), b"\x04" * n4 + b"\x06" * n6, nets, plens4 + plens6,
-        bytes([d]) * n, bytes([action]) * n, none, none, [exp] * n)

@@ -62,10 +62,8 @@ def attach(body: AttachIn, response: Response, header_rev: int | None = Depends(
     rev = expected_revision(body.revision, header_rev)
 
     def change(ctx: Context) -> AttachOut:
-        # Hooks.attach takes no expected revision; checked here, under the
-        # process lock (a CLI writer in between is not excluded).
-        ctx.state.check_revision(rev)
-        res = Hooks(ctx).attach(body.ifname, body.program, body.hook, body.mode, body.netns, body.force)
+        res = Hooks(ctx).attach(body.ifname, body.program, body.hook, body.mode, body.netns, body.force,
+                                expected_revision=rev)
         return AttachOut(netns=body.netns, ifname=body.ifname, hook=res.hook.hook, program=res.program,
                          mode=res.mode, prog_id=res.prog_id, root_id=res.root_id, replaced=res.replaced,
                          notes=res.notes, revision=ctx.state.revision)
@@ -91,8 +89,7 @@ def detach(
     rev = expected_revision(revision, header_rev)
 
     def change(ctx: Context) -> DetachOut:
-        ctx.state.check_revision(rev)
-        removed = Hooks(ctx).detach(ifname, program, hook, netns)
+        removed = Hooks(ctx).detach(ifname, program, hook, netns, expected_revision=rev)
         return DetachOut(removed=[Detached(netns=r.netns, ifname=r.ifname, hook=r.hook, program=name)
                                   for r, name in removed], revision=ctx.state.revision)
 

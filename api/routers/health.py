@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 
 from fastapi import APIRouter, Depends, Response
 
-from xdpctl.core.droplist import SHARED_DL_MAPS
-from xdpctl.kernel import bpffs
+from xdpctl.core.droplist import kernel_health
 
 from ..deps import Service, get_service
 from ..models import DbHealth, Health, KernelHealth, TaskHealth
@@ -19,21 +17,10 @@ DB_WAIT = 2.0  # seconds to wait for a writer before reporting "busy"
 
 
 def _kernel(svc: Service) -> KernelHealth:
-    s = svc.settings
-    pin = s.pin_dir
-    try:
-        on_bpffs = os.path.isdir(pin) and bpffs.fs_type(pin) == bpffs.BPF_FS_MAGIC
-    except OSError as exc:
-        return KernelHealth(ok=False, pin_dir=pin, bpffs=False, shared_maps=False, detail=str(exc))
-    if not on_bpffs:
-        why = "does not exist" if not os.path.isdir(pin) else "is not on a bpffs mount"
-        return KernelHealth(ok=False, pin_dir=pin, bpffs=False, shared_maps=False,
-                            detail=f"pin directory {pin} {why}")
-    missing = [m for m in SHARED_DL_MAPS if not os.path.exists(os.path.join(s.shared_map_dir, m))]
-    detail = None
-    if missing:
-        detail = f"shared maps missing ({', '.join(missing)}): POST /v1/restore rebuilds them"
-    return KernelHealth(ok=not missing, pin_dir=pin, bpffs=True, shared_maps=not missing, detail=detail)
+    h = kernel_health(svc.ctx)
+    detail = h.detail.replace("a restore rebuilds them", "POST /v1/restore rebuilds them") if h.detail else None
+    return KernelHealth(ok=h.ok, pin_dir=h.pin_dir, bpffs=h.bpffs,
+                        shared_maps=h.bpffs and not h.missing_maps, detail=detail)
 
 
 def _db(svc: Service) -> tuple[DbHealth, int | None]:

@@ -495,6 +495,34 @@ class KernelTables:
         return out
 
 
+@dataclass
+class KernelHealth:
+    pin_dir: str
+    bpffs: bool
+    missing_maps: list[str]
+    detail: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.bpffs and not self.missing_maps
+
+
+def kernel_health(ctx: Context) -> KernelHealth:
+    """Is the pin directory on bpffs, and are the shared maps pinned? Reads
+    only; the service's /healthz and any monitoring use it."""
+    pin = ctx.settings.pin_dir
+    try:
+        on = bpffs.is_bpffs(pin)
+    except OSError as exc:
+        return KernelHealth(pin, False, list(SHARED_DL_MAPS), str(exc))
+    if not on:
+        why = "does not exist" if not os.path.isdir(pin) else "is not on a bpffs mount"
+        return KernelHealth(pin, False, list(SHARED_DL_MAPS), f"pin directory {pin} {why}")
+    missing = [m for m in SHARED_DL_MAPS if not os.path.exists(os.path.join(ctx.settings.shared_map_dir, m))]
+    detail = f"shared maps missing ({', '.join(missing)}): a restore rebuilds them" if missing else None
+    return KernelHealth(pin, True, missing, detail)
+
+
 def _table_dict(table: dlc.Table, key_size: int) -> dict[bytes, bytes]:
     vs = len(table.values) // table.count if table.count else 0
     k, v = table.keys, table.values

@@ -174,6 +174,7 @@ class Hooks:
         netns: str | None = None,
         force: bool = False,
         record: bool = True,
+        expected_revision: int | None = None,
     ) -> AttachResult:
         st = stage(program)
         check_hook(hook)
@@ -188,6 +189,7 @@ class Hooks:
         netlink.check_netns(netns)
         ref = HookRef(netns, ifname, hook)
         with self.ctx.writer() as state:
+            state.check_revision(expected_revision)
             link = netlink.get_link(ifname, netns)  # InterfaceNotFound before anything changes
             hdir = ref.dir(self.ctx)
             created_dir = not os.path.isdir(hdir)
@@ -349,6 +351,7 @@ class Hooks:
         program: str | None = None,
         hook: str | None = None,
         netns: str | None = None,
+        expected_revision: int | None = None,
     ) -> list[tuple[HookRef, str]]:
         """Remove one stage (or all) from one hook (or all hooks of the interface)."""
         if program is not None:
@@ -357,6 +360,7 @@ class Hooks:
             check_hook(hook)
         removed: list[tuple[HookRef, str]] = []
         with self.ctx.writer() as state:
+            state.check_revision(expected_revision)
             known = {(h.netns, h.ifname) for h in pinned_hooks(self.ctx)} | {
                 (a.netns, a.ifname) for a in state.attachments()}
             if (netns, ifname) not in known:

@@ -28,6 +28,11 @@ def fs_type(path: str) -> int:
     return st.f_type & 0xFFFFFFFF
 
 
+def is_bpffs(path: str) -> bool:
+    """True when path exists and lies on a bpffs mount."""
+    return os.path.isdir(path) and fs_type(path) == BPF_FS_MAGIC
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         raise NotRoot("xdpctl needs root (CAP_BPF and CAP_NET_ADMIN) for this command")

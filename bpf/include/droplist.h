@@ -173,25 +173,37 @@ static __always_inline void xc_match4(struct xc_match *m, __u32 dir, __be32 addr
 	xc_take(m, bpf_map_lookup_elem(&xc_v4_l16, &idx), now);
 }
 
+/*
+ * Longest live entry of an LPM trie whose key starts with its prefixlen and
+ * has `base` fixed bits before the address: an expired entry (with no live
+ * fallback) is skipped by asking again below its own length.
+ */
+static __always_inline void xc_trie_match(struct xc_match *m, void *trie, void *key, __u32 base,
+					  __u64 *now)
+{
+	const struct xc_rule_val *v;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < XC_TRIE_RETRY; i++) {
+		v = bpf_map_lookup_elem(trie, key);
+		if (!v || xc_take(m, v, now) || v->plen == 0 || v->plen > 128)
+			return;
+		*(__u32 *)key = base + v->plen - 1;
+	}
+}
+
 /* Longest live entry of xc_v6_trie; an expired one is skipped by asking
  * again for prefixes shorter than its own. */
 static __always_inline void xc_trie6(struct xc_match *m, __u32 dir, const union xc_addr *a,
 				     __u64 *now)
 {
 	struct xc_trie6_key k;
-	const struct xc_rule_val *v;
-	int i;
 
 	k.prefixlen = 32 + 128;
 	k.dir = dir;
 	__builtin_memcpy(k.addr, a, 16);
-#pragma unroll
-	for (i = 0; i < XC_TRIE_RETRY; i++) {
-		v = bpf_map_lookup_elem(&xc_v6_trie, &k);
-		if (!v || xc_take(m, v, now) || v->plen == 0 || v->plen > 128)
-			return;
-		k.prefixlen = 32 + v->plen - 1;
-	}
+	xc_trie_match(m, &xc_v6_trie, &k, 32, now);
 }
 
 /*
@@ -256,9 +268,7 @@ static __always_inline void xc_match_port(struct xc_match *m, const struct xc_pk
 	const union xc_addr *a = dir == XC_DIR_SRC ? &p->src : &p->dst;
 	__u32 mapped = dir == XC_DIR_SRC ? XC_PKT_SRC_V4MAPPED : XC_PKT_DST_V4MAPPED;
 	struct xc_port_key k = {};
-	const struct xc_rule_val *v;
 	__be32 a4;
-	int i;
 
 	k.dir = dir;
 	k.proto = p->proto;
@@ -273,13 +283,7 @@ static __always_inline void xc_match_port(struct xc_match *m, const struct xc_pk
 		k.family = 6;
 		__builtin_memcpy(k.addr, a, 16);
 	}
-#pragma unroll
-	for (i = 0; i < XC_TRIE_RETRY; i++) {
-		v = bpf_map_lookup_elem(&xc_port_trie, &k);
-		if (!v || xc_take(m, v, now) || v->plen == 0 || v->plen > 128)
-			return;
-		k.prefixlen = 64 + v->plen - 1;
-	}
+	xc_trie_match(m, &xc_port_trie, &k, 64, now);
 }
 
 /* ---- accounting -------------------------------------------------------- */

@@ -141,8 +141,7 @@ def status(
             if netns:
                 nss = [netns]
             else:
-                from .core.hooks import pinned_hooks
-                nss = [None] + sorted({p.netns for p in pinned_hooks(c) if p.netns})
+                nss = h.managed_netns()
             rows = h.interfaces_status(nss)
         if not all_ifaces:
             rows = [r for r in rows if r["hooks"]]

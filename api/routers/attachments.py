@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Response
 
 from xdpctl.core.context import Context
-from xdpctl.core.hooks import Hooks, pinned_hooks
+from xdpctl.core.hooks import Hooks
 from xdpctl.errors import NotFound
 
 from ..deps import Service, expected_revision, get_service, if_match
@@ -32,7 +32,7 @@ def status(
         if netns is not None:
             spaces: list[str | None] = [netns]
         else:
-            spaces = [None] + sorted({h.netns for h in pinned_hooks(ctx) if h.netns})
+            spaces = hooks.managed_netns()
         rows, gone = [], []
         for ns in spaces:
             try:

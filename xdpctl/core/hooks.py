@@ -487,6 +487,11 @@ class Hooks:
                     )
         return out
 
+    def managed_netns(self) -> list[str | None]:
+        """The namespaces status covers by default: the host, and every
+        namespace where xdpctl has pinned hooks."""
+        return [None] + sorted({h.netns for h in pinned_hooks(self.ctx) if h.netns})
+
     def interfaces_status(self, netns_list: list[str | None]) -> list[dict]:
         """Every interface of the given namespaces: what is attached, ours or not."""
         ours = {(h.netns, h.ifname, h.hook): self.hook_status(h) for h in pinned_hooks(self.ctx)}

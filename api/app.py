@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from xdpctl import __version__
 from xdpctl.config import Settings
 from xdpctl.core.restore import restore as core_restore
-from xdpctl.errors import XdpctlError
+from xdpctl.core.errors import XdpctlError
 
 from . import metrics
 from .deps import ApiError, Options, Service, describe_errors, load_token, require_token
@@ -52,11 +52,21 @@ Control XDP and TC classifiers: protocol counters, drop lists.
 """
 
 
-def _kind(exc: XdpctlError) -> str:
-    """ValidationError -> validation_error, NotFound -> not_found, ..."""
-    name = type(exc).__name__
-    out = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
-    return out or "error"
+# Operations a core error's hint may name ({action:x}), as REST calls.
+REST_ACTIONS = {
+    "restore": "POST /v1/restore",
+    "expire": "POST /v1/expire",
+    "detach": "DELETE /v1/attachments",
+    "attach": "POST /v1/attachments",
+}
+
+
+def rest_field(field: str) -> str:
+    return field
+
+
+def rest_action(action: str) -> str:
+    return REST_ACTIONS.get(action, action)
 
 
 _STATUS_KINDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -76,7 +86,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def core_error(request: Request, exc: XdpctlError) -> JSONResponse:
         if exc.http_status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc)
-        return _error(exc.http_status, _kind(exc), exc.message)
+        body = exc.as_dict(rest_field, rest_action)
+        return _error(exc.http_status, body.pop("error"), body.pop("detail"), **body)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

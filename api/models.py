@@ -62,6 +62,9 @@ class ErrorBody(BaseModel):
 
     error: str = Field(description="kind of error, e.g. validation_error, conflict, not_found, unauthorized")
     detail: str = Field(description="one line for people")
+    field: str | None = Field(None, description="the request field the error is about")
+    value: str | None = Field(None, description="the offending value as given (cut to 80 characters)")
+    hint: str | None = Field(None, description="what to do about it")
     index: int | None = Field(None, description="bulk requests: index of the offending item (0-based)")
     line: int | None = Field(None, description="block-list bodies: line of the offending entry (1-based)")
     errors: list[FieldError] | None = Field(None, description="request validation: every offending field")
@@ -171,71 +174,9 @@ class RulesDelete(_In):
     ]})
 
 
-class RuleOut(_Out):
-    id: int
-    prefix: str | None = Field(description="null: an L4 rule on any address")
-    family: int = Field(description="4, 6, or 0 for an L4 rule on any address")
-    dir: str = Field(description="src | dst")
-    action: str = Field(description="deny | allow")
-    proto: str | None
-    port: int | None
-    comment: str | None
-    source: str | None = Field(description="who added it: api, cli, or a list's source")
-    created: float
-    expires: float | None
-    mgmt: bool
-    list: str | None = Field(None, description="the list this rule is a member of")
-    packets: int = 0
-    bytes: int = 0
-    last_hit: float | None = None
-
-
-class RulesOut(BaseModel):
-    revision: int
-    policy: str
-    rules: list[RuleOut]
-
-
-class ChangeOut(_Out):
-    """What a change did. ``revision`` is the rule set's new revision."""
-
-    revision: int
-    added: list[RuleOut] = Field(default_factory=list)
-    updated: list[RuleOut] = Field(default_factory=list)
-    removed: list[RuleOut] = Field(default_factory=list)
-    notes: list[str] = Field(default_factory=list)
-
-
 # ---------------------------------------------------------------------------
 # Lists
 # ---------------------------------------------------------------------------
-class ListOut(_Out):
-    name: str
-    count: int
-    dir: str
-    action: str
-    comment: str | None
-    source: str | None
-    created: float
-    expires: float | None
-    id_base: int = Field(description="members have rule ids id_base .. id_base+count-1")
-    sha256: str | None = Field(None, description="digest of the stored members")
-    packets: int = 0
-    bytes: int = 0
-
-
-class ListsOut(BaseModel):
-    revision: int
-    lists: list[ListOut]
-
-
-class ListDetailOut(BaseModel):
-    revision: int
-    list: ListOut
-    members: list[RuleOut]
-    truncated: bool = Field(description="true when limit cut the member list short")
-
-
 class ListPrefixes(_In):
     """JSON form of PUT /v1/lists/{name}. The fields other than prefixes may
     also be given as query parameters (not both with different values)."""
@@ -252,13 +193,6 @@ class ListPrefixes(_In):
     ]})
 
 
-class ListChangeOut(BaseModel):
-    revision: int
-    created: bool = Field(description="true: the list is new; false: it replaced a list of that name")
-    list: ListOut
-    notes: list[str] = Field(default_factory=list)
-
-
 # ---------------------------------------------------------------------------
 # Policy, revision, maintenance
 # ---------------------------------------------------------------------------
@@ -266,28 +200,6 @@ class PolicyIn(_In):
     policy: str = Field(description="allow: pass what no rule denies | deny: allow-list mode",
                         examples=["deny"])
     revision: Revision | None = None
-
-
-class PolicyOut(BaseModel):
-    policy: str
-    revision: int
-
-
-class RevisionOut(BaseModel):
-    revision: int
-
-
-class RestoreOut(BaseModel):
-    revision: int
-    map_entries_written: int
-    map_entries_deleted: int
-    errors: list[str]
-    log: list[str]
-
-
-class ExpireOut(BaseModel):
-    revision: int
-    removed: list[RuleOut]
 
 
 # ---------------------------------------------------------------------------
@@ -308,130 +220,39 @@ class AttachIn(_In):
     ]})
 
 
-class AttachOut(BaseModel):
-    netns: str | None
-    ifname: str
-    hook: str
-    program: str
-    mode: str | None
-    prog_id: int
-    root_id: int
-    replaced: bool = Field(description="true: the stage was already attached and was replaced atomically")
-    notes: list[str]
-    revision: int
-
-
-class Detached(BaseModel):
-    netns: str | None
-    ifname: str
-    hook: str
-    program: str
-
-
-class DetachOut(BaseModel):
-    removed: list[Detached]
-    revision: int
-
-
-class StageStatus(BaseModel):
-    slot: int
-    program: str
-    id: int
-    tag: str | None
-
-
-class HookStatus(BaseModel):
-    hook: str
-    mode: str | None
-    id: int = Field(description="id of the program attached to the hook")
-    name: str | None
-    tag: str | None
-    owner: str = Field(description="xdpctl | other")
-    pref: int | None = None
-    stages: list[StageStatus]
-
-
-class InterfaceStatus(BaseModel):
-    netns: str | None
-    ifname: str
-    ifindex: int
-    up: bool
-    driver: str | None
-    hooks: list[HookStatus]
-
-
-class AttachmentRecord(BaseModel):
-    netns: str | None
-    ifname: str
-    hook: str
-    program: str
-    mode: str | None
-
-
-class StatusOut(BaseModel):
-    revision: int
-    interfaces: list[InterfaceStatus] = Field(description="what the kernel runs")
-    recorded: list[AttachmentRecord] = Field(description="the desired state (what restore re-attaches)")
-    unreachable: list[str] = Field(default_factory=list,
-                                   description="namespaces with pinned hooks that no longer exist")
-
-
 # ---------------------------------------------------------------------------
 # Counters
 # ---------------------------------------------------------------------------
-class Count(BaseModel):
-    packets: int
-    bytes: int
-
-
-class ProtoCount(BaseModel):
-    l3: str
-    l4: str
-    packets: int
-    bytes: int
-
-
-class HookStats(BaseModel):
-    netns: str | None
-    ifname: str
-    hook: str
-    total: Count = Field(description="every frame the counter stage saw (VLAN slots not added again)")
-    protocols: list[ProtoCount] = Field(description="l3 'vlan' rows count tagged frames in addition")
-    verdicts: dict[str, Count] = Field(description="drop-list verdicts by reason")
-
-
-class StatsOut(BaseModel):
-    hooks: list[HookStats]
-
-
 # ---------------------------------------------------------------------------
 # Health
 # ---------------------------------------------------------------------------
-class KernelHealth(BaseModel):
-    ok: bool
-    pin_dir: str
-    bpffs: bool
-    shared_maps: bool = Field(description="the drop list's shared maps are pinned")
-    detail: str | None = None
 
-
-class DbHealth(BaseModel):
-    ok: bool
-    path: str
-    detail: str | None = None
-
-
-class TaskHealth(BaseModel):
-    interval: float | None = None
-    last_run: float | None = None
-    last_error: str | None = None
-    detail: str | None = None
-
-
-class Health(BaseModel):
-    status: str = Field(description="ok | degraded")
-    kernel: KernelHealth
-    db: DbHealth
-    revision: int | None
-    expiry: TaskHealth
-    restore: TaskHealth = Field(description="the reconcile run at service start")
+# Output bodies are the core's views (xdpctl.core.views).
+from xdpctl.core.views import *  # noqa: E402,F401,F403
+RuleOut = RuleView  # noqa: F405
+RulesOut = RulesView  # noqa: F405
+ChangeOut = ChangeView  # noqa: F405
+ListOut = ListView  # noqa: F405
+ListsOut = ListsView  # noqa: F405
+ListDetailOut = ListDetailView  # noqa: F405
+ListChangeOut = ListChangeView  # noqa: F405
+PolicyOut = PolicyView  # noqa: F405
+RevisionOut = RevisionView  # noqa: F405
+RestoreOut = RestoreView  # noqa: F405
+ExpireOut = ExpireView  # noqa: F405
+AttachOut = AttachView  # noqa: F405
+Detached = DetachedView  # noqa: F405
+DetachOut = DetachView  # noqa: F405
+StageStatus = StageView  # noqa: F405
+HookStatus = HookStatusView  # noqa: F405
+InterfaceStatus = InterfaceView  # noqa: F405
+AttachmentRecord = AttachmentView  # noqa: F405
+StatusOut = StatusView  # noqa: F405
+Count = CountView  # noqa: F405
+ProtoCount = ProtoCountView  # noqa: F405
+HookStats = HookStatsView  # noqa: F405
+StatsOut = StatsView  # noqa: F405
+KernelHealth = KernelHealthView  # noqa: F405
+DbHealth = DbHealthView  # noqa: F405
+TaskHealth = TaskHealthView  # noqa: F405
+Health = HealthView  # noqa: F405

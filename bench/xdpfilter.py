@@ -22,7 +22,7 @@ import os
 import subprocess
 import time
 
-from xdpctl.errors import CapacityError
+from xdpctl.core.errors import CapacityError
 from xdpctl.kernel import maps
 from xdpctl.lab import TwoHostLab
 

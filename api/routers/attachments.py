@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from xdpctl.core.context import Context
 from xdpctl.core.hooks import Hooks
-from xdpctl.errors import NotFound
+from xdpctl.core.errors import NotFound
 
 from ..deps import Service, expected_revision, get_service, if_match
 from ..models import (AttachIn, AttachmentRecord, AttachOut, Detached, DetachOut, IfName, NetnsName, StatusOut,

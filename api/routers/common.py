@@ -7,7 +7,7 @@ from typing import Callable, Iterable, TypeVar
 from fastapi import Response
 
 from xdpctl.core.droplist import RuleSpec
-from xdpctl.errors import ValidationError
+from xdpctl.core.errors import ValidationError
 
 from ..deps import ApiError
 

@@ -29,7 +29,7 @@ import traffic
 from xdpctl.core import counters
 from xdpctl.core.context import Context
 from xdpctl.core.hooks import HookRef, Hooks, pinned_hooks
-from xdpctl.errors import XdpctlError
+from xdpctl.core.errors import XdpctlError
 from xdpctl.kernel import bpffs, netlink
 from xdpctl.lab import Endpoint, TwoHostLab
 from xdpctl.testing.frames import protocol_mix

@@ -28,7 +28,7 @@ from helpers_xdpctl import (
 )
 from helpers_xdpctl import xenv  # noqa: F401  (fixture)
 from xdpctl.core.hooks import ROOT_PROG, probe
-from xdpctl.errors import Conflict, XdpctlError
+from xdpctl.core.errors import Conflict, XdpctlError
 from xdpctl.kernel import maps, netlink, objects
 
 IP_XDP_GENERIC = 2  # XDP_ATTACHED_SKB as `ip -j link` reports it

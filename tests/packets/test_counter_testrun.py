@@ -6,7 +6,7 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from xdpctl import abi, model
-from xdpctl.errors import BpfError
+from xdpctl.core.errors import BpfError
 from xdpctl.testing.frames import protocol_mix
 
 # The kernel's test runner for SCHED_CLS refuses (EINVAL) a frame whose

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
 from .. import abi
-from ..errors import CapacityError, Conflict, NotFound, ValidationError
+from .errors import CapacityError, Conflict, NotFound, ValidationError
 from ..kernel import bpffs, maps, objects
 from . import dlcompile as dlc
 from . import prefixes as px

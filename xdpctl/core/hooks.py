@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 
 from .. import abi
-from ..errors import (
+from .errors import (
     Conflict,
     ForeignProgram,
     NotFound,

@@ -8,7 +8,7 @@ already running are replaced atomically, so restore is safe on a live host.
 
 from __future__ import annotations
 
-from ..errors import XdpctlError
+from .errors import XdpctlError
 from .context import Context
 from .droplist import DropList
 from .hooks import Hooks, pinned_hooks

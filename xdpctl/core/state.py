@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from ..errors import Conflict
+from .errors import RevisionConflict
 
 SCHEMA_VERSION = 1
 
@@ -127,10 +127,10 @@ class State:
 
     def check_revision(self, expected: int | None) -> None:
         if expected is not None and expected != self.revision:
-            raise Conflict(
+            raise RevisionConflict(
                 f"revision conflict: the rule set is at revision {self.revision}, "
-                f"the request expected {expected}; re-read and retry"
-            )
+                f"the request expected {expected}", field="revision", value=expected,
+                hint="re-read and retry")
 
     def bump_revision(self) -> int:
         rev = self.revision + 1
@@ -164,7 +164,7 @@ class State:
 
     def allocate_ids(self, n: int, capacity: int, reserved: list[tuple[int, int]] = ()) -> int:
         """First id of a free run of n ids in [1, capacity); raises when full."""
-        from ..errors import CapacityError
+        from .errors import CapacityError
 
         spans = sorted(list(self.used_id_ranges()) + list(reserved))
         cur = 1
@@ -181,7 +181,7 @@ class State:
 
     def free_ids(self, n: int, capacity: int) -> list[int]:
         """n free rule ids (lowest first, gaps included); raises when full."""
-        from ..errors import CapacityError
+        from .errors import CapacityError
 
         out: list[int] = []
         cur = 1

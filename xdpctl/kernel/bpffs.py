@@ -8,7 +8,7 @@ import fcntl
 import os
 import shutil
 
-from ..errors import BpfError, NotRoot
+from ..core.errors import BpfError, NotRoot
 
 BPF_FS_MAGIC = 0xCAFE4A11
 DEFAULT_BPFFS = "/sys/fs/bpf"

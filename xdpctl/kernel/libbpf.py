@@ -31,7 +31,7 @@ from ctypes import (
     c_void_p,
 )
 
-from ..errors import BpfError, MissingDependency
+from ..core.errors import BpfError, MissingDependency
 
 _LIB_NAMES = ("libbpf.so.1", "libbpf.so")
 

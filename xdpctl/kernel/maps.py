@@ -11,7 +11,7 @@ import errno
 from dataclasses import dataclass
 from typing import Iterator
 
-from ..errors import BpfError, CapacityError
+from ..core.errors import BpfError, CapacityError
 from . import libbpf as L
 
 BPF_MAP_TYPE_HASH = 1

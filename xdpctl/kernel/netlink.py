@@ -21,7 +21,7 @@ from pyroute2 import IPRoute, netns as pr_netns
 from pyroute2.netlink.exceptions import NetlinkError as PrNetlinkError
 from pyroute2.netlink.rtnl.tcmsg import sched_bpf
 
-from ..errors import (
+from ..core.errors import (
     Conflict,
     InterfaceNotFound,
     NamespaceNotFound,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Callable
 
-from ..errors import BpfError, MissingDependency
+from ..core.errors import BpfError, MissingDependency
 from . import libbpf as L
 from .maps import Map, obj_pin
 

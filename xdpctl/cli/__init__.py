@@ -1,0 +1,23 @@
+"""xdpctl command line: thin over the core services.
+
+Every command parses its arguments, calls one core function and renders the
+result (a rich table, or the resource's view as JSON with --json). Errors are
+one line on stderr and a non-zero exit code (the README's exit-code table).
+
+    app.py     the typer app, global options, JSON output, error rendering
+    hooks.py   attach, detach, status, stats, probe
+    rules.py   block, allow, unblock, rules, import, export, policy, expire
+    system.py  restore, serve, version
+"""
+
+from __future__ import annotations
+
+from . import hooks, rules, system  # noqa: F401  (register the verbs)
+from .app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

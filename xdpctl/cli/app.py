@@ -1,0 +1,95 @@
+"""xdpctl command line: the typer app, global options, output and error rendering.
+
+Every command parses its arguments, calls one core function and renders the
+result (a rich table, or JSON with --json). Errors are one line on stderr
+and a non-zero exit code (see xdpctl/errors.py for the codes).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from ..config import Settings
+from ..core.context import Context
+from ..core.errors import XdpctlError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Control XDP and TC classifiers: protocol counters, drop lists, load balancing.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+)
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
+
+
+class Global:
+    settings = Settings()
+
+
+@app.callback()
+def _global(
+    pin_dir: Optional[str] = typer.Option(None, "--pin-dir", envvar="XDPCTL_PIN_DIR",
+                                          help="bpffs directory for xdpctl's pins (default: /sys/fs/bpf/xdpctl)"),
+    state_dir: Optional[str] = typer.Option(None, "--state-dir", envvar="XDPCTL_STATE_DIR",
+                                            help="directory of the state database (default: /var/lib/xdpctl)"),
+) -> None:
+    s = Settings()
+    if pin_dir:
+        s.pin_dir = pin_dir
+    if state_dir:
+        s.state_dir = state_dir
+    Global.settings = s
+
+
+def ctx() -> Context:
+    return Context(Global.settings)
+
+
+def emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+# REST field names that the CLI spells differently from ``--FIELD``.
+FLAG_NAMES: dict[str, str] = {
+    "dst": "--dst",
+    "prefix": "PREFIX",
+    "prefixes": "PREFIX",
+    "ifname": "IFACE",
+    "program": "--program",
+    "ids": "--id",
+    "id": "--id",
+    "name": "--list",
+    "file": "FILE",
+}
+
+
+def flag_word(field: str) -> str:
+    """A core error's field, as this CLI names it."""
+    return FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
+
+
+def action_word(action: str) -> str:
+    """A core error's ``{action:x}``, as a command to type."""
+    return f"`xdpctl {action}`"
+
+
+def error_line(exc: XdpctlError) -> str:
+    return f"xdpctl: error: {exc.render(flag_word, action_word)}"
+
+
+def run(fn):
+    """Run a command body; XdpctlError -> one line on stderr + its exit code."""
+    try:
+        return fn()
+    except XdpctlError as exc:
+        err.print(error_line(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)

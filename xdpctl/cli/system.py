@@ -1,0 +1,52 @@
+"""CLI verbs for the whole system: restore, serve, version."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from .app import app, ctx, emit_json, out, run
+
+from .. import __version__
+from .app import Global
+
+@app.command()
+def restore(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Rebuild programs, attachments and map contents from the state database
+    (after a reboot, or when bpffs was emptied), repairing drift."""
+    from ..core.restore import restore as do_restore
+
+    def body():
+        with ctx() as c:
+            rep = do_restore(c)
+        if as_json:
+            emit_json(rep)
+            return
+        for line in rep["log"]:
+            out.print(line, markup=False, highlight=False)
+
+    run(body)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="listen address (loopback by default)"),
+    port: int = typer.Option(8077, "--port"),
+    token: Optional[str] = typer.Option(None, "--token", envvar="XDPCTL_API_TOKEN",
+                                        help="bearer token for changes (default: generated under the state dir)"),
+) -> None:
+    """Run the REST API (FastAPI under uvicorn): rules, lists, VIPs, counters, /metrics."""
+
+    def body():
+        from api.app import serve as run_server
+
+        run_server(Global.settings, host=host, port=port, token=token)
+
+    run(body)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(f"xdpctl {__version__}")

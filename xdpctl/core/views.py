@@ -1,0 +1,210 @@
+"""The one shape of each resource, shared by every front end.
+
+The core returns these typed views; the CLI prints them with ``--json``
+(``model_dump(mode="json")``) and the REST service answers them as the body
+of the matching GET, so ``xdpctl X --json`` and ``GET /v1/X`` are the same
+document. Watch modes print one view per line (NDJSON).
+
+Times are Unix timestamps in seconds (float); ``None`` means "never" or "not
+yet" (never a placeholder string).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class View(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    def to_json(self) -> dict:
+        """The JSON document (what REST sends and ``--json`` prints)."""
+        return self.model_dump(mode="json")
+
+
+class RuleView(View):
+    id: int
+    prefix: str | None = Field(description="null: an L4 rule on any address")
+    family: int = Field(description="4, 6, or 0 for an L4 rule on any address")
+    dir: str = Field(description="src | dst")
+    action: str = Field(description="deny | allow")
+    proto: str | None
+    port: int | None
+    comment: str | None
+    source: str | None = Field(description="who added it: api, cli, or a list's source")
+    created: float
+    expires: float | None
+    mgmt: bool
+    list: str | None = Field(None, description="the list this rule is a member of")
+    packets: int = 0
+    bytes: int = 0
+    last_hit: float | None = None
+
+class RulesView(View):
+    revision: int
+    policy: str
+    rules: list[RuleView]
+
+class ChangeView(View):
+    """What a change did. ``revision`` is the rule set's new revision."""
+
+    revision: int
+    added: list[RuleView] = Field(default_factory=list)
+    updated: list[RuleView] = Field(default_factory=list)
+    removed: list[RuleView] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+class ListView(View):
+    name: str
+    count: int
+    dir: str
+    action: str
+    comment: str | None
+    source: str | None
+    created: float
+    expires: float | None
+    id_base: int = Field(description="members have rule ids id_base .. id_base+count-1")
+    sha256: str | None = Field(None, description="digest of the stored members")
+    packets: int = 0
+    bytes: int = 0
+
+class ListsView(View):
+    revision: int
+    lists: list[ListView]
+
+class ListDetailView(View):
+    revision: int
+    list: ListView
+    members: list[RuleView]
+    truncated: bool = Field(description="true when limit cut the member list short")
+
+class ListChangeView(View):
+    revision: int
+    created: bool = Field(description="true: the list is new; false: it replaced a list of that name")
+    list: ListView
+    notes: list[str] = Field(default_factory=list)
+
+class PolicyView(View):
+    policy: str
+    revision: int
+
+class RevisionView(View):
+    revision: int
+
+class RestoreView(View):
+    revision: int
+    map_entries_written: int
+    map_entries_deleted: int
+    errors: list[str]
+    log: list[str]
+
+class ExpireView(View):
+    revision: int
+    removed: list[RuleView]
+
+class AttachView(View):
+    netns: str | None
+    ifname: str
+    hook: str
+    program: str
+    mode: str | None
+    prog_id: int
+    root_id: int
+    replaced: bool = Field(description="true: the stage was already attached and was replaced atomically")
+    notes: list[str]
+    revision: int
+
+class DetachedView(View):
+    netns: str | None
+    ifname: str
+    hook: str
+    program: str
+
+class DetachView(View):
+    removed: list[DetachedView]
+    revision: int
+
+class StageView(View):
+    slot: int
+    program: str
+    id: int
+    tag: str | None
+
+class HookStatusView(View):
+    hook: str
+    mode: str | None
+    id: int = Field(description="id of the program attached to the hook")
+    name: str | None
+    tag: str | None
+    owner: str = Field(description="xdpctl | other")
+    pref: int | None = None
+    stages: list[StageView]
+
+class InterfaceView(View):
+    netns: str | None
+    ifname: str
+    ifindex: int
+    up: bool
+    driver: str | None
+    hooks: list[HookStatusView]
+
+class AttachmentView(View):
+    netns: str | None
+    ifname: str
+    hook: str
+    program: str
+    mode: str | None
+
+class StatusView(View):
+    revision: int
+    interfaces: list[InterfaceView] = Field(description="what the kernel runs")
+    recorded: list[AttachmentView] = Field(description="the desired state (what restore re-attaches)")
+    unreachable: list[str] = Field(default_factory=list,
+                                   description="namespaces with pinned hooks that no longer exist")
+
+class CountView(View):
+    packets: int
+    bytes: int
+
+class ProtoCountView(View):
+    l3: str
+    l4: str
+    packets: int
+    bytes: int
+
+class HookStatsView(View):
+    netns: str | None
+    ifname: str
+    hook: str
+    total: CountView = Field(description="every frame the counter stage saw (VLAN slots not added again)")
+    protocols: list[ProtoCountView] = Field(description="l3 'vlan' rows count tagged frames in addition")
+    verdicts: dict[str, CountView] = Field(description="drop-list verdicts by reason")
+
+class StatsView(View):
+    hooks: list[HookStatsView]
+
+class KernelHealthView(View):
+    ok: bool
+    pin_dir: str
+    bpffs: bool
+    shared_maps: bool = Field(description="the drop list's shared maps are pinned")
+    detail: str | None = None
+
+class DbHealthView(View):
+    ok: bool
+    path: str
+    detail: str | None = None
+
+class TaskHealthView(View):
+    interval: float | None = None
+    last_run: float | None = None
+    last_error: str | None = None
+    detail: str | None = None
+
+class HealthView(View):
+    status: str = Field(description="ok | degraded")
+    kernel: KernelHealthView
+    db: DbHealthView
+    revision: int | None
+    expiry: TaskHealthView
+    restore: TaskHealthView = Field(description="the reconcile run at service start")

@@ -206,7 +206,7 @@ def test_if_match_and_revision_field(client: httpx.Client) -> None:
     for headers, extra in (({"If-Match": str(stale)}, {}), ({"If-Match": f'"{stale}"'}, {}),
                            ({"If-Match": f'W/"{stale}"'}, {}), ({}, {"revision": stale})):
         r = client.post("/v1/block", json={"prefixes": ["100.67.0.0/16"], **extra}, headers=headers)
-        assert_error(r, 409, "conflict", f"revision {rev}", f"expected {stale}")
+        assert_error(r, 412, "revision_conflict", f"revision {rev}", f"expected {stale}")
     assert_error(client.post("/v1/block", json={"prefixes": ["100.67.0.0/16"]}, headers={"If-Match": "seven"}),
                  422, "validation_error", "If-Match")
     assert_error(client.post("/v1/block", json={"prefixes": ["100.67.0.0/16"], "revision": rev},
@@ -219,8 +219,8 @@ def test_if_match_and_revision_field(client: httpx.Client) -> None:
     assert new == rev + 1 and r.headers["ETag"] == f'"{new}"'
     rid = r.json()["added"][0]["id"]
     # deletes honour it too: the old revision is stale now
-    assert_error(client.delete(f"/v1/rules/{rid}", headers={"If-Match": str(rev)}), 409, "conflict")
-    assert_error(client.delete(f"/v1/rules/{rid}", params={"revision": rev}), 409, "conflict")
+    assert_error(client.delete(f"/v1/rules/{rid}", headers={"If-Match": str(rev)}), 412, "revision_conflict")
+    assert_error(client.delete(f"/v1/rules/{rid}", params={"revision": rev}), 412, "revision_conflict")
     r = client.delete(f"/v1/rules/{rid}", headers={"If-Match": r.headers["ETag"]})
     assert r.status_code == 200 and r.json()["revision"] == new + 1
 
@@ -273,7 +273,7 @@ def test_list_put_text_replace_delete(client: httpx.Client, server: Running) -> 
     assert_error(client.put("/v1/lists/feed a", content="1.2.3.4", headers={"Content-Type": "text/plain"}),
                  422, "validation_error", "invalid list name")
     assert_error(client.put("/v1/lists/feed-a", params={"revision": rev0}, json={"prefixes": []}),
-                 409, "conflict")
+                 412, "revision_conflict")
 
     r = client.delete("/v1/lists/feed-a")
     assert r.status_code == 200 and r.json()["revision"] == rev0 + 3
@@ -300,7 +300,7 @@ def test_policy(client: httpx.Client, server: Running) -> None:
         assert_error(client.put("/v1/policy", json={"policy": "drop"}), 422, "validation_error",
                      "unknown policy 'drop'")
         assert_error(client.put("/v1/policy", json={"policy": "allow"}, headers={"If-Match": str(rev)}),
-                     409, "conflict")
+                     412, "revision_conflict")
     finally:
         r = client.put("/v1/policy", json={"policy": "allow"})
     assert r.status_code == 200 and r.json()["policy"] == "allow"

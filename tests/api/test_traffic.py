@@ -155,7 +155,8 @@ def test_block_and_unblock_over_rest_stops_and_restarts_traffic(
     rev = client.get("/v1/revision").json()["revision"]
     r = client.post("/v1/attachments", json={"ifname": b.ifname, "netns": b.netns, "program": "droplist"},
                     headers={"If-Match": str(rev + 7)})
-    assert r.status_code == 409, r.text
+    assert r.status_code == 412, r.text
+    assert r.json()["error"] == "revision_conflict"
     assert not client.get("/v1/status", params={"netns": b.netns}).json()["interfaces"]
 
     attach(b, "droplist")

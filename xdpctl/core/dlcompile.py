@@ -592,107 +592,146 @@ def _validate_all(rules) -> None:
     raise RuleError(None, "rule fields of the wrong type")  # pragma: no cover
 
 
-def _compile_into(rules: list, out: Compiled) -> None:
+class _Split(NamedTuple):
+    """A rule set taken apart for compiling: the columnar fast set (IPv4 /32
+    address rules), and every other rule sorted by the table it goes to."""
+
+    fast: tuple | None            # (hash keys, ids, actions, deadlines) or None
+    fastmask: bytes | None        # which rules are in the fast set (None: all)
+    per_band: dict[str, list[Rule]]
+    trie6: list[Rule]
+    l4: list[Rule]
+    flags: int
+
+
+def _columns(rules) -> tuple:
+    """The nine columns of a rule set, and its byte columns; a rule set whose
+    columns do not have the right types is reported rule by rule."""
+    try:
+        if isinstance(rules, RuleColumns):
+            cols = rules.cols
+        else:
+            cols = tuple(zip(*rules))
+        ids, fams, nets, plens, dirs, acts, protos, ports, exps = cols
+        return cols, (bytes(fams), bytes(plens), bytes(dirs), bytes(acts))
+    except (ValueError, TypeError):
+        _validate_all(rules)
+
+
+def _fast_mask(n: int, fams_b: bytes, plens_b: bytes, protos, ports) -> bytes | None:
+    """Which rules are plain IPv4 /32 address rules (None: every rule is)."""
+    no_proto = protos.count(None) == n
+    no_port = ports.count(None) == n
+    if fams_b.count(4) == n and plens_b.count(32) == n and no_proto and no_port:
+        return None
+    m = int.from_bytes(fams_b.translate(_EQ4), "little") & int.from_bytes(plens_b.translate(_EQ32), "little")
+    if not no_proto:
+        m &= int.from_bytes(bytes(map(is_, protos, repeat(None))), "little")
+    if not no_port:
+        m &= int.from_bytes(bytes(map(is_, ports, repeat(None))), "little")
+    return m.to_bytes(n, "little")
+
+
+def _fast_set(rules, cols, dirs_b: bytes, acts_b: bytes, fastmask: bytes | None, nfast: int) -> tuple:
+    """The fast set as columns, checked column-wise: (hash keys, ids,
+    actions, deadlines) and whether any rule matches the destination."""
+    ids, _fams, nets, _plens, _dirs, _acts, _protos, _ports, exps = cols
+    sel = (lambda col: col) if fastmask is None else (lambda col: list(compress(col, fastmask)))
+    f_dirs_b = dirs_b if fastmask is None else bytes(compress(dirs_b, fastmask))
+    f_acts_b = acts_b if fastmask is None else bytes(compress(acts_b, fastmask))
+    try:
+        if f_dirs_b.count(0) + f_dirs_b.count(1) != nfast or \
+                f_acts_b.count(Action.DENY) + f_acts_b.count(Action.ALLOW) != nfast:
+            raise ValueError
+        f_ids = array("I", sel(ids))
+        if f_ids.count(0):
+            raise ValueError
+        f_nets = sel(nets)
+        array("I", f_nets)          # range check
+        f_exps = sel(exps)
+        array("Q", f_exps)          # range check
+    except (ValueError, OverflowError, TypeError):
+        _validate_all(rules)
+    have_dst = bool(f_dirs_b.count(1))
+    f_hks = list(map(or_, f_nets, map(lshift, f_dirs_b, repeat(32)))) if have_dst else f_nets
+    return (f_hks, f_ids, f_acts_b, f_exps), have_dst
+
+
+def _sort_rest(rules, fastmask: bytes, per_band: dict[str, list[Rule]], trie6: list[Rule],
+               l4: list[Rule]) -> int:
+    """Check the rules outside the fast set one by one and sort each into
+    its table; returns the config flags they need."""
+    flags = 0
+    for i in compress(range(len(rules)), fastmask.translate(_NOT01)):
+        r = rules[i]
+        if type(r) is not Rule:
+            r = Rule(*r)
+        validate_rule(r)
+        if r.proto is not None:
+            l4.append(r)
+            flags |= CfgFlag.HAVE_PORT
+            continue
+        if r.dir == 1:
+            flags |= CfgFlag.HAVE_DST
+        b = _BAND_BY_LEN[(r.family, r.plen)]
+        if b is None:
+            trie6.append(r)
+        else:
+            per_band[b.map].append(r)
+    return flags
+
+
+def _take_apart(rules) -> _Split:
     n = len(rules)
     per_band: dict[str, list[Rule]] = {b.map: [] for b in BANDS}
     trie6: list[Rule] = []
     l4: list[Rule] = []
-    fast = None
-    fastmask = None
-    flags = 0
-    if n:
-        # Columns. The common shape (IPv4 /32 address rules) stays columnar
-        # and is checked column-wise; every other rule is checked and
-        # compiled one by one.
-        try:
-            if isinstance(rules, RuleColumns):
-                ids, fams, nets, plens, dirs, acts, protos, ports, exps = rules.cols
-            else:
-                ids, fams, nets, plens, dirs, acts, protos, ports, exps = zip(*rules)
-            fams_b, plens_b, dirs_b, acts_b = bytes(fams), bytes(plens), bytes(dirs), bytes(acts)
-        except (ValueError, TypeError):
-            _validate_all(rules)
-        no_proto = protos.count(None) == n
-        no_port = ports.count(None) == n
-        if fams_b.count(4) == n and plens_b.count(32) == n and no_proto and no_port:
-            fastmask = None
-            nfast = n
-        else:
-            m = int.from_bytes(fams_b.translate(_EQ4), "little") & \
-                int.from_bytes(plens_b.translate(_EQ32), "little")
-            if not no_proto:
-                m &= int.from_bytes(bytes(map(is_, protos, repeat(None))), "little")
-            if not no_port:
-                m &= int.from_bytes(bytes(map(is_, ports, repeat(None))), "little")
-            fastmask = m.to_bytes(n, "little")
-            nfast = fastmask.count(1)
-        if nfast:
-            sel = (lambda col: col) if fastmask is None else (lambda col: list(compress(col, fastmask)))
-            f_dirs_b = dirs_b if fastmask is None else bytes(compress(dirs_b, fastmask))
-            f_acts_b = acts_b if fastmask is None else bytes(compress(acts_b, fastmask))
-            try:
-                if f_dirs_b.count(0) + f_dirs_b.count(1) != nfast or \
-                        f_acts_b.count(Action.DENY) + f_acts_b.count(Action.ALLOW) != nfast:
-                    raise ValueError
-                f_ids = array("I", sel(ids))
-                if f_ids.count(0):
-                    raise ValueError
-                f_nets = sel(nets)
-                array("I", f_nets)          # range check
-                f_exps = sel(exps)
-                array("Q", f_exps)          # range check
-            except (ValueError, OverflowError, TypeError):
-                _validate_all(rules)
-            if f_dirs_b.count(1):
-                f_hks = list(map(or_, f_nets, map(lshift, f_dirs_b, repeat(32))))
-            else:
-                f_hks = f_nets
-            fast = (f_hks, f_ids, f_acts_b, f_exps)
-            if f_dirs_b.count(1):
-                flags |= CfgFlag.HAVE_DST
-        if nfast != n:
-            rest_idx = list(compress(range(n), fastmask.translate(_NOT01)))
-            for i in rest_idx:
-                r = rules[i]
-                if type(r) is not Rule:
-                    r = Rule(*r)
-                validate_rule(r)
-                if r.proto is not None:
-                    l4.append(r)
-                    flags |= CfgFlag.HAVE_PORT
-                    continue
-                if r.dir == 1:
-                    flags |= CfgFlag.HAVE_DST
-                b = _BAND_BY_LEN[(r.family, r.plen)]
-                if b is None:
-                    trie6.append(r)
-                else:
-                    per_band[b.map].append(r)
-        if trie6:
-            flags |= CfgFlag.HAVE_V6TRIE
+    if not n:
+        return _Split(None, None, per_band, trie6, l4, 0)
+    cols, (fams_b, plens_b, dirs_b, acts_b) = _columns(rules)
+    fastmask = _fast_mask(n, fams_b, plens_b, cols[6], cols[7])
+    nfast = n if fastmask is None else fastmask.count(1)
+    fast, flags = None, 0
+    if nfast:
+        fast, have_dst = _fast_set(rules, cols, dirs_b, acts_b, fastmask, nfast)
+        if have_dst:
+            flags |= CfgFlag.HAVE_DST
+    if nfast != n:
+        flags |= _sort_rest(rules, fastmask, per_band, trie6, l4)
+    if trie6:
+        flags |= CfgFlag.HAVE_V6TRIE
+    return _Split(fast, fastmask, per_band, trie6, l4, flags)
+
+
+def _compile_into(rules: list, out: Compiled) -> None:
+    """Three paths: the columnar fast set (IPv4 /32 address rules) goes
+    straight into the /32 hash image; every other rule is checked and
+    compiled per table; big-endian hosts take the plain path for all."""
+    sp = _take_apart(rules)
+
     def fast_rules() -> Iterable[Rule]:
-        sel = rules if fastmask is None else compress(rules, fastmask)
+        sel = rules if sp.fastmask is None else compress(rules, sp.fastmask)
         return (r if type(r) is Rule else Rule(*r) for r in sel)
 
     for b in BANDS:
-        minor = per_band[b.map]
+        minor = sp.per_band[b.map]
         if not _LE:
-            if b.map == "xc_v4_l32" and fast is not None:
+            if b.map == "xc_v4_l32" and sp.fast is not None:
                 minor.extend(fast_rules())
             _compile_plain(b, minor, out)
         elif b.map == L16:
             _compile_l16(minor, out)
         elif b.family == 4:
             try:
-                _compile_v4_hash(b, minor, fast if b.map == "xc_v4_l32" else None, out)
+                _compile_v4_hash(b, minor, sp.fast if b.map == "xc_v4_l32" else None, out)
             except _FastDup:
                 _find_dup(fast_rules())
                 raise
         else:
             _compile_plain(b, minor, out)
-    _compile_v6_trie(trie6, out)
-    _compile_port(l4, out)
-    out.flags = int(flags)
+    _compile_v6_trie(sp.trie6, out)
+    _compile_port(sp.l4, out)
+    out.flags = int(sp.flags)
 
 
 # ---------------------------------------------------------------------------

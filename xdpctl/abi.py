@@ -1,5 +1,7 @@
 """The map ABI on the Python side: every key/value layout, enum and constant
-of bpf/include/xdpctl_abi.h, and the table of maps (docs/internals.md).
+of bpf/include/xdpctl_abi.h, the sizes of bpf/include/xdpctl_consts.h that
+Python uses, and the table of maps (bpf/include/xdpctl_maps.h,
+docs/internals.md).
 
 This is the one place Python defines layouts. Change a layout here and in
 xdpctl_abi.h together; tests/unit/test_abi.py checks this module against the
@@ -117,13 +119,11 @@ C_ENUMS: dict[str, tuple[type[enum.IntEnum], str]] = {
     "xc_dl_reason": (DlReason, "XC_DL_"),
 }
 
-# C #define name -> value.
+# C #define name (xdpctl_abi.h) -> value.
 C_DEFINES: dict[str, int] = {
-    "XC_CHAIN_SLOTS": CHAIN_SLOTS,
     "XC_PROTO_EXTRA": PROTO_EXTRA,
     "XC_PROTO_VLAN1": PROTO_VLAN1,
     "XC_PROTO_VLAN2": PROTO_VLAN2,
-    "XC_PROTO_SLOTS": PROTO_SLOTS,
     "XC_CFG_HAVE_DST": int(CfgFlag.HAVE_DST),
     "XC_CFG_HAVE_PORT": int(CfgFlag.HAVE_PORT),
     "XC_CFG_HAVE_V6TRIE": int(CfgFlag.HAVE_V6TRIE),
@@ -221,6 +221,16 @@ PACKERS: dict[str, struct.Struct] = {
 # LPM prefixlen offsets: bits of the key in front of the address.
 TRIE6_PREFIX_BASE = 32   # xc_trie6_key.dir
 PORT_PREFIX_BASE = 64    # dir, proto, port, family, pad
+
+# enum xc_consts (xdpctl_consts.h) member -> the value of this module that
+# copies it. Map sizes are compared map by map with MAP_SPECS instead.
+C_CONSTS: dict[str, int] = {
+    "XC_CHAIN_SLOTS": CHAIN_SLOTS,
+    "XC_PROTO_SLOTS": PROTO_SLOTS,
+    "XC_DL_SLOTS": DL_MAX,
+    "XC_TRIE6_PLEN_BASE": TRIE6_PREFIX_BASE,
+    "XC_PORT_PLEN_BASE": PORT_PREFIX_BASE,
+}
 
 
 def pack_key4(dir: int, addr: int) -> bytes:

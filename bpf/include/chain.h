@@ -1,30 +1,18 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * xdpctl chain: every hook has its own PROG_ARRAY xc_chain (slot order in
- * enum xc_stage). The root tries slots 0..7; a stage that passes a packet
- * on tries the slots after its own. A tail call into an empty slot falls
- * through to the next; when none is left the caller returns its pass code.
- *
- * The map is declared without BTF key/value types: the kernel accepts no
- * BTF on a PROG_ARRAY, and sizes are all that matter (u32 key, prog fd).
- * Python sets the pin path, so one hook's array is shared by its root and
- * all its stages.
+ * xdpctl chain: every hook has its own PROG_ARRAY xc_chain (xdpctl_maps.h;
+ * slot order in enum xc_stage). The root tries slots 0..7; a stage that
+ * passes a packet on tries the slots after its own. A tail call into an
+ * empty slot falls through to the next; when none is left the caller
+ * returns its pass code.
  */
 #ifndef XDPCTL_CHAIN_H
 #define XDPCTL_CHAIN_H
 
 #include <linux/types.h>
-#include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-#include "xdpctl_abi.h"
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, XC_CHAIN_SLOTS);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(__u32));
-} xc_chain SEC(".maps");
+#include "xdpctl_maps.h"
 
 /*
  * Tail-call slots first..XC_CHAIN_SLOTS-1 in order. first must be a

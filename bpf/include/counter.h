@@ -10,31 +10,16 @@
 #include "parse.h"
 #include "stage.h"
 
-/* Per hook. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XC_PROTO_SLOTS);
-	__type(key, __u32);
-	__type(value, struct xc_counter);
-} xc_proto SEC(".maps");
-
-static __always_inline void xc_proto_add(__u32 slot, __u32 len)
-{
-	struct xc_counter *c = bpf_map_lookup_elem(&xc_proto, &slot);
-
-	if (c) {
-		c->packets += 1;
-		c->bytes += len;
-	}
-}
+#define XC_MAPS_COUNTER
+#include "xdpctl_maps.h"
 
 static __always_inline int xc_counter_run(const struct xc_pkt *p)
 {
-	xc_proto_add((__u32)p->l3 * XC_L4_MAX + p->l4, p->len);
+	xc_count(&xc_proto, (__u32)p->l3 * XC_L4_MAX + p->l4, p->len);
 	if (p->vlan == 1)
-		xc_proto_add(XC_PROTO_VLAN1, p->len);
+		xc_count(&xc_proto, XC_PROTO_VLAN1, p->len);
 	else if (p->vlan >= 2)
-		xc_proto_add(XC_PROTO_VLAN2, p->len);
+		xc_count(&xc_proto, XC_PROTO_VLAN2, p->len);
 	return XC_PASS;
 }
 

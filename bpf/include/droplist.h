@@ -19,104 +19,8 @@
 #include "parse.h"
 #include "stage.h"
 
-/* Expired trie entries: retry with a shorter prefix this many times. */
-#define XC_TRIE_RETRY 4
-
-/* ---- shared maps (Python pins them under <pin>/maps/) ---------------- */
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct xc_config);
-} xc_cfg SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2 * 65536);
-	__type(key, __u32);
-	__type(value, struct xc_rule_val);
-} xc_v4_l16 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1048576);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key4);
-	__type(value, struct xc_rule_val);
-} xc_v4_l24 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2097152);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key4);
-	__type(value, struct xc_rule_val);
-} xc_v4_l32 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1048576);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key6);
-	__type(value, struct xc_rule_val);
-} xc_v6_l128 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1048576);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key6);
-	__type(value, struct xc_rule_val);
-} xc_v6_l64 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key6);
-	__type(value, struct xc_rule_val);
-} xc_v6_l48 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key6);
-	__type(value, struct xc_rule_val);
-} xc_v6_l32 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 262144);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_trie6_key);
-	__type(value, struct xc_rule_val);
-} xc_v6_trie SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 65536);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_port_key);
-	__type(value, struct xc_rule_val);
-} xc_port_trie SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2097152);
-	__type(key, __u32);
-	__type(value, struct xc_rule_stats);
-} xc_rule_stats SEC(".maps");
-
-/* ---- per-hook map ----------------------------------------------------- */
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XC_DL_MAX);
-	__type(key, __u32);
-	__type(value, struct xc_counter);
-} xc_dl_cnt SEC(".maps");
+#define XC_MAPS_DROPLIST
+#include "xdpctl_maps.h"
 
 /* ---- matching ---------------------------------------------------------- */
 
@@ -169,7 +73,7 @@ static __always_inline void xc_match4(struct xc_match *m, __u32 dir, __be32 addr
 	k.addr = addr & bpf_htonl(0xffffff00);
 	if (xc_take(m, bpf_map_lookup_elem(&xc_v4_l24, &k), now))
 		return;
-	idx = dir * 65536 + (bpf_ntohl(addr) >> 16);
+	idx = dir * XC_V4_L16_DIR_SLOTS + (bpf_ntohl(addr) >> 16);
 	xc_take(m, bpf_map_lookup_elem(&xc_v4_l16, &idx), now);
 }
 
@@ -200,10 +104,10 @@ static __always_inline void xc_trie6(struct xc_match *m, __u32 dir, const union 
 {
 	struct xc_trie6_key k;
 
-	k.prefixlen = 32 + 128;
+	k.prefixlen = XC_TRIE6_PLEN_BASE + 128;
 	k.dir = dir;
 	__builtin_memcpy(k.addr, a, 16);
-	xc_trie_match(m, &xc_v6_trie, &k, 32, now);
+	xc_trie_match(m, &xc_v6_trie, &k, XC_TRIE6_PLEN_BASE, now);
 }
 
 /*
@@ -274,16 +178,16 @@ static __always_inline void xc_match_port(struct xc_match *m, const struct xc_pk
 	k.proto = p->proto;
 	k.port = p->dport;
 	if (p->l3 == XC_L3_IPV4 || (p->flags & mapped)) {
-		k.prefixlen = 64 + 32;
+		k.prefixlen = XC_PORT_PLEN_BASE + 32;
 		k.family = 4;
 		a4 = p->l3 == XC_L3_IPV4 ? a->v4 : a->w[3];
 		__builtin_memcpy(k.addr, &a4, 4);
 	} else {
-		k.prefixlen = 64 + 128;
+		k.prefixlen = XC_PORT_PLEN_BASE + 128;
 		k.family = 6;
 		__builtin_memcpy(k.addr, a, 16);
 	}
-	xc_trie_match(m, &xc_port_trie, &k, 64, now);
+	xc_trie_match(m, &xc_port_trie, &k, XC_PORT_PLEN_BASE, now);
 }
 
 /* ---- accounting -------------------------------------------------------- */
@@ -297,16 +201,6 @@ static __always_inline void xc_rule_hit(__u32 id, __u32 len, __u64 *now)
 	__sync_fetch_and_add(&st->packets, 1);
 	__sync_fetch_and_add(&st->bytes, len);
 	st->last_hit_ns = xc_now(now);
-}
-
-static __always_inline void xc_dl_count(__u32 reason, __u32 len)
-{
-	struct xc_counter *c = bpf_map_lookup_elem(&xc_dl_cnt, &reason);
-
-	if (c) {
-		c->packets += 1;
-		c->bytes += len;
-	}
 }
 
 /* ---- the stage --------------------------------------------------------- */
@@ -392,7 +286,7 @@ allow:
 	xc_rule_hit(m.id, p->len, &now);
 	reason = XC_DL_PASS_ALLOW;
 out:
-	xc_dl_count(reason, p->len);
+	xc_count(&xc_dl_cnt, reason, p->len);
 	return verdict;
 }
 

@@ -18,29 +18,13 @@
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
+#include <linux/in6.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
 #include "xdpctl_abi.h"
-
-#define XC_VLAN_MAX      2 /* tags parsed; one more makes the frame L3_OTHER */
-#define XC_IPV6_EXT_MAX  8 /* extension headers walked before L4_MALFORMED */
-
-/* Ethertypes and IPv6 next-header values the parser knows. */
-#define XC_ETH_P_8021Q   0x8100
-#define XC_ETH_P_8021AD  0x88a8
-#define XC_ETH_P_QINQ1   0x9100
-#define XC_NH_HOP        0
-#define XC_NH_ROUTING    43
-#define XC_NH_FRAGMENT   44
-#define XC_NH_AH         51
-#define XC_NH_DSTOPTS    60
-
-/* ICMPv6 neighbour discovery: router solicitation .. redirect. */
-#define XC_ICMPV6_ND_MIN 133
-#define XC_ICMPV6_ND_MAX 137
 
 /* struct xc_pkt.flags */
 #define XC_PKT_PORTS        (1U << 0) /* sport/dport valid (TCP/UDP/SCTP header read) */
@@ -84,15 +68,15 @@ struct xc_vlan_tag {
 
 static __always_inline int xc_is_vlan(__be16 proto)
 {
-	return proto == bpf_htons(XC_ETH_P_8021Q) ||
-	       proto == bpf_htons(XC_ETH_P_8021AD) ||
-	       proto == bpf_htons(XC_ETH_P_QINQ1);
+	return proto == bpf_htons(ETH_P_8021Q) ||
+	       proto == bpf_htons(ETH_P_8021AD) ||
+	       proto == bpf_htons(ETH_P_QINQ1);
 }
 
 static __always_inline int xc_is_ext6(__u8 nh)
 {
-	return nh == XC_NH_HOP || nh == XC_NH_ROUTING || nh == XC_NH_FRAGMENT ||
-	       nh == XC_NH_DSTOPTS || nh == XC_NH_AH;
+	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_FRAGMENT ||
+	       nh == IPPROTO_DSTOPTS || nh == IPPROTO_AH;
 }
 
 static __always_inline void xc_l4_malformed(struct xc_pkt *p)
@@ -108,27 +92,27 @@ static __always_inline void xc_parse_l4(struct xc_pkt *p, void *l4, void *data_e
 
 	switch (p->proto) {
 	case IPPROTO_TCP:
-		if (l4 + 20 > data_end)
+		if (l4 + XC_L4_HLEN_TCP > data_end)
 			goto trunc;
 		p->l4 = XC_L4_TCP;
 		break;
 	case IPPROTO_UDP:
-		if (l4 + 8 > data_end)
+		if (l4 + XC_L4_HLEN_UDP > data_end)
 			goto trunc;
 		p->l4 = XC_L4_UDP;
 		break;
 	case IPPROTO_SCTP:
-		if (l4 + 12 > data_end)
+		if (l4 + XC_L4_HLEN_SCTP > data_end)
 			goto trunc;
 		p->l4 = XC_L4_SCTP;
 		break;
 	case IPPROTO_ICMP:
-		if (l4 + 4 > data_end)
+		if (l4 + XC_L4_HLEN_ICMP > data_end)
 			goto trunc;
 		p->l4 = XC_L4_ICMP;
 		return;
 	case IPPROTO_ICMPV6:
-		if (l4 + 4 > data_end)
+		if (l4 + XC_L4_HLEN_ICMP > data_end)
 			goto trunc;
 		p->l4 = XC_L4_ICMPV6;
 		if (p->l3 == XC_L3_IPV6) {
@@ -139,7 +123,7 @@ static __always_inline void xc_parse_l4(struct xc_pkt *p, void *l4, void *data_e
 		}
 		return;
 	case IPPROTO_GRE:
-		if (l4 + 4 > data_end)
+		if (l4 + XC_L4_HLEN_GRE > data_end)
 			goto trunc;
 		p->l4 = XC_L4_GRE;
 		return;
@@ -210,9 +194,6 @@ __noinline __u64 xc_opaque(__u64 v)
 	return v;
 }
 
-/* Offsets past this are impossible (8 headers of at most 2048 bytes). */
-#define XC_PARSE_MAX_OFF 0x7fff
-
 static __always_inline void xc_parse_ipv6(struct xc_pkt *p, void *data, void *l3,
 					  void *data_end)
 {
@@ -259,14 +240,14 @@ static __always_inline void xc_parse_ipv6(struct xc_pkt *p, void *data, void *l3
 			xc_l4_malformed(p);
 			return;
 		}
-		if (nh == XC_NH_FRAGMENT) {
+		if (nh == IPPROTO_FRAGMENT) {
 			if (e->frag_off & bpf_htons(0xfff8)) {
 				p->proto = e->nexthdr;
 				p->l4 = XC_L4_FRAGMENT;
 				return;
 			}
-			hlen = 8;
-		} else if (nh == XC_NH_AH) {
+			hlen = sizeof(*e); /* the whole fragment header */
+		} else if (nh == IPPROTO_AH) {
 			hlen = ((__u32)e->hdrlen + 2) << 2;
 		} else {
 			hlen = ((__u32)e->hdrlen + 1) << 3;

@@ -18,8 +18,6 @@
 #include "chain.h"
 #include "stage.h"
 
-#define XC_TC_PULL_MAX 512 /* L2 + IPv6 + a long extension chain + L4 */
-
 /*
  * Parse the linear part as it is now. Global (non-inlined) on purpose, see
  * xdp_hook.h; being one function, calling it twice below costs the
@@ -33,7 +31,8 @@ __noinline int xc_tc_parse_linear(struct __sk_buff *skb, struct xc_pkt *p)
 
 	if (!p)
 		return XC_L3_MALFORMED;
-	xc_parse(p, data, data_end, stripped, skb->len + (stripped ? 4 : 0));
+	xc_parse(p, data, data_end, stripped,
+		 skb->len + (stripped ? sizeof(struct xc_vlan_tag) : 0));
 	return p->l3;
 }
 

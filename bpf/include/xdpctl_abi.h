@@ -4,6 +4,8 @@
  * classifiers and the Python control plane (xdpctl/abi.py mirrors this file,
  * and tests/unit/test_abi.py checks it against the BTF of the built objects).
  *
+ * Sizes and limits are in xdpctl_consts.h, the maps in xdpctl_maps.h.
+ *
  * Change a layout here and in xdpctl/abi.py together, never one alone.
  */
 #ifndef XDPCTL_ABI_H
@@ -11,10 +13,11 @@
 
 #include <linux/types.h>
 
+#include "xdpctl_consts.h"
+
 /* ------------------------------------------------------------------ */
 /* Chain: root program per hook tail-calls stages in slot order.       */
 /* ------------------------------------------------------------------ */
-#define XC_CHAIN_SLOTS 8
 enum xc_stage {
 	XC_STAGE_COUNTER  = 0,
 	XC_STAGE_DROPLIST = 1,
@@ -51,7 +54,6 @@ enum xc_l4 {
 #define XC_PROTO_EXTRA      (XC_L3_MAX * XC_L4_MAX) /* 50 */
 #define XC_PROTO_VLAN1      (XC_PROTO_EXTRA + 0)   /* frames carrying exactly one VLAN tag */
 #define XC_PROTO_VLAN2      (XC_PROTO_EXTRA + 1)   /* frames carrying two tags (QinQ) */
-#define XC_PROTO_SLOTS      64
 
 struct xc_counter {
 	__u64 packets;
@@ -182,7 +184,7 @@ enum xc_dl_reason {
 	XC_DL_DROP_POLICY  = 6, /* deny policy, nothing allowed it */
 	XC_DL_PASS_MALFORMED = 7, /* malformed IP, policy allow: left to the stack */
 	XC_DL_DROP_MALFORMED = 8, /* malformed IP, policy deny */
-	XC_DL_MAX          = 16,
+	XC_DL_MAX          = XC_DL_SLOTS,
 };
 
 #endif /* XDPCTL_ABI_H */

@@ -1,6 +1,6 @@
-"""xdpctl/abi.py against bpf/include/xdpctl_abi.h (text) and against the BTF
-of the built objects in xdpctl/bpf/*.o (bpftool), so that the Python and C
-layouts cannot drift apart silently."""
+"""xdpctl/abi.py against bpf/include/xdpctl_abi.h and xdpctl_consts.h (text)
+and against the BTF of the built objects in xdpctl/bpf/*.o (bpftool), so that
+the Python and C layouts, sizes and limits cannot drift apart silently."""
 from __future__ import annotations
 
 import ctypes
@@ -8,15 +8,20 @@ import functools
 import json
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from xdpctl import abi
+from xdpctl import abi, model
+from xdpctl.core import dlcompile
 
 ROOT = Path(__file__).resolve().parents[2]
-HEADER = ROOT / "bpf" / "include" / "xdpctl_abi.h"
+BPF_SRC = ROOT / "bpf"
+HEADER = BPF_SRC / "include" / "xdpctl_abi.h"
+CONSTS_HEADER = BPF_SRC / "include" / "xdpctl_consts.h"
+MAPS_HEADER = BPF_SRC / "include" / "xdpctl_maps.h"
 OBJ_DIR = ROOT / "xdpctl" / "bpf"
 # docs/internals.md, "Objects and programs"
 OBJECTS = ("xdp_root", "xdp_counter", "xdp_droplist", "tc_root", "tc_counter", "tc_droplist")
@@ -24,21 +29,52 @@ OBJECTS = ("xdp_root", "xdp_counter", "xdp_droplist", "tc_root", "tc_counter", "
 C_SIZES = {"__u8": 1, "__u16": 2, "__u32": 4, "__u64": 8}
 
 
-def _header_text() -> str:
-    text = HEADER.read_text()
+# Every Python copy of an enum xc_consts member: (C name, Python name, value).
+# The ones of xdpctl/abi.py are in abi.C_CONSTS; the others live next to the
+# code that mirrors the C behaviour.
+_L4_NEED = {cls: need for cls, need in model.L4_HDR.values()}
+PY_CONSTS: list[tuple[str, str, int]] = [
+    *((c, f"abi.C_CONSTS[{c!r}]", v) for c, v in abi.C_CONSTS.items()),
+    ("XC_V4_L16_ENTRIES", "dlcompile.L16_ENTRIES", dlcompile.L16_ENTRIES),
+    ("XC_TRIE_RETRY", "dlcompile.TRIE_RETRY", dlcompile.TRIE_RETRY),
+    ("XC_VLAN_MAX", "model.VLAN_MAX", model.VLAN_MAX),
+    ("XC_IPV6_EXT_MAX", "model.IPV6_EXT_MAX", model.IPV6_EXT_MAX),
+    ("XC_ICMPV6_ND_MIN", "model.ND_TYPES.start", model.ND_TYPES.start),
+    ("XC_ICMPV6_ND_MAX", "model.ND_TYPES.stop - 1", model.ND_TYPES.stop - 1),
+    ("XC_L4_HLEN_TCP", "model.L4_HDR[TCP]", _L4_NEED[abi.L4.TCP]),
+    ("XC_L4_HLEN_UDP", "model.L4_HDR[UDP]", _L4_NEED[abi.L4.UDP]),
+    ("XC_L4_HLEN_SCTP", "model.L4_HDR[SCTP]", _L4_NEED[abi.L4.SCTP]),
+    ("XC_L4_HLEN_ICMP", "model.L4_HDR[ICMP]", _L4_NEED[abi.L4.ICMP]),
+    ("XC_L4_HLEN_ICMP", "model.L4_HDR[ICMPV6]", _L4_NEED[abi.L4.ICMPV6]),
+    ("XC_L4_HLEN_GRE", "model.L4_HDR[GRE]", _L4_NEED[abi.L4.GRE]),
+]
+
+
+def _header_text(path: Path = HEADER) -> str:
+    text = path.read_text()
     return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+
+
+def _c_value(expr: str, env: dict[str, int]) -> int:
+    """Value of a C constant expression over the names in env."""
+    expr = re.sub(r"\b(\d+)[uU]\b", r"\1", expr.strip())
+    return eval(expr, {}, dict(env))  # noqa: S307 - our own headers
 
 
 # ---------------------------------------------------------------------------
 # Against the header text
 # ---------------------------------------------------------------------------
 def _header_enums() -> dict[str, dict[str, int]]:
-    out = {}
-    for name, body in re.findall(r"enum\s+(\w+)\s*\{(.*?)\}", _header_text(), flags=re.S):
-        vals = {}
-        for m in re.finditer(r"(\w+)\s*=\s*(\d+)", body):
-            vals[m.group(1)] = int(m.group(2))
-        out[name] = vals
+    """enum -> {member: value} of xdpctl_consts.h and xdpctl_abi.h (which
+    includes it); a value may name members defined before it, as in C."""
+    out: dict[str, dict[str, int]] = {}
+    env: dict[str, int] = {}
+    for path in (CONSTS_HEADER, HEADER):
+        for name, body in re.findall(r"enum\s+(\w+)\s*\{(.*?)\}", _header_text(path), flags=re.S):
+            vals = {}
+            for m in re.finditer(r"(\w+)\s*=\s*([^,]+)", body):
+                vals[m.group(1)] = env[m.group(1)] = _c_value(m.group(2), env)
+            out[name] = vals
     return out
 
 
@@ -55,11 +91,14 @@ def _header_structs() -> dict[str, list[tuple[str, str, int]]]:
 
 def test_header_enums_match():
     enums = _header_enums()
+    consts = enums.pop("xc_consts")
     assert set(enums) == set(abi.C_ENUMS), "enum set differs between header and abi.C_ENUMS"
     for cname, vals in enums.items():
         py, prefix = abi.C_ENUMS[cname]
         want = {k[len(prefix):]: v for k, v in vals.items()}
         assert {m.name: int(m.value) for m in py} == want, cname
+    for cname, where, value in PY_CONSTS:
+        assert consts.get(cname) == value, f"{where} = {value}, {cname} = {consts.get(cname)}"
 
 
 def test_header_defines_match():
@@ -67,14 +106,22 @@ def test_header_defines_match():
     defines = dict(re.findall(r"#define\s+(XC_\w+)\s+(.+)", text))
     defines.pop("XDPCTL_ABI_H", None)
     assert set(defines) == set(abi.C_DEFINES)
+    # evaluate each C expression over the enum values and other defines
     env = {k: int(v) for k, v in abi.C_DEFINES.items()}
+    for vals in _header_enums().values():
+        env.update(vals)
     for name, expr in defines.items():
-        # evaluate the C expression over the enum values and other defines
-        expr = expr.replace("1U", "1").strip()
-        for cname, vals in _header_enums().items():
-            for k, v in vals.items():
-                env[k] = v
-        assert eval(expr, {}, dict(env)) == abi.C_DEFINES[name], name  # noqa: S307 - our own header
+        assert _c_value(expr, env) == abi.C_DEFINES[name], name
+
+
+def test_maps_defined_in_one_header():
+    """Every map definition is in xdpctl_maps.h, every size in xdpctl_consts.h."""
+    for path in sorted(BPF_SRC.rglob("*")):
+        if not path.is_file() or path == MAPS_HEADER:
+            continue
+        text = _header_text(path)
+        assert 'SEC(".maps")' not in text, f"{path.relative_to(ROOT)} defines a map"
+        assert "max_entries" not in text, f"{path.relative_to(ROOT)} sizes a map"
 
 
 def test_header_structs_match_ctypes():
@@ -214,15 +261,43 @@ def test_btf_structs_match():
     assert not absent, f"no object has BTF for {absent}"
 
 
+def _btf_enums(types) -> dict[str, dict[str, int]]:
+    return {t["name"]: {v["name"]: v["val"] for v in t["values"]}
+            for t in types.values() if t["kind"] in ("ENUM", "ENUM64")}
+
+
 def test_btf_enums_match():
+    # bpf/include/xdpctl_btf.h puts every ABI enum into every object's BTF
     for obj in _objects():
-        types = _btf(obj)
-        for t in types.values():
-            if t["kind"] not in ("ENUM", "ENUM64") or t["name"] not in abi.C_ENUMS:
-                continue
-            py, prefix = abi.C_ENUMS[t["name"]]
-            got = {v["name"][len(prefix):]: v["val"] for v in t["values"]}
-            assert got == {m.name: int(m.value) for m in py}, f"enum {t['name']} in {obj}.o"
+        enums = _btf_enums(_btf(obj))
+        absent = sorted(set(abi.C_ENUMS) - set(enums))
+        assert not absent, f"{obj}.o has no BTF for enums {absent}"
+        for name, (py, prefix) in abi.C_ENUMS.items():
+            got = {k[len(prefix):]: v for k, v in enums[name].items()}
+            assert got == {m.name: int(m.value) for m in py}, f"enum {name} in {obj}.o"
+
+
+def test_btf_consts_match_python():
+    """Every Python copy of a size or limit equals the value the compiler
+    saw, and every object was built with the same values."""
+    first = None
+    for obj in _objects():
+        consts = _btf_enums(_btf(obj)).get("xc_consts")
+        assert consts, f"{obj}.o has no BTF for enum xc_consts"
+        first = first or consts
+        assert consts == first, f"enum xc_consts in {obj}.o differs from {OBJECTS[0]}.o"
+        for cname, where, value in PY_CONSTS:
+            assert cname in consts, f"{where} copies {cname}, which {obj}.o does not define"
+            assert consts[cname] == value, f"{where} = {value}, {cname} = {consts[cname]} in {obj}.o"
+    # each map's default size has its name: XC_<MAP>_ENTRIES, or a slot count
+    sizes = {c: v for c, v in first.items() if c.endswith("_ENTRIES")}
+    sizes.update({"XC_CHAIN_SLOTS": first["XC_CHAIN_SLOTS"], "XC_PROTO_SLOTS": first["XC_PROTO_SLOTS"],
+                  "XC_DL_SLOTS": first["XC_DL_SLOTS"]})
+    named = {"xc_chain": "XC_CHAIN_SLOTS", "xc_proto": "XC_PROTO_SLOTS", "xc_dl_cnt": "XC_DL_SLOTS"}
+    for name, spec in abi.MAP_SPECS.items():
+        cname = named.get(name, f"XC_{name[3:].upper()}_ENTRIES")
+        assert sizes.pop(cname, None) == spec.max_entries, f"{cname} != MAP_SPECS[{name!r}].max_entries"
+    assert not sizes, f"sizes of no map in abi.MAP_SPECS: {sorted(sizes)}"
 
 
 def _map_defs(types) -> dict[str, dict]:
@@ -254,8 +329,6 @@ def test_btf_maps_match_specs():
     found: dict[str, list[str]] = {}
     for obj in _objects():
         for name, d in _map_defs(_btf(obj)).items():
-            if not name.startswith("xc_"):
-                continue
             assert name in abi.MAP_SPECS, f"{obj}.o defines {name}, unknown to abi.MAP_SPECS"
             spec = abi.MAP_SPECS[name]
             found.setdefault(name, []).append(obj)
@@ -271,3 +344,30 @@ def test_btf_maps_match_specs():
                     assert d[part] == want.__name__, f"{where}: {part} type"
     missing = sorted(set(abi.MAP_SPECS) - set(found))
     assert not missing, f"maps in abi.MAP_SPECS that no object defines: {missing}"
+
+
+def _elf_sections(path: Path) -> list[str]:
+    """Section names of a little-endian ELF64 object."""
+    data = path.read_bytes()
+    assert data[:6] == b"\x7fELF\x02\x01", f"{path.name}: not a little-endian ELF64 object"
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+
+    def header(i):  # sh_name, sh_type, sh_flags, sh_addr, sh_offset, ...
+        return struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)
+
+    strtab = header(shstrndx)[4]
+    names = []
+    for i in range(shnum):
+        start = strtab + header(i)[0]
+        names.append(data[start:data.index(b"\0", start)].decode())
+    return names
+
+
+def test_objects_have_no_global_data():
+    """libbpf turns .data, .rodata, .bss and .kconfig sections into maps of
+    their own; the objects have none, so .maps holds every map they create."""
+    for obj in _objects():
+        data = [n for n in _elf_sections(OBJ_DIR / f"{obj}.o")
+                if re.match(r"\.(data|rodata|bss|kconfig)(\.|$)", n)]
+        assert not data, f"{obj}.o has global data sections {data}"

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * xdpctl sizes and limits: every map's default max_entries and every bound
+ * the programs loop or check against, in one place. No other file under
+ * bpf/ spells a size of its own.
+ *
+ * An enum rather than #defines: the values are integer constants to the
+ * compiler all the same, and xdpctl_btf.h puts the enum into the BTF of every
+ * object, where tests/unit/test_abi.py compares each value with its Python
+ * copy.
+ */
+#ifndef XDPCTL_CONSTS_H
+#define XDPCTL_CONSTS_H
+
+enum xc_consts {
+	/* Chain: tail-call slots of each hook's xc_chain (enum xc_stage). */
+	XC_CHAIN_SLOTS        = 8,
+
+	/* Per-hook counters. */
+	XC_PROTO_SLOTS        = 64,    /* xc_proto: l3 * XC_L4_MAX + l4, then extras */
+	XC_DL_SLOTS           = 16,    /* xc_dl_cnt: one per enum xc_dl_reason */
+
+	/* Shared maps: default max_entries (the control plane may resize). */
+	XC_CFG_ENTRIES        = 1,
+	XC_V4_L16_DIR_SLOTS   = 65536, /* xc_v4_l16 slots per direction: addr >> 16 */
+	XC_V4_L16_ENTRIES     = 2 * XC_V4_L16_DIR_SLOTS,
+	XC_V4_L24_ENTRIES     = 1048576,
+	XC_V4_L32_ENTRIES     = 2097152,
+	XC_V6_L128_ENTRIES    = 1048576,
+	XC_V6_L64_ENTRIES     = 1048576,
+	XC_V6_L48_ENTRIES     = 262144,
+	XC_V6_L32_ENTRIES     = 262144,
+	XC_V6_TRIE_ENTRIES    = 262144,
+	XC_PORT_TRIE_ENTRIES  = 65536,
+	XC_RULE_STATS_ENTRIES = 2097152,
+
+	/* Drop list. */
+	XC_TRIE_RETRY         = 4,     /* lookups per LPM trie when entries have expired */
+	XC_TRIE6_PLEN_BASE    = 32,    /* xc_trie6_key bits before addr (dir) */
+	XC_PORT_PLEN_BASE     = 64,    /* xc_port_key bits before addr (dir .. pad) */
+
+	/* Parser. */
+	XC_VLAN_MAX           = 2,     /* tags parsed; one more makes the frame L3_OTHER */
+	XC_IPV6_EXT_MAX       = 8,     /* extension headers walked before L4_MALFORMED */
+	XC_PARSE_MAX_OFF      = 0x7fff, /* offsets past this are impossible (8 headers of at most 2048 bytes) */
+	XC_ICMPV6_ND_MIN      = 133,   /* neighbour discovery: router solicitation .. */
+	XC_ICMPV6_ND_MAX      = 137,   /* .. redirect */
+	/* L4 header bytes that must be in the frame. */
+	XC_L4_HLEN_TCP        = 20,
+	XC_L4_HLEN_UDP        = 8,
+	XC_L4_HLEN_SCTP       = 12,    /* common header: ports, tag, checksum */
+	XC_L4_HLEN_ICMP       = 4,     /* type, code, checksum (ICMP and ICMPv6) */
+	XC_L4_HLEN_GRE        = 4,     /* flags, protocol */
+
+	/* TC: bytes pulled into the linear part when a header runs past it
+	 * (L2 + IPv6 + a long extension chain + L4). */
+	XC_TC_PULL_MAX        = 512,
+};
+
+#endif /* XDPCTL_CONSTS_H */

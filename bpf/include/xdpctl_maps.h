@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * xdpctl maps: every map definition of every object (docs/internals.md,
+ * "Maps: per hook vs shared"; xdpctl/abi.py MAP_SPECS mirrors them). Key and
+ * value layouts are in xdpctl_abi.h, sizes in xdpctl_consts.h.
+ *
+ * libbpf creates every map an object defines, used or not, so an object
+ * must define only the maps its program uses. The maps come in groups; a
+ * stage header defines the macro of its group and includes this file again:
+ *
+ *   always            xc_chain
+ *   XC_MAPS_COUNTER   xc_proto
+ *   XC_MAPS_DROPLIST  xc_cfg, the address and port tables, xc_rule_stats,
+ *                     xc_dl_cnt
+ *
+ * Each group has a guard of its own, so including this file more than once
+ * defines every map once.
+ */
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "xdpctl_consts.h"
+#include "xdpctl_abi.h"
+#include "xdpctl_btf.h"
+
+/* ---- chain (per hook) ------------------------------------------------- */
+#ifndef XDPCTL_MAPS_CHAIN
+#define XDPCTL_MAPS_CHAIN
+
+/*
+ * Declared without BTF key/value types: the kernel accepts no BTF on a
+ * PROG_ARRAY, and sizes are all that matter (u32 key, prog fd). Python
+ * sets the pin path, so one hook's array is shared by its root and all its
+ * stages.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, XC_CHAIN_SLOTS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} xc_chain SEC(".maps");
+
+#endif /* XDPCTL_MAPS_CHAIN */
+
+/* ---- protocol counter (per hook) -------------------------------------- */
+#if defined(XC_MAPS_COUNTER) && !defined(XDPCTL_MAPS_COUNTER)
+#define XDPCTL_MAPS_COUNTER
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XC_PROTO_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xc_counter);
+} xc_proto SEC(".maps");
+
+#endif /* XDPCTL_MAPS_COUNTER */
+
+/* ---- drop list (shared, pinned under <pin>/maps/; xc_dl_cnt per hook) - */
+#if defined(XC_MAPS_DROPLIST) && !defined(XDPCTL_MAPS_DROPLIST)
+#define XDPCTL_MAPS_DROPLIST
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XC_CFG_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct xc_config);
+} xc_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XC_V4_L16_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct xc_rule_val);
+} xc_v4_l16 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XC_V4_L24_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key4);
+	__type(value, struct xc_rule_val);
+} xc_v4_l24 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XC_V4_L32_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key4);
+	__type(value, struct xc_rule_val);
+} xc_v4_l32 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XC_V6_L128_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key6);
+	__type(value, struct xc_rule_val);
+} xc_v6_l128 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XC_V6_L64_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key6);
+	__type(value, struct xc_rule_val);
+} xc_v6_l64 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XC_V6_L48_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key6);
+	__type(value, struct xc_rule_val);
+} xc_v6_l48 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XC_V6_L32_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key6);
+	__type(value, struct xc_rule_val);
+} xc_v6_l32 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, XC_V6_TRIE_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_trie6_key);
+	__type(value, struct xc_rule_val);
+} xc_v6_trie SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, XC_PORT_TRIE_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_port_key);
+	__type(value, struct xc_rule_val);
+} xc_port_trie SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XC_RULE_STATS_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct xc_rule_stats);
+} xc_rule_stats SEC(".maps");
+
+/* per hook */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XC_DL_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xc_counter);
+} xc_dl_cnt SEC(".maps");
+
+#endif /* XDPCTL_MAPS_DROPLIST */

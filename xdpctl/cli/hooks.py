@@ -133,6 +133,8 @@ def _stats_table(view: StatsView) -> Table:
     captions = []
     for h in view.hooks:
         per_proto = {(r.l3, r.l4): r for r in h.rates.protocols} if h.rates else {}
+        if not h.protocols:  # attached, nothing counted yet
+            t.add_row(*[_cell(h.netns), h.ifname, h.hook, "-", "-", "0", "0"] + (["0", "0"] if rates else []))
         for p in h.protocols:
             cells = [_cell(h.netns), h.ifname, h.hook, p.l3, p.l4, f"{p.packets:,}", f"{p.bytes:,}"]
             if rates:

@@ -79,17 +79,17 @@ class XdpctlCollector(Collector):
                                  labels=HOOK_LABELS + ["reason"])
         vb = CounterMetricFamily("xdpctl_droplist_verdict_bytes", "Drop-list verdicts (bytes) by reason",
                                  labels=HOOK_LABELS + ["reason"])
-        for hc in counters.read_all(self.svc.ctx):
-            where = [hc.hook.netns or "", hc.hook.ifname, hc.hook.hook]
-            for (l3, l4), (p, b) in sorted(hc.proto.items()):
-                if l3 == "vlan":
-                    vlan.add_metric(where + [l4], p)
+        for h in counters.stats(self.svc.ctx).hooks:
+            where = [h.netns or "", h.ifname, h.hook]
+            for p in h.protocols:
+                if p.l3 == "vlan":
+                    vlan.add_metric(where + [p.l4], p.packets)
                     continue
-                pk.add_metric(where + [l3, l4], p)
-                by.add_metric(where + [l3, l4], b)
-            for reason, (p, b) in sorted(hc.verdicts.items()):
-                vp.add_metric(where + [reason], p)
-                vb.add_metric(where + [reason], b)
+                pk.add_metric(where + [p.l3, p.l4], p.packets)
+                by.add_metric(where + [p.l3, p.l4], p.bytes)
+            for reason, c in h.verdicts.items():
+                vp.add_metric(where + [reason], c.packets)
+                vb.add_metric(where + [reason], c.bytes)
         yield from (pk, by, vlan, vp, vb)
 
     # -- rules, lists, revision (database + rule hit counters)

@@ -220,12 +220,10 @@ class AttachIn(_In):
     ]})
 
 
-# ---------------------------------------------------------------------------
-# Counters
-# ---------------------------------------------------------------------------
-# ---------------------------------------------------------------------------
-# Health
-# ---------------------------------------------------------------------------
+class ProbeIn(_In):
+    ifname: IfName
+    netns: NetnsName | None = None
+
 
 # Output bodies are the core's views (xdpctl.core.views).
 from xdpctl.core.views import *  # noqa: E402,F401,F403
@@ -240,19 +238,3 @@ PolicyOut = PolicyView  # noqa: F405
 RevisionOut = RevisionView  # noqa: F405
 RestoreOut = RestoreView  # noqa: F405
 ExpireOut = ExpireView  # noqa: F405
-AttachOut = AttachView  # noqa: F405
-Detached = DetachedView  # noqa: F405
-DetachOut = DetachView  # noqa: F405
-StageStatus = StageView  # noqa: F405
-HookStatus = HookStatusView  # noqa: F405
-InterfaceStatus = InterfaceView  # noqa: F405
-AttachmentRecord = AttachmentView  # noqa: F405
-StatusOut = StatusView  # noqa: F405
-Count = CountView  # noqa: F405
-ProtoCount = ProtoCountView  # noqa: F405
-HookStats = HookStatsView  # noqa: F405
-StatsOut = StatsView  # noqa: F405
-KernelHealth = KernelHealthView  # noqa: F405
-DbHealth = DbHealthView  # noqa: F405
-TaskHealth = TaskHealthView  # noqa: F405
-Health = HealthView  # noqa: F405

@@ -267,7 +267,7 @@ def detach_all(ctx: Context) -> list[str]:
             problems.append(f"detach {ns}/{ifname}: {exc}")
     for ref in pinned_hooks(ctx):  # stale pins whose stages were gone
         try:
-            hooks._teardown_hook(ref, detach_root=True)
+            hooks.teardown(ref)
         except XdpctlError as exc:
             problems.append(f"teardown {ref.label()}: {exc}")
     return problems

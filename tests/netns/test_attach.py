@@ -27,7 +27,7 @@ from helpers_xdpctl import (
     tc_filters_json,
 )
 from helpers_xdpctl import xenv  # noqa: F401  (fixture)
-from xdpctl.core.hooks import ROOT_PROG, probe
+from xdpctl.core.hooks import ROOT_PROG, probe, status
 from xdpctl.core.errors import Conflict, XdpctlError
 from xdpctl.kernel import maps, netlink, objects
 
@@ -38,8 +38,8 @@ def _xdp_ids(ep) -> dict:
     return netlink.get_link(ep.ifname, ep.netns).xdp_ids
 
 
-def _status_row(rows: list[dict], ep) -> dict:
-    (row,) = [r for r in rows if r["netns"] == ep.netns and r["ifname"] == ep.ifname]
+def _status_row(doc: dict, ep) -> dict:
+    (row,) = [r for r in doc["interfaces"] if r["netns"] == ep.netns and r["ifname"] == ep.ifname]
     return row
 
 
@@ -105,7 +105,7 @@ def test_counter_and_droplist_share_one_xdp_hook(xenv: XEnv) -> None:
     assert xenv.hooks.detach(b.ifname, "droplist", "xdp", b.netns) == [(ref, "droplist")]
     assert _xdp_ids(b) == {"generic": counter.root_id}
     st = xenv.hooks.hook_status(ref)
-    assert st["attached"] and [(s["program"], s["id"]) for s in st["stages"]] == [("counter", counter.prog_id)]
+    assert st.attached and [(s.program, s.id) for s in st.stages] == [("counter", counter.prog_id)]
     mark2 = traffic.marker()
     frames2 = traffic.frame_mix(a, b, mark2, {"udp4": 4})
     assert len(traffic.send_and_capture(a, b, frames2, mark2)) == 4
@@ -148,7 +148,7 @@ def test_foreign_xdp_program_is_not_clobbered_without_force(xenv: XEnv) -> None:
     res = cli_json(xenv.cli("attach", b.ifname, "--netns", b.netns, "--mode", "generic", "--force", "--json"))
     assert res["mode"] == "generic" and res["root_id"] != foreign_id
     assert _xdp_ids(b) == {"generic": res["root_id"]}
-    (hook,) = _status_row(xenv.hooks.interfaces_status([b.netns]), b)["hooks"]
+    (hook,) = _status_row(status(xenv.ctx, b.netns).to_json(), b)["hooks"]
     assert (hook["id"], hook["name"], hook["owner"]) == (res["root_id"], ROOT_PROG, "xdpctl")
     assert [(s["program"], s["id"]) for s in hook["stages"]] == [("counter", res["prog_id"])]
 
@@ -177,7 +177,7 @@ def test_foreign_tc_filter_is_not_clobbered_without_force(xenv: XEnv) -> None:
     (flt,) = tc_filters_json(b, "ingress")
     assert flt["options"]["prog"]["id"] == res.root_id != foreign_id
     assert flt["options"]["bpf_name"] == f"{netlink.TC_NAME_PREFIX}root"
-    assert xenv.hooks.hook_status(xenv.ref(b, "tc-ingress"))["attached"] is True
+    assert xenv.hooks.hook_status(xenv.ref(b, "tc-ingress")).attached is True
 
 
 # --------------------------------------------------------------------------
@@ -214,7 +214,7 @@ def test_status_reports_what_the_kernel_runs(xenv: XEnv) -> None:
     # the kernel runs nothing on xdp any more; xdpctl's pins say what restore would bring back
     assert got["tc-ingress"] == (flt["options"]["prog"]["id"], "xdpctl")
     assert got["xdp"][0] is None and got["xdp"][1].startswith("xdpctl (pinned, not attached")
-    assert xenv.hooks.hook_status(xenv.ref(b, "xdp"))["attached"] is False
+    assert xenv.hooks.hook_status(xenv.ref(b, "xdp")).attached is False
 
     removed = xenv.hooks.detach(b.ifname, netns=b.netns)
     assert sorted((ref.hook, name) for ref, name in removed) == [("tc-ingress", "counter"), ("xdp", "counter")]
@@ -275,13 +275,13 @@ def test_xdp_replace_swaps_only_the_expected_program(xenv: XEnv) -> None:
 
             netlink.xdp_set(b.ifname, b.netns, new_fd, "generic", expected_fd=root_fd)
             assert _xdp_ids(b) == {"generic": new_id}
-            assert xenv.hooks.hook_status(ref)["attached"] is False
+            assert xenv.hooks.hook_status(ref).attached is False
             # and back: xdpctl's root (with its chain) runs again
             netlink.xdp_set(b.ifname, b.netns, root_fd, "generic", expected_fd=new_fd)
     finally:
         os.close(root_fd)
     assert _xdp_ids(b) == {"generic": ours.root_id}
-    assert xenv.hooks.hook_status(ref)["attached"] is True
+    assert xenv.hooks.hook_status(ref).attached is True
     mark = traffic.marker()
     frames = traffic.frame_mix(a, b, mark, {"udp4": 2})
     assert len(traffic.send_and_capture(a, b, frames, mark)) == 2
@@ -320,9 +320,9 @@ def test_auto_mode_falls_back_to_generic_when_the_driver_refuses_native(xenv: XE
     # while its peer's MTU fits a page; generic XDP has no such limit.
     xenv.lab.ipr("a").link("set", index=a.ifindex, mtu=9000)
     xenv.lab.ipr("b").link("set", index=b.ifindex, mtu=9000)
-    results = {(r["hook"], r["mode"]): r for r in probe(xenv.ctx, b.ifname, b.netns)["results"]}
-    assert results[("xdp", "generic")]["ok"] is True
-    assert results[("xdp", "native")]["ok"] is False and "MTU" in results[("xdp", "native")]["detail"]
+    results = {(r.hook, r.mode): r for r in probe(xenv.ctx, b.ifname, b.netns).results}
+    assert results[("xdp", "generic")].ok is True
+    assert results[("xdp", "native")].ok is False and "MTU" in results[("xdp", "native")].detail
 
     res = xenv.hooks.attach(b.ifname, "counter", "xdp", None, b.netns)  # auto
     assert res.mode == "generic"

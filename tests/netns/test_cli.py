@@ -98,15 +98,21 @@ def test_attach_stats_detach_with_exact_counts(xenv: XEnv) -> None:
 
     out = cli_json(xenv.cli("stats", b.ifname, "--netns", b.netns, "--json"))
     want = expected_counts(frames, mark, sentinels=1)
+    untagged = [v for (l3, _l4), v in want.items() if l3 != "vlan"]  # tagged frames are in their class too
     assert out == {
-        "counters": [
-            {"netns": b.netns, "ifname": b.ifname, "hook": "xdp", "l3": l3, "l4": l4, "packets": p, "bytes": n}
-            for (l3, l4), (p, n) in sorted(want.items())
-        ],
-        "droplist": [],
+        "hooks": [{
+            "netns": b.netns, "ifname": b.ifname, "hook": "xdp",
+            "total": {"packets": sum(p for p, _n in untagged), "bytes": sum(n for _p, n in untagged)},
+            "protocols": [{"l3": l3, "l4": l4, "packets": p, "bytes": n} for (l3, l4), (p, n) in sorted(want.items())],
+            "verdicts": {},
+            "rates": None,
+        }],
+        "time": None,
+        "seconds": None,
     }
     # The numbers are the kernel's, not a model's: same as the core reads.
-    assert {(r["l3"], r["l4"]): (r["packets"], r["bytes"]) for r in out["counters"]} == xenv.counts(b, "xdp")
+    (hook,) = out["hooks"]
+    assert {(r["l3"], r["l4"]): (r["packets"], r["bytes"]) for r in hook["protocols"]} == xenv.counts(b, "xdp")
 
     res = cli_ok(xenv.cli("detach", b.ifname, "--netns", b.netns))
     assert res.stdout == f"detached counter from {b.netns}/{b.ifname} xdp\n"

@@ -18,8 +18,9 @@ import pytest
 import traffic
 from helpers_xdpctl import EXTRA_SLOTS, MIX_COUNTS, SENTINEL_SLOT, XEnv, assert_bare, expected_counts, extra_frames
 from helpers_xdpctl import xenv  # noqa: F401  (fixture)
-from xdpctl.core.hooks import ROOT_PROG, HookRef, Hooks
-from xdpctl.kernel import maps, netlink
+from xdpctl.core.context import Context
+from xdpctl.core.hooks import HookRef, kind
+from xdpctl.kernel import netlink
 from xdpctl.lab import Endpoint, netns_socket
 from xdpctl.testing.frames import udp4
 
@@ -136,19 +137,13 @@ class LoadSender(threading.Thread):
         return self.sent
 
 
-def replace_root(hooks: Hooks, ref: HookRef, mode: str | None, current_root: int) -> int:
+def replace_root(ctx: Context, ref: HookRef, mode: str | None, current_root: int) -> int:
     """Swap the hook's root for a freshly loaded one the way xdpctl does:
     XDP_FLAGS_REPLACE with the current root as expected program (XDP), or
     `tc filter replace` on xdpctl's pref/handle (TC). Returns the new id."""
     if ref.hook == "xdp":
-        return hooks._load_and_attach_xdp_root(ref, mode, {mode: current_root})
-    loaded = hooks._load_root(ref)
-    try:
-        fd = loaded.prog_fd(ROOT_PROG)
-        netlink.tc_set(ref.ifname, ref.netns, ref.hook, fd, f"{netlink.TC_NAME_PREFIX}root")
-        return maps.prog_info(fd).id
-    finally:
-        loaded.close()
+        return kind(ref.hook).attach_root(ctx, ref, mode, {mode: current_root})
+    return kind(ref.hook).attach_root(ctx, ref)
 
 
 def kernel_root_id(ref: HookRef) -> int | None:
@@ -185,7 +180,7 @@ def test_replace_under_load_counts_every_packet(xenv: XEnv, hook: str, mode: str
                 assert res.replaced and res.root_id == root_ids[-1]
                 stage_ids.append(res.prog_id)
             else:
-                root_ids.append(replace_root(xenv.hooks, ref, mode, root_ids[-1]))
+                root_ids.append(replace_root(xenv.ctx, ref, mode, root_ids[-1]))
                 assert kernel_root_id(ref) == root_ids[-1]
     finally:
         sent = sender.finish()
@@ -197,6 +192,6 @@ def test_replace_under_load_counts_every_packet(xenv: XEnv, hook: str, mode: str
     assert len(set(stage_ids)) == len(stage_ids) == 1 + ROUNDS // 2
     assert len(set(root_ids)) == len(root_ids) == 1 + ROUNDS // 2
     st = xenv.hooks.hook_status(ref)
-    assert st["attached"] and st["mode"] == mode
-    assert st["root"]["id"] == root_ids[-1] == kernel_root_id(ref)
-    assert [(s["program"], s["id"]) for s in st["stages"]] == [("counter", stage_ids[-1])]
+    assert st.attached and st.mode == mode
+    assert st.root.id == root_ids[-1] == kernel_root_id(ref)
+    assert [(s.program, s.id) for s in st.stages] == [("counter", stage_ids[-1])]

@@ -200,7 +200,7 @@ def test_restore_after_pins_and_programs_are_gone(dl_env, mark, tmp_path) -> Non
     assert env.dl.rules(with_stats=False) == rules_before
     for ep, hook in ((b, "xdp"), (a, "tc-egress")):
         st = env.hooks.hook_status(HookRef(ep.netns, ep.ifname, hook))
-        assert st["attached"] and [s["program"] for s in st["stages"]] == ["droplist"]
+        assert st.attached and [s.program for s in st.stages] == ["droplist"]
     assert_filtering()
     # hits of list members are counted per member (each frame was sent twice)
     members = {r.prefix: (r.packets, r.bytes) for r in env.dl.rules(list_name="spamhaus")}

@@ -152,7 +152,7 @@ def test_destination_rules_on_tc_egress(dl_env, mark, udp_receiver) -> None:
     env.attach(a, "tc-egress", program="counter")
     ref = env.attach(a, "tc-egress", program="droplist")
     st = env.hooks.hook_status(ref)
-    assert st["attached"] and [s["program"] for s in st["stages"]] == ["counter", "droplist"]
+    assert st.attached and [s.program for s in st.stages] == ["counter", "droplist"]
     res = env.cli("block", "--dst", f"{b.ipv4}/32", f"{b.ipv6}/128", "--json").json()
     assert [(r["prefix"], r["dir"], r["action"]) for r in res["added"]] == [
         (f"{b.ipv4}/32", "dst", "deny"), (f"{b.ipv6}/128", "dst", "deny")]

@@ -1,20 +1,33 @@
-"""CLI verbs for hooks: attach, detach, status, stats, probe."""
+"""CLI verbs for hooks: attach, detach, status, stats, probe.
+
+Each prints the core's view: with --json exactly ``view.to_json()`` (the
+body of the matching REST call), else a table or a line for people, where
+an absent value shows as "-".
+"""
 
 from __future__ import annotations
 
-import time
+import itertools
+import json
+import sys
 from typing import Optional
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
-from .app import app, ctx, emit_json, err, out, run
-from ..core import counters as counters_mod
-from ..core.hooks import Hooks, probe as probe_iface
+from ..core import counters
+from ..core import hooks as core_hooks
+from ..core.views import StatsView, StatusView
+from .app import action_word, app, ctx, emit_json, err, out, run
 
 HookOpt = typer.Option("xdp", "--hook", help="xdp | tc-ingress | tc-egress")
 NetnsOpt = typer.Option(None, "--netns", help="network namespace of the interface (ip netns name)")
+JsonOpt = typer.Option(False, "--json", help="print the resource as JSON (the REST body)")
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 @app.command()
@@ -25,24 +38,23 @@ def attach(
     mode: Optional[str] = typer.Option(None, "--mode", "-m", help="XDP mode: generic | native | offload | auto"),
     netns: Optional[str] = NetnsOpt,
     force: bool = typer.Option(False, "--force", help="replace a program xdpctl did not attach"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Attach a classifier to a hook (adds it to the hook's chain; replaces it if present)."""
 
     def body():
         with ctx() as c:
-            res = Hooks(c).attach(iface, program, hook, mode, netns, force)
+            view = core_hooks.attach(c, iface, program, hook, mode, netns, force)
         if as_json:
-            emit_json({"netns": netns, "ifname": iface, "hook": hook, "program": program, "mode": res.mode,
-                       "prog_id": res.prog_id, "root_id": res.root_id, "replaced": res.replaced,
-                       "notes": res.notes})
+            emit_json(view.to_json())
             return
-        for n in res.notes:
+        for n in view.notes:
             err.print(f"xdpctl: {n}", markup=False, highlight=False)
-        verb = "replaced" if res.replaced else "attached"
-        mode_s = f" ({res.mode} mode)" if res.mode else ""
-        out.print(f"{verb} {program} on {res.hook.label()}{mode_s}: prog id {res.prog_id}, root id {res.root_id}",
-                  markup=False, highlight=False)
+        verb = "replaced" if view.replaced else "attached"
+        where = f"{view.netns}/" if view.netns else ""
+        mode_s = f" ({view.mode} mode)" if view.mode else ""
+        out.print(f"{verb} {program} on {where}{view.ifname} {view.hook}{mode_s}: prog id {view.prog_id}, "
+                  f"root id {view.root_id}", markup=False, highlight=False)
 
     run(body)
 
@@ -53,14 +65,19 @@ def detach(
     program: Optional[str] = typer.Option(None, "--program", "-p", help="stage to remove (default: all)"),
     hook: Optional[str] = typer.Option(None, "--hook", help="hook (default: every hook of the interface)"),
     netns: Optional[str] = NetnsOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Remove a classifier (or all of xdpctl's) from an interface."""
 
     def body():
         with ctx() as c:
-            removed = Hooks(c).detach(iface, program, hook, netns)
-        for ref, name in removed:
-            out.print(f"detached {name} from {ref.label()}", markup=False, highlight=False)
+            view = core_hooks.detach(c, iface, program, hook, netns)
+        if as_json:
+            emit_json(view.to_json())
+            return
+        for d in view.removed:
+            where = f"{d.netns}/" if d.netns else ""
+            out.print(f"detached {d.program} from {where}{d.ifname} {d.hook}", markup=False, highlight=False)
 
     run(body)
 
@@ -69,74 +86,66 @@ def detach(
 def status(
     netns: Optional[str] = typer.Option(None, "--netns", help="only this namespace"),
     all_ifaces: bool = typer.Option(False, "--all", "-a", help="also interfaces with nothing attached"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Every interface with what is attached: hook, mode, program ids, owner, chain."""
 
     def body():
         with ctx() as c:
-            c.kernel_ready()
-            h = Hooks(c)
-            if netns:
-                nss = [netns]
-            else:
-                nss = h.managed_netns()
-            rows = h.interfaces_status(nss)
-        if not all_ifaces:
-            rows = [r for r in rows if r["hooks"]]
+            view = core_hooks.status(c, netns, all_ifaces)
         if as_json:
-            emit_json(rows)
-            return
-        t = Table(title="xdpctl status", show_lines=False)
-        for col in ("netns", "interface", "hook", "mode", "prog id", "name", "owner", "chain"):
-            t.add_column(col)
-        for r in rows:
-            if not r["hooks"]:
-                t.add_row(r["netns"] or "-", r["ifname"], "-", "-", "-", "-", "-", "-")
-            for hk in r["hooks"]:
-                chain = ", ".join(f"{s['slot']}:{s['program']}#{s['id']}" for s in hk["stages"]) or "-"
-                t.add_row(r["netns"] or "-", r["ifname"], hk["hook"], hk["mode"] or "-", str(hk["id"]),
-                          hk["name"] or "-", hk["owner"], chain)
-        out.print(t)
+            emit_json(view.to_json())
+        else:
+            out.print(_status_table(view, netns))
 
     run(body)
 
 
-def _stats_rows(hcs, prev=None, dt=None):
-    rows = []
-    prevmap = {}
-    if prev:
-        for hc in prev:
-            for k, v in hc.proto.items():
-                prevmap[(hc.hook, k)] = v
-    for hc in hcs:
-        for (l3, l4), (pk, by) in sorted(hc.proto.items()):
-            r = {"netns": hc.hook.netns, "ifname": hc.hook.ifname, "hook": hc.hook.hook, "l3": l3, "l4": l4,
-                 "packets": pk, "bytes": by}
-            if prev is not None and dt:
-                p0, b0 = prevmap.get((hc.hook, (l3, l4)), (0, 0))
-                r["pps"] = (pk - p0) / dt
-                r["bps"] = (by - b0) * 8 / dt
-            rows.append(r)
-    return rows
+def _status_table(view: StatusView, netns: str | None) -> Table:
+    t = Table(title="xdpctl status", show_lines=False)
+    for col in ("netns", "interface", "hook", "mode", "prog id", "name", "owner", "chain"):
+        t.add_column(col)
+    for r in view.interfaces:
+        if not r.hooks:
+            t.add_row(_cell(r.netns), r.ifname, "-", "-", "-", "-", "-", "-")
+        for hk in r.hooks:
+            chain = ", ".join(f"{s.slot}:{s.program}#{s.id}" for s in hk.stages) or "-"
+            t.add_row(_cell(r.netns), r.ifname, hk.hook, _cell(hk.mode), _cell(hk.id), _cell(hk.name), hk.owner,
+                      chain)
+    missing = [a for a in view.recorded if not a.attached and (netns is None or a.netns == netns)]
+    for a in missing:
+        t.add_row(_cell(a.netns), a.ifname, a.hook, _cell(a.mode), "-", "-", "recorded, not attached", a.program)
+    notes = [f"namespace {ns} is gone; its pins remain" for ns in view.unreachable]
+    if missing or any(hk.id is None for r in view.interfaces for hk in r.hooks):
+        notes.append(f"{action_word('restore')} re-attaches what is recorded but not attached")
+    t.caption = "\n".join(notes) or None
+    return t
 
 
-def _stats_table(rows, hcs, rates: bool) -> Table:
+def _stats_table(view: StatsView) -> Table:
+    rates = any(h.rates for h in view.hooks)
     t = Table(title="xdpctl stats (summed over CPUs)")
     for col in ("netns", "interface", "hook", "l3", "l4", "packets", "bytes"):
         t.add_column(col, justify="right" if col in ("packets", "bytes") else "left")
     if rates:
         t.add_column("pkt/s", justify="right")
         t.add_column("bit/s", justify="right")
-    for r in rows:
-        cells = [r["netns"] or "-", r["ifname"], r["hook"], r["l3"], r["l4"], f"{r['packets']:,}", f"{r['bytes']:,}"]
-        if rates:
-            cells += [f"{r.get('pps', 0):,.0f}", f"{r.get('bps', 0):,.0f}"]
-        t.add_row(*cells)
-    for hc in hcs:
-        if hc.verdicts:
-            v = ", ".join(f"{k}={p}" for k, (p, _b) in sorted(hc.verdicts.items()))
-            t.caption = (t.caption + "\n" if t.caption else "") + f"{hc.hook.label()} droplist: {v}"
+    captions = []
+    for h in view.hooks:
+        per_proto = {(r.l3, r.l4): r for r in h.rates.protocols} if h.rates else {}
+        if not h.protocols:  # attached, nothing counted yet
+            t.add_row(*[_cell(h.netns), h.ifname, h.hook, "-", "-", "0", "0"] + (["0", "0"] if rates else []))
+        for p in h.protocols:
+            cells = [_cell(h.netns), h.ifname, h.hook, p.l3, p.l4, f"{p.packets:,}", f"{p.bytes:,}"]
+            if rates:
+                r = per_proto.get((p.l3, p.l4))
+                cells += [f"{r.packets_per_s:,.0f}", f"{r.bits_per_s:,.0f}"] if r else ["-", "-"]
+            t.add_row(*cells)
+        if h.verdicts:
+            v = ", ".join(f"{k}={c.packets}" for k, c in h.verdicts.items())
+            where = f"{h.netns}/" if h.netns else ""
+            captions.append(f"{where}{h.ifname} {h.hook} droplist: {v}")
+    t.caption = "\n".join(captions) or None
     return t
 
 
@@ -147,40 +156,31 @@ def stats(
     watch: bool = typer.Option(False, "--watch", "-w", help="refresh every --interval seconds with rates"),
     interval: float = typer.Option(1.0, "--interval"),
     count: int = typer.Option(0, "--count", help="with --watch: stop after N refreshes (0 = until ^C)"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="print the resource as JSON (the REST body); with "
+                                                       "--watch one compact document per line"),
 ) -> None:
     """Packet and byte counters per hook and protocol (totals, and rates with --watch)."""
 
     def body():
         with ctx() as c:
-            c.kernel_ready()
-            kw = {"netns": netns, "ifname": iface}
             if not watch:
-                hcs = counters_mod.read_all(c, **kw)
-                rows = _stats_rows(hcs)
+                view = counters.stats(c, netns, iface)
                 if as_json:
-                    emit_json({"counters": rows, "droplist": [
-                        {"netns": h.hook.netns, "ifname": h.hook.ifname, "hook": h.hook.hook,
-                         "verdicts": {k: {"packets": p, "bytes": b} for k, (p, b) in h.verdicts.items()}}
-                        for h in hcs if h.verdicts]})
+                    emit_json(view.to_json())
                 else:
-                    out.print(_stats_table(rows, hcs, rates=False))
+                    out.print(_stats_table(view))
                 return
-            t0, prev = counters_mod.snapshot(c, **kw)
-            n = 0
+            samples = counters.watch(c, netns, iface, interval)
+            if count:
+                samples = itertools.islice(samples, count)
+            if as_json:
+                for view in samples:
+                    sys.stdout.write(json.dumps(view.to_json(), separators=(",", ":")) + "\n")
+                    sys.stdout.flush()
+                return
             with Live(console=out, auto_refresh=False, transient=False) as live:
-                while True:
-                    time.sleep(interval)
-                    t1, cur = counters_mod.snapshot(c, **kw)
-                    rows = _stats_rows(cur, prev, t1 - t0)
-                    if as_json:
-                        emit_json({"time": time.time(), "counters": rows})
-                    else:
-                        live.update(_stats_table(rows, cur, rates=True), refresh=True)
-                    t0, prev = t1, cur
-                    n += 1
-                    if count and n >= count:
-                        return
+                for view in samples:
+                    live.update(_stats_table(view), refresh=True)
 
     run(body)
 
@@ -189,22 +189,22 @@ def stats(
 def probe(
     iface: str = typer.Argument(...),
     netns: Optional[str] = NetnsOpt,
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Which hooks and modes work on an interface, and why not (leaves it as it was)."""
 
     def body():
         with ctx() as c:
-            res = probe_iface(c, iface, netns)
+            view = core_hooks.probe(c, iface, netns)
         if as_json:
-            emit_json(res)
+            emit_json(view.to_json())
             return
-        t = Table(title=f"probe {iface} (driver {res['driver']})")
+        t = Table(title=f"probe {iface} (driver {view.driver})")
         for col in ("hook", "mode", "works", "detail"):
             t.add_column(col)
-        for r in res["results"]:
-            works = {True: "yes", False: "no", None: "?"}[r["ok"]]
-            t.add_row(r["hook"], r["mode"] or "-", works, r["detail"])
+        for r in view.results:
+            works = {True: "yes", False: "no", None: "?"}[r.ok]
+            t.add_row(r.hook, _cell(r.mode), works, r.detail)
         out.print(t)
 
     run(body)

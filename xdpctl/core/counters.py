@@ -1,15 +1,18 @@
-"""Protocol and verdict counters: per hook, summed over CPUs."""
+"""Protocol and verdict counters: per hook, summed over CPUs; the stats
+view of every front end, and rates between two samples (watch mode)."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .. import abi
-from ..kernel import maps
+from ..kernel import maps, netlink
 from .context import Context
 from .hooks import HookRef, pinned_hooks
+from .views import CountView, HookRatesView, HookStatsView, ProtoCountView, ProtoRateView, RateView, StatsView
 
 L3_NAMES = {abi.L3.IPV4: "ipv4", abi.L3.IPV6: "ipv6", abi.L3.ARP: "arp", abi.L3.OTHER: "other",
             abi.L3.MALFORMED: "malformed"}
@@ -88,5 +91,61 @@ def read_all(ctx: Context, netns: str | None = None, ifname: str | None = None) 
     return out
 
 
-def snapshot(ctx: Context, **kw) -> tuple[float, list[HookCounters]]:
-    return time.monotonic(), read_all(ctx, **kw)
+# ---------------------------------------------------------------- the stats view
+def stats(ctx: Context, netns: str | None = None, ifname: str | None = None) -> StatsView:
+    """Counters of every hook xdpctl manages, or of one namespace or
+    interface. A namespace or interface that does not exist (and has no
+    hooks of xdpctl's pinned) is NotFound."""
+    return StatsView(hooks=[hook_stats(hc) for hc in _read_checked(ctx, netns, ifname)])
+
+
+def watch(ctx: Context, netns: str | None = None, ifname: str | None = None,
+          interval: float = 1.0) -> Iterator[StatsView]:
+    """Every ``interval`` seconds a stats view with the rates since the
+    previous sample, without end (the caller stops iterating)."""
+    t0, prev = time.monotonic(), _read_checked(ctx, netns, ifname)
+    while True:
+        time.sleep(interval)
+        t1, cur = time.monotonic(), _read_checked(ctx, netns, ifname)
+        before = {hc.hook: hc for hc in prev}
+        yield StatsView(hooks=[hook_stats(hc, before.get(hc.hook), t1 - t0) for hc in cur],
+                        time=time.time(), seconds=t1 - t0)
+        t0, prev = t1, cur
+
+
+def _read_checked(ctx: Context, netns: str | None, ifname: str | None) -> list[HookCounters]:
+    ctx.kernel_ready()
+    hcs = read_all(ctx, netns=netns, ifname=ifname)
+    if not hcs and (netns is not None or ifname is not None):
+        netlink.check_netns(netns)  # NotFound: say which of the two is missing
+        if ifname is not None:
+            netlink.get_link(ifname, netns)
+    return hcs
+
+
+def hook_stats(hc: HookCounters, prev: HookCounters | None = None, seconds: float | None = None) -> HookStatsView:
+    """One hook's counters as a view; with a previous sample, rates too."""
+    pk, by = hc.total()
+    ref = hc.hook
+    rates = None
+    if seconds:
+        rates = _rates(hc, prev or HookCounters(ref, {}, {}), seconds)
+    return HookStatsView(
+        netns=ref.netns, ifname=ref.ifname, hook=ref.hook, total=CountView(packets=pk, bytes=by),
+        protocols=[ProtoCountView(l3=l3, l4=l4, packets=p, bytes=b) for (l3, l4), (p, b) in sorted(hc.proto.items())],
+        verdicts={k: CountView(packets=p, bytes=b) for k, (p, b) in sorted(hc.verdicts.items())},
+        rates=rates,
+    )
+
+
+def _rate(now: tuple[int, int], before: tuple[int, int], seconds: float) -> tuple[float, float]:
+    return (now[0] - before[0]) / seconds, (now[1] - before[1]) * 8 / seconds
+
+
+def _rates(hc: HookCounters, prev: HookCounters, seconds: float) -> HookRatesView:
+    pps, bps = _rate(hc.total(), prev.total(), seconds)
+    protos = []
+    for (l3, l4), v in sorted(hc.proto.items()):
+        p, b = _rate(v, prev.proto.get((l3, l4), (0, 0)), seconds)
+        protos.append(ProtoRateView(l3=l3, l4=l4, packets_per_s=p, bits_per_s=b))
+    return HookRatesView(total=RateView(packets_per_s=pps, bits_per_s=bps), protocols=protos)

@@ -519,7 +519,7 @@ def kernel_health(ctx: Context) -> KernelHealth:
         why = "does not exist" if not os.path.isdir(pin) else "is not on a bpffs mount"
         return KernelHealth(pin, False, list(SHARED_DL_MAPS), f"pin directory {pin} {why}")
     missing = [m for m in SHARED_DL_MAPS if not os.path.exists(os.path.join(ctx.settings.shared_map_dir, m))]
-    detail = f"shared maps missing ({', '.join(missing)}): a restore rebuilds them" if missing else None
+    detail = f"shared maps missing ({', '.join(missing)}): {{action:restore}} rebuilds them" if missing else None
     return KernelHealth(pin, True, missing, detail)
 
 

@@ -133,10 +133,11 @@ class StageView(View):
 class HookStatusView(View):
     hook: str
     mode: str | None
-    id: int = Field(description="id of the program attached to the hook")
+    id: int | None = Field(description="id of the program attached to the hook; null: xdpctl's chain is "
+                                       "pinned but the kernel does not run it (restore re-attaches it)")
     name: str | None
     tag: str | None
-    owner: str = Field(description="xdpctl | other")
+    owner: str = Field(description="xdpctl | other | xdpctl (pinned, not attached)")
     pref: int | None = None
     stages: list[StageView]
 
@@ -154,6 +155,8 @@ class AttachmentView(View):
     hook: str
     program: str
     mode: str | None
+    attached: bool = Field(description="the kernel runs this stage on the hook now; false: restore "
+                                       "re-attaches it")
 
 class StatusView(View):
     revision: int
@@ -172,6 +175,18 @@ class ProtoCountView(View):
     packets: int
     bytes: int
 
+class RateView(View):
+    packets_per_s: float
+    bits_per_s: float
+
+class ProtoRateView(RateView):
+    l3: str
+    l4: str
+
+class HookRatesView(View):
+    total: RateView
+    protocols: list[ProtoRateView] = Field(description="same rows as the hook's protocols")
+
 class HookStatsView(View):
     netns: str | None
     ifname: str
@@ -179,10 +194,28 @@ class HookStatsView(View):
     total: CountView = Field(description="every frame the counter stage saw (VLAN slots not added again)")
     protocols: list[ProtoCountView] = Field(description="l3 'vlan' rows count tagged frames in addition")
     verdicts: dict[str, CountView] = Field(description="drop-list verdicts by reason")
+    rates: HookRatesView | None = Field(None, description="watch mode: rates since the previous sample")
 
 class StatsView(View):
     hooks: list[HookStatsView]
+    time: float | None = Field(None, description="watch mode: when this sample was read")
+    seconds: float | None = Field(None, description="watch mode: seconds since the previous sample")
 
+# ---------------------------------------------------------------- probe
+class ProbeResultView(View):
+    hook: str
+    mode: str | None
+    ok: bool | None = Field(description="true: works; false: does not; null: not tested (see detail)")
+    detail: str
+
+class ProbeView(View):
+    netns: str | None
+    ifname: str
+    ifindex: int
+    driver: str
+    results: list[ProbeResultView]
+
+# ---------------------------------------------------------------- health
 class KernelHealthView(View):
     ok: bool
     pin_dir: str

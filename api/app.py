@@ -137,13 +137,13 @@ def _start(svc: Service) -> None:
             log.error("restore at start failed: %s", exc)
             return
         svc.restore_report = rep
-        for line in rep["log"]:
+        for line in rep.log:
             log.info("restore: %s", line)
 
 
 def _expire_once(svc: Service) -> None:
     def run(d):
-        removed = d.expire()
+        removed = d.expire().removed
         if removed:
             log.info("expired %d rules: %s", len(removed), ", ".join(str(r.id) for r in removed[:20]))
 

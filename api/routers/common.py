@@ -19,10 +19,11 @@ def etag(response: Response, revision: int) -> None:
     response.headers["ETag"] = f'"{revision}"'
 
 
-def _words(text: str) -> str:
+def _words(text: str | None) -> str | None:
+    """A core message or hint in REST's words (field names, REST calls)."""
     from ..app import rest_action, rest_field  # the app imports the routers
 
-    return render_text(text, rest_field, rest_action)
+    return render_text(text, rest_field, rest_action) if text else None
 
 
 def item_field(bulk: str, index: int, field: str | None, item_is: str | None = None) -> str:
@@ -44,5 +45,7 @@ def bulk(field: str, build: Callable[[], T], item_is: str | None = None) -> T:
         detail = f"{field}[{exc.index}]: {_words(exc.message)}"
         if exc.other is not None:
             detail += f" (see {field}[{exc.other}])"
+        if exc.hint:
+            detail += f"; {_words(exc.hint)}"
         raise ApiError(422, exc.kind, detail, field=item_field(field, exc.index, exc.field, item_is),
-                       value=exc.value, hint=_words(exc.hint) if exc.hint else None, index=exc.index) from None
+                       value=exc.value, hint=_words(exc.hint), index=exc.index) from None

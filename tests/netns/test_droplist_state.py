@@ -92,7 +92,7 @@ def test_ttl_expiry(dl_env, mark, reaper) -> None:
     assert env.verdicts(ref)["drop_src"][0] == 3  # 203.0.113.5 once, 198.18.0.5 twice
 
     if reaper == "cli":
-        removed = [r["id"] for r in env.cli("expire", "--json").json()]
+        removed = [r["id"] for r in env.cli("expire", "--json").json()["removed"]]
     else:
         removed = [r.id for r in env.dl.expire().removed]
     assert removed == [rule.id]

@@ -41,11 +41,11 @@ from xdpctl import abi
 from xdpctl.config import Settings
 from xdpctl.core import counters
 from xdpctl.core.context import Context
+from xdpctl.core.hooks import HookRef, Hooks, pinned_hooks
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import KernelTables
 from xdpctl.core.rules.validate import spec
 from xdpctl.core.views import ChangeView
-from xdpctl.core.hooks import HookRef, Hooks, pinned_hooks
 from xdpctl.kernel import bpffs, maps
 from xdpctl.lab import Endpoint, TwoHostLab, in_netns
 from xdpctl.testing.progs import temp_settings

@@ -46,7 +46,7 @@ Control XDP and TC classifiers: protocol counters, drop lists.
 * Every request that changes state needs `Authorization: Bearer <token>`.
 * Every change answers with the new `revision` (also as an `ETag`). Send it
   back as `If-Match: <revision>` or a `revision` field to apply a change only
-  if nothing changed in between (409 otherwise).
+  if nothing changed in between (412 otherwise).
 * Bulk changes are all or nothing; a bad item is a 422 naming its index.
 * Errors are `{"error": kind, "detail": one line}`.
 """
@@ -137,13 +137,13 @@ def _start(svc: Service) -> None:
             log.error("restore at start failed: %s", exc)
             return
         svc.restore_report = rep
-        for line in rep["log"]:
+        for line in rep.log:
             log.info("restore: %s", line)
 
 
 def _expire_once(svc: Service) -> None:
     def run(d):
-        removed = d.expire()
+        removed = d.expire().removed
         if removed:
             log.info("expired %d rules: %s", len(removed), ", ".join(str(r.id) for r in removed[:20]))
 

@@ -26,7 +26,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from xdpctl.config import Settings
 from xdpctl.core.context import Context
-from xdpctl.core.droplist import DropList
+from xdpctl.core.rules.service import DropList
+from xdpctl.core.views import RestoreView
 
 log = logging.getLogger("xdpctl.api")
 
@@ -114,7 +115,7 @@ class Service:
         self.expiry_last_error: str | None = None
         self.restore_ran: float | None = None
         self.restore_error: str | None = None
-        self.restore_report: dict | None = None
+        self.restore_report: RestoreView | None = None
         self.registry = None  # the Prometheus registry (api.metrics), set by create_app
 
     def run(self, fn: Callable[[Context], T]) -> T:

@@ -36,7 +36,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from xdpctl.core import counters
-from xdpctl.core.droplist import DropList
+from xdpctl.core.rules.service import DropList
 
 from .deps import Service, get_service, require_token_for_metrics
 

@@ -82,7 +82,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     what = {
         401: "missing or wrong bearer token",
         404: "no such rule, list, interface or namespace",
-        409: "conflict: revision mismatch, rule exists, program not attached by xdpctl",
+        409: "conflict: rule exists, program not attached by xdpctl",
+        412: "revision mismatch: the rule set is not at the revision the request expected",
         415: "unsupported Content-Type",
         422: "invalid input (the detail names the field or item)",
         503: "the kernel or the state database is not usable",
@@ -223,18 +224,3 @@ class AttachIn(_In):
 class ProbeIn(_In):
     ifname: IfName
     netns: NetnsName | None = None
-
-
-# Output bodies are the core's views (xdpctl.core.views).
-from xdpctl.core.views import *  # noqa: E402,F401,F403
-RuleOut = RuleView  # noqa: F405
-RulesOut = RulesView  # noqa: F405
-ChangeOut = ChangeView  # noqa: F405
-ListOut = ListView  # noqa: F405
-ListsOut = ListsView  # noqa: F405
-ListDetailOut = ListDetailView  # noqa: F405
-ListChangeOut = ListChangeView  # noqa: F405
-PolicyOut = PolicyView  # noqa: F405
-RevisionOut = RevisionView  # noqa: F405
-RestoreOut = RestoreView  # noqa: F405
-ExpireOut = ExpireView  # noqa: F405

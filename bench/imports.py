@@ -89,7 +89,7 @@ def run_worker(path: str, label: str, gc_off: bool = False) -> dict:
 def worker(path: str, pins: str, state: str, gc_off: bool) -> dict:
     from xdpctl.core import prefixes as px
     from xdpctl.core.context import Context
-    from xdpctl.core.droplist import DropList
+    from xdpctl.core.rules.service import DropList
     from xdpctl.kernel import bpffs
     from xdpctl.testing.progs import temp_settings
 

@@ -38,7 +38,7 @@ import subprocess
 import time
 
 from xdpctl.core import counters
-from xdpctl.core import droplist as dl
+from xdpctl.core.rules import service as dl
 from xdpctl.core.context import Context
 from xdpctl.core.hooks import HookRef, Hooks
 from xdpctl.kernel import bpffs, netlink, objects, testrun

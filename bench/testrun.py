@@ -20,7 +20,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from xdpctl.core import droplist as dl
+from xdpctl.core.rules import service as dl
 from xdpctl.core.context import Context
 from xdpctl.kernel import bpffs, objects, testrun
 from xdpctl.testing.progs import ProgramBench, temp_settings

@@ -1,13 +1,13 @@
-"""Small helpers the routers share: ETags and bulk item validation."""
+"""Small helpers the routers share: ETags and bulk item errors."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, TypeVar
 
 from fastapi import Response
 
-from xdpctl.core.droplist import RuleSpec
-from xdpctl.core.errors import ValidationError
+from xdpctl.core.errors import render_text
+from xdpctl.core.rules.validate import ItemError
 
 from ..deps import ApiError
 
@@ -19,21 +19,33 @@ def etag(response: Response, revision: int) -> None:
     response.headers["ETag"] = f'"{revision}"'
 
 
-def specs_of(field: str, items: Iterable[T], make: Callable[[T], RuleSpec], unique: bool = False) -> list[RuleSpec]:
-    """Validate every item with the core before anything is written; the
-    first bad one (or, with ``unique``, the first repeat of a match) is a
-    422 naming its index."""
-    out: list[RuleSpec] = []
-    seen: dict[tuple, int] = {}
-    for i, item in enumerate(items):
-        try:
-            s = make(item)
-        except ValidationError as exc:
-            raise ApiError(422, "validation_error", f"{field}[{i}]: {exc}", index=i) from None
-        if unique:
-            first = seen.setdefault(s.key(), i)
-            if first != i:
-                raise ApiError(422, "validation_error",
-                               f"{field}[{i}]: {s.describe()} is the same match as {field}[{first}]", index=i)
-        out.append(s)
-    return out
+def _words(text: str | None) -> str | None:
+    """A core message or hint in REST's words (field names, REST calls)."""
+    from ..app import rest_action, rest_field  # the app imports the routers
+
+    return render_text(text, rest_field, rest_action) if text else None
+
+
+def item_field(bulk: str, index: int, field: str | None, item_is: str | None = None) -> str:
+    """Where a bulk item's error is, in the request body: ``rules[2].prefix``;
+    for a list of plain values (``item_is`` names what each item is, e.g.
+    prefixes: prefix) the item itself, ``prefixes[2]``, or the shared field."""
+    if item_is is not None:
+        return f"{bulk}[{index}]" if field in (None, item_is) else field
+    return f"{bulk}[{index}]" + (f".{field}" if field else "")
+
+
+def bulk(field: str, build: Callable[[], T], item_is: str | None = None) -> T:
+    """Run the core's validation of a bulk request; a bad item is a 422
+    naming its index (``rules[2]: ...``), with the core's field (as a body
+    path), value and hint."""
+    try:
+        return build()
+    except ItemError as exc:
+        detail = f"{field}[{exc.index}]: {_words(exc.message)}"
+        if exc.other is not None:
+            detail += f" (see {field}[{exc.other}])"
+        if exc.hint:
+            detail += f"; {_words(exc.hint)}"
+        raise ApiError(422, exc.kind, detail, field=item_field(field, exc.index, exc.field, item_is),
+                       value=exc.value, hint=_words(exc.hint), index=exc.index) from None

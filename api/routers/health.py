@@ -6,8 +6,8 @@ import sqlite3
 
 from fastapi import APIRouter, Depends, Response
 
-from xdpctl.core.droplist import kernel_health
 from xdpctl.core.errors import render_text
+from xdpctl.core.rules.tables import kernel_health
 from xdpctl.core.views import DbHealthView, HealthView, KernelHealthView, TaskHealthView
 
 from ..deps import Service, get_service
@@ -51,7 +51,7 @@ def healthz(response: Response, svc: Service = Depends(get_service)) -> HealthVi
     expiry = TaskHealthView(interval=o.expire_interval or None, last_run=svc.expiry_last_run,
                         last_error=svc.expiry_last_error,
                         detail=None if o.expire_interval else "disabled")
-    failed = (svc.restore_report or {}).get("errors") or []
+    failed = svc.restore_report.errors if svc.restore_report else []
     restore = TaskHealthView(last_run=svc.restore_ran, last_error=svc.restore_error,
                          detail="disabled" if not o.restore_on_start else
                          (f"{len(failed)} recorded attachments not restored: {'; '.join(failed)}" if failed else None))

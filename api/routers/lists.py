@@ -7,10 +7,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from xdpctl.core import prefixes as px
-from xdpctl.core.droplist import DropList
+from xdpctl.core.rules.service import DETAIL_LIMIT, DropList
+from xdpctl.core.views import ChangeView, ListChangeView, ListDetailView, ListsView
 
 from ..deps import ApiError, Service, describe_errors, expected_revision, get_service, if_match
-from ..models import ChangeOut, ListChangeOut, ListDetailOut, ListOut, ListPrefixes, ListsOut, error_responses
+from ..models import ListPrefixes, error_responses
 from .common import etag
 
 router = APIRouter(prefix="/v1", tags=["lists"])
@@ -22,39 +23,23 @@ _TEXT_TYPES = ("text/plain",)
 _JSON_TYPES = ("application/json",)
 
 
-@router.get("/lists", response_model=ListsOut)
+@router.get("/lists", response_model=ListsView)
 def get_lists(response: Response,
               stats: bool = Query(True, description="include hit counters summed over the members (reads every "
                                                     "member's counter: slow for lists of millions)"),
-              svc: Service = Depends(get_service)) -> ListsOut:
+              svc: Service = Depends(get_service)) -> ListsView:
     """Every list: size, action, direction, digest, hits."""
-    out = svc.droplist(lambda d: ListsOut(revision=d.revision(),
-                                          lists=[x.as_dict() for x in d.lists(with_stats=stats)]))
+    out = svc.droplist(lambda d: d.lists_view(with_stats=stats))
     etag(response, out.revision)
     return out
 
 
-def _find(d: DropList, name: str, stats: bool) -> ListOut | None:
-    for lv in d.lists(with_stats=stats):
-        if lv.name == name:
-            return ListOut.model_validate(lv)
-    return None
-
-
-@router.get("/lists/{name}", response_model=ListDetailOut, responses=error_responses(404, 422))
+@router.get("/lists/{name}", response_model=ListDetailView, responses=error_responses(404, 422))
 def get_list(response: Response, name: str = ListName,
-             limit: int = Query(1000, ge=1, le=10_000_000, description="at most this many members"),
-             stats: bool = Query(True), svc: Service = Depends(get_service)) -> ListDetailOut:
+             limit: int = Query(DETAIL_LIMIT, ge=1, le=10_000_000, description="at most this many members"),
+             stats: bool = Query(True), svc: Service = Depends(get_service)) -> ListDetailView:
     """One list and its members (as rules, with their ids and hits)."""
-
-    def read(d: DropList) -> ListDetailOut:
-        members = d.rules(with_stats=stats, list_name=name, limit=limit)  # NotFound -> 404
-        lv = _find(d, name, stats)
-        assert lv is not None
-        return ListDetailOut(revision=d.revision(), list=lv, members=[m.as_dict() for m in members],
-                             truncated=lv.count > len(members))
-
-    out = svc.droplist(read)
+    out = svc.droplist(lambda d: d.list_detail(name, limit, with_stats=stats))
     etag(response, out.revision)
     return out
 
@@ -110,9 +95,9 @@ _PUT_BODY = {
 }
 
 
-@router.put("/lists/{name}", response_model=ListChangeOut, openapi_extra=_PUT_BODY,
-            responses={201: {"model": ListChangeOut, "description": "the list was created"},
-                       **error_responses(401, 409, 415, 422, 507)})
+@router.put("/lists/{name}", response_model=ListChangeView, openapi_extra=_PUT_BODY,
+            responses={201: {"model": ListChangeView, "description": "the list was created"},
+                       **error_responses(401, 412, 415, 422, 507)})
 async def put_list(
     request: Request,
     response: Response,
@@ -124,7 +109,7 @@ async def put_list(
     revision: int | None = Query(None, ge=0, le=2**63 - 1),
     header_rev: int | None = Depends(if_match),
     svc: Service = Depends(get_service),
-) -> ListChangeOut:
+) -> ListChangeView:
     """Create or atomically replace a list: the kernel switches from the old
     members to the new ones in one sync; a bad line changes nothing."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -148,16 +133,12 @@ async def put_list(
                        f"{got}: send a block list as text/plain or {{\"prefixes\": [...]}} as application/json")
     rev = expected_revision(revision, header_rev)
 
-    def work() -> ListChangeOut:
+    def work() -> ListChangeView:
         prefixes = parse()
 
-        def change(d: DropList) -> ListChangeOut:
-            existed = _find(d, name, False) is not None
-            res = d.import_list(name, prefixes, action=action or "deny", dst=bool(dst), comment=comment,
-                                ttl=ttl, source=SOURCE, expected_revision=rev)
-            lv = _find(d, name, False)
-            assert lv is not None
-            return ListChangeOut(revision=res.revision, created=not existed, list=lv, notes=res.notes)
+        def change(d: DropList) -> ListChangeView:
+            return d.import_list(name, prefixes, action=action or "deny", dst=bool(dst), comment=comment,
+                                 ttl=ttl, source=SOURCE, expected_revision=rev)
 
         return svc.droplist(change)
 
@@ -167,13 +148,13 @@ async def put_list(
     return out
 
 
-@router.delete("/lists/{name}", response_model=ChangeOut, responses=error_responses(401, 404, 409, 422))
+@router.delete("/lists/{name}", response_model=ChangeView, responses=error_responses(401, 404, 412, 422))
 def delete_list(response: Response, name: str = ListName,
                 revision: int | None = Query(None, ge=0, le=2**63 - 1),
                 header_rev: int | None = Depends(if_match),
-                svc: Service = Depends(get_service)) -> ChangeOut:
+                svc: Service = Depends(get_service)) -> ChangeView:
     """Remove a whole list."""
     rev = expected_revision(revision, header_rev)
     res = svc.droplist(lambda d: d.remove_list(name, expected_revision=rev))
     etag(response, res.revision)
-    return ChangeOut.model_validate(res)
+    return res

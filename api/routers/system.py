@@ -5,33 +5,29 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 
 from xdpctl.core.restore import restore as core_restore
+from xdpctl.core.views import ExpireView, RestoreView
 
 from ..deps import Service, get_service
-from ..models import ExpireOut, RestoreOut, error_responses
+from ..models import error_responses
 from .common import etag
 
 router = APIRouter(prefix="/v1", tags=["maintenance"])
 
 
-@router.post("/restore", response_model=RestoreOut, responses=error_responses(401))
-def restore(response: Response, svc: Service = Depends(get_service)) -> RestoreOut:
+@router.post("/restore", response_model=RestoreView, responses=error_responses(401))
+def restore(response: Response, svc: Service = Depends(get_service)) -> RestoreView:
     """Rebuild map contents and re-attach every recorded attachment from the
     state database (after a reboot, or when pins were removed); repairs
     drift. Per-attachment failures are listed in ``errors``."""
-    out = RestoreOut.model_validate(svc.run(core_restore))
+    out = svc.run(core_restore)
     etag(response, out.revision)
     return out
 
 
-@router.post("/expire", response_model=ExpireOut, responses=error_responses(401))
-def expire(response: Response, svc: Service = Depends(get_service)) -> ExpireOut:
+@router.post("/expire", response_model=ExpireView, responses=error_responses(401))
+def expire(response: Response, svc: Service = Depends(get_service)) -> ExpireView:
     """Remove rules and lists whose TTL has passed now (the service also does
     this by itself every few seconds)."""
-
-    def run(d) -> ExpireOut:
-        removed = d.expire()
-        return ExpireOut(revision=d.revision(), removed=[r.as_dict() for r in removed])
-
-    out = svc.droplist(run)
+    out = svc.droplist(lambda d: d.expire())
     etag(response, out.revision)
     return out

@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from api_helpers import Running, kernel_match
+from api_helpers import SMALL, Running, kernel_match
 
 from api.deps import TOKEN_ENV, load_token, token_path
 from xdpctl import abi
@@ -102,7 +102,13 @@ def test_protect_reads_option(start_server) -> None:
     with srv.client(token=None) as anon, srv.client() as ok:
         assert_error(anon.get("/v1/rules"), 401, "unauthorized")
         assert_error(anon.get("/metrics"), 401, "unauthorized")
-        assert anon.get("/healthz").status_code in (200, 503)  # health never needs the token
+        # health never needs the token; without the restore at start nothing
+        # created the shared maps yet: degraded, and it says why
+        r = anon.get("/healthz")
+        assert r.status_code == 503, r.text
+        h = r.json()
+        assert h["status"] == "degraded" and h["kernel"]["shared_maps"] is False and h["db"]["ok"] is True
+        assert "POST /v1/restore" in h["kernel"]["detail"] and h["restore"]["detail"] == "disabled"
         assert ok.get("/v1/rules").status_code == 200
         assert ok.get("/metrics").status_code == 200
 
@@ -153,19 +159,27 @@ def test_bulk_with_one_bad_item_changes_nothing(client: httpx.Client, server: Ru
     rev0 = revision(client)
     before = all_rules(client)
     good = [{"prefix": "100.64.1.0/24"}, {"prefix": "100.64.2.0/24", "action": "allow"}]
-    cases = [
-        ({"prefix": "100.64.3.300"}, "rules[2]: 100.64.3.300 is not an IPv4 address"),
-        ({"prefix": "100.64.3.1/24"}, "rules[2]: 100.64.3.1/24 has host bits set"),
-        ({"prefix": "100.64.3.0/24", "action": "block"}, "rules[2]: unknown action 'block'"),
-        ({"prefix": None, "proto": "icmp", "port": 1}, "rules[2]: protocol icmp is not supported"),
-        ({"prefix": "100.64.3.0/24", "port": True, "proto": "tcp"}, "rules[2].port: expected a number or a string"),
-        ({"prefx": "100.64.3.0/24"}, "rules[2].prefx: unknown field"),
-        ({"prefix": "100.64.1.0/24"}, "rules[2]: 100.64.1.0/24 is the same match as rules[0]"),
+    cases = [  # (item, words, field, value); field None: pydantic's own check
+        ({"prefix": "100.64.3.300"}, "rules[2]: 100.64.3.300 is not an IPv4 address", "rules[2].prefix",
+         "100.64.3.300"),
+        ({"prefix": "100.64.3.1/24"}, "rules[2]: 100.64.3.1/24 has host bits set", "rules[2].prefix",
+         "100.64.3.1/24"),
+        ({"prefix": "100.64.3.0/24", "action": "block"}, "rules[2]: unknown action 'block'", "rules[2].action",
+         "block"),
+        ({"prefix": None, "proto": "icmp", "port": 1}, "rules[2]: protocol icmp is not supported",
+         "rules[2].proto", "icmp"),
+        ({"prefix": "100.64.3.0/24", "port": True, "proto": "tcp"}, "rules[2].port: expected a number or a string",
+         None, None),
+        ({"prefx": "100.64.3.0/24"}, "rules[2].prefx: unknown field", None, None),
+        ({"prefix": "100.64.1.0/24"}, "rules[2]: 100.64.1.0/24 is given twice (see rules[0])", "rules[2].prefix",
+         "100.64.1.0/24"),
     ]
-    for bad, words in cases:
+    for bad, words, field, value in cases:
         r = client.post("/v1/rules", json={"rules": good + [bad, {"prefix": "100.64.4.0/24"}]})
         body = assert_error(r, 422, "validation_error", words)
         assert body["index"] == 2, body
+        if field is not None:
+            assert (body["field"], body["value"]) == (field, value), body
     assert revision(client) == rev0
     assert all_rules(client) == before
     assert kernel_match(server.settings, "100.64.1.1") is None
@@ -351,8 +365,10 @@ def test_expired_rules_are_reaped_in_the_background(client: httpx.Client, server
     ("post", "/v1/rules", {"json": {"rules": [{"prefix": "1.2.3.4", "comment": "x" * 600}]}}, 422,
      "rules[0]: comment longer than 512"),
     ("post", "/v1/rules", {"json": {"rules": [{"prefix": "1.2.3.4"}], "revision": -1}}, 422, "revision"),
-    ("post", "/v1/block", {"json": {"prefixes": []}}, 422, "prefixes: give at least one prefix"),
-    ("post", "/v1/block", {"json": {"prefixes": ["1.2.3.4"], "proto": "tcp"}}, 422, "prefixes[0]: an L4 rule"),
+    ("post", "/v1/block", {"json": {"prefixes": []}}, 422, "give at least one prefix, or proto and port"),
+    ("post", "/v1/block", {"json": {"prefixes": ["1.2.3.4"], "proto": "tcp"}}, 422,
+     "prefixes[0]: an L4 rule needs both proto and port; add port"),
+    ("post", "/v1/block", {"json": {"port": 80}}, 422, "port needs proto"),
     ("post", "/v1/allow", {"json": {"prefixes": ["::1"], "port": 99999, "proto": "udp"}}, 422,
      "port 99999 out of range"),
     ("post", "/v1/rules/delete", {"json": {}}, 422, "nothing to remove"),
@@ -384,3 +400,38 @@ def test_bad_input_is_a_precise_4xx(client: httpx.Client, method, path, kwargs, 
     assert r.status_code == status and words in body["detail"], body
     assert set(body) >= {"error", "detail"}
     assert revision(client) == rev
+
+
+def test_core_errors_name_field_value_and_hint_in_rest_words(client: httpx.Client, server: Running) -> None:
+    """The core's field, value and hint reach the body; placeholders are
+    worded for REST (field names, REST calls), never as CLI flags."""
+    rev = revision(client)
+    body = assert_error(client.post("/v1/block", json={"port": 80}), 422, "validation_error",
+                        "port needs proto: an L4 rule needs both proto and port")
+    assert (body["field"], body["value"], body["hint"]) == ("port", "80", "add proto (tcp, udp or sctp)"), body
+    body = assert_error(client.post("/v1/block", json={"prefixes": []}), 422, "validation_error")
+    assert body["field"] == "prefixes" and "--" not in body["detail"], body
+    body = assert_error(client.post("/v1/block", json={"prefixes": ["100.68.0.0/16", "100.68.0.0/33"]}), 422,
+                        "validation_error", "prefixes[1]: 100.68.0.0/33: prefix length 33 out of range")
+    assert (body["field"], body["value"], body["index"]) == ("prefixes[1]", "100.68.0.0/33", 1), body
+    body = assert_error(client.post("/v1/block", json={"prefixes": ["100.68.0.0/16"], "ttl": "5x"}), 422,
+                        "validation_error", "prefixes[0]: duration")
+    assert (body["field"], body["value"]) == ("ttl", "5x"), body
+    assert revision(client) == rev
+
+    # a full map: the hint says what is true, as a REST call
+    many = "".join(f"100.120.{i // 250}.{i % 250 + 1}\n" for i in range(SMALL["xc_v4_l32"] + 1))
+    r = client.put("/v1/lists/too-many", content=many, headers={"Content-Type": "text/plain"})
+    body = assert_error(r, 507, "capacity_error", "xc_v4_l32", f"holds {SMALL['xc_v4_l32']}", "nothing was changed")
+    assert "POST /v1/restore" in body["hint"] and "xdpctl" not in body["hint"], body
+    assert revision(client) == rev
+    assert_error(client.get("/v1/lists/too-many"), 404, "not_found")
+
+    # an existing rule: the hint names the request field that updates it
+    r = client.post("/v1/block", json={"prefixes": ["100.68.0.0/16"]})
+    assert r.status_code == 201, r.text
+    rid = r.json()["added"][0]["id"]
+    body = assert_error(client.post("/v1/block", json={"prefixes": ["100.68.0.0/16"]}), 409, "conflict",
+                        f"100.68.0.0/16 already exists as rule {rid} (deny)")
+    assert (body["field"], body["value"], body["hint"]) == ("prefix", "100.68.0.0/16", "use update to change it")
+    assert client.delete(f"/v1/rules/{rid}").status_code == 200

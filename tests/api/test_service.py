@@ -18,7 +18,8 @@ from api_helpers import Running, kernel_match
 from xdpctl import abi
 from xdpctl.core import prefixes as px
 from xdpctl.core.context import Context
-from xdpctl.core.droplist import DropList, spec
+from xdpctl.core.rules.service import DropList
+from xdpctl.core.rules.validate import spec
 from xdpctl.kernel import bpffs
 from xdpctl.testing.progs import temp_settings
 

@@ -40,10 +40,12 @@ from traffic import UdpReceiver, count_kinds, kind_of, send_and_capture, send_fr
 from xdpctl import abi
 from xdpctl.config import Settings
 from xdpctl.core import counters
-from xdpctl.core import droplist as dlmod
 from xdpctl.core.context import Context
-from xdpctl.core.droplist import DropList, KernelTables
 from xdpctl.core.hooks import HookRef, Hooks, pinned_hooks
+from xdpctl.core.rules.service import DropList
+from xdpctl.core.rules.tables import KernelTables
+from xdpctl.core.rules.validate import spec
+from xdpctl.core.views import ChangeView
 from xdpctl.kernel import bpffs, maps
 from xdpctl.lab import Endpoint, TwoHostLab, in_netns
 from xdpctl.testing.progs import temp_settings
@@ -112,14 +114,14 @@ class DlEnv:
             assert res.mode == mode
         return res.hook
 
-    def add(self, *prefixes: str | None, **kw) -> dlmod.ChangeResult:
+    def add(self, *prefixes: str | None, **kw) -> ChangeView:
         """DropList.add with specs built like the CLI builds them."""
-        return self.dl.add([dlmod.spec(p, **kw) for p in prefixes], source="test")
+        return self.dl.add([spec(p, **kw) for p in prefixes], source="test")
 
-    def block(self, *prefixes: str | None, **kw) -> dlmod.ChangeResult:
+    def block(self, *prefixes: str | None, **kw) -> ChangeView:
         return self.add(*prefixes, action="deny", **kw)
 
-    def allow(self, *prefixes: str | None, **kw) -> dlmod.ChangeResult:
+    def allow(self, *prefixes: str | None, **kw) -> ChangeView:
         return self.add(*prefixes, action="allow", **kw)
 
     def verdicts(self, ref: HookRef) -> dict[str, tuple[int, int]]:

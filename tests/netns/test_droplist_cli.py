@@ -6,7 +6,9 @@ own pin and state directories.
 - bad input changes nothing: exit code, one line on stderr, and the export,
   the rule rows, the lists, every rule map and the config entry unchanged;
 - a full map is a clear error and changes nothing;
-- concurrent writers (CLI processes and this process) lose no rule.
+- concurrent writers (CLI processes and this process) lose no rule;
+- every verb has its effect: the rule and its id, the revision, the kernel
+  entry; with --json each prints its document.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from helpers_droplist import (
     rule_val,
     udp_frame,
 )
+from xdpctl import abi
 from xdpctl.core import prefixes as px
-from xdpctl.core.droplist import KernelTables
+from xdpctl.core.rules.tables import KernelTables
 from xdpctl.kernel import maps
 
 # --------------------------------------------------------------------------
@@ -83,7 +86,9 @@ def _bad_input_cases(tmp_path, revision: int) -> list[tuple[bool, list[str], int
         (_, ["block", "198.51.100.0/24", "--proto", "gre", "--port", "1"], 2, ["protocol gre is not supported"]),
         (P, ["block", "--proto", "udp", "--port", "70000"], 2, ["port 70000 out of range 1..65535"]),
         (_, ["block", "--proto", "udp", "--port", "0"], 2, ["port 0 out of range 1..65535"]),
-        (_, ["block", "--proto", "udp"], 2, ["needs both --proto and --port"]),
+        (_, ["block", "--proto", "udp"], 2, ["needs both --proto and --port", "add --port (1-65535)"]),
+        (_, ["block", "--port", "80"], 2, ["--port needs --proto", "add --proto (tcp, udp or sctp)"]),
+        (_, ["block", "198.51.100.0/24", "--port", "80"], 2, ["--port needs --proto"]),
         (P, ["block", "198.51.100.0/24", "198.18.4.0/24", "198.51.100.0/24"], 2, ["given twice"]),
         (_, ["block", "198.51.100.0/24", "::ffff:198.51.100.0/120"], 2, ["given twice"]),
         (_, ["block", "::ffff:203.0.113.0/120"], 4, [f"{BAD4} already exists as rule"]),
@@ -234,12 +239,74 @@ def test_concurrent_writers_lose_no_rule(dl_env) -> None:
 
 
 # --------------------------------------------------------------------------
-# The verbs are discoverable
+# Every verb, as a separate process, and what it did
 
 
-def test_top_level_help_lists_the_drop_list_verbs(dl_env) -> None:
+def _entry(env, name: str, addr: str):
+    """The rule value the kernel holds for a source address key, or None."""
+    raw = env.map_dump([name])[name].get(key4(addr))
+    return rule_val(raw) if raw is not None else None
+
+
+def test_each_verb_changes_the_rules_revision_and_kernel(dl_env, tmp_path) -> None:
     env = dl_env()
-    res = env.cli("--help", ok=False)
-    assert res.returncode == 0, res.stderr[-2000:]
-    for verb in ("block", "allow", "unblock", "rules", "import", "export", "policy", "expire", "restore"):
-        assert verb in res.stdout
+    deny, allow = int(abi.Action.DENY), int(abi.Action.ALLOW)
+
+    doc = env.cli("block", "198.51.100.0/24", "--comment", "scan", "--json").json()
+    (r1,) = doc["added"]
+    assert (doc["revision"], r1["id"], r1["prefix"], r1["action"], r1["comment"], r1["source"]) == \
+        (1, 1, "198.51.100.0/24", "deny", "scan", "cli")
+    v = _entry(env, "xc_v4_l24", "198.51.100.0")
+    assert (v.rule_id, v.action, v.plen) == (1, deny, 24)
+
+    doc = env.cli("allow", "198.51.100.128/25", "--json").json()
+    (r2,) = doc["added"]
+    assert (doc["revision"], r2["id"], r2["action"]) == (2, 2, "allow")
+    v = _entry(env, "xc_v4_l32", "198.51.100.200")
+    assert (v.rule_id, v.action, v.plen) == (2, allow, 25)
+    assert _entry(env, "xc_v4_l32", "198.51.100.7") is None  # the deny half stays a /24 entry
+
+    doc = env.cli("block", "--proto", "tcp", "--port", "22", "--json").json()
+    (r3,) = doc["added"]
+    assert (doc["revision"], r3["id"], r3["prefix"], r3["family"], r3["proto"], r3["port"]) == \
+        (3, 3, None, 0, "tcp", 22)
+    policy, flags, generation = env.config()
+    assert generation == 3 and flags & abi.CfgFlag.HAVE_PORT and policy == abi.Policy.ALLOW
+    assert env.map_dump(["xc_port_trie"])["xc_port_trie"]
+
+    doc = env.cli("rules", "--json").json()
+    assert doc == env.dl.rules_view().to_json()
+    assert [(r["id"], r["prefix"]) for r in doc["rules"]] == [(1, "198.51.100.0/24"), (2, "198.51.100.128/25"),
+                                                              (3, None)]
+    assert (doc["revision"], doc["policy"]) == (3, "allow")
+
+    feed = tmp_path / "feed.txt"
+    feed.write_text("192.0.2.7\n198.18.0.0/24\n")
+    doc = env.cli("import", str(feed), "--list", "feed", "--json").json()
+    lst = doc["list"]
+    assert (doc["revision"], doc["created"], lst["name"], lst["count"], lst["action"]) == (4, True, "feed", 2, "deny")
+    assert doc["map_entries_written"] == 2 and doc["map_entries_deleted"] == 0, doc
+    v = _entry(env, "xc_v4_l32", "192.0.2.7")
+    assert (v.rule_id, v.action, v.plen) == (lst["id_base"], deny, 32)
+    assert env.cli("lists", "--json").json() == {"revision": 4, "lists": [lst | {"packets": 0, "bytes": 0}]}
+    detail = env.cli("lists", "feed", "--json").json()
+    assert [(m["id"], m["prefix"], m["list"]) for m in detail["members"]] == \
+        [(lst["id_base"], "192.0.2.7/32", "feed"), (lst["id_base"] + 1, "198.18.0.0/24", "feed")]
+    assert detail["truncated"] is False and detail["list"]["sha256"] == lst["sha256"]
+
+    assert env.cli("policy", "deny", "--json").json() == {"policy": "deny", "revision": 5}
+    assert env.cli("policy", "--json").json() == {"policy": "deny", "revision": 5}
+    assert env.config()[0] == abi.Policy.DENY and env.config()[2] == 5
+    assert env.cli("policy", "allow").stdout.strip() == "policy allow, revision 6"
+    assert env.cli("revision", "--json").json() == {"revision": 6}
+
+    doc = env.cli("unblock", "--id", "1", "--json").json()
+    assert doc["revision"] == 7 and [r["id"] for r in doc["removed"]] == [1]
+    assert _entry(env, "xc_v4_l24", "198.51.100.0") is None
+    doc = env.cli("unblock", "--list", "feed", "--json").json()
+    assert doc["revision"] == 8 and doc["notes"] == ["removed list feed (2 prefixes)"]
+    assert _entry(env, "xc_v4_l32", "192.0.2.7") is None
+
+    assert env.cli("expire", "--json").json() == {"revision": 8, "removed": [], "removed_lists": []}
+    assert env.cli("export").stdout.splitlines() == [
+        "# xdpctl export, revision 8, policy allow", "allow 198.51.100.128/25", "block any --proto tcp --port 22"]

@@ -29,11 +29,13 @@ from helpers_droplist import (
     wait_until,
 )
 from xdpctl import abi
-from xdpctl.core import droplist as dlmod
-from xdpctl.core.droplist import KernelTables
 from xdpctl.core.context import Context
 from xdpctl.core.hooks import HookRef
 from xdpctl.core.restore import restore
+from xdpctl.core.rules.clock import kernel_ns
+from xdpctl.core.rules.tables import KernelTables
+from xdpctl.core.rules.validate import DENY
+from xdpctl.core.views import RuleView
 from xdpctl.kernel import bpffs, maps
 
 
@@ -45,10 +47,10 @@ def _shared(env, name: str) -> maps.Map:
     return maps.Map.from_pin(os.path.join(env.settings.shared_map_dir, name))
 
 
-def _wait_past(env, rule: dlmod.RuleView, deadline_ns: int) -> None:
+def _wait_past(env, rule: RuleView, deadline_ns: int) -> None:
     """Until the kernel deadline (CLOCK_MONOTONIC, tick resolution) and the database deadline
     (wall clock) have both passed."""
-    wait_until(lambda: dlmod.kernel_ns() > deadline_ns and time.time() > rule.expires,
+    wait_until(lambda: kernel_ns() > deadline_ns and time.time() > rule.expires,
                f"rule {rule.id} to pass its deadline")
 
 
@@ -71,12 +73,12 @@ def test_ttl_expiry(dl_env, mark, reaper) -> None:
     assert rule.expires is not None and rule.expires > rule.created
     with _shared(env, "xc_v4_l24") as m:
         val = rule_val(m.lookup(key4("203.0.113.0")))
-    assert val.rule_id == rule.id and val.action == dlmod.DENY and val.plen == 24 and val.expires_ns > 0
+    assert val.rule_id == rule.id and val.action == DENY and val.plen == 24 and val.expires_ns > 0
 
     sources = ["203.0.113.5", "198.18.0.5", a.ipv4]
     frames = _frames(env, mark, sources)
     got = arrivals_xdp(env, frames, mark)
-    assert got == Counter([a.ipv4]), f"before the deadline (passed meanwhile: {dlmod.kernel_ns() > val.expires_ns})"
+    assert got == Counter([a.ipv4]), f"before the deadline (passed meanwhile: {kernel_ns() > val.expires_ns})"
 
     _wait_past(env, rule, val.expires_ns)
     # Nothing reaped it: the database row and the kernel entry are still there...
@@ -90,14 +92,14 @@ def test_ttl_expiry(dl_env, mark, reaper) -> None:
     assert env.verdicts(ref)["drop_src"][0] == 3  # 203.0.113.5 once, 198.18.0.5 twice
 
     if reaper == "cli":
-        removed = [r["id"] for r in env.cli("expire", "--json").json()]
+        removed = [r["id"] for r in env.cli("expire", "--json").json()["removed"]]
     else:
-        removed = [r.id for r in env.dl.expire()]
+        removed = [r.id for r in env.dl.expire().removed]
     assert removed == [rule.id]
     assert [r.prefix for r in env.dl.rules()] == ["198.18.0.0/15"]
     with _shared(env, "xc_v4_l24") as m:
         assert m.lookup(key4("203.0.113.0")) is None
-    assert env.dl.expire() == []
+    assert env.dl.expire().removed == []
     assert arrivals_xdp(env, frames, mark) == Counter(["203.0.113.5", a.ipv4])
 
 
@@ -136,7 +138,7 @@ def test_expired_rule_gives_way_to_the_rule_it_covered(dl_env, mark) -> None:
     assert arrivals_xdp(env, frames, mark) == Counter([a.ipv4]), \
         "expired entries must uncover the permanent rules they covered"
 
-    assert len(env.dl.expire()) == 5
+    assert len(env.dl.expire().removed) == 5
     assert arrivals_xdp(env, frames, mark) == Counter([a.ipv4])
 
 
@@ -225,7 +227,7 @@ def test_restore_repairs_drift(dl_env, mark) -> None:
     # Drift by hand: one entry missing, one bogus entry.
     with _shared(env, "xc_v4_l32") as m:
         assert m.delete(key4("203.0.113.7"))
-        m.update(key4("198.18.0.9"), abi.pack_rule_val(4242, dlmod.DENY, 32))
+        m.update(key4("198.18.0.9"), abi.pack_rule_val(4242, DENY, 32))
     assert arrivals_xdp(env, frames, mark) == Counter(["203.0.113.7", a.ipv4])
 
     rep = env.cli("restore", "--json").json()
@@ -234,7 +236,7 @@ def test_restore_repairs_drift(dl_env, mark) -> None:
     assert env.map_dump() == before
     assert arrivals_xdp(env, frames, mark) == desired
 
-    rep = restore(Context(env.settings))  # again, in this process: nothing to repair
+    rep = restore(Context(env.settings)).to_json()  # again, in this process: nothing to repair
     assert (rep["map_entries_written"], rep["map_entries_deleted"], rep["errors"]) == (0, 0, [])
 
     # Drift in the IPv6 table and in the config entry (policy flipped to deny).

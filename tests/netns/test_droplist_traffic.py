@@ -41,7 +41,7 @@ from helpers_droplist import (
     udp_frame,
 )
 from traffic import Capture, build_frame, count_kinds, ether, payload, sentinel_frame, sentinel_payload, udp_send
-from xdpctl.core.droplist import spec
+from xdpctl.core.rules.validate import spec
 
 HOOKS = [("xdp", "generic"), ("xdp", "native"), ("tc-ingress", None)]
 HOOK_IDS = ["xdp-generic", "xdp-native", "tc-ingress"]

@@ -19,7 +19,10 @@ from scapy.packet import Raw
 
 from xdpctl import abi, model
 from xdpctl.core import dlcompile as dlc
-from xdpctl.core.droplist import DropList, kernel_ns, spec
+from xdpctl.core.rules.clock import kernel_ns
+from xdpctl.core.rules.ruleset import all_rules
+from xdpctl.core.rules.service import DropList
+from xdpctl.core.rules.validate import spec
 from xdpctl.kernel import maps
 from xdpctl.testing.progs import ProgramBench
 
@@ -91,7 +94,7 @@ def packets(draw):
 
 
 def _model_rules(d: DropList):
-    return [dlc.Rule(*t) for t in d._all_rules(*_now())]
+    return [dlc.Rule(*t) for t in all_rules(d.state, *_now())]
 
 
 def _now():

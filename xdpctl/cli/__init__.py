@@ -6,7 +6,7 @@ one line on stderr and a non-zero exit code (the README's exit-code table).
 
     app.py     the typer app, global options, JSON output, error rendering
     hooks.py   attach, detach, status, stats, probe
-    rules.py   block, allow, unblock, rules, import, export, policy, expire
+    rules.py   block, allow, unblock, rules, lists, import, export, policy, revision, expire
     system.py  restore, serve, version
 """
 

@@ -21,9 +21,9 @@ def restore(as_json: bool = typer.Option(False, "--json")) -> None:
         with ctx() as c:
             rep = do_restore(c)
         if as_json:
-            emit_json(rep)
+            emit_json(rep.to_json())
             return
-        for line in rep["log"]:
+        for line in rep.log:
             out.print(line, markup=False, highlight=False)
 
     run(body)

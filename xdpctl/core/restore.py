@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from .errors import XdpctlError
 from .context import Context
-from .droplist import DropList
 from .hooks import Hooks, pinned_hooks
+from .rules.service import DropList
+from .views import RestoreView
 
 
-def restore(ctx: Context) -> dict:
+def restore(ctx: Context) -> RestoreView:
     ctx.kernel_ready()
     log: list[str] = []
     errors: list[str] = []
@@ -35,7 +36,6 @@ def restore(ctx: Context) -> dict:
             log.append("error: " + msg)
     for h in pinned_hooks(ctx):
         if (h.netns, h.ifname, h.hook) not in wanted:
-            log.append(f"note: {h.label()} is pinned but not in the desired state; "
-                       f"`xdpctl detach {h.ifname}{' --netns ' + h.netns if h.netns else ''}` removes it")
-    return {"revision": rep.revision, "map_entries_written": rep.written, "map_entries_deleted": rep.deleted,
-            "errors": errors, "log": log}
+            log.append(f"note: {h.label()} is pinned but not in the desired state; detaching it removes it")
+    return RestoreView(revision=rep.revision, map_entries_written=rep.written, map_entries_deleted=rep.deleted,
+                       errors=errors, log=log)

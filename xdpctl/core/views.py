@@ -82,6 +82,8 @@ class ListChangeView(View):
     revision: int
     created: bool = Field(description="true: the list is new; false: it replaced a list of that name")
     list: ListView
+    map_entries_written: int = Field(0, description="kernel map entries the change wrote")
+    map_entries_deleted: int = Field(0, description="kernel map entries the change deleted")
     notes: list[str] = Field(default_factory=list)
 
 class PolicyView(View):
@@ -101,6 +103,7 @@ class RestoreView(View):
 class ExpireView(View):
     revision: int
     removed: list[RuleView]
+    removed_lists: list[str] = Field(default_factory=list, description="names of the lists that expired")
 
 class AttachView(View):
     netns: str | None

@@ -68,7 +68,7 @@ class TcKind(AttachKind):
         if ctx.state.get_meta(key) and not any(
                 netlink.tc_filter_count(ref.ifname, ref.netns, h) for h in TC_HOOKS):
             netlink.del_clsact(ref.ifname, ref.netns)
-            ctx.state.set_meta(key, "")
+            ctx.state.delete_meta(key)
 
     def running(self, ref: HookRef, root_id: int | None) -> Running:
         cur = netlink.tc_ours(ref.ifname, ref.netns, self.hook)

@@ -1,0 +1,104 @@
+"""Stored rules as compiler input, and the compiler's RuleIndex over SQLite.
+
+An incremental change (xdpctl.core.dlcompile.plan_add / plan_remove) asks the
+index which rules cover or lie inside the prefix it writes; this index
+answers from the rules table and from list members held in memory.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .. import dlcompile as dlc
+from .clock import kernel_ns, wall_to_kernel_ns
+from .store import RuleRow, State
+from .validate import addr_bytes
+
+
+def row_to_rule(row: RuleRow, now_wall: float, now_kns: int) -> dlc.Rule:
+    """A stored rule as the compiler takes it (deadline on the kernel clock)."""
+    exp = wall_to_kernel_ns(row.expires, now_wall, now_kns)
+    if row.anyaddr:
+        return dlc.Rule(row.id, 0, 0, 0, row.dir, row.action, row.proto, row.port, exp)
+    return dlc.Rule(row.id, row.family, int.from_bytes(row.addr, "big"), row.plen, row.dir, row.action,
+                    row.proto or None, row.port or None, exp)
+
+
+class SqlRuleIndex(dlc.RuleIndex):
+    """RuleIndex over the rules table (and list members held in memory).
+
+    ``prepare(rule)`` loads, in one range query per length, every address
+    rule of the rule's band that lies inside its prefix, plus its ancestors
+    in the band; ``best_covering`` for keys of that rule is then answered
+    from memory. A /0 expands to 65,536 keys: this keeps that at one query.
+    """
+
+    def __init__(self, state: State, lists_index: dict | None):
+        self.state = state
+        self.lists = lists_index or {}
+        self.now_wall = time.time()
+        self.now_kns = kernel_ns()
+        self.cache: dict[tuple[int, int, int, int], dlc.Rule] = {}
+        self.scope: tuple | None = None  # (family, dir, net, plen, lo, hi) the cache answers for
+
+    def prepare(self, rule: dlc.Rule) -> None:
+        self.cache.clear()
+        self.scope = None
+        if rule.proto is not None or rule.family == 0:
+            return
+        band = dlc.band_of(rule.family, rule.plen)
+        if band is None:
+            return
+        bits = 32 if rule.family == 4 else 128
+        last = rule.net | ((1 << (bits - rule.plen)) - 1)
+        rows = self.state.address_rules_in(rule.family, rule.dir, (rule.plen, band.hi),
+                                           (addr_bytes(rule.family, rule.net), addr_bytes(rule.family, last)))
+        full = (1 << bits) - 1
+        for p in range(band.lo, rule.plen):
+            anc = rule.net & (full ^ ((1 << (bits - p)) - 1))
+            row = self.state.address_rule(rule.family, rule.dir, p, addr_bytes(rule.family, anc))
+            if row is not None:
+                rows.append(row)
+        for row in rows:
+            r = row_to_rule(row, self.now_wall, self.now_kns)
+            self.cache[(r.family, r.dir, r.plen, r.net)] = r
+        self.scope = (rule.family, rule.dir, rule.net, rule.plen, band.lo, band.hi)
+
+    def _in_scope(self, family, dir, addr, lo_plen, hi_plen) -> bool:
+        if self.scope is None:
+            return False
+        f, d, net, plen, blo, bhi = self.scope
+        bits = 32 if f == 4 else 128
+        return (f == family and d == dir and blo <= lo_plen and hi_plen <= bhi
+                and (addr >> (bits - plen)) == (net >> (bits - plen)))
+
+    def rules_within(self, family, dir, net, plen, lo_plen, hi_plen, exclude_id):
+        """From the prepared cache, when the question is inside its scope."""
+        if not self._in_scope(family, dir, net, lo_plen, hi_plen):
+            return None
+        bits = 32 if family == 4 else 128
+        out = [r for (f, d, p, n), r in self.cache.items()
+               if f == family and d == dir and lo_plen <= p <= hi_plen and r.id != exclude_id
+               and (n >> (bits - plen)) == (net >> (bits - plen))]
+        out += [r for (f, d, p, n), r in self.lists.items()
+                if f == family and d == dir and lo_plen <= p <= hi_plen and r.id != exclude_id
+                and (n >> (bits - plen)) == (net >> (bits - plen))] if len(self.lists) < 100000 else []
+        return out
+
+    def best_covering(self, family, dir, addr, lo_plen, hi_plen, exclude_id):
+        bits = 32 if family == 4 else 128
+        full = (1 << bits) - 1
+        cached = self._in_scope(family, dir, addr, lo_plen, hi_plen)
+        for p in range(hi_plen, lo_plen - 1, -1):
+            net = addr & (full ^ ((1 << (bits - p)) - 1))
+            if cached:
+                r = self.cache.get((family, dir, p, net))
+            else:
+                row = self.state.address_rule(family, dir, p, addr_bytes(family, net))
+                r = row_to_rule(row, self.now_wall, self.now_kns) if row is not None else None
+            if r is not None and r.id != exclude_id:
+                return r
+            lr = self.lists.get((family, dir, p, net))
+            if lr is not None and lr.id != exclude_id:
+                return lr
+        return None

@@ -1,0 +1,445 @@
+"""DropList: the drop list's reads and changes, answered as core views.
+
+Reads return the views of xdpctl.core.views (RulesView, ListsView, ...),
+the documents every front end shows. Changes validate everything first,
+then run in one transaction under the pin-directory lock and write the
+kernel with rollback (xdpctl.core.rules.tables); each bumps the revision
+and writes it, with the policy and the lookup flags, to the config entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from typing import Callable
+
+from .. import dlcompile as dlc
+from .. import prefixes as px
+from ..context import Context
+from ..errors import Conflict, NotFound, ValidationError
+from ..views import (ChangeView, ExpireView, ListChangeView, ListDetailView, ListsView, ListView, PolicyView,
+                     RevisionView, RulesView, RuleView)
+from . import ruleset, validate
+from .clock import kernel_ns, kernel_ns_to_wall, wall_to_kernel_ns
+from .index import SqlRuleIndex, row_to_rule
+from .members import Members
+from .store import ListRow, RuleRow, State
+from .tables import KernelTables, SyncReport, rule_stats
+from .validate import ACTION_NAMES, DIR_NAMES, POLICIES, RuleSpec
+
+BULK_THRESHOLD = 2000  # more rules than this in one change: full compile + diff
+DETAIL_LIMIT = 1000  # members shown with one list unless a limit is given
+
+Stats = dict[int, tuple[int, int, int]]
+
+
+def rule_view(row: RuleRow, stats: Stats | None = None) -> RuleView:
+    pfx = None if row.anyaddr else px.format_prefix(px.Prefix(row.family, int.from_bytes(row.addr, "big"), row.plen))
+    pk, by, last = (stats or {}).get(row.id, (0, 0, 0))
+    return RuleView.model_construct(
+        id=row.id, prefix=pfx, family=row.family, dir=DIR_NAMES[row.dir], action=ACTION_NAMES[row.action],
+        proto=px.proto_name(row.proto) if row.proto else None, port=row.port or None, comment=row.comment,
+        source=row.source, created=row.created, expires=row.expires, mgmt=bool(row.mgmt), list=None,
+        packets=pk, bytes=by, last_hit=kernel_ns_to_wall(last))
+
+
+def list_view(row: ListRow, stats: Stats | None = None) -> ListView:
+    st = (stats or {}).values()
+    return ListView.model_construct(
+        name=row.name, count=row.count, dir=DIR_NAMES[row.dir], action=ACTION_NAMES[row.action],
+        comment=row.comment, source=row.source, created=row.created, expires=row.expires, id_base=row.id_base,
+        sha256=hashlib.sha256(row.entries).hexdigest(), packets=sum(v[0] for v in st),
+        bytes=sum(v[1] for v in st))
+
+
+def member_views(row: ListRow, limit: int | None, stats: Stats) -> list[RuleView]:
+    """A list's first ``limit`` members as rules (ids from id_base)."""
+    n = min(row.count, limit) if limit else row.count
+    d, action = DIR_NAMES[row.dir], ACTION_NAMES[row.action]
+    out = []
+    for i, pfx in enumerate(Members.unpack(row.entries).prefixes()[:n]):
+        pk, by, last = stats.get(row.id_base + i, (0, 0, 0))
+        out.append(RuleView.model_construct(
+            id=row.id_base + i, prefix=px.format_prefix(pfx), family=pfx.family, dir=d, action=action, proto=None,
+            port=None, comment=row.comment, source=row.source, created=row.created, expires=row.expires,
+            mgmt=False, list=row.name, packets=pk, bytes=by, last_hit=kernel_ns_to_wall(last)))
+    return out
+
+
+class DropList:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self._lists_index: dict | None = None
+
+    @property
+    def state(self) -> State:
+        return self.ctx.state
+
+    # ----------------------------------------------------------- reads
+    def policy(self) -> str:
+        return self.state.get_meta("policy", "allow") or "allow"
+
+    def revision(self) -> int:
+        return self.state.revision
+
+    def _stats(self, ids: list[int]) -> Stats:
+        return rule_stats(self.ctx, ids)
+
+    def rules(self, with_stats: bool = True, list_name: str | None = None, limit: int | None = None,
+              prefix: str | None = None) -> list[RuleView]:
+        """Individually managed rules in id order (only those on exactly
+        ``prefix``), or the members of list ``list_name``."""
+        if list_name is not None:
+            row = self._list_row(list_name)
+            n = min(row.count, limit) if limit else row.count
+            stats = self._stats(list(range(row.id_base, row.id_base + n))) if with_stats else {}
+            return member_views(row, limit, stats)
+        match = None
+        if prefix is not None:
+            p = validate.spec(prefix).prefix
+            match = (p.family, p.plen, validate.addr_bytes(p.family, p.net))
+        rows = self.state.rule_rows(match, limit)
+        stats = self._stats([r.id for r in rows]) if with_stats else None
+        return [rule_view(r, stats) for r in rows]
+
+    def _list_row(self, name: str) -> ListRow:
+        row = self.state.list_row(name)
+        if row is None:
+            raise NotFound(f"no list named {name!r}", field="name", value=name)
+        return row
+
+    def _list_stats(self, row: ListRow, with_stats: bool) -> Stats | None:
+        if not with_stats or not row.count:
+            return None
+        return self._stats(list(range(row.id_base, row.id_base + row.count)))
+
+    def lists(self, with_stats: bool = True) -> list[ListView]:
+        return [list_view(row, self._list_stats(row, with_stats)) for row in self.state.list_rows()]
+
+    def get_list(self, name: str, with_stats: bool = True) -> ListView:
+        row = self._list_row(name)
+        return list_view(row, self._list_stats(row, with_stats))
+
+    def rules_view(self, with_stats: bool = True, list_name: str | None = None, limit: int | None = None,
+                   prefix: str | None = None) -> RulesView:
+        """GET /v1/rules, `xdpctl rules --json`."""
+        if prefix is not None and list_name is not None:
+            raise ValidationError("give either a prefix or a list, not both", field="list", value=list_name)
+        rules = self.rules(with_stats, list_name, limit, prefix)
+        return RulesView(revision=self.revision(), policy=self.policy(), rules=rules)
+
+    def lists_view(self, with_stats: bool = True) -> ListsView:
+        """GET /v1/lists, `xdpctl lists --json`."""
+        return ListsView(revision=self.revision(), lists=self.lists(with_stats))
+
+    def list_detail(self, name: str, limit: int | None = None, with_stats: bool = True) -> ListDetailView:
+        """GET /v1/lists/{name}, `xdpctl lists NAME --json`: the list and
+        its first ``limit`` members."""
+        lv = self.get_list(name, with_stats)
+        members = self.rules(with_stats, list_name=name, limit=limit)
+        return ListDetailView(revision=self.revision(), list=lv, members=members,
+                              truncated=lv.count > len(members))
+
+    def policy_view(self) -> PolicyView:
+        return PolicyView(policy=self.policy(), revision=self.revision())
+
+    def revision_view(self) -> RevisionView:
+        return RevisionView(revision=self.revision())
+
+    # ----------------------------------------------------------- kernel writes
+    def _lists_index_get(self) -> dict:
+        if self._lists_index is None:
+            self._lists_index = ruleset.lists_index(self.state)
+        return self._lists_index
+
+    def _finish(self, kt: KernelTables) -> int:
+        rev = self.state.bump_revision()
+        kt.write_config(POLICIES[self.policy()], ruleset.config_flags(self.state), rev)
+        return rev
+
+    def _full_sync(self, kt: KernelTables, progress=None) -> SyncReport:
+        return kt.sync_to(ruleset.compile_stored(self.state), progress)
+
+    def _write_changes(self, kt: KernelTables, added_ids: list[int], removed: list[dlc.Rule]) -> None:
+        """Write the kernel for rules just inserted/updated (by id) and rules
+        just deleted from the database; full compile for large changes."""
+        if len(added_ids) + len(removed) > BULK_THRESHOLD:
+            self._full_sync(kt)
+            return
+        now_wall, now_kns = time.time(), kernel_ns()
+        index = SqlRuleIndex(self.state, self._lists_index_get() if self.state.has_lists() else None)
+        plan = dlc.Plan()
+        for r in removed:
+            index.prepare(r)
+            plan.merge(dlc.plan_remove(r, index))
+        for row in self.state.rules_by_ids(added_ids):
+            r = row_to_rule(row, now_wall, now_kns)
+            index.prepare(r)
+            plan.merge(dlc.plan_add(r, index))
+        kt.apply(plan)
+
+    def _delete_rows(self, kt: KernelTables, rows: list[RuleRow]) -> None:
+        now_wall, now_kns = time.time(), kernel_ns()
+        rules = [row_to_rule(r, now_wall, now_kns) for r in rows]
+        ids = [r.id for r in rows]
+        self.state.delete_rules(ids)
+        self._write_changes(kt, added_ids=[], removed=rules)
+        kt.zero_stats(ids)
+
+    # ----------------------------------------------------------- rules
+    def _check_new(self, s: RuleSpec, row: RuleRow | None, update: bool) -> None:
+        """A rule that may not be added: it exists (without ``update``), or
+        it holds a kernel entry another L4 rule holds."""
+        if row is not None:
+            if not update:
+                v = rule_view(row)
+                raise Conflict(f"{s.describe()} already exists as rule {v.id} ({v.action})", field="prefix",
+                               value=v.prefix or "any", hint="use {field:update} to change it")
+            return
+        if s.proto is None or (s.prefix is not None and s.prefix.plen != 0):
+            return
+        ov = self.state.l4_zero_rule(s.dir, s.proto, s.port, anyaddr=s.prefix is not None)
+        if ov is not None:
+            raise Conflict(f"{s.describe()} overlaps rule {ov} (an L4 rule for any address holds the /0 entries "
+                           f"of both families)", field="prefix", value=s.describe(), hint="remove it first")
+
+    def add(self, specs: list[RuleSpec], expected_revision: int | None = None, source: str = "cli",
+            update: bool = False) -> ChangeView:
+        """Add rules (all or nothing). With ``update`` an existing rule with
+        the same match gets the new action, comment and TTL instead of an error."""
+        if not specs:
+            raise ValidationError("no rules given", field="rules")
+        validate.check_unique(specs)
+        self._expire_pending()
+        with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
+            state.check_revision(expected_revision)
+            now = time.time()
+            new_specs, upd = [], []
+            for s in specs:
+                row = state.rule_by_key(s.key())
+                self._check_new(s, row, update)
+                if row is None:
+                    new_specs.append(s)
+                else:
+                    upd.append((s, row.id))
+            ids = state.free_ids(len(new_specs), kt["xc_rule_stats"].max_entries) if new_specs else []
+            state.insert_rules([_new_row(rid, s, source, now) for rid, s in zip(ids, new_specs)])
+            for s, rid in upd:
+                state.update_rule(rid, s.action, s.comment, now + s.ttl if s.ttl else None, s.mgmt)
+            changed_ids = ids + [rid for _s, rid in upd]
+            kt.zero_stats(ids)
+            self._write_changes(kt, added_ids=changed_ids, removed=[])
+            rev = self._finish(kt)
+            views = {r.id: rule_view(r) for r in state.rules_by_ids(changed_ids)}
+            return ChangeView(revision=rev, added=[views[i] for i in ids], updated=[views[rid] for _s, rid in upd])
+
+    def _find_in_lists(self, s: RuleSpec) -> str | None:
+        if s.prefix is None or s.proto is not None:
+            return None
+        for row in self.state.list_rows():
+            if row.dir == s.dir and s.prefix in set(Members.unpack(row.entries).prefixes()):
+                return row.name
+        return None
+
+    def _rows_to_remove(self, specs: list[RuleSpec], ids: list[int]) -> list[RuleRow]:
+        rows = []
+        for s in specs:
+            row = self.state.rule_by_key(s.key())
+            if row is None:
+                in_list = self._find_in_lists(s)
+                if in_list:
+                    raise Conflict(f"{s.describe()} is a member of list {in_list!r}", field="prefix",
+                                   value=s.describe(), hint="re-import the list without it, remove the list, "
+                                                            "or add an allow rule")
+                raise NotFound(f"no rule matches {s.describe()}", field="prefix", value=s.describe())
+            rows.append(row)
+        for rid in ids:
+            r = self.state.rules_by_ids([rid])
+            if not r:
+                raise NotFound(f"no rule with id {rid}", field="ids", value=rid)
+            rows.append(r[0])
+        return list({r.id: r for r in rows}.values())
+
+    def remove(self, specs: list[RuleSpec] | None = None, ids: list[int] | None = None,
+               expected_revision: int | None = None) -> ChangeView:
+        """Remove individually managed rules by match or by id (all or nothing)."""
+        specs, ids = specs or [], ids or []
+        if not specs and not ids:
+            raise ValidationError("nothing to remove: give prefixes or rule ids", field="ids")
+        self._expire_pending()
+        with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
+            state.check_revision(expected_revision)
+            rows = self._rows_to_remove(specs, ids)
+            self._delete_rows(kt, rows)
+            rev = self._finish(kt)
+            return ChangeView(revision=rev, removed=[rule_view(r) for r in rows])
+
+    def set_policy(self, policy: str, expected_revision: int | None = None) -> PolicyView:
+        validate.policy(policy)
+        with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
+            state.check_revision(expected_revision)
+            state.set_meta("policy", policy)
+            return PolicyView(policy=policy, revision=self._finish(kt))
+
+    # ----------------------------------------------------------- lists
+    def import_list(
+        self,
+        name: str,
+        prefixes: list[px.Prefix],
+        *,
+        action: str = "deny",
+        dst: bool = False,
+        comment: str | None = None,
+        ttl: str | int | None = None,
+        source: str | None = None,
+        expected_revision: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ListChangeView:
+        """Create or atomically replace a named list."""
+        validate.list_name(name)
+        act, t = validate.action_of(action), validate.duration(ttl)
+        cols = Members.of(prefixes)  # IPv4 members first: that is rule-id order
+        self._expire_pending()
+        with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
+            state.check_revision(expected_revision)
+            old = state.list_span(name)
+            n = cols.n4 + cols.n6
+            # the new range must not overlap the old one: both live during the swap
+            base = state.allocate_ids(n, kt["xc_rule_stats"].max_entries) if n else 1
+            now = time.time()
+            expires = now + t if t else None
+            d = 1 if dst else 0
+            pending = cols.columns(base, d, act, wall_to_kernel_ns(expires))
+            compiled = ruleset.compile_rules(ruleset.all_rules(state, now, kernel_ns(), pending=(name, pending)))
+
+            def store() -> ListRow:
+                row = ListRow(name, n, d, act, comment, source, now, expires, base, cols.pack(), cols.flags(dst))
+                state.replace_list(row)
+                return row
+
+            report, row = _beside(lambda: kt.sync_to(compiled, progress), store)
+            self._lists_index = None
+            if old:
+                kt.zero_stats(range(old[0], old[0] + old[1]))
+            rev = self._finish(kt)
+            note = (f"list {name}: {n} prefixes, rule ids {base}..{base + max(n, 1) - 1}; "
+                    f"{report.written} map entries written, {report.deleted} deleted")
+            return ListChangeView(revision=rev, created=old is None, list=list_view(row),
+                                  map_entries_written=report.written, map_entries_deleted=report.deleted,
+                                  notes=[note])
+
+    def remove_list(self, name: str, expected_revision: int | None = None) -> ChangeView:
+        with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
+            state.check_revision(expected_revision)
+            span = state.list_span(name)
+            if span is None:
+                raise NotFound(f"no list named {name!r}", field="name", value=name)
+            state.delete_list(name)
+            self._lists_index = None
+            self._full_sync(kt)
+            kt.zero_stats(range(span[0], span[0] + span[1]))
+            rev = self._finish(kt)
+            return ChangeView(revision=rev, notes=[f"removed list {name} ({span[1]} prefixes)"])
+
+    def export(self) -> list[str]:
+        """Individually managed rules as CLI-style lines, then lists."""
+        lines = [f"# xdpctl export, revision {self.revision()}, policy {self.policy()}"]
+        lines += [_export_line(r) for r in self.rules(with_stats=False)]
+        for lv in self.lists(with_stats=False):
+            lines.append(f"# list {lv.name}: {lv.count} prefixes, {lv.action} {lv.dir}")
+            lines += [m.prefix for m in self.rules(False, list_name=lv.name)]
+        return lines
+
+    # ----------------------------------------------------------- expiry, sync
+    def _expire_pending(self) -> None:
+        """Reap expired rules in their own transaction, before a change."""
+        if self.state.anything_expired(time.time()):
+            self.expire()
+
+    def next_expiry(self) -> float | None:
+        """Wall-clock time of the next rule or list expiry, or None."""
+        return self.state.next_expiry()
+
+    def expire(self) -> ExpireView:
+        """Remove rules and lists whose TTL has passed."""
+        nxt = self.next_expiry()
+        if nxt is None or nxt > time.time():
+            return ExpireView(revision=self.revision(), removed=[])  # nothing due: no lock, no maps
+        with self.ctx.writer(), KernelTables(self.ctx) as kt:
+            removed, lists = self._expire_locked(kt)
+            rev = self._finish(kt) if removed or lists else self.revision()
+            return ExpireView(revision=rev, removed=removed, removed_lists=lists)
+
+    def _expire_locked(self, kt: KernelTables) -> tuple[list[RuleView], list[str]]:
+        """Delete what has expired: (the rules, the names of the lists)."""
+        now = time.time()
+        rows = self.state.expired_rules(now)
+        if rows:
+            self._delete_rows(kt, rows)
+        lists = self.state.expired_lists(now)
+        for name, base, count in lists:
+            self.state.delete_list(name)
+            kt.zero_stats(range(base, base + count))
+        if lists:
+            self._lists_index = None
+            self._full_sync(kt)
+        return [rule_view(r) for r in rows], [name for name, _b, _c in lists]
+
+    def sync(self, progress=None) -> SyncReport:
+        """Rebuild the maps from the database, repairing any drift."""
+        with self.ctx.writer(), KernelTables(self.ctx) as kt:
+            self._expire_locked(kt)
+            report = self._full_sync(kt, progress)
+            want = (POLICIES[self.policy()], ruleset.config_flags(self.state), self.revision())
+            if kt.read_config() != want:
+                kt.write_config(*want)
+                report.written += 1
+            report.revision = self.revision()
+            return report
+
+
+def _new_row(rid: int, s: RuleSpec, source: str, now: float) -> RuleRow:
+    fam = s.prefix.family if s.prefix else 0
+    return RuleRow(rid, fam, validate.addr_bytes(fam, s.prefix.net) if s.prefix else b"",
+                   s.prefix.plen if s.prefix else 0, s.dir, s.action, s.proto or 0, s.port or 0,
+                   0 if s.prefix else 1, int(s.mgmt), s.comment, source, now, now + s.ttl if s.ttl else None)
+
+
+def _beside(kernel: Callable[[], SyncReport], db: Callable[[], ListRow]) -> tuple[SyncReport, ListRow]:
+    """Run the kernel write (mostly in the kernel, without the GIL) in a
+    thread while this thread does the database side. Either failure is
+    raised once both have finished: the caller's transaction then rolls the
+    database back; a failed kernel write has undone itself."""
+    box: dict = {}
+
+    def write() -> None:
+        try:
+            box["report"] = kernel()
+        except BaseException as exc:  # re-raised below
+            box["error"] = exc
+
+    th = threading.Thread(target=write, name="xdpctl-map-write")
+    th.start()
+    try:
+        row = db()
+    finally:
+        th.join()
+    if "error" in box:
+        raise box["error"]
+    return box["report"], row
+
+
+def _export_line(r: RuleView) -> str:
+    parts = ["allow" if r.action == "allow" else "block", r.prefix or "any"]
+    if r.dir == "dst":
+        parts.append("--dst")
+    if r.proto:
+        parts += ["--proto", r.proto, "--port", str(r.port)]
+    if r.expires:
+        parts += ["--ttl", f"{max(1, int(r.expires - time.time()))}s"]
+    if r.mgmt:
+        parts.append("--mgmt")
+    if r.comment:
+        parts += ["--comment", repr(r.comment)]
+    return " ".join(parts)

@@ -1,0 +1,380 @@
+"""Desired state in SQLite: attachments, rules, lists, policy, revision.
+
+The kernel is a cache of this database: `xdpctl restore` rebuilds programs,
+attachments and map contents from it. Writers hold the pin-directory lock
+and one SQLite transaction, so the CLI and the service can run side by side.
+
+Every SQL statement of xdpctl is in this module.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterable, Iterator, NamedTuple
+
+from ..errors import CapacityError, RevisionConflict
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attachments (
+    netns   TEXT NOT NULL DEFAULT '',
+    ifname  TEXT NOT NULL,
+    hook    TEXT NOT NULL,
+    program TEXT NOT NULL,
+    mode    TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (netns, ifname, hook, program)
+);
+CREATE TABLE IF NOT EXISTS rules (
+    id       INTEGER PRIMARY KEY,
+    family   INTEGER NOT NULL,          -- 4 or 6
+    addr     BLOB    NOT NULL,          -- network address, 4 or 16 bytes
+    plen     INTEGER NOT NULL,
+    dir      INTEGER NOT NULL,          -- 0 source, 1 destination
+    action   INTEGER NOT NULL,          -- 1 deny, 2 allow
+    proto    INTEGER NOT NULL DEFAULT 0,-- 0: any (address rule)
+    port     INTEGER NOT NULL DEFAULT 0,
+    anyaddr  INTEGER NOT NULL DEFAULT 0,-- 1: L4 rule without a prefix
+    mgmt     INTEGER NOT NULL DEFAULT 0,-- 1: management prefix (allow)
+    comment  TEXT,
+    source   TEXT,
+    created  REAL NOT NULL,
+    expires  REAL                       -- wall clock; NULL = never
+);
+-- A list: a bulk rule set (a block list file) stored as one packed blob and
+-- replaced as a whole. Members get rule ids id_base .. id_base+count-1, in
+-- the order of the blob (IPv4 members first).
+CREATE TABLE IF NOT EXISTS lists (
+    name     TEXT PRIMARY KEY,
+    dir      INTEGER NOT NULL,
+    action   INTEGER NOT NULL,
+    comment  TEXT,
+    source   TEXT,
+    created  REAL NOT NULL,
+    expires  REAL,
+    id_base  INTEGER NOT NULL,
+    count    INTEGER NOT NULL,
+    entries  BLOB NOT NULL,             -- see xdpctl.core.rules.members
+    flags    INTEGER NOT NULL DEFAULT 0 -- xc_cfg flags the members need
+);
+CREATE UNIQUE INDEX IF NOT EXISTS rules_match
+    ON rules (family, dir, proto, port, anyaddr, plen, addr);
+CREATE INDEX IF NOT EXISTS rules_expires ON rules (expires) WHERE expires IS NOT NULL;
+"""
+
+RULE_COLS = "id, family, addr, plen, dir, action, proto, port, anyaddr, mgmt, comment, source, created, expires"
+LIST_COLS = "name, count, dir, action, comment, source, created, expires, id_base, entries, flags"
+_ADDRESS_RULE = "family=? AND dir=? AND proto=0 AND port=0 AND anyaddr=0"
+_CHUNK = 500  # ids per IN (...) statement
+
+
+class RuleRow(NamedTuple):
+    id: int
+    family: int
+    addr: bytes
+    plen: int
+    dir: int
+    action: int
+    proto: int
+    port: int
+    anyaddr: int
+    mgmt: int
+    comment: str | None
+    source: str | None
+    created: float
+    expires: float | None
+
+
+class ListRow(NamedTuple):
+    name: str
+    count: int
+    dir: int
+    action: int
+    comment: str | None
+    source: str | None
+    created: float
+    expires: float | None
+    id_base: int
+    entries: bytes
+    flags: int
+
+
+@dataclass(frozen=True)
+class Attachment:
+    netns: str | None
+    ifname: str
+    hook: str
+    program: str
+    mode: str | None
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i:i + _CHUNK]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _full(capacity: int, n: int) -> CapacityError:
+    return CapacityError(
+        f"no room for {n} more rules: the rule table holds {capacity - 1} (xc_rule_stats capacity)",
+        value=n, hint="remove rules or raise the capacity")
+
+
+class State:
+    """The state database; ``db`` is its one connection."""
+
+    def __init__(self, path: str):
+        self.path = path
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+        with self.tx():
+            self.db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('revision', '0')")
+            self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('policy', 'allow')")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One immediate transaction: committed on success, rolled back on error."""
+        if self.db.in_transaction:
+            yield self.db
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    # -- meta
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def delete_meta(self, key: str) -> None:
+        self.db.execute("DELETE FROM meta WHERE key=?", (key,))
+
+    @property
+    def revision(self) -> int:
+        return int(self.get_meta("revision", "0") or 0)
+
+    def check_revision(self, expected: int | None) -> None:
+        if expected is not None and expected != self.revision:
+            raise RevisionConflict(
+                f"revision conflict: the rule set is at revision {self.revision}, "
+                f"the request expected {expected}", field="revision", value=expected,
+                hint="re-read and retry")
+
+    def bump_revision(self) -> int:
+        rev = self.revision + 1
+        self.set_meta("revision", str(rev))
+        return rev
+
+    # -- rule ids
+    def used_id_ranges(self) -> list[tuple[int, int]]:
+        """Sorted, merged [start, end) ranges of rule ids in use."""
+        spans = [(r[0], r[0] + r[1]) for r in self.db.execute("SELECT id_base, count FROM lists")]
+        ids = [r[0] for r in self.db.execute("SELECT id FROM rules ORDER BY id")]
+        start = prev = None
+        for i in ids:
+            if start is None:
+                start = prev = i
+            elif i == prev + 1:
+                prev = i
+            else:
+                spans.append((start, prev + 1))
+                start = prev = i
+        if start is not None:
+            spans.append((start, prev + 1))
+        spans.sort()
+        merged: list[tuple[int, int]] = []
+        for a, b in spans:
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+            else:
+                merged.append((a, b))
+        return merged
+
+    def allocate_ids(self, n: int, capacity: int, reserved: list[tuple[int, int]] = ()) -> int:
+        """First id of a free run of n ids in [1, capacity); raises when full."""
+        spans = sorted(list(self.used_id_ranges()) + list(reserved))
+        cur = 1
+        for a, b in spans:
+            if a - cur >= n:
+                return cur
+            cur = max(cur, b)
+        if capacity - cur >= n:
+            return cur
+        raise _full(capacity, n)
+
+    def free_ids(self, n: int, capacity: int) -> list[int]:
+        """n free rule ids (lowest first, gaps included); raises when full."""
+        out: list[int] = []
+        cur = 1
+        for a, b in self.used_id_ranges() + [(capacity, capacity)]:
+            while cur < a and len(out) < n:
+                out.append(cur)
+                cur += 1
+            if len(out) == n:
+                return out
+            cur = max(cur, b)
+        raise _full(capacity, n)
+
+    # -- attachments
+    def attachments(self) -> list[Attachment]:
+        rows = self.db.execute(
+            "SELECT netns, ifname, hook, program, mode FROM attachments ORDER BY netns, ifname, hook, program"
+        ).fetchall()
+        return [Attachment(r[0] or None, r[1], r[2], r[3], r[4]) for r in rows]
+
+    def add_attachment(self, a: Attachment) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO attachments(netns, ifname, hook, program, mode, created) VALUES (?,?,?,?,?,?)",
+            (a.netns or "", a.ifname, a.hook, a.program, a.mode, time.time()),
+        )
+
+    def remove_attachment(self, netns: str | None, ifname: str, hook: str, program: str) -> None:
+        self.db.execute(
+            "DELETE FROM attachments WHERE netns=? AND ifname=? AND hook=? AND program=?",
+            (netns or "", ifname, hook, program),
+        )
+
+    # -- rules: reads
+    def _rules(self, where: str = "", args: Iterable = ()) -> list[RuleRow]:
+        q = f"SELECT {RULE_COLS} FROM rules" + (f" WHERE {where}" if where else "")
+        return list(map(RuleRow._make, self.db.execute(q, tuple(args))))
+
+    def rule_rows(self, match: tuple[int, int, bytes] | None = None, limit: int | None = None) -> list[RuleRow]:
+        """Rules in id order; ``match`` (family, plen, addr): only on that prefix."""
+        where, args = ("family=? AND plen=? AND addr=?", match) if match is not None else ("", ())
+        where = (where or "1") + " ORDER BY id" + (f" LIMIT {int(limit)}" if limit else "")
+        return self._rules(where, args)
+
+    def rule_by_key(self, key: tuple) -> RuleRow | None:
+        """The rule with this match (RuleSpec.key() order), or None."""
+        rows = self._rules("family=? AND dir=? AND proto=? AND port=? AND anyaddr=? AND plen=? AND addr=?", key)
+        return rows[0] if rows else None
+
+    def rules_by_ids(self, ids: list[int]) -> list[RuleRow]:
+        out: list[RuleRow] = []
+        for chunk in _chunks(ids):
+            out += self._rules(f"id IN ({_marks(len(chunk))})", chunk)
+        return out
+
+    def address_rules_in(self, family: int, dir: int, plens: tuple[int, int],
+                         addrs: tuple[bytes, bytes]) -> list[RuleRow]:
+        """Address rules of a direction with lengths and networks in the
+        given closed ranges."""
+        return self._rules(f"{_ADDRESS_RULE} AND plen BETWEEN ? AND ? AND addr BETWEEN ? AND ?",
+                           (family, dir, *plens, *addrs))
+
+    def address_rule(self, family: int, dir: int, plen: int, addr: bytes) -> RuleRow | None:
+        rows = self._rules(f"{_ADDRESS_RULE} AND plen=? AND addr=?", (family, dir, plen, addr))
+        return rows[0] if rows else None
+
+    def l4_zero_rule(self, dir: int, proto: int, port: int, anyaddr: bool) -> int | None:
+        """Id of the L4 rule on any address (``anyaddr``) or on a /0 with
+        this match, or None."""
+        q = "SELECT id FROM rules WHERE dir=? AND proto=? AND port=? AND " + \
+            ("anyaddr=1" if anyaddr else "anyaddr=0 AND plen=0")
+        row = self.db.execute(q, (dir, proto, port)).fetchone()
+        return row[0] if row else None
+
+    def expired_rules(self, now: float) -> list[RuleRow]:
+        return self._rules("expires IS NOT NULL AND expires <= ?", (now,))
+
+    # -- rules: writes
+    def insert_rules(self, rows: list[RuleRow]) -> None:
+        self.db.executemany(f"INSERT INTO rules({RULE_COLS}) VALUES ({_marks(len(RuleRow._fields))})", rows)
+
+    def update_rule(self, rid: int, action: int, comment: str | None, expires: float | None, mgmt: bool) -> None:
+        self.db.execute("UPDATE rules SET action=?, comment=?, expires=?, mgmt=? WHERE id=?",
+                        (action, comment, expires, int(mgmt), rid))
+
+    def delete_rules(self, ids: list[int]) -> None:
+        for chunk in _chunks(ids):
+            self.db.execute(f"DELETE FROM rules WHERE id IN ({_marks(len(chunk))})", chunk)
+
+    # -- lists
+    def list_rows(self) -> list[ListRow]:
+        return list(map(ListRow._make, self.db.execute(f"SELECT {LIST_COLS} FROM lists ORDER BY name")))
+
+    def list_row(self, name: str) -> ListRow | None:
+        row = self.db.execute(f"SELECT {LIST_COLS} FROM lists WHERE name=?", (name,)).fetchone()
+        return ListRow._make(row) if row else None
+
+    def list_span(self, name: str) -> tuple[int, int] | None:
+        """(id_base, count) of a list, or None."""
+        row = self.db.execute("SELECT id_base, count FROM lists WHERE name=?", (name,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def has_lists(self) -> bool:
+        return self.db.execute("SELECT 1 FROM lists LIMIT 1").fetchone() is not None
+
+    def replace_list(self, row: ListRow) -> None:
+        self.db.execute("DELETE FROM lists WHERE name=?", (row.name,))
+        self.db.execute(f"INSERT INTO lists({LIST_COLS}) VALUES ({_marks(len(ListRow._fields))})", row)
+
+    def delete_list(self, name: str) -> None:
+        self.db.execute("DELETE FROM lists WHERE name=?", (name,))
+
+    def expired_lists(self, now: float) -> list[tuple[str, int, int]]:
+        """(name, id_base, count) of every list past its expiry."""
+        return self.db.execute("SELECT name, id_base, count FROM lists WHERE expires IS NOT NULL AND expires <= ?",
+                               (now,)).fetchall()
+
+    # -- expiry and config facts over both tables
+    def anything_expired(self, now: float) -> bool:
+        return any(self.db.execute(f"SELECT 1 FROM {t} WHERE expires IS NOT NULL AND expires <= ? LIMIT 1",
+                                   (now,)).fetchone() for t in ("rules", "lists"))
+
+    def next_expiry(self) -> float | None:
+        """Wall-clock time of the next rule or list expiry, or None."""
+        vals = [self.db.execute(f"SELECT MIN(expires) FROM {t} WHERE expires IS NOT NULL").fetchone()[0]
+                for t in ("rules", "lists")]
+        vals = [v for v in vals if v is not None]
+        return min(vals) if vals else None
+
+    def has_dst_rules(self) -> bool:
+        return bool(self.db.execute("SELECT 1 FROM rules WHERE dir=1 AND proto=0 LIMIT 1").fetchone()
+                    or self.db.execute("SELECT 1 FROM lists WHERE dir=1 AND count>0 LIMIT 1").fetchone())
+
+    def has_port_rules(self) -> bool:
+        return self.db.execute("SELECT 1 FROM rules WHERE proto<>0 LIMIT 1").fetchone() is not None
+
+    def has_v6_address_rules(self, plens: list[int]) -> bool:
+        """Any IPv6 address rule with one of these prefix lengths?"""
+        q = f"SELECT 1 FROM rules WHERE family=6 AND proto=0 AND plen IN ({_marks(len(plens))}) LIMIT 1"
+        return bool(plens) and self.db.execute(q, plens).fetchone() is not None
+
+    def list_flags(self) -> int:
+        """The xc_cfg flags every list needs, or-ed."""
+        flags = 0
+        for (f,) in self.db.execute("SELECT flags FROM lists"):
+            flags |= f
+        return flags

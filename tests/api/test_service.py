@@ -20,7 +20,7 @@ from xdpctl.core import prefixes as px
 from xdpctl.core.context import Context
 from xdpctl.core.droplist import DropList, spec
 from xdpctl.kernel import bpffs
-from xdpctl.testing.progs import temp_settings
+from tests.support.progs import temp_settings
 
 REPO = Path(__file__).resolve().parents[2]
 

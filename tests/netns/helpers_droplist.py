@@ -46,7 +46,7 @@ from xdpctl.core.droplist import DropList, KernelTables
 from xdpctl.core.hooks import HookRef, Hooks, pinned_hooks
 from xdpctl.kernel import bpffs, maps
 from xdpctl.lab import Endpoint, TwoHostLab, in_netns
-from xdpctl.testing.progs import temp_settings
+from tests.support.progs import temp_settings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,7 @@ from helpers_xdpctl import xenv  # noqa: F401  (fixture)
 from xdpctl.core.hooks import ROOT_PROG, HookRef, Hooks
 from xdpctl.kernel import maps, netlink
 from xdpctl.lab import Endpoint, netns_socket
-from xdpctl.testing.frames import udp4
+from tests.support.frames import udp4
 
 # (hook, XDP mode, endpoint that carries the hook)
 PLACEMENTS = [

@@ -2,7 +2,7 @@ import pytest
 
 from xdpctl.core.context import Context
 from xdpctl.kernel import bpffs
-from xdpctl.testing.progs import ProgramBench, temp_settings
+from tests.support.progs import ProgramBench, temp_settings
 
 
 @pytest.fixture

@@ -5,9 +5,10 @@ from collections import Counter
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from xdpctl import abi, model
+from xdpctl import abi
+from tests.support import model
 from xdpctl.core.errors import BpfError
-from xdpctl.testing.frames import protocol_mix
+from tests.support.frames import protocol_mix
 
 # The kernel's test runner for SCHED_CLS refuses (EINVAL) a frame whose
 # ethertype says IP but whose IP header is cut short, before the program

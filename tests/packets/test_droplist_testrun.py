@@ -1,5 +1,5 @@
 """The drop list, run by the kernel (BPF_PROG_TEST_RUN) on scapy-built
-packets, against the Python reference model (xdpctl.model.verdict).
+packets, against the Python reference model (tests.support.model.verdict).
 
 Rules go in through the real core (DropList: SQLite, incremental plans,
 kernel maps), so this checks the compiler, the map writes and the C lookup
@@ -17,11 +17,12 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Raw
 
-from xdpctl import abi, model
+from xdpctl import abi
+from tests.support import model
 from xdpctl.core import dlcompile as dlc
 from xdpctl.core.droplist import DropList, kernel_ns, spec
 from xdpctl.kernel import maps
-from xdpctl.testing.progs import ProgramBench
+from tests.support.progs import ProgramBench
 
 V4_POOL = ["203.0.113.0", "203.0.113.128", "198.51.100.0", "10.0.0.0", "10.1.2.0", "10.1.2.3", "0.0.0.0"]
 V6_POOL = ["2001:db8::", "2001:db8:0:1::", "2001:db8:bad::", "2001:db8::1", "::"]

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import uuid
 
-from ..config import Settings
-from ..core import counters
-from ..core.context import Context
-from ..core.hooks import ROOT_PROG, STAGES, pin_path_for
-from ..kernel import bpffs, maps, objects, testrun
+from xdpctl.config import Settings
+from xdpctl.core import counters
+from xdpctl.core.context import Context
+from xdpctl.core.hooks import ROOT_PROG, STAGES, pin_path_for
+from xdpctl.kernel import bpffs, maps, objects, testrun
 
 XDP_PASS, XDP_DROP = testrun.XDP_PASS, testrun.XDP_DROP
 TC_ACT_OK, TC_ACT_SHOT = testrun.TC_ACT_OK, testrun.TC_ACT_SHOT

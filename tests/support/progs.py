@@ -8,17 +8,22 @@ interface.
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
+
+import pytest
 
 from xdpctl.config import Settings
 from xdpctl.core import counters
 from xdpctl.core.context import Context
+from xdpctl.core.errors import BpfError
 from xdpctl.core.hooks import ROOT_PROG, STAGES, pin_path_for
 from xdpctl.kernel import bpffs, maps, objects, testrun
 
 XDP_PASS, XDP_DROP = testrun.XDP_PASS, testrun.XDP_DROP
 TC_ACT_OK, TC_ACT_SHOT = testrun.TC_ACT_OK, testrun.TC_ACT_SHOT
+ETH_HLEN, ETH_P_IP, ETH_P_IPV6 = 14, 0x0800, 0x86DD
 
 
 def temp_settings(state_dir: str, tag: str | None = None, **capacity) -> Settings:
@@ -53,6 +58,29 @@ class ProgramBench:
 
     def run(self, frame: bytes, repeat: int = 1, fd: int | None = None) -> testrun.RunResult:
         return testrun.run(self.root_fd if fd is None else fd, frame, repeat)
+
+    def refused(self, frame: bytes) -> bool:
+        """True for a frame that BPF_PROG_TEST_RUN does not run through this
+        bench's programs: shorter than an Ethernet header, or, for TC
+        (SCHED_CLS, which gets an skb), with an IPv4 or IPv6 ethertype and
+        less than a whole IPv4 (20 bytes) or IPv6 (40 bytes) header after
+        it. The kernel answers EINVAL before the program runs. Real traffic
+        carries such frames: tests/netns sends them through TC."""
+        if len(frame) < ETH_HLEN:
+            return True
+        if self.kind != "tc":
+            return False
+        need = {ETH_P_IP: 20, ETH_P_IPV6: 40}.get(int.from_bytes(frame[12:14], "big"), 0)
+        return len(frame) < ETH_HLEN + need
+
+    def assert_refused(self, frame: bytes) -> None:
+        """Check that the kernel refuses a frame refused() names (EINVAL): a
+        kernel that starts running such frames makes the caller's test fail
+        instead of leaving them unchecked."""
+        assert self.refused(frame), frame.hex()
+        with pytest.raises(BpfError) as ei:
+            self.run(frame)
+        assert ei.value.errno == errno.EINVAL, (ei.value, frame.hex())
 
     def passed(self, retval: int) -> bool:
         return retval == (XDP_PASS if self.kind == "xdp" else TC_ACT_OK)

@@ -1,10 +1,11 @@
-"""Helpers of the API tests: a uvicorn server in a thread, kernel reads.
+"""Helpers of the API tests: a uvicorn server in a thread, kernel probes.
 
 Kept out of conftest.py so that test modules can import them by name.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import threading
@@ -14,10 +15,9 @@ from dataclasses import dataclass
 import httpx
 import uvicorn
 
+from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe
 from xdpctl import abi
 from xdpctl.config import Settings
-from xdpctl.core import dlcompile as dlc
-from xdpctl.core import prefixes as px
 from xdpctl.kernel import maps
 
 TOKEN = "test-token-" + os.urandom(8).hex()
@@ -79,29 +79,50 @@ class ServerThread:
 
 
 # ---------------------------------------------------------------------------
-# Reading the kernel behind the API's back
+# Asking the kernel behind the API's back
 # ---------------------------------------------------------------------------
-class _Lookups:
-    """A pinned hash or array map seen as {key: value}, read key by key."""
+def kernel_match(settings: Settings, addr: str) -> abi.RuleVal | None:
+    """The rule the drop list matches for a source address, as the kernel
+    decides it: a packet from ``addr`` run through the drop-list program
+    over the service's pinned maps (BPF_PROG_TEST_RUN, see
+    tests.support.progs.DropListProbe). None: no rule matches. The rule's
+    fields (action, prefix length, deadline) come from the map entry that
+    carries the rule id the kernel counted a hit for."""
+    with DropListProbe(settings) as probe:
+        retval, reason, rid = probe.source_match(addr)
+    if reason == abi.DlReason.PASS_NOMATCH:
+        assert rid is None and retval == XDP_PASS, (addr, retval, rid)
+        return None
+    assert reason in (abi.DlReason.PASS_ALLOW, abi.DlReason.DROP_SRC) and rid is not None, (addr, reason, rid)
+    assert retval == (XDP_DROP if reason == abi.DlReason.DROP_SRC else XDP_PASS), (addr, reason, retval)
+    rv = _entry_of(settings, addr, rid)
+    assert rv.action == (abi.Action.ALLOW if reason == abi.DlReason.PASS_ALLOW else abi.Action.DENY), rv
+    return rv
 
-    def __init__(self, m: maps.Map) -> None:
-        self.m = m
 
-    def get(self, key: bytes) -> bytes | None:
-        return self.m.lookup(key)
-
-
-def kernel_match(settings: Settings, addr: str, dst: bool = False) -> abi.RuleVal | None:
-    """The rule the drop-list program would match for a source (or
-    destination) address: the compiler's model of the C lookup, run over
-    the pinned maps (tries read whole, other maps key by key)."""
-    fam, value = px.parse_address(addr)
-    opened = [maps.Map.from_pin(os.path.join(settings.shared_map_dir, name)) for name in abi.RULE_MAPS]
-    try:
-        tables = {}
-        for name, m in zip(abi.RULE_MAPS, opened):
-            tables[name] = dict(m.items()) if m.type == abi.MapType.LPM_TRIE else _Lookups(m)
-        return dlc.kernel_lookup(tables, fam, 1 if dst else 0, value)
-    finally:
-        for m in opened:
-            m.close()
+def _entry_of(settings: Settings, addr: str, rid: int) -> abi.RuleVal:
+    """The value (or fallback half) holding rule ``rid`` among the map
+    entries a source lookup of ``addr`` can reach."""
+    ip = ipaddress.ip_address(addr)
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    a = int(ip)
+    if ip.version == 4:
+        where = [("xc_v4_l32", abi.pack_key4(0, a)), ("xc_v4_l24", abi.pack_key4(0, a & 0xFFFFFF00)),
+                 ("xc_v4_l16", abi.U32.pack(a >> 16))]
+    else:
+        where = [(f"xc_v6_l{n}", abi.pack_key6(0, a >> (128 - n) << (128 - n))) for n in (128, 64, 48, 32)]
+    values = []
+    for name, key in where:
+        with maps.Map.from_pin(os.path.join(settings.shared_map_dir, name)) as m:
+            values.append(m.lookup(key))
+    if ip.version == 6:
+        with maps.Map.from_pin(os.path.join(settings.shared_map_dir, "xc_v6_trie")) as m:
+            values += [v for _k, v in m.items()]
+    for raw in filter(None, values):
+        v = abi.unpack_rule_val(raw)
+        if v.rule_id == rid:
+            return abi.RuleVal(v.rule_id, v.action, v.plen, 0, v.expires_ns)
+        if v.fb_rule_id == rid:
+            return abi.RuleVal(v.fb_rule_id, v.fb_action, v.fb_plen, 0, v.fb_expires_ns)
+    raise AssertionError(f"rule {rid} matched {addr} but no map entry for {addr} holds it")

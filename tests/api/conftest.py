@@ -27,7 +27,7 @@ from api.app import create_app  # noqa: E402
 from xdpctl.config import Settings  # noqa: E402
 from xdpctl.kernel import bpffs  # noqa: E402
 from xdpctl.lab import TwoHostLab  # noqa: E402
-from xdpctl.testing.progs import temp_settings  # noqa: E402
+from tests.support.progs import temp_settings  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

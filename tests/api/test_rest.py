@@ -14,7 +14,7 @@ from api_helpers import SMALL, Running, kernel_match
 from api.deps import TOKEN_ENV, load_token, token_path
 from xdpctl import abi
 from xdpctl.kernel import maps
-from xdpctl.testing.progs import temp_settings
+from tests.support.progs import temp_settings
 
 
 def revision(client: httpx.Client) -> int:

@@ -21,7 +21,7 @@ from xdpctl.core.context import Context
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.validate import spec
 from xdpctl.kernel import bpffs
-from xdpctl.testing.progs import temp_settings
+from tests.support.progs import temp_settings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -48,7 +48,7 @@ from xdpctl.core.rules.validate import spec
 from xdpctl.core.views import ChangeView
 from xdpctl.kernel import bpffs, maps
 from xdpctl.lab import Endpoint, TwoHostLab, in_netns
-from xdpctl.testing.progs import temp_settings
+from tests.support.progs import temp_settings
 
 REPO = Path(__file__).resolve().parents[2]
 

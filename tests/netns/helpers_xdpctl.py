@@ -32,8 +32,8 @@ from xdpctl.core.hooks import HookRef, Hooks, pinned_hooks
 from xdpctl.core.errors import XdpctlError
 from xdpctl.kernel import bpffs, netlink
 from xdpctl.lab import Endpoint, TwoHostLab
-from xdpctl.testing.frames import protocol_mix
-from xdpctl.testing.progs import temp_settings
+from tests.support.frames import protocol_mix
+from tests.support.progs import temp_settings
 
 REPO = Path(__file__).resolve().parents[2]
 XDPCTL = Path(sys.executable).with_name("xdpctl")

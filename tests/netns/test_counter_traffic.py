@@ -22,7 +22,7 @@ from xdpctl.core.context import Context
 from xdpctl.core.hooks import HookRef, kind
 from xdpctl.kernel import netlink
 from xdpctl.lab import Endpoint, netns_socket
-from xdpctl.testing.frames import udp4
+from tests.support.frames import udp4
 
 # (hook, XDP mode, endpoint that carries the hook)
 PLACEMENTS = [

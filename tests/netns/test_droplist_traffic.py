@@ -10,6 +10,7 @@ directory (helpers_droplist.DlEnv).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from collections import Counter
 
@@ -38,9 +39,15 @@ from helpers_droplist import (
     capture_raw,
     dl_env,  # noqa: F401  (fixture)
     marked,
+    send_raw,
     udp_frame,
 )
-from traffic import Capture, build_frame, count_kinds, ether, payload, sentinel_frame, sentinel_payload, udp_send
+from scapy.packet import Raw
+from tests.support import model
+from traffic import (Capture, PastIngress, build_frame, count_kinds, ether, payload, sentinel_frame,
+                     sentinel_payload, udp_send)
+from xdpctl import abi
+from xdpctl.core import counters
 from xdpctl.core.rules.validate import spec
 
 HOOKS = [("xdp", "generic"), ("xdp", "native"), ("tc-ingress", None)]
@@ -415,3 +422,97 @@ def test_vlan_mapped_and_extension_headers(dl_env, mark, mode) -> None:
     port_drops = [f for f, ok in cases if not ok and "port" in traffic.kind_of(f, mark)]
     assert v["drop_src"] == (len(src_drops), sum(len(f) for f in src_drops))
     assert v["drop_port"] == (len(port_drops), sum(len(f) for f in port_drops))
+
+
+# --------------------------------------------------------------------------
+# 10. Malformed IP headers at TC
+
+
+def _malformed_frames(env, mark: bytes) -> dict[str, bytes]:
+    """IP frames from a to b whose IP header the parser calls malformed.
+    Headers cut short end before any payload, so instead of the marker they
+    carry a tag of this test in the IPv4 identification / IPv6 flow label;
+    the others carry the marker."""
+    a, b = env.lab.a, env.lab.b
+    tag = int(mark[-4:], 16)
+    e4, e6 = bytes(ether(a, b, type=0x0800)), bytes(ether(a, b, type=0x86DD))
+    ip4 = bytes(IP(src="198.51.100.9", dst=b.ipv4, id=tag) / UDP(sport=40000, dport=7) / marked(mark, "v4"))
+    ip6 = bytes(IPv6(src="2001:db8:bad::9", dst="2001:db8::2", fl=tag) / UDP(sport=40000, dport=7)
+                / marked(mark, "v6"))
+    frames = {
+        "ipv4-cut-12": e4 + ip4[:12],
+        "ipv4-ihl-4": e4 + bytes([0x44]) + ip4[1:],
+        "ipv4-version-5": e4 + bytes([0x55]) + ip4[1:],
+        "ipv6-cut-30": e6 + ip6[:30],
+        "ipv6-version-4": e6 + bytes([0x40 | (ip6[0] & 0x0F)]) + ip6[1:],
+    }
+    assert all(model.classify(f).l3 == abi.L3.MALFORMED for f in frames.values())
+    return frames
+
+
+def _through_tc(env, frames: dict[str, bytes], sentinels: dict[int, bytes], mark: bytes, hook: str):
+    """Send frames, then the sentinels, from a (raw, through a's qdisc).
+    Returns (frames past b's TC ingress by ethertype, send errnos, marked
+    frames a capture on b saw before TC ingress, or None at tc-egress)."""
+    a, b = env.lab.a, env.lab.b
+    with PastIngress(b, 0x0800) as rx4, PastIngress(b, 0x86DD) as rx6, contextlib.ExitStack() as stack:
+        cap = stack.enter_context(Capture(b, mark)) if hook == "tc-ingress" else None
+        errs = send_raw(a, list(frames.values()) + list(sentinels.values()))
+        past = {0x0800: rx4.recv_until(sentinels[0x0800]), 0x86DD: rx6.recv_until(sentinels[0x86DD])}
+        tapped = count_kinds(cap.finish(via=a), mark) if cap else None
+    ours = set(frames.values())
+    return {k: [f for f in v if f in ours] for k, v in past.items()}, errs, tapped
+
+
+def _delta(after: dict, before: dict) -> dict:
+    out = {k: (v[0] - before.get(k, (0, 0))[0], v[1] - before.get(k, (0, 0))[1]) for k, v in after.items()}
+    return {k: v for k, v in out.items() if v != (0, 0)}
+
+
+@pytest.mark.parametrize("hook", ["tc-ingress", "tc-egress"])
+def test_malformed_ip_headers_on_tc(dl_env, mark, hook) -> None:
+    """IPv4 and IPv6 headers cut short (frames BPF_PROG_TEST_RUN refuses
+    for TC, so only real traffic checks them) or with a bad version or
+    length: passed under policy allow, dropped under deny, on TC ingress
+    and TC egress. Delivery is judged behind the filter (packet sockets in b
+    served after TC ingress), the verdict and protocol counters exactly."""
+    env = dl_env(ipv6=False)  # nothing unprompted: every counted frame is ours
+    a, b = env.lab.a, env.lab.b
+    where = b if hook == "tc-ingress" else a
+    env.attach(where, hook, program="counter")
+    ref = env.attach(where, hook)
+    env.allow(f"{a.ipv4}/32", "2001:db8::1/128")  # the sentinels pass under either policy
+    bad = _malformed_frames(env, mark)
+    sentinels = {
+        0x0800: bytes(ether(a, b) / IP(src=a.ipv4, dst=b.ipv4) / UDP(sport=40000, dport=7)
+                      / Raw(sentinel_payload(mark) + b"4")),
+        0x86DD: bytes(ether(a, b) / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=40000, dport=7)
+                      / Raw(sentinel_payload(mark) + b"6")),
+    }
+    by_type = {t: [f for f in bad.values() if f[12:14] == t.to_bytes(2, "big")] for t in (0x0800, 0x86DD)}
+    bad_bytes = sum(map(len, bad.values()))
+    tap_sentinel = len(bytes(sentinel_frame(a, mark)))
+    marked_kinds = Counter({"v4": 2, "v6": 1, "sentinel": 2})  # the two IP sentinels carry the marker too
+
+    for policy in ("allow", "deny"):
+        env.dl.set_policy(policy)
+        v0, p0 = env.verdicts(ref), counters.read(env.ctx, ref).proto
+        past, errs, tapped = _through_tc(env, bad, sentinels, mark, hook)
+        if policy == "allow":
+            assert past == by_type
+            assert errs == [0] * (len(bad) + 2)
+        else:
+            assert past == {0x0800: [], 0x86DD: []}
+            assert errs == ([0] * len(bad) if hook == "tc-ingress" else [errno.ENOBUFS] * len(bad)) + [0, 0]
+        if tapped is not None:  # the frames did reach b: TC ingress decided
+            assert tapped == marked_kinds
+
+        want = {f"{'pass' if policy == 'allow' else 'drop'}_malformed": (len(bad), bad_bytes),
+                "pass_allow": (2, sum(map(len, sentinels.values())))}
+        protos = {("malformed", "-"): (len(bad), bad_bytes),
+                  ("ipv4", "udp"): (1, len(sentinels[0x0800])), ("ipv6", "udp"): (1, len(sentinels[0x86DD]))}
+        if hook == "tc-ingress":  # the capture's own sentinel (not IP) crossed b's TC ingress too
+            want["pass_nomatch" if policy == "allow" else "pass_always"] = (1, tap_sentinel)
+            protos[("other", "-")] = (1, tap_sentinel)
+        assert _delta(env.verdicts(ref), v0) == want, policy
+        assert _delta(counters.read(env.ctx, ref).proto, p0) == protos, policy

@@ -29,7 +29,8 @@ Where to look
     ingress, so a capture on the receiving interface (direction "in") shows
     what XDP let through, while a capture with direction "out" on the sending
     interface shows what left after TC egress. Delivery past TC ingress is
-    proven with :class:`UdpReceiver`/:class:`TcpReceiver` or :func:`snmp`.
+    proven with :class:`UdpReceiver`/:class:`TcpReceiver` or :func:`snmp`,
+    and for frames the IP stack would discard with :class:`PastIngress`.
 """
 
 from __future__ import annotations
@@ -490,6 +491,59 @@ def send_and_capture(
 
 
 # --------------------------------------------------------------------------
+# Frames past TC ingress
+
+
+class PastIngress:
+    """The frames of one ethertype that ``ep`` received and its TC ingress
+    let through, whatever the IP stack then makes of them.
+
+    A packet socket bound to one protocol (not ETH_P_ALL) is served with the
+    protocol handlers (like ip_rcv), after TC ingress ran, while a capture
+    (ETH_P_ALL) sees frames before it. Such a socket sees frames that no
+    UDP or TCP socket would get, e.g. an IP header cut short. Open it before
+    sending; :meth:`recv_until` returns what arrived before a frame carrying
+    a sentinel payload, which the caller sends last (with this ethertype,
+    from an address the filter under test lets pass).
+    """
+
+    def __init__(self, ep: Endpoint, ethertype: int) -> None:
+        self.ep = ep
+        self.sock = netns_socket(ep.netns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
+        self.sock.bind((ep.ifname, ethertype))
+        self.sock.setsockopt(_SOL_PACKET, _PACKET_IGNORE_OUTGOING, 1)
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _CAPTURE_RCVBUF)
+
+    def recv_until(self, sentinel: bytes, timeout: float = DEFAULT_TIMEOUT) -> list[bytes]:
+        """Frames received before the first one that contains ``sentinel``."""
+        deadline = time.monotonic() + timeout
+        got: list[bytes] = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.ep.ifname} in {self.ep.netns}: sentinel not received in "
+                                   f"{timeout:g}s ({len(got)} frames before)")
+            self.sock.settimeout(left)
+            try:
+                frame = self.sock.recv(65535)
+            except socket.timeout:
+                continue
+            if sentinel in frame:
+                return got
+            got.append(frame)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> PastIngress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------
 # Sockets: delivery past TC ingress
 
 
@@ -722,6 +776,7 @@ __all__ = [
     "Capture",
     "CaptureTimeout",
     "Message",
+    "PastIngress",
     "TcpReceiver",
     "UdpReceiver",
     "build_frame",

@@ -1,8 +1,8 @@
 import pytest
 
+from tests.support.progs import ProgramBench, temp_settings
 from xdpctl.core.context import Context
 from xdpctl.kernel import bpffs
-from xdpctl.testing.progs import ProgramBench, temp_settings
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from xdpctl import abi, model
+from tests.support import emulation, model
+from xdpctl import abi
 from xdpctl.core import dlcompile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ _L4_NEED = {cls: need for cls, need in model.L4_HDR.values()}
 PY_CONSTS: list[tuple[str, str, int]] = [
     *((c, f"abi.C_CONSTS[{c!r}]", v) for c, v in abi.C_CONSTS.items()),
     ("XC_V4_L16_ENTRIES", "dlcompile.L16_ENTRIES", dlcompile.L16_ENTRIES),
-    ("XC_TRIE_RETRY", "dlcompile.TRIE_RETRY", dlcompile.TRIE_RETRY),
+    ("XC_TRIE_RETRY", "emulation.TRIE_RETRY", emulation.TRIE_RETRY),
     ("XC_VLAN_MAX", "model.VLAN_MAX", model.VLAN_MAX),
     ("XC_IPV6_EXT_MAX", "model.IPV6_EXT_MAX", model.IPV6_EXT_MAX),
     ("XC_ICMPV6_ND_MIN", "model.ND_TYPES.start", model.ND_TYPES.start),

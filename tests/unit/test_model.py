@@ -11,10 +11,10 @@ from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.layers.sctp import SCTP
 from scapy.packet import Raw
 
-from xdpctl import model
+from tests.support import frames as shared_frames
+from tests.support import model
 from xdpctl.abi import L3, L4, PROTO_VLAN1, PROTO_VLAN2, Action, DlReason, Policy, proto_slot
 from xdpctl.core.dlcompile import Rule
-from xdpctl.testing import frames as shared_frames
 
 S4, D4 = "192.0.2.1", "198.51.100.2"
 S6, D6 = "2001:db8::1", "2001:db8:1::2"

@@ -19,12 +19,10 @@ port, optionally a prefix on the source or destination) go to xc_port_trie
 with prefixlen = 64 + plen; an L4 rule without prefix (family 0) is stored
 as /0 for family 4 and for family 6.
 
-Three entry points:
+Two entry points:
   compile_full(rules)        every table from scratch (fast, columnar)
   plan_add / plan_remove     per-map updates and deletes for one rule, given
                              a RuleIndex over the current rule set
-  kernel_lookup / kernel_port_lookup
-                             the C lookup emulated over table contents
 """
 from __future__ import annotations
 
@@ -34,7 +32,7 @@ from abc import ABC, abstractmethod
 from array import array
 from itertools import compress, repeat
 from operator import is_, itemgetter, lshift, or_
-from typing import Iterable, Mapping, NamedTuple
+from typing import Iterable, NamedTuple
 
 from xdpctl import abi
 from xdpctl.abi import Action, CfgFlag
@@ -43,8 +41,6 @@ __all__ = [
     "Rule", "RuleColumns", "RuleError", "validate_rule", "band_of", "Band", "BANDS",
     "Table", "Compiled", "compile_full", "rule_flags",
     "MapPlan", "Plan", "RuleIndex", "MemoryRuleIndex", "plan_add", "plan_remove",
-    "TableState", "empty_state", "tables_to_state", "apply_plan",
-    "kernel_lookup", "kernel_port_lookup",
 ]
 
 L4_PROTOS = frozenset((6, 17, 132))
@@ -217,11 +213,6 @@ def band_of(family: int, plen: int) -> Band | None:
     return _BAND_BY_LEN[(family, plen)]
 
 
-def _mask(family: int, plen: int) -> int:
-    bits = _BITS[family]
-    return ((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1)
-
-
 _NO_FB = bytes(abi.RULE_HALF.size)
 
 
@@ -305,13 +296,6 @@ class Compiled(dict):
     their entries."""
 
     flags: int = 0
-    _state = None
-
-    def state(self) -> "TableState":
-        """The tables as {map: {key: value}} (cached)."""
-        if self._state is None:
-            self._state = tables_to_state(self)
-        return self._state
 
 
 def _key_sizes() -> dict[str, int]:
@@ -734,47 +718,6 @@ def _compile_into(rules: list, out: Compiled) -> None:
     out.flags = int(sp.flags)
 
 
-# ---------------------------------------------------------------------------
-# Table state (dict form) and plans
-# ---------------------------------------------------------------------------
-TableState = dict  # map name -> {key bytes: value bytes}
-
-
-_L16_KEYS = None
-
-
-def _l16_keys() -> list[bytes]:
-    global _L16_KEYS
-    if _L16_KEYS is None:
-        _L16_KEYS = [abi.U32.pack(i) for i in range(L16_ENTRIES)]
-    return _L16_KEYS
-
-
-def empty_state() -> TableState:
-    """The tables with no rule: every map empty, xc_v4_l16 all zero."""
-    st = {m: {} for m in abi.RULE_MAPS}
-    st[L16] = dict.fromkeys(_l16_keys(), _ZERO_VAL)
-    return st
-
-
-def _split(buf: bytes, size: int, count: int):
-    return map(buf.__getitem__, map(slice, range(0, size * count, size),
-                                    range(size, size * count + size, size)))
-
-
-def tables_to_state(c: Mapping[str, Table]) -> TableState:
-    """{map: {key: value}} from table images."""
-    st: TableState = {}
-    for m in abi.RULE_MAPS:
-        t = c[m]
-        keys = _l16_keys() if m == L16 and t.count == L16_ENTRIES and \
-            t.keys == _L16_IMAGE_KEYS() else _split(t.keys, KEY_SIZE[m], t.count)
-        st[m] = dict(zip(keys, _split(t.values, VAL_SIZE, t.count)))
-        if len(st[m]) != t.count:
-            raise ValueError(f"{m}: duplicate keys in the image")
-    return st
-
-
 _L16_IMAGE = None
 
 
@@ -785,6 +728,9 @@ def _L16_IMAGE_KEYS() -> bytes:
     return _L16_IMAGE
 
 
+# ---------------------------------------------------------------------------
+# Plans
+# ---------------------------------------------------------------------------
 class MapPlan(NamedTuple):
     updates: dict   # key bytes -> value bytes
     deletes: set    # key bytes (never for xc_v4_l16: it gets zero values)
@@ -823,17 +769,6 @@ class Plan(dict):
 
     def size(self) -> int:
         return sum(len(mp.updates) + len(mp.deletes) for mp in self.values())
-
-
-def apply_plan(state: TableState, plan: Plan) -> TableState:
-    """Apply a plan to a dict-form table state (in place), as the kernel
-    layer would to the maps."""
-    for m, mp in plan.items():
-        t = state[m]
-        for k in mp.deletes:
-            t.pop(k, None)
-        t.update(mp.updates)
-    return state
 
 
 class RuleIndex(ABC):
@@ -1004,110 +939,3 @@ def plan_remove(rule: Rule, index: RuleIndex) -> Plan:
         else:
             plan.put(band.map, k, v)
     return plan
-
-
-# ---------------------------------------------------------------------------
-# The C lookup, emulated
-# ---------------------------------------------------------------------------
-def _state_of(tables) -> TableState:
-    if isinstance(tables, Compiled):
-        return tables.state()
-    return tables
-
-
-def _live(v: bytes | None, now_ns: int) -> abi.RuleVal | None:
-    if v is None:
-        return None
-    rv = abi.unpack_rule_val(v)
-    if rv.action == Action.NONE:
-        return None
-    if rv.expires_ns and rv.expires_ns <= now_ns:
-        # past the deadline: the same-band fallback, if it is live
-        if rv.fb_action == Action.NONE or (rv.fb_expires_ns and rv.fb_expires_ns <= now_ns):
-            return None
-        return abi.RuleVal(rv.fb_rule_id, rv.fb_action, rv.fb_plen, 0, rv.fb_expires_ns)
-    return rv
-
-
-def _unmap(family: int, addr: int) -> tuple[int, int]:
-    if family == 6 and (addr >> 32) == 0xFFFF:
-        return 4, addr & 0xFFFFFFFF
-    return family, addr
-
-
-# The C asks an LPM trie again, with a shorter prefix, when the longest
-# entry has expired: at most this many lookups (bpf/include/droplist.h).
-TRIE_RETRY = 4
-
-
-def _trie_match(trie: dict, keyf, base: int, maxlen: int, now_ns: int) -> abi.RuleVal | None:
-    """Longest live entry of an LPM trie image: keyf(plen) is the stored key
-    of a prefix of that length. Mirrors the C: an expired entry makes it ask
-    again below that entry's length, up to TRIE_RETRY lookups in all."""
-    if not trie:
-        return None
-    # only the lengths the trie holds can match (the kernel walks its nodes)
-    lens = sorted({abi.U32.unpack_from(k)[0] for k in trie}, reverse=True)
-    p = maxlen
-    for _ in range(TRIE_RETRY):
-        raw = None
-        for q in lens:
-            q -= base
-            if q > p:
-                continue
-            raw = trie.get(keyf(q))
-            if raw is not None:
-                p = q
-                break
-        if raw is None:
-            return None
-        v = _live(raw, now_ns)
-        if v is not None:
-            return v
-        rv = abi.unpack_rule_val(raw)
-        if rv.plen == 0 or rv.plen > 128:
-            return None
-        p = rv.plen - 1
-    return None
-
-
-def kernel_lookup(tables, family: int, dir: int, addr: int, now_ns: int = 0) -> abi.RuleVal | None:
-    """The address lookup of the drop list over table contents (a Compiled
-    or a TableState), as the C does it: IPv4-mapped addresses go to the
-    IPv4 tables; IPv4 l32, l24, l16; IPv6 l128, then the trie match t
-    against the l64, l48, l32 bands (a live t longer than the band wins,
-    else a live band entry), then t. An expired entry counts as absent."""
-    st = _state_of(tables)
-    family, addr = _unmap(family, addr)
-    if family == 4:
-        for m, stride in (("xc_v4_l32", 32), ("xc_v4_l24", 24)):
-            v = _live(st[m].get(abi.pack_key4(dir, addr & _mask(4, stride))), now_ns)
-            if v is not None:
-                return v
-        return _live(st[L16].get(abi.U32.pack(dir * 65536 + (addr >> 16))), now_ns)
-    v = _live(st["xc_v6_l128"].get(abi.pack_key6(dir, addr)), now_ns)
-    if v is not None:
-        return v
-    t = None
-    if st[V6_TRIE]:
-        t = _trie_match(st[V6_TRIE], lambda p: abi.pack_trie6_key(dir, addr & _mask(6, p), p),
-                        abi.TRIE6_PREFIX_BASE, 128, now_ns)
-    for m, stride in (("xc_v6_l64", 64), ("xc_v6_l48", 48), ("xc_v6_l32", 32)):
-        if t is not None and t.plen > stride:
-            return t
-        v = _live(st[m].get(abi.pack_key6(dir, addr & _mask(6, stride))), now_ns)
-        if v is not None:
-            return v
-    return t
-
-
-def kernel_port_lookup(tables, dir: int, proto: int, port: int, family: int, addr: int,
-                       now_ns: int = 0) -> abi.RuleVal | None:
-    """xc_port_trie match for (dir, proto, destination port, family,
-    address), IPv4-mapped addresses as IPv4, expired entries as in the C."""
-    st = _state_of(tables)
-    family, addr = _unmap(family, addr)
-    return _trie_match(
-        st[PORT_TRIE],
-        lambda p: abi.pack_port_key(dir, proto, port, family, addr & _mask(family, p), p),
-        abi.PORT_PREFIX_BASE, _BITS[family], now_ns)

@@ -1,11 +1,10 @@
-"""Scapy-built frames: the known protocol mix the tests and demo send."""
+"""Scapy-built frames: the known protocol mix the tests send."""
 
 from __future__ import annotations
 
 from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (
     ICMPv6EchoRequest,
-    ICMPv6ND_NS,
     IPv6,
     IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment,
@@ -20,10 +19,6 @@ SRC_MAC = "02:00:00:00:00:01"
 DST_MAC = "02:00:00:00:00:02"
 SRC4, DST4 = "192.0.2.1", "192.0.2.2"
 SRC6, DST6 = "2001:db8::1", "2001:db8::2"
-
-
-def eth(src: str = SRC_MAC, dst: str = DST_MAC) -> Ether:
-    return Ether(src=src, dst=dst)
 
 
 def protocol_mix(src_mac: str = SRC_MAC, dst_mac: str = DST_MAC, src4: str = SRC4, dst4: str = DST4,
@@ -58,24 +53,9 @@ def protocol_mix(src_mac: str = SRC_MAC, dst_mac: str = DST_MAC, src4: str = SRC
     return out
 
 
-def nd_solicit(src_mac: str = SRC_MAC, src6: str = SRC6, target: str = DST6) -> bytes:
-    return bytes(Ether(src=src_mac, dst="33:33:ff:00:00:02") / IPv6(src=src6, dst="ff02::1:ff00:2")
-                 / ICMPv6ND_NS(tgt=target))
-
-
 def udp4(src: str, dst: str, dport: int = 9999, sport: int = 40000, payload: bytes = b"x" * 18,
          src_mac: str = SRC_MAC, dst_mac: str = DST_MAC, vlan: int | None = None) -> bytes:
     e = Ether(src=src_mac, dst=dst_mac)
     if vlan is not None:
         e = e / Dot1Q(vlan=vlan)
     return bytes(e / IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / Raw(payload))
-
-
-def udp6(src: str, dst: str, dport: int = 9999, sport: int = 40000, payload: bytes = b"x" * 18,
-         src_mac: str = SRC_MAC, dst_mac: str = DST_MAC) -> bytes:
-    return bytes(Ether(src=src_mac, dst=dst_mac) / IPv6(src=src, dst=dst) / UDP(sport=sport, dport=dport)
-                 / Raw(payload))
-
-
-def tcp4(src: str, dst: str, dport: int, sport: int = 40000, src_mac: str = SRC_MAC, dst_mac: str = DST_MAC) -> bytes:
-    return bytes(Ether(src=src_mac, dst=dst_mac) / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags="S"))

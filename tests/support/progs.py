@@ -1,0 +1,182 @@
+"""Run xdpctl's compiled programs with BPF_PROG_TEST_RUN, outside any hook.
+
+A :class:`ProgramBench` loads the root and stage objects for one hook kind
+(xdp or tc) under a pin directory, wires the chain and runs frames through
+it: the same objects, maps and chain an attached hook uses, without an
+interface. A :class:`DropListProbe` asks the drop-list program which rule
+matches an address, over the maps of a running instance.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import uuid
+
+import pytest
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+from scapy.layers.l2 import Ether
+
+from xdpctl import abi
+from xdpctl.config import Settings
+from xdpctl.core import counters
+from xdpctl.core.context import Context
+from xdpctl.core.errors import BpfError
+from xdpctl.core.hooks import PER_HOOK_MAPS, ROOT_PROG, STAGES, pin_path_for
+from xdpctl.kernel import bpffs, maps, objects, testrun
+
+XDP_PASS, XDP_DROP = testrun.XDP_PASS, testrun.XDP_DROP
+TC_ACT_OK, TC_ACT_SHOT = testrun.TC_ACT_OK, testrun.TC_ACT_SHOT
+ETH_HLEN, ETH_P_IP, ETH_P_IPV6 = 14, 0x0800, 0x86DD
+
+
+def temp_settings(state_dir: str, tag: str | None = None, **capacity) -> Settings:
+    tag = tag or uuid.uuid4().hex[:10]
+    s = Settings(pin_dir=f"/sys/fs/bpf/xdpctl-test-{tag}", state_dir=state_dir)
+    s.capacity.update(capacity)
+    return s
+
+
+class ProgramBench:
+    def __init__(self, ctx: Context, kind: str, stages: tuple[str, ...] = ("counter",), name: str = "bench"):
+        assert kind in ("xdp", "tc")
+        self.ctx = ctx
+        self.kind = kind
+        ctx.kernel_ready()
+        self.dir = os.path.join(ctx.settings.pin_dir, "bench", name, kind)
+        bpffs.makedirs(self.dir)
+        pin = pin_path_for(ctx, self.dir)
+        self.loaded: dict[str, objects.Loaded] = {}
+        self.loaded["root"] = objects.load(objects.object_path(f"{kind}_root"), pin_path=pin)
+        self.chain = maps.Map.from_pin(os.path.join(self.dir, "xc_chain"))
+        for s in stages:
+            st = STAGES[s]
+            ld = objects.load(objects.object_path(st.object_name("xdp" if kind == "xdp" else "tc-ingress")),
+                              pin_path=pin, max_entries=dict(ctx.settings.capacity))
+            self.loaded[s] = ld
+            self.chain.update_fd(st.slot, ld.prog_fd(st.prog))
+        self.root_fd = self.loaded["root"].prog_fd(ROOT_PROG)
+
+    def stage_fd(self, stage: str) -> int:
+        return self.loaded[stage].prog_fd(STAGES[stage].prog)
+
+    def run(self, frame: bytes, repeat: int = 1, fd: int | None = None) -> testrun.RunResult:
+        return testrun.run(self.root_fd if fd is None else fd, frame, repeat)
+
+    def refused(self, frame: bytes) -> bool:
+        """True for a frame that BPF_PROG_TEST_RUN does not run through this
+        bench's programs: shorter than an Ethernet header, or, for TC
+        (SCHED_CLS, which gets an skb), with an IPv4 or IPv6 ethertype and
+        less than a whole IPv4 (20 bytes) or IPv6 (40 bytes) header after
+        it. The kernel answers EINVAL before the program runs. Real traffic
+        carries such frames: tests/netns sends them through TC."""
+        if len(frame) < ETH_HLEN:
+            return True
+        if self.kind != "tc":
+            return False
+        need = {ETH_P_IP: 20, ETH_P_IPV6: 40}.get(int.from_bytes(frame[12:14], "big"), 0)
+        return len(frame) < ETH_HLEN + need
+
+    def assert_refused(self, frame: bytes) -> None:
+        """Check that the kernel refuses a frame refused() names (EINVAL): a
+        kernel that starts running such frames makes the caller's test fail
+        instead of leaving them unchecked."""
+        assert self.refused(frame), frame.hex()
+        with pytest.raises(BpfError) as ei:
+            self.run(frame)
+        assert ei.value.errno == errno.EINVAL, (ei.value, frame.hex())
+
+    def passed(self, retval: int) -> bool:
+        return retval == (XDP_PASS if self.kind == "xdp" else TC_ACT_OK)
+
+    def dropped(self, retval: int) -> bool:
+        return retval == (XDP_DROP if self.kind == "xdp" else TC_ACT_SHOT)
+
+    def percpu_sums(self, map_name: str) -> dict[int, tuple[int, int]]:
+        with maps.Map.from_pin(os.path.join(self.dir, map_name)) as m:
+            return counters.sum_percpu(m)
+
+    def reset(self, map_name: str) -> None:
+        with maps.Map.from_pin(os.path.join(self.dir, map_name)) as m:
+            m.clear()
+
+    def close(self) -> None:
+        self.chain.close()
+        for ld in self.loaded.values():
+            ld.close()
+        bpffs.remove_tree(self.dir)
+
+    def __enter__(self) -> "ProgramBench":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class DropListProbe:
+    """The drop-list program of an xdpctl instance, loaded once more to be
+    asked through BPF_PROG_TEST_RUN which rule matches a source address.
+
+    It reads the instance's pinned rule maps (so the answer is the kernel's
+    lookup over what the instance wrote), but has a config, verdict
+    counters and rule statistics of its own: probing changes nothing the
+    instance reports. Its config keeps the instance's IPv6-trie flag and
+    turns destination and port lookups off, so only the source decides."""
+
+    PRIVATE = frozenset({"xc_cfg", "xc_rule_stats"})
+
+    def __init__(self, settings: Settings):
+        shared = settings.shared_map_dir
+
+        def pin(name: str) -> str | None:
+            if name in self.PRIVATE or name in PER_HOOK_MAPS:
+                return None
+            path = os.path.join(shared, name)
+            if not os.path.exists(path):  # reuse the instance's maps, never create them
+                raise FileNotFoundError(f"{path}: the instance has no drop-list map {name}")
+            return path
+
+        st = STAGES["droplist"]
+        self.loaded = objects.load(objects.object_path(st.object_name("xdp")), pin_path=pin,
+                                   max_entries=dict(settings.capacity))
+        self.fd = self.loaded.prog_fd(st.prog)
+        with maps.Map.from_pin(os.path.join(shared, "xc_cfg")) as m:
+            raw = m.lookup(abi.U32.pack(0))
+        flags = abi.CONFIG.unpack(raw[:abi.CONFIG.size])[1] & int(abi.CfgFlag.HAVE_V6TRIE)
+        with self.loaded.map("xc_cfg") as m:
+            m.update(abi.U32.pack(0), abi.pack_config(int(abi.Policy.ALLOW), flags, 0))
+
+    def source_match(self, addr: str) -> tuple[int, abi.DlReason, int | None]:
+        """(retval, reason, rule id hit or None) for one ICMP packet from ``addr``."""
+        ip = ipaddress.ip_address(addr)
+        l3 = IP(src=addr, dst="192.0.2.2") / ICMP() if ip.version == 4 else \
+            IPv6(src=addr, dst="2001:db8::2") / ICMPv6EchoRequest()
+        frame = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / l3)
+        with self.loaded.map("xc_dl_cnt") as cnt, self.loaded.map("xc_rule_stats") as stats:
+            reasons, hits = counters.sum_percpu(cnt), self._hits(stats)
+            retval = testrun.run(self.fd, frame).retval
+            after = counters.sum_percpu(cnt)
+            (reason,) = [k for k in after if after[k] != reasons.get(k)]
+            hit = [i for i, n in self._hits(stats).items() if n != hits.get(i)]
+        assert len(hit) <= 1, hit
+        return retval, abi.DlReason(reason), hit[0] if hit else None
+
+    @staticmethod
+    def _hits(stats: maps.Map) -> dict[int, int]:
+        out = {}
+        for k, v in stats.items():
+            n = abi.RULE_STATS.unpack(v[:abi.RULE_STATS.size])[0]
+            if n:
+                out[int.from_bytes(k, "little")] = n
+        return out
+
+    def close(self) -> None:
+        self.loaded.close()
+
+    def __enter__(self) -> "DropListProbe":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -6,7 +6,7 @@
 At start the service checks the kernel side (root, bpffs, pin directory),
 reconciles the kernel to the state database (as `xdpctl restore` does) and
 starts the expiry task; at shutdown it stops the task and closes the
-database. Run it directly with ``python -m api.app --help``.
+database. Run it directly with ``python -m xdpctl.api.app --help``.
 """
 
 from __future__ import annotations
@@ -276,7 +276,7 @@ def serve(settings: Settings | None = None, host: str = DEFAULT_HOST, port: int 
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m api.app", description="Run the xdpctl REST service.")
+    p = argparse.ArgumentParser(prog="python -m xdpctl.api.app", description="Run the xdpctl REST service.")
     p.add_argument("--host", default=DEFAULT_HOST)
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--pin-dir", default=None)

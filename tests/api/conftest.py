@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE.parent / "netns"))
 
 from api_helpers import SMALL, TOKEN, Running, ServerThread  # noqa: E402
 
-from api.app import create_app  # noqa: E402
+from xdpctl.api.app import create_app  # noqa: E402
 from xdpctl.config import Settings  # noqa: E402
 from xdpctl.kernel import bpffs  # noqa: E402
 from xdpctl.lab import TwoHostLab  # noqa: E402

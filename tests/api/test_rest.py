@@ -11,7 +11,7 @@ import httpx
 import pytest
 from api_helpers import Running, kernel_match
 
-from api.deps import TOKEN_ENV, load_token, token_path
+from xdpctl.api.deps import TOKEN_ENV, load_token, token_path
 from xdpctl import abi
 from xdpctl.kernel import maps
 from xdpctl.testing.progs import temp_settings

@@ -39,7 +39,7 @@ def serve(
     """Run the REST API (FastAPI under uvicorn): rules, lists, VIPs, counters, /metrics."""
 
     def body():
-        from api.app import serve as run_server
+        from ..api.app import serve as run_server
 
         run_server(Global.settings, host=host, port=port, token=token)
 

@@ -117,7 +117,7 @@ def test_token_file_generated_0600(tmp_path, monkeypatch) -> None:
     assert len(token) >= 32
     assert load_token(settings) == (token, source)  # read back, not regenerated
     monkeypatch.setenv(TOKEN_ENV, "from-env")
-    assert load_token(settings)[0] == "from-env"
+    assert load_token(temp_settings(str(tmp_path / "state")))[0] == "from-env"
     assert load_token(settings, "given")[0] == "given"
 
 

@@ -275,14 +275,13 @@ class Hooks:
         finally:
             loaded.close()
 
-    def _load_root(self, ref: HookRef, offload_ifindex: int | None = None) -> objects.Loaded:
+    def _load_root(self, ref: HookRef) -> objects.Loaded:
         hdir = ref.dir(self.ctx)
         bpffs.makedirs(hdir)
         name = "xdp_root" if ref.hook == "xdp" else "tc_root"
         return objects.load(
             objects.object_path(name),
             pin_path=pin_path_for(self.ctx, hdir),
-            offload_ifindex=offload_ifindex,
             pin_progs={ROOT_PROG: os.path.join(hdir, "root")},
         )
 

@@ -34,8 +34,8 @@ $(STAMP_APT):
 
 $(STAMP_VENV): pyproject.toml | $(STAMP_APT)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -e '.[test]'
 	@touch $@
 
 deps: $(STAMP_APT) $(STAMP_VENV)

@@ -4,6 +4,7 @@
   ``xdpctl.api``: an installed xdpctl puts no generic top-level ``api``
   module into site-packages. The mapping works for wheels and for editable
   installs alike.
+- Test-only code is not shipped (xdpctl.testing, if present in the tree).
 - A wheel must carry the compiled BPF objects (xdpctl/bpf/*.o, built by
   ``make bpf``): building one without them is an error, not a wheel that
   fails at the first attach. Editable installs are exempt (``make deps``
@@ -53,7 +54,7 @@ class BuildPyWithObjects(build_py):
 
 
 setup(
-    packages=find_packages(include=["xdpctl", "xdpctl.*"])
+    packages=find_packages(include=["xdpctl", "xdpctl.*"], exclude=["xdpctl.testing", "xdpctl.testing.*"])
     + ["xdpctl.bpf", API]
     + [f"{API}.{name}" for name in find_packages("api")],
     package_dir={API: "api"},

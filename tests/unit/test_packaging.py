@@ -208,3 +208,12 @@ def test_unusable_state_directory_exits_12(installed: Installed) -> None:
     assert res.returncode == 12, (res.returncode, res.stderr)
     assert res.stderr.startswith("xdpctl: error: cannot open the state database") and "--state-dir" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_cli_and_api_do_not_import_each_other(installed: Installed) -> None:
+    probe = ("import sys, importlib; importlib.import_module(sys.argv[1]); "
+             "print(sorted(m for m in sys.modules if m.startswith(sys.argv[2])))")
+    for mod, other in (("xdpctl.cli", "xdpctl.api"), ("xdpctl.api.app", "xdpctl.cli")):
+        res = run([installed.python, "-I", "-c", probe, mod, other], cwd=installed.root)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == "[]", f"importing {mod} loaded {res.stdout.strip()}"

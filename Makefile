@@ -32,7 +32,7 @@ $(STAMP_APT):
 	fi
 	@touch $@
 
-$(STAMP_VENV): pyproject.toml | $(STAMP_APT)
+$(STAMP_VENV): pyproject.toml setup.py | $(STAMP_APT)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
 	$(PY) -m pip install -qq -e '.[test]'

@@ -18,7 +18,7 @@ APT_PKGS := clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool nftables \
 STAMP_APT := .deps-apt.stamp
 STAMP_VENV := $(VENV)/.installed.stamp
 
-.PHONY: all deps bpf test test-unit demo bench clean distclean
+.PHONY: all deps bpf wheel test test-unit demo bench clean distclean
 
 all: bpf
 
@@ -32,10 +32,10 @@ $(STAMP_APT):
 	fi
 	@touch $@
 
-$(STAMP_VENV): pyproject.toml | $(STAMP_APT)
+$(STAMP_VENV): pyproject.toml setup.py | $(STAMP_APT)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -e '.[test]'
 	@touch $@
 
 deps: $(STAMP_APT) $(STAMP_VENV)
@@ -50,6 +50,11 @@ $(BPF_OUT)/tc_%.o: bpf/tc/%.bpf.c $(BPF_HDRS) | $(STAMP_APT)
 
 bpf: $(BPF_OBJS)
 
+# A wheel needs the objects (setup.py refuses to build one without them).
+wheel: deps bpf
+	$(PY) -m pip wheel -qq --no-deps -w dist .
+	rm -rf build *.egg-info
+
 test: deps bpf
 	$(PY) -m pytest -q tests
 
@@ -63,7 +68,7 @@ bench: deps bpf
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(BPF_OUT)/*.o build *.egg-info .pytest_cache
+	rm -rf $(BPF_OUT)/*.o build dist *.egg-info .pytest_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean

@@ -6,7 +6,7 @@
 At start the service checks the kernel side (root, bpffs, pin directory),
 reconciles the kernel to the state database (as `xdpctl restore` does) and
 starts the expiry task; at shutdown it stops the task and closes the
-database. Run it directly with ``python -m api.app --help``.
+database. Run it directly with ``python -m xdpctl.api.app --help``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 
@@ -27,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xdpctl import __version__
-from xdpctl.config import Settings
+from xdpctl.config import Settings, load_settings
 from xdpctl.core.restore import restore as core_restore
 from xdpctl.core.errors import XdpctlError
 
@@ -41,7 +40,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8077
 
 DESCRIPTION = """\
-Control XDP and TC classifiers: protocol counters, drop lists.
+Control XDP and TC classifiers: protocol counters and drop lists.
 
 * Every request that changes state needs `Authorization: Bearer <token>`.
 * Every change answers with the new `revision` (also as an `ETag`). Send it
@@ -183,13 +182,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 # ---------------------------------------------------------------------------
 # The factory
 # ---------------------------------------------------------------------------
-def _env_flag(name: str) -> bool | None:
-    v = os.environ.get(name)
-    if v is None or v.strip() == "":
-        return None
-    return v.strip().lower() in ("1", "true", "yes", "on")
-
-
 def create_app(
     settings: Settings | None = None,
     token: str | None = None,
@@ -203,26 +195,26 @@ def create_app(
 ) -> FastAPI:
     """A FastAPI app over the core.
 
-    token: the bearer token; default $XDPCTL_API_TOKEN, else the file
-      ``api-token`` in the state directory (generated, mode 0600, if missing).
+    token: the bearer token; default ``settings.api_token``
+      ($XDPCTL_API_TOKEN), else the file ``api-token`` in the state
+      directory (generated, mode 0600, if missing).
     protect_reads / protect_metrics: require the token for GETs under /v1 /
-      for /metrics too (default: $XDPCTL_API_PROTECT_READS /
-      $XDPCTL_API_PROTECT_METRICS, else no).
+      for /metrics too (default: ``settings.api_protect_reads`` /
+      ``settings.api_protect_metrics``).
     expire_interval: seconds between expiry runs (default
-      $XDPCTL_API_EXPIRE_INTERVAL, else 1); 0 disables the task.
+      ``settings.api_expire_interval``); 0 disables the task.
     restore_on_start: reconcile the kernel to the database at start.
     rule_metrics_limit: most rules exported in xdpctl_rule_hits_total.
     list_hit_metrics: export hits per list too (costly with large lists).
     """
-    settings = settings or Settings()
+    settings = settings or load_settings()
     if expire_interval is None:
-        expire_interval = float(os.environ.get("XDPCTL_API_EXPIRE_INTERVAL", "1") or 1)
+        expire_interval = settings.api_expire_interval
     if expire_interval < 0:
         raise ValueError("expire_interval must be >= 0")
     options = Options(
-        protect_reads=bool(protect_reads if protect_reads is not None else _env_flag("XDPCTL_API_PROTECT_READS")),
-        protect_metrics=bool(protect_metrics if protect_metrics is not None
-                             else _env_flag("XDPCTL_API_PROTECT_METRICS")),
+        protect_reads=settings.api_protect_reads if protect_reads is None else protect_reads,
+        protect_metrics=settings.api_protect_metrics if protect_metrics is None else protect_metrics,
         expire_interval=expire_interval,
         restore_on_start=restore_on_start,
         rule_metrics_limit=rule_metrics_limit,
@@ -276,7 +268,7 @@ def serve(settings: Settings | None = None, host: str = DEFAULT_HOST, port: int 
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m api.app", description="Run the xdpctl REST service.")
+    p = argparse.ArgumentParser(prog="python -m xdpctl.api.app", description="Run the xdpctl REST service.")
     p.add_argument("--host", default=DEFAULT_HOST)
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--pin-dir", default=None)
@@ -286,7 +278,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--expire-interval", type=float, default=None, help="seconds between expiry runs (0: off)")
     p.add_argument("--no-restore", action="store_true", help="do not reconcile the kernel at start")
     a = p.parse_args(argv)
-    s = Settings()
+    try:
+        s = load_settings()
+    except XdpctlError as exc:
+        p.error(str(exc))
     if a.pin_dir:
         s.pin_dir = a.pin_dir
     if a.state_dir:

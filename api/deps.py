@@ -24,7 +24,7 @@ from typing import Callable, TypeVar
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from xdpctl.config import Settings
+from xdpctl.config import Settings, env_name
 from xdpctl.core.context import Context
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.views import RestoreView
@@ -33,7 +33,7 @@ log = logging.getLogger("xdpctl.api")
 
 T = TypeVar("T")
 
-TOKEN_ENV = "XDPCTL_API_TOKEN"
+TOKEN_ENV = env_name("api_token")
 TOKEN_FILE = "api-token"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -60,14 +60,13 @@ def token_path(settings: Settings) -> str:
 
 
 def load_token(settings: Settings, token: str | None = None) -> tuple[str, str]:
-    """The bearer token and where it came from: the caller, the environment
+    """The bearer token and where it came from: the caller, the settings
     (XDPCTL_API_TOKEN), or the token file under the state directory, which
     is created (mode 0600, 256 random bits) when missing."""
     if token:
         return token, "given to the service at start"
-    env = os.environ.get(TOKEN_ENV, "").strip()
-    if env:
-        return env, f"the service's ${TOKEN_ENV}"
+    if settings.api_token:
+        return settings.api_token, f"the service's ${TOKEN_ENV}"
     path = token_path(settings)
     os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
     try:

@@ -87,11 +87,11 @@ def run_worker(path: str, label: str, gc_off: bool = False) -> dict:
 # The worker (a separate process)
 # ---------------------------------------------------------------------------
 def worker(path: str, pins: str, state: str, gc_off: bool) -> dict:
+    from tests.support.progs import temp_settings
     from xdpctl.core import prefixes as px
     from xdpctl.core.context import Context
     from xdpctl.core.rules.service import DropList
     from xdpctl.kernel import bpffs
-    from xdpctl.testing.progs import temp_settings
 
     from .instrument import Profiler
 

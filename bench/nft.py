@@ -37,13 +37,13 @@ import struct
 import subprocess
 import time
 
+from tests.support.progs import temp_settings
 from xdpctl.core import counters
 from xdpctl.core.rules import service as dl
 from xdpctl.core.context import Context
 from xdpctl.core.hooks import HookRef, Hooks
 from xdpctl.kernel import bpffs, netlink, objects, testrun
 from xdpctl.lab import TwoHostLab, run_in_netns
-from xdpctl.testing.progs import temp_settings
 
 from . import build, frames, rulesets
 from .common import CLEANUP, TAG, log, median, pin_dir, pinned_cpu, spread, temp_dir

@@ -298,10 +298,9 @@ def _map_sizes(xf: dict) -> str:
 
 
 # ---------------------------------------------------------------------------
-def render(results: dict) -> str:
+def _header(results: dict) -> list[str]:
     m = results["machine"]
     cfg = results["config"]
-    s = results["sections"]
     out = [f"# xdpctl benchmarks{' (quick run)' if cfg.get('quick') else ''}", ""]
     out.append(f"- date: {m['date']}; `make bench` took {results.get('seconds', 0) / 60:.1f} min")
     out.append(f"- machine: {m['cpu']}, {m['nproc']} CPUs, {m['memory_gb']} GB, kernel {m['kernel']}, "
@@ -314,40 +313,47 @@ def render(results: dict) -> str:
     out.append(f"- test-run: {cfg['repeat']:,} repeats per run, median of {cfg['runs']} runs, "
                f"pinned to CPU {cfg.get('cpu')}; 64-byte UDP frames (FCS not included)")
     out.append("")
-    tr = s.get("testrun")
-    if tr:
-        out += ["## 1. Drop path per packet, BPF_PROG_TEST_RUN (ns/pkt)", "",
-                "xdpctl's real objects: `xdp_root` tail-calling `xdp_droplist` through the chain, and the drop-list "
-                "program run alone; maps filled by `DropList.import_list`. match = source has a /32 (/128) rule, "
-                "miss = source in a range no rule covers, prefix match = source covered only by a shorter prefix "
-                "(IPv4 /20-/24, IPv6 /49-/56). ×1 = ratio to the same column with 1 rule. "
-                "load s = wall time of `DropList.import_list` in the bench process.", "",
-                drop_path(tr, cfg), "",
-                "## 2. Baseline: one kernel LPM trie lookup per packet (bench/bpf/lpm_baseline.c)", "",
-                "Same frames, same prefixes (unexpanded) in a BPF_MAP_TYPE_LPM_TRIE; drop on a hit.", "",
-                lpm(tr, cfg), ""]
-        sp = spray(tr, cfg)
-        if sp:
-            out += ["## 2b. Cache-cold: a different source on every packet", "",
-                    "`bench/bpf/spray.c` writes the next source from a shuffled list into the frame and tail-calls "
-                    "the program under test (xdpctl: root→droplist). match: every host rule of the set as "
-                    "sources (up to 1M); miss: 65,536 sources from the reserved miss range. ns/pkt above the "
-                    "harness (spray tail-calling an empty program). This is closer to real traffic than "
-                    "one repeated frame: map memory is not in cache. With 1 rule every match packet carries the "
-                    "same source, so the match ×1 columns compare cold lookups with one warm one; the "
-                    "xdpctl/LPM columns compare the two at the same size.", "", sp, ""]
-        sz = sizing(tr, cfg)
-        if tr.get("sizing"):
-            out += ["## 2c. Map sizes: default capacities vs sized to the rule set", "",
-                    "The same rules and the same cache-cold harness as 2b, once with xdpctl's default map "
-                    "capacities (l32 2M, l24 1M, l128 1M, ... entries) and once with every hash/trie map and "
-                    "xc_rule_stats sized to the next power of two at or above 2 x what the rule set needs "
-                    "(Settings.capacity). A hash map's bucket array is sized by max_entries, not by its "
-                    "contents, so a lookup in a nearly empty default-size map still touches a random cache "
-                    "line of a many-MB array. ns/pkt above the harness; warm = one repeated frame.", "", sz, ""]
-        out += ["## 2d. Where the per-packet time goes (cache-warm)", "",
-                "Single ingredients priced with BPF_PROG_TEST_RUN (`bench/bpf/probe_ops.c`, `probe_parse.c`).", "",
-                attribution(tr, cfg), ""]
+    return out
+
+
+def _testrun_sections(tr: dict, cfg: dict) -> list[str]:
+    out = ["## 1. Drop path per packet, BPF_PROG_TEST_RUN (ns/pkt)", "",
+           "xdpctl's real objects: `xdp_root` tail-calling `xdp_droplist` through the chain, and the drop-list "
+           "program run alone; maps filled by `DropList.import_list`. match = source has a /32 (/128) rule, "
+           "miss = source in a range no rule covers, prefix match = source covered only by a shorter prefix "
+           "(IPv4 /20-/24, IPv6 /49-/56). ×1 = ratio to the same column with 1 rule. "
+           "load s = wall time of `DropList.import_list` in the bench process.", "",
+           drop_path(tr, cfg), "",
+           "## 2. Baseline: one kernel LPM trie lookup per packet (bench/bpf/lpm_baseline.c)", "",
+           "Same frames, same prefixes (unexpanded) in a BPF_MAP_TYPE_LPM_TRIE; drop on a hit.", "",
+           lpm(tr, cfg), ""]
+    sp = spray(tr, cfg)
+    if sp:
+        out += ["## 2b. Cache-cold: a different source on every packet", "",
+                "`bench/bpf/spray.c` writes the next source from a shuffled list into the frame and tail-calls "
+                "the program under test (xdpctl: root→droplist). match: every host rule of the set as "
+                "sources (up to 1M); miss: 65,536 sources from the reserved miss range. ns/pkt above the "
+                "harness (spray tail-calling an empty program). This is closer to real traffic than "
+                "one repeated frame: map memory is not in cache. With 1 rule every match packet carries the "
+                "same source, so the match ×1 columns compare cold lookups with one warm one; the "
+                "xdpctl/LPM columns compare the two at the same size.", "", sp, ""]
+    sz = sizing(tr, cfg)
+    if tr.get("sizing"):
+        out += ["## 2c. Map sizes: default capacities vs sized to the rule set", "",
+                "The same rules and the same cache-cold harness as 2b, once with xdpctl's default map "
+                "capacities (l32 2M, l24 1M, l128 1M, ... entries) and once with every hash/trie map and "
+                "xc_rule_stats sized to the next power of two at or above 2 x what the rule set needs "
+                "(Settings.capacity). A hash map's bucket array is sized by max_entries, not by its "
+                "contents, so a lookup in a nearly empty default-size map still touches a random cache "
+                "line of a many-MB array. ns/pkt above the harness; warm = one repeated frame.", "", sz, ""]
+    out += ["## 2d. Where the per-packet time goes (cache-warm)", "",
+            "Single ingredients priced with BPF_PROG_TEST_RUN (`bench/bpf/probe_ops.c`, `probe_parse.c`).", "",
+            attribution(tr, cfg), ""]
+    return out
+
+
+def _peer_sections(s: dict, tr: dict | None, cfg: dict) -> list[str]:
+    out: list[str] = []
     xf = s.get("xdpfilter")
     if xf:
         out += ["## 3. xdp-filter (xdp-tools) vs xdpctl, same exact addresses (ns/pkt)", "",
@@ -381,6 +387,11 @@ def render(results: dict) -> str:
                 imports(im, cfg), "",
                 "### Where import time goes (self time per step, fresh process, GC on)", "",
                 import_breakdown(im, cfg), ""]
+    return out
+
+
+def _footer(results: dict) -> list[str]:
+    out: list[str] = []
     notes = results.get("notes", [])
     if notes:
         out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
@@ -390,4 +401,16 @@ def render(results: dict) -> str:
     secs = {k: v.get("seconds") for k, v in results.get("timing", {}).items()}
     if secs:
         out.append("Section times: " + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items() if v is not None))
+    return out
+
+
+def render(results: dict) -> str:
+    cfg = results["config"]
+    s = results["sections"]
+    tr = s.get("testrun")
+    out = _header(results)
+    if tr:
+        out += _testrun_sections(tr, cfg)
+    out += _peer_sections(s, tr, cfg)
+    out += _footer(results)
     return "\n".join(out) + "\n"

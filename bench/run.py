@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -93,7 +94,6 @@ def _snapshot_objects() -> tuple[str, dict]:
     `make bpf` runs again meanwhile. Returns (directory, name -> sha256);
     the caller removes the directory when the run is over."""
     import hashlib
-    import shutil
     import tempfile
 
     from .common import TAG
@@ -138,14 +138,14 @@ def _cleanup_stale() -> None:
                 bpffs.remove_tree(os.path.join("/sys/fs/bpf", name))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _config(argv: list[str] | None) -> tuple[Config, str]:
+    """The run's configuration and results directory, from the command line."""
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="reduced set, about 2 minutes")
     ap.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)}")
     ap.add_argument("--out", default=RESULTS_DIR, help="results directory [bench/results]")
     args = ap.parse_args(argv)
-
     cfg = Config.quick_config() if args.quick else Config()
     if args.only:
         want = tuple(s.strip() for s in args.only.split(",") if s.strip())
@@ -153,6 +153,70 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             ap.error(f"unknown section(s) {', '.join(bad)}; choose from {', '.join(SECTIONS)}")
         cfg.sections = want
+    return cfg, args.out
+
+
+def _run_sections(cfg: Config, results: dict) -> bool:
+    """Run every chosen section into ``results``; True when interrupted."""
+    from . import imports, nft, testrun, xdpfilter
+
+    runners = {"testrun": testrun.run, "xdpfilter": xdpfilter.run, "nft": nft.run, "import": imports.run}
+    keys = {"import": "imports"}
+    try:
+        for name in cfg.sections:
+            t = time.monotonic()
+            log(f"== section {name}")
+            try:
+                results["sections"][keys.get(name, name)] = runners[name](cfg)
+            except KeyboardInterrupt:
+                results["errors"].append(f"section {name}: interrupted")
+                raise
+            except Exception as exc:
+                results["errors"].append(f"section {name} failed: {type(exc).__name__}: {exc}")
+                log(f"section {name} failed:\n{traceback.format_exc()}")
+            finally:
+                CLEANUP.run_all()
+                results["timing"][name] = {"seconds": time.monotonic() - t}
+    except KeyboardInterrupt:
+        log("interrupted: cleaning up")
+        return True
+    return False
+
+
+def _finish(results: dict, cfg: Config, t_start: float) -> None:
+    results["seconds"] = time.monotonic() - t_start
+    results["loadavg_end"] = _loadavg()
+    end = _product()
+    if end["commit"] != results["product"]["commit"]:
+        results["notes"].append(f"xdpctl changed during the run: commit {results['product']['commit']} at the start, "
+                                f"{end['commit']} at the end. BPF objects were pinned to the start's build; "
+                                f"subprocesses (CLI, import worker) load the Python code current when they start.")
+    _collect_problems(results)
+    results["notes"] += _notes(cfg)
+
+
+def _write(results: dict, cfg: Config, out_dir: str) -> None:
+    """The run's JSON, latest*.md/json beside it, the report on stdout."""
+    os.makedirs(out_dir, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    suffix = "-quick" if cfg.quick else ""
+    if cfg.sections != SECTIONS:
+        suffix += "-partial"
+    json_path = os.path.join(out_dir, f"run-{stamp}{suffix}.json")
+    with open(json_path, "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    md = report.render(results)
+    md_name = "latest.md" if not suffix else f"latest{suffix}.md"
+    for name, data in ((md_name, md), (md_name.replace(".md", ".json"), json.dumps(results, indent=1, default=str))):
+        with open(os.path.join(out_dir, name), "w") as f:
+            f.write(data)
+    sys.stdout.write(md)
+    log(f"wrote {os.path.relpath(json_path)} and {os.path.relpath(os.path.join(out_dir, md_name))} "
+        f"in {results['seconds'] / 60:.1f} min")
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, out_dir = _config(argv)
     problems = _preflight()
     if problems:
         sys.stderr.write("bench: cannot run: " + "; ".join(problems) + "\n")
@@ -169,61 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     obj_dir, results["product"]["objects"] = _snapshot_objects()
     if cfg.cpu is not None:
         os.sched_setaffinity(0, {cfg.cpu})
-
-    from . import imports, nft, testrun, xdpfilter
-
-    runners = {"testrun": testrun.run, "xdpfilter": xdpfilter.run, "nft": nft.run, "import": imports.run}
-    keys = {"import": "imports"}
-    interrupted = False
     try:
-        for name in cfg.sections:
-            t = time.monotonic()
-            log(f"== section {name}")
-            try:
-                results["sections"][keys.get(name, name)] = runners[name](cfg)
-            except KeyboardInterrupt:
-                interrupted = True
-                results["errors"].append(f"section {name}: interrupted")
-                raise
-            except Exception as exc:
-                results["errors"].append(f"section {name} failed: {type(exc).__name__}: {exc}")
-                log(f"section {name} failed:\n{traceback.format_exc()}")
-            finally:
-                CLEANUP.run_all()
-                results["timing"][name] = {"seconds": time.monotonic() - t}
-    except KeyboardInterrupt:
-        log("interrupted: cleaning up")
+        interrupted = _run_sections(cfg, results)
     finally:
         CLEANUP.run_all()
-        import shutil
-
         shutil.rmtree(obj_dir, ignore_errors=True)
-    results["seconds"] = time.monotonic() - t_start
-    results["loadavg_end"] = _loadavg()
-    end = _product()
-    if end["commit"] != results["product"]["commit"]:
-        results["notes"].append(f"xdpctl changed during the run: commit {results['product']['commit']} at the start, "
-                                f"{end['commit']} at the end. BPF objects were pinned to the start's build; "
-                                f"subprocesses (CLI, import worker) load the Python code current when they start.")
-    _collect_problems(results)
-    results["notes"] += _notes(cfg)
-
-    os.makedirs(args.out, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    suffix = "-quick" if cfg.quick else ""
-    if cfg.sections != SECTIONS:
-        suffix += "-partial"
-    json_path = os.path.join(args.out, f"run-{stamp}{suffix}.json")
-    with open(json_path, "w") as f:
-        json.dump(results, f, indent=1, default=str)
-    md = report.render(results)
-    md_name = "latest.md" if not suffix else f"latest{suffix}.md"
-    for name, data in ((md_name, md), (md_name.replace(".md", ".json"), json.dumps(results, indent=1, default=str))):
-        with open(os.path.join(args.out, name), "w") as f:
-            f.write(data)
-    sys.stdout.write(md)
-    log(f"wrote {os.path.relpath(json_path)} and {os.path.relpath(os.path.join(args.out, md_name))} "
-        f"in {results['seconds'] / 60:.1f} min")
+    _finish(results, cfg, t_start)
+    _write(results, cfg, out_dir)
     return 130 if interrupted else 0
 
 
@@ -251,6 +267,11 @@ def _collect_problems(results: dict) -> None:
         for k in ("cli", "api", "api_nogc"):
             if k in e and "error" in e[k]:
                 results["errors"].append(f"import IPv{e['family']} {e['kind']} ({k}): {e[k]['error']}")
+        for k in ("api", "api_nogc"):
+            missing = e.get(k, {}).get("not_wrapped")
+            if missing:
+                results["errors"].append(f"import breakdown ({k}): bench/instrument.py names what xdpctl no longer "
+                                         f"has: {', '.join(missing)}")
 
 
 def _notes(cfg: Config) -> list[str]:

@@ -20,10 +20,10 @@ import struct
 import time
 from dataclasses import dataclass
 
+from tests.support.progs import ProgramBench, temp_settings
 from xdpctl.core.rules import service as dl
 from xdpctl.core.context import Context
 from xdpctl.kernel import bpffs, objects, testrun
-from xdpctl.testing.progs import ProgramBench, temp_settings
 
 from . import build, frames, rulesets
 from .common import CLEANUP, log, median, pin_dir, spread, temp_dir

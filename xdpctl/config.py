@@ -1,17 +1,24 @@
-"""Where xdpctl keeps things: pin directory, state database, map sizes.
+"""Settings: where xdpctl keeps things, map sizes, the REST service's options.
 
-Defaults can be changed by environment (XDPCTL_PIN_DIR, XDPCTL_STATE_DIR)
-or by the CLI's global options; tests and the demo use their own
-directories so they never touch a production instance.
+Every ``XDPCTL_*`` environment variable is read here, by :class:`Settings`
+(pydantic-settings), and nowhere else; docs/settings.md lists them. The
+CLI's global options and the service's arguments override what the
+environment says; tests and the demo pass their own directories so they
+never touch a production instance.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+
+import pydantic
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .abi import MAP_SPECS
+from .core.errors import ValidationError
 
+ENV_PREFIX = "XDPCTL_"
 DEFAULT_PIN_DIR = "/sys/fs/bpf/xdpctl"
 DEFAULT_STATE_DIR = "/var/lib/xdpctl"
 
@@ -23,11 +30,38 @@ RESIZABLE = ("xc_v4_l24", "xc_v4_l32", "xc_v6_l128", "xc_v6_l64", "xc_v6_l48", "
 DEFAULT_CAPACITY = {name: MAP_SPECS[name].max_entries for name in RESIZABLE}
 
 
-@dataclass
-class Settings:
-    pin_dir: str = field(default_factory=lambda: os.environ.get("XDPCTL_PIN_DIR", DEFAULT_PIN_DIR))
-    state_dir: str = field(default_factory=lambda: os.environ.get("XDPCTL_STATE_DIR", DEFAULT_STATE_DIR))
-    capacity: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_CAPACITY))
+class Settings(BaseSettings):
+    """One instance per process (the CLI run or the service); attributes may
+    be assigned after construction (``settings.pin_dir = ...``)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid")
+
+    pin_dir: str = Field(DEFAULT_PIN_DIR, description="bpffs directory of xdpctl's pins")
+    state_dir: str = Field(DEFAULT_STATE_DIR, description="directory of the state database and the API token")
+    bpf_dir: str | None = Field(None, description="directory of the compiled BPF objects "
+                                                  "(default: the objects installed with the package)")
+    capacity: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CAPACITY),
+                                     description="sizes of the resizable drop-list maps, by map name")
+    api_token: str | None = Field(None, repr=False, description="the REST service's bearer token")
+    api_expire_interval: float = Field(1.0, ge=0, description="seconds between the service's expiry runs (0: off)")
+    api_protect_reads: bool = Field(False, description="the service requires the token for GETs under /v1 too")
+    api_protect_metrics: bool = Field(False, description="the service requires the token for /metrics")
+
+    @field_validator("capacity")
+    @classmethod
+    def _known_maps(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(DEFAULT_CAPACITY))
+        if unknown:
+            raise ValueError(f"not resizable: {', '.join(unknown)} (resizable: {', '.join(RESIZABLE)})")
+        bad = sorted(name for name, size in value.items() if size < 1)
+        if bad:
+            raise ValueError(f"sizes must be at least 1: {', '.join(bad)}")
+        return {**DEFAULT_CAPACITY, **value}
+
+    @field_validator("api_token")
+    @classmethod
+    def _blank_token_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
     @property
     def db_path(self) -> str:
@@ -40,3 +74,21 @@ class Settings:
     @property
     def hooks_dir(self) -> str:
         return os.path.join(self.pin_dir, "hooks")
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting: ``pin_dir`` -> ``XDPCTL_PIN_DIR``."""
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(**values: object) -> Settings:
+    """Settings from the environment (and ``values``); a bad variable is a
+    ValidationError naming it, not a pydantic traceback."""
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first.get("loc") else "?"
+        what = env_name(name) if name not in values else name
+        msg = first.get("msg", "invalid").removeprefix("Value error, ")
+        raise ValidationError(f"setting {what}: {msg}", value=first.get("input")) from None

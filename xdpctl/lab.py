@@ -582,14 +582,30 @@ class Lab:
         addrs4 = self._pick_addrs(ipv4, index, 4)
         addrs6 = self._pick_addrs(ipv6, index, 6)
         names = ifnames or (self._next_ifname(left), self._next_ifname(right))
-        for ifname in names:
-            if not 0 < len(ifname) <= IFNAME_MAX or "/" in ifname or ifname.strip() != ifname:
-                raise ValueError(f"interface name must have 1..{IFNAME_MAX} characters, no '/' or blanks: {ifname!r}")
+        _check_ifnames(names)
         for label in (left, right):
             if label not in self._namespaces:
                 self.add_netns(label)
-        ipr_l, ipr_r = self._ipr[left], self._ipr[right]
+        indexes = self._create_pair((left, right), names, ipv6_off=addrs6 is None)
+        ends = tuple(
+            self._address_end(label, indexes[side], names[side],
+                              (addrs4[side] if addrs4 else None, ipv4_prefixlen),
+                              (addrs6[side] if addrs6 else None, ipv6_prefixlen))
+            for side, label in enumerate((left, right))
+        )
+        pair = (ends[0], ends[1])
+        self._pairs.append(pair)
+        if static_neighbours:
+            self.add_static_neighbours(*pair)
+        if gro:
+            for ep in pair:
+                self.set_gro(ep, True)
+        return pair
 
+    def _create_pair(self, labels: tuple[str, str], names: tuple[str, str], *, ipv6_off: bool) -> tuple[int, int]:
+        """Create the veth pair, set its sysctls, bring both ends up; their ifindexes."""
+        left, right = labels
+        ipr_l, ipr_r = self._ipr[left], self._ipr[right]
         # The peer is created straight in the right-hand namespace: nothing of
         # the lab ever appears in the root namespace.
         ipr_l.link(
@@ -600,10 +616,10 @@ class Lab:
         )
         idx_l = ipr_l.link_lookup(ifname=names[0])[0]
         idx_r = ipr_r.link_lookup(ifname=names[1])[0]
-        for label, ifname in ((left, names[0]), (right, names[1])):
+        for label, ifname in zip(labels, names):
             for key, value in IFACE_SYSCTLS.items():
                 write_sysctl(self._namespaces[label], key.format(ifname=ifname), value)
-            if addrs6 is None:
+            if ipv6_off:
                 write_sysctl(self._namespaces[label], f"net/ipv6/conf/{ifname}/disable_ipv6", 1)
         ipr_r.link("set", index=idx_r, state="up")
         ipr_l.link("set", index=idx_l, state="up")
@@ -611,44 +627,24 @@ class Lab:
         # queue) from the kernel's linkwatch worker, a moment later: until
         # then frames sent from it are dropped. Wait for operstate UP on both
         # ends. Linkwatch holds RTNL while it activates the queue, so the
-        # address and neighbour updates below, which take RTNL, also order
-        # after that activation.
+        # address and neighbour updates that follow, which take RTNL, also
+        # order after that activation.
         _wait_oper_up(ipr_l, idx_l, names[0])
         _wait_oper_up(ipr_r, idx_r, names[1])
+        return idx_l, idx_r
 
-        ends = []
-        for label, ipr, idx, ifname, side in (
-            (left, ipr_l, idx_l, names[0], 0),
-            (right, ipr_r, idx_r, names[1], 1),
-        ):
-            v4 = addrs4[side] if addrs4 else None
-            v6 = addrs6[side] if addrs6 else None
-            if v4 is not None:
-                ipr.addr("add", index=idx, address=v4, prefixlen=ipv4_prefixlen)
-            if v6 is not None:
-                ipr.addr("add", index=idx, address=v6, prefixlen=ipv6_prefixlen, flags=IFA_F_NODAD)
-            mac = ipr.get_links(idx)[0].get("IFLA_ADDRESS").lower()
-            ends.append(
-                Endpoint(
-                    label=label,
-                    netns=self._namespaces[label],
-                    ifname=ifname,
-                    ifindex=idx,
-                    mac=mac,
-                    ipv4=v4,
-                    ipv6=v6,
-                    ipv4_prefixlen=ipv4_prefixlen,
-                    ipv6_prefixlen=ipv6_prefixlen,
-                )
-            )
-        pair = (ends[0], ends[1])
-        self._pairs.append(pair)
-        if static_neighbours:
-            self.add_static_neighbours(*pair)
-        if gro:
-            for ep in pair:
-                self.set_gro(ep, True)
-        return pair
+    def _address_end(self, label: str, idx: int, ifname: str, v4: tuple[str | None, int],
+                     v6: tuple[str | None, int]) -> Endpoint:
+        """Assign one end's addresses ((address or None, prefix length) per family)."""
+        ipr = self._ipr[label]
+        (addr4, plen4), (addr6, plen6) = v4, v6
+        if addr4 is not None:
+            ipr.addr("add", index=idx, address=addr4, prefixlen=plen4)
+        if addr6 is not None:
+            ipr.addr("add", index=idx, address=addr6, prefixlen=plen6, flags=IFA_F_NODAD)
+        mac = ipr.get_links(idx)[0].get("IFLA_ADDRESS").lower()
+        return Endpoint(label=label, netns=self._namespaces[label], ifname=ifname, ifindex=idx, mac=mac,
+                        ipv4=addr4, ipv6=addr6, ipv4_prefixlen=plen4, ipv6_prefixlen=plen6)
 
     def add_static_neighbours(self, left: Endpoint, right: Endpoint) -> None:
         """Permanent ARP/ND entries on each end for the other end's addresses."""
@@ -789,6 +785,12 @@ class TwoHostLab(Lab):
     def b(self) -> Endpoint:
         """The veth end in namespace ``b``."""
         return self._b
+
+
+def _check_ifnames(names: tuple[str, str]) -> None:
+    for ifname in names:
+        if not 0 < len(ifname) <= IFNAME_MAX or "/" in ifname or ifname.strip() != ifname:
+            raise ValueError(f"interface name must have 1..{IFNAME_MAX} characters, no '/' or blanks: {ifname!r}")
 
 
 def _wait_oper_up(ipr: IPRoute, index: int, ifname: str, timeout: float = LINK_UP_TIMEOUT) -> None:

@@ -1,7 +1,7 @@
 """A real xdpctl API server for the tests: uvicorn on 127.0.0.1 in a thread.
 
 The server runs over the real kernel with its own pin directory and state
-directory (xdpctl.testing.progs.temp_settings), both removed afterwards.
+directory (tests.support.progs.temp_settings), both removed afterwards.
 One server serves the whole session (starting one costs a restore); tests
 use prefixes of their own so that they do not see each other's rules.
 """
@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE.parent / "netns"))
 
 from api_helpers import SMALL, TOKEN, Running, ServerThread  # noqa: E402
 
-from api.app import create_app  # noqa: E402
+from xdpctl.api.app import create_app  # noqa: E402
 from xdpctl.config import Settings  # noqa: E402
 from xdpctl.kernel import bpffs  # noqa: E402
 from xdpctl.lab import TwoHostLab  # noqa: E402

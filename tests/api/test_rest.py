@@ -11,7 +11,7 @@ import httpx
 import pytest
 from api_helpers import SMALL, Running, kernel_match
 
-from api.deps import TOKEN_ENV, load_token, token_path
+from xdpctl.api.deps import TOKEN_ENV, load_token, token_path
 from xdpctl import abi
 from xdpctl.kernel import maps
 from tests.support.progs import temp_settings
@@ -123,7 +123,7 @@ def test_token_file_generated_0600(tmp_path, monkeypatch) -> None:
     assert len(token) >= 32
     assert load_token(settings) == (token, source)  # read back, not regenerated
     monkeypatch.setenv(TOKEN_ENV, "from-env")
-    assert load_token(settings)[0] == "from-env"
+    assert load_token(temp_settings(str(tmp_path / "state")))[0] == "from-env"
     assert load_token(settings, "given")[0] == "given"
 
 

@@ -95,13 +95,13 @@ def _free_port() -> int:
 
 
 def test_serve_entry_point(tmp_path) -> None:
-    """`python -m api.app` (serve()) with default map sizes: starts on
+    """`python -m xdpctl.api.app` (serve()) with default map sizes: starts on
     loopback, takes the token from the environment, stops on SIGTERM."""
     settings = temp_settings(str(tmp_path / "state"), f"api-{os.getpid()}-serve")
     port = _free_port()
     env = {**os.environ, "XDPCTL_API_TOKEN": "serve-token"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.app", "--port", str(port), "--pin-dir", settings.pin_dir,
+        [sys.executable, "-m", "xdpctl.api.app", "--port", str(port), "--pin-dir", settings.pin_dir,
          "--state-dir", settings.state_dir, "--expire-interval", "0"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

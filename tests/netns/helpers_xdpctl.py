@@ -2,7 +2,7 @@
 
 Every test gets an IPv4-only two-host lab (no IPv6 at all, so no MLD or ND
 frames that the counter would count), its own pin directory and state
-directory (xdpctl.testing.progs.temp_settings), and a teardown that, pass or
+directory (tests.support.progs.temp_settings), and a teardown that, pass or
 fail, detaches every hook xdpctl pinned there, closes the lab and removes
 the pin directory.
 
@@ -71,7 +71,7 @@ MIX_SLOTS: dict[str, tuple[tuple[str, str], ...]] = {
     "ipv4-trunc": (("malformed", "-"),),
 }
 
-#: Kinds of xdpctl.testing.frames.protocol_mix that frame_mix lacks, and
+#: Kinds of tests.support.frames.protocol_mix that frame_mix lacks, and
 #: their slots. Each is built with the test's marker as payload, so captures
 #: keep them.
 EXTRA_SLOTS: dict[str, tuple[tuple[str, str], ...]] = {

@@ -73,16 +73,6 @@ def test_missing_bpf_objects_exit_78(xenv: XEnv) -> None:
     assert not os.path.exists(xenv.ref(b, "xdp").dir(xenv.ctx))
 
 
-def test_not_root_exits_77(xenv: XEnv) -> None:
-    b = xenv.b
-    with ThreadPoolExecutor(2) as pool:
-        attach = pool.submit(xenv.cli, "attach", b.ifname, "--netns", b.netns, as_nobody=True)
-        status = pool.submit(xenv.cli, "status", as_nobody=True)
-    for res in (attach.result(), status.result()):
-        cli_error(res, 77, "xdpctl needs root")
-    assert_bare(b)
-
-
 def test_attach_stats_detach_with_exact_counts(xenv: XEnv) -> None:
     a, b = xenv.a, xenv.b
     att = cli_json(xenv.cli("attach", b.ifname, "--netns", b.netns, "--mode", "generic", "--json"))

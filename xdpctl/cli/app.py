@@ -2,7 +2,7 @@
 
 Every command parses its arguments, calls one core function and renders the
 result (a rich table, or JSON with --json). Errors are one line on stderr
-and a non-zero exit code (see xdpctl/errors.py for the codes).
+and a non-zero exit code (see xdpctl/core/errors.py for the codes).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from ..config import Settings
+from ..config import Settings, load_settings
 from ..core.context import Context
 from ..core.errors import XdpctlError
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Control XDP and TC classifiers: protocol counters, drop lists, load balancing.",
+    help="Control XDP and TC classifiers: protocol counters and drop lists.",
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,
 )
@@ -30,26 +30,38 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
 
 
 class Global:
-    settings = Settings()
+    settings: Settings | None = None
 
 
 @app.callback()
 def _global(
-    pin_dir: Optional[str] = typer.Option(None, "--pin-dir", envvar="XDPCTL_PIN_DIR",
-                                          help="bpffs directory for xdpctl's pins (default: /sys/fs/bpf/xdpctl)"),
-    state_dir: Optional[str] = typer.Option(None, "--state-dir", envvar="XDPCTL_STATE_DIR",
-                                            help="directory of the state database (default: /var/lib/xdpctl)"),
+    pin_dir: Optional[str] = typer.Option(None, "--pin-dir",
+                                          help="bpffs directory for xdpctl's pins "
+                                               "(default: $XDPCTL_PIN_DIR, else /sys/fs/bpf/xdpctl)"),
+    state_dir: Optional[str] = typer.Option(None, "--state-dir",
+                                            help="directory of the state database "
+                                                 "(default: $XDPCTL_STATE_DIR, else /var/lib/xdpctl)"),
 ) -> None:
-    s = Settings()
-    if pin_dir:
-        s.pin_dir = pin_dir
-    if state_dir:
-        s.state_dir = state_dir
-    Global.settings = s
+    def body() -> None:
+        s = load_settings()
+        if pin_dir:
+            s.pin_dir = pin_dir
+        if state_dir:
+            s.state_dir = state_dir
+        Global.settings = s
+
+    run(body)
+
+
+def settings() -> Settings:
+    """The run's settings (environment, then the global options)."""
+    if Global.settings is None:
+        Global.settings = load_settings()
+    return Global.settings
 
 
 def ctx() -> Context:
-    return Context(Global.settings)
+    return Context(settings())
 
 
 def emit_json(obj) -> None:

@@ -6,10 +6,9 @@ from typing import Optional
 
 import typer
 
-from .app import app, ctx, emit_json, out, run
-
 from .. import __version__
-from .app import Global
+from .app import app, ctx, emit_json, out, run, settings
+
 
 @app.command()
 def restore(as_json: bool = typer.Option(False, "--json")) -> None:
@@ -33,15 +32,17 @@ def restore(as_json: bool = typer.Option(False, "--json")) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="listen address (loopback by default)"),
     port: int = typer.Option(8077, "--port"),
-    token: Optional[str] = typer.Option(None, "--token", envvar="XDPCTL_API_TOKEN",
-                                        help="bearer token for changes (default: generated under the state dir)"),
+    token: Optional[str] = typer.Option(None, "--token",
+                                        help="bearer token for changes (default: $XDPCTL_API_TOKEN, else "
+                                             "the file api-token in the state directory, generated if missing)"),
 ) -> None:
-    """Run the REST API (FastAPI under uvicorn): rules, lists, VIPs, counters, /metrics."""
+    """Run the REST API (FastAPI under uvicorn): rules, lists, policy, attachments, counters, /metrics."""
 
     def body():
-        from api.app import serve as run_server
+        # Imported here: the CLI does not load the service unless asked to.
+        from ..api.app import serve as run_server
 
-        run_server(Global.settings, host=host, port=port, token=token)
+        run_server(settings(), host=host, port=port, token=token)
 
     run(body)
 

@@ -26,7 +26,6 @@ Two entry points:
 """
 from __future__ import annotations
 
-import gc
 import sys
 from abc import ABC, abstractmethod
 from array import array
@@ -36,6 +35,7 @@ from typing import Iterable, NamedTuple
 
 from xdpctl import abi
 from xdpctl.abi import Action, CfgFlag
+from xdpctl.core.gcpause import collector_paused
 
 __all__ = [
     "Rule", "RuleColumns", "RuleError", "validate_rule", "band_of", "Band", "BANDS",
@@ -525,14 +525,9 @@ def compile_full(rules: Iterable[Rule]) -> Compiled:
     port, where a rule without prefix takes the /0 key of both families)."""
     rules = rules if isinstance(rules, (list, RuleColumns)) else list(rules)
     out = Compiled()
-    gc_was = gc.isenabled()
-    gc.disable()  # millions of small acyclic objects
-    try:
+    with collector_paused():  # millions of small objects, no cycles
         _compile_into(rules, out)
         _add_fallbacks(rules, out)
-    finally:
-        if gc_was:
-            gc.enable()
     return out
 
 

@@ -12,7 +12,6 @@ the classifiers look mapped addresses up in the IPv4 tables.
 """
 from __future__ import annotations
 
-import gc
 import os
 import re
 import socket
@@ -22,6 +21,8 @@ from collections import deque
 from itertools import accumulate, repeat
 from operator import and_, itemgetter
 from typing import Iterable, NamedTuple
+
+from .gcpause import collector_paused
 
 __all__ = [
     "PrefixError", "Prefix", "parse_prefix", "parse_address", "format_prefix",
@@ -405,9 +406,7 @@ def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> l
             text = bytes(text).decode("latin-1")
     if text.startswith("\ufeff"):
         text = text[1:]
-    gc_was = gc.isenabled()
-    gc.disable()  # millions of small objects, no cycles: spare the collector
-    try:
+    with collector_paused():  # millions of small objects, no cycles
         out: list[Prefix] = []
         # Duplicates: the /32 networks must be distinct, and so must the
         # other prefixes (a set each; counted as they are added).
@@ -445,9 +444,6 @@ def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> l
             # the line-by-line pass names the first problem in file order
             return _slow(text.split("\n"), 1, allow_duplicates)
         return out
-    finally:
-        if gc_was:
-            gc.enable()
 
 
 def parse_prefix_lines(lines: Iterable[str], *, start: int = 1,

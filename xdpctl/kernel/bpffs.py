@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import fcntl
+import functools
 import os
 import shutil
 
@@ -13,7 +14,10 @@ from ..core.errors import BpfError, NotRoot
 BPF_FS_MAGIC = 0xCAFE4A11
 DEFAULT_BPFFS = "/sys/fs/bpf"
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 class _Statfs(ctypes.Structure):
@@ -22,7 +26,7 @@ class _Statfs(ctypes.Structure):
 
 def fs_type(path: str) -> int:
     st = _Statfs()
-    if _libc.statfs(path.encode(), ctypes.byref(st)) != 0:
+    if _libc().statfs(path.encode(), ctypes.byref(st)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path)
     return st.f_type & 0xFFFFFFFF
@@ -50,7 +54,7 @@ def ensure_bpffs(pin_root: str) -> None:
         raise BpfError(f"pin directory {pin_root} is not on a bpffs mount", 22)
     os.makedirs(mnt, exist_ok=True)
     if fs_type(mnt) != BPF_FS_MAGIC:
-        if _libc.mount(b"bpf", mnt.encode(), b"bpf", 0, None) != 0:
+        if _libc().mount(b"bpf", mnt.encode(), b"bpf", 0, None) != 0:
             err = ctypes.get_errno()
             raise BpfError(f"mount bpffs at {mnt}", err)
 

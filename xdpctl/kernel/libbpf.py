@@ -18,68 +18,88 @@ import ctypes.util
 import errno
 import os
 import threading
-from ctypes import (
-    CFUNCTYPE,
-    POINTER,
-    Structure,
-    c_char_p,
-    c_int,
-    c_size_t,
-    c_uint,
-    c_uint32,
-    c_uint64,
-    c_void_p,
-)
+from ctypes import CFUNCTYPE, POINTER, Structure, c_char_p, c_int, c_size_t, c_uint32, c_uint64, c_void_p
 
 from ..core.errors import BpfError, MissingDependency
 
-_LIB_NAMES = ("libbpf.so.1", "libbpf.so")
+LIB_NAMES = ("libbpf.so.1", "libbpf.so")
+PACKAGE = "libbpf1"  # the Debian package that ships libbpf.so.1
+
+_LOCK = threading.Lock()
+_LIB: ctypes.CDLL | None = None
 
 
-def _load() -> ctypes.CDLL:
+def load() -> ctypes.CDLL:
+    """Open libbpf and bind every function below (once per process).
+
+    Called on first use of a binding (``libbpf.bpf_obj_get``, ...), never
+    at import: a host without libbpf can still import xdpctl, and gets a
+    MissingDependency (exit 78) naming the package when it needs the kernel.
+    """
+    global _LIB
+    with _LOCK:
+        if _LIB is None:
+            lib = _open()
+            _bind(lib)
+            _LIB = lib
+    return _LIB
+
+
+def _open() -> ctypes.CDLL:
     last = None
-    for name in _LIB_NAMES:
+    for name in LIB_NAMES:
         try:
             return ctypes.CDLL(name, use_errno=True)
-        except OSError as exc:  # pragma: no cover - depends on the host
+        except OSError as exc:
             last = exc
-    raise MissingDependency(
-        f"libbpf shared library not found ({last}); install libbpf1 (make deps)"
-    )
+    raise MissingDependency(f"the libbpf shared library cannot be loaded ({last})",
+                            hint=f"install the package {PACKAGE} (libbpf >= 1.1), e.g. with make deps")
 
 
-lib = _load()
-libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+def _bind(lib: ctypes.CDLL) -> None:
+    bound = {}
+    for name, (restype, *argtypes) in _SIGNATURES.items():
+        try:
+            f = getattr(lib, name)
+        except AttributeError:
+            raise MissingDependency(f"the libbpf library lacks {name}",
+                                    hint=f"install the package {PACKAGE} (libbpf >= 1.1)") from None
+        f.restype = restype
+        f.argtypes = list(argtypes)
+        bound[name] = f
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.vsnprintf.restype = c_int
+    libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
+    _VSNPRINTF.append(libc.vsnprintf)
+    globals().update(bound)
+    bound["libbpf_set_print"](_print_cb)
 
 
-def _fn(name: str, restype, *argtypes):
-    f = getattr(lib, name)
-    f.restype = restype
-    f.argtypes = list(argtypes)
-    return f
+def __getattr__(name: str):
+    # The bindings appear as module attributes on first use.
+    if name in _SIGNATURES:
+        load()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------- logging
 _LOG: collections.deque[str] = collections.deque(maxlen=400)
 _LOG_LOCK = threading.Lock()
 _PRINT_FN = CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
-libc.vsnprintf.restype = c_int
-libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
+_VSNPRINTF: list = []
 
 
 @_PRINT_FN
 def _print_cb(level, fmt, args):  # pragma: no cover - called from C
     buf = ctypes.create_string_buffer(4096)
-    libc.vsnprintf(buf, len(buf), fmt, args)
+    _VSNPRINTF[0](buf, len(buf), fmt, args)
     text = buf.value.decode(errors="replace")
     with _LOG_LOCK:
         for line in text.splitlines():
             if line.strip():
                 _LOG.append(line.rstrip())
     return 0
-
-
-_fn("libbpf_set_print", c_void_p, _PRINT_FN)(_print_cb)
 
 
 def log_mark() -> int:
@@ -99,60 +119,9 @@ def log_since_mark(limit: int = 40) -> list[str]:
     return lines[-limit:]
 
 
-# ---------------------------------------------------------------- objects
-bpf_object__open_file = _fn("bpf_object__open_file", c_void_p, c_char_p, c_void_p)
-bpf_object__load = _fn("bpf_object__load", c_int, c_void_p)
-bpf_object__close = _fn("bpf_object__close", None, c_void_p)
-bpf_object__next_map = _fn("bpf_object__next_map", c_void_p, c_void_p, c_void_p)
-bpf_object__next_program = _fn("bpf_object__next_program", c_void_p, c_void_p, c_void_p)
-bpf_object__find_program_by_name = _fn(
-    "bpf_object__find_program_by_name", c_void_p, c_void_p, c_char_p
-)
-bpf_map__name = _fn("bpf_map__name", c_char_p, c_void_p)
-bpf_map__fd = _fn("bpf_map__fd", c_int, c_void_p)
-bpf_map__set_pin_path = _fn("bpf_map__set_pin_path", c_int, c_void_p, c_char_p)
-bpf_map__set_max_entries = _fn("bpf_map__set_max_entries", c_int, c_void_p, c_uint32)
-bpf_map__max_entries = _fn("bpf_map__max_entries", c_uint32, c_void_p)
-bpf_map__set_ifindex = _fn("bpf_map__set_ifindex", None, c_void_p, c_uint32)
-bpf_map__reuse_fd = _fn("bpf_map__reuse_fd", c_int, c_void_p, c_int)
-bpf_program__name = _fn("bpf_program__name", c_char_p, c_void_p)
-bpf_program__fd = _fn("bpf_program__fd", c_int, c_void_p)
-bpf_program__set_ifindex = _fn("bpf_program__set_ifindex", None, c_void_p, c_uint32)
-libbpf_num_possible_cpus = _fn("libbpf_num_possible_cpus", c_int)
-
-# ---------------------------------------------------------------- syscalls
-bpf_obj_pin = _fn("bpf_obj_pin", c_int, c_int, c_char_p)
-bpf_obj_get = _fn("bpf_obj_get", c_int, c_char_p)
-bpf_obj_get_info_by_fd = _fn("bpf_obj_get_info_by_fd", c_int, c_int, c_void_p, POINTER(c_uint32))
-bpf_prog_get_fd_by_id = _fn("bpf_prog_get_fd_by_id", c_int, c_uint32)
-bpf_map_get_fd_by_id = _fn("bpf_map_get_fd_by_id", c_int, c_uint32)
-bpf_map_lookup_elem = _fn("bpf_map_lookup_elem", c_int, c_int, c_void_p, c_void_p)
-bpf_map_update_elem = _fn("bpf_map_update_elem", c_int, c_int, c_void_p, c_void_p, c_uint64)
-bpf_map_delete_elem = _fn("bpf_map_delete_elem", c_int, c_int, c_void_p)
-bpf_map_get_next_key = _fn("bpf_map_get_next_key", c_int, c_int, c_void_p, c_void_p)
-
-
+# ---------------------------------------------------------------- structures
 class BatchOpts(Structure):
     _fields_ = [("sz", c_size_t), ("elem_flags", c_uint64), ("flags", c_uint64)]
-
-
-bpf_map_update_batch = _fn(
-    "bpf_map_update_batch", c_int, c_int, c_void_p, c_void_p, POINTER(c_uint32), POINTER(BatchOpts)
-)
-bpf_map_delete_batch = _fn(
-    "bpf_map_delete_batch", c_int, c_int, c_void_p, POINTER(c_uint32), POINTER(BatchOpts)
-)
-bpf_map_lookup_batch = _fn(
-    "bpf_map_lookup_batch",
-    c_int,
-    c_int,
-    c_void_p,
-    c_void_p,
-    c_void_p,
-    c_void_p,
-    POINTER(c_uint32),
-    POINTER(BatchOpts),
-)
 
 
 class TestRunOpts(Structure):
@@ -174,8 +143,6 @@ class TestRunOpts(Structure):
         ("batch_size", c_uint32),
     ]
 
-
-bpf_prog_test_run_opts = _fn("bpf_prog_test_run_opts", c_int, c_int, POINTER(TestRunOpts))
 
 class ProgLoadOpts(Structure):
     _fields_ = [
@@ -202,7 +169,40 @@ class ProgLoadOpts(Structure):
     ]
 
 
-bpf_prog_load = _fn("bpf_prog_load", c_int, c_int, c_char_p, c_char_p, c_void_p, c_size_t, POINTER(ProgLoadOpts))
+# ---------------------------------------------------------------- signatures
+# name: (restype, *argtypes); bound by load().
+_SIGNATURES = {
+    "libbpf_set_print": (c_void_p, _PRINT_FN),
+    "libbpf_num_possible_cpus": (c_int,),
+    # objects
+    "bpf_object__open_file": (c_void_p, c_char_p, c_void_p),
+    "bpf_object__load": (c_int, c_void_p),
+    "bpf_object__close": (None, c_void_p),
+    "bpf_object__next_map": (c_void_p, c_void_p, c_void_p),
+    "bpf_object__next_program": (c_void_p, c_void_p, c_void_p),
+    "bpf_map__name": (c_char_p, c_void_p),
+    "bpf_map__fd": (c_int, c_void_p),
+    "bpf_map__set_pin_path": (c_int, c_void_p, c_char_p),
+    "bpf_map__set_max_entries": (c_int, c_void_p, c_uint32),
+    "bpf_program__name": (c_char_p, c_void_p),
+    "bpf_program__fd": (c_int, c_void_p),
+    # syscalls
+    "bpf_obj_pin": (c_int, c_int, c_char_p),
+    "bpf_obj_get": (c_int, c_char_p),
+    "bpf_obj_get_info_by_fd": (c_int, c_int, c_void_p, POINTER(c_uint32)),
+    "bpf_prog_get_fd_by_id": (c_int, c_uint32),
+    "bpf_map_get_fd_by_id": (c_int, c_uint32),
+    "bpf_map_lookup_elem": (c_int, c_int, c_void_p, c_void_p),
+    "bpf_map_update_elem": (c_int, c_int, c_void_p, c_void_p, c_uint64),
+    "bpf_map_delete_elem": (c_int, c_int, c_void_p),
+    "bpf_map_get_next_key": (c_int, c_int, c_void_p, c_void_p),
+    "bpf_map_update_batch": (c_int, c_int, c_void_p, c_void_p, POINTER(c_uint32), POINTER(BatchOpts)),
+    "bpf_map_delete_batch": (c_int, c_int, c_void_p, POINTER(c_uint32), POINTER(BatchOpts)),
+    "bpf_map_lookup_batch": (c_int, c_int, c_void_p, c_void_p, c_void_p, c_void_p, POINTER(c_uint32),
+                             POINTER(BatchOpts)),
+    "bpf_prog_test_run_opts": (c_int, c_int, POINTER(TestRunOpts)),
+    "bpf_prog_load": (c_int, c_int, c_char_p, c_char_p, c_void_p, c_size_t, POINTER(ProgLoadOpts)),
+}
 
 BPF_ANY = 0
 BPF_NOEXIST = 1
@@ -233,21 +233,8 @@ def close_fd(fd: int) -> None:
 
 
 def num_possible_cpus() -> int:
-    return check(libbpf_num_possible_cpus(), "libbpf_num_possible_cpus")
+    return check(load().libbpf_num_possible_cpus(), "libbpf_num_possible_cpus")
 
 
-__all__ = [name for name in globals() if name.startswith(("bpf_", "libbpf_"))] + [
-    "BatchOpts",
-    "TestRunOpts",
-    "ProgLoadOpts",
-    "check",
-    "check_ptr",
-    "close_fd",
-    "num_possible_cpus",
-    "log_mark",
-    "log_since_mark",
-    "BPF_ANY",
-    "BPF_NOEXIST",
-    "BPF_EXIST",
-    "c_uint",
-]
+__all__ = [*_SIGNATURES, "load", "BatchOpts", "TestRunOpts", "ProgLoadOpts", "check", "check_ptr", "close_fd",
+           "num_possible_cpus", "log_mark", "log_since_mark", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST"]

@@ -10,9 +10,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import importlib.metadata
 import os
 import socket
 import struct
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -24,6 +26,7 @@ from pyroute2.netlink.rtnl.tcmsg import sched_bpf
 from ..core.errors import (
     Conflict,
     InterfaceNotFound,
+    MissingDependency,
     NamespaceNotFound,
     NetlinkError,
     Unsupported,
@@ -43,14 +46,47 @@ TC_HANDLE = 1
 TC_NAME_PREFIX = "xdpctl:"
 NETNS_RUN_DIR = "/var/run/netns"
 
-# pyroute2 0.9.7 stops decoding cls_bpf options at TCA_BPF_FLAGS; teach it
-# the attributes the kernel sends after that (flags_gen, tag, id).
-if not any(n == "TCA_BPF_ID" for n, *_ in sched_bpf.options.nla_map):
-    sched_bpf.options.nla_map = tuple(sched_bpf.options.nla_map) + (
-        ("TCA_BPF_FLAGS_GEN", "uint32"),
-        ("TCA_BPF_TAG", "hex"),
-        ("TCA_BPF_ID", "uint32"),
-    )
+PYROUTE2_RANGE = ">=0.9.1,<0.10"  # as pinned in pyproject.toml
+_TC_BPF_EXTRA = (("TCA_BPF_FLAGS_GEN", "uint32"), ("TCA_BPF_TAG", "hex"), ("TCA_BPF_ID", "uint32"))
+_TC_BPF_LOCK = threading.Lock()
+_TC_BPF_READY = False
+
+
+def teach_tc_bpf_attrs() -> None:
+    """Teach pyroute2 the cls_bpf attributes after TCA_BPF_FLAGS.
+
+    pyroute2 0.9.x (checked: 0.9.1, 0.9.4, 0.9.7) stops decoding cls_bpf
+    options at TCA_BPF_FLAGS; the kernel sends flags_gen, tag and id after
+    it. The table is extended once, on the first filter read (never at
+    import). A pyroute2 whose table is not shaped as expected is a
+    MissingDependency naming the range this was checked against.
+    """
+    global _TC_BPF_READY
+    with _TC_BPF_LOCK:
+        if not _TC_BPF_READY:
+            _extend_tc_bpf_table()
+            _TC_BPF_READY = True
+
+
+def _extend_tc_bpf_table() -> None:
+    options = getattr(sched_bpf, "options", None)
+    table = getattr(options, "nla_map", None)
+    if not isinstance(table, (tuple, list)) or not all(isinstance(e, (tuple, list)) and e for e in table):
+        raise MissingDependency(f"pyroute2 {_pyroute2_version()} decodes tc bpf filters differently than "
+                                "xdpctl expects", hint=f"install pyroute2{PYROUTE2_RANGE}")
+    names = [entry[0] for entry in table]
+    if "TCA_BPF_ID" not in names:
+        if names[-1] != "TCA_BPF_FLAGS":
+            raise MissingDependency(f"pyroute2 {_pyroute2_version()}: unexpected cls_bpf attribute table "
+                                    f"(last entry {names[-1]})", hint=f"install pyroute2{PYROUTE2_RANGE}")
+        options.nla_map = tuple(table) + _TC_BPF_EXTRA
+
+
+def _pyroute2_version() -> str:
+    try:
+        return importlib.metadata.version("pyroute2")
+    except importlib.metadata.PackageNotFoundError:
+        return "(unknown version)"
 
 
 def _nl_error(what: str, exc: PrNetlinkError) -> NetlinkError:
@@ -68,17 +104,6 @@ def check_netns(netns: str | None) -> None:
         raise NamespaceNotFound(f"invalid network namespace name {netns!r}")
     if not os.path.exists(os.path.join(NETNS_RUN_DIR, netns)):
         raise NamespaceNotFound(f"network namespace {netns!r} does not exist (see `ip netns list`)")
-
-
-def list_netns() -> list[str]:
-    try:
-        return sorted(os.listdir(NETNS_RUN_DIR))
-    except FileNotFoundError:
-        return []
-
-
-def ns_label(netns: str | None) -> str:
-    return netns if netns else "host"
 
 
 @contextmanager
@@ -291,6 +316,7 @@ def del_clsact(ifname: str, netns: str | None) -> None:
 
 def _filter_msgs(ifname: str, netns: str | None, hook: str) -> list:
     """Raw filter messages on a clsact hook; none when there is no clsact."""
+    teach_tc_bpf_attrs()
     link = get_link(ifname, netns)
     with ipr(netns) as ip:
         try:

@@ -9,15 +9,18 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Callable
 
+from ..config import Settings
 from ..core.errors import BpfError, MissingDependency
 from . import libbpf as L
 from .maps import Map, obj_pin
 
 
-def object_path(name: str) -> str:
-    """Path of a packaged object, e.g. ``xdp_counter`` -> .../xdpctl/bpf/xdp_counter.o"""
-    override = os.environ.get("XDPCTL_BPF_DIR")
-    base = override or str(resources.files("xdpctl") / "bpf")
+def object_path(name: str, bpf_dir: str | None = None) -> str:
+    """Path of a compiled object, e.g. ``xdp_counter`` -> .../xdpctl/bpf/xdp_counter.o.
+
+    The directory is ``bpf_dir``, else the settings' (XDPCTL_BPF_DIR), else
+    the objects installed with the package."""
+    base = bpf_dir or Settings().bpf_dir or str(resources.files("xdpctl") / "bpf")
     path = os.path.join(base, f"{name}.o")
     if not os.path.exists(path):
         raise MissingDependency(f"BPF object {path} is missing; build it with `make bpf`")
@@ -58,7 +61,6 @@ def load(
     path: str,
     pin_path: Callable[[str], str | None] = lambda name: None,
     max_entries: dict[str, int] | None = None,
-    offload_ifindex: int | None = None,
     pin_progs: dict[str, str] | None = None,
 ) -> Loaded:
     """Open, configure and load one object.
@@ -84,14 +86,7 @@ def load(
                     L.check(L.bpf_map__set_pin_path(m, pp.encode()), f"set pin path of {name}")
                 if max_entries and name in max_entries:
                     L.check(L.bpf_map__set_max_entries(m, max_entries[name]), f"set size of {name}")
-                if offload_ifindex:
-                    L.bpf_map__set_ifindex(m, offload_ifindex)
             m = L.bpf_object__next_map(obj, m)
-        if offload_ifindex:
-            p = L.bpf_object__next_program(obj, None)
-            while p:
-                L.bpf_program__set_ifindex(p, offload_ifindex)
-                p = L.bpf_object__next_program(obj, p)
         ret = L.bpf_object__load(obj)
         if ret < 0:
             raise BpfError(f"load {os.path.basename(path)}", -ret, _log_tail())

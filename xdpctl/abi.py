@@ -107,6 +107,38 @@ class DlReason(enum.IntEnum):
 
 DL_MAX = int(DlReason.MAX)
 
+
+# ---------------------------------------------------------------------------
+# Load balancer (docs/lb.md)
+# ---------------------------------------------------------------------------
+class LbState(enum.IntEnum):
+    DOWN = 0
+    ACTIVE = 1
+    DRAINING = 2
+
+
+class LbReason(enum.IntEnum):
+    FWD_CONN = 0
+    FWD_NEW = 1
+    FWD_ICMP = 2
+    PASS_OFF = 3
+    PASS_NOTIP = 4
+    PASS_NOVIP = 5
+    PASS_FRAGMENT = 6
+    PASS_NOBACKEND = 7
+    PASS_RINGMISS = 8
+    MAX = 16
+
+
+LB_SLOTS = int(LbReason.MAX)
+LB_VIP_HASH_L3 = 1 << 0      # xc_lb_vip.flags
+LB_BE_HAVE_MAC = 1 << 0      # xc_lb_backend.flags
+LB_HOOK_ON = 1 << 0          # xc_lb_hook.flags
+LB_RING_DEFAULT = 65537      # Maglev table size unless set (prime)
+LB_RING_MAX = 1048573        # largest table size (prime)
+LB_HASH_SEED = 0x5BD1E995    # flow hash seed
+LB_ICMP_PULL = 128
+
 # C enum name -> (Python enum, prefix of the C enumerator names). Used by
 # the ABI test to compare this module with the header and the BTF.
 C_ENUMS: dict[str, tuple[type[enum.IntEnum], str]] = {
@@ -117,6 +149,8 @@ C_ENUMS: dict[str, tuple[type[enum.IntEnum], str]] = {
     "xc_action": (Action, "XC_ACT_"),
     "xc_policy": (Policy, "XC_POLICY_"),
     "xc_dl_reason": (DlReason, "XC_DL_"),
+    "xc_lb_state": (LbState, "XC_LB_BE_"),
+    "xc_lb_reason": (LbReason, "XC_LB_"),
 }
 
 # C #define name (xdpctl_abi.h) -> value.
@@ -127,6 +161,9 @@ C_DEFINES: dict[str, int] = {
     "XC_CFG_HAVE_DST": int(CfgFlag.HAVE_DST),
     "XC_CFG_HAVE_PORT": int(CfgFlag.HAVE_PORT),
     "XC_CFG_HAVE_V6TRIE": int(CfgFlag.HAVE_V6TRIE),
+    "XC_LB_VIP_HASH_L3": LB_VIP_HASH_L3,
+    "XC_LB_BE_HAVE_MAC": LB_BE_HAVE_MAC,
+    "XC_LB_HOOK_ON": LB_HOOK_ON,
 }
 
 # ---------------------------------------------------------------------------
@@ -186,10 +223,54 @@ class xc_rule_stats(ctypes.Structure):
     _fields_ = [("packets", u64), ("bytes", u64), ("last_hit_ns", u64)]
 
 
+class xc_lb_vip_key(ctypes.Structure):
+    _fields_ = [("addr", u8 * 16), ("port", u16), ("proto", u8), ("family", u8)]  # port: network order
+
+
+class xc_lb_vip(ctypes.Structure):
+    _fields_ = [("ring_base", u32), ("ring_size", u32), ("vip_id", u32), ("flags", u32)]
+
+
+class xc_lb_backend(ctypes.Structure):
+    _fields_ = [
+        ("addr", u8 * 16),
+        ("mac", u8 * 6),
+        ("family", u8),
+        ("state", u8),
+        ("flags", u32),
+    ]
+
+
+class xc_lb_conn_key(ctypes.Structure):
+    _fields_ = [
+        ("src", u8 * 16),
+        ("dst", u8 * 16),
+        ("sport", u16),  # network byte order
+        ("dport", u16),  # network byte order
+        ("proto", u8),
+        ("family", u8),
+        ("pad", u8 * 2),
+    ]
+
+
+class xc_lb_conn(ctypes.Structure):
+    _fields_ = [("backend", u32), ("vip_id", u32)]
+
+
+class xc_lb_stats(ctypes.Structure):
+    _fields_ = [("packets", u64), ("bytes", u64), ("new_flows", u64)]
+
+
+class xc_lb_hook(ctypes.Structure):
+    _fields_ = [("mac", u8 * 6), ("flags", u16)]
+
+
 STRUCTS: dict[str, type[ctypes.Structure]] = {
     cls.__name__: cls
     for cls in (xc_counter, xc_config, xc_rule_val, xc_key4, xc_key6,
-                xc_trie6_key, xc_port_key, xc_rule_stats)
+                xc_trie6_key, xc_port_key, xc_rule_stats,
+                xc_lb_vip_key, xc_lb_vip, xc_lb_backend, xc_lb_conn_key,
+                xc_lb_conn, xc_lb_stats, xc_lb_hook)
 }
 
 # ---------------------------------------------------------------------------
@@ -206,6 +287,13 @@ KEY6 = struct.Struct("=I16s")                  # xc_key6
 TRIE6_KEY = struct.Struct("=II16s")            # xc_trie6_key
 PORT_KEY = struct.Struct("=IBB2sB3x16s")       # xc_port_key (port as 2 bytes, big-endian)
 RULE_STATS = struct.Struct("=QQQ")             # xc_rule_stats
+LB_VIP_KEY = struct.Struct("=16s2sBB")         # xc_lb_vip_key (port as 2 bytes, big-endian)
+LB_VIP = struct.Struct("=IIII")                # xc_lb_vip
+LB_BACKEND = struct.Struct("=16s6sBBI")        # xc_lb_backend
+LB_CONN_KEY = struct.Struct("=16s16s2s2sBB2x")  # xc_lb_conn_key (ports big-endian)
+LB_CONN = struct.Struct("=II")                 # xc_lb_conn
+LB_STATS = struct.Struct("=QQQ")               # xc_lb_stats
+LB_HOOK = struct.Struct("=6sH")                # xc_lb_hook
 
 PACKERS: dict[str, struct.Struct] = {
     "xc_counter": COUNTER,
@@ -216,6 +304,13 @@ PACKERS: dict[str, struct.Struct] = {
     "xc_trie6_key": TRIE6_KEY,
     "xc_port_key": PORT_KEY,
     "xc_rule_stats": RULE_STATS,
+    "xc_lb_vip_key": LB_VIP_KEY,
+    "xc_lb_vip": LB_VIP,
+    "xc_lb_backend": LB_BACKEND,
+    "xc_lb_conn_key": LB_CONN_KEY,
+    "xc_lb_conn": LB_CONN,
+    "xc_lb_stats": LB_STATS,
+    "xc_lb_hook": LB_HOOK,
 }
 
 # LPM prefixlen offsets: bits of the key in front of the address.
@@ -230,6 +325,11 @@ C_CONSTS: dict[str, int] = {
     "XC_DL_SLOTS": DL_MAX,
     "XC_TRIE6_PLEN_BASE": TRIE6_PREFIX_BASE,
     "XC_PORT_PLEN_BASE": PORT_PREFIX_BASE,
+    "XC_LB_SLOTS": LB_SLOTS,
+    "XC_LB_RING_DEFAULT": LB_RING_DEFAULT,
+    "XC_LB_RING_MAX": LB_RING_MAX,
+    "XC_LB_HASH_SEED": LB_HASH_SEED,
+    "XC_LB_ICMP_PULL": LB_ICMP_PULL,
 }
 
 
@@ -291,6 +391,7 @@ class MapType(enum.IntEnum):
     ARRAY = 2
     PROG_ARRAY = 3
     PERCPU_ARRAY = 6
+    LRU_HASH = 9
     LPM_TRIE = 11
 
 
@@ -331,6 +432,16 @@ MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
     _spec("xc_v6_trie", "shared", MapType.LPM_TRIE, xc_trie6_key, xc_rule_val, 262144, BPF_F_NO_PREALLOC),
     _spec("xc_port_trie", "shared", MapType.LPM_TRIE, xc_port_key, xc_rule_val, 65536, BPF_F_NO_PREALLOC),
     _spec("xc_rule_stats", "shared", MapType.ARRAY, u32, xc_rule_stats, 2097152),
+    # load balancer: per hook
+    _spec("xc_lb_hook", "hook", MapType.ARRAY, u32, xc_lb_hook, 1),
+    _spec("xc_lb_cnt", "hook", MapType.PERCPU_ARRAY, u32, xc_counter, LB_SLOTS),
+    # load balancer: shared
+    _spec("xc_lb_vips", "shared", MapType.HASH, xc_lb_vip_key, xc_lb_vip, 1024, BPF_F_NO_PREALLOC),
+    _spec("xc_lb_vip_cnt", "shared", MapType.PERCPU_ARRAY, u32, xc_lb_stats, 1024),
+    _spec("xc_lb_backends", "shared", MapType.ARRAY, u32, xc_lb_backend, 4096),
+    _spec("xc_lb_be_cnt", "shared", MapType.PERCPU_ARRAY, u32, xc_lb_stats, 4096),
+    _spec("xc_lb_ring", "shared", MapType.ARRAY, u32, u32, 2097152),
+    _spec("xc_lb_conn", "shared", MapType.LRU_HASH, xc_lb_conn_key, xc_lb_conn, 131072),
 )}
 
 HOOK_MAPS = tuple(n for n, s in MAP_SPECS.items() if s.scope == "hook")

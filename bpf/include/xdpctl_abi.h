@@ -187,4 +187,93 @@ enum xc_dl_reason {
 	XC_DL_MAX          = XC_DL_SLOTS,
 };
 
+/* ------------------------------------------------------------------ */
+/* Load balancer (docs/lb.md): chain slot XC_STAGE_LB                  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Virtual service: HASH xc_lb_vips (no prealloc: a replaced value is freed
+ * after an RCU grace period, so a packet that read the old one reads it
+ * whole). Port 0: every port of the protocol, and the only key non-first
+ * fragments are looked up with.
+ */
+struct xc_lb_vip_key {
+	__u8  addr[16];     /* network byte order; IPv4 in the first 4 bytes, rest 0 */
+	__u16 port;         /* network byte order; 0 = every port */
+	__u8  proto;        /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8  family;       /* 4 or 6 */
+};
+
+#define XC_LB_VIP_HASH_L3 (1U << 0) /* hash and track flows on addresses + protocol only */
+
+/* The VIP's Maglev table is xc_lb_ring[ring_base .. ring_base + ring_size). */
+struct xc_lb_vip {
+	__u32 ring_base;
+	__u32 ring_size;    /* a prime; 0: no backend */
+	__u32 vip_id;       /* index of xc_lb_vip_cnt */
+	__u32 flags;        /* XC_LB_VIP_* */
+};
+
+enum xc_lb_state {
+	XC_LB_BE_DOWN     = 0, /* gets nothing, established flows move (an unset slot is down) */
+	XC_LB_BE_ACTIVE   = 1, /* in the ring, keeps its flows */
+	XC_LB_BE_DRAINING = 2, /* out of the ring, keeps its established flows */
+};
+
+#define XC_LB_BE_HAVE_MAC (1U << 0) /* mac is known; without it the backend gets no flows */
+
+/* ARRAY xc_lb_backends, indexed by backend id (id 0 is never a backend). */
+struct xc_lb_backend {
+	__u8  addr[16];     /* network byte order; IPv4 in the first 4 bytes */
+	__u8  mac[6];
+	__u8  family;       /* 4 or 6 */
+	__u8  state;        /* enum xc_lb_state */
+	__u32 flags;        /* XC_LB_BE_* */
+};
+
+/* LRU_HASH xc_lb_conn: client -> VIP 5-tuple (ports 0 for XC_LB_VIP_HASH_L3). */
+struct xc_lb_conn_key {
+	__u8  src[16];      /* network byte order; IPv4 in the first 4 bytes */
+	__u8  dst[16];
+	__u16 sport;        /* network byte order */
+	__u16 dport;        /* network byte order */
+	__u8  proto;
+	__u8  family;       /* 4 or 6 */
+	__u8  pad[2];
+};
+
+struct xc_lb_conn {
+	__u32 backend;      /* backend id */
+	__u32 vip_id;       /* lets the control plane flush a VIP's flows */
+};
+
+/* PERCPU_ARRAY xc_lb_vip_cnt (by vip_id) and xc_lb_be_cnt (by backend id). */
+struct xc_lb_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;    /* ring decisions that created or replaced a conn entry */
+};
+
+#define XC_LB_HOOK_ON (1U << 0) /* balance on this hook (xdp, tc ingress) */
+
+/* Per-hook ARRAY xc_lb_hook, one entry: the interface's own MAC. */
+struct xc_lb_hook {
+	__u8  mac[6];
+	__u16 flags;        /* XC_LB_HOOK_* */
+};
+
+/* Per-hook PERCPU_ARRAY xc_lb_cnt: what the stage did with each packet. */
+enum xc_lb_reason {
+	XC_LB_FWD_CONN      = 0, /* established flow, backend from xc_lb_conn */
+	XC_LB_FWD_NEW       = 1, /* new flow (or SYN), backend from the ring */
+	XC_LB_FWD_ICMP      = 2, /* ICMP too-big for a VIP flow, to the flow's backend */
+	XC_LB_PASS_OFF      = 3, /* hook not enabled */
+	XC_LB_PASS_NOTIP    = 4, /* not IPv4/IPv6, or malformed */
+	XC_LB_PASS_NOVIP    = 5, /* IP traffic for no VIP */
+	XC_LB_PASS_FRAGMENT = 6, /* non-first fragment, no port-0 VIP with XC_LB_VIP_HASH_L3 */
+	XC_LB_PASS_NOBACKEND = 7, /* empty table, or its backend is not usable */
+	XC_LB_PASS_RINGMISS = 8, /* table region outside xc_lb_ring */
+	XC_LB_MAX           = XC_LB_SLOTS,
+};
+
 #endif /* XDPCTL_ABI_H */

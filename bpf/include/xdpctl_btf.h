@@ -25,6 +25,8 @@ struct xc_btf_enums {
 	enum xc_action action;
 	enum xc_policy policy;
 	enum xc_dl_reason dl_reason;
+	enum xc_lb_state lb_state;
+	enum xc_lb_reason lb_reason;
 };
 
 const struct xc_btf_enums xc_btf_enums SEC("xc_btf") = {};

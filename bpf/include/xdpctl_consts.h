@@ -55,6 +55,21 @@ enum xc_consts {
 	/* TC: bytes pulled into the linear part when a header runs past it
 	 * (L2 + IPv6 + a long extension chain + L4). */
 	XC_TC_PULL_MAX        = 512,
+
+	/* Load balancer (docs/lb.md). Per hook: */
+	XC_LB_HOOK_ENTRIES    = 1,     /* xc_lb_hook: interface MAC, flags */
+	XC_LB_SLOTS           = 16,    /* xc_lb_cnt: one per enum xc_lb_reason */
+	/* Shared: */
+	XC_LB_VIPS_ENTRIES    = 1024,  /* xc_lb_vips: (VIP, protocol, port) -> ring region */
+	XC_LB_VIP_CNT_ENTRIES = XC_LB_VIPS_ENTRIES,     /* xc_lb_vip_cnt: by vip_id */
+	XC_LB_BACKENDS_ENTRIES = 4096, /* xc_lb_backends: by backend id (0: none) */
+	XC_LB_BE_CNT_ENTRIES  = XC_LB_BACKENDS_ENTRIES, /* xc_lb_be_cnt: by backend id */
+	XC_LB_RING_ENTRIES    = 2097152, /* xc_lb_ring: backend ids, one region per table */
+	XC_LB_CONN_ENTRIES    = 131072, /* xc_lb_conn: LRU connection table */
+	XC_LB_RING_DEFAULT    = 65537, /* Maglev table size of a VIP unless set (prime) */
+	XC_LB_RING_MAX        = 1048573, /* largest table size (prime < 2^20) */
+	XC_LB_HASH_SEED       = 0x5bd1e995, /* flow hash seed (xdpctl/core/lb/maglev.py) */
+	XC_LB_ICMP_PULL       = 128,   /* TC: bytes pulled to read an ICMP error's inner headers */
 };
 
 #endif /* XDPCTL_CONSTS_H */

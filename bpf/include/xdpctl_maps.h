@@ -12,6 +12,9 @@
  *   XC_MAPS_COUNTER   xc_proto
  *   XC_MAPS_DROPLIST  xc_cfg, the address and port tables, xc_rule_stats,
  *                     xc_dl_cnt
+ *   XC_MAPS_LB        xc_lb_vips, xc_lb_ring, xc_lb_backends, xc_lb_conn,
+ *                     xc_lb_vip_cnt, xc_lb_be_cnt; per hook xc_lb_hook,
+ *                     xc_lb_cnt
  *
  * Each group has a guard of its own, so including this file more than once
  * defines every map once.
@@ -154,3 +157,70 @@ struct {
 } xc_dl_cnt SEC(".maps");
 
 #endif /* XDPCTL_MAPS_DROPLIST */
+
+/* ---- load balancer (shared; xc_lb_hook and xc_lb_cnt per hook) ------- */
+#if defined(XC_MAPS_LB) && !defined(XDPCTL_MAPS_LB)
+#define XDPCTL_MAPS_LB
+
+/* No prealloc: a replaced VIP value is freed only after an RCU grace
+ * period, never reused under a running program (the atomic table switch). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XC_LB_VIPS_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_lb_vip_key);
+	__type(value, struct xc_lb_vip);
+} xc_lb_vips SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XC_LB_RING_ENTRIES);
+	__type(key, __u32);
+	__type(value, __u32);
+} xc_lb_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XC_LB_BACKENDS_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct xc_lb_backend);
+} xc_lb_backends SEC(".maps");
+
+/* One LRU shared by all CPUs (docs/lb.md, "Connection table"). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XC_LB_CONN_ENTRIES);
+	__type(key, struct xc_lb_conn_key);
+	__type(value, struct xc_lb_conn);
+} xc_lb_conn SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XC_LB_VIP_CNT_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct xc_lb_stats);
+} xc_lb_vip_cnt SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XC_LB_BE_CNT_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct xc_lb_stats);
+} xc_lb_be_cnt SEC(".maps");
+
+/* per hook */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XC_LB_HOOK_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct xc_lb_hook);
+} xc_lb_hook SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XC_LB_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xc_counter);
+} xc_lb_cnt SEC(".maps");
+
+#endif /* XDPCTL_MAPS_LB */

@@ -25,7 +25,8 @@ CONSTS_HEADER = BPF_SRC / "include" / "xdpctl_consts.h"
 MAPS_HEADER = BPF_SRC / "include" / "xdpctl_maps.h"
 OBJ_DIR = ROOT / "xdpctl" / "bpf"
 # docs/internals.md, "Objects and programs"
-OBJECTS = ("xdp_root", "xdp_counter", "xdp_droplist", "tc_root", "tc_counter", "tc_droplist")
+OBJECTS = ("xdp_root", "xdp_counter", "xdp_droplist", "xdp_lb",
+           "tc_root", "tc_counter", "tc_droplist", "tc_lb")
 
 C_SIZES = {"__u8": 1, "__u16": 2, "__u32": 4, "__u64": 8}
 
@@ -161,10 +162,14 @@ def test_struct_packers_match_ctypes(name):
         else:
             assert v == got, f"{name}.{fname}"
     repacked = packer.pack(*vals)
+    # pad fields are written as zero
+    want = bytearray(raw)
+    if any(f == "pad" for f, _ in cls._fields_):
+        pad = cls.pad
+        want[pad.offset:pad.offset + pad.size] = bytes(pad.size)
+    assert repacked == bytes(want)
     if name == "xc_port_key":
         assert repacked == raw[:9] + bytes(3) + raw[12:]
-    else:
-        assert repacked == raw
 
 
 def test_pack_helpers():
@@ -186,9 +191,11 @@ def test_pack_helpers():
 
 def test_map_specs_cover_the_contract():
     # docs/internals.md tables
-    hook = {"xc_chain", "xc_proto", "xc_dl_cnt"}
+    hook = {"xc_chain", "xc_proto", "xc_dl_cnt", "xc_lb_hook", "xc_lb_cnt"}
     shared = {"xc_cfg", "xc_v4_l16", "xc_v4_l24", "xc_v4_l32", "xc_v6_l128", "xc_v6_l64",
-              "xc_v6_l48", "xc_v6_l32", "xc_v6_trie", "xc_port_trie", "xc_rule_stats"}
+              "xc_v6_l48", "xc_v6_l32", "xc_v6_trie", "xc_port_trie", "xc_rule_stats",
+              "xc_lb_vips", "xc_lb_vip_cnt", "xc_lb_backends", "xc_lb_be_cnt", "xc_lb_ring",
+              "xc_lb_conn"}
     assert set(abi.HOOK_MAPS) == hook and set(abi.SHARED_MAPS) == shared
     for s in abi.MAP_SPECS.values():
         assert s.key_size == ctypes.sizeof(s.key) and s.value_size == ctypes.sizeof(s.value)
@@ -292,11 +299,11 @@ def test_btf_consts_match_python():
             assert consts[cname] == value, f"{where} = {value}, {cname} = {consts[cname]} in {obj}.o"
     # each map's default size has its name: XC_<MAP>_ENTRIES, or a slot count
     sizes = {c: v for c, v in first.items() if c.endswith("_ENTRIES")}
-    sizes.update({"XC_CHAIN_SLOTS": first["XC_CHAIN_SLOTS"], "XC_PROTO_SLOTS": first["XC_PROTO_SLOTS"],
-                  "XC_DL_SLOTS": first["XC_DL_SLOTS"]})
-    named = {"xc_chain": "XC_CHAIN_SLOTS", "xc_proto": "XC_PROTO_SLOTS", "xc_dl_cnt": "XC_DL_SLOTS"}
+    slots = {"xc_chain": "XC_CHAIN_SLOTS", "xc_proto": "XC_PROTO_SLOTS", "xc_dl_cnt": "XC_DL_SLOTS",
+             "xc_lb_cnt": "XC_LB_SLOTS"}
+    sizes.update({c: first[c] for c in slots.values()})
     for name, spec in abi.MAP_SPECS.items():
-        cname = named.get(name, f"XC_{name[3:].upper()}_ENTRIES")
+        cname = slots.get(name, f"XC_{name[3:].upper()}_ENTRIES")
         assert sizes.pop(cname, None) == spec.max_entries, f"{cname} != MAP_SPECS[{name!r}].max_entries"
     assert not sizes, f"sizes of no map in abi.MAP_SPECS: {sorted(sizes)}"
 

@@ -23,7 +23,7 @@ from xdpctl import abi
 from xdpctl.core.hooks import pin_path_for
 from xdpctl.core.lb import maglev, tables
 from xdpctl.kernel import objects, testrun
-from xdpctl.testing.progs import ProgramBench
+from tests.support.progs import ProgramBench
 
 TC_ACT_REDIRECT = 7
 RING = 8 * 1009

@@ -5,18 +5,11 @@ from __future__ import annotations
 
 import struct
 
+from xdpctl.lab import inet_checksum
+
 FRAME_LEN = 64
 SRC_MAC = bytes.fromhex("020000000001")
 DST_MAC = bytes.fromhex("020000000002")
-
-
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def udp(family: int, src: int, dst: int, sport: int = 40000, dport: int = 9,
@@ -27,11 +20,11 @@ def udp(family: int, src: int, dst: int, sport: int = 40000, dport: int = 9,
         ulen = 8 + plen
         s, d = src.to_bytes(4, "big"), dst.to_bytes(4, "big")
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, 1, 0, 64, 17, 0, s, d)
-        ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+        ip = ip[:10] + struct.pack("!H", inet_checksum(ip)) + ip[12:]
         payload = bytes(plen)
         pseudo = s + d + struct.pack("!BBH", 0, 17, ulen)
         u = struct.pack("!HHHH", sport, dport, ulen, 0) + payload
-        c = _csum(pseudo + u) or 0xFFFF
+        c = inet_checksum(pseudo + u) or 0xFFFF
         u = u[:6] + struct.pack("!H", c) + u[8:]
         return dst_mac + src_mac + b"\x08\x00" + ip + u
     plen = length - 14 - 40 - 8
@@ -41,7 +34,7 @@ def udp(family: int, src: int, dst: int, sport: int = 40000, dport: int = 9,
     payload = bytes(plen)
     pseudo = s + d + struct.pack("!I3xB", ulen, 17)
     u = struct.pack("!HHHH", sport, dport, ulen, 0) + payload
-    c = _csum(pseudo + u) or 0xFFFF
+    c = inet_checksum(pseudo + u) or 0xFFFF
     u = u[:6] + struct.pack("!H", c) + u[8:]
     return dst_mac + src_mac + b"\x86\xdd" + ip6 + u
 

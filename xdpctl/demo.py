@@ -45,7 +45,7 @@ from .core import counters
 from .core.context import Context
 from .core.hooks import HookRef, Hooks
 from .kernel import bpffs
-from .lab import TwoHostLab, netns_socket
+from .lab import TwoHostLab, inet_checksum, netns_socket
 
 console = Console(width=110)
 ATTACK_NET = "203.0.113.0/24"
@@ -53,21 +53,12 @@ PORT = 9999
 
 
 # ---------------------------------------------------------------- frames
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def udp4_frame(src: str, dst: str, sport: int, dport: int, src_mac: str, dst_mac: str, payload: bytes) -> bytes:
     """Ethernet + IPv4 + UDP (checksum 0: none, allowed over IPv4)."""
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, socket.IPPROTO_UDP, 0,
                      ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
-    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", inet_checksum(ip)) + ip[12:]
     eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", "")) + b"\x08\x00"
     return eth + ip + udp
 

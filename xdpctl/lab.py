@@ -81,6 +81,7 @@ __all__ = [
     "create_netns",
     "get_gro",
     "get_tx_checksum",
+    "inet_checksum",
     "in_netns",
     "lab_netns",
     "netns_exists",
@@ -383,6 +384,16 @@ def set_gro(netns: str | None, ifname: str, on: bool = True) -> None:
 def get_gro(netns: str | None, ifname: str) -> bool:
     """Whether GRO is on for ``ifname`` in namespace ``netns``."""
     return bool(_ethtool_value(netns, ifname, _ETHTOOL_GGRO))
+
+
+def inet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
 
 
 def set_tx_checksum(netns: str | None, ifname: str, on: bool = True) -> None:

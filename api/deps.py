@@ -28,6 +28,7 @@ from xdpctl.config import Settings, env_name
 from xdpctl.core.context import Context
 from xdpctl.core.errors import cut
 from xdpctl.core.rules.service import DropList
+from xdpctl.core.rules.validate import LIST_NAME_MAX, LIST_NAME_PATTERN
 from xdpctl.core.views import RestoreView
 
 log = logging.getLogger("xdpctl.api")
@@ -37,6 +38,7 @@ T = TypeVar("T")
 TOKEN_ENV = env_name("api_token")
 TOKEN_FILE = "api-token"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ITEMS_MAX = 10_000  # api.models.ITEMS_MAX
 
 
 class ApiError(Exception):
@@ -303,6 +305,12 @@ def _message(err: dict) -> str:
         return f"not valid JSON ({why})" if why else "not valid JSON"
     if typ == "extra_forbidden":
         return "unknown field"
+    if typ == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == LIST_NAME_PATTERN:
+        return (f"invalid list name {cut(err.get('input'))!r}: use 1-{LIST_NAME_MAX} ASCII letters, digits, "
+                f"'-', '_' or '.', not starting with '.'")
+    if typ == "too_long" and (err.get("ctx") or {}).get("max_length") == ITEMS_MAX:
+        return (f"more than {ITEMS_MAX} items; send bigger sets of prefixes as a text/plain list "
+                f"(PUT /v1/lists/{{name}})")
     msg = err.get("msg", "invalid")
     return msg.removeprefix("Value error, ") if typ == "value_error" else msg
 

@@ -99,7 +99,7 @@ class XdpctlCollector(Collector):
         def read(d: DropList):
             return d.rules(with_stats=True), d.lists(with_stats=list_hits), d.revision(), d.policy()
 
-        rules, lists, revision, policy = self.svc.droplist(read)
+        rules, lists, revision, policy = self.svc.read(read)
         count = GaugeMetricFamily("xdpctl_rules", "Rules in the desired state", labels=["kind"])
         kinds = {"deny": 0, "allow": 0, "list_deny": 0, "list_allow": 0}
         for r in rules:

@@ -288,7 +288,7 @@ def test_list_put_text_replace_delete(client: httpx.Client, server: Running) -> 
                  415, "unsupported_media_type", "text/plain")
     assert_error(client.put("/v1/lists/feed a", content="1.2.3.4", headers={"Content-Type": "text/plain"}),
                  422, "validation_error", "invalid list name")
-    assert_error(client.put("/v1/lists/feed-a", params={"revision": rev0}, json={"prefixes": []}),
+    assert_error(client.put("/v1/lists/feed-a", params={"revision": rev0, "allow_empty": "true"}, json={"prefixes": []}),
                  412, "revision_conflict")
 
     r = client.delete("/v1/lists/feed-a")

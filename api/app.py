@@ -30,8 +30,9 @@ from xdpctl.config import Settings, load_settings
 from xdpctl.core.restore import restore as core_restore
 from xdpctl.core.errors import XdpctlError
 
-from . import metrics
+from . import metrics, openapi
 from .deps import ApiError, Options, Service, describe_errors, load_token, require_token
+from .gate import Gate
 from .routers import attachments, health, lists, policy, rules, stats, system
 
 log = logging.getLogger("xdpctl.api")
@@ -107,6 +108,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            return _error(422, "validation_error", "body: not valid JSON (or not UTF-8)")
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no such endpoint: {request.url.path} (see /docs)"
         elif exc.status_code == 405:
@@ -196,11 +199,12 @@ def create_app(
     """A FastAPI app over the core.
 
     token: the bearer token; default ``settings.api_token``
-      ($XDPCTL_API_TOKEN), else the file ``api-token`` in the state
-      directory (generated, mode 0600, if missing).
-    protect_reads / protect_metrics: require the token for GETs under /v1 /
-      for /metrics too (default: ``settings.api_protect_reads`` /
-      ``settings.api_protect_metrics``).
+      ($XDPCTL_API_TOKEN), else the file ``settings.api_token_file`` names,
+      else the file ``api-token`` in the state directory (generated, mode
+      0600, if missing). ``settings.api_read_token`` may only read.
+    protect_reads / protect_metrics: require a token for GETs under /v1 /
+      for /metrics (default: ``settings.api_protect_reads`` /
+      ``settings.api_protect_metrics``, both true).
     expire_interval: seconds between expiry runs (default
       ``settings.api_expire_interval``); 0 disables the task.
     restore_on_start: reconcile the kernel to the database at start.
@@ -219,9 +223,11 @@ def create_app(
         restore_on_start=restore_on_start,
         rule_metrics_limit=rule_metrics_limit,
         list_hit_metrics=list_hit_metrics,
+        max_body=settings.api_max_body,
+        max_json_body=settings.api_max_json_body,
     )
     value, source = load_token(settings, token)
-    svc = Service(settings, value, source, options)
+    svc = Service(settings, value, source, options, read_token=settings.api_read_token)
     svc.registry = metrics.make_registry(svc)
 
     app = FastAPI(
@@ -239,12 +245,14 @@ def create_app(
         ],
     )
     app.state.xdpctl = svc
+    app.add_middleware(Gate, svc=svc)
     install_error_handlers(app)
     auth = [Depends(require_token)]
     for r in (rules.router, lists.router, policy.router, attachments.router, stats.router, system.router):
         app.include_router(r, dependencies=auth)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    openapi.install(app)
     return app
 
 
@@ -260,7 +268,7 @@ def serve(settings: Settings | None = None, host: str = DEFAULT_HOST, port: int 
         loopback = host == "localhost"
     if not loopback:
         log.warning("listening on %s, not on loopback: the API is reachable from the network "
-                    "(GETs%s need no token)", host, "" if svc.options.protect_reads else " and /metrics")
+                    "(%s)", host, "reads need a token" if svc.options.protect_reads else "GETs need no token")
     log.info("xdpctl API on http://%s:%d (docs at /docs); token from %s", host, port, svc.token_source)
     import uvicorn
 
@@ -273,8 +281,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--pin-dir", default=None)
     p.add_argument("--state-dir", default=None)
-    p.add_argument("--protect-reads", action="store_true", help="require the token for GETs too")
-    p.add_argument("--protect-metrics", action="store_true", help="require the token for /metrics")
+    p.add_argument("--open-reads", action="store_true", help="GETs under /v1 need no token")
+    p.add_argument("--open-metrics", action="store_true", help="/metrics needs no token")
     p.add_argument("--expire-interval", type=float, default=None, help="seconds between expiry runs (0: off)")
     p.add_argument("--no-restore", action="store_true", help="do not reconcile the kernel at start")
     a = p.parse_args(argv)
@@ -286,7 +294,8 @@ def main(argv: list[str] | None = None) -> None:
         s.pin_dir = a.pin_dir
     if a.state_dir:
         s.state_dir = a.state_dir
-    serve(s, a.host, a.port, protect_reads=a.protect_reads or None, protect_metrics=a.protect_metrics or None,
+    serve(s, a.host, a.port, protect_reads=False if a.open_reads else None,
+          protect_metrics=False if a.open_metrics else None,
           expire_interval=a.expire_interval, restore_on_start=not a.no_restore)
 
 

@@ -26,7 +26,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from xdpctl.config import Settings, env_name
 from xdpctl.core.context import Context
+from xdpctl.core.errors import cut
 from xdpctl.core.rules.service import DropList
+from xdpctl.core.rules.validate import LIST_NAME_MAX, LIST_NAME_PATTERN
 from xdpctl.core.views import RestoreView
 
 log = logging.getLogger("xdpctl.api")
@@ -36,6 +38,7 @@ T = TypeVar("T")
 TOKEN_ENV = env_name("api_token")
 TOKEN_FILE = "api-token"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ITEMS_MAX = 10_000  # api.models.ITEMS_MAX
 
 
 class ApiError(Exception):
@@ -59,28 +62,43 @@ def token_path(settings: Settings) -> str:
     return os.path.join(settings.state_dir, TOKEN_FILE)
 
 
+def read_token_file(path: str) -> str:
+    """The token in a file (first line, stripped); a missing or empty file
+    is an error naming it."""
+    try:
+        st = os.stat(path)
+        with open(path) as f:
+            value = f.readline().strip()
+    except OSError as exc:
+        raise RuntimeError(f"cannot read the token file {path}: {exc.strerror or exc}") from None
+    if st.st_mode & 0o077:
+        log.warning("token file %s is readable by group or others (mode %o); chmod 600 it",
+                    path, st.st_mode & 0o777)
+    if not value:
+        raise RuntimeError(f"token file {path} is empty")
+    return value
+
+
 def load_token(settings: Settings, token: str | None = None) -> tuple[str, str]:
     """The bearer token and where it came from: the caller, the settings
-    (XDPCTL_API_TOKEN), or the token file under the state directory, which
-    is created (mode 0600, 256 random bits) when missing."""
+    (XDPCTL_API_TOKEN, then the file XDPCTL_API_TOKEN_FILE names), or the
+    token file under the state directory, which is created (mode 0600, 256
+    random bits) when missing."""
     if token:
         return token, "given to the service at start"
     if settings.api_token:
         return settings.api_token, f"the service's ${TOKEN_ENV}"
+    if settings.api_token_file:
+        return read_token_file(settings.api_token_file), f"file {settings.api_token_file}"
     path = token_path(settings)
     os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
-        st = os.stat(path)
-        if st.st_mode & 0o077:
-            log.warning("token file %s is readable by group or others (mode %o); chmod 600 it",
-                        path, st.st_mode & 0o777)
-        with open(path) as f:
-            value = f.read().strip()
-        if not value:
-            raise RuntimeError(f"token file {path} is empty; delete it to have a new token generated")
-        return value, f"file {path}"
+        try:
+            return read_token_file(path), f"file {path}"
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; delete it to have a new token generated") from None
     value = secrets.token_urlsafe(32)
     with os.fdopen(fd, "w") as f:
         f.write(value + "\n")
@@ -93,22 +111,33 @@ def load_token(settings: Settings, token: str | None = None) -> tuple[str, str]:
 # ---------------------------------------------------------------------------
 @dataclass
 class Options:
-    protect_reads: bool = False       # bearer token for GETs under /v1 too
-    protect_metrics: bool = False     # bearer token for /metrics
+    protect_reads: bool = True        # a token (read or write) for GETs under /v1 too
+    protect_metrics: bool = True      # a token (read or write) for /metrics
     expire_interval: float = 1.0      # seconds between expiry runs; 0 disables
     restore_on_start: bool = True     # reconcile the kernel to the database at start
     rule_metrics_limit: int = 100     # at most this many rules in xdpctl_rule_hits_total
     list_hit_metrics: bool = False    # xdpctl_list_hits_total (reads every member's counter)
+    max_body: int = 64 << 20          # bytes of a text/plain list body
+    max_json_body: int = 2 << 20      # bytes of any other body
 
 
 class Service:
-    def __init__(self, settings: Settings, token: str, token_source: str, options: Options):
+    """Changes go through one context under one lock; reads use a context
+    (an SQLite connection) per worker thread and never take that lock: in
+    WAL mode a long read neither waits for a change nor holds one back."""
+
+    def __init__(self, settings: Settings, token: str, token_source: str, options: Options,
+                 read_token: str | None = None):
         self.settings = settings
         self.token = token
         self.token_source = token_source
+        self.read_token = read_token
         self.options = options
         self.ctx = Context(settings)
         self.lock = threading.RLock()
+        self._readers = threading.local()
+        self._read_contexts: list[Context] = []
+        self._read_contexts_lock = threading.Lock()
         self.last_revision: int | None = None
         self.expiry_last_run: float | None = None
         self.expiry_last_error: str | None = None
@@ -126,6 +155,19 @@ class Service:
         with self.lock:
             return fn(DropList(self.ctx))
 
+    def read_context(self) -> Context:
+        """This thread's context for reads (opened on first use)."""
+        c = getattr(self._readers, "ctx", None)
+        if c is None:
+            c = self._readers.ctx = Context(self.settings)
+            with self._read_contexts_lock:
+                self._read_contexts.append(c)
+        return c
+
+    def read(self, fn: Callable[[DropList], T]) -> T:
+        """A read of the drop list, beside any change."""
+        return fn(DropList(self.read_context()))
+
     def revision(self) -> int:
         with self.lock:
             rev = self.ctx.state.revision
@@ -133,6 +175,10 @@ class Service:
             return rev
 
     def close(self) -> None:
+        with self._read_contexts_lock:
+            for c in self._read_contexts:
+                c.close()
+            self._read_contexts.clear()
         with self.lock:
             self.ctx.close()
 
@@ -155,44 +201,53 @@ def _unauthorized(detail: str) -> ApiError:
     return ApiError(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def check_token(request: Request, svc: Service) -> None:
-    header = request.headers.get("authorization")
+def required_access(method: str, path: str, options: Options) -> str | None:
+    """What a request needs: "write" (the token), "read" (the read token or
+    the token) or None (open: /healthz, the docs, unprotected reads)."""
+    if path.startswith("/v1/") or path == "/v1":
+        if method not in READ_METHODS:
+            return "write"
+        return "read" if options.protect_reads else None
+    if path == "/metrics" and options.protect_metrics:
+        return "read"
+    return None
+
+
+def token_error(header: str | None, svc: Service, access: str) -> ApiError | None:
+    """Why the Authorization header does not grant ``access``, or None."""
     if header is None:
-        raise _unauthorized(f"missing bearer token: send 'Authorization: Bearer <token>' (token: "
-                            f"{svc.token_source})")
+        return _unauthorized(f"missing bearer token: send 'Authorization: Bearer <token>' (token: "
+                             f"{svc.token_source})")
     scheme, _, value = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
-        raise _unauthorized("the Authorization header must be 'Bearer <token>'")
-    if not secrets.compare_digest(value.strip().encode(), svc.token.encode()):
-        raise _unauthorized("invalid bearer token")
+        return _unauthorized("the Authorization header must be 'Bearer <token>'")
+    given = value.strip().encode()
+    if secrets.compare_digest(given, svc.token.encode()):
+        return None
+    if svc.read_token and secrets.compare_digest(given, svc.read_token.encode()):
+        if access == "read":
+            return None
+        return ApiError(403, "forbidden", "this token may only read; changes need the service's token")
+    return _unauthorized("invalid bearer token")
 
 
 def require_token(
-    request: Request,
-    svc: Service = Depends(get_service),
     _creds: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),  # documents the scheme
 ) -> None:
-    """Every request that changes state needs the token; reads only when the
-    service is configured so."""
-    if request.method in READ_METHODS and not svc.options.protect_reads:
-        return
-    check_token(request, svc)
-
-
-def require_token_for_metrics(request: Request, svc: Service = Depends(get_service)) -> None:
-    if svc.options.protect_metrics:
-        check_token(request, svc)
+    """Documents the bearer scheme on every route under /v1. The check
+    itself (api.gate) runs before a body is read."""
 
 
 # ---------------------------------------------------------------------------
 # Revisions
 # ---------------------------------------------------------------------------
-_ETAG_RE = re.compile(r'^(?:W/)?"?(\d{1,19})"?$')
+IF_MATCH_PATTERN = r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*$'
+_ETAG_RE = re.compile(r'^(?:W/)?"?(\d{1,18})"?$')
 
 
 def if_match(
     value: str | None = Header(
-        None, alias="If-Match",
+        None, alias="If-Match", pattern=IF_MATCH_PATTERN,
         description='only apply if the rule set is at this revision: 7, "7" or W/"7" ("*": any)'),
 ) -> int | None:
     if value is None or value.strip() == "*":
@@ -200,7 +255,7 @@ def if_match(
     m = _ETAG_RE.match(value.strip())
     if not m:
         raise ApiError(422, "validation_error",
-                       f"header If-Match: {value!r} is not a revision; send a number such as 7 or \"7\"")
+                       f"header If-Match: {cut(value)!r} is not a revision; send a number such as 7 or \"7\"")
     return int(m.group(1))
 
 
@@ -250,6 +305,12 @@ def _message(err: dict) -> str:
         return f"not valid JSON ({why})" if why else "not valid JSON"
     if typ == "extra_forbidden":
         return "unknown field"
+    if typ == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == LIST_NAME_PATTERN:
+        return (f"invalid list name {cut(err.get('input'))!r}: use 1-{LIST_NAME_MAX} ASCII letters, digits, "
+                f"'-', '_' or '.', not starting with '.'")
+    if typ == "too_long" and (err.get("ctx") or {}).get("max_length") == ITEMS_MAX:
+        return (f"more than {ITEMS_MAX} items; send bigger sets of prefixes as a text/plain list "
+                f"(PUT /v1/lists/{{name}})")
     msg = err.get("msg", "invalid")
     return msg.removeprefix("Value error, ") if typ == "value_error" else msg
 

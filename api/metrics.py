@@ -38,7 +38,7 @@ from prometheus_client.registry import Collector
 from xdpctl.core import counters
 from xdpctl.core.rules.service import DropList
 
-from .deps import Service, get_service, require_token_for_metrics
+from .deps import Service, get_service
 
 log = logging.getLogger("xdpctl.api")
 
@@ -99,7 +99,7 @@ class XdpctlCollector(Collector):
         def read(d: DropList):
             return d.rules(with_stats=True), d.lists(with_stats=list_hits), d.revision(), d.policy()
 
-        rules, lists, revision, policy = self.svc.droplist(read)
+        rules, lists, revision, policy = self.svc.read(read)
         count = GaugeMetricFamily("xdpctl_rules", "Rules in the desired state", labels=["kind"])
         kinds = {"deny": 0, "allow": 0, "list_deny": 0, "list_allow": 0}
         for r in rules:
@@ -151,7 +151,7 @@ def make_registry(svc: Service) -> CollectorRegistry:
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", response_class=Response, dependencies=[Depends(require_token_for_metrics)],
+@router.get("/metrics", response_class=Response,
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
 def metrics(svc: Service = Depends(get_service)) -> Response:
     """Prometheus metrics (text exposition format), read live."""

@@ -40,6 +40,19 @@ NetnsName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\x0
                                  examples=["blue"])]
 
 
+PAGE_DEFAULT = 1000   # rules or list members per page unless a limit is given
+PAGE_MAX = 10_000     # the largest limit
+ITEMS_MAX = 10_000    # items of one JSON bulk request (big sets: a text/plain list)
+_BIG_SETS = "at most 10000 items; send bigger sets of prefixes as a text/plain list (PUT /v1/lists/{name})"
+
+# A rule names a prefix, or a protocol and a port (an L4 rule on any address).
+_PREFIX_OR_L4 = {"anyOf": [
+    {"required": ["prefix"], "properties": {"prefix": {"type": "string", "minLength": 1}}},
+    {"required": ["proto", "port"], "properties": {"proto": {"not": {"type": "null"}},
+                                                   "port": {"not": {"type": "null"}}}},
+]}
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -111,9 +124,12 @@ class RuleIn(_In):
     mgmt: bool = Field(False, description="a management prefix (allow rules only): never locked out by "
                                           "policy deny")
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_PREFIX_OR_L4)
+
 
 class RulesAdd(_In):
-    rules: list[RuleIn] = Field(min_length=1, description="applied all or nothing")
+    rules: list[RuleIn] = Field(min_length=1, max_length=ITEMS_MAX, description="applied all or nothing; "
+                                                                                 + _BIG_SETS)
     update: bool = Field(False, description="existing rules with the same match get the new action, TTL "
                                             "and comment instead of a 409")
     revision: Revision | None = None
@@ -133,8 +149,9 @@ class RulesAdd(_In):
 class PrefixesIn(_In):
     """Convenience form of POST /v1/rules: one action for many prefixes."""
 
-    prefixes: list[str] = Field(default_factory=list, description="prefixes or addresses; empty with proto "
-                                                                  "and port: an L4 rule on any address")
+    prefixes: list[str] = Field(default_factory=list, max_length=ITEMS_MAX,
+                                description="prefixes or addresses; empty with proto and port: an L4 rule on "
+                                            "any address; " + _BIG_SETS)
     dst: bool = False
     proto: Proto | None = None
     port: Port | None = None
@@ -164,15 +181,19 @@ class RuleMatch(_In):
     proto: Proto | None = None
     port: Port | None = None
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_PREFIX_OR_L4)
+
 
 class RulesDelete(_In):
-    rules: list[RuleMatch] = Field(default_factory=list)
-    ids: list[RuleId] = Field(default_factory=list)
+    rules: list[RuleMatch] = Field(default_factory=list, max_length=ITEMS_MAX)
+    ids: list[RuleId] = Field(default_factory=list, max_length=ITEMS_MAX)
     revision: Revision | None = None
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"rules": [{"prefix": "203.0.113.0/24"}], "ids": [17]},
-    ]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"rules": [{"prefix": "203.0.113.0/24"}], "ids": [17]}],
+        "anyOf": [{"required": ["rules"], "properties": {"rules": {"minItems": 1}}},
+                  {"required": ["ids"], "properties": {"ids": {"minItems": 1}}}],
+    })
 
 
 # ---------------------------------------------------------------------------
@@ -182,7 +203,7 @@ class ListPrefixes(_In):
     """JSON form of PUT /v1/lists/{name}. The fields other than prefixes may
     also be given as query parameters (not both with different values)."""
 
-    prefixes: list[str]
+    prefixes: list[str] = Field(max_length=ITEMS_MAX, description=_BIG_SETS)
     action: str | None = Field(None, description="deny (default) | allow")
     dst: bool | None = None
     ttl: Duration | None = None

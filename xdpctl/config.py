@@ -21,6 +21,8 @@ from .core.errors import ValidationError
 ENV_PREFIX = "XDPCTL_"
 DEFAULT_PIN_DIR = "/sys/fs/bpf/xdpctl"
 DEFAULT_STATE_DIR = "/var/lib/xdpctl"
+DEFAULT_MAX_BODY = 64 << 20       # a text/plain block list: millions of prefixes
+DEFAULT_MAX_JSON_BODY = 2 << 20   # JSON bodies: bulk requests are capped in items too
 
 # Default capacities of the shared drop-list maps that may be resized: the
 # sizes the BPF objects declare (xdpctl.abi.MAP_SPECS). Changing one after
@@ -43,9 +45,14 @@ class Settings(BaseSettings):
     capacity: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CAPACITY),
                                      description="sizes of the resizable drop-list maps, by map name")
     api_token: str | None = Field(None, repr=False, description="the REST service's bearer token")
+    api_token_file: str | None = Field(None, description="file holding the REST service's bearer token")
+    api_read_token: str | None = Field(None, repr=False, description="a token that may only read")
     api_expire_interval: float = Field(1.0, ge=0, description="seconds between the service's expiry runs (0: off)")
-    api_protect_reads: bool = Field(False, description="the service requires the token for GETs under /v1 too")
-    api_protect_metrics: bool = Field(False, description="the service requires the token for /metrics")
+    api_protect_reads: bool = Field(True, description="the service requires a token for GETs under /v1 too")
+    api_protect_metrics: bool = Field(True, description="the service requires a token for /metrics")
+    api_max_body: int = Field(DEFAULT_MAX_BODY, ge=1, description="largest request body, in bytes, of a text/plain "
+                                                                  "list")
+    api_max_json_body: int = Field(DEFAULT_MAX_JSON_BODY, ge=1, description="largest JSON request body, in bytes")
 
     @field_validator("capacity")
     @classmethod
@@ -58,7 +65,7 @@ class Settings(BaseSettings):
             raise ValueError(f"sizes must be at least 1: {', '.join(bad)}")
         return {**DEFAULT_CAPACITY, **value}
 
-    @field_validator("api_token")
+    @field_validator("api_token", "api_read_token")
     @classmethod
     def _blank_token_is_none(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None

@@ -7,39 +7,45 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from xdpctl.core import prefixes as px
-from xdpctl.core.rules.service import DETAIL_LIMIT, DropList
+from xdpctl.core.rules.service import DropList
+from xdpctl.core.rules.validate import LIST_NAME_PATTERN, list_members
 from xdpctl.core.views import ChangeView, ListChangeView, ListDetailView, ListsView
 
 from ..deps import ApiError, Service, describe_errors, expected_revision, get_service, if_match
-from ..models import ListPrefixes, error_responses
+from ..models import PAGE_DEFAULT, PAGE_MAX, ListPrefixes, error_responses
 from .common import etag
 
 router = APIRouter(prefix="/v1", tags=["lists"])
 
-ListName = Path(description="1-64 letters, digits, '-', '_' or '.'", examples=["spamhaus-drop"])
+ListName = Path(description="1-64 ASCII letters, digits, '-', '_' or '.', not starting with '.'",
+                pattern=LIST_NAME_PATTERN, examples=["spamhaus-drop"])
 
 SOURCE = "api"
 _TEXT_TYPES = ("text/plain",)
 _JSON_TYPES = ("application/json",)
 
 
-@router.get("/lists", response_model=ListsView)
+@router.get("/lists", response_model=ListsView, responses=error_responses(422))
 def get_lists(response: Response,
               stats: bool = Query(True, description="include hit counters summed over the members (reads every "
                                                     "member's counter: slow for lists of millions)"),
               svc: Service = Depends(get_service)) -> ListsView:
     """Every list: size, action, direction, digest, hits."""
-    out = svc.droplist(lambda d: d.lists_view(with_stats=stats))
+    out = svc.read(lambda d: d.lists_view(with_stats=stats))
     etag(response, out.revision)
     return out
 
 
 @router.get("/lists/{name}", response_model=ListDetailView, responses=error_responses(404, 422))
 def get_list(response: Response, name: str = ListName,
-             limit: int = Query(DETAIL_LIMIT, ge=1, le=10_000_000, description="at most this many members"),
+             limit: int = Query(PAGE_DEFAULT, ge=1, le=PAGE_MAX, description=f"at most this many members "
+                                                                             f"(at most {PAGE_MAX})"),
+             after: int | None = Query(None, ge=0, le=2**32 - 1, description="only members with ids above "
+                                                                            "this: the previous page's next"),
              stats: bool = Query(True), svc: Service = Depends(get_service)) -> ListDetailView:
-    """One list and its members (as rules, with their ids and hits)."""
-    out = svc.droplist(lambda d: d.list_detail(name, limit, with_stats=stats))
+    """One list and its members (as rules, with their ids and hits), a page
+    at a time: ``next`` is the ``after`` of the next page."""
+    out = svc.read(lambda d: d.list_detail(name, limit, with_stats=stats, after=after))
     etag(response, out.revision)
     return out
 
@@ -50,9 +56,9 @@ def _json_error(exc: pydantic.ValidationError) -> ApiError:
 
 
 def _merge(field: str, query, body):
-    if query is not None and body is not None and query != body:
-        raise ApiError(422, "validation_error",
-                       f"{field} is given in the query ({query!r}) and in the body ({body!r}); give it once")
+    if query is not None and body is not None and str(query) != (body if isinstance(body, str) else query):
+        raise ApiError(422, "validation_error", f"{field} is given in the query and in the body with different "
+                                                f"values; give it once", field=field)
     return body if body is not None else query
 
 
@@ -107,6 +113,7 @@ async def put_list(
     ttl: str | None = Query(None, description="the whole list expires after: 30s, 10m, 2h, 7d, 1h30m"),
     comment: str | None = Query(None),
     revision: int | None = Query(None, ge=0, le=2**63 - 1),
+    allow_empty: bool = Query(False, description="an empty body empties (or creates) the list on purpose"),
     header_rev: int | None = Depends(if_match),
     svc: Service = Depends(get_service),
 ) -> ListChangeView:
@@ -121,7 +128,7 @@ async def put_list(
             raise _json_error(exc) from None
         action = _merge("action", action, body.action)
         dst = _merge("dst", dst, body.dst)
-        ttl = _merge("ttl", ttl, None if body.ttl is None else str(body.ttl))
+        ttl = _merge("ttl", ttl, body.ttl)
         comment = _merge("comment", comment, body.comment)
         revision = _merge("revision", revision, body.revision)
         parse = lambda: _parse_json_prefixes(body.prefixes)  # noqa: E731
@@ -134,7 +141,7 @@ async def put_list(
     rev = expected_revision(revision, header_rev)
 
     def work() -> ListChangeView:
-        prefixes = parse()
+        prefixes = list_members(parse(), allow_empty)
 
         def change(d: DropList) -> ListChangeView:
             return d.import_list(name, prefixes, action=action or "deny", dst=bool(dst), comment=comment,

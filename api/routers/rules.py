@@ -9,7 +9,7 @@ from xdpctl.core.rules.validate import RuleSpec, check_unique, each, spec, specs
 from xdpctl.core.views import ChangeView, RulesView
 
 from ..deps import Service, expected_revision, get_service, if_match
-from ..models import AllowIn, PrefixesIn, RuleIn, RuleMatch, RulesAdd, RulesDelete, error_responses
+from ..models import PAGE_DEFAULT, PAGE_MAX, AllowIn, PrefixesIn, RuleIn, RuleMatch, RulesAdd, RulesDelete, error_responses
 from .common import bulk, etag
 
 router = APIRouter(prefix="/v1", tags=["rules"])
@@ -31,12 +31,16 @@ def get_rules(
     response: Response,
     prefix: str | None = Query(None, description="only rules on exactly this prefix", examples=["10.0.0.0/8"]),
     list_name: str | None = Query(None, alias="list", description="members of this list instead of rules"),
-    limit: int | None = Query(None, ge=1, le=10_000_000, description="at most this many"),
+    limit: int = Query(PAGE_DEFAULT, ge=1, le=PAGE_MAX, description=f"at most this many (at most {PAGE_MAX})"),
+    after: int | None = Query(None, ge=0, le=2**32 - 1, description="only rules with ids above this: the "
+                                                                   "previous page's next"),
     stats: bool = Query(True, description="include hit counters"),
     svc: Service = Depends(get_service),
 ) -> RulesView:
-    """Individually managed rules with their hit counters (or a list's members)."""
-    out = svc.droplist(lambda d: d.rules_view(with_stats=stats, list_name=list_name, limit=limit, prefix=prefix))
+    """Individually managed rules with their hit counters (or a list's
+    members), a page at a time: ``next`` is the ``after`` of the next page."""
+    out = svc.read(lambda d: d.rules_view(with_stats=stats, list_name=list_name, limit=limit, prefix=prefix,
+                                          after=after))
     etag(response, out.revision)
     return out
 

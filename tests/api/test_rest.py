@@ -48,7 +48,7 @@ def assert_error(r: httpx.Response, status: int, error: str, *words: str) -> dic
 # ---------------------------------------------------------------------------
 # Health, docs, auth
 # ---------------------------------------------------------------------------
-def test_healthz(anon: httpx.Client, server: Running) -> None:
+def test_healthz(anon: httpx.Client, client: httpx.Client, server: Running) -> None:
     r = anon.get("/healthz")
     assert r.status_code == 200, r.text
     h = r.json()
@@ -56,7 +56,7 @@ def test_healthz(anon: httpx.Client, server: Running) -> None:
     assert h["kernel"] == {"ok": True, "pin_dir": server.settings.pin_dir, "bpffs": True, "shared_maps": True,
                            "detail": None}
     assert h["db"]["ok"] and h["db"]["path"] == server.settings.db_path
-    assert h["revision"] == revision(anon)
+    assert h["revision"] == revision(client)
     assert h["restore"]["last_run"] is not None and h["restore"]["last_error"] is None
 
 
@@ -73,7 +73,9 @@ def test_openapi_and_docs(anon: httpx.Client) -> None:
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
-def test_auth_needed_for_changes_not_for_reads(server: Running) -> None:
+def test_open_reads_option(start_server) -> None:
+    """With reads left open by the operator, only changes need the token."""
+    server = start_server(protect_reads=False, protect_metrics=False, restore_on_start=False, expire_interval=0)
     before = None
     with server.client(token=None) as anon:
         before = revision(anon)
@@ -97,8 +99,8 @@ def test_auth_needed_for_changes_not_for_reads(server: Running) -> None:
         assert rules_on(ok, "198.18.0.0/15") == []
 
 
-def test_protect_reads_option(start_server) -> None:
-    srv = start_server(protect_reads=True, protect_metrics=True, restore_on_start=False, expire_interval=0)
+def test_reads_are_protected_by_default(start_server) -> None:
+    srv = start_server(restore_on_start=False, expire_interval=0)
     with srv.client(token=None) as anon, srv.client() as ok:
         assert_error(anon.get("/v1/rules"), 401, "unauthorized")
         assert_error(anon.get("/metrics"), 401, "unauthorized")
@@ -286,7 +288,7 @@ def test_list_put_text_replace_delete(client: httpx.Client, server: Running) -> 
                  415, "unsupported_media_type", "text/plain")
     assert_error(client.put("/v1/lists/feed a", content="1.2.3.4", headers={"Content-Type": "text/plain"}),
                  422, "validation_error", "invalid list name")
-    assert_error(client.put("/v1/lists/feed-a", params={"revision": rev0}, json={"prefixes": []}),
+    assert_error(client.put("/v1/lists/feed-a", params={"revision": rev0, "allow_empty": "true"}, json={"prefixes": []}),
                  412, "revision_conflict")
 
     r = client.delete("/v1/lists/feed-a")

@@ -70,7 +70,7 @@ def sample(metrics: dict, name: str, **labels: str) -> float | None:
 
 
 def test_metrics_and_stats_count_frames_through_an_attached_droplist(
-        client: httpx.Client, anon: httpx.Client, server: Running, lab: TwoHostLab, attach, mark: bytes) -> None:
+        client: httpx.Client, server: Running, lab: TwoHostLab, attach, mark: bytes) -> None:
     a, b = lab.a, lab.b
     counter = attach(b, "counter")
     droplist = attach(b, "droplist")
@@ -101,7 +101,7 @@ def test_metrics_and_stats_count_frames_through_an_attached_droplist(
     drop_bytes = rule_bytes + list_bytes
     all_bytes = drop_bytes + sum(len(bytes(f)) for f in legit)
 
-    m = scrape(anon)  # no token needed for /metrics
+    m = scrape(client)
     where = {"netns": b.netns, "ifname": b.ifname, "hook": "xdp"}
     assert sample(m, "xdpctl_droplist_verdicts_total", **where, reason="drop_src") == 5
     assert sample(m, "xdpctl_droplist_verdict_bytes_total", **where, reason="drop_src") == drop_bytes

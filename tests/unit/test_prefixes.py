@@ -347,3 +347,31 @@ def test_large_list_round_trip():
             want.append(Prefix(4, net, plen))
     text = "\n".join(px.format_prefix(p, bare=rnd.random() < 0.5) for p in want) + "\n"
     assert px.parse_prefix_text(text) == want
+
+
+# ---------------------------------------------------------------------------
+# huge numbers and huge lines: a clear error, cut, never Python's limits
+# ---------------------------------------------------------------------------
+HUGE = "9" * 5000
+
+
+@pytest.mark.parametrize("fn, value", [
+    (px.parse_port, HUGE), (px.parse_proto, HUGE), (px.parse_duration, HUGE), (px.parse_duration, HUGE + "s"),
+    (px.parse_duration, "1h" + HUGE + "m"), (px.parse_prefix, "10.0.0.0/" + HUGE),
+    (px.parse_prefix, "10.0.0." + HUGE),
+    pytest.param(px.parse_port, 10 ** 5000, id="port-huge-int"),
+    pytest.param(px.parse_proto, 10 ** 5000, id="proto-huge-int"),
+    pytest.param(px.parse_duration, 10 ** 5000, id="duration-huge-int"),
+])
+def test_huge_numbers_are_errors_with_short_messages(fn, value):
+    e = err(fn, value)
+    assert len(str(e)) < 300, str(e)[:400]
+
+
+def test_a_long_bad_line_is_cut_in_the_message():
+    line = "10.0.0.1" + "x" * 10_000_000
+    e = err(px.parse_prefix_text, "10.0.0.0/8\n" + line + "\n")
+    assert e.lineno == 2
+    assert len(str(e)) < 300, str(e)[:400]
+    e = err(px.parse_prefix, "10.0.0.1/8")  # host bits: the hint stays whole
+    assert "10.0.0.0/8" in str(e)

@@ -51,7 +51,8 @@ ProtoOpt = typer.Option(None, "--proto", help="tcp | udp | sctp (with --port: an
 PortOpt = typer.Option(None, "--port", help="destination port 1-65535")
 TtlOpt = typer.Option(None, "--ttl", help="expire after a duration: 30s, 10m, 2h, 7d, 1h30m")
 CommentOpt = typer.Option(None, "--comment")
-RevOpt = typer.Option(None, "--revision", help="only apply if the rule set is at this revision")
+RevOpt = typer.Option(None, "--revision", min=0, max=2**63 - 1,
+                      help="only apply if the rule set is at this revision")
 UpdateOpt = typer.Option(False, "--update", help="update existing rules (action, TTL, comment) instead of failing")
 JsonOpt = typer.Option(False, "--json", help="print the result as JSON (the REST API's document)")
 
@@ -94,7 +95,8 @@ def allow(
 @app.command()
 def unblock(
     prefixes: Optional[list[str]] = PrefixesArg, dst: bool = DstOpt, proto: Optional[str] = ProtoOpt,
-    port: Optional[str] = PortOpt, ids: Optional[list[int]] = typer.Option(None, "--id", help="rule id (repeatable)"),
+    port: Optional[str] = PortOpt, ids: Optional[list[int]] = typer.Option(None, "--id", min=1, max=2**32 - 1,
+                                            help="rule id (repeatable)"),
     list_name: Optional[str] = typer.Option(None, "--list", help="remove a whole imported list"),
     revision: Optional[int] = RevOpt, as_json: bool = JsonOpt,
 ) -> None:
@@ -141,7 +143,9 @@ def _lists_table(lists) -> Table:
 def rules(
     list_name: Optional[str] = typer.Option(None, "--list", help="members of an imported list"),
     prefix: Optional[str] = typer.Option(None, "--prefix", help="only rules on exactly this prefix"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, max=2**32 - 1),
+    after: Optional[int] = typer.Option(None, "--after", min=0, max=2**32 - 1,
+                                        help="only rules with ids above this (the previous page's next)"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Rules with their hit counters, then imported lists (--json: the rules document only)."""
@@ -150,7 +154,7 @@ def rules(
     def body():
         with ctx() as c:
             d = DropList(c)
-            view = d.rules_view(list_name=list_name, limit=limit, prefix=prefix)
+            view = d.rules_view(list_name=list_name, limit=limit, prefix=prefix, after=after)
             if as_json:
                 emit_json(view.to_json())
                 return
@@ -165,8 +169,11 @@ def rules(
 @app.command()
 def lists(
     name: Optional[str] = typer.Argument(None, help="one list: its details and members"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1,
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, max=2**32 - 1,
                                         help="with NAME: at most this many members (default 1000)"),
+    after: Optional[int] = typer.Option(None, "--after", min=0, max=2**32 - 1,
+                                        help="with NAME: only members with ids above this (the previous "
+                                             "page's next)"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Imported lists with their hits, or one list and its members."""
@@ -175,15 +182,15 @@ def lists(
     def body():
         with ctx() as c:
             d = DropList(c)
-            view = d.list_detail(name, limit or DETAIL_LIMIT) if name else d.lists_view()
+            view = d.list_detail(name, limit or DETAIL_LIMIT, after=after) if name else d.lists_view()
         if as_json:
             emit_json(view.to_json())
         elif name:
             out.print(_lists_table([view.list]))
             for m in view.members:
                 _say(f"{m.id} {m.prefix} {m.packets:,} packets")
-            if view.truncated:
-                _say(f"... {view.list.count - len(view.members):,} more (--limit)")
+            if view.next is not None:
+                _say(f"... more after {view.next} (--after {view.next}, --limit)")
         else:
             out.print(_lists_table(view.lists))
 
@@ -210,16 +217,18 @@ def import_(
     list_name: Optional[str] = typer.Option(None, "--list", help="list name (default: the file name without extension)"),
     action: str = typer.Option("deny", "--action", help="deny | allow"),
     dst: bool = DstOpt, ttl: Optional[str] = TtlOpt, comment: Optional[str] = CommentOpt,
+    allow_empty: bool = typer.Option(False, "--allow-empty", help="an empty file empties (or creates) the list"),
     revision: Optional[int] = RevOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Import a block list file as a named list (replacing that list atomically)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..core.rules.service import DropList
+    from ..core.rules.validate import list_members
 
     def body():
         name = list_name or (os.path.splitext(os.path.basename(file))[0] if file != "-" else "stdin")
-        pfx = _read_prefixes(file)
+        pfx = list_members(_read_prefixes(file), allow_empty)
         show = not as_json and sys.stderr.isatty() and len(pfx) > 10000
         with ctx() as c, Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
                                   TimeElapsedColumn(), console=err, disable=not show) as prog:

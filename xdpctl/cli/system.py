@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from .. import __version__
-from .app import app, ctx, emit_json, out, run, settings
+from .app import app, ctx, emit_json, err, out, run, settings
 
 
 @app.command()
@@ -33,16 +33,30 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="listen address (loopback by default)"),
     port: int = typer.Option(8077, "--port"),
     token: Optional[str] = typer.Option(None, "--token",
-                                        help="bearer token for changes (default: $XDPCTL_API_TOKEN, else "
-                                             "the file api-token in the state directory, generated if missing)"),
+                                        help="bearer token (visible to every local user in the process list: "
+                                             "prefer --token-file)"),
+    token_file: Optional[str] = typer.Option(None, "--token-file",
+                                             help="file holding the bearer token (default: "
+                                                  "$XDPCTL_API_TOKEN_FILE, $XDPCTL_API_TOKEN, else the file "
+                                                  "api-token in the state directory, generated if missing)"),
 ) -> None:
     """Run the REST API (FastAPI under uvicorn): rules, lists, policy, attachments, counters, /metrics."""
 
     def body():
         # Imported here: the CLI does not load the service unless asked to.
         from ..api.app import serve as run_server
+        from ..core.errors import ValidationError
 
-        run_server(settings(), host=host, port=port, token=token)
+        if token and token_file:
+            raise ValidationError("give {field:token} or {field:token_file}, not both", field="token")
+        if token:
+            err.print("xdpctl: warning: --token is readable by every local user (ps, /proc); "
+                      "use --token-file or $XDPCTL_API_TOKEN_FILE", markup=False, highlight=False)
+        s = settings()
+        if token_file:
+            s.api_token_file = token_file
+            s.api_token = None
+        run_server(s, host=host, port=port, token=token)
 
     run(body)
 

@@ -22,6 +22,7 @@ from itertools import accumulate, repeat
 from operator import and_, itemgetter
 from typing import Iterable, NamedTuple
 
+from .errors import cut
 from .gcpause import collector_paused
 
 __all__ = [
@@ -66,6 +67,7 @@ class Prefix(NamedTuple):
         return format_prefix(self)
 
 
+_DIGITS_MAX = 20  # decimal digits of the largest number any field takes (u64)
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _BITS = {4: 32, 6: 128}
 _MAPPED_HI = 0xFFFF  # ::ffff:0:0/96, address >> 32
@@ -95,10 +97,24 @@ def prefix_contains(p: Prefix, family: int, addr: int) -> bool:
 
 
 def _q(text: str) -> str:
-    """Quote text for a message only when it would otherwise be unclear."""
+    """Quote text for a message only when it would otherwise be unclear;
+    long text is cut (a 10 MB bad line is never echoed whole)."""
     if text and text.isprintable() and not text.isspace() and text == text.strip():
-        return text
-    return repr(text)
+        return cut(text)
+    return cut(repr(text))
+
+
+def _number(text: str, what: str, code: str) -> int:
+    """Decimal digits -> int; more digits than any valid value has is an
+    error (never Python's integer-string limit)."""
+    if len(text) > _DIGITS_MAX:
+        raise PrefixError(text, f"{what} {_q(text)} is too large", code)
+    return int(text)
+
+
+def _int_text(value: int) -> str:
+    """An int as text for a message (Python refuses str() of huge ints)."""
+    return str(value) if value.bit_length() <= 64 else f"a number of {value.bit_length()} bits"
 
 
 def _why_bad_v4(addr: str) -> str:
@@ -112,8 +128,8 @@ def _why_bad_v4(addr: str) -> str:
             return f"{_q(addr)} is not an IPv4 address: {_q(part)} is not a decimal number"
         if len(part) > 1 and part[0] == "0":
             return f"{_q(addr)} is not an IPv4 address: leading zero in {part!r} (octal is not accepted)"
-        if int(part) > 255:
-            return f"{_q(addr)} is not an IPv4 address: {part} is out of range 0..255"
+        if len(part) > 3 or int(part) > 255:
+            return f"{_q(addr)} is not an IPv4 address: {_q(part)} is out of range 0..255"
     return f"{_q(addr)} is not an IPv4 address"
 
 
@@ -172,7 +188,7 @@ def parse_prefix(text: str, *, strict: bool = True, family: int | None = None) -
         fixed = net & _mask(fam, plen)
         if strict:
             hint = f"{format_address(fam, fixed)}/{plen}"
-            raise PrefixError(s, f"{s} has host bits set; did you mean {hint}?", "host_bits")
+            raise PrefixError(s, f"{_q(s)} has host bits set; did you mean {hint}?", "host_bits")
         out_net &= m
     if family is not None and out_fam != family:
         raise PrefixError(s, f"{_q(s)} is an IPv{out_fam} prefix; IPv{family} expected", "family")
@@ -205,13 +221,13 @@ def parse_proto(value: str | int) -> int:
     if isinstance(value, int):
         if value in _PROTO_NAMES:
             return value
-        raise PrefixError(str(value), f"protocol {value} is not supported; expected tcp (6), udp (17) or sctp (132)", "proto")
+        raise PrefixError(_int_text(value), f"protocol {_int_text(value)} is not supported; expected tcp (6), udp (17) or sctp (132)", "proto")
     s = str(value).strip()
     num = PROTOCOLS.get(s.lower())
     if num is not None:
         return num
     if s.isascii() and s.isdigit():
-        return parse_proto(int(s))
+        return parse_proto(_number(s, "protocol", "proto"))
     if not s:
         raise PrefixError(value, "empty protocol; expected tcp, udp or sctp", "proto")
     raise PrefixError(value, f"protocol {_q(s)} is not supported; expected tcp, udp or sctp", "proto")
@@ -223,16 +239,16 @@ def parse_port(value: str | int) -> int:
         raise PrefixError(repr(value), f"port {value!r} is not a number", "port")
     if isinstance(value, int):
         n = value
-        text = str(value)
+        text = _int_text(value)
     else:
         text = str(value).strip()
         if not text:
             raise PrefixError(value, "empty port; expected a number 1..65535", "port")
         if not (text.isascii() and text.isdigit()):
             raise PrefixError(value, f"port {_q(text)} is not a number; expected 1..65535", "port")
-        n = int(text)
+        n = _number(text, "port", "port")
     if not 1 <= n <= 65535:
-        raise PrefixError(text, f"port {n} out of range 1..65535", "port")
+        raise PrefixError(text, f"port {text} out of range 1..65535", "port")
     return n
 
 
@@ -248,13 +264,13 @@ def parse_duration(value: str | int) -> int:
         raise PrefixError(repr(value), f"duration {value!r} is not valid", "duration")
     if isinstance(value, int):
         total = value
-        text = str(value)
+        text = _int_text(value)
     else:
         text = str(value).strip()
         if not text:
             raise PrefixError(value, "empty duration; expected e.g. 30s, 5m, 2h, 7d or 1h30m", "duration")
         if text.isascii() and text.isdigit():
-            total = int(text)
+            total = _number(text, "duration", "duration")
         else:
             parts = _DUR_RE.findall(text)
             if not text.isascii() or not parts or "".join(n + u for n, u in parts) != text:
@@ -271,7 +287,7 @@ def parse_duration(value: str | int) -> int:
                     raise PrefixError(text, f"duration {_q(text)}: units must appear once each, "
                                             "largest first (d, h, m, s)", "duration")
                 last = order.index(u)
-                total += int(num) * _DUR_UNITS[u]
+                total += _number(num, "duration", "duration") * _DUR_UNITS[u]
     if total <= 0:
         raise PrefixError(text, f"duration {_q(text)} must be positive", "duration")
     if total > _DUR_MAX_S:

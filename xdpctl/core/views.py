@@ -44,6 +44,7 @@ class RulesView(View):
     revision: int
     policy: str
     rules: list[RuleView]
+    next: int | None = Field(None, description="more follow: ask again with after=next (null: this is the end)")
 
 class ChangeView(View):
     """What a change did. ``revision`` is the rule set's new revision."""
@@ -77,6 +78,7 @@ class ListDetailView(View):
     list: ListView
     members: list[RuleView]
     truncated: bool = Field(description="true when limit cut the member list short")
+    next: int | None = Field(None, description="more members follow: ask again with after=next (null: the end)")
 
 class ListChangeView(View):
     revision: int

@@ -53,12 +53,20 @@ def list_view(row: ListRow, stats: Stats | None = None) -> ListView:
         bytes=sum(v[1] for v in st))
 
 
-def member_views(row: ListRow, limit: int | None, stats: Stats) -> list[RuleView]:
-    """A list's first ``limit`` members as rules (ids from id_base)."""
-    n = min(row.count, limit) if limit else row.count
+def member_span(row: ListRow, limit: int | None, after: int | None = None) -> range:
+    """Indexes of the members a page shows: those with ids above ``after``,
+    at most ``limit``."""
+    start = min(max(0, after - row.id_base + 1), row.count) if after is not None else 0
+    return range(start, min(row.count, start + limit) if limit else row.count)
+
+
+def member_views(row: ListRow, span: range, stats: Stats) -> list[RuleView]:
+    """A list's members in ``span`` as rules (ids from id_base)."""
     d, action = DIR_NAMES[row.dir], ACTION_NAMES[row.action]
     out = []
-    for i, pfx in enumerate(Members.unpack(row.entries).prefixes()[:n]):
+    prefixes = Members.unpack(row.entries).prefixes()
+    for i in span:
+        pfx = prefixes[i]
         pk, by, last = stats.get(row.id_base + i, (0, 0, 0))
         out.append(RuleView.model_construct(
             id=row.id_base + i, prefix=px.format_prefix(pfx), family=pfx.family, dir=d, action=action, proto=None,
@@ -87,19 +95,20 @@ class DropList:
         return rule_stats(self.ctx, ids)
 
     def rules(self, with_stats: bool = True, list_name: str | None = None, limit: int | None = None,
-              prefix: str | None = None) -> list[RuleView]:
+              prefix: str | None = None, after: int | None = None) -> list[RuleView]:
         """Individually managed rules in id order (only those on exactly
-        ``prefix``), or the members of list ``list_name``."""
+        ``prefix``), or the members of list ``list_name``; with ``after``
+        only ids above it."""
         if list_name is not None:
             row = self._list_row(list_name)
-            n = min(row.count, limit) if limit else row.count
-            stats = self._stats(list(range(row.id_base, row.id_base + n))) if with_stats else {}
-            return member_views(row, limit, stats)
+            span = member_span(row, limit, after)
+            stats = self._stats([row.id_base + i for i in span]) if with_stats else {}
+            return member_views(row, span, stats)
         match = None
         if prefix is not None:
             p = validate.spec(prefix).prefix
             match = (p.family, p.plen, validate.addr_bytes(p.family, p.net))
-        rows = self.state.rule_rows(match, limit)
+        rows = self.state.rule_rows(match, limit, after)
         stats = self._stats([r.id for r in rows]) if with_stats else None
         return [rule_view(r, stats) for r in rows]
 
@@ -122,24 +131,31 @@ class DropList:
         return list_view(row, self._list_stats(row, with_stats))
 
     def rules_view(self, with_stats: bool = True, list_name: str | None = None, limit: int | None = None,
-                   prefix: str | None = None) -> RulesView:
-        """GET /v1/rules, `xdpctl rules --json`."""
+                   prefix: str | None = None, after: int | None = None) -> RulesView:
+        """GET /v1/rules, `xdpctl rules --json`: a page of at most ``limit``
+        rules with ids above ``after``; ``next`` is the cursor of the next."""
         if prefix is not None and list_name is not None:
             raise ValidationError("give either a prefix or a list, not both", field="list", value=list_name)
-        rules = self.rules(with_stats, list_name, limit, prefix)
-        return RulesView(revision=self.revision(), policy=self.policy(), rules=rules)
+        rules = self.rules(with_stats, list_name, limit + 1 if limit else None, prefix, after)
+        more = bool(limit) and len(rules) > limit
+        rules = rules[:limit] if limit else rules
+        return RulesView(revision=self.revision(), policy=self.policy(), rules=rules,
+                         next=rules[-1].id if more else None)
 
     def lists_view(self, with_stats: bool = True) -> ListsView:
         """GET /v1/lists, `xdpctl lists --json`."""
         return ListsView(revision=self.revision(), lists=self.lists(with_stats))
 
-    def list_detail(self, name: str, limit: int | None = None, with_stats: bool = True) -> ListDetailView:
+    def list_detail(self, name: str, limit: int | None = None, with_stats: bool = True,
+                    after: int | None = None) -> ListDetailView:
         """GET /v1/lists/{name}, `xdpctl lists NAME --json`: the list and
-        its first ``limit`` members."""
+        at most ``limit`` members with ids above ``after``; ``next`` is the
+        cursor of the next page."""
         lv = self.get_list(name, with_stats)
-        members = self.rules(with_stats, list_name=name, limit=limit)
+        members = self.rules(with_stats, list_name=name, limit=limit, after=after)
+        more = bool(members) and members[-1].id < lv.id_base + lv.count - 1
         return ListDetailView(revision=self.revision(), list=lv, members=members,
-                              truncated=lv.count > len(members))
+                              truncated=lv.count > len(members), next=members[-1].id if more else None)
 
     def policy_view(self) -> PolicyView:
         return PolicyView(policy=self.policy(), revision=self.revision())

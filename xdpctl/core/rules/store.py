@@ -269,10 +269,14 @@ class State:
         q = f"SELECT {RULE_COLS} FROM rules" + (f" WHERE {where}" if where else "")
         return list(map(RuleRow._make, self.db.execute(q, tuple(args))))
 
-    def rule_rows(self, match: tuple[int, int, bytes] | None = None, limit: int | None = None) -> list[RuleRow]:
-        """Rules in id order; ``match`` (family, plen, addr): only on that prefix."""
-        where, args = ("family=? AND plen=? AND addr=?", match) if match is not None else ("", ())
-        where = (where or "1") + " ORDER BY id" + (f" LIMIT {int(limit)}" if limit else "")
+    def rule_rows(self, match: tuple[int, int, bytes] | None = None, limit: int | None = None,
+                  after: int | None = None) -> list[RuleRow]:
+        """Rules in id order; ``match`` (family, plen, addr): only on that
+        prefix; ``after``: only ids above it."""
+        where, args = ("family=? AND plen=? AND addr=?", tuple(match)) if match is not None else ("1", ())
+        if after is not None:
+            where, args = f"{where} AND id>?", (*args, after)
+        where += " ORDER BY id" + (f" LIMIT {int(limit)}" if limit else "")
         return self._rules(where, args)
 
     def rule_by_key(self, key: tuple) -> RuleRow | None:

@@ -9,12 +9,13 @@ which also says which item.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
 from ... import abi
 from .. import prefixes as px
-from ..errors import ValidationError
+from ..errors import ValidationError, cut
 
 T = TypeVar("T")
 
@@ -25,6 +26,8 @@ DIR_NAMES = {0: "src", 1: "dst"}
 POLICIES = {"allow": int(abi.Policy.ALLOW), "deny": int(abi.Policy.DENY)}
 COMMENT_MAX = 512
 LIST_NAME_MAX = 64
+LIST_NAME_PATTERN = rf"^[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{LIST_NAME_MAX - 1}}}$"
+LIST_NAME_RE = re.compile(LIST_NAME_PATTERN.rstrip("$"), re.ASCII)
 
 
 class ItemError(ValidationError):
@@ -88,7 +91,8 @@ def _parse(field: str, value: object, parse: Callable[[object], T]) -> T:
     try:
         return parse(value)
     except px.PrefixError as exc:
-        raise ValidationError(exc.reason, field=field, value=value) from None
+        # a huge int has no repr (Python's integer-string limit): its text
+        raise ValidationError(exc.reason, field=field, value=value if isinstance(value, str) else exc.text) from None
 
 
 def action_of(action: str | int) -> int:
@@ -99,8 +103,9 @@ def action_of(action: str | int) -> int:
 
 
 def duration(ttl: str | int | None) -> int | None:
-    """Seconds, or None for no expiry."""
-    if ttl in (None, "", 0):
+    """Seconds, or None (not given) for no expiry. A TTL that is given must
+    be a positive duration: "" and 0 are refused, never "no expiry"."""
+    if ttl is None:
         return None
     return _parse("ttl", ttl, px.parse_duration)
 
@@ -112,9 +117,10 @@ def policy(value: str) -> str:
 
 
 def list_name(name: str) -> str:
-    if not name or len(name) > LIST_NAME_MAX or not all(c.isalnum() or c in "-_." for c in name):
-        raise ValidationError(f"invalid list name {name!r}: use 1-{LIST_NAME_MAX} letters, digits, '-', '_' or '.'",
-                              field="name", value=name)
+    """1-64 ASCII letters, digits, '-', '_' or '.', not starting with '.'."""
+    if not isinstance(name, str) or not LIST_NAME_RE.fullmatch(name):
+        raise ValidationError(f"invalid list name {cut(repr(name))}: use 1-{LIST_NAME_MAX} ASCII letters, digits, "
+                              f"'-', '_' or '.', not starting with '.'", field="name", value=name)
     return name
 
 
@@ -220,3 +226,12 @@ def check_unique(specs: list[RuleSpec]) -> None:
                                 other=j, field="prefix",
                                 value=px.format_prefix(s.prefix) if s.prefix else None)
             l4_zero[k] = (i, s)
+
+
+def list_members(prefixes: list, allow_empty: bool) -> list:
+    """The members of a list import: none at all is refused (an empty file
+    or body empties or creates a list by mistake) unless ``allow_empty``."""
+    if not prefixes and not allow_empty:
+        raise ValidationError("the list has no prefixes; nothing was imported", field="prefixes",
+                              hint="to empty the list on purpose, use {field:allow_empty}")
+    return prefixes

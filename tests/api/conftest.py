@@ -43,9 +43,10 @@ def start_server(tmp_path_factory) -> Iterator[Callable[..., Running]]:
     their pin directories removed at the end of the session."""
     started: list[tuple[ServerThread, Settings]] = []
 
-    def start(**options) -> Running:
+    def start(read_token: str | None = None, **options) -> Running:
         state = tmp_path_factory.mktemp("api-state")
         settings = temp_settings(str(state), f"api-{os.getpid()}-{len(started)}", **SMALL)
+        settings.api_read_token = read_token
         options.setdefault("expire_interval", 0.2)
         app = create_app(settings, TOKEN, **options)
         srv = ServerThread(app)

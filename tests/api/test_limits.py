@@ -210,3 +210,29 @@ def test_reads_accept_a_token(server: Running, anon: httpx.Client, client: httpx
         assert anon.get(path).status_code == 401, path
         assert client.get(path).status_code == 200, path
     assert anon.get("/healthz").status_code == 200
+
+
+READ_TOKEN = "read-only-token-for-tests-0123456789"
+
+
+def test_read_token_reads_and_may_not_change(start_server) -> None:
+    """A read-only token reads every GET; a change with it is a 403 and
+    changes nothing; no token at all is a 401; /healthz stays open."""
+    srv = start_server(read_token=READ_TOKEN, expire_interval=0)
+    with srv.client() as writer, srv.client(token=READ_TOKEN) as reader, srv.client(token=None) as anon:
+        rev = writer.get("/v1/revision").json()["revision"]
+        for path in ("/v1/rules", "/v1/lists", "/v1/policy", "/v1/revision", "/v1/status", "/v1/stats"):
+            r = reader.get(path)
+            assert r.status_code == 200, (path, r.text)
+            r = anon.get(path)
+            assert r.status_code == 401 and r.json()["error"] == "unauthorized", (path, r.text)
+        assert reader.get("/metrics").status_code == 200
+        assert anon.get("/metrics").status_code == 401
+        r = reader.post("/v1/block", json={"prefixes": ["198.51.100.0/24"]})
+        assert r.status_code == 403 and r.json()["error"] == "forbidden", r.text
+        r = reader.put("/v1/policy", json={"policy": "deny"})
+        assert r.status_code == 403, r.text
+        assert writer.get("/v1/revision").json()["revision"] == rev
+        assert writer.get("/v1/rules").json()["rules"] == []
+        h = anon.get("/healthz")
+        assert h.status_code == 200 and h.json()["status"] == "ok", h.text

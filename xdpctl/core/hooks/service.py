@@ -12,7 +12,7 @@ from ..context import Context
 from ..errors import Conflict, ForeignProgram, KernelObjectsLost, NetlinkError, NotFound
 from ..state import Attachment
 from ..views import AttachView, DetachedView, DetachView
-from . import program
+from . import program as hookprog
 from .base import HOOK_PROG, HOOKS, PER_HOOK_MAPS, STAGES, AttachResult, HookRef, HookState, KernelProg, ProgRef, \
     pinned_hooks, stage
 from .kinds import kind
@@ -36,7 +36,7 @@ class OnHook:
 def on_hook(ctx: Context, ref: HookRef) -> OnHook:
     """Read the hook from the kernel (NotFound if its interface is gone)."""
     cur = kind(ref.hook).current(ref)
-    hp = program.inspect(cur.id) if cur is not None and cur.id else None
+    hp = hookprog.inspect(cur.id) if cur is not None and cur.id else None
     return OnHook(ref, cur, hp if hp is not None and hp.ours(ctx) else None)
 
 
@@ -74,7 +74,7 @@ class Hooks:
                 if now.foreign is not None and not force:
                     raise foreign_error(ref, now.foreign)
                 check_shared_pins(self.ctx)
-                res = self._load_and_attach(ref, link, program.bits_of([st.name]), mode, now.cur)
+                res = self._load_and_attach(ref, link, hookprog.bits_of([st.name]), mode, now.cur)
                 res.program = st.name
             if record:
                 state.add_attachment(Attachment(netns, ifname, hook, program, res.mode))
@@ -88,10 +88,10 @@ class Hooks:
         if mode not in (None, "auto", cur_mode):
             raise Conflict(f"{ref.label()}: xdpctl's program runs in {cur_mode} mode", field="mode", value=mode,
                            hint=f"{{action:detach}} every program from this hook before switching to {mode}")
-        program.adopt(self.ctx, ref, hp)
-        if program.mismatched(self.ctx, ref, hp):
-            raise program.lost(self.ctx, ref, hp)
-        bit = program.bits_of([name])
+        hookprog.adopt(self.ctx, ref, hp)
+        if hookprog.mismatched(self.ctx, ref, hp):
+            raise hookprog.lost(self.ctx, ref, hp)
+        bit = hookprog.bits_of([name])
         replaced = bool(hp.stages & bit)
         hp.set_stages(self.ctx, hp.stages | bit)
         return AttachResult(ref, name, cur_mode, hp.id, hp.id, replaced)
@@ -102,7 +102,7 @@ class Hooks:
         of ``replace`` (atomically); on failure leave no new pins behind."""
         created_dir = not os.path.isdir(ref.dir(self.ctx))
         try:
-            with program.load(self.ctx, ref, bits) as loaded:
+            with hookprog.load(self.ctx, ref, bits) as loaded:
                 fd = loaded.prog_fd(HOOK_PROG)
                 done = kind(ref.hook).install(self.ctx, ref, link, fd, mode, replace)
                 pid = ProgRef.by_fd(fd).id
@@ -110,7 +110,7 @@ class Hooks:
             if created_dir:
                 self.drop_pins(ref)
             raise
-        return AttachResult(ref, ",".join(program.names_of(bits)), done.mode, pid, pid,
+        return AttachResult(ref, ",".join(hookprog.names_of(bits)), done.mode, pid, pid,
                             replace is not None, list(done.notes))
 
     # ------------------------------------------------------------ detach
@@ -149,13 +149,13 @@ class Hooks:
         recorded = {a.program for a in state.attachments() if (a.netns, a.ifname, a.hook) == (
             ref.netns, ref.ifname, ref.hook)}
         hp = None if gone else on_hook(self.ctx, ref).ours
-        running = set(program.names_of(hp.stages)) if hp else set()
+        running = set(hookprog.names_of(hp.stages)) if hp else set()
         names = [name] if name else sorted(recorded | running)
         removed = [(ref, n) for n in names if n in recorded or n in running]
         for n in names:
             state.remove_attachment(ref.netns, ref.ifname, ref.hook, n)
         if hp is not None:
-            left = hp.stages & ~program.bits_of(names)
+            left = hp.stages & ~hookprog.bits_of(names)
             if left:
                 hp.set_stages(self.ctx, left)
                 return removed
@@ -178,7 +178,7 @@ class Hooks:
                 hp = on_hook(self.ctx, ref).ours
             except (NotFound, NetlinkError):
                 return []
-            return program.adopt(self.ctx, ref, hp) if hp is not None else []
+            return hookprog.adopt(self.ctx, ref, hp) if hp is not None else []
 
     def reconcile(self, ref: HookRef, names: list[str], mode: str | None) -> str:
         """Make the hook run xdpctl's program with exactly the stages
@@ -188,14 +188,14 @@ class Hooks:
         foreign program. Returns what was done, in words."""
         k = kind(ref.hook)
         mode = k.check_mode(mode)
-        bits = program.bits_of(names)
+        bits = hookprog.bits_of(names)
         with self.ctx.writer():
             link = netlink.get_link(ref.ifname, ref.netns)
             now = on_hook(self.ctx, ref)
             if now.foreign is not None:
                 raise foreign_error(ref, now.foreign)
             hp = now.ours
-            if hp is not None and program.same_program(self.ctx, ref, hp):
+            if hp is not None and hookprog.same_program(self.ctx, ref, hp):
                 if hp.stages != bits:
                     hp.set_stages(self.ctx, bits)
                 return f"kept {','.join(names)} on {ref.label()}: prog id {hp.id}"
@@ -246,7 +246,7 @@ class Hooks:
             now = OnHook(ref, None, None)
         hp = now.ours
         if hp is None:
-            return HookState(ref, False, None, None, program.read_pinned_stages(self.ctx, ref))
+            return HookState(ref, False, None, None, hookprog.read_pinned_stages(self.ctx, ref))
         return HookState(ref, True, now.cur.mode if now.cur else None, ProgRef(hp.id, hp.name, hp.tag),
                          hp.stage_views())
 
@@ -274,7 +274,7 @@ def check_shared_pins(ctx: Context, names=None) -> None:
             continue
         if hp is None:
             continue
-        bad = [n for n in program.mismatched(ctx, ref, hp) if names is None or n in names]
+        bad = [n for n in hookprog.mismatched(ctx, ref, hp) if names is None or n in names]
         if any(n not in PER_HOOK_MAPS for n in bad):
             raise KernelObjectsLost(f"kernel objects lost: the maps the program on {ref.label()} reads are not "
                                     f"pinned ({', '.join(bad)})", value=ref.label(), hint="run {action:restore}")

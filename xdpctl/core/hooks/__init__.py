@@ -16,7 +16,7 @@ from .base import (HOOK_PROG, HOOKS, PER_HOOK_MAPS, STAGES, XDP_MODES, AttachRes
                    Stage, check_hook, pin_path_for, pinned_hooks, stage)
 from .kinds import KINDS, kind
 from .probe import probe
-from .service import Hooks, attach, check_shared_pins, detach
+from .service import Hooks, attach, check_shared_pins, detach, on_hook
 from .status import status
 
 __all__ = [

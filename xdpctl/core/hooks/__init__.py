@@ -21,6 +21,6 @@ from .status import status
 
 __all__ = [
     "HOOK_PROG", "HOOKS", "KINDS", "PER_HOOK_MAPS", "STAGES", "XDP_MODES", "AttachResult", "HookRef",
-    "HookState", "Hooks", "Stage", "attach", "check_hook", "check_shared_pins", "detach", "kind", "pin_path_for", "pinned_hooks",
-    "probe", "stage", "status",
+    "HookState", "Hooks", "Stage", "attach", "check_hook", "check_shared_pins", "detach", "kind", "on_hook",
+    "pin_path_for", "pinned_hooks", "probe", "stage", "status",
 ]

@@ -1,7 +1,7 @@
 """Sections 1 and 2: drop-path cost per packet with BPF_PROG_TEST_RUN.
 
-xdpctl: the real objects (xdp_root -> xdp_droplist through the chain, and
-the drop-list program alone) over maps filled by DropList.import_list.
+xdpctl: the real hook program (xdp_hook.o with the drop-list stage on)
+over maps filled by DropList.import_list.
 Baseline: bench/bpf/lpm_baseline.c, one kernel LPM trie lookup per packet,
 filled with the same prefixes by batch update.
 
@@ -64,8 +64,8 @@ def time_prog(fd: int, frame: bytes, repeat: int, runs: int) -> tuple[float, lis
 # xdpctl
 # ---------------------------------------------------------------------------
 class XdpctlDropPath:
-    """A private pin dir + state with the droplist stage behind the root,
-    as ProgramBench builds it; rules loaded with DropList.import_list."""
+    """A private pin dir + state with the hook program running the drop
+    list, as ProgramBench builds it; rules loaded with DropList.import_list."""
 
     def __init__(self, label: str, capacity: dict | None = None):
         self.state_dir = temp_dir(f"state-{label}")
@@ -84,7 +84,7 @@ class XdpctlDropPath:
         return time.perf_counter() - t
 
     def fds(self) -> dict[str, int]:
-        return {"chain": self.bench.root_fd, "alone": self.bench.stage_fd("droplist")}
+        return {"chain": self.bench.fd}
 
     def close(self) -> None:
         if self._closed:

@@ -8,7 +8,7 @@ because xdp-filter keeps its maps pinned there between invocations.
 
 The program id comes from ``ip -j link`` and its fd from
 bpf_prog_get_fd_by_id in the root namespace; BPF_PROG_TEST_RUN then runs
-the same 64-byte frames as for xdpctl, whose drop path (root -> droplist,
+the same 64-byte frames as for xdpctl, whose drop path (the hook program with the drop list on,
 DropList.import_list of the same addresses) is measured in the same rounds. Addresses are added with
 ``xdp-filter ip -m src ADDR``: a sample of them by the CLI (timed, per
 address), the rest written straight into xdp-filter's map with batch

@@ -19,15 +19,21 @@ import struct
 from typing import NamedTuple
 
 # ---------------------------------------------------------------------------
-# Chain
+# Hook program: the stages that run, by bit, in the per-hook map xc_stages
 # ---------------------------------------------------------------------------
-CHAIN_SLOTS = 8
+STAGES_ENTRIES = 1
+HOOK_MAGIC = 0x78647063  # "xdpc": xc_stages.magic of a program xdpctl loaded
 
 
 class Stage(enum.IntEnum):
     COUNTER = 0
     DROPLIST = 1
     LB = 2
+
+
+def stage_bit(stage: int) -> int:
+    """XC_STAGE_BIT: the bit of a stage in xc_stages.stages."""
+    return 1 << int(stage)
 
 
 # ---------------------------------------------------------------------------
@@ -155,6 +161,7 @@ C_ENUMS: dict[str, tuple[type[enum.IntEnum], str]] = {
 
 # C #define name (xdpctl_abi.h) -> value.
 C_DEFINES: dict[str, int] = {
+    "XC_HOOK_MAGIC": HOOK_MAGIC,
     "XC_PROTO_EXTRA": PROTO_EXTRA,
     "XC_PROTO_VLAN1": PROTO_VLAN1,
     "XC_PROTO_VLAN2": PROTO_VLAN2,
@@ -170,6 +177,10 @@ C_DEFINES: dict[str, int] = {
 # Structures (field names exactly as in the header)
 # ---------------------------------------------------------------------------
 u8, u16, u32, u64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64
+
+
+class xc_stages(ctypes.Structure):
+    _fields_ = [("magic", u32), ("owner", u32), ("stages", u32), ("pad", u32)]
 
 
 class xc_counter(ctypes.Structure):
@@ -267,7 +278,7 @@ class xc_lb_hook(ctypes.Structure):
 
 STRUCTS: dict[str, type[ctypes.Structure]] = {
     cls.__name__: cls
-    for cls in (xc_counter, xc_config, xc_rule_val, xc_key4, xc_key6,
+    for cls in (xc_stages, xc_counter, xc_config, xc_rule_val, xc_key4, xc_key6,
                 xc_trie6_key, xc_port_key, xc_rule_stats,
                 xc_lb_vip_key, xc_lb_vip, xc_lb_backend, xc_lb_conn_key,
                 xc_lb_conn, xc_lb_stats, xc_lb_hook)
@@ -278,6 +289,7 @@ STRUCTS: dict[str, type[ctypes.Structure]] = {
 # '=' is host byte order without alignment; padding is spelled out.
 # ---------------------------------------------------------------------------
 U32 = struct.Struct("=I")
+STAGES = struct.Struct("=III4x")               # xc_stages
 COUNTER = struct.Struct("=QQ")                 # xc_counter
 CONFIG = struct.Struct("=IIQ")                 # xc_config
 RULE_VAL = struct.Struct("=IBBHQIBBHQ")        # xc_rule_val (rule, then its same-band fallback)
@@ -296,6 +308,7 @@ LB_STATS = struct.Struct("=QQQ")               # xc_lb_stats
 LB_HOOK = struct.Struct("=6sH")                # xc_lb_hook
 
 PACKERS: dict[str, struct.Struct] = {
+    "xc_stages": STAGES,
     "xc_counter": COUNTER,
     "xc_config": CONFIG,
     "xc_rule_val": RULE_VAL,
@@ -320,7 +333,6 @@ PORT_PREFIX_BASE = 64    # dir, proto, port, family, pad
 # enum xc_consts (xdpctl_consts.h) member -> the value of this module that
 # copies it. Map sizes are compared map by map with MAP_SPECS instead.
 C_CONSTS: dict[str, int] = {
-    "XC_CHAIN_SLOTS": CHAIN_SLOTS,
     "XC_PROTO_SLOTS": PROTO_SLOTS,
     "XC_DL_SLOTS": DL_MAX,
     "XC_TRIE6_PLEN_BASE": TRIE6_PREFIX_BASE,
@@ -361,6 +373,11 @@ def pack_rule_val(rule_id: int, action: int, plen: int, expires_ns: int = 0,
     return RULE_VAL.pack(rule_id, action, plen, 0, expires_ns, f[0], f[1], f[2], 0, f[3])
 
 
+def pack_stages(owner: int, stages: int) -> bytes:
+    """xc_stages of a hook program xdpctl loaded: magic, owner, stage bits."""
+    return STAGES.pack(HOOK_MAGIC, owner, stages)
+
+
 def pack_config(policy: int, flags: int, generation: int) -> bytes:
     return CONFIG.pack(policy, flags, generation)
 
@@ -389,7 +406,6 @@ class MapType(enum.IntEnum):
     """The BPF_MAP_TYPE_* values used by xdpctl (linux/bpf.h)."""
     HASH = 1
     ARRAY = 2
-    PROG_ARRAY = 3
     PERCPU_ARRAY = 6
     LRU_HASH = 9
     LPM_TRIE = 11
@@ -417,7 +433,7 @@ def _spec(name, scope, map_type, key, value, entries, flags=0) -> MapSpec:
 
 MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
     # per hook
-    _spec("xc_chain", "hook", MapType.PROG_ARRAY, u32, u32, CHAIN_SLOTS),
+    _spec("xc_stages", "hook", MapType.ARRAY, u32, xc_stages, STAGES_ENTRIES),
     _spec("xc_proto", "hook", MapType.PERCPU_ARRAY, u32, xc_counter, PROTO_SLOTS),
     _spec("xc_dl_cnt", "hook", MapType.PERCPU_ARRAY, u32, xc_counter, DL_MAX),
     # shared

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * xdpctl chain: every hook has its own PROG_ARRAY xc_chain (xdpctl_maps.h;
- * slot order in enum xc_stage). The root tries slots 0..7; a stage that
- * passes a packet on tries the slots after its own. A tail call into an
- * empty slot falls through to the next; when none is left the caller
- * returns its pass code.
+ * xdpctl chain: the stages of one hook run in one program, in the order of
+ * enum xc_stage (counter, drop list, load balancer), each only when its bit
+ * is set in the hook's xc_stages map. Turning a stage on or off is one map
+ * update. The program holds its maps itself: nothing in the data path
+ * depends on a pin or on any other user reference.
  */
 #ifndef XDPCTL_CHAIN_H
 #define XDPCTL_CHAIN_H
@@ -12,21 +12,20 @@
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
 
+#define XC_MAPS_HOOK
 #include "xdpctl_maps.h"
 
-/*
- * Tail-call slots first..XC_CHAIN_SLOTS-1 in order. first must be a
- * compile-time constant: every call then has a constant index, which the
- * kernel turns into a direct jump. Returns only when no slot took the packet.
- */
-static __always_inline void xc_chain_from(void *ctx, const __u32 first)
+/* The stage bits of this hook; none (every packet passes untouched) when
+ * the control plane has not written the entry. */
+static __always_inline __u32 xc_stages_on(void)
 {
-	__u32 i;
+	const struct xc_stages *s;
+	__u32 zero = 0;
 
-#pragma unroll
-	for (i = 0; i < XC_CHAIN_SLOTS; i++)
-		if (i >= first)
-			bpf_tail_call(ctx, &xc_chain, i);
+	s = bpf_map_lookup_elem(&xc_stages, &zero);
+	return s ? s->stages : 0;
 }
+
+#define XC_ON(bits, stage) ((bits) & XC_STAGE_BIT(stage))
 
 #endif /* XDPCTL_CHAIN_H */

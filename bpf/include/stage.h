@@ -13,7 +13,7 @@
 #include "xdpctl_abi.h"
 
 enum xc_verdict {
-	XC_PASS = 0, /* go on with the next chain slot */
+	XC_PASS = 0, /* go on with the next stage */
 	XC_DROP = 1, /* XDP_DROP / TC_ACT_SHOT */
 };
 

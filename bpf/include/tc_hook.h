@@ -15,7 +15,6 @@
 #include <bpf/bpf_helpers.h>
 
 #include "parse.h"
-#include "chain.h"
 #include "stage.h"
 
 /*
@@ -50,13 +49,10 @@ static __always_inline void xc_tc_parse(struct __sk_buff *skb, struct xc_pkt *p)
 		xc_tc_parse_linear(skb, p);
 }
 
-/* On a pass, try the chain slots after `slot` (a constant), then pass. */
-static __always_inline int xc_tc_finish(struct __sk_buff *skb, int verdict, const __u32 slot)
+/* A stage verdict as a TC action. */
+static __always_inline int xc_tc_action(int verdict)
 {
-	if (verdict != XC_PASS)
-		return TC_ACT_SHOT;
-	xc_chain_from(skb, slot + 1);
-	return TC_ACT_OK;
+	return verdict == XC_PASS ? TC_ACT_OK : TC_ACT_SHOT;
 }
 
 #endif /* XDPCTL_TC_HOOK_H */

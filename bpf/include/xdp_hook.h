@@ -11,7 +11,6 @@
 #include <bpf/bpf_helpers.h>
 
 #include "parse.h"
-#include "chain.h"
 #include "stage.h"
 
 /*
@@ -30,13 +29,10 @@ __noinline int xc_xdp_parse(struct xdp_md *ctx, struct xc_pkt *p)
 	return p->l3;
 }
 
-/* On a pass, try the chain slots after `slot` (a constant), then pass. */
-static __always_inline int xc_xdp_finish(struct xdp_md *ctx, int verdict, const __u32 slot)
+/* A stage verdict as an XDP action. */
+static __always_inline int xc_xdp_action(int verdict)
 {
-	if (verdict != XC_PASS)
-		return XDP_DROP;
-	xc_chain_from(ctx, slot + 1);
-	return XDP_PASS;
+	return verdict == XC_PASS ? XDP_PASS : XDP_DROP;
 }
 
 #endif /* XDPCTL_XDP_HOOK_H */

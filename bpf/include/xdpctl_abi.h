@@ -16,12 +16,23 @@
 #include "xdpctl_consts.h"
 
 /* ------------------------------------------------------------------ */
-/* Chain: root program per hook tail-calls stages in slot order.       */
+/* Hook program: one per hook, running the stages whose bit is set in  */
+/* its per-hook ARRAY xc_stages (one entry, key 0), in enum order.      */
 /* ------------------------------------------------------------------ */
 enum xc_stage {
 	XC_STAGE_COUNTER  = 0,
 	XC_STAGE_DROPLIST = 1,
 	XC_STAGE_LB       = 2,
+};
+
+#define XC_STAGE_BIT(s)   (1U << (s))
+#define XC_HOOK_MAGIC     0x78647063 /* "xdpc": a program xdpctl loaded */
+
+struct xc_stages {
+	__u32 magic;        /* XC_HOOK_MAGIC, written before the program is attached */
+	__u32 owner;        /* the instance (pin directory) that loaded the program */
+	__u32 stages;       /* XC_STAGE_BIT(enum xc_stage) of the stages that run */
+	__u32 pad;          /* 0 */
 };
 
 /* ------------------------------------------------------------------ */

@@ -13,8 +13,8 @@
 #define XDPCTL_CONSTS_H
 
 enum xc_consts {
-	/* Chain: tail-call slots of each hook's xc_chain (enum xc_stage). */
-	XC_CHAIN_SLOTS        = 8,
+	/* Hook program: xc_stages holds one entry. */
+	XC_STAGES_ENTRIES     = 1,
 
 	/* Per-hook counters. */
 	XC_PROTO_SLOTS        = 64,    /* xc_proto: l3 * XC_L4_MAX + l4, then extras */

@@ -8,7 +8,7 @@
  * must define only the maps its program uses. The maps come in groups; a
  * stage header defines the macro of its group and includes this file again:
  *
- *   always            xc_chain
+ *   XC_MAPS_HOOK      xc_stages (per hook; only the hook program)
  *   XC_MAPS_COUNTER   xc_proto
  *   XC_MAPS_DROPLIST  xc_cfg, the address and port tables, xc_rule_stats,
  *                     xc_dl_cnt
@@ -27,24 +27,19 @@
 #include "xdpctl_abi.h"
 #include "xdpctl_btf.h"
 
-/* ---- chain (per hook) ------------------------------------------------- */
-#ifndef XDPCTL_MAPS_CHAIN
-#define XDPCTL_MAPS_CHAIN
+/* ---- hook program (per hook) ----------------------------------------- */
+#if defined(XC_MAPS_HOOK) && !defined(XDPCTL_MAPS_HOOK)
+#define XDPCTL_MAPS_HOOK
 
-/*
- * Declared without BTF key/value types: the kernel accepts no BTF on a
- * PROG_ARRAY, and sizes are all that matter (u32 key, prog fd). Python
- * sets the pin path, so one hook's array is shared by its root and all its
- * stages.
- */
+/* Which stages run, and the mark that says xdpctl loaded the program. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, XC_CHAIN_SLOTS);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(__u32));
-} xc_chain SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XC_STAGES_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct xc_stages);
+} xc_stages SEC(".maps");
 
-#endif /* XDPCTL_MAPS_CHAIN */
+#endif /* XDPCTL_MAPS_HOOK */
 
 /* ---- protocol counter (per hook) -------------------------------------- */
 #if defined(XC_MAPS_COUNTER) && !defined(XDPCTL_MAPS_COUNTER)

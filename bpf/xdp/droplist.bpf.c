@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* xdpctl XDP drop list stage (chain slot XC_STAGE_DROPLIST). */
+/*
+ * xdpctl XDP drop list alone, never attached: loading it creates the
+ * shared drop-list maps, and run with BPF_PROG_TEST_RUN over them it says
+ * which rule matches a packet. Hooks run the drop list in xc_hook.
+ */
 #include "xdp_hook.h"
 #include "droplist.h"
 
@@ -9,7 +13,7 @@ int xc_droplist(struct xdp_md *ctx)
 	struct xc_pkt p;
 
 	xc_xdp_parse(ctx, &p);
-	return xc_xdp_finish(ctx, xc_droplist_run(&p), XC_STAGE_DROPLIST);
+	return xc_xdp_action(xc_droplist_run(&p));
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

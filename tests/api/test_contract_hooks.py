@@ -94,7 +94,7 @@ def test_attach_detach_status_stats_probe_documents_are_the_rest_bodies(
     # shared maps would notice)
     droplist = body(rest.post("/v1/attachments", json={**where, "program": "droplist", "mode": "generic"}), 201)
     counter = cli_doc(srv, "attach", b.ifname, "--netns", b.netns, "--program", "counter", "--json")
-    assert counter["prog_id"] != droplist["prog_id"]
+    assert counter["prog_id"] == droplist["prog_id"] == droplist["root_id"]  # one program runs both stages
     assert counter == {**droplist, "program": "counter", "prog_id": counter["prog_id"],
                        "revision": droplist["revision"] + 1}
     tc = cli_doc(srv, "attach", a.ifname, "--netns", a.netns, "--hook", "tc-egress", "--json")

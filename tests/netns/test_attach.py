@@ -9,6 +9,8 @@ message, JSON) is what is tested; the core API is used to set the scene.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -27,11 +29,21 @@ from helpers_xdpctl import (
     tc_filters_json,
 )
 from helpers_xdpctl import xenv  # noqa: F401  (fixture)
-from xdpctl.core.hooks import ROOT_PROG, probe, status
+from xdpctl.core.hooks import HOOK_PROG, probe, status
 from xdpctl.core.errors import Conflict, XdpctlError
 from xdpctl.kernel import maps, netlink, objects
 
 IP_XDP_GENERIC = 2  # XDP_ATTACHED_SKB as `ip -j link` reports it
+
+
+@contextmanager
+def _foreign(kind: str) -> Iterator[int]:
+    """A program of someone else's (named like one of xdpctl's old stages)."""
+    fd = objects.load_pass(kind, "xc_counter")
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _xdp_ids(ep) -> dict:
@@ -127,8 +139,7 @@ def test_counter_and_droplist_share_one_xdp_hook(xenv: XEnv) -> None:
 
 def test_foreign_xdp_program_is_not_clobbered_without_force(xenv: XEnv) -> None:
     b = xenv.b
-    with objects.load(objects.object_path("xdp_counter")) as foreign:
-        fd = foreign.prog_fd("xc_counter")
+    with _foreign("xdp") as fd:
         foreign_id = maps.prog_info(fd).id
         netlink.xdp_set(b.ifname, b.netns, fd, "generic", exclusive=True)
     assert _xdp_ids(b) == {"generic": foreign_id}
@@ -149,14 +160,13 @@ def test_foreign_xdp_program_is_not_clobbered_without_force(xenv: XEnv) -> None:
     assert res["mode"] == "generic" and res["root_id"] != foreign_id
     assert _xdp_ids(b) == {"generic": res["root_id"]}
     (hook,) = _status_row(status(xenv.ctx, b.netns).to_json(), b)["hooks"]
-    assert (hook["id"], hook["name"], hook["owner"]) == (res["root_id"], ROOT_PROG, "xdpctl")
+    assert (hook["id"], hook["name"], hook["owner"]) == (res["root_id"], HOOK_PROG, "xdpctl")
     assert [(s["program"], s["id"]) for s in hook["stages"]] == [("counter", res["prog_id"])]
 
 
 def test_foreign_tc_filter_is_not_clobbered_without_force(xenv: XEnv) -> None:
     b = xenv.b
-    with objects.load(objects.object_path("tc_counter")) as foreign:
-        fd = foreign.prog_fd("xc_counter")
+    with _foreign("tc") as fd:
         foreign_id = maps.prog_info(fd).id
         netlink.tc_set(b.ifname, b.netns, "tc-ingress", fd, "someone-else")
     assert [f["options"]["prog"]["id"] for f in tc_filters_json(b, "ingress")] == [foreign_id]
@@ -176,7 +186,7 @@ def test_foreign_tc_filter_is_not_clobbered_without_force(xenv: XEnv) -> None:
     res = xenv.hooks.attach(b.ifname, "counter", "tc-ingress", None, b.netns, force=True)
     (flt,) = tc_filters_json(b, "ingress")
     assert flt["options"]["prog"]["id"] == res.root_id != foreign_id
-    assert flt["options"]["bpf_name"] == f"{netlink.TC_NAME_PREFIX}root"
+    assert flt["options"]["bpf_name"] == f"{netlink.TC_NAME_PREFIX}hook"
     assert xenv.hooks.hook_status(xenv.ref(b, "tc-ingress")).attached is True
 
 
@@ -261,11 +271,9 @@ def test_xdp_replace_swaps_only_the_expected_program(xenv: XEnv) -> None:
     a, b = xenv.a, xenv.b
     ref = xenv.ref(b, "xdp")
     ours = xenv.hooks.attach(b.ifname, "counter", "xdp", "generic", b.netns)
-    root_fd = maps.obj_get(os.path.join(ref.dir(xenv.ctx), "root"))
+    root_fd = maps.prog_fd_by_id(ours.root_id)
     try:
-        root_obj = objects.object_path("xdp_root")
-        with objects.load(root_obj) as new, objects.load(root_obj) as other:
-            new_fd, other_fd = new.prog_fd(ROOT_PROG), other.prog_fd(ROOT_PROG)
+        with _foreign("xdp") as new_fd, _foreign("xdp") as other_fd:
             new_id = maps.prog_info(new_fd).id
             with pytest.raises(Conflict, match="EEXIST|expected"):
                 netlink.xdp_set(b.ifname, b.netns, new_fd, "generic", expected_fd=other_fd)
@@ -276,7 +284,7 @@ def test_xdp_replace_swaps_only_the_expected_program(xenv: XEnv) -> None:
             netlink.xdp_set(b.ifname, b.netns, new_fd, "generic", expected_fd=root_fd)
             assert _xdp_ids(b) == {"generic": new_id}
             assert xenv.hooks.hook_status(ref).attached is False
-            # and back: xdpctl's root (with its chain) runs again
+            # and back: xdpctl's program (with its stages) runs again
             netlink.xdp_set(b.ifname, b.netns, root_fd, "generic", expected_fd=new_fd)
     finally:
         os.close(root_fd)
@@ -334,8 +342,7 @@ def test_force_in_auto_mode_never_leaves_the_interface_without_a_program(xenv: X
     a, b = xenv.a, xenv.b
     xenv.lab.ipr("a").link("set", index=a.ifindex, mtu=9000)  # native XDP on b now refused
     xenv.lab.ipr("b").link("set", index=b.ifindex, mtu=9000)
-    with objects.load(objects.object_path("xdp_counter")) as foreign:
-        fd = foreign.prog_fd("xc_counter")
+    with _foreign("xdp") as fd:
         foreign_id = maps.prog_info(fd).id
         netlink.xdp_set(b.ifname, b.netns, fd, "generic", exclusive=True)
 

@@ -66,7 +66,7 @@ def test_missing_bpf_objects_exit_78(xenv: XEnv) -> None:
     cli_error(
         xenv.cli("attach", b.ifname, "--netns", b.netns, env={"XDPCTL_BPF_DIR": str(empty)}),
         78,
-        f"{empty}/xdp_root.o is missing",
+        f"{empty}/xdp_hook.o is missing",
         "make bpf",
     )
     assert_bare(b)

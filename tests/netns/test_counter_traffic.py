@@ -19,8 +19,10 @@ import traffic
 from helpers_xdpctl import EXTRA_SLOTS, MIX_COUNTS, SENTINEL_SLOT, XEnv, assert_bare, expected_counts, extra_frames
 from helpers_xdpctl import xenv  # noqa: F401  (fixture)
 from xdpctl.core.context import Context
-from xdpctl.core.hooks import HookRef, kind
-from xdpctl.kernel import netlink
+from xdpctl.core.hooks import HOOK_PROG, HookRef, kind
+from xdpctl.core.hooks import program as hookprog
+from xdpctl.core.hooks.service import on_hook
+from xdpctl.kernel import maps, netlink
 from xdpctl.lab import Endpoint, netns_socket
 from tests.support.frames import udp4
 
@@ -138,12 +140,15 @@ class LoadSender(threading.Thread):
 
 
 def replace_root(ctx: Context, ref: HookRef, mode: str | None, current_root: int) -> int:
-    """Swap the hook's root for a freshly loaded one the way xdpctl does:
-    XDP_FLAGS_REPLACE with the current root as expected program (XDP), or
+    """Swap the hook's program for a freshly loaded one the way xdpctl does:
+    XDP_FLAGS_REPLACE with the current program as expected one (XDP), or
     `tc filter replace` on xdpctl's pref/handle (TC). Returns the new id."""
-    if ref.hook == "xdp":
-        return kind(ref.hook).attach_root(ctx, ref, mode, {mode: current_root})
-    return kind(ref.hook).attach_root(ctx, ref)
+    now = on_hook(ctx, ref)
+    assert now.ours is not None and now.ours.id == current_root
+    with hookprog.load(ctx, ref, now.ours.stages) as loaded:
+        fd = loaded.prog_fd(HOOK_PROG)
+        kind(ref.hook).install(ctx, ref, netlink.get_link(ref.ifname, ref.netns), fd, mode, now.cur)
+        return maps.prog_info(fd).id
 
 
 def kernel_root_id(ref: HookRef) -> int | None:
@@ -154,7 +159,7 @@ def kernel_root_id(ref: HookRef) -> int | None:
 
 
 MINIMUM_FRAMES = 20000
-ROUNDS = 8  # alternately: stage replaced through the chain, root replaced
+ROUNDS = 8  # alternately: a stage switched on or off, the program replaced
 
 
 @pytest.mark.parametrize(
@@ -175,10 +180,13 @@ def test_replace_under_load_counts_every_packet(xenv: XEnv, hook: str, mode: str
         seen = 0
         for i in range(ROUNDS):
             seen = sender.wait_beyond(seen)  # traffic flowed since the last swap
-            if i % 2 == 0:
-                res = xenv.hooks.attach(b.ifname, "counter", hook, mode, b.netns)
-                assert res.replaced and res.root_id == root_ids[-1]
+            if i % 4 == 0:
+                res = xenv.hooks.attach(b.ifname, "droplist", hook, mode, b.netns)
+                assert not res.replaced and res.root_id == root_ids[-1]
                 stage_ids.append(res.prog_id)
+            elif i % 4 == 2:
+                xenv.hooks.detach(b.ifname, "droplist", hook, b.netns)
+                assert kernel_root_id(ref) == root_ids[-1]
             else:
                 root_ids.append(replace_root(xenv.ctx, ref, mode, root_ids[-1]))
                 assert kernel_root_id(ref) == root_ids[-1]
@@ -188,10 +196,11 @@ def test_replace_under_load_counts_every_packet(xenv: XEnv, hook: str, mode: str
     assert sent >= MINIMUM_FRAMES
     assert len(rx.received) == sent  # every frame reached the socket past the hook
     assert xenv.counts(b, hook) == {("ipv4", "udp"): (sent, sent * len(frame))}
-    # Every replacement produced a new program; the last ones are what runs.
-    assert len(set(stage_ids)) == len(stage_ids) == 1 + ROUNDS // 2
+    # Switching a stage kept the program; every replacement produced a new
+    # one; the last is what runs.
     assert len(set(root_ids)) == len(root_ids) == 1 + ROUNDS // 2
+    assert set(stage_ids) <= set(root_ids[:-1])
     st = xenv.hooks.hook_status(ref)
     assert st.attached and st.mode == mode
-    assert st.root.id == root_ids[-1] == kernel_root_id(ref)
-    assert [(s.program, s.id) for s in st.stages] == [("counter", stage_ids[-1])]
+    assert st.prog.id == root_ids[-1] == kernel_root_id(ref)
+    assert [(s.program, s.id) for s in st.stages] == [("counter", root_ids[-1])]

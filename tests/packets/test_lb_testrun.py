@@ -20,9 +20,8 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
 from xdpctl import abi
-from xdpctl.core.hooks import pin_path_for
 from xdpctl.core.lb import maglev, tables
-from xdpctl.kernel import objects, testrun
+from xdpctl.kernel import testrun
 from tests.support.progs import ProgramBench
 
 TC_ACT_REDIRECT = 7
@@ -40,17 +39,14 @@ def _mac(be_id: int) -> str:
 
 
 class LbBench:
-    """Root + chain of a ProgramBench with the lb object in slot 2, and the
-    control plane's writes done by hand with xdpctl.core.lb.tables."""
+    """A ProgramBench with only the lb stage switched on, and the control
+    plane's writes done by hand with xdpctl.core.lb.tables."""
 
     def __init__(self, ctx, kind: str):
         self.kind = kind
-        self.bench = ProgramBench(ctx, kind, (), name="lb")
-        pin = pin_path_for(ctx, self.bench.dir)
-        self.ld = objects.load(objects.object_path(f"{kind}_lb"), pin_path=pin,
-                               max_entries={"xc_lb_ring": RING, "xc_lb_conn": 4096})
-        self.bench.chain.update_fd(int(abi.Stage.LB), self.ld.prog_fd("xc_lb"))
-        self.m = {n: self.ld.map(n) for n in self.ld.maps if n.startswith("xc_lb")}
+        self.bench = ProgramBench(ctx, kind, ("lb",), name="lb",
+                                  max_entries={"xc_lb_ring": RING, "xc_lb_conn": 4096})
+        self.m = {n: self.bench.map(n) for n in self.bench.loaded.maps if n.startswith("xc_lb")}
         self.regions = tables.Regions(RING)
         self.vips: dict[bytes, tuple[int, list[int]]] = {}  # key -> (ring base, ids)
         self.m["xc_lb_hook"].update(abi.U32.pack(0), tables.hook_value(HOOK_MAC))
@@ -58,7 +54,6 @@ class LbBench:
     def close(self):
         for m in self.m.values():
             m.close()
-        self.ld.close()
         self.bench.close()
 
     def backend(self, be_id, state=abi.LbState.ACTIVE, mac=True):

@@ -1,9 +1,9 @@
 """Run xdpctl's compiled programs with BPF_PROG_TEST_RUN, outside any hook.
 
-A :class:`ProgramBench` loads the root and stage objects for one hook kind
-(xdp or tc) under a pin directory, wires the chain and runs frames through
-it: the same objects, maps and chain an attached hook uses, without an
-interface. A :class:`DropListProbe` asks the drop-list program which rule
+A :class:`ProgramBench` loads the hook program of one hook kind (xdp or tc)
+under a pin directory, switches stages on in its xc_stages map and runs
+frames through it: the same object, maps and stage switch an attached hook
+uses, without an interface. A :class:`DropListProbe` asks the drop-list program which rule
 matches an address, over the maps of a running instance.
 """
 
@@ -24,7 +24,8 @@ from xdpctl.config import Settings
 from xdpctl.core import counters
 from xdpctl.core.context import Context
 from xdpctl.core.errors import BpfError
-from xdpctl.core.hooks import PER_HOOK_MAPS, ROOT_PROG, STAGES, pin_path_for
+from xdpctl.core.hooks import HOOK_PROG, PER_HOOK_MAPS, pin_path_for
+from xdpctl.core.hooks.program import STAGES_MAP, object_name, owner_id
 from xdpctl.kernel import bpffs, maps, objects, testrun
 
 XDP_PASS, XDP_DROP = testrun.XDP_PASS, testrun.XDP_DROP
@@ -40,30 +41,38 @@ def temp_settings(state_dir: str, tag: str | None = None, **capacity) -> Setting
 
 
 class ProgramBench:
-    def __init__(self, ctx: Context, kind: str, stages: tuple[str, ...] = ("counter",), name: str = "bench"):
+    """The hook program of one kind with ``stages`` (names of abi.Stage,
+    lower case: counter, droplist, lb) switched on. ``max_entries`` sizes
+    maps beyond the settings' capacity (e.g. the load balancer's)."""
+
+    def __init__(self, ctx: Context, kind: str, stages: tuple[str, ...] = ("counter",), name: str = "bench",
+                 max_entries: dict[str, int] | None = None):
         assert kind in ("xdp", "tc")
         self.ctx = ctx
         self.kind = kind
         ctx.kernel_ready()
         self.dir = os.path.join(ctx.settings.pin_dir, "bench", name, kind)
         bpffs.makedirs(self.dir)
-        pin = pin_path_for(ctx, self.dir)
-        self.loaded: dict[str, objects.Loaded] = {}
-        self.loaded["root"] = objects.load(objects.object_path(f"{kind}_root"), pin_path=pin)
-        self.chain = maps.Map.from_pin(os.path.join(self.dir, "xc_chain"))
-        for s in stages:
-            st = STAGES[s]
-            ld = objects.load(objects.object_path(st.object_name("xdp" if kind == "xdp" else "tc-ingress")),
-                              pin_path=pin, max_entries=dict(ctx.settings.capacity))
-            self.loaded[s] = ld
-            self.chain.update_fd(st.slot, ld.prog_fd(st.prog))
-        self.root_fd = self.loaded["root"].prog_fd(ROOT_PROG)
+        sizes = {**ctx.settings.capacity, **(max_entries or {})}
+        self.loaded = objects.load(objects.object_path(object_name(kind)), pin_path=pin_path_for(ctx, self.dir),
+                                   max_entries=sizes)
+        self.fd = self.loaded.prog_fd(HOOK_PROG)
+        self.enable(*stages)
 
-    def stage_fd(self, stage: str) -> int:
-        return self.loaded[stage].prog_fd(STAGES[stage].prog)
+    def enable(self, *stages: str) -> None:
+        """Run exactly these stages from now on (one map update)."""
+        bits = 0
+        for s in stages:
+            bits |= abi.stage_bit(abi.Stage[s.upper()])
+        with self.loaded.map(STAGES_MAP) as m:
+            m.update(abi.U32.pack(0), abi.pack_stages(owner_id(self.ctx), bits))
+
+    def map(self, name: str) -> maps.Map:
+        """One of the program's maps (the caller closes it)."""
+        return self.loaded.map(name)
 
     def run(self, frame: bytes, repeat: int = 1, fd: int | None = None) -> testrun.RunResult:
-        return testrun.run(self.root_fd if fd is None else fd, frame, repeat)
+        return testrun.run(self.fd if fd is None else fd, frame, repeat)
 
     def refused(self, frame: bytes) -> bool:
         """True for a frame that BPF_PROG_TEST_RUN does not run through this
@@ -103,9 +112,7 @@ class ProgramBench:
             m.clear()
 
     def close(self) -> None:
-        self.chain.close()
-        for ld in self.loaded.values():
-            ld.close()
+        self.loaded.close()
         bpffs.remove_tree(self.dir)
 
     def __enter__(self) -> "ProgramBench":
@@ -138,10 +145,9 @@ class DropListProbe:
                 raise FileNotFoundError(f"{path}: the instance has no drop-list map {name}")
             return path
 
-        st = STAGES["droplist"]
-        self.loaded = objects.load(objects.object_path(st.object_name("xdp")), pin_path=pin,
+        self.loaded = objects.load(objects.object_path("xdp_droplist"), pin_path=pin,
                                    max_entries=dict(settings.capacity))
-        self.fd = self.loaded.prog_fd(st.prog)
+        self.fd = self.loaded.prog_fd("xc_droplist")
         with maps.Map.from_pin(os.path.join(shared, "xc_cfg")) as m:
             raw = m.lookup(abi.U32.pack(0))
         flags = abi.CONFIG.unpack(raw[:abi.CONFIG.size])[1] & int(abi.CfgFlag.HAVE_V6TRIE)

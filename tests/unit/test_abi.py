@@ -25,8 +25,7 @@ CONSTS_HEADER = BPF_SRC / "include" / "xdpctl_consts.h"
 MAPS_HEADER = BPF_SRC / "include" / "xdpctl_maps.h"
 OBJ_DIR = ROOT / "xdpctl" / "bpf"
 # docs/internals.md, "Objects and programs"
-OBJECTS = ("xdp_root", "xdp_counter", "xdp_droplist", "xdp_lb",
-           "tc_root", "tc_counter", "tc_droplist", "tc_lb")
+OBJECTS = ("xdp_hook", "tc_hook", "xdp_droplist")
 
 C_SIZES = {"__u8": 1, "__u16": 2, "__u32": 4, "__u64": 8}
 
@@ -191,7 +190,7 @@ def test_pack_helpers():
 
 def test_map_specs_cover_the_contract():
     # docs/internals.md tables
-    hook = {"xc_chain", "xc_proto", "xc_dl_cnt", "xc_lb_hook", "xc_lb_cnt"}
+    hook = {"xc_stages", "xc_proto", "xc_dl_cnt", "xc_lb_hook", "xc_lb_cnt"}
     shared = {"xc_cfg", "xc_v4_l16", "xc_v4_l24", "xc_v4_l32", "xc_v6_l128", "xc_v6_l64",
               "xc_v6_l48", "xc_v6_l32", "xc_v6_trie", "xc_port_trie", "xc_rule_stats",
               "xc_lb_vips", "xc_lb_vip_cnt", "xc_lb_backends", "xc_lb_be_cnt", "xc_lb_ring",
@@ -299,7 +298,7 @@ def test_btf_consts_match_python():
             assert consts[cname] == value, f"{where} = {value}, {cname} = {consts[cname]} in {obj}.o"
     # each map's default size has its name: XC_<MAP>_ENTRIES, or a slot count
     sizes = {c: v for c, v in first.items() if c.endswith("_ENTRIES")}
-    slots = {"xc_chain": "XC_CHAIN_SLOTS", "xc_proto": "XC_PROTO_SLOTS", "xc_dl_cnt": "XC_DL_SLOTS",
+    slots = {"xc_proto": "XC_PROTO_SLOTS", "xc_dl_cnt": "XC_DL_SLOTS",
              "xc_lb_cnt": "XC_LB_SLOTS"}
     sizes.update({c: first[c] for c in slots.values()})
     for name, spec in abi.MAP_SPECS.items():

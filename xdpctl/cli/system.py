@@ -13,17 +13,20 @@ from .app import app, ctx, emit_json, err, out, run, settings
 @app.command()
 def restore(as_json: bool = typer.Option(False, "--json")) -> None:
     """Rebuild programs, attachments and map contents from the state database
-    (after a reboot, or when bpffs was emptied), repairing drift."""
-    from ..core.restore import restore as do_restore
+    (after a reboot, or when bpffs was emptied), repairing drift. Exits 13
+    when some attachment could not be restored (each one is named)."""
+    from ..core.restore import PARTIAL_EXIT, restore as do_restore
 
     def body():
         with ctx() as c:
             rep = do_restore(c)
         if as_json:
             emit_json(rep.to_json())
-            return
-        for line in rep.log:
-            out.print(line, markup=False, highlight=False)
+        else:
+            for line in rep.log:
+                out.print(line, markup=False, highlight=False)
+        if rep.errors:
+            raise typer.Exit(PARTIAL_EXIT)
 
     run(body)
 

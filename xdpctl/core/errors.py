@@ -193,3 +193,12 @@ class StateError(XdpctlError):
     kind = "state_error"
     exit_code = 12
     http_status = 503
+
+
+class KernelObjectsLost(XdpctlError):
+    """The pinned maps are not the maps the attached programs read (pins
+    removed while programs run): a write would not take effect."""
+
+    kind = "kernel_objects_lost"
+    exit_code = 14
+    http_status = 503

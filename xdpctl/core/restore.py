@@ -1,41 +1,54 @@
 """Reconcile the kernel to the desired state in the database.
 
-Run after a reboot (bpffs is empty), after pins were removed, or any time:
-it rebuilds the shared maps from the rules (repairing entries missing from
-or extra in a map), then re-attaches every recorded attachment. Programs
-already running are replaced atomically, so restore is safe on a live host.
+Run after a reboot (bpffs is empty), after pins were removed, or any time.
+First the maps of xdpctl's programs that still run are pinned again where
+their pins are gone (the rules in them stay enforced, and writes reach the
+maps the programs read); then the shared maps are rebuilt from the rules
+(repairing entries missing from or extra in a map); then every recorded
+hook is made to run xdpctl's program with its recorded stages. A program
+that already is the one xdpctl would load is left running (only its stage
+bits are set); any other is replaced atomically. Nothing needs forcing: a
+foreign program in the way, or an interface that is gone, is an error of
+that attachment, named in ``errors``; the others are restored all the same.
 """
 
 from __future__ import annotations
 
-from .errors import XdpctlError
 from .context import Context
-from .hooks import Hooks, pinned_hooks
+from .errors import XdpctlError
+from .hooks import HookRef, Hooks, pinned_hooks
 from .rules.service import DropList
 from .views import RestoreView
+
+#: the exit code of a restore that left some attachment not restored
+PARTIAL_EXIT = 13
 
 
 def restore(ctx: Context) -> RestoreView:
     ctx.kernel_ready()
     log: list[str] = []
     errors: list[str] = []
-    rep = DropList(ctx).sync()
-    log.append(f"drop list: revision {rep.revision}, {rep.written} map entries written, "
-               f"{rep.deleted} deleted")
     hooks = Hooks(ctx)
-    wanted = set()
+    wanted: dict[HookRef, tuple[list[str], str | None]] = {}
     for a in ctx.state.attachments():
-        wanted.add((a.netns, a.ifname, a.hook))
+        names, mode = wanted.get(HookRef(a.netns, a.ifname, a.hook), ([], None))
+        wanted[HookRef(a.netns, a.ifname, a.hook)] = (names + [a.program], mode or a.mode)
+    for ref in wanted:
+        pinned = hooks.adopt(ref)
+        if pinned:
+            log.append(f"{ref.label()}: maps of the running program pinned again: {', '.join(pinned)}")
+    rep = DropList(ctx).sync()
+    log.insert(0, f"drop list: revision {rep.revision}, {rep.written} map entries written, "
+                  f"{rep.deleted} deleted")
+    for ref, (names, mode) in wanted.items():
         try:
-            res = hooks.attach(a.ifname, a.program, a.hook, a.mode, a.netns, force=False, record=False)
-            mode = f" ({res.mode})" if res.mode else ""
-            log.append(f"attached {a.program} on {res.hook.label()}{mode}: prog id {res.prog_id}")
+            log.append(hooks.reconcile(ref, sorted(names), mode))
         except XdpctlError as exc:
-            msg = f"{a.program} on {a.netns + '/' if a.netns else ''}{a.ifname} {a.hook}: {exc}"
+            msg = f"{','.join(sorted(names))} on {ref.label()}: {exc}"
             errors.append(msg)
             log.append("error: " + msg)
     for h in pinned_hooks(ctx):
-        if (h.netns, h.ifname, h.hook) not in wanted:
+        if h not in wanted:
             log.append(f"note: {h.label()} is pinned but not in the desired state; detaching it removes it")
     return RestoreView(revision=rep.revision, map_entries_written=rep.written, map_entries_deleted=rep.deleted,
                        errors=errors, log=log)

@@ -132,7 +132,7 @@ class DetachView(View):
 class StageView(View):
     slot: int
     program: str
-    id: int
+    id: int | None
     tag: str | None
 
 class HookStatusView(View):

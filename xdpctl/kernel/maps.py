@@ -362,3 +362,17 @@ class Map:
         keys = [k for k in self.keys()]
         if keys:
             self.delete_batch(b"".join(keys), len(keys))
+
+
+def pinned_id(path: str) -> int | None:
+    """Id of the map or program pinned at ``path``; None if nothing is."""
+    fd = L.bpf_obj_get(path.encode())
+    if fd < 0:
+        return None
+    try:
+        info = _MapInfo()
+        ln = ctypes.c_uint32(ctypes.sizeof(info))
+        L.check(L.bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(ln)), f"info of {path}")
+        return info.id
+    finally:
+        L.close_fd(fd)

@@ -122,9 +122,26 @@ def _log_tail() -> str | None:
     return " | ".join(tail)
 
 
+BPF_PROG_TYPE_SCHED_CLS = 3
 BPF_PROG_TYPE_XDP = 6
 # r0 = XDP_PASS; exit
 _PASS_INSNS = bytes.fromhex("b700000002000000" "9500000000000000")
+# r0 = TC_ACT_OK; exit
+_TC_OK_INSNS = bytes.fromhex("b700000000000000" "9500000000000000")
+
+
+def load_pass(kind: str, name: str = "xc_probe") -> int:
+    """Load a two-instruction program that passes every packet, for the
+    ``xdp`` or ``tc`` hook (probing a hook without loading any map).
+    Returns its fd; the caller closes it."""
+    ptype, code = (BPF_PROG_TYPE_XDP, _PASS_INSNS) if kind == "xdp" else (BPF_PROG_TYPE_SCHED_CLS, _TC_OK_INSNS)
+    insns = ctypes.create_string_buffer(code, len(code))
+    opts = L.ProgLoadOpts()
+    opts.sz = ctypes.sizeof(L.ProgLoadOpts)
+    fd = L.bpf_prog_load(ptype, name.encode(), b"Dual BSD/GPL", insns, 2, ctypes.byref(opts))
+    if fd < 0:
+        raise BpfError(f"load a pass-through {kind} program", -fd)
+    return fd
 
 
 def probe_offload(ifindex: int) -> int:

@@ -3,16 +3,17 @@ and the interface an attach kind implements (xdp.py, tc.py).
 
 A *hook* is one place packets are classified: an interface (in a network
 namespace) at ``xdp``, ``tc-ingress`` or ``tc-egress``. xdpctl attaches one
-small root program per hook and fills that hook's PROG_ARRAY ``xc_chain``
-with stage programs in a fixed order (counter, drop list, load balancer).
+program per hook (program.py) that runs the stages switched on in its
+per-hook map ``xc_stages``, in a fixed order (counter, drop list, load
+balancer).
 
-Pins (under the pin directory)::
+Pins (under the pin directory) only give access to the maps; the kernel
+keeps an attached program and its maps alive without them::
 
     maps/<name>                                   shared maps (rules, stats)
     hooks/host/<ifname>/<hook>/                   one hook in the root netns
     hooks/netns/<netns>/<ifname>/<hook>/          one hook in a named netns
-        root, counter, droplist, ...              programs
-        xc_chain, xc_proto, xc_dl_cnt             per-hook maps
+        xc_stages, xc_proto, xc_dl_cnt, ...       per-hook maps
 """
 
 from __future__ import annotations
@@ -30,23 +31,19 @@ from ..views import AttachView, ProbeResultView, StageView
 HOOKS = ("xdp", "tc-ingress", "tc-egress")
 XDP_MODES = ("generic", "native", "offload", "auto")
 PER_HOOK_MAPS = frozenset(abi.HOOK_MAPS)  # pinned per hook; the rest once, shared
-ROOT_PROG = "xc_root"
+HOOK_PROG = "xc_hook"
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
-    slot: int
-    prog: str
-
-    def object_name(self, hook: str) -> str:
-        """The compiled object of this stage for a hook: xdp_NAME or tc_NAME."""
-        return f"{hook.split('-', 1)[0]}_{self.name}"
+    slot: int  # enum xc_stage: the order of the stages and their bit in xc_stages
 
 
+#: the stages a front end may attach (the load balancer has no control plane yet)
 STAGES: dict[str, Stage] = {
-    "counter": Stage("counter", int(abi.Stage.COUNTER), "xc_counter"),
-    "droplist": Stage("droplist", int(abi.Stage.DROPLIST), "xc_droplist"),
+    "counter": Stage("counter", int(abi.Stage.COUNTER)),
+    "droplist": Stage("droplist", int(abi.Stage.DROPLIST)),
 }
 
 
@@ -78,7 +75,7 @@ class HookRef:
         return os.path.join(base, "host", self.ifname, self.hook)
 
     def pin(self, ctx: Context, name: str) -> str:
-        """A pin of this hook: ``root``, a stage name, or a per-hook map."""
+        """A pin of this hook: one of its per-hook maps."""
         return os.path.join(self.dir(ctx), name)
 
     def label(self) -> str:
@@ -119,16 +116,6 @@ def pin_path_for(ctx: Context, hdir: str):
     return pin
 
 
-def pinned_prog_id(path: str) -> int | None:
-    if not os.path.exists(path):
-        return None
-    fd = maps.obj_get(path)
-    try:
-        return maps.prog_info(fd).id
-    finally:
-        os.close(fd)
-
-
 # ---------------------------------------------------------------- typed results
 @dataclass(frozen=True)
 class ProgRef:
@@ -143,22 +130,18 @@ class ProgRef:
         info = maps.prog_info_by_id(prog_id)
         return cls(prog_id, info.name if info else None, info.tag if info else None)
 
+    @classmethod
+    def by_fd(cls, fd: int) -> "ProgRef":
+        info = maps.prog_info(fd)
+        return cls(info.id, info.name, info.tag)
+
 
 @dataclass(frozen=True)
-class RootResult:
-    """What an attach kind did to put xdpctl's root on a hook."""
+class Installed:
+    """What an attach kind did to put a program on a hook."""
 
-    id: int
     mode: str | None
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Running:
-    """Whether the kernel runs a given root on a hook, and in which mode."""
-
-    attached: bool
-    mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -192,44 +175,43 @@ class AttachResult:
 
 @dataclass
 class HookState:
-    """What runs on one pinned hook: xdpctl's root (if the kernel still runs
-    it), its mode, and the stages in the hook's chain."""
+    """What runs on one hook: xdpctl's program (if the kernel runs it), its
+    mode, and the stages it has switched on."""
 
     hook: HookRef
     attached: bool
     mode: str | None
-    root: ProgRef | None
+    prog: ProgRef | None
     stages: list[StageView]
 
 
 # ---------------------------------------------------------------- the interface
 class AttachKind(ABC):
-    """One way of attaching xdpctl's root program to a hook (XDP, TC)."""
+    """One way of attaching a program to a hook (XDP, TC)."""
 
     #: the hook this kind attaches to
     hook: str = ""
-    #: the compiled root object for the hook
-    root_object: str = ""
 
     @abstractmethod
     def check_mode(self, mode: str | None) -> str | None:
         """The mode to attach in (validated), or None for a kind without modes."""
 
     @abstractmethod
-    def ensure_root(self, ctx: Context, ref: HookRef, link: netlink.Link, mode: str | None,
-                    force: bool) -> RootResult:
-        """Make sure xdpctl's root runs on the hook (loading and attaching it
-        if needed); never replaces a program xdpctl did not attach unless
-        ``force``."""
+    def current(self, ref: HookRef) -> KernelProg | None:
+        """The program in the place xdpctl attaches to on this hook (any XDP
+        mode; the TC filter at xdpctl's priority), whoever put it there.
+        NotFound when the interface or namespace is gone."""
 
     @abstractmethod
-    def detach_root(self, ctx: Context, ref: HookRef, fd: int, root_id: int) -> None:
-        """Take xdpctl's root (``fd``, ``root_id``) off the hook if it is
-        still the one attached; leave everything else alone."""
+    def install(self, ctx: Context, ref: HookRef, link: netlink.Link, fd: int, mode: str | None,
+                replace: KernelProg | None) -> Installed:
+        """Attach program ``fd``, atomically replacing ``replace`` (what
+        :meth:`current` returned; None: the hook is free)."""
 
     @abstractmethod
-    def running(self, ref: HookRef, root_id: int | None) -> Running:
-        """Does the kernel run ``root_id`` on the hook, and in which mode?"""
+    def remove(self, ctx: Context, ref: HookRef, prog_id: int) -> None:
+        """Take program ``prog_id`` off the hook if it is still the one
+        attached; leave everything else alone."""
 
     @abstractmethod
     def programs(self, link: netlink.Link, netns: str | None) -> list[KernelProg]:

@@ -11,7 +11,7 @@ from .kinds import KINDS
 def probe(ctx: Context, ifname: str, netns: str | None = None) -> ProbeView:
     """Try every hook and mode on an interface; leave it exactly as found.
 
-    Each free hook gets a pass-through root program attached and removed
+    Each free hook gets a pass-through program (no maps) attached and removed
     again; a hook in use is reported with what occupies it.
     """
     ctx.kernel_ready()

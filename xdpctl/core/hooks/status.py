@@ -7,11 +7,11 @@ from ...kernel import netlink
 from ..context import Context
 from ..errors import NotFound
 from ..views import AttachmentView, HookStatusView, InterfaceView, StatusView
-from .base import HookState, pinned_hooks
+from .base import HookState
 from .kinds import KINDS
 from .service import Hooks
 
-#: owner of a hook whose chain xdpctl pinned but the kernel does not run
+#: owner of a hook whose program xdpctl pinned but the kernel does not run
 PINNED_NOT_ATTACHED = "xdpctl (pinned, not attached)"
 
 Ours = dict[tuple[str | None, str, str], HookState]
@@ -25,7 +25,7 @@ def status(ctx: Context, netns: str | None = None, all_interfaces: bool = False)
     only with ``all_interfaces``."""
     ctx.kernel_ready()
     hooks = Hooks(ctx)
-    ours: Ours = {(h.netns, h.ifname, h.hook): hooks.hook_status(h) for h in pinned_hooks(ctx)}
+    ours: Ours = {(h.netns, h.ifname, h.hook): hooks.hook_status(h) for h in hooks.known_hooks()}
     spaces = [netns] if netns is not None else hooks.managed_netns()
     interfaces: list[InterfaceView] = []
     unreachable: list[str] = []
@@ -57,7 +57,7 @@ def _interface(link: netlink.Link, ns: str | None, ours: Ours) -> InterfaceView:
     for k in KINDS.values():
         st = ours.get((ns, link.name, k.hook))
         for p in k.programs(link, ns):
-            mine = bool(st and st.root and st.root.id == p.id)
+            mine = bool(st and st.prog and st.prog.id == p.id)
             hooks.append(HookStatusView(hook=p.hook, mode=p.mode, id=p.id, name=p.name, tag=p.tag,
                                         owner="xdpctl" if mine else "other", pref=p.pref,
                                         stages=st.stages if mine and st else []))

@@ -1,14 +1,15 @@
-"""The TC attach kind: a direct-action BPF filter at xdpctl's priority on a
-clsact qdisc (ingress or egress), replaced in place with `tc filter replace`."""
+"""The TC attach kind (ingress, egress): xdpctl's filter at its own priority
+on the clsact qdisc, replaced in place (same priority and handle)."""
 
 from __future__ import annotations
 
-from ...kernel import maps, netlink, objects
+import os
+
+from ...kernel import netlink, objects
 from ..context import Context
-from ..errors import ForeignProgram, NetlinkError, ValidationError
+from ..errors import NetlinkError, ValidationError
 from ..views import ProbeResultView
-from .base import ROOT_PROG, AttachKind, HookRef, KernelProg, RootResult, Running, pinned_prog_id
-from .chain import load_root
+from .base import AttachKind, HookRef, Installed, KernelProg
 
 TC_HOOKS = ("tc-ingress", "tc-egress")
 
@@ -19,8 +20,6 @@ def _clsact_key(ref: HookRef) -> str:
 
 
 class TcKind(AttachKind):
-    root_object = "tc_root"
-
     def __init__(self, hook: str):
         self.hook = hook
 
@@ -30,37 +29,20 @@ class TcKind(AttachKind):
                                   field="mode", value=mode)
         return None
 
-    # ------------------------------------------------------------ attach
-    def ensure_root(self, ctx: Context, ref: HookRef, link: netlink.Link, mode: str | None,
-                    force: bool) -> RootResult:
-        ours = pinned_prog_id(ref.pin(ctx, "root"))
-        cur = netlink.tc_ours(ref.ifname, ref.netns, self.hook)
-        if cur is not None and ours is not None and cur.prog_id == ours:
-            return RootResult(ours, None)
-        if cur is not None and not force:
-            raise ForeignProgram(
-                f"{ref.label()}: tc filter {cur.name!r} (id {cur.prog_id}) at xdpctl's priority "
-                f"{netlink.TC_PREF} was not attached by xdpctl", field="force",
-                hint="pass {field:force} to replace it")
+    def current(self, ref: HookRef) -> KernelProg | None:
+        f = netlink.tc_ours(ref.ifname, ref.netns, self.hook)
+        return KernelProg(self.hook, None, f.prog_id, f.name, f.tag, f.pref) if f else None
+
+    def install(self, ctx: Context, ref: HookRef, link: netlink.Link, fd: int, mode: str | None,
+                replace: KernelProg | None) -> Installed:
         if netlink.ensure_clsact_created(ref.ifname, ref.netns):
             ctx.state.set_meta(_clsact_key(ref), "1")
-        return RootResult(self.attach_root(ctx, ref), None)
+        netlink.tc_set(ref.ifname, ref.netns, self.hook, fd, f"{netlink.TC_NAME_PREFIX}hook")
+        return Installed(None)
 
-    def attach_root(self, ctx: Context, ref: HookRef) -> int:
-        """Load a fresh root and attach or replace xdpctl's filter with it;
-        returns its id."""
-        loaded = load_root(ctx, ref, self.root_object)
-        try:
-            fd = loaded.prog_fd(ROOT_PROG)
-            netlink.tc_set(ref.ifname, ref.netns, self.hook, fd, f"{netlink.TC_NAME_PREFIX}root")
-            return maps.prog_info(fd).id
-        finally:
-            loaded.close()
-
-    # ------------------------------------------------------------ detach, read back
-    def detach_root(self, ctx: Context, ref: HookRef, fd: int, root_id: int) -> None:
+    def remove(self, ctx: Context, ref: HookRef, prog_id: int) -> None:
         cur = netlink.tc_ours(ref.ifname, ref.netns, self.hook)
-        if cur is not None and cur.prog_id == root_id:
+        if cur is not None and cur.prog_id == prog_id:
             netlink.tc_del(ref.ifname, ref.netns, self.hook)
         # remove the clsact qdisc only if xdpctl added it and no filter of
         # any kind is left on it
@@ -69,10 +51,6 @@ class TcKind(AttachKind):
                 netlink.tc_filter_count(ref.ifname, ref.netns, h) for h in TC_HOOKS):
             netlink.del_clsact(ref.ifname, ref.netns)
             ctx.state.delete_meta(key)
-
-    def running(self, ref: HookRef, root_id: int | None) -> Running:
-        cur = netlink.tc_ours(ref.ifname, ref.netns, self.hook)
-        return Running(bool(cur and cur.prog_id == root_id))
 
     def programs(self, link: netlink.Link, netns: str | None) -> list[KernelProg]:
         return [KernelProg(self.hook, None, f.prog_id, f.name, f.tag, f.pref)
@@ -87,14 +65,14 @@ class TcKind(AttachKind):
         if cur is not None:
             return result(True, f"in use by {cur.name} (id {cur.prog_id})")
         had_clsact = netlink.has_clsact(link.name, netns)
-        with objects.load(objects.object_path(self.root_object)) as loaded:
-            try:
-                netlink.tc_set(link.name, netns, self.hook, loaded.prog_fd(ROOT_PROG),
-                               f"{netlink.TC_NAME_PREFIX}probe")
-            except NetlinkError as exc:
-                return result(False, str(exc))
-            finally:
-                netlink.tc_del(link.name, netns, self.hook)
-                if not had_clsact:
-                    netlink.del_clsact(link.name, netns)
+        fd = objects.load_pass("tc")
+        try:
+            netlink.tc_set(link.name, netns, self.hook, fd, f"{netlink.TC_NAME_PREFIX}probe")
+        except NetlinkError as exc:
+            return result(False, str(exc))
+        finally:
+            os.close(fd)
+            netlink.tc_del(link.name, netns, self.hook)
+            if not had_clsact:
+                netlink.del_clsact(link.name, netns)
         return result(True, "clsact filter attach and detach succeeded")

@@ -18,7 +18,7 @@ from ...kernel import bpffs, maps, objects
 from .. import dlcompile as dlc
 from ..context import Context
 from ..errors import CapacityError
-from ..hooks import PER_HOOK_MAPS
+from ..hooks import PER_HOOK_MAPS, check_shared_pins
 
 SHARED_DL_MAPS = tuple(abi.RULE_MAPS) + ("xc_cfg", "xc_rule_stats")
 VAL_SIZE = abi.RULE_VAL.size
@@ -52,6 +52,7 @@ class KernelTables:
     def ensure(self) -> "KernelTables":
         missing = [m for m in SHARED_DL_MAPS if not os.path.exists(os.path.join(self.dir, m))]
         if missing:
+            check_shared_pins(self.ctx, missing)
             bpffs.makedirs(self.dir)
 
             def pin(name: str) -> str | None:

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * xdpctl TC hook program (ingress and egress): parse once, then the stages
+ * switched on in xc_stages (chain.h), in order. The drop list ends a
+ * dropped packet's way; the load balancer (ingress) sends a balanced one
+ * out of the interface it came in on (bpf_redirect to its egress).
+ */
+#include "tc_hook.h"
+#include "chain.h"
+#include "counter.h"
+#include "droplist.h"
+#include "lb.h"
+
+/* Global functions: the verifier checks each once, on its own. */
+__noinline int xc_tc_droplist(struct xc_pkt *p)
+{
+	if (!p)
+		return XC_PASS;
+	return xc_droplist_run(p);
+}
+
+__noinline int xc_tc_lb(struct __sk_buff *skb, struct xc_pkt *p)
+{
+	__u32 stripped = skb->vlan_present ? 1 : 0;
+	__u32 want;
+
+	if (!p)
+		return XC_PASS;
+	/* An ICMP error's inner headers may lie past the linear part. */
+	if (p->l4 == XC_L4_ICMP || p->l4 == XC_L4_ICMPV6) {
+		want = skb->len < XC_LB_ICMP_PULL ? skb->len : XC_LB_ICMP_PULL;
+		if (want > skb->data_end - skb->data)
+			bpf_skb_pull_data(skb, want);
+	}
+	return xc_lb_run(p, (void *)(long)skb->data, (void *)(long)skb->data_end, p->vlan - stripped);
+}
+
+SEC("tc")
+int xc_hook(struct __sk_buff *skb)
+{
+	__u32 on = xc_stages_on();
+	struct xc_pkt p;
+
+	if (!on)
+		return TC_ACT_OK;
+	xc_tc_parse(skb, &p);
+	if (XC_ON(on, XC_STAGE_COUNTER))
+		xc_counter_run(&p);
+	if (XC_ON(on, XC_STAGE_DROPLIST) && xc_tc_droplist(&p) != XC_PASS)
+		return TC_ACT_SHOT;
+	if (XC_ON(on, XC_STAGE_LB) && xc_tc_lb(skb, &p) == XC_LB_FORWARD)
+		return bpf_redirect(skb->ifindex, 0);
+	return TC_ACT_OK;
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";

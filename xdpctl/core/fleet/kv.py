@@ -32,6 +32,14 @@ class EtcdUnavailable(XdpctlError):
     http_status = 503
 
 
+class FleetNotConfigured(XdpctlError):
+    """No etcd endpoints were given to this front end."""
+
+    kind = "fleet_not_configured"
+    exit_code = 14
+    http_status = 503
+
+
 class Compacted(Exception):
     """The watch start revision was compacted away."""
 

@@ -46,7 +46,10 @@ class Fleet:
         kv = self.etcd.get(self.layout.rev)
         return kv.mod_revision if kv else 0
 
-    def _commit(self, ops: list[dict], expected: int | None, exists: list[str] = ()) -> int:
+    def _commit(self, ops: list[dict], expected: int | None, exists: dict[str, str] | None = None) -> int:
+        """Run ``ops`` (and touch the rev key) if the rev key is at ``expected``
+        and every key of ``exists`` (key -> what it is) is present."""
+        exists = exists or {}
         cmp = [{"key": enc(k), "result": "GREATER", "target": "VERSION", "version": "0"} for k in exists]
         if expected is not None:
             cmp.append({"key": enc(self.layout.rev), "result": "EQUAL", "target": "MOD",
@@ -54,9 +57,10 @@ class Fleet:
         ok, rev = self.etcd.txn(cmp, ops + [_put(self.layout.rev, b"")])
         if ok:
             return rev
-        for k in exists:
+        for k, what in exists.items():
             if self.etcd.get(k) is None:
-                raise NotFound(f"no fleet entry {k}", field="prefix", value=k)
+                field = "name" if k.endswith("/manifest") else "prefix"
+                raise NotFound(f"the fleet has no {what}", field=field, value=what)
         raise RevisionConflict(f"revision conflict: the fleet rule set is at revision {self.revision()}, "
                                f"the request expected {expected}", field="revision", value=expected,
                                hint="re-read and retry")
@@ -81,7 +85,7 @@ class Fleet:
 
     def remove(self, specs: list[RuleSpec], expected_revision: int | None = None) -> FleetChangeView:
         self._check_size(specs)
-        keys = [self.layout.rule(rule_name(s)) for s in specs]
+        keys = {self.layout.rule(rule_name(s)): f"rule matching {s.describe()}" for s in specs}
         rev = self._commit([_delete(k) for k in keys], expected_revision, exists=keys)
         return FleetChangeView(revision=rev, operation="remove", rules=[rule_name(s) for s in specs])
 
@@ -118,7 +122,7 @@ class Fleet:
         validate.list_name(name)
         man = self.layout.manifest(name)
         rev = self._commit([_delete(man), _delete(self.layout.chunks(name), prefix=True)], expected_revision,
-                           exists=[man])
+                           exists={man: f"list named {name!r}"})
         return FleetChangeView(revision=rev, operation="remove-list", name=name)
 
     def status(self) -> FleetStatusView:

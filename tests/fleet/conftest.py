@@ -118,6 +118,24 @@ def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
         srv.kill()
 
 
+@pytest.fixture
+def etcd_cluster(tmp_path: Path) -> Iterator[list[EtcdServer]]:
+    """Three etcd members on loopback forming one cluster."""
+    (tmp_path / "cluster").mkdir()
+    members = [EtcdServer(f"m{i}", tmp_path / "cluster" / f"m{i}") for i in range(3)]
+    initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
+    try:
+        for m in members:
+            m.cluster = initial
+            m.start()
+        for m in members:
+            m.wait_ready()
+        yield members
+    finally:
+        for m in members:
+            m.kill()
+
+
 @dataclass
 class Host:
     """One fleet node: its own lab, pins, state and agent process."""
@@ -172,7 +190,7 @@ class FleetLab:
     hosts: list[Host]
 
     def fleet(self) -> Fleet:
-        return Fleet(Etcd(EtcdOptions([self.etcd.url])), self.prefix)
+        return Fleet(Etcd(EtcdOptions(self.hosts[0].etcd_urls.split(","))), self.prefix)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         argv = [sys.executable, "-m", "xdpctl.cli", "fleet", "--etcd", self.etcd.url, "--prefix", self.prefix,
@@ -190,14 +208,15 @@ def fleet(etcd: EtcdServer, tmp_path: Path) -> Iterator[Callable[[int], FleetLab
     labs: list[TwoHostLab] = []
     hosts: list[Host] = []
 
-    def make(n: int = 3) -> FleetLab:
+    def make(n: int = 3, urls: str | None = None) -> FleetLab:
+        """n hosts whose agents use ``urls`` (default: the ``etcd`` fixture's)."""
         prefix = f"/xdpctl/test-{os.getpid()}-{len(labs)}"
         for i in range(n):
             lab = TwoHostLab()
             labs.append(lab)
             env = DlEnv(lab, temp_settings(str(tmp_path / f"state-h{i}")), tmp_path)
             env.attach(lab.b)
-            host = Host(env, f"h{i}", etcd.url, prefix)
+            host = Host(env, f"h{i}", urls or etcd.url, prefix)
             hosts.append(host)
             host.start_agent()
         return FleetLab(etcd, prefix, hosts[-n:])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 from urllib.parse import urlsplit
 
@@ -87,7 +87,6 @@ class EtcdOptions:
     user: str | None = None
     password: str | None = None
     timeout: float = DEFAULT_TIMEOUT
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def parse(cls, urls: str, **kw) -> "EtcdOptions":

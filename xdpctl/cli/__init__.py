@@ -12,7 +12,7 @@ one line on stderr and a non-zero exit code (the README's exit-code table).
 
 from __future__ import annotations
 
-from . import hooks, rules, system  # importing them registers the verbs
+from . import fleet, hooks, rules, system  # importing them registers the verbs
 from .app import app
 
 
@@ -20,4 +20,4 @@ def main() -> None:
     app()
 
 
-__all__ = ["app", "main", "hooks", "rules", "system"]
+__all__ = ["app", "main", "fleet", "hooks", "rules", "system"]

@@ -1,0 +1,33 @@
+"""GET /v1/fleet: every node of the fleet, its applied revision and lag.
+
+Fleet mode is configured on the app with :func:`configure` (the etcd
+endpoints and the fleet's prefix); without it the route answers 503.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from xdpctl.core.fleet.kv import Etcd, EtcdOptions, FleetNotConfigured
+from xdpctl.core.fleet.views import FleetStatusView
+from xdpctl.core.fleet.writer import Fleet
+
+from ..models import error_responses
+
+router = APIRouter(prefix="/v1", tags=["fleet"])
+
+
+def configure(app, opts: EtcdOptions, prefix: str) -> None:
+    """Serve the fleet kept under ``prefix`` in the etcd of ``opts``."""
+    app.state.fleet = (opts, prefix)
+
+
+@router.get("/fleet", response_model=FleetStatusView, responses=error_responses(401, 503))
+def get_fleet(request: Request) -> FleetStatusView:
+    """Every node ever seen: in-sync, behind (lag = cluster revision minus its
+    applied revision) or gone (its agent's lease expired)."""
+    conf = getattr(request.app.state, "fleet", None)
+    if conf is None:
+        raise FleetNotConfigured("fleet mode is not configured on this service", field="etcd")
+    opts, prefix = conf
+    return Fleet(Etcd(opts), prefix).status()

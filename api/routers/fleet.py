@@ -22,7 +22,7 @@ def configure(app, opts: EtcdOptions, prefix: str) -> None:
     app.state.fleet = (opts, prefix)
 
 
-@router.get("/fleet", response_model=FleetStatusView, responses=error_responses(401, 503))
+@router.get("/fleet", response_model=FleetStatusView, responses=error_responses(401, 403, 404, 503))
 def get_fleet(request: Request) -> FleetStatusView:
     """Every node ever seen: in-sync, behind (lag = cluster revision minus its
     applied revision) or gone (its agent's lease expired)."""

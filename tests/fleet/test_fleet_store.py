@@ -86,7 +86,7 @@ def test_rest_fleet_status(etcd, fl, tmp_path):
     auth = {"Authorization": "Bearer t0ken"}
     with TestClient(app) as client:
         r = client.get("/v1/fleet", headers=auth)
-        assert r.status_code == 503 and r.json()["error"] == "fleet_not_configured"
+        assert r.status_code == 404 and r.json()["error"] == "fleet_not_configured"
         configure(app, fl.etcd.opts, "/xdpctl/store")
         rev = fl.add([spec("192.0.2.1")]).revision
         r = client.get("/v1/fleet", headers=auth)

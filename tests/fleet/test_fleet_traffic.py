@@ -68,7 +68,7 @@ def test_etcd_killed_agents_keep_enforcing_and_converge(fleet):
     fl.etcd.kill(signal.SIGKILL)
     assert_blocked(fl)  # the kernels keep the last applied set
     res = fl.cli("block", "192.0.2.0/24")
-    assert res.returncode == 14 and "etcd is unreachable" in res.stderr, res.stderr
+    assert res.returncode == 15 and "etcd is unreachable" in res.stderr, res.stderr
     assert all(h.alive() for h in fl.hosts)
     fl.etcd.start()
     fl.etcd.wait_ready()

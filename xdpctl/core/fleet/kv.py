@@ -28,7 +28,7 @@ class EtcdUnavailable(XdpctlError):
     """No etcd endpoint answered."""
 
     kind = "etcd_unavailable"
-    exit_code = 14
+    exit_code = 15
     http_status = 503
 
 
@@ -36,8 +36,8 @@ class FleetNotConfigured(XdpctlError):
     """No etcd endpoints were given to this front end."""
 
     kind = "fleet_not_configured"
-    exit_code = 14
-    http_status = 503
+    exit_code = 2
+    http_status = 404
 
 
 class Compacted(Exception):

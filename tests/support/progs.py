@@ -54,7 +54,7 @@ class ProgramBench:
         for s in stages:
             st = STAGES[s]
             ld = objects.load(objects.object_path(st.object_name("xdp" if kind == "xdp" else "tc-ingress")),
-                              pin_path=pin, max_entries=dict(ctx.settings.capacity))
+                              pin_path=pin, max_entries=abi.with_sets(ctx.settings.capacity))
             self.loaded[s] = ld
             self.chain.update_fd(st.slot, ld.prog_fd(st.prog))
         self.root_fd = self.loaded["root"].prog_fd(ROOT_PROG)
@@ -123,7 +123,8 @@ class DropListProbe:
     lookup over what the instance wrote), but has a config, verdict
     counters and rule statistics of its own: probing changes nothing the
     instance reports. Its config keeps the instance's IPv6-trie flag and
-    turns destination and port lookups off, so only the source decides."""
+    turns destination, port and management lookups off, so only the source
+    decides, in the rule set that was active when the probe was made."""
 
     PRIVATE = frozenset({"xc_cfg", "xc_rule_stats"})
 
@@ -140,13 +141,14 @@ class DropListProbe:
 
         st = STAGES["droplist"]
         self.loaded = objects.load(objects.object_path(st.object_name("xdp")), pin_path=pin,
-                                   max_entries=dict(settings.capacity))
+                                   max_entries=abi.with_sets(settings.capacity))
         self.fd = self.loaded.prog_fd(st.prog)
         with maps.Map.from_pin(os.path.join(shared, "xc_cfg")) as m:
             raw = m.lookup(abi.U32.pack(0))
-        flags = abi.CONFIG.unpack(raw[:abi.CONFIG.size])[1] & int(abi.CfgFlag.HAVE_V6TRIE)
-        with self.loaded.map("xc_cfg") as m:
-            m.update(abi.U32.pack(0), abi.pack_config(int(abi.Policy.ALLOW), flags, 0))
+        cfg = abi.unpack_config(raw)
+        flags = cfg.flags & int(abi.CfgFlag.HAVE_V6TRIE)
+        with self.loaded.map("xc_cfg") as m:  # the instance's active rule set
+            m.update(abi.U32.pack(0), abi.pack_config(int(abi.Policy.ALLOW), flags, 0, cfg.active))
 
     def source_match(self, addr: str) -> tuple[int, abi.DlReason, int | None]:
         """(retval, reason, rule id hit or None) for one ICMP packet from ``addr``."""

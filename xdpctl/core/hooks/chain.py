@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from ... import abi
 from ...kernel import bpffs, maps, objects
 from ..context import Context
 from ..views import StageView
@@ -36,7 +37,7 @@ def install_stage(ctx: Context, ref: HookRef, st: Stage) -> tuple[int, bool]:
     loaded = objects.load(
         objects.object_path(st.object_name(ref.hook)),
         pin_path=pin_path_for(ctx, ref.dir(ctx)),
-        max_entries=dict(ctx.settings.capacity),
+        max_entries=abi.with_sets(ctx.settings.capacity),
     )
     try:
         fd = loaded.prog_fd(st.prog)

@@ -43,7 +43,7 @@ from xdpctl.core import counters
 from xdpctl.core.context import Context
 from xdpctl.core.hooks import HookRef, Hooks, pinned_hooks
 from xdpctl.core.rules.service import DropList
-from xdpctl.core.rules.tables import KernelTables, read_pinned_config
+from xdpctl.core.rules.tables import read_pinned_config
 from xdpctl.core.rules.validate import spec
 from xdpctl.core.views import ChangeView
 from xdpctl.kernel import bpffs, maps
@@ -139,9 +139,9 @@ class DlEnv:
                 out[name] = _array_nonzero(m) if m.type in maps.ARRAY_TYPES else dict(m.items())
         return out
 
-    def config(self) -> abi.Config:
-        with KernelTables(self.ctx) as kt:
-            return kt.read_config()
+    def config(self) -> tuple[int, int, int]:
+        """policy, flags, generation of xc_cfg (which set is active aside)."""
+        return tuple(read_pinned_config(self.ctx)[:3])
 
     def snapshot(self) -> tuple:
         """Everything a failed command must leave alone: the export (which

@@ -404,9 +404,9 @@ class DropList:
             report = self._full_sync(kt, progress)
             want = abi.Config(POLICIES[self.policy()], ruleset.config_flags(self.state), self.revision())
             other = kt.commit(*want[:3])
-            if other is not None:
-                report.written += other.written
-                report.deleted += other.deleted
+            if other is not None:  # entries one set lacked: the larger repair of the two
+                report.written = max(report.written, other.written)
+                report.deleted = max(report.deleted, other.deleted)
             if found[:3] != want[:3] or found.synced != found.generation:
                 report.written += 1
             report.revision = self.revision()

@@ -96,6 +96,7 @@ class CfgFlag(enum.IntFlag):
     HAVE_DST = 1 << 0
     HAVE_PORT = 1 << 1
     HAVE_V6TRIE = 1 << 2
+    HAVE_MGMT = 1 << 3
 
 
 class DlReason(enum.IntEnum):
@@ -168,6 +169,7 @@ C_DEFINES: dict[str, int] = {
     "XC_CFG_HAVE_DST": int(CfgFlag.HAVE_DST),
     "XC_CFG_HAVE_PORT": int(CfgFlag.HAVE_PORT),
     "XC_CFG_HAVE_V6TRIE": int(CfgFlag.HAVE_V6TRIE),
+    "XC_CFG_HAVE_MGMT": int(CfgFlag.HAVE_MGMT),
     "XC_LB_VIP_HASH_L3": LB_VIP_HASH_L3,
     "XC_LB_BE_HAVE_MAC": LB_BE_HAVE_MAC,
     "XC_LB_HOOK_ON": LB_HOOK_ON,
@@ -188,7 +190,8 @@ class xc_counter(ctypes.Structure):
 
 
 class xc_config(ctypes.Structure):
-    _fields_ = [("policy", u32), ("flags", u32), ("generation", u64)]
+    _fields_ = [("policy", u32), ("flags", u32), ("generation", u64), ("active", u32), ("pad", u32),
+                ("synced", u64)]
 
 
 class xc_rule_val(ctypes.Structure):
@@ -291,7 +294,8 @@ STRUCTS: dict[str, type[ctypes.Structure]] = {
 U32 = struct.Struct("=I")
 STAGES = struct.Struct("=III4x")               # xc_stages
 COUNTER = struct.Struct("=QQ")                 # xc_counter
-CONFIG = struct.Struct("=IIQ")                 # xc_config
+CONFIG = struct.Struct("=IIQ")                 # head of xc_config: policy, flags, generation
+CONFIG_FULL = struct.Struct("=IIQI4xQ")        # xc_config: the head, active set, synced
 RULE_VAL = struct.Struct("=IBBHQIBBHQ")        # xc_rule_val (rule, then its same-band fallback)
 RULE_HALF = struct.Struct("=IBBHQ")            # one half of xc_rule_val
 KEY4 = struct.Struct("=I4s")                   # xc_key4 (addr as 4 bytes, big-endian)
@@ -310,7 +314,7 @@ LB_HOOK = struct.Struct("=6sH")                # xc_lb_hook
 PACKERS: dict[str, struct.Struct] = {
     "xc_stages": STAGES,
     "xc_counter": COUNTER,
-    "xc_config": CONFIG,
+    "xc_config": CONFIG_FULL,
     "xc_rule_val": RULE_VAL,
     "xc_key4": KEY4,
     "xc_key6": KEY6,
@@ -328,6 +332,7 @@ PACKERS: dict[str, struct.Struct] = {
 
 # LPM prefixlen offsets: bits of the key in front of the address.
 TRIE6_PREFIX_BASE = 32   # xc_trie6_key.dir
+MGMT_V4_PLEN = 96        # xc_mgmt: an IPv4 prefix is ::ffff:0:0/96 + plen
 PORT_PREFIX_BASE = 64    # dir, proto, port, family, pad
 
 # enum xc_consts (xdpctl_consts.h) member -> the value of this module that
@@ -337,6 +342,7 @@ C_CONSTS: dict[str, int] = {
     "XC_DL_SLOTS": DL_MAX,
     "XC_TRIE6_PLEN_BASE": TRIE6_PREFIX_BASE,
     "XC_PORT_PLEN_BASE": PORT_PREFIX_BASE,
+    "XC_MGMT_V4_PLEN": MGMT_V4_PLEN,
     "XC_LB_SLOTS": LB_SLOTS,
     "XC_LB_RING_DEFAULT": LB_RING_DEFAULT,
     "XC_LB_RING_MAX": LB_RING_MAX,
@@ -378,8 +384,28 @@ def pack_stages(owner: int, stages: int) -> bytes:
     return STAGES.pack(HOOK_MAGIC, owner, stages)
 
 
-def pack_config(policy: int, flags: int, generation: int) -> bytes:
-    return CONFIG.pack(policy, flags, generation)
+def pack_config(policy: int, flags: int, generation: int, active: int = 0, synced: int | None = None) -> bytes:
+    """xc_config; synced defaults to generation (both sets hold it)."""
+    return CONFIG_FULL.pack(policy, flags, generation, active, generation if synced is None else synced)
+
+
+class Config(NamedTuple):
+    policy: int
+    flags: int
+    generation: int
+    active: int = 0
+    synced: int = 0
+
+
+def unpack_config(b: bytes) -> Config:
+    return Config(*CONFIG_FULL.unpack(b[:CONFIG_FULL.size]))
+
+
+def pack_mgmt_key(dir: int, family: int, addr: int, plen: int) -> bytes:
+    """xc_mgmt key: xc_trie6_key with an IPv4 prefix v4-mapped."""
+    if family == 4:
+        return pack_trie6_key(dir, 0xFFFF00000000 | addr, MGMT_V4_PLEN + plen)
+    return pack_trie6_key(dir, addr, plen)
 
 
 class RuleVal(NamedTuple):
@@ -447,6 +473,7 @@ MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
     _spec("xc_v6_l32", "shared", MapType.HASH, xc_key6, xc_rule_val, 262144, BPF_F_NO_PREALLOC),
     _spec("xc_v6_trie", "shared", MapType.LPM_TRIE, xc_trie6_key, xc_rule_val, 262144, BPF_F_NO_PREALLOC),
     _spec("xc_port_trie", "shared", MapType.LPM_TRIE, xc_port_key, xc_rule_val, 65536, BPF_F_NO_PREALLOC),
+    _spec("xc_mgmt", "shared", MapType.LPM_TRIE, xc_trie6_key, xc_rule_val, 4096, BPF_F_NO_PREALLOC),
     _spec("xc_rule_stats", "shared", MapType.ARRAY, u32, xc_rule_stats, 2097152),
     # load balancer: per hook
     _spec("xc_lb_hook", "hook", MapType.ARRAY, u32, xc_lb_hook, 1),
@@ -460,9 +487,25 @@ MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
     _spec("xc_lb_conn", "shared", MapType.LRU_HASH, xc_lb_conn_key, xc_lb_conn, 131072),
 )}
 
+# The maps the drop-list compiler fills (xdpctl.core.dlcompile): set A of
+# the rule tables. Set B has the same maps under STANDBY_SUFFIX.
+RULE_MAPS = ("xc_v4_l16", "xc_v4_l24", "xc_v4_l32", "xc_v6_l128", "xc_v6_l64",
+             "xc_v6_l48", "xc_v6_l32", "xc_v6_trie", "xc_port_trie", "xc_mgmt")
+STANDBY_SUFFIX = "_b"
+MAP_SPECS.update({n + STANDBY_SUFFIX: MAP_SPECS[n]._replace(name=n + STANDBY_SUFFIX) for n in RULE_MAPS})
+
+
+def set_map(name: str, rule_set: int) -> str:
+    """The name of rule map ``name`` (a RULE_MAPS name) in set 0 (A) or 1 (B)."""
+    return name + STANDBY_SUFFIX if rule_set else name
+
+
+def with_sets(capacity: dict[str, int]) -> dict[str, int]:
+    """Map sizes by name for a loader: a rule map's size applies to both sets."""
+    out = dict(capacity)
+    out.update({n + STANDBY_SUFFIX: v for n, v in capacity.items() if n in RULE_MAPS})
+    return out
+
+
 HOOK_MAPS = tuple(n for n, s in MAP_SPECS.items() if s.scope == "hook")
 SHARED_MAPS = tuple(n for n, s in MAP_SPECS.items() if s.scope == "shared")
-
-# The maps the drop-list compiler fills (xdpctl.core.dlcompile).
-RULE_MAPS = ("xc_v4_l16", "xc_v4_l24", "xc_v4_l32", "xc_v6_l128", "xc_v6_l64",
-             "xc_v6_l48", "xc_v6_l32", "xc_v6_trie", "xc_port_trie")

@@ -4,7 +4,8 @@
  * XDP and TC over a parsed packet (docs/internals.md, "The drop list
  * verdict"):
  *
- *   s = longest source match, d = longest destination match (only with
+ *   A source (or, with XC_CFG_HAVE_DST, destination) inside a management
+ *   prefix passes. Else s = longest source match, d = longest destination match (only with
  *   XC_CFG_HAVE_DST), p_src / p_dst = port trie matches (only with
  *   XC_CFG_HAVE_PORT and a packet with ports). The first ALLOW in the order
  *   s, d, p_src, p_dst passes; else the first DENY drops; else the policy.
@@ -12,6 +13,9 @@
  * Lookups stop as soon as an ALLOW is found (nothing after it can change
  * the verdict). The clock is read at most once per packet, and only when an
  * entry with a deadline is met or a rule is hit (last_hit_ns).
+ *
+ * Every lookup goes to the active set of rule tables (struct xc_config,
+ * read once per packet), so a packet sees the tables of one generation.
  */
 #ifndef XDPCTL_DROPLIST_H
 #define XDPCTL_DROPLIST_H
@@ -62,19 +66,24 @@ static __always_inline int xc_take(struct xc_match *m, const struct xc_rule_val 
 	return 1;
 }
 
+/* Table `name` of the active set (struct xc_config.active): set A is the
+ * plain name, set B the name with _b. */
+#define XC_TBL(set, name) ((set) ? (void *)&name##_b : (void *)&name)
+
 /* IPv4 bands: /32 hash, /24 hash, /16 array. addr in network order. */
-static __always_inline void xc_match4(struct xc_match *m, __u32 dir, __be32 addr, __u64 *now)
+static __always_inline void xc_match4(struct xc_match *m, __u32 set, __u32 dir, __be32 addr,
+				      __u64 *now)
 {
 	struct xc_key4 k = { .dir = dir, .addr = addr };
 	__u32 idx;
 
-	if (xc_take(m, bpf_map_lookup_elem(&xc_v4_l32, &k), now))
+	if (xc_take(m, bpf_map_lookup_elem(XC_TBL(set, xc_v4_l32), &k), now))
 		return;
 	k.addr = addr & bpf_htonl(0xffffff00);
-	if (xc_take(m, bpf_map_lookup_elem(&xc_v4_l24, &k), now))
+	if (xc_take(m, bpf_map_lookup_elem(XC_TBL(set, xc_v4_l24), &k), now))
 		return;
 	idx = dir * XC_V4_L16_DIR_SLOTS + (bpf_ntohl(addr) >> 16);
-	xc_take(m, bpf_map_lookup_elem(&xc_v4_l16, &idx), now);
+	xc_take(m, bpf_map_lookup_elem(XC_TBL(set, xc_v4_l16), &idx), now);
 }
 
 /*
@@ -99,66 +108,66 @@ static __always_inline void xc_trie_match(struct xc_match *m, void *trie, void *
 
 /* Longest live entry of xc_v6_trie; an expired one is skipped by asking
  * again for prefixes shorter than its own. */
-static __always_inline void xc_trie6(struct xc_match *m, __u32 dir, const union xc_addr *a,
-				     __u64 *now)
+static __always_inline void xc_trie6(struct xc_match *m, __u32 set, __u32 dir,
+				     const union xc_addr *a, __u64 *now)
 {
 	struct xc_trie6_key k;
 
 	k.prefixlen = XC_TRIE6_PLEN_BASE + 128;
 	k.dir = dir;
 	__builtin_memcpy(k.addr, a, 16);
-	xc_trie_match(m, &xc_v6_trie, &k, XC_TRIE6_PLEN_BASE, now);
+	xc_trie_match(m, XC_TBL(set, xc_v6_trie), &k, XC_TRIE6_PLEN_BASE, now);
 }
 
 /*
  * IPv6: /128 hash; then t = trie match; then for /64, /48, /32 in turn a
  * live t longer than the band wins, else a live band entry wins; then t.
  */
-static __always_inline void xc_match6(struct xc_match *m, __u32 dir, const union xc_addr *a,
-				      __u32 cfg_flags, __u64 *now)
+static __always_inline void xc_match6(struct xc_match *m, __u32 set, __u32 dir,
+				      const union xc_addr *a, __u32 cfg_flags, __u64 *now)
 {
 	struct xc_match t = {};
 	struct xc_key6 k;
 
 	k.dir = dir;
 	__builtin_memcpy(k.addr, a, 16);
-	if (xc_take(m, bpf_map_lookup_elem(&xc_v6_l128, &k), now))
+	if (xc_take(m, bpf_map_lookup_elem(XC_TBL(set, xc_v6_l128), &k), now))
 		return;
 	if (cfg_flags & XC_CFG_HAVE_V6TRIE)
-		xc_trie6(&t, dir, a, now);
+		xc_trie6(&t, set, dir, a, now);
 
 	if (t.act && t.plen > 64)
 		goto trie;
 	__builtin_memset(k.addr + 8, 0, 8);
-	if (xc_take(m, bpf_map_lookup_elem(&xc_v6_l64, &k), now))
+	if (xc_take(m, bpf_map_lookup_elem(XC_TBL(set, xc_v6_l64), &k), now))
 		return;
 	if (t.act && t.plen > 48)
 		goto trie;
 	__builtin_memset(k.addr + 6, 0, 2);
-	if (xc_take(m, bpf_map_lookup_elem(&xc_v6_l48, &k), now))
+	if (xc_take(m, bpf_map_lookup_elem(XC_TBL(set, xc_v6_l48), &k), now))
 		return;
 	if (t.act && t.plen > 32)
 		goto trie;
 	__builtin_memset(k.addr + 4, 0, 2);
-	if (xc_take(m, bpf_map_lookup_elem(&xc_v6_l32, &k), now))
+	if (xc_take(m, bpf_map_lookup_elem(XC_TBL(set, xc_v6_l32), &k), now))
 		return;
 trie:
 	*m = t;
 }
 
 /* Longest address match of the packet's source (dir 0) or destination. */
-static __always_inline void xc_match_addr(struct xc_match *m, const struct xc_pkt *p, __u32 dir,
-					  __u32 cfg_flags, __u64 *now)
+static __always_inline void xc_match_addr(struct xc_match *m, const struct xc_pkt *p, __u32 set,
+					  __u32 dir, __u32 cfg_flags, __u64 *now)
 {
 	const union xc_addr *a = dir == XC_DIR_SRC ? &p->src : &p->dst;
 	__u32 mapped = dir == XC_DIR_SRC ? XC_PKT_SRC_V4MAPPED : XC_PKT_DST_V4MAPPED;
 
 	if (p->l3 == XC_L3_IPV4)
-		xc_match4(m, dir, a->v4, now);
+		xc_match4(m, set, dir, a->v4, now);
 	else if (p->flags & mapped)
-		xc_match4(m, dir, a->w[3], now);
+		xc_match4(m, set, dir, a->w[3], now);
 	else
-		xc_match6(m, dir, a, cfg_flags, now);
+		xc_match6(m, set, dir, a, cfg_flags, now);
 }
 
 /*
@@ -166,8 +175,8 @@ static __always_inline void xc_match_addr(struct xc_match *m, const struct xc_pk
  * A v4-mapped IPv6 address is looked up as family 4, like in the address
  * tables. Expired entries are skipped like in xc_trie6.
  */
-static __always_inline void xc_match_port(struct xc_match *m, const struct xc_pkt *p, __u32 dir,
-					  __u64 *now)
+static __always_inline void xc_match_port(struct xc_match *m, const struct xc_pkt *p, __u32 set,
+					  __u32 dir, __u64 *now)
 {
 	const union xc_addr *a = dir == XC_DIR_SRC ? &p->src : &p->dst;
 	__u32 mapped = dir == XC_DIR_SRC ? XC_PKT_SRC_V4MAPPED : XC_PKT_DST_V4MAPPED;
@@ -187,7 +196,29 @@ static __always_inline void xc_match_port(struct xc_match *m, const struct xc_pk
 		k.family = 6;
 		__builtin_memcpy(k.addr, a, 16);
 	}
-	xc_trie_match(m, &xc_port_trie, &k, XC_PORT_PLEN_BASE, now);
+	xc_trie_match(m, XC_TBL(set, xc_port_trie), &k, XC_PORT_PLEN_BASE, now);
+}
+
+/*
+ * Management prefix covering the address of side dir (xc_mgmt: IPv4 as
+ * ::ffff:a.b.c.d; the value's plen is the key length past the dir word).
+ */
+static __always_inline void xc_match_mgmt(struct xc_match *m, const struct xc_pkt *p, __u32 set,
+					  __u32 dir, __u64 *now)
+{
+	const union xc_addr *a = dir == XC_DIR_SRC ? &p->src : &p->dst;
+	struct xc_trie6_key k = {};
+
+	k.prefixlen = XC_TRIE6_PLEN_BASE + 128;
+	k.dir = dir;
+	if (p->l3 == XC_L3_IPV4) {
+		k.addr[10] = 0xff;
+		k.addr[11] = 0xff;
+		__builtin_memcpy(k.addr + 12, &a->v4, 4);
+	} else {
+		__builtin_memcpy(k.addr, a, 16);
+	}
+	xc_trie_match(m, XC_TBL(set, xc_mgmt), &k, XC_TRIE6_PLEN_BASE, now);
 }
 
 /* ---- accounting -------------------------------------------------------- */
@@ -219,19 +250,83 @@ static __always_inline int xc_consider(const struct xc_match *m, struct xc_match
 	return 0;
 }
 
+/*
+ * The verdict over the tables of one set. `set` is a constant at each call
+ * (xc_droplist_run calls it once per set), so every lookup names its map
+ * directly and the verifier can inline it.
+ */
+static __always_inline int xc_droplist_match(const struct xc_pkt *p, __u32 set, __u32 policy,
+					     __u32 flags, __u32 *reason)
+{
+	struct xc_match m = {}, deny = {};
+	__u32 why = XC_DL_DROP_SRC;
+	__u64 now = 0;
+
+	if (flags & XC_CFG_HAVE_MGMT) {
+		xc_match_mgmt(&m, p, set, XC_DIR_SRC, &now);
+		if (m.act == XC_ACT_ALLOW)
+			goto allow;
+		if (flags & XC_CFG_HAVE_DST) {
+			xc_match_mgmt(&m, p, set, XC_DIR_DST, &now);
+			if (m.act == XC_ACT_ALLOW)
+				goto allow;
+		}
+		m.act = XC_ACT_NONE;
+	}
+	xc_match_addr(&m, p, set, XC_DIR_SRC, flags, &now);
+	if (xc_consider(&m, &deny, &why, XC_DL_DROP_SRC))
+		goto allow;
+	if (flags & XC_CFG_HAVE_DST) {
+		m.act = XC_ACT_NONE;
+		xc_match_addr(&m, p, set, XC_DIR_DST, flags, &now);
+		if (xc_consider(&m, &deny, &why, XC_DL_DROP_DST))
+			goto allow;
+	}
+	if ((flags & XC_CFG_HAVE_PORT) && (p->flags & XC_PKT_PORTS)) {
+		m.act = XC_ACT_NONE;
+		xc_match_port(&m, p, set, XC_DIR_SRC, &now);
+		if (xc_consider(&m, &deny, &why, XC_DL_DROP_PORT))
+			goto allow;
+		m.act = XC_ACT_NONE;
+		xc_match_port(&m, p, set, XC_DIR_DST, &now);
+		if (xc_consider(&m, &deny, &why, XC_DL_DROP_PORT))
+			goto allow;
+	}
+
+	if (deny.act != XC_ACT_NONE) {
+		xc_rule_hit(deny.id, p->len, &now);
+		*reason = why;
+		return XC_DROP;
+	}
+	if (policy != XC_POLICY_DENY) {
+		*reason = XC_DL_PASS_NOMATCH;
+		return XC_PASS;
+	}
+	if (p->flags & XC_PKT_ND) {
+		*reason = XC_DL_PASS_ALWAYS;
+		return XC_PASS;
+	}
+	*reason = XC_DL_DROP_POLICY;
+	return XC_DROP;
+
+allow:
+	xc_rule_hit(m.id, p->len, &now);
+	*reason = XC_DL_PASS_ALLOW;
+	return XC_PASS;
+}
+
 static __always_inline int xc_droplist_run(const struct xc_pkt *p)
 {
 	const struct xc_config *cfg;
-	struct xc_match m = {}, deny = {};
-	__u32 zero = 0, policy = XC_POLICY_ALLOW, flags = 0;
-	__u32 reason, why = XC_DL_DROP_SRC;
-	__u64 now = 0;
+	__u32 zero = 0, policy = XC_POLICY_ALLOW, flags = 0, set = 0;
+	__u32 reason;
 	int verdict = XC_PASS;
 
 	cfg = bpf_map_lookup_elem(&xc_cfg, &zero);
 	if (cfg) {
 		policy = cfg->policy;
 		flags = cfg->flags;
+		set = cfg->active;
 	}
 
 	if (p->l3 == XC_L3_MALFORMED) {
@@ -241,51 +336,13 @@ static __always_inline int xc_droplist_run(const struct xc_pkt *p)
 		} else {
 			reason = XC_DL_PASS_MALFORMED;
 		}
-		goto out;
-	}
-	if (p->l3 != XC_L3_IPV4 && p->l3 != XC_L3_IPV6) {
+	} else if (p->l3 != XC_L3_IPV4 && p->l3 != XC_L3_IPV6) {
 		reason = policy == XC_POLICY_DENY ? XC_DL_PASS_ALWAYS : XC_DL_PASS_NOMATCH;
-		goto out;
-	}
-
-	xc_match_addr(&m, p, XC_DIR_SRC, flags, &now);
-	if (xc_consider(&m, &deny, &why, XC_DL_DROP_SRC))
-		goto allow;
-	if (flags & XC_CFG_HAVE_DST) {
-		m.act = XC_ACT_NONE;
-		xc_match_addr(&m, p, XC_DIR_DST, flags, &now);
-		if (xc_consider(&m, &deny, &why, XC_DL_DROP_DST))
-			goto allow;
-	}
-	if ((flags & XC_CFG_HAVE_PORT) && (p->flags & XC_PKT_PORTS)) {
-		m.act = XC_ACT_NONE;
-		xc_match_port(&m, p, XC_DIR_SRC, &now);
-		if (xc_consider(&m, &deny, &why, XC_DL_DROP_PORT))
-			goto allow;
-		m.act = XC_ACT_NONE;
-		xc_match_port(&m, p, XC_DIR_DST, &now);
-		if (xc_consider(&m, &deny, &why, XC_DL_DROP_PORT))
-			goto allow;
-	}
-
-	if (deny.act != XC_ACT_NONE) {
-		xc_rule_hit(deny.id, p->len, &now);
-		reason = why;
-		verdict = XC_DROP;
-	} else if (policy != XC_POLICY_DENY) {
-		reason = XC_DL_PASS_NOMATCH;
-	} else if (p->flags & XC_PKT_ND) {
-		reason = XC_DL_PASS_ALWAYS;
+	} else if (set) {
+		verdict = xc_droplist_match(p, 1, policy, flags, &reason);
 	} else {
-		reason = XC_DL_DROP_POLICY;
-		verdict = XC_DROP;
+		verdict = xc_droplist_match(p, 0, policy, flags, &reason);
 	}
-	goto out;
-
-allow:
-	xc_rule_hit(m.id, p->len, &now);
-	reason = XC_DL_PASS_ALLOW;
-out:
 	xc_count(&xc_dl_cnt, reason, p->len);
 	return verdict;
 }

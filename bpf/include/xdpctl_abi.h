@@ -94,11 +94,22 @@ enum xc_policy {
 #define XC_CFG_HAVE_DST   (1U << 0) /* some address rule matches destination */
 #define XC_CFG_HAVE_PORT  (1U << 1) /* some L4 (protocol + port) rule exists */
 #define XC_CFG_HAVE_V6TRIE (1U << 2) /* xc_v6_trie holds entries */
+#define XC_CFG_HAVE_MGMT  (1U << 3) /* xc_mgmt holds management prefixes */
 
+/*
+ * The rule tables exist twice: set A (xc_v4_l16, ...) and set B (the same
+ * names with _b). The program looks up only the active set. A change writes
+ * the standby set, then names it active together with the new generation
+ * in one update of this value, then writes the same change into the other
+ * set. synced == generation: the standby set equals the active one.
+ */
 struct xc_config {          /* ARRAY xc_cfg, one entry, key 0 */
 	__u32 policy;       /* enum xc_policy */
 	__u32 flags;        /* XC_CFG_* */
-	__u64 generation;   /* bumped by the control plane on every commit */
+	__u64 generation;   /* the revision the active set holds */
+	__u32 active;       /* 0: set A, 1: set B */
+	__u32 pad;
+	__u64 synced;       /* generation the standby set holds too (else stale) */
 };
 
 /*
@@ -176,6 +187,13 @@ struct xc_port_key {
 	__u8  pad[3];
 	__u8  addr[16];     /* IPv4 in the first 4 bytes */
 };
+
+/*
+ * Management prefixes: LPM xc_mgmt, keyed like xc_v6_trie with an IPv4
+ * prefix as its v4-mapped IPv6 prefix (::ffff:a.b.c.d, plen + 96). A
+ * packet whose source (or, with XC_CFG_HAVE_DST, destination) is inside a
+ * live management prefix passes, whatever a deny or the policy says.
+ */
 
 /* Per-rule hit counters: ARRAY xc_rule_stats indexed by rule_id, atomic adds. */
 struct xc_rule_stats {

@@ -32,12 +32,14 @@ enum xc_consts {
 	XC_V6_L32_ENTRIES     = 262144,
 	XC_V6_TRIE_ENTRIES    = 262144,
 	XC_PORT_TRIE_ENTRIES  = 65536,
+	XC_MGMT_ENTRIES       = 4096,
 	XC_RULE_STATS_ENTRIES = 2097152,
 
 	/* Drop list. */
 	XC_TRIE_RETRY         = 4,     /* lookups per LPM trie when entries have expired */
 	XC_TRIE6_PLEN_BASE    = 32,    /* xc_trie6_key bits before addr (dir) */
 	XC_PORT_PLEN_BASE     = 64,    /* xc_port_key bits before addr (dir .. pad) */
+	XC_MGMT_V4_PLEN       = 96,    /* xc_mgmt: an IPv4 prefix is ::ffff:0:0/96 + plen */
 
 	/* Parser. */
 	XC_VLAN_MAX           = 2,     /* tags parsed; one more makes the frame L3_OTHER */

@@ -10,8 +10,8 @@
  *
  *   XC_MAPS_HOOK      xc_stages (per hook; only the hook program)
  *   XC_MAPS_COUNTER   xc_proto
- *   XC_MAPS_DROPLIST  xc_cfg, the address and port tables, xc_rule_stats,
- *                     xc_dl_cnt
+ *   XC_MAPS_DROPLIST  xc_cfg, the address, port and management tables
+ *                     (sets A and B), xc_rule_stats, xc_dl_cnt
  *   XC_MAPS_LB        xc_lb_vips, xc_lb_ring, xc_lb_backends, xc_lb_conn,
  *                     xc_lb_vip_cnt, xc_lb_be_cnt; per hook xc_lb_hook,
  *                     xc_lb_cnt
@@ -65,6 +65,7 @@ struct {
 	__type(value, struct xc_config);
 } xc_cfg SEC(".maps");
 
+/* rule tables, set A */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, XC_V4_L16_ENTRIES);
@@ -135,6 +136,94 @@ struct {
 	__type(key, struct xc_port_key);
 	__type(value, struct xc_rule_val);
 } xc_port_trie SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, XC_MGMT_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_trie6_key);
+	__type(value, struct xc_rule_val);
+} xc_mgmt SEC(".maps");
+
+/* the same tables, set B (struct xc_config.active) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XC_V4_L16_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct xc_rule_val);
+} xc_v4_l16_b SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XC_V4_L24_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key4);
+	__type(value, struct xc_rule_val);
+} xc_v4_l24_b SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XC_V4_L32_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key4);
+	__type(value, struct xc_rule_val);
+} xc_v4_l32_b SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XC_V6_L128_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key6);
+	__type(value, struct xc_rule_val);
+} xc_v6_l128_b SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XC_V6_L64_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key6);
+	__type(value, struct xc_rule_val);
+} xc_v6_l64_b SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XC_V6_L48_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key6);
+	__type(value, struct xc_rule_val);
+} xc_v6_l48_b SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XC_V6_L32_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_key6);
+	__type(value, struct xc_rule_val);
+} xc_v6_l32_b SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, XC_V6_TRIE_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_trie6_key);
+	__type(value, struct xc_rule_val);
+} xc_v6_trie_b SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, XC_PORT_TRIE_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_port_key);
+	__type(value, struct xc_rule_val);
+} xc_port_trie_b SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, XC_MGMT_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct xc_trie6_key);
+	__type(value, struct xc_rule_val);
+} xc_mgmt_b SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -54,6 +54,7 @@ def test_healthz(anon: httpx.Client, client: httpx.Client, server: Running) -> N
     h = r.json()
     assert h["status"] == "ok"
     assert h["kernel"] == {"ok": True, "pin_dir": server.settings.pin_dir, "bpffs": True, "shared_maps": True,
+                           "kernel_revision": h["revision"], "db_revision": h["revision"], "in_sync": True,
                            "detail": None}
     assert h["db"]["ok"] and h["db"]["path"] == server.settings.db_path
     assert h["revision"] == revision(client)

@@ -43,7 +43,7 @@ from xdpctl.core import counters
 from xdpctl.core.context import Context
 from xdpctl.core.hooks import HookRef, Hooks, pinned_hooks
 from xdpctl.core.rules.service import DropList
-from xdpctl.core.rules.tables import KernelTables
+from xdpctl.core.rules.tables import read_pinned_config
 from xdpctl.core.rules.validate import spec
 from xdpctl.core.views import ChangeView
 from xdpctl.kernel import bpffs, maps
@@ -128,17 +128,20 @@ class DlEnv:
         return counters.read(self.ctx, ref).verdicts
 
     # -- kernel state
-    def map_dump(self, names: Iterable[str] = RULE_MAPS) -> dict[str, dict[bytes, bytes]]:
-        """Contents of rule maps (ARRAY xc_v4_l16: only non-zero slots)."""
+    def map_dump(self, names: Iterable[str] = RULE_MAPS, rule_set: int | None = None) -> dict[str, dict[bytes, bytes]]:
+        """Contents of rule maps of one set, by default the active one
+        (ARRAY xc_v4_l16: only non-zero slots)."""
         out = {}
+        rule_set = read_pinned_config(self.ctx).active if rule_set is None else rule_set
         for name in names:
-            with maps.Map.from_pin(os.path.join(self.settings.shared_map_dir, name)) as m:
+            path = os.path.join(self.settings.shared_map_dir, abi.set_map(name, rule_set))
+            with maps.Map.from_pin(path) as m:
                 out[name] = _array_nonzero(m) if m.type in maps.ARRAY_TYPES else dict(m.items())
         return out
 
     def config(self) -> tuple[int, int, int]:
-        with KernelTables(self.ctx) as kt:
-            return kt.read_config()
+        """policy, flags, generation of xc_cfg (which set is active aside)."""
+        return tuple(read_pinned_config(self.ctx)[:3])
 
     def snapshot(self) -> tuple:
         """Everything a failed command must leave alone: the export (which

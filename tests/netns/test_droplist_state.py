@@ -38,7 +38,7 @@ from xdpctl.core.errors import NotFound
 from xdpctl.core.hooks import HookRef
 from xdpctl.core.restore import restore
 from xdpctl.core.rules.clock import kernel_ns
-from xdpctl.core.rules.tables import KernelTables
+from xdpctl.core.rules.tables import KernelTables, read_pinned_config
 from xdpctl.core.rules.validate import DENY
 from xdpctl.core.views import RuleView
 from xdpctl.kernel import bpffs, maps
@@ -49,6 +49,9 @@ def _frames(env, mark, sources):
 
 
 def _shared(env, name: str) -> maps.Map:
+    """A shared map; a rule map in the active set."""
+    if name in abi.RULE_MAPS:
+        name = abi.set_map(name, read_pinned_config(env.ctx).active)
     return maps.Map.from_pin(os.path.join(env.settings.shared_map_dir, name))
 
 

@@ -23,6 +23,7 @@ from xdpctl import abi
 from xdpctl.core import dlcompile as dlc
 from xdpctl.core.rules.clock import kernel_ns
 from xdpctl.core.rules.service import DropList
+from xdpctl.core.rules.tables import read_pinned_config
 from xdpctl.core.rules.validate import spec
 from xdpctl.kernel import maps
 
@@ -240,7 +241,8 @@ def test_expired_entry_is_absent_in_kernel(env, ctx):
     frame = bytes(Ether() / IP(src="203.0.113.9", dst="192.0.2.2") / UDP(dport=9) / Raw(b"x"))
     assert bench.dropped(bench.run(frame).retval)
     # rewrite the kernel entry with a deadline in the past
-    with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, "xc_v4_l24")) as m:
+    l24 = abi.set_map("xc_v4_l24", read_pinned_config(ctx).active)
+    with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, l24)) as m:
         k = abi.pack_key4(0, int(ipaddress.ip_address("203.0.113.0")))
         v = abi.unpack_rule_val(m.lookup(k))
         m.update(k, abi.pack_rule_val(v.rule_id, v.action, v.plen, kernel_ns() - 1))

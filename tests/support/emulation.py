@@ -16,7 +16,7 @@ from typing import Mapping
 
 from xdpctl import abi
 from xdpctl.abi import Action
-from xdpctl.core.dlcompile import KEY_SIZE, L16, L16_ENTRIES, PORT_TRIE, V6_TRIE, VAL_SIZE, Plan, Table
+from xdpctl.core.dlcompile import KEY_SIZE, L16, L16_ENTRIES, MGMT, PORT_TRIE, V6_TRIE, VAL_SIZE, Plan, Table
 
 TableState = dict  # map name -> {key bytes: value bytes}
 
@@ -161,3 +161,13 @@ def kernel_port_lookup(st: TableState, dir: int, proto: int, port: int, family: 
         st[PORT_TRIE],
         lambda p: abi.pack_port_key(dir, proto, port, family, addr & _mask(family, p), p),
         abi.PORT_PREFIX_BASE, _BITS[family], now_ns)
+
+
+def kernel_mgmt_lookup(st: TableState, dir: int, family: int, addr: int, now_ns: int = 0) -> abi.RuleVal | None:
+    """xc_mgmt match for the address of side ``dir``: IPv4 (and IPv4-mapped)
+    as ::ffff:a.b.c.d, expired entries as in the C."""
+    family, addr = _unmap(family, addr)
+    if family == 4:
+        addr |= 0xFFFF00000000
+    return _trie_match(st[MGMT], lambda p: abi.pack_trie6_key(dir, addr & _mask(6, p), p),
+                       abi.TRIE6_PREFIX_BASE, 128, now_ns)

@@ -207,7 +207,9 @@ def verdict(rules: Iterable, pkt: Pkt, policy: int = Policy.ALLOW, now_ns: int =
 
     rules: objects with the fields of xdpctl.core.dlcompile.Rule (id,
     family, net, plen, dir, action, proto, port, expires_ns); a rule whose
-    expires_ns is set and <= now_ns does not exist."""
+    expires_ns is set and <= now_ns does not exist. A rule with a true
+    ``mgmt`` attribute (a management prefix, an allow rule) passes a packet
+    from (or, dir 1, to) its prefix before any other rule or the policy."""
     rules = list(rules)
     deny_policy = policy == Policy.DENY
     if pkt.l3 in (L3.ARP, L3.OTHER):
@@ -217,6 +219,10 @@ def verdict(rules: Iterable, pkt: Pkt, policy: int = Policy.ALLOW, now_ns: int =
                (False, DlReason.PASS_MALFORMED, None)
     sfam, saddr = _lookup_addr(pkt.family, pkt.src)
     dfam, daddr = _lookup_addr(pkt.family, pkt.dst)
+    mgmt = [r for r in rules if getattr(r, "mgmt", False)]
+    for r in (_addr_match(mgmt, 0, sfam, saddr, now_ns), _addr_match(mgmt, 1, dfam, daddr, now_ns)):
+        if r is not None:  # a management prefix passes whatever else matches
+            return False, DlReason.PASS_ALLOW, r.id
     s = _addr_match(rules, 0, sfam, saddr, now_ns)
     d = _addr_match(rules, 1, dfam, daddr, now_ns)
     ps = pd = None

@@ -53,7 +53,7 @@ class ProgramBench:
         ctx.kernel_ready()
         self.dir = os.path.join(ctx.settings.pin_dir, "bench", name, kind)
         bpffs.makedirs(self.dir)
-        sizes = {**ctx.settings.capacity, **(max_entries or {})}
+        sizes = abi.with_sets({**ctx.settings.capacity, **(max_entries or {})})
         self.loaded = objects.load(objects.object_path(object_name(kind)), pin_path=pin_path_for(ctx, self.dir),
                                    max_entries=sizes)
         self.fd = self.loaded.prog_fd(HOOK_PROG)
@@ -130,7 +130,8 @@ class DropListProbe:
     lookup over what the instance wrote), but has a config, verdict
     counters and rule statistics of its own: probing changes nothing the
     instance reports. Its config keeps the instance's IPv6-trie flag and
-    turns destination and port lookups off, so only the source decides."""
+    turns destination, port and management lookups off, so only the source
+    decides, in the rule set that was active when the probe was made."""
 
     PRIVATE = frozenset({"xc_cfg", "xc_rule_stats"})
 
@@ -146,13 +147,14 @@ class DropListProbe:
             return path
 
         self.loaded = objects.load(objects.object_path("xdp_droplist"), pin_path=pin,
-                                   max_entries=dict(settings.capacity))
+                                   max_entries=abi.with_sets(settings.capacity))
         self.fd = self.loaded.prog_fd("xc_droplist")
         with maps.Map.from_pin(os.path.join(shared, "xc_cfg")) as m:
             raw = m.lookup(abi.U32.pack(0))
-        flags = abi.CONFIG.unpack(raw[:abi.CONFIG.size])[1] & int(abi.CfgFlag.HAVE_V6TRIE)
-        with self.loaded.map("xc_cfg") as m:
-            m.update(abi.U32.pack(0), abi.pack_config(int(abi.Policy.ALLOW), flags, 0))
+        cfg = abi.unpack_config(raw)
+        flags = cfg.flags & int(abi.CfgFlag.HAVE_V6TRIE)
+        with self.loaded.map("xc_cfg") as m:  # the instance's active rule set
+            m.update(abi.U32.pack(0), abi.pack_config(int(abi.Policy.ALLOW), flags, 0, cfg.active))
 
     def source_match(self, addr: str) -> tuple[int, abi.DlReason, int | None]:
         """(retval, reason, rule id hit or None) for one ICMP packet from ``addr``."""

@@ -39,7 +39,7 @@ from xdpctl.core.gcpause import collector_paused
 
 __all__ = [
     "Rule", "RuleColumns", "RuleError", "validate_rule", "band_of", "Band", "BANDS",
-    "Table", "Compiled", "compile_full", "rule_flags",
+    "Table", "Compiled", "compile_full", "compile_mgmt", "mgmt_entry", "rule_flags",
     "MapPlan", "Plan", "RuleIndex", "MemoryRuleIndex", "plan_add", "plan_remove",
 ]
 
@@ -198,6 +198,7 @@ BANDS = (
 )
 V6_TRIE = "xc_v6_trie"
 PORT_TRIE = "xc_port_trie"
+MGMT = "xc_mgmt"
 L16 = "xc_v4_l16"
 L16_ENTRIES = 2 * 65536
 
@@ -509,6 +510,28 @@ def _compile_port(l4: list[Rule], out: Compiled) -> None:
     out[PORT_TRIE] = Table(b"".join(d.keys()), b"".join(d.values()), len(d))
 
 
+# -- management prefixes -----------------------------------------------------
+def mgmt_entry(r: Rule) -> tuple[bytes, bytes]:
+    """The xc_mgmt key and value of a management rule: an allow address
+    rule; the value's plen is the key's length past the dir word (an IPv4
+    prefix is v4-mapped), as the lookup's retry over expired entries needs."""
+    if r.proto is not None or r.family == 0 or r.action != Action.ALLOW:
+        raise RuleError(r, "a management prefix is an allow rule on an address prefix")
+    plen = r.plen + (abi.MGMT_V4_PLEN if r.family == 4 else 0)
+    return (abi.pack_mgmt_key(r.dir, r.family, r.net, r.plen),
+            abi.RULE_HALF.pack(r.id, r.action, plen, 0, r.expires_ns) + _NO_FB)
+
+
+def compile_mgmt(rules: Iterable[Rule], out: Compiled) -> None:
+    """Put the xc_mgmt image of the management rules into ``out`` (and the
+    flag the lookup needs). The rules are compiled into the address tables
+    as ordinary allow rules too."""
+    d = dict(mgmt_entry(r) for r in rules)
+    out[MGMT] = Table(b"".join(d), b"".join(d.values()), len(d))
+    if d:
+        out.flags |= int(CfgFlag.HAVE_MGMT)
+
+
 # -- driver ------------------------------------------------------------------
 _EQ4 = bytes(int(i == 4) for i in range(256))
 _EQ32 = bytes(int(i == 32) for i in range(256))
@@ -710,6 +733,7 @@ def _compile_into(rules: list, out: Compiled) -> None:
             _compile_plain(b, minor, out)
     _compile_v6_trie(sp.trie6, out)
     _compile_port(sp.l4, out)
+    out[MGMT] = Table(b"", b"", 0)
     out.flags = int(sp.flags)
 
 

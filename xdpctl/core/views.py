@@ -226,6 +226,9 @@ class KernelHealthView(View):
     pin_dir: str
     bpffs: bool
     shared_maps: bool = Field(description="the drop list's shared maps are pinned")
+    kernel_revision: int | None = Field(None, description="the revision the kernel's active rule set holds")
+    db_revision: int | None = Field(None, description="the database's revision")
+    in_sync: bool | None = Field(None, description="the kernel holds the database's revision in both rule sets")
     detail: str | None = None
 
 class DbHealthView(View):

@@ -113,7 +113,7 @@ def load(ctx: Context, ref: HookRef, bits: int) -> objects.Loaded:
 def sizes(ctx: Context, hdir: str) -> dict[str, int]:
     """Map sizes for a load: a map that is pinned keeps the size it was
     created with (the pin is reused); the others get the settings'."""
-    out = dict(ctx.settings.capacity)
+    out = abi.with_sets(ctx.settings.capacity)
     pin = pin_path_for(ctx, hdir)
     for name in abi.MAP_SPECS:
         if os.path.exists(pin(name)):

@@ -80,16 +80,27 @@ def config_flags(state: State) -> int:
         flags |= int(abi.CfgFlag.HAVE_PORT)
     if state.has_v6_address_rules(V6_TRIE_LENS):
         flags |= int(abi.CfgFlag.HAVE_V6TRIE)
+    if state.mgmt_rule_rows():
+        flags |= int(abi.CfgFlag.HAVE_MGMT)
     return flags | state.list_flags()
 
 
-def compile_rules(rules) -> dlc.Compiled:
+def mgmt_rules(state: State, now_wall: float, now_kns: int) -> list[dlc.Rule]:
+    return [row_to_rule(r, now_wall, now_kns) for r in state.mgmt_rule_rows()]
+
+
+def compile_rules(rules, mgmt: list[dlc.Rule]) -> dlc.Compiled:
+    """The images of every rule map: ``rules`` into the address and port
+    tables, the management rules (also among ``rules``) into xc_mgmt."""
     try:
-        return dlc.compile_full(rules)
+        out = dlc.compile_full(rules)
+        dlc.compile_mgmt(mgmt, out)
+        return out
     except dlc.RuleError as exc:  # pragma: no cover - inputs are validated
         raise ValidationError(f"rule set does not compile: {exc}") from None
 
 
 def compile_stored(state: State) -> dlc.Compiled:
     """The kernel image of the whole stored rule set, as of now."""
-    return compile_rules(all_rules(state, time.time(), kernel_ns()))
+    now_wall, now_kns = time.time(), kernel_ns()
+    return compile_rules(all_rules(state, now_wall, now_kns), mgmt_rules(state, now_wall, now_kns))

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Callable
 
+from ... import abi
 from .. import dlcompile as dlc
 from .. import prefixes as px
 from ..context import Context
@@ -170,8 +171,10 @@ class DropList:
         return self._lists_index
 
     def _finish(self, kt: KernelTables) -> int:
+        """Bump the revision and make it the kernel's (xc_cfg flips to the
+        set just written, then the other set catches up)."""
         rev = self.state.bump_revision()
-        kt.write_config(POLICIES[self.policy()], ruleset.config_flags(self.state), rev)
+        kt.commit(POLICIES[self.policy()], ruleset.config_flags(self.state), rev)
         return rev
 
     def _full_sync(self, kt: KernelTables, progress=None) -> SyncReport:
@@ -180,8 +183,8 @@ class DropList:
     def _write_changes(self, kt: KernelTables, added_ids: list[int], removed: list[dlc.Rule]) -> None:
         """Write the kernel for rules just inserted/updated (by id) and rules
         just deleted from the database; full compile for large changes."""
-        if len(added_ids) + len(removed) > BULK_THRESHOLD:
-            self._full_sync(kt)
+        if len(added_ids) + len(removed) > BULK_THRESHOLD or not kt.at_revision(self.state.revision):
+            self._full_sync(kt)  # a delta only applies to sets that hold the stored revision
             return
         now_wall, now_kns = time.time(), kernel_ns()
         index = SqlRuleIndex(self.state, self._lists_index_get() if self.state.has_lists() else None)
@@ -189,10 +192,12 @@ class DropList:
         for r in removed:
             index.prepare(r)
             plan.merge(dlc.plan_remove(r, index))
+            _plan_mgmt(plan, r, False)
         for row in self.state.rules_by_ids(added_ids):
             r = row_to_rule(row, now_wall, now_kns)
             index.prepare(r)
             plan.merge(dlc.plan_add(r, index))
+            _plan_mgmt(plan, r, bool(row.mgmt))
         kt.apply(plan)
 
     def _delete_rows(self, kt: KernelTables, rows: list[RuleRow]) -> None:
@@ -296,6 +301,8 @@ class DropList:
         with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
             state.check_revision(expected_revision)
             state.set_meta("policy", policy)
+            if not kt.at_revision(state.revision):
+                self._full_sync(kt)
             return PolicyView(policy=policy, revision=self._finish(kt))
 
     # ----------------------------------------------------------- lists
@@ -327,7 +334,9 @@ class DropList:
             expires = now + t if t else None
             d = 1 if dst else 0
             pending = cols.columns(base, d, act, wall_to_kernel_ns(expires))
-            compiled = ruleset.compile_rules(ruleset.all_rules(state, now, kernel_ns(), pending=(name, pending)))
+            kns = kernel_ns()
+            compiled = ruleset.compile_rules(ruleset.all_rules(state, now, kns, pending=(name, pending)),
+                                             ruleset.mgmt_rules(state, now, kns))
 
             def store() -> ListRow:
                 row = ListRow(name, n, d, act, comment, source, now, expires, base, cols.pack(), cols.flags(dst))
@@ -403,16 +412,33 @@ class DropList:
         return [rule_view(r) for r in rows], [name for name, _b, _c in lists]
 
     def sync(self, progress=None) -> SyncReport:
-        """Rebuild the maps from the database, repairing any drift."""
+        """Rebuild both rule sets from the database, repairing any drift: a
+        kernel at another revision, a standby set a writer left half written."""
         with self.ctx.writer(), KernelTables(self.ctx) as kt:
+            found = kt.found
             self._expire_locked(kt)
             report = self._full_sync(kt, progress)
-            want = (POLICIES[self.policy()], ruleset.config_flags(self.state), self.revision())
-            if kt.read_config() != want:
-                kt.write_config(*want)
+            want = abi.Config(POLICIES[self.policy()], ruleset.config_flags(self.state), self.revision())
+            other = kt.commit(*want[:3])
+            if other is not None:  # entries one set lacked: the larger repair of the two
+                report.written = max(report.written, other.written)
+                report.deleted = max(report.deleted, other.deleted)
+            if found[:3] != want[:3] or found.synced != found.generation:
                 report.written += 1
             report.revision = self.revision()
             return report
+
+
+def _plan_mgmt(plan: dlc.Plan, r: dlc.Rule, mgmt: bool) -> None:
+    """The xc_mgmt entry of an address rule: written for a management rule,
+    else deleted (a rule updated without --mgmt, or removed)."""
+    if r.proto is not None or r.family == 0:
+        return
+    key, val = dlc.mgmt_entry(r._replace(action=abi.Action.ALLOW))
+    if mgmt:
+        plan.put(dlc.MGMT, key, val)
+    else:
+        plan.delete(dlc.MGMT, key)
 
 
 def _new_row(rid: int, s: RuleSpec, source: str, now: float) -> RuleRow:

@@ -368,6 +368,11 @@ class State:
         return bool(self.db.execute("SELECT 1 FROM rules WHERE dir=1 AND proto=0 LIMIT 1").fetchone()
                     or self.db.execute("SELECT 1 FROM lists WHERE dir=1 AND count>0 LIMIT 1").fetchone())
 
+    def mgmt_rule_rows(self) -> list[RuleRow]:
+        """Management prefixes (allow rules on an address)."""
+        return [RuleRow(*r) for r in self.db.execute(
+            f"SELECT {RULE_COLS} FROM rules WHERE mgmt<>0 AND anyaddr=0 AND proto=0 ORDER BY id")]
+
     def has_port_rules(self) -> bool:
         return self.db.execute("SELECT 1 FROM rules WHERE proto<>0 LIMIT 1").fetchone() is not None
 

@@ -1,12 +1,21 @@
-"""The shared drop-list maps: created on first use, written with rollback.
+"""The shared drop-list maps: created on first use, written double-buffered.
 
 The maps are shared by every hook that runs the drop list; they are a cache
-of the database (xdpctl.core.rules.store). A write that fails puts every
-touched entry back, so a change is all or nothing in the kernel too.
+of the database (xdpctl.core.rules.store). The rule tables exist twice (set
+A and set B, abi.RULE_MAPS and their _b twins); xc_cfg names the active set
+together with the generation (the revision it holds), in one map update. A
+change writes the standby set, flips xc_cfg to it, then writes the same
+change into the other set and records that both agree (xc_config.synced).
+At any instant the data path sees the tables of one revision; a writer that
+dies before the flip leaves the old revision active, after it the new one.
+A write that fails before the flip is undone in the standby set; if even
+that fails, the error says so and the standby set stays marked stale.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import sys
 from array import array
@@ -17,13 +26,18 @@ from ... import abi
 from ...kernel import bpffs, maps, objects
 from .. import dlcompile as dlc
 from ..context import Context
-from ..errors import CapacityError
+from ..errors import BpfError, CapacityError
 from ..hooks import PER_HOOK_MAPS, check_shared_pins
 
-SHARED_DL_MAPS = tuple(abi.RULE_MAPS) + ("xc_cfg", "xc_rule_stats")
+SET_MAPS = tuple(abi.set_map(m, s) for s in (0, 1) for m in abi.RULE_MAPS)
+SHARED_DL_MAPS = SET_MAPS + ("xc_cfg", "xc_rule_stats")
 VAL_SIZE = abi.RULE_VAL.size
+STALE = (1 << 64) - 1  # xc_config.synced: the standby set holds no known generation
+SET_NAMES = ("A", "B")
 
 Progress = Callable[[int, int], None]
+Undo = list  # (map, {key: old value}, new keys bytes, count): how to put a map back
+log = logging.getLogger("xdpctl")
 
 
 @dataclass
@@ -42,12 +56,18 @@ class SyncReport:
 
 class KernelTables:
     """The shared drop-list maps, created (by loading the drop-list object
-    once) if bpffs does not have them yet."""
+    once) if bpffs does not have them yet; one change at a time (the
+    caller holds the writer lock), as a context manager."""
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.dir = ctx.settings.shared_map_dir
         self.maps: dict[str, maps.Map] = {}
+        self.cfg = abi.Config(0, 0, 0)   # xc_cfg as it is
+        self.found = self.cfg            # xc_cfg as this change found it
+        self._wrote: list = []           # what this change wrote to the standby set (plans, images)
+        self._undo: Undo = []            # how to put the standby set back until the flip
+        self.catch_up_error: str | None = None
 
     def ensure(self) -> "KernelTables":
         missing = [m for m in SHARED_DL_MAPS if not os.path.exists(os.path.join(self.dir, m))]
@@ -59,10 +79,11 @@ class KernelTables:
                 return None if name in PER_HOOK_MAPS else os.path.join(self.dir, name)
 
             objects.load(objects.object_path("xdp_droplist"), pin_path=pin,
-                         max_entries=dict(self.ctx.settings.capacity)).close()
+                         max_entries=abi.with_sets(self.ctx.settings.capacity)).close()
         for m in SHARED_DL_MAPS:
             if m not in self.maps:
                 self.maps[m] = maps.Map.from_pin(os.path.join(self.dir, m))
+        self.cfg = self.found = self.read_config()
         return self
 
     def __getitem__(self, name: str) -> maps.Map:
@@ -76,115 +97,116 @@ class KernelTables:
     def __enter__(self) -> "KernelTables":
         return self.ensure()
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    # -- writing with rollback
-    def apply(self, plan: dlc.Plan) -> None:
-        """Apply a small plan; on any failure put every touched key back."""
-        saved: list[tuple[str, bytes, bytes | None]] = []
+    def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            for m, mp in plan.items():
-                mo = self.maps[m]
-                for k, v in mp.updates.items():
-                    saved.append((m, k, mo.lookup(k)))
-                    mo.update(k, v)
-                for k in mp.deletes:
-                    old = mo.lookup(k)
-                    if old is not None:
-                        saved.append((m, k, old))
-                        mo.delete(k)
-        except BaseException:
-            self._restore(saved)
-            raise
+            if exc_type is not None and self._undo:
+                self._roll_back(exc)
+        finally:
+            self.close()
 
-    def _restore(self, saved) -> None:
-        for m, k, old in reversed(saved):
-            try:
-                if old is None:
-                    self.maps[m].delete(k)
+    # -- the sets
+    @property
+    def standby(self) -> int:
+        return 1 - self.cfg.active
+
+    def table(self, name: str, rule_set: int) -> maps.Map:
+        return self.maps[abi.set_map(name, rule_set)]
+
+    def at_revision(self, revision: int) -> bool:
+        """Does the active set hold ``revision`` and the standby set mirror
+        it (as found when this change began)? Then a change may be written
+        as a delta; else only as a whole image."""
+        return self.found.generation == revision and self.found.synced == revision
+
+    def _begin_write(self) -> None:
+        """Before the first write to the standby set: mark it stale, so a
+        writer that dies mid-write leaves that on record."""
+        if not self._wrote and self.cfg.synced != STALE:
+            self._write_cfg(self.cfg._replace(synced=STALE))
+
+    # -- writing the standby set
+    def apply(self, plan: dlc.Plan) -> None:
+        """Write a small plan (a delta from the database's revision) into
+        the standby set; undone if this change fails before commit."""
+        self._begin_write()
+        self._wrote.append(plan)
+        _apply_plan(self, plan, self.standby, self._undo)
+
+    def sync_to(self, compiled: dlc.Compiled, progress: Progress | None = None) -> SyncReport:
+        """Make the standby set equal the compiled image; undone if this
+        change fails before commit."""
+        self._begin_write()
+        self._wrote.append(compiled)
+        return _sync_set(self, compiled, self.standby, self._undo, progress)
+
+    def commit(self, policy: int, flags: int, revision: int) -> SyncReport | None:
+        """Make ``revision`` the kernel's: flip xc_cfg to the standby set
+        (with policy, flags and generation, one update), then write the same
+        change into the other set and mark both in sync. A failed catch-up
+        does not undo the change: the set stays marked stale (health reports
+        it, the next change or a restore rewrites it). Returns what the
+        catch-up wrote (None when nothing was written)."""
+        old = self.cfg
+        if not self._wrote:
+            synced = revision if old.synced == old.generation else STALE
+            self._write_cfg(abi.Config(policy, flags, revision, old.active, synced))
+            return None
+        self._write_cfg(abi.Config(policy, flags, revision, self.standby, STALE))
+        self._undo = []
+        wrote, self._wrote = self._wrote, []
+        report = SyncReport(revision)
+        try:
+            for w in wrote:
+                if isinstance(w, dlc.Plan):
+                    _apply_plan(self, w, old.active, None)
                 else:
-                    self.maps[m].update(k, old)
-            except Exception:  # pragma: no cover - best effort on the way out
-                pass
+                    rep = _sync_set(self, w, old.active, None, None)
+                    report.written, report.deleted = report.written + rep.written, report.deleted + rep.deleted
+        except Exception as exc:
+            self.catch_up_error = (f"set {SET_NAMES[old.active]} of the rule tables was not brought to "
+                                   f"revision {revision}: {exc}")
+            log.warning("%s", self.catch_up_error)
+            return report
+        self._write_cfg(self.cfg._replace(synced=revision))
+        return report
+
+    def _roll_back(self, cause: BaseException) -> None:
+        """Undo what this change wrote to the standby set; then it mirrors
+        the active set again. A failure here is raised, naming what could
+        not be undone; the set stays marked stale."""
+        undo, self._undo, self._wrote = self._undo, [], []
+        failed = []
+        for mo, old_vals, new_keys, n_new in reversed(undo):
+            try:
+                if n_new:
+                    mo.delete_batch(new_keys, n_new)  # skips keys the failed write did not reach
+                if old_vals:
+                    mo.update_batch(b"".join(old_vals), b"".join(old_vals.values()), len(old_vals))
+            except Exception as exc:
+                failed.append((mo.name, n_new + len(old_vals), exc))
+        if not failed:
+            self._write_cfg(self.cfg._replace(synced=self.found.synced))
+            return
+        what = "; ".join(f"{n} entries of {name} ({exc})" for name, n, exc in failed)
+        err = next((e.errno for _n, _c, e in failed if isinstance(e, BpfError)), errno.EIO)
+        raise BpfError(f"a failed change could not be undone in the standby rule set: {what}", err,
+                       hint="the active set is unchanged; {action:restore} rewrites the standby set") from cause
+
+    # -- config
+    def _write_cfg(self, cfg: abi.Config) -> None:
+        self.maps["xc_cfg"].update(abi.U32.pack(0), abi.pack_config(*cfg))
+        self.cfg = cfg
+
+    def write_config(self, policy: int, flags: int, generation: int) -> None:
+        """Write policy, flags and generation, keeping the sets as they are."""
+        self._write_cfg(self.cfg._replace(policy=policy, flags=flags, generation=generation))
+
+    def read_config(self) -> abi.Config:
+        raw = self.maps["xc_cfg"].lookup(abi.U32.pack(0))
+        return abi.unpack_config(raw) if raw else abi.Config(0, 0, 0)
 
     def read(self, name: str) -> dict[bytes, bytes]:
         return dict(self.maps[name].items())
-
-    def _current(self, name: str, table: dlc.Table) -> dict[bytes, bytes] | None:
-        """A map's entries; None when it already equals the image (the
-        ARRAY xc_v4_l16 is compared raw)."""
-        mo = self.maps[name]
-        if name == dlc.L16:
-            cur = b"".join(v[:VAL_SIZE] for _i, v in mo.lookup_range(0, mo.max_entries))
-            if cur == table.values:
-                return None
-            return {abi.U32.pack(i): cur[i * VAL_SIZE:(i + 1) * VAL_SIZE] for i in range(len(cur) // VAL_SIZE)}
-        return self.read(name) if mo.has_entries() else {}
-
-    def _sync_map(self, name: str, table: dlc.Table, undo: list) -> tuple[int, int]:
-        """Make one map equal its image; record how to undo it. Returns
-        (entries written, entries deleted)."""
-        mo = self.maps[name]
-        current = self._current(name, table)
-        if current is None:
-            return 0, 0
-        if not current and table.count:
-            _check_capacity(mo, table.count)
-            mo.update_batch(table.keys, table.values, table.count)
-            undo.append((name, {}, (table.keys, table.count)))
-            return table.count, 0
-        want = _table_dict(table, mo.key_size)
-        upd = {k: v for k, v in want.items() if current.get(k) != v}
-        dels = [] if name == dlc.L16 else [k for k in current if k not in want]
-        _check_capacity(mo, len(want))
-        old_vals = {k: current[k] for k in upd if k in current}
-        old_vals.update({k: current[k] for k in dels})
-        if upd:
-            mo.update_batch(b"".join(upd), b"".join(upd.values()), len(upd))
-        new_keys = [k for k in upd if k not in current]
-        undo.append((name, old_vals, (b"".join(new_keys), len(new_keys))))
-        if dels:
-            mo.delete_batch(b"".join(dels), len(dels))
-        return len(upd), len(dels)
-
-    def sync_to(self, compiled: dlc.Compiled, progress: Progress | None = None) -> SyncReport:
-        """Make every rule map equal the compiled image; rollback on failure."""
-        report = SyncReport(revision=0)
-        undo: list[tuple[str, dict[bytes, bytes], tuple[bytes, int]]] = []
-        total = sum(compiled[m].count for m in abi.RULE_MAPS)
-        done = 0
-        try:
-            for name in abi.RULE_MAPS:
-                written, deleted = self._sync_map(name, compiled[name], undo)
-                report.per_map[name] = (written, deleted)
-                report.written += written
-                report.deleted += deleted
-                done += compiled[name].count
-                if progress:
-                    progress(done, total)
-        except BaseException:
-            self._undo(undo)
-            raise
-        return report
-
-    def _undo(self, undo) -> None:
-        for name, old_vals, (new_keys, n_new) in reversed(undo):
-            mo = self.maps[name]
-            try:
-                if n_new:
-                    mo.delete_batch(new_keys, n_new)
-                if old_vals:
-                    mo.update_batch(b"".join(old_vals), b"".join(old_vals.values()), len(old_vals))
-            except Exception:  # pragma: no cover
-                pass
-
-    def write_config(self, policy: int, flags: int, generation: int) -> None:
-        self.maps["xc_cfg"].update(abi.U32.pack(0), abi.pack_config(policy, flags, generation))
-
-    def read_config(self) -> tuple[int, int, int]:
-        raw = self.maps["xc_cfg"].lookup(abi.U32.pack(0))
-        return abi.CONFIG.unpack(raw[: abi.CONFIG.size]) if raw else (0, 0, 0)
 
     def zero_stats(self, ids: Iterable[int]) -> None:
         ids = list(ids)
@@ -214,6 +236,87 @@ class KernelTables:
         return out
 
 
+def _apply_plan(kt: KernelTables, plan: dlc.Plan, rule_set: int, undo: Undo | None) -> None:
+    """Write a plan into one set, recording in ``undo`` how to put it back."""
+    for name, mp in plan.items():
+        mo = kt.table(name, rule_set)
+        old_vals: dict[bytes, bytes] = {}
+        new_keys: list[bytes] = []
+        rec = (mo, old_vals, new_keys, 0)
+        if undo is not None:
+            undo.append(rec)
+        for k, v in mp.updates.items():
+            old = mo.lookup(k)
+            mo.update(k, v)
+            if old is None:
+                new_keys.append(k)
+            else:
+                old_vals.setdefault(k, old)
+        for k in mp.deletes:
+            old = mo.lookup(k)
+            if old is not None:
+                mo.delete(k)
+                old_vals.setdefault(k, old)
+        if undo is not None:
+            undo[-1] = (mo, old_vals, b"".join(new_keys), len(new_keys))
+
+
+def _current(mo: maps.Map, name: str, table: dlc.Table) -> dict[bytes, bytes] | None:
+    """A map's entries; None when it already equals the image (the ARRAY
+    xc_v4_l16 is compared raw)."""
+    if name == dlc.L16:
+        cur = b"".join(v[:VAL_SIZE] for _i, v in mo.lookup_range(0, mo.max_entries))
+        if cur == table.values:
+            return None
+        return {abi.U32.pack(i): cur[i * VAL_SIZE:(i + 1) * VAL_SIZE] for i in range(len(cur) // VAL_SIZE)}
+    return dict(mo.items()) if mo.has_entries() else {}
+
+
+def _sync_map(mo: maps.Map, name: str, table: dlc.Table, undo: Undo | None) -> tuple[int, int]:
+    """Make one map equal its image; record how to undo it. Returns
+    (entries written, entries deleted)."""
+    current = _current(mo, name, table)
+    if current is None:
+        return 0, 0
+    if not current and table.count:
+        _check_capacity(mo, table.count)
+        if undo is not None:
+            undo.append((mo, {}, table.keys, table.count))
+        mo.update_batch(table.keys, table.values, table.count)
+        return table.count, 0
+    want = _table_dict(table, mo.key_size)
+    upd = {k: v for k, v in want.items() if current.get(k) != v}
+    dels = [] if name == dlc.L16 else [k for k in current if k not in want]
+    _check_capacity(mo, len(want))
+    old_vals = {k: current[k] for k in upd if k in current}
+    old_vals.update({k: current[k] for k in dels})
+    new_keys = [k for k in upd if k not in current]
+    if undo is not None:
+        undo.append((mo, old_vals, b"".join(new_keys), len(new_keys)))
+    if upd:
+        mo.update_batch(b"".join(upd), b"".join(upd.values()), len(upd))
+    if dels:
+        mo.delete_batch(b"".join(dels), len(dels))
+    return len(upd), len(dels)
+
+
+def _sync_set(kt: KernelTables, compiled: dlc.Compiled, rule_set: int, undo: Undo | None,
+              progress: Progress | None) -> SyncReport:
+    """Make every rule map of one set equal the compiled image."""
+    report = SyncReport(revision=0)
+    total = sum(compiled[m].count for m in abi.RULE_MAPS)
+    done = 0
+    for name in abi.RULE_MAPS:
+        written, deleted = _sync_map(kt.table(name, rule_set), name, compiled[name], undo)
+        report.per_map[name] = (written, deleted)
+        report.written += written
+        report.deleted += deleted
+        done += compiled[name].count
+        if progress:
+            progress(done, total)
+    return report
+
+
 def rule_stats(ctx: Context, ids: list[int]) -> dict[int, tuple[int, int, int]]:
     """(packets, bytes, last hit) per rule id, read without creating any
     map: {} when the shared maps do not exist yet."""
@@ -235,15 +338,27 @@ class KernelHealth:
     bpffs: bool
     missing_maps: list[str]
     detail: str | None
+    kernel_revision: int | None = None  # xc_cfg's generation: the revision the active set holds
+    db_revision: int | None = None
+    standby_synced: bool | None = None  # the standby set mirrors the active one
+
+    @property
+    def in_sync(self) -> bool | None:
+        """The kernel holds the database's revision in both sets (None:
+        not known, e.g. no revision to compare with)."""
+        if self.kernel_revision is None or self.db_revision is None:
+            return None
+        return self.kernel_revision == self.db_revision and bool(self.standby_synced)
 
     @property
     def ok(self) -> bool:
-        return self.bpffs and not self.missing_maps
+        return self.bpffs and not self.missing_maps and self.in_sync is not False
 
 
-def kernel_health(ctx: Context) -> KernelHealth:
-    """Is the pin directory on bpffs, and are the shared maps pinned? Reads
-    only; the service's /healthz and any monitoring use it."""
+def kernel_health(ctx: Context, db_revision: int | None = None) -> KernelHealth:
+    """Is the pin directory on bpffs, are the shared maps pinned, and (given
+    the database's revision) does the kernel hold that revision in both
+    rule sets? Reads only; the service's /healthz and any monitoring use it."""
     pin = ctx.settings.pin_dir
     try:
         on = bpffs.is_bpffs(pin)
@@ -253,8 +368,26 @@ def kernel_health(ctx: Context) -> KernelHealth:
         why = "does not exist" if not os.path.isdir(pin) else "is not on a bpffs mount"
         return KernelHealth(pin, False, list(SHARED_DL_MAPS), f"pin directory {pin} {why}")
     missing = [m for m in SHARED_DL_MAPS if not os.path.exists(os.path.join(ctx.settings.shared_map_dir, m))]
-    detail = f"shared maps missing ({', '.join(missing)}): {{action:restore}} rebuilds them" if missing else None
-    return KernelHealth(pin, True, missing, detail)
+    if missing:
+        return KernelHealth(pin, True, missing,
+                            f"shared maps missing ({', '.join(missing)}): {{action:restore}} rebuilds them")
+    cfg = read_pinned_config(ctx)
+    h = KernelHealth(pin, True, [], None, cfg.generation, db_revision, cfg.synced == cfg.generation)
+    if h.in_sync is False:
+        if cfg.generation != db_revision:
+            h.detail = (f"the kernel is at revision {cfg.generation}, the database at {db_revision}: "
+                        "{action:restore} repairs it")
+        else:
+            h.detail = (f"the standby rule set (set {SET_NAMES[1 - cfg.active]}) is not at revision "
+                        f"{cfg.generation}: a write did not finish; {{action:restore}} repairs it")
+    return h
+
+
+def read_pinned_config(ctx: Context) -> abi.Config:
+    """xc_cfg of the shared maps, read without creating anything."""
+    with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, "xc_cfg")) as m:
+        raw = m.lookup(abi.U32.pack(0))
+    return abi.unpack_config(raw) if raw else abi.Config(0, 0, 0)
 
 
 def _table_dict(table: dlc.Table, key_size: int) -> dict[bytes, bytes]:

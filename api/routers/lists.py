@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pydantic
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from xdpctl.core import prefixes as px
@@ -48,6 +49,23 @@ def get_list(response: Response, name: str = ListName,
     out = svc.read(lambda d: d.list_detail(name, limit, with_stats=stats, after=after))
     etag(response, out.revision)
     return out
+
+
+@router.get("/lists/{name}/members.txt", response_class=StreamingResponse,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "the list as a block-list file, one prefix per line"},
+                       **error_responses(404, 422)})
+def get_list_text(name: str = ListName, svc: Service = Depends(get_service)) -> StreamingResponse:
+    """Every member of a list as a block-list file (one prefix per line,
+    a `#` header), streamed: the body PUT /v1/lists/{name} takes back."""
+    lines = svc.read(lambda d: d.list_text(name))
+    first = next(lines)  # a missing list is a 404 before the stream starts
+    return StreamingResponse(_chain_first(first, lines), media_type="text/plain; charset=utf-8")
+
+
+def _chain_first(first: str, rest):
+    yield first
+    yield from rest
 
 
 def _json_error(exc: pydantic.ValidationError) -> ApiError:

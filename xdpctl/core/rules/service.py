@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 from ... import abi
 from .. import dlcompile as dlc
@@ -157,6 +157,20 @@ class DropList:
         more = bool(members) and members[-1].id < lv.id_base + lv.count - 1
         return ListDetailView(revision=self.revision(), list=lv, members=members,
                               truncated=lv.count > len(members), next=members[-1].id if more else None)
+
+    def list_text(self, name: str, chunk: int = 10000) -> Iterator[str]:
+        """A list's members as a block-list file (the format `import` and
+        PUT /v1/lists/{name} read), in pieces of ``chunk`` lines: the members
+        are taken from one snapshot of the list and formatted a piece at a
+        time, so a list of millions is never held as text or as objects."""
+        row = self._list_row(name)
+        m = Members.unpack(row.entries)
+        yield (f"# xdpctl list {row.name}: {row.count} prefixes, {ACTION_NAMES[row.action]} "
+               f"{DIR_NAMES[row.dir]}, revision {self.revision()}\n")
+        for family, nets, plens in ((4, m.nets4, m.plens4), (6, m.nets6, m.plens6)):
+            for i in range(0, len(nets), chunk):
+                yield "".join(px.format_prefix(px.Prefix(family, n, p)) + "\n"
+                              for n, p in zip(nets[i:i + chunk], plens[i:i + chunk]))
 
     def policy_view(self) -> PolicyView:
         return PolicyView(policy=self.policy(), revision=self.revision())

@@ -76,13 +76,13 @@ def drop_path(res: dict, cfg: dict) -> str:
             for k in ("chain_match", "chain_miss"):
                 if _get(x, k) and _get(bx, k):
                     worst[(e["family"], e["kind"], k)] = _get(x, k) / _get(bx, k)
-    out = [table(["family", "set", "rules", "root→droplist match", "×1", "miss", "×1", "prefix match",
+    out = [table(["family", "set", "rules", "hook match", "×1", "miss", "×1", "prefix match",
                   "droplist alone match", "×1", "alone miss", "×1", "load s"], rows)]
     if worst:
         top = max(worst.values())
         biggest = max(r["count"] for r in raw)
         verdict = "met" if top <= TARGET_RATIO else "MISSED"
-        out.append(f"\nTarget ≤ {TARGET_RATIO}x at {_n(biggest)} vs 1 rule (root→droplist, match and miss): "
+        out.append(f"\nTarget ≤ {TARGET_RATIO}x at {_n(biggest)} vs 1 rule (hook program, match and miss): "
                    f"**{verdict}**, worst {top:.2f}x.")
     return "\n".join(out)
 
@@ -167,7 +167,7 @@ def attribution(res: dict, cfg: dict) -> str:
             add("droplist, non-IP frame (parse, cfg, counters, chain)", _get(x, "alone_nonip"))
             add("droplist, miss (every band looked up)", _get(x, "alone_miss"))
             add("droplist, match (one lookup + rule stats)", _get(x, "alone_match"))
-            add("root→droplist, match", _get(x, "chain_match"))
+            add("hook program, drop list on, match", _get(x, "chain_match"))
             add("LPM baseline, match (1 trie entry)", _get(e1["lpm"], "match"))
         for name, label in (("ktime8", "8 × bpf_ktime_get_boot_ns"), ("coarse8", "8 × bpf_ktime_get_coarse_ns"),
                             ("jiffies8", "8 × bpf_jiffies64"), ("atomic8", "8 × atomic add (array value)"),
@@ -318,8 +318,8 @@ def _header(results: dict) -> list[str]:
 
 def _testrun_sections(tr: dict, cfg: dict) -> list[str]:
     out = ["## 1. Drop path per packet, BPF_PROG_TEST_RUN (ns/pkt)", "",
-           "xdpctl's real objects: `xdp_root` tail-calling `xdp_droplist` through the chain, and the drop-list "
-           "program run alone; maps filled by `DropList.import_list`. match = source has a /32 (/128) rule, "
+           "xdpctl's real objects: the hook program `xdp_hook` with the drop-list stage on (the column "
+           "'hook match'), and the stand-alone drop-list program where measured; maps filled by `DropList.import_list`. match = source has a /32 (/128) rule, "
            "miss = source in a range no rule covers, prefix match = source covered only by a shorter prefix "
            "(IPv4 /20-/24, IPv6 /49-/56). ×1 = ratio to the same column with 1 rule. "
            "load s = wall time of `DropList.import_list` in the bench process.", "",
@@ -331,7 +331,7 @@ def _testrun_sections(tr: dict, cfg: dict) -> list[str]:
     if sp:
         out += ["## 2b. Cache-cold: a different source on every packet", "",
                 "`bench/bpf/spray.c` writes the next source from a shuffled list into the frame and tail-calls "
-                "the program under test (xdpctl: root→droplist). match: every host rule of the set as "
+                "the program under test (xdpctl: the hook program). match: every host rule of the set as "
                 "sources (up to 1M); miss: 65,536 sources from the reserved miss range. ns/pkt above the "
                 "harness (spray tail-calling an empty program). This is closer to real traffic than "
                 "one repeated frame: map memory is not in cache. With 1 rule every match packet carries the "

@@ -361,7 +361,7 @@ def _peer_sections(s: dict, tr: dict | None, cfg: dict) -> list[str]:
                 f"`{xf.get('program', {}).get('name')}` run with BPF_PROG_TEST_RUN by id. "
                 f"{xf.get('version', '')}. Its address maps hold "
                 f"{_map_sizes(xf)}"
-                " entries, fixed when xdp-filter was built. xdpctl root→droplist measured in the same rounds.", "",
+                " entries, fixed when xdp-filter was built. xdpctl (hook program, drop list on) measured in the same rounds.", "",
                 xdpfilter(xf, cfg), ""]
     nf = s.get("nft")
     if nf:

@@ -65,165 +65,81 @@ struct {
 	__type(value, struct xc_config);
 } xc_cfg SEC(".maps");
 
-/* rule tables, set A */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XC_V4_L16_ENTRIES);
-	__type(key, __u32);
-	__type(value, struct xc_rule_val);
-} xc_v4_l16 SEC(".maps");
+/* The rule tables, defined twice: set A (no suffix) and set B (suffix _b).
+ * struct xc_config.active says which set the data path reads. */
+#define XC_RULE_TABLES(sfx) \
+struct { \
+	__uint(type, BPF_MAP_TYPE_ARRAY); \
+	__uint(max_entries, XC_V4_L16_ENTRIES); \
+	__type(key, __u32); \
+	__type(value, struct xc_rule_val); \
+} xc_v4_l16##sfx SEC(".maps"); \
+struct { \
+	__uint(type, BPF_MAP_TYPE_HASH); \
+	__uint(max_entries, XC_V4_L24_ENTRIES); \
+	__uint(map_flags, BPF_F_NO_PREALLOC); \
+	__type(key, struct xc_key4); \
+	__type(value, struct xc_rule_val); \
+} xc_v4_l24##sfx SEC(".maps"); \
+struct { \
+	__uint(type, BPF_MAP_TYPE_HASH); \
+	__uint(max_entries, XC_V4_L32_ENTRIES); \
+	__uint(map_flags, BPF_F_NO_PREALLOC); \
+	__type(key, struct xc_key4); \
+	__type(value, struct xc_rule_val); \
+} xc_v4_l32##sfx SEC(".maps"); \
+struct { \
+	__uint(type, BPF_MAP_TYPE_HASH); \
+	__uint(max_entries, XC_V6_L128_ENTRIES); \
+	__uint(map_flags, BPF_F_NO_PREALLOC); \
+	__type(key, struct xc_key6); \
+	__type(value, struct xc_rule_val); \
+} xc_v6_l128##sfx SEC(".maps"); \
+struct { \
+	__uint(type, BPF_MAP_TYPE_HASH); \
+	__uint(max_entries, XC_V6_L64_ENTRIES); \
+	__uint(map_flags, BPF_F_NO_PREALLOC); \
+	__type(key, struct xc_key6); \
+	__type(value, struct xc_rule_val); \
+} xc_v6_l64##sfx SEC(".maps"); \
+struct { \
+	__uint(type, BPF_MAP_TYPE_HASH); \
+	__uint(max_entries, XC_V6_L48_ENTRIES); \
+	__uint(map_flags, BPF_F_NO_PREALLOC); \
+	__type(key, struct xc_key6); \
+	__type(value, struct xc_rule_val); \
+} xc_v6_l48##sfx SEC(".maps"); \
+struct { \
+	__uint(type, BPF_MAP_TYPE_HASH); \
+	__uint(max_entries, XC_V6_L32_ENTRIES); \
+	__uint(map_flags, BPF_F_NO_PREALLOC); \
+	__type(key, struct xc_key6); \
+	__type(value, struct xc_rule_val); \
+} xc_v6_l32##sfx SEC(".maps"); \
+struct { \
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE); \
+	__uint(max_entries, XC_V6_TRIE_ENTRIES); \
+	__uint(map_flags, BPF_F_NO_PREALLOC); \
+	__type(key, struct xc_trie6_key); \
+	__type(value, struct xc_rule_val); \
+} xc_v6_trie##sfx SEC(".maps"); \
+struct { \
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE); \
+	__uint(max_entries, XC_PORT_TRIE_ENTRIES); \
+	__uint(map_flags, BPF_F_NO_PREALLOC); \
+	__type(key, struct xc_port_key); \
+	__type(value, struct xc_rule_val); \
+} xc_port_trie##sfx SEC(".maps"); \
+struct { \
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE); \
+	__uint(max_entries, XC_MGMT_ENTRIES); \
+	__uint(map_flags, BPF_F_NO_PREALLOC); \
+	__type(key, struct xc_trie6_key); \
+	__type(value, struct xc_rule_val); \
+} xc_mgmt##sfx SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XC_V4_L24_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key4);
-	__type(value, struct xc_rule_val);
-} xc_v4_l24 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XC_V4_L32_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key4);
-	__type(value, struct xc_rule_val);
-} xc_v4_l32 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XC_V6_L128_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key6);
-	__type(value, struct xc_rule_val);
-} xc_v6_l128 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XC_V6_L64_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key6);
-	__type(value, struct xc_rule_val);
-} xc_v6_l64 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XC_V6_L48_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key6);
-	__type(value, struct xc_rule_val);
-} xc_v6_l48 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XC_V6_L32_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key6);
-	__type(value, struct xc_rule_val);
-} xc_v6_l32 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, XC_V6_TRIE_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_trie6_key);
-	__type(value, struct xc_rule_val);
-} xc_v6_trie SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, XC_PORT_TRIE_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_port_key);
-	__type(value, struct xc_rule_val);
-} xc_port_trie SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, XC_MGMT_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_trie6_key);
-	__type(value, struct xc_rule_val);
-} xc_mgmt SEC(".maps");
-
-/* the same tables, set B (struct xc_config.active) */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XC_V4_L16_ENTRIES);
-	__type(key, __u32);
-	__type(value, struct xc_rule_val);
-} xc_v4_l16_b SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XC_V4_L24_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key4);
-	__type(value, struct xc_rule_val);
-} xc_v4_l24_b SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XC_V4_L32_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key4);
-	__type(value, struct xc_rule_val);
-} xc_v4_l32_b SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XC_V6_L128_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key6);
-	__type(value, struct xc_rule_val);
-} xc_v6_l128_b SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XC_V6_L64_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key6);
-	__type(value, struct xc_rule_val);
-} xc_v6_l64_b SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XC_V6_L48_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key6);
-	__type(value, struct xc_rule_val);
-} xc_v6_l48_b SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XC_V6_L32_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_key6);
-	__type(value, struct xc_rule_val);
-} xc_v6_l32_b SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, XC_V6_TRIE_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_trie6_key);
-	__type(value, struct xc_rule_val);
-} xc_v6_trie_b SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, XC_PORT_TRIE_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_port_key);
-	__type(value, struct xc_rule_val);
-} xc_port_trie_b SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, XC_MGMT_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct xc_trie6_key);
-	__type(value, struct xc_rule_val);
-} xc_mgmt_b SEC(".maps");
+XC_RULE_TABLES()
+XC_RULE_TABLES(_b)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -42,7 +42,7 @@ from xdpctl.kernel import bpffs, maps
 pytestmark = pytest.mark.root
 
 REPO = Path(__file__).resolve().parents[2]
-OLD_N, NEW_N = 50_000, 100_000
+OLD_N, NEW_N = 20_000, 40_000
 OLD_ADDR, NEW_ADDR = "10.0.0.7", "11.0.0.7"  # in the old list only, in the new list only
 OLD_FIRST, NEW_FIRST = 0x0A000000, 0x0B000000
 HOSTS = "xc_v4_l32"  # where the lists' /32 members live

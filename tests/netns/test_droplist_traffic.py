@@ -374,6 +374,80 @@ def test_policy_deny_passes_arp_and_nd_and_management(dl_env, mark) -> None:
     assert arrivals_xdp(env, frames(), mark) == everything
 
 
+MGMT_NET = "192.0.0.0/16"  # the lab's 192.0.2.0/24 and more
+MGMT_GROUPS = {  # kind: (source, frames)
+    "client": ("192.0.2.1", 3),     # a itself: under the mgmt prefix and its own /32 block
+    "lan": ("192.0.2.50", 2),       # under the mgmt prefix only
+    "outside": ("203.0.113.5", 2),  # no rule: the policy
+    "denied": ("198.51.100.5", 2),  # a plain block
+}
+
+
+def _mgmt_round(env, mark: bytes, rx, sentinel_from: str | None) -> tuple[Counter[str], dict[str, int]]:
+    """Send MGMT_GROUPS from a to b; (kinds that arrived, frame size by kind)."""
+    a, b = env.lab.a, env.lab.b
+    frames, size = [], {}
+    for kind, (src, n) in MGMT_GROUPS.items():
+        f = udp_frame(env, src, mark, kind, dst=b.ipv4, dport=rx.port if rx else 7)
+        size[kind] = len(f)
+        frames += [f] * n
+    if rx is None:
+        return arrivals_xdp(env, frames, mark), size
+    return arrivals_socket(rx, frames, mark, via=a, sentinel_from=sentinel_from), size
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc-ingress"])
+def test_management_prefix_passes_under_deny_and_over_longer_blocks(dl_env, mark, udp_receiver, hook) -> None:
+    # An IPv4-only lab sends nothing unprompted: every counted frame is ours.
+    env = dl_env(ipv6=False)
+    a, b = env.lab.a, env.lab.b
+    assert a.ipv4 == MGMT_GROUPS["client"][0]
+    ref = env.attach(b, hook, "generic" if hook == "xdp" else None)
+    env.cli("policy", "deny")
+    env.cli("allow", "--mgmt", MGMT_NET)
+    r_client = env.block(f"{a.ipv4}/32").added[0].id
+    r_denied = env.block("198.51.100.0/24").added[0].id
+    (r_mgmt,) = [r.id for r in env.dl.rules() if r.mgmt]
+    rx = udp_receiver(b.netns, b.ipv4) if hook != "xdp" else None
+    n = {k: v[1] for k, v in MGMT_GROUPS.items()}
+
+    got, size = _mgmt_round(env, mark, rx, a.ipv4)
+    assert got == Counter({"client": n["client"], "lan": n["lan"]})
+    if hook == "xdp":  # the non-IP sentinel frame passes whatever the policy
+        sentinel = {"pass_always": (1, len(sentinel_frame(a, mark)))}
+        mgmt_hits = n["client"] + n["lan"]
+    else:  # the sentinel datagram comes from a: the management prefix lets it in
+        sentinel = {}
+        mgmt_hits = n["client"] + n["lan"] + 1
+    bytes_ = {k: n[k] * size[k] for k in n}
+    v1 = env.verdicts(ref)
+    pass_allow = (n["client"] + n["lan"], bytes_["client"] + bytes_["lan"])
+    if hook != "xdp":
+        pass_allow = (pass_allow[0] + 1, pass_allow[1] + 14 + 20 + 8 + len(sentinel_payload(mark)))
+    assert v1 == {"pass_allow": pass_allow, "drop_policy": (n["outside"], bytes_["outside"]),
+                  "drop_src": (n["denied"], bytes_["denied"]), **sentinel}
+    stats = {r.id: r.packets for r in env.dl.rules()}
+    assert stats == {r_mgmt: mgmt_hits, r_client: 0, r_denied: n["denied"]}
+
+    # Without the management prefix the deny takes effect: a's own /32 block
+    # and the policy. (TC: the sentinel now comes from an address of a that
+    # a plain allow lets in, outside the blocks.)
+    env.dl.remove(ids=[r_mgmt])
+    assert [r.mgmt for r in env.dl.rules()] == [False, False]
+    extra = "192.0.2.9"
+    if rx is not None:
+        env.lab.ipr("a").addr("add", index=a.ifindex, address=extra, prefixlen=24)
+        env.allow(f"{extra}/32")
+    got, _ = _mgmt_round(env, mark, rx, extra)
+    assert got == Counter()
+    v2 = _delta(env.verdicts(ref), v1)
+    assert v2 == {"drop_src": (n["client"] + n["denied"], bytes_["client"] + bytes_["denied"]),
+                  "drop_policy": (n["outside"] + n["lan"], bytes_["outside"] + bytes_["lan"]),
+                  **({"pass_allow": (1, 14 + 20 + 8 + len(sentinel_payload(mark)))} if rx else sentinel)}
+    stats = {r.id: r.packets for r in env.dl.rules() if r.id in (r_client, r_denied)}
+    assert stats == {r_client: n["client"], r_denied: 2 * n["denied"]}
+
+
 # --------------------------------------------------------------------------
 # 9. VLAN tags, IPv4-mapped IPv6, IPv6 extension headers
 

@@ -1,0 +1,111 @@
+"""A map write that fails in the kernel part-way through a change leaves
+nothing behind.
+
+The /32 map is made small (capacity 64). A list of 40 hosts is replaced by
+40 other hosts: the new image fits, but the standby set is written entries
+first, deletions after, so the kernel refuses the batch once the map is
+full, with part of the new hosts already written. The real `xdpctl import`
+then fails with the capacity error (exit 6); the database keeps the old
+revision, the active set is exactly the old compile under the old
+generation (map contents and a packet through the drop-list program), and
+the standby set has been put back: it mirrors the active set again, health
+is in sync, and a restore finds nothing to repair.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import emulation as emu
+from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, temp_settings
+from xdpctl import abi
+from xdpctl.core import dlcompile as dlc
+from xdpctl.core import prefixes as px
+from xdpctl.core.context import Context
+from xdpctl.core.errors import CapacityError
+from xdpctl.core.rules import ruleset
+from xdpctl.core.rules.service import DropList
+from xdpctl.core.rules.tables import kernel_health, read_pinned_config
+from xdpctl.kernel import bpffs, maps
+
+pytestmark = pytest.mark.root
+
+REPO = Path(__file__).resolve().parents[2]
+HOSTS, CAPACITY, N = "xc_v4_l32", 64, 40
+OLD = [px.Prefix(4, 0x0A000000 + i, 32) for i in range(N)]  # 10.0.0.0 ..
+NEW = [px.Prefix(4, 0x0B000000 + i, 32) for i in range(N)]  # 11.0.0.0 ..
+OLD_ADDR, NEW_ADDR = "10.0.0.7", "11.0.0.7"
+
+
+@pytest.fixture
+def instance(tmp_path):
+    settings = temp_settings(str(tmp_path / "state"), **{HOSTS: CAPACITY})
+    ctx = Context(settings)
+    ctx.kernel_ready()
+    yield settings, ctx
+    ctx.close()
+    bpffs.remove_tree(settings.pin_dir)
+
+
+def _kernel_set(ctx: Context, rule_set: int) -> dict:
+    out = {}
+    for name in abi.RULE_MAPS:
+        with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, abi.set_map(name, rule_set))) as m:
+            if name == dlc.L16:
+                out[name] = {abi.U32.pack(i): v[:dlc.VAL_SIZE] for i, v in m.lookup_range(0, m.max_entries)}
+            else:
+                out[name] = dict(m.items())
+    return out
+
+
+def _probe(settings) -> tuple[int, int]:
+    with DropListProbe(settings) as p:
+        return p.source_match(OLD_ADDR)[0], p.source_match(NEW_ADDR)[0]
+
+
+def test_import_failing_in_the_kernel_mid_batch_changes_nothing(instance, tmp_path):
+    settings, ctx = instance
+    DropList(ctx).import_list("big", OLD)
+    DropList(ctx).import_list("big", OLD)  # both sets have been written once: the next standby holds OLD
+    old_rev = ctx.state.revision
+    old_img = emu.tables_to_state(ruleset.compile_stored(ctx.state))
+    before = read_pinned_config(ctx)
+    assert before.generation == before.synced == old_rev
+    assert _kernel_set(ctx, 0) == old_img == _kernel_set(ctx, 1)
+    standby = abi.set_map(HOSTS, 1 - before.active)
+    with maps.Map.from_pin(os.path.join(settings.shared_map_dir, standby)) as m:
+        assert m.max_entries == CAPACITY and len(dict(m.items())) == N
+
+    new_file = tmp_path / "big.txt"
+    new_file.write_text("".join(f"{px.format_prefix(p, bare=True)}\n" for p in NEW))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XDPCTL_")}
+    env["PYTHONPATH"] = str(REPO)
+    p = subprocess.run([sys.executable, "-m", "xdpctl.cli", "--pin-dir", settings.pin_dir, "--state-dir",
+                        settings.state_dir, "import", str(new_file), "--list", "big"],
+                       capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert p.returncode == CapacityError.exit_code, (p.returncode, p.stderr)
+    assert p.stderr.splitlines() == [f"xdpctl: error: map {standby} is full: {CAPACITY} entries "
+                                     "(raise its capacity in the xdpctl config)"], p.stderr
+
+    # the database and the active set: the old revision, exactly
+    assert ctx.state.revision == old_rev
+    assert [lv.count for lv in DropList(ctx).lists(with_stats=False)] == [N]
+    after = read_pinned_config(ctx)
+    assert after == before
+    assert _kernel_set(ctx, before.active) == old_img
+    assert _probe(settings) == (XDP_DROP, XDP_PASS)
+
+    # the standby set was put back: in sync, nothing for a restore to do
+    assert _kernel_set(ctx, 1 - before.active) == old_img
+    h = kernel_health(ctx, old_rev)
+    assert h.ok and h.in_sync and h.standby_synced and h.detail is None, h
+    report = DropList(ctx).sync()
+    assert (report.revision, report.drift) == (old_rev, 0)
+    cfg = read_pinned_config(ctx)  # a restore rewrites and flips, at the same revision
+    assert (cfg.policy, cfg.flags, cfg.generation, cfg.synced) == (before.policy, before.flags, old_rev, old_rev)
+    assert _probe(settings) == (XDP_DROP, XDP_PASS)

@@ -129,7 +129,8 @@ def policy(value: str = typer.Argument(..., metavar="POLICY", help="allow | deny
 
 @fleet_app.command("import")
 def import_(file: str = typer.Argument(..., metavar="FILE", help="one prefix per line; '-' reads stdin"),
-            list_name: Optional[str] = typer.Option(None, "--list", metavar="NAME", help="list name (default: the file name)"),
+            list_name: Optional[str] = typer.Option(None, "--list", metavar="NAME",
+                                                    help="list name (default: the file name)"),
             action: str = typer.Option("deny", "--action", metavar="ACTION", help="deny | allow"), dst: bool = DstOpt,
             comment: Optional[str] = CommentOpt, revision: Optional[int] = RevOpt, as_json: bool = JsonOpt) -> None:
     """Import a list into the fleet (chunks, then one manifest switch)."""
@@ -151,7 +152,8 @@ def import_(file: str = typer.Argument(..., metavar="FILE", help="one prefix per
 
 
 @fleet_app.command("remove-list")
-def remove_list(name: str = typer.Argument(..., metavar="NAME"), revision: Optional[int] = RevOpt, as_json: bool = JsonOpt) -> None:
+def remove_list(name: str = typer.Argument(..., metavar="NAME"),
+                revision: Optional[int] = RevOpt, as_json: bool = JsonOpt) -> None:
     """Remove a list from the fleet."""
     run(lambda: _render(_fleet_obj().remove_list(name, expected_revision=revision), as_json))
 
@@ -176,8 +178,10 @@ def status(as_json: bool = JsonOpt) -> None:
 
 
 @app.command()
-def agent(etcd: str = EtcdOpt, node: Optional[str] = typer.Option(None, "--node", metavar="NAME", help="node name (default: hostname)"),
-          prefix: str = PrefixOpt, ttl: int = typer.Option(10, "--ttl", metavar="SECONDS", help="registration lease, seconds"),
+def agent(etcd: str = EtcdOpt, node: Optional[str] = typer.Option(None, "--node", metavar="NAME",
+                                                                  help="node name (default: hostname)"),
+          prefix: str = PrefixOpt, ttl: int = typer.Option(10, "--ttl", metavar="SECONDS",
+                                                           help="registration lease, seconds"),
           ca: Optional[str] = CaOpt, cert: Optional[str] = CertOpt, key: Optional[str] = KeyOpt,
           user: Optional[str] = UserOpt, password: Optional[str] = PassOpt) -> None:
     """Make this host's drop list follow the fleet's rule set in etcd (runs until stopped)."""

@@ -35,7 +35,8 @@ def attach(
     iface: str = typer.Argument(..., metavar="IFACE", help="interface name"),
     program: str = typer.Option("counter", "--program", "-p", metavar="PROGRAM", help="counter | droplist"),
     hook: str = HookOpt,
-    mode: Optional[str] = typer.Option(None, "--mode", "-m", metavar="MODE", help="XDP mode: generic | native | offload | auto"),
+    mode: Optional[str] = typer.Option(None, "--mode", "-m", metavar="MODE",
+                                       help="XDP mode: generic | native | offload | auto"),
     netns: Optional[str] = NetnsOpt,
     force: bool = typer.Option(False, "--force", help="replace a program xdpctl did not attach"),
     as_json: bool = JsonOpt,
@@ -62,8 +63,10 @@ def attach(
 @app.command()
 def detach(
     iface: str = typer.Argument(..., metavar="IFACE"),
-    program: Optional[str] = typer.Option(None, "--program", "-p", metavar="PROGRAM", help="stage to remove (default: all)"),
-    hook: Optional[str] = typer.Option(None, "--hook", metavar="HOOK", help="hook (default: every hook of the interface)"),
+    program: Optional[str] = typer.Option(None, "--program", "-p", metavar="PROGRAM",
+                                          help="stage to remove (default: all)"),
+    hook: Optional[str] = typer.Option(None, "--hook", metavar="HOOK",
+                                       help="hook (default: every hook of the interface)"),
     netns: Optional[str] = NetnsOpt,
     as_json: bool = JsonOpt,
 ) -> None:

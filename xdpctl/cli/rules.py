@@ -45,7 +45,8 @@ def _render_change(res, as_json: bool) -> None:
     _say(f"revision {res.revision}")
 
 
-PrefixesArg = typer.Argument(None, metavar="PREFIX", help="IPv4/IPv6 prefixes or addresses (none with --proto/--port: any address)")
+PrefixesArg = typer.Argument(None, metavar="PREFIX",
+                             help="IPv4/IPv6 prefixes or addresses (none with --proto/--port: any address)")
 DstOpt = typer.Option(False, "--dst", help="match the destination address instead of the source")
 ProtoOpt = typer.Option(None, "--proto", metavar="PROTO", help="tcp | udp | sctp (with --port: an L4 rule)")
 PortOpt = typer.Option(None, "--port", metavar="PORT", help="destination port 1-65535")
@@ -95,7 +96,8 @@ def allow(
 @app.command()
 def unblock(
     prefixes: Optional[list[str]] = PrefixesArg, dst: bool = DstOpt, proto: Optional[str] = ProtoOpt,
-    port: Optional[str] = PortOpt, ids: Optional[list[int]] = typer.Option(None, "--id", metavar="ID", min=1, max=2**32 - 1,
+    port: Optional[str] = PortOpt, ids: Optional[list[int]] = typer.Option(None, "--id", metavar="ID",
+                                                                           min=1, max=2**32 - 1,
                                             help="rule id (repeatable)"),
     list_name: Optional[str] = typer.Option(None, "--list", metavar="NAME", help="remove a whole imported list"),
     revision: Optional[int] = RevOpt, as_json: bool = JsonOpt,
@@ -212,32 +214,47 @@ def _read_prefixes(file: str):
         raise ValidationError(f"{file}: {exc}; nothing was imported", field="file", value=exc.text) from None
 
 
+BIG_FILE = 256 * 1024  # bytes of a block-list file (about 15,000 prefixes) worth a progress bar
+
+
+def _import_progress(file: str, as_json: bool):
+    """One bar on stderr (a terminal only) for both phases of an import:
+    reading the file, then writing the kernel's tables."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    big = file == "-" or (os.path.isfile(file) and os.path.getsize(file) >= BIG_FILE)
+    show = not as_json and sys.stderr.isatty() and big
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                    console=err, disable=not show)
+
+
 @app.command("import")
 def import_(
-    file: str = typer.Argument(..., metavar="FILE", help="one prefix per line; '#' and ';' start comments; '-' reads stdin"),
-    list_name: Optional[str] = typer.Option(None, "--list", metavar="NAME", help="list name (default: the file name without extension)"),
+    file: str = typer.Argument(..., metavar="FILE",
+                               help="one prefix per line; '#' and ';' start comments; '-' reads stdin"),
+    list_name: Optional[str] = typer.Option(None, "--list", metavar="NAME",
+                                            help="list name (default: the file name without extension)"),
     action: str = typer.Option("deny", "--action", metavar="ACTION", help="deny | allow"),
     dst: bool = DstOpt, ttl: Optional[str] = TtlOpt, comment: Optional[str] = CommentOpt,
     allow_empty: bool = typer.Option(False, "--allow-empty", help="an empty file empties (or creates) the list"),
     revision: Optional[int] = RevOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Import a block list file as a named list (replacing that list atomically)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ..core.rules.service import DropList
     from ..core.rules.validate import list_members
 
     def body():
         name = list_name or (os.path.splitext(os.path.basename(file))[0] if file != "-" else "stdin")
-        pfx = list_members(_read_prefixes(file), allow_empty)
-        show = not as_json and sys.stderr.isatty() and len(pfx) > 10000
-        with ctx() as c, Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
-                                  TimeElapsedColumn(), console=err, disable=not show) as prog:
-            task = prog.add_task(f"import {name}", total=len(pfx))
-            res = DropList(c).import_list(
-                name, pfx, action=action, dst=dst, comment=comment, ttl=ttl, source=os.path.abspath(file) if file != "-" else "stdin",
-                expected_revision=revision, progress=lambda done, total: prog.update(task, completed=min(done, len(pfx))),
-            )
+        with _import_progress(file, as_json) as prog:
+            task = prog.add_task(f"read {name}", total=None)
+            prog.refresh()
+            pfx = list_members(_read_prefixes(file), allow_empty)
+            prog.update(task, description=f"write {name}", total=len(pfx), completed=0)
+            with ctx() as c:
+                res = DropList(c).import_list(
+                    name, pfx, action=action, dst=dst, comment=comment, ttl=ttl,
+                    source=os.path.abspath(file) if file != "-" else "stdin", expected_revision=revision,
+                    progress=lambda done, total: prog.update(task, completed=min(done, len(pfx))))
         if as_json:
             emit_json(res.to_json())
             return

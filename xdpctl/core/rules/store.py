@@ -247,8 +247,8 @@ class State:
         return merged
 
     def _id_mark(self) -> int:
-        """The highest rule id handed out so far (ids are never handed out
-        again until the allocator wraps at the capacity)."""
+        """The last rule id written (rules and lists record it): ids are
+        handed out above it until they wrap at the capacity."""
         mark = self.get_meta("rule_id_mark")
         if mark is not None:
             return int(mark)
@@ -263,7 +263,6 @@ class State:
         for lo in (mark + 1, 1):
             base = _free_run(spans, lo, capacity, n)
             if base is not None:
-                self.set_meta("rule_id_mark", str(base + n - 1))
                 return base
         raise _full(capacity, n)
 
@@ -277,8 +276,6 @@ class State:
             out += _free_in(spans, 1, min(mark + 1, capacity), n - len(out))
         if len(out) < n:
             raise _full(capacity, n)
-        if out:
-            self.set_meta("rule_id_mark", str(out[-1]))
         return out
 
     # -- attachments
@@ -351,6 +348,8 @@ class State:
     # -- rules: writes
     def insert_rules(self, rows: list[RuleRow]) -> None:
         self.db.executemany(f"INSERT INTO rules({RULE_COLS}) VALUES ({_marks(len(RuleRow._fields))})", rows)
+        if rows:
+            self.set_meta("rule_id_mark", str(rows[-1].id))
 
     def update_rule(self, rid: int, action: int, comment: str | None, expires: float | None, mgmt: bool) -> None:
         self.db.execute("UPDATE rules SET action=?, comment=?, expires=?, mgmt=? WHERE id=?",
@@ -379,6 +378,8 @@ class State:
     def replace_list(self, row: ListRow) -> None:
         self.db.execute("DELETE FROM lists WHERE name=?", (row.name,))
         self.db.execute(f"INSERT INTO lists({LIST_COLS}) VALUES ({_marks(len(ListRow._fields))})", row)
+        if row.count:
+            self.set_meta("rule_id_mark", str(row.id_base + row.count - 1))
 
     def delete_list(self, name: str) -> None:
         self.db.execute("DELETE FROM lists WHERE name=?", (name,))

@@ -391,7 +391,7 @@ def test_expired_rules_are_reaped_in_the_background(client: httpx.Client, server
     ("post", "/v1/attachments", {"json": {"ifname": "lo", "hook": "tc-ingress", "mode": "native"}}, 422,
      "xdp hook only"),
     ("delete", "/v1/attachments", {}, 422, "query parameter 'ifname'"),
-    ("delete", "/v1/attachments", {"params": {"ifname": "lo"}}, 404, "not attached"),
+    ("delete", "/v1/attachments", {"params": {"ifname": "lo"}}, 404, "nothing attached on lo"),
     ("get", "/v1/nowhere", {}, 404, "no such endpoint"),
     ("patch", "/v1/rules", {}, 405, "PATCH is not allowed"),
 ])

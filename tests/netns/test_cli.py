@@ -8,6 +8,7 @@ was.
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -109,3 +110,58 @@ def test_attach_stats_detach_with_exact_counts(xenv: XEnv) -> None:
     assert_bare(b)
     # The hook's counters went with it: nothing left for stats to show.
     assert counters.read_all(xenv.ctx) == []
+
+
+def _verbs(xenv: XEnv, *group: str) -> list[str]:
+    text = cli_ok(xenv.cli(*group, "--help")).stdout
+    return [ln.split()[0] for ln in text.split("Commands:", 1)[1].splitlines() if ln.strip()]
+
+
+def test_every_verb_help_names_values_by_words(xenv: XEnv) -> None:
+    fleet = ("fleet", "--etcd", "http://127.0.0.1:2379")
+    runs = [((), ("--help",))] + [((), (v, "--help")) for v in _verbs(xenv)]
+    runs += [(fleet, (v, "--help")) for v in _verbs(xenv, *fleet)]
+    assert len(runs) > 20
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda r: xenv.cli(*r[0], *r[1]), runs))
+    for (group, args), res in zip(runs, results):
+        text = cli_ok(res).stdout
+        for typed in ("<str>", "<int", "<list", "<float>", "<bool>", "<path>"):
+            assert typed not in text, f"xdpctl {' '.join(group + args)} shows {typed}:\n{text}"
+    attach = cli_ok(xenv.cli("attach", "--help")).stdout
+    for words in ("IFACE", "--netns NS", "--hook HOOK", "--mode MODE", "--program PROGRAM"):
+        assert words in attach
+
+
+def test_status_says_nothing_attached_then_shows_the_tag(xenv: XEnv) -> None:
+    b = xenv.b
+    res = cli_ok(xenv.cli("status", "--netns", b.netns))
+    assert res.stdout == "nothing attached; `xdpctl attach` IFACE attaches a classifier\n"
+    assert cli_json(xenv.cli("status", "--netns", b.netns, "--json"))["interfaces"] == []
+    cli_ok(xenv.cli("attach", b.ifname, "--netns", b.netns, "--mode", "generic"))
+    (iface,) = cli_json(xenv.cli("status", "--netns", b.netns, "--json"))["interfaces"]
+    (hook,) = iface["hooks"]
+    assert hook["tag"] and hook["owner"] == "xdpctl"
+    table = cli_ok(xenv.cli("status", "--netns", b.netns)).stdout
+    assert "tag" in table and hook["tag"] in table and "nothing attached" not in table
+
+
+def test_detach_with_nothing_attached_says_so(xenv: XEnv) -> None:
+    b = xenv.b
+    cli_error(xenv.cli("detach", b.ifname, "--netns", b.netns), 3,
+              f"xdpctl has nothing attached on {b.ifname} in netns {b.netns}")
+    cli_error(xenv.cli("detach", b.ifname, "--netns", b.netns, "--program", "droplist"), 3,
+              f"droplist is not attached to {b.ifname} in netns {b.netns}")
+
+
+def test_stats_watch_into_a_pipe_prints_every_frame(xenv: XEnv) -> None:
+    b = xenv.b
+    cli_ok(xenv.cli("attach", b.ifname, "--netns", b.netns, "--mode", "generic"))
+    res = cli_ok(xenv.cli("stats", "--netns", b.netns, "--watch", "--interval", "0.2", "--count", "3"))
+    assert res.stdout.count("xdpctl stats (summed over CPUs)") == 3
+    assert "\x1b[" not in res.stdout  # no cursor movement: a log of tables
+    assert "packet rate" in res.stdout and "bit rate" in res.stdout
+    lines = cli_ok(xenv.cli("stats", "--netns", b.netns, "--watch", "--interval", "0.2", "--count", "2",
+                            "--json")).stdout.splitlines()
+    assert len(lines) == 2 and all(isinstance(h["rates"]["total"]["bits_per_s"], (int, float))
+                                   for ln in lines for h in json.loads(ln)["hooks"] if h["rates"])

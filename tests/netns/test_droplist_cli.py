@@ -14,6 +14,9 @@ own pin and state directories.
 from __future__ import annotations
 
 import os
+import pty
+import subprocess
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,7 +25,9 @@ import pytest
 from helpers_droplist import (
     BAD4,
     BAD6,
+    REPO,
     arrivals_socket,
+    cli_env,
     dl_env,  # noqa: F401  (fixture)
     key4,
     rule_val,
@@ -358,3 +363,80 @@ def test_each_verb_changes_the_rules_revision_and_kernel(dl_env, tmp_path) -> No
     assert env.cli("expire", "--json").json() == {"revision": 8, "removed": [], "removed_lists": []}
     assert env.cli("export").stdout.splitlines() == [
         "# xdpctl export, revision 8, policy allow", "allow 198.51.100.128/25", "block any --proto tcp --port 22"]
+
+
+# --------------------------------------------------------------------------
+# What a person reads: ids, revisions, expiry, progress
+
+
+def test_a_deleted_rule_id_is_not_given_to_the_next_rule(dl_env) -> None:
+    env = dl_env()
+    ids = [env.cli("block", p, "--json").json()["added"][0]["id"] for p in ("192.0.2.1", "192.0.2.2")]
+    assert ids == [1, 2]
+    env.cli("unblock", "--id", "2")
+    (new,) = env.cli("block", "192.0.2.3", "--json").json()["added"]
+    assert new["id"] == 3
+    # A stale id from before names no rule: it removes nothing.
+    res = env.cli("unblock", "--id", "2", ok=False)
+    assert res.returncode == 3 and "no rule with id 2" in res.error_line()
+    assert [(r["id"], r["prefix"]) for r in env.cli("rules", "--json").json()["rules"]] == [
+        (1, "192.0.2.1/32"), (3, "192.0.2.3/32")]
+    # A list's ids go above the mark as well.
+    f = env.tmp / "few.txt"
+    f.write_text("198.51.100.0/24\n")
+    assert env.cli("import", str(f), "--json").json()["list"]["id_base"] == 4
+
+
+def test_setting_the_policy_it_already_has_changes_no_revision(dl_env) -> None:
+    env = dl_env()
+    assert env.cli("policy", "deny").stdout == "policy deny, revision 1\n"
+    assert env.cli("policy", "deny").stdout == "policy already deny, revision 1\n"
+    assert env.cli("policy", "deny", "--json").json() == {"policy": "deny", "revision": 1}
+    assert env.cli("revision").stdout == "1\n"
+    assert env.cli("policy", "allow").stdout == "policy allow, revision 2\n"
+
+
+def test_a_rule_past_its_ttl_shows_as_expired_until_reaped(dl_env) -> None:
+    env = dl_env()
+    (r2,) = env.cli("block", "192.0.2.10", "--json").json()["added"]
+    (r,) = env.cli("block", "192.0.2.9", "--ttl", "1s", "--json").json()["added"]
+    assert r2["expired"] is False
+    while time.time() <= r["expires"]:  # wait for a known instant, then look
+        time.sleep(max(0.0, r["expires"] - time.time()) + 0.05)
+    rules = env.cli("rules", "--json").json()["rules"]
+    assert [(x["id"], x["expired"]) for x in rules] == [(r2["id"], False), (r["id"], True)]
+    rows = [ln for ln in env.cli("rules").stdout.splitlines() if "192.0.2." in ln]
+    assert "expired" not in rows[0] and "expired" in rows[1]
+    assert env.cli("expire", "--json").json()["removed"][0]["id"] == r["id"]
+    assert [x["id"] for x in env.cli("rules", "--json").json()["rules"]] == [r2["id"]]
+
+
+def test_the_import_progress_bar_covers_reading_and_writing(dl_env) -> None:
+    env = dl_env()
+    f = env.tmp / "big.txt"
+    f.write_text("".join(f"10.{i >> 8 & 255}.{i & 255}.0/24\n" for i in range(20000)))
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run(env.cli_args("import", str(f)), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=slave, cwd=REPO, env=cli_env(), timeout=120, text=True)
+        os.close(slave)
+        slave = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's last writer has gone
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert p.returncode == 0, shown.decode(errors="replace")
+    assert p.stdout.endswith("created list big, revision 1\n")
+    text = shown.decode(errors="replace")
+    assert "read big" in text and "write big" in text
+    assert text.rfind("read big") < text.rfind("write big")
+    assert "100%" in text

@@ -12,11 +12,23 @@ import sys
 from typing import Optional
 
 import typer
+import typer.core
 from rich.console import Console
 
 from ..config import Settings, load_settings
 from ..core.context import Context
 from ..core.errors import XdpctlError
+
+_typed_argument = typer.core.TyperArgument.display_type_rich
+
+
+def _argument_words(self, ctx):
+    """An argument with a metavar (IFACE, PREFIX, FILE) is shown by that
+    word alone in help; typer would add its Python type (``<str>``)."""
+    return None if self.metavar is not None else _typed_argument(self, ctx)
+
+
+typer.core.TyperArgument.display_type_rich = _argument_words
 
 app = typer.Typer(
     add_completion=False,
@@ -35,10 +47,10 @@ class Global:
 
 @app.callback()
 def _global(
-    pin_dir: Optional[str] = typer.Option(None, "--pin-dir",
+    pin_dir: Optional[str] = typer.Option(None, "--pin-dir", metavar="DIR",
                                           help="bpffs directory for xdpctl's pins "
                                                "(default: $XDPCTL_PIN_DIR, else /sys/fs/bpf/xdpctl)"),
-    state_dir: Optional[str] = typer.Option(None, "--state-dir",
+    state_dir: Optional[str] = typer.Option(None, "--state-dir", metavar="DIR",
                                             help="directory of the state database "
                                                  "(default: $XDPCTL_STATE_DIR, else /var/lib/xdpctl)"),
 ) -> None:

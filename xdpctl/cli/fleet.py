@@ -22,14 +22,14 @@ from .app import app, ctx, emit_json, err, out, run
 fleet_app = typer.Typer(no_args_is_help=True, help="Write the fleet's rule set in etcd; show its nodes.")
 app.add_typer(fleet_app, name="fleet")
 
-EtcdOpt = typer.Option(..., "--etcd", help="etcd endpoints: URL[,URL...] (http://127.0.0.1:2379)")
-PrefixOpt = typer.Option("/xdpctl/default", "--prefix", help="the fleet's key prefix: /xdpctl/CLUSTER")
-CaOpt = typer.Option(None, "--etcd-ca", help="CA bundle to verify etcd's TLS certificate")
-CertOpt = typer.Option(None, "--etcd-cert", help="client certificate for etcd")
-KeyOpt = typer.Option(None, "--etcd-key", help="client certificate key for etcd")
-UserOpt = typer.Option(None, "--etcd-user", help="etcd user (etcd auth)")
-PassOpt = typer.Option(None, "--etcd-password", help="etcd password")
-RevOpt = typer.Option(None, "--revision", help="only apply if the fleet's rule set is at this revision")
+EtcdOpt = typer.Option(..., "--etcd", metavar="URL", help="etcd endpoints: URL[,URL...] (http://127.0.0.1:2379)")
+PrefixOpt = typer.Option("/xdpctl/default", "--prefix", metavar="KEY", help="the fleet's key prefix: /xdpctl/CLUSTER")
+CaOpt = typer.Option(None, "--etcd-ca", metavar="FILE", help="CA bundle to verify etcd's TLS certificate")
+CertOpt = typer.Option(None, "--etcd-cert", metavar="FILE", help="client certificate for etcd")
+KeyOpt = typer.Option(None, "--etcd-key", metavar="FILE", help="client certificate key for etcd")
+UserOpt = typer.Option(None, "--etcd-user", metavar="NAME", help="etcd user (etcd auth)")
+PassOpt = typer.Option(None, "--etcd-password", metavar="PASSWORD", help="etcd password")
+RevOpt = typer.Option(None, "--revision", metavar="N", help="only apply if the fleet's rule set is at this revision")
 JsonOpt = typer.Option(False, "--json", help="print the result as JSON (the REST API's document)")
 
 
@@ -74,11 +74,11 @@ def _render(res, as_json: bool) -> None:
     _say(f"{res.operation} {what}: fleet revision {res.revision}")
 
 
-PrefixesArg = typer.Argument(None, help="IPv4/IPv6 prefixes or addresses")
+PrefixesArg = typer.Argument(None, metavar="PREFIX", help="IPv4/IPv6 prefixes or addresses")
 DstOpt = typer.Option(False, "--dst", help="match the destination address instead of the source")
-ProtoOpt = typer.Option(None, "--proto", help="tcp | udp | sctp (with --port: an L4 rule)")
-PortOpt = typer.Option(None, "--port", help="destination port 1-65535")
-CommentOpt = typer.Option(None, "--comment")
+ProtoOpt = typer.Option(None, "--proto", metavar="PROTO", help="tcp | udp | sctp (with --port: an L4 rule)")
+PortOpt = typer.Option(None, "--port", metavar="PORT", help="destination port 1-65535")
+CommentOpt = typer.Option(None, "--comment", metavar="TEXT")
 
 
 def _add(action, prefixes, dst, proto, port, comment, revision, as_json):
@@ -121,16 +121,17 @@ def unblock(prefixes: Optional[list[str]] = PrefixesArg, dst: bool = DstOpt, pro
 
 
 @fleet_app.command()
-def policy(value: str = typer.Argument(..., help="allow | deny"), revision: Optional[int] = RevOpt,
+def policy(value: str = typer.Argument(..., metavar="POLICY", help="allow | deny"), revision: Optional[int] = RevOpt,
            as_json: bool = JsonOpt) -> None:
     """Set the fleet's default policy."""
     run(lambda: _render(_fleet_obj().set_policy(value, expected_revision=revision), as_json))
 
 
 @fleet_app.command("import")
-def import_(file: str = typer.Argument(..., help="one prefix per line; '-' reads stdin"),
-            list_name: Optional[str] = typer.Option(None, "--list", help="list name (default: the file name)"),
-            action: str = typer.Option("deny", "--action", help="deny | allow"), dst: bool = DstOpt,
+def import_(file: str = typer.Argument(..., metavar="FILE", help="one prefix per line; '-' reads stdin"),
+            list_name: Optional[str] = typer.Option(None, "--list", metavar="NAME",
+                                                    help="list name (default: the file name)"),
+            action: str = typer.Option("deny", "--action", metavar="ACTION", help="deny | allow"), dst: bool = DstOpt,
             comment: Optional[str] = CommentOpt, revision: Optional[int] = RevOpt, as_json: bool = JsonOpt) -> None:
     """Import a list into the fleet (chunks, then one manifest switch)."""
     from ..core import prefixes as px
@@ -151,7 +152,8 @@ def import_(file: str = typer.Argument(..., help="one prefix per line; '-' reads
 
 
 @fleet_app.command("remove-list")
-def remove_list(name: str = typer.Argument(...), revision: Optional[int] = RevOpt, as_json: bool = JsonOpt) -> None:
+def remove_list(name: str = typer.Argument(..., metavar="NAME"),
+                revision: Optional[int] = RevOpt, as_json: bool = JsonOpt) -> None:
     """Remove a list from the fleet."""
     run(lambda: _render(_fleet_obj().remove_list(name, expected_revision=revision), as_json))
 
@@ -176,8 +178,10 @@ def status(as_json: bool = JsonOpt) -> None:
 
 
 @app.command()
-def agent(etcd: str = EtcdOpt, node: Optional[str] = typer.Option(None, "--node", help="node name (default: hostname)"),
-          prefix: str = PrefixOpt, ttl: int = typer.Option(10, "--ttl", help="registration lease, seconds"),
+def agent(etcd: str = EtcdOpt, node: Optional[str] = typer.Option(None, "--node", metavar="NAME",
+                                                                  help="node name (default: hostname)"),
+          prefix: str = PrefixOpt, ttl: int = typer.Option(10, "--ttl", metavar="SECONDS",
+                                                           help="registration lease, seconds"),
           ca: Optional[str] = CaOpt, cert: Optional[str] = CertOpt, key: Optional[str] = KeyOpt,
           user: Optional[str] = UserOpt, password: Optional[str] = PassOpt) -> None:
     """Make this host's drop list follow the fleet's rule set in etcd (runs until stopped)."""

@@ -21,8 +21,8 @@ from ..core import hooks as core_hooks
 from ..core.views import StatsView, StatusView
 from .app import action_word, app, ctx, emit_json, err, out, run
 
-HookOpt = typer.Option("xdp", "--hook", help="xdp | tc-ingress | tc-egress")
-NetnsOpt = typer.Option(None, "--netns", help="network namespace of the interface (ip netns name)")
+HookOpt = typer.Option("xdp", "--hook", metavar="HOOK", help="xdp | tc-ingress | tc-egress")
+NetnsOpt = typer.Option(None, "--netns", metavar="NS", help="network namespace of the interface (ip netns name)")
 JsonOpt = typer.Option(False, "--json", help="print the resource as JSON (the REST body)")
 
 
@@ -32,10 +32,11 @@ def _cell(value: object) -> str:
 
 @app.command()
 def attach(
-    iface: str = typer.Argument(..., help="interface name"),
-    program: str = typer.Option("counter", "--program", "-p", help="counter | droplist"),
+    iface: str = typer.Argument(..., metavar="IFACE", help="interface name"),
+    program: str = typer.Option("counter", "--program", "-p", metavar="PROGRAM", help="counter | droplist"),
     hook: str = HookOpt,
-    mode: Optional[str] = typer.Option(None, "--mode", "-m", help="XDP mode: generic | native | offload | auto"),
+    mode: Optional[str] = typer.Option(None, "--mode", "-m", metavar="MODE",
+                                       help="XDP mode: generic | native | offload | auto"),
     netns: Optional[str] = NetnsOpt,
     force: bool = typer.Option(False, "--force", help="replace a program xdpctl did not attach"),
     as_json: bool = JsonOpt,
@@ -61,9 +62,11 @@ def attach(
 
 @app.command()
 def detach(
-    iface: str = typer.Argument(...),
-    program: Optional[str] = typer.Option(None, "--program", "-p", help="stage to remove (default: all)"),
-    hook: Optional[str] = typer.Option(None, "--hook", help="hook (default: every hook of the interface)"),
+    iface: str = typer.Argument(..., metavar="IFACE"),
+    program: Optional[str] = typer.Option(None, "--program", "-p", metavar="PROGRAM",
+                                          help="stage to remove (default: all)"),
+    hook: Optional[str] = typer.Option(None, "--hook", metavar="HOOK",
+                                       help="hook (default: every hook of the interface)"),
     netns: Optional[str] = NetnsOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -84,7 +87,7 @@ def detach(
 
 @app.command()
 def status(
-    netns: Optional[str] = typer.Option(None, "--netns", help="only this namespace"),
+    netns: Optional[str] = typer.Option(None, "--netns", metavar="NS", help="only this namespace"),
     all_ifaces: bool = typer.Option(False, "--all", "-a", help="also interfaces with nothing attached"),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -95,31 +98,51 @@ def status(
             view = core_hooks.status(c, netns, all_ifaces)
         if as_json:
             emit_json(view.to_json())
-        else:
-            out.print(_status_table(view, netns))
+            return
+        table, missing = _status_table(view, netns)
+        if view.interfaces or missing:
+            out.print(table)
+        elif table.caption:
+            out.print(table.caption, markup=False, highlight=False)
+        if not missing and not any(r.hooks for r in view.interfaces):
+            out.print(f"nothing attached; {action_word('attach')} IFACE attaches a classifier",
+                      markup=False, highlight=False)
 
     run(body)
 
 
-def _status_table(view: StatusView, netns: str | None) -> Table:
+def _status_table(view: StatusView, netns: str | None) -> tuple[Table, list]:
+    """The table, and the recorded attachments the kernel does not run."""
     t = Table(title="xdpctl status", show_lines=False)
-    for col in ("netns", "interface", "hook", "mode", "prog id", "name", "owner", "chain"):
+    for col in ("netns", "interface", "hook", "mode", "prog id", "name", "tag", "owner", "chain"):
         t.add_column(col)
     for r in view.interfaces:
         if not r.hooks:
-            t.add_row(_cell(r.netns), r.ifname, "-", "-", "-", "-", "-", "-")
+            t.add_row(_cell(r.netns), r.ifname, "-", "-", "-", "-", "-", "-", "-")
         for hk in r.hooks:
             chain = ", ".join(f"{s.slot}:{s.program}#{s.id}" for s in hk.stages) or "-"
-            t.add_row(_cell(r.netns), r.ifname, hk.hook, _cell(hk.mode), _cell(hk.id), _cell(hk.name), hk.owner,
-                      chain)
+            t.add_row(_cell(r.netns), r.ifname, hk.hook, _cell(hk.mode), _cell(hk.id), _cell(hk.name),
+                      _cell(hk.tag), hk.owner, chain)
     missing = [a for a in view.recorded if not a.attached and (netns is None or a.netns == netns)]
     for a in missing:
-        t.add_row(_cell(a.netns), a.ifname, a.hook, _cell(a.mode), "-", "-", "recorded, not attached", a.program)
+        t.add_row(_cell(a.netns), a.ifname, a.hook, _cell(a.mode), "-", "-", "-", "recorded, not attached",
+                  a.program)
     notes = [f"namespace {ns} is gone; its pins remain" for ns in view.unreachable]
     if missing or any(hk.id is None for r in view.interfaces for hk in r.hooks):
         notes.append(f"{action_word('restore')} re-attaches what is recorded but not attached")
     t.caption = "\n".join(notes) or None
-    return t
+    return t, missing
+
+
+def scaled(value: float, unit: str, prefixes: str = "kMG") -> str:
+    """A rate for people: 999 pkt/s, 1.5 kpkt/s, 12.3 Mbit/s, 1.00 Gbit/s."""
+    if value < 999.5:
+        return f"{value:.0f} {unit}"
+    for i, p in enumerate(prefixes, 1):
+        v = value / 1000 ** i
+        if v < 999.5 or i == len(prefixes):
+            return f"{v:.3g} {p}{unit}" if v < 999.5 else f"{v:,.0f} {p}{unit}"
+    raise AssertionError("unreachable")
 
 
 def _stats_table(view: StatsView) -> Table:
@@ -128,8 +151,8 @@ def _stats_table(view: StatsView) -> Table:
     for col in ("netns", "interface", "hook", "l3", "l4", "packets", "bytes"):
         t.add_column(col, justify="right" if col in ("packets", "bytes") else "left")
     if rates:
-        t.add_column("pkt/s", justify="right")
-        t.add_column("bit/s", justify="right")
+        t.add_column("packet rate", justify="right")
+        t.add_column("bit rate", justify="right")
     captions = []
     for h in view.hooks:
         per_proto = {(r.l3, r.l4): r for r in h.rates.protocols} if h.rates else {}
@@ -139,7 +162,8 @@ def _stats_table(view: StatsView) -> Table:
             cells = [_cell(h.netns), h.ifname, h.hook, p.l3, p.l4, f"{p.packets:,}", f"{p.bytes:,}"]
             if rates:
                 r = per_proto.get((p.l3, p.l4))
-                cells += [f"{r.packets_per_s:,.0f}", f"{r.bits_per_s:,.0f}"] if r else ["-", "-"]
+                cells += ([scaled(r.packets_per_s, "pkt/s", "kM"), scaled(r.bits_per_s, "bit/s")] if r
+                          else ["-", "-"])
             t.add_row(*cells)
         if h.verdicts:
             v = ", ".join(f"{k}={c.packets}" for k, c in h.verdicts.items())
@@ -151,11 +175,11 @@ def _stats_table(view: StatsView) -> Table:
 
 @app.command()
 def stats(
-    iface: Optional[str] = typer.Argument(None, help="only this interface"),
-    netns: Optional[str] = typer.Option(None, "--netns"),
+    iface: Optional[str] = typer.Argument(None, metavar="IFACE", help="only this interface"),
+    netns: Optional[str] = typer.Option(None, "--netns", metavar="NS"),
     watch: bool = typer.Option(False, "--watch", "-w", help="refresh every --interval seconds with rates"),
-    interval: float = typer.Option(1.0, "--interval"),
-    count: int = typer.Option(0, "--count", help="with --watch: stop after N refreshes (0 = until ^C)"),
+    interval: float = typer.Option(1.0, "--interval", metavar="SECONDS"),
+    count: int = typer.Option(0, "--count", metavar="N", help="with --watch: stop after N refreshes (0 = until ^C)"),
     as_json: bool = typer.Option(False, "--json", help="print the resource as JSON (the REST body); with "
                                                        "--watch one compact document per line"),
 ) -> None:
@@ -178,6 +202,11 @@ def stats(
                     sys.stdout.write(json.dumps(view.to_json(), separators=(",", ":")) + "\n")
                     sys.stdout.flush()
                 return
+            if not sys.stdout.isatty():  # a log or a pipe: every frame, one table per interval
+                for view in samples:
+                    out.print(_stats_table(view))
+                    sys.stdout.flush()
+                return
             with Live(console=out, auto_refresh=False, transient=False) as live:
                 for view in samples:
                     live.update(_stats_table(view), refresh=True)
@@ -187,7 +216,7 @@ def stats(
 
 @app.command()
 def probe(
-    iface: str = typer.Argument(...),
+    iface: str = typer.Argument(..., metavar="IFACE"),
     netns: Optional[str] = NetnsOpt,
     as_json: bool = JsonOpt,
 ) -> None:

@@ -45,13 +45,14 @@ def _render_change(res, as_json: bool) -> None:
     _say(f"revision {res.revision}")
 
 
-PrefixesArg = typer.Argument(None, help="IPv4/IPv6 prefixes or addresses (none with --proto/--port: any address)")
+PrefixesArg = typer.Argument(None, metavar="PREFIX",
+                             help="IPv4/IPv6 prefixes or addresses (none with --proto/--port: any address)")
 DstOpt = typer.Option(False, "--dst", help="match the destination address instead of the source")
-ProtoOpt = typer.Option(None, "--proto", help="tcp | udp | sctp (with --port: an L4 rule)")
-PortOpt = typer.Option(None, "--port", help="destination port 1-65535")
-TtlOpt = typer.Option(None, "--ttl", help="expire after a duration: 30s, 10m, 2h, 7d, 1h30m")
-CommentOpt = typer.Option(None, "--comment")
-RevOpt = typer.Option(None, "--revision", min=0, max=2**63 - 1,
+ProtoOpt = typer.Option(None, "--proto", metavar="PROTO", help="tcp | udp | sctp (with --port: an L4 rule)")
+PortOpt = typer.Option(None, "--port", metavar="PORT", help="destination port 1-65535")
+TtlOpt = typer.Option(None, "--ttl", metavar="DURATION", help="expire after a duration: 30s, 10m, 2h, 7d, 1h30m")
+CommentOpt = typer.Option(None, "--comment", metavar="TEXT")
+RevOpt = typer.Option(None, "--revision", metavar="N", min=0, max=2**63 - 1,
                       help="only apply if the rule set is at this revision")
 UpdateOpt = typer.Option(False, "--update", help="update existing rules (action, TTL, comment) instead of failing")
 JsonOpt = typer.Option(False, "--json", help="print the result as JSON (the REST API's document)")
@@ -95,9 +96,10 @@ def allow(
 @app.command()
 def unblock(
     prefixes: Optional[list[str]] = PrefixesArg, dst: bool = DstOpt, proto: Optional[str] = ProtoOpt,
-    port: Optional[str] = PortOpt, ids: Optional[list[int]] = typer.Option(None, "--id", min=1, max=2**32 - 1,
+    port: Optional[str] = PortOpt, ids: Optional[list[int]] = typer.Option(None, "--id", metavar="ID",
+                                                                           min=1, max=2**32 - 1,
                                             help="rule id (repeatable)"),
-    list_name: Optional[str] = typer.Option(None, "--list", help="remove a whole imported list"),
+    list_name: Optional[str] = typer.Option(None, "--list", metavar="NAME", help="remove a whole imported list"),
     revision: Optional[int] = RevOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Remove rules (deny or allow) by match, by id, or a whole list."""
@@ -124,7 +126,8 @@ def _rules_table(view) -> Table:
     for r in view.rules:
         action = r.action + (" (mgmt)" if r.mgmt else "")
         t.add_row(str(r.id), action, r.prefix or "any", r.dir, f"{r.proto}/{r.port}" if r.proto else "-",
-                  f"{r.packets:,}", f"{r.bytes:,}", _fmt_time(r.last_hit), _fmt_time(r.expires),
+                  f"{r.packets:,}", f"{r.bytes:,}", _fmt_time(r.last_hit),
+                  "expired" if r.expired else _fmt_time(r.expires),
                   r.comment or (f"list {r.list}" if r.list else ""))
     return t
 
@@ -141,10 +144,10 @@ def _lists_table(lists) -> Table:
 
 @app.command()
 def rules(
-    list_name: Optional[str] = typer.Option(None, "--list", help="members of an imported list"),
-    prefix: Optional[str] = typer.Option(None, "--prefix", help="only rules on exactly this prefix"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, max=2**32 - 1),
-    after: Optional[int] = typer.Option(None, "--after", min=0, max=2**32 - 1,
+    list_name: Optional[str] = typer.Option(None, "--list", metavar="NAME", help="members of an imported list"),
+    prefix: Optional[str] = typer.Option(None, "--prefix", metavar="PREFIX", help="only rules on exactly this prefix"),
+    limit: Optional[int] = typer.Option(None, "--limit", metavar="N", min=1, max=2**32 - 1),
+    after: Optional[int] = typer.Option(None, "--after", metavar="ID", min=0, max=2**32 - 1,
                                         help="only rules with ids above this (the previous page's next)"),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -168,10 +171,10 @@ def rules(
 
 @app.command()
 def lists(
-    name: Optional[str] = typer.Argument(None, help="one list: its details and members"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, max=2**32 - 1,
+    name: Optional[str] = typer.Argument(None, metavar="NAME", help="one list: its details and members"),
+    limit: Optional[int] = typer.Option(None, "--limit", metavar="N", min=1, max=2**32 - 1,
                                         help="with NAME: at most this many members (default 1000)"),
-    after: Optional[int] = typer.Option(None, "--after", min=0, max=2**32 - 1,
+    after: Optional[int] = typer.Option(None, "--after", metavar="ID", min=0, max=2**32 - 1,
                                         help="with NAME: only members with ids above this (the previous "
                                              "page's next)"),
     as_json: bool = JsonOpt,
@@ -211,32 +214,47 @@ def _read_prefixes(file: str):
         raise ValidationError(f"{file}: {exc}; nothing was imported", field="file", value=exc.text) from None
 
 
+BIG_FILE = 256 * 1024  # bytes of a block-list file (about 15,000 prefixes) worth a progress bar
+
+
+def _import_progress(file: str, as_json: bool):
+    """One bar on stderr (a terminal only) for both phases of an import:
+    reading the file, then writing the kernel's tables."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    big = file == "-" or (os.path.isfile(file) and os.path.getsize(file) >= BIG_FILE)
+    show = not as_json and sys.stderr.isatty() and big
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                    console=err, disable=not show)
+
+
 @app.command("import")
 def import_(
-    file: str = typer.Argument(..., help="one prefix per line; '#' and ';' start comments; '-' reads stdin"),
-    list_name: Optional[str] = typer.Option(None, "--list", help="list name (default: the file name without extension)"),
-    action: str = typer.Option("deny", "--action", help="deny | allow"),
+    file: str = typer.Argument(..., metavar="FILE",
+                               help="one prefix per line; '#' and ';' start comments; '-' reads stdin"),
+    list_name: Optional[str] = typer.Option(None, "--list", metavar="NAME",
+                                            help="list name (default: the file name without extension)"),
+    action: str = typer.Option("deny", "--action", metavar="ACTION", help="deny | allow"),
     dst: bool = DstOpt, ttl: Optional[str] = TtlOpt, comment: Optional[str] = CommentOpt,
     allow_empty: bool = typer.Option(False, "--allow-empty", help="an empty file empties (or creates) the list"),
     revision: Optional[int] = RevOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Import a block list file as a named list (replacing that list atomically)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ..core.rules.service import DropList
     from ..core.rules.validate import list_members
 
     def body():
         name = list_name or (os.path.splitext(os.path.basename(file))[0] if file != "-" else "stdin")
-        pfx = list_members(_read_prefixes(file), allow_empty)
-        show = not as_json and sys.stderr.isatty() and len(pfx) > 10000
-        with ctx() as c, Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
-                                  TimeElapsedColumn(), console=err, disable=not show) as prog:
-            task = prog.add_task(f"import {name}", total=len(pfx))
-            res = DropList(c).import_list(
-                name, pfx, action=action, dst=dst, comment=comment, ttl=ttl, source=os.path.abspath(file) if file != "-" else "stdin",
-                expected_revision=revision, progress=lambda done, total: prog.update(task, completed=min(done, len(pfx))),
-            )
+        with _import_progress(file, as_json) as prog:
+            task = prog.add_task(f"read {name}", total=None)
+            prog.refresh()
+            pfx = list_members(_read_prefixes(file), allow_empty)
+            prog.update(task, description=f"write {name}", total=len(pfx), completed=0)
+            with ctx() as c:
+                res = DropList(c).import_list(
+                    name, pfx, action=action, dst=dst, comment=comment, ttl=ttl,
+                    source=os.path.abspath(file) if file != "-" else "stdin", expected_revision=revision,
+                    progress=lambda done, total: prog.update(task, completed=min(done, len(pfx))))
         if as_json:
             emit_json(res.to_json())
             return
@@ -249,7 +267,7 @@ def import_(
 
 @app.command()
 def export(
-    file: Optional[str] = typer.Argument(None, help="write here instead of stdout"),
+    file: Optional[str] = typer.Argument(None, metavar="FILE", help="write here instead of stdout"),
 ) -> None:
     """Print the rule set: rules as CLI lines, lists as prefixes."""
     from ..core.rules.service import DropList
@@ -269,7 +287,8 @@ def export(
 
 @app.command()
 def policy(
-    value: Optional[str] = typer.Argument(None, help="allow (default: pass what no rule denies) | deny (allow-list mode)"),
+    value: Optional[str] = typer.Argument(None, metavar="POLICY",
+                                         help="allow (default: pass what no rule denies) | deny (allow-list mode)"),
     revision: Optional[int] = RevOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -284,6 +303,8 @@ def policy(
             emit_json(view.to_json())
         elif value is None:
             _say(view.policy)
+        elif not view.changed:
+            _say(f"policy already {view.policy}, revision {view.revision}")
         else:
             _say(f"policy {view.policy}, revision {view.revision}")
 

@@ -33,12 +33,12 @@ def restore(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @app.command()
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="listen address (loopback by default)"),
-    port: int = typer.Option(8077, "--port"),
-    token: Optional[str] = typer.Option(None, "--token",
+    host: str = typer.Option("127.0.0.1", "--host", metavar="ADDR", help="listen address (loopback by default)"),
+    port: int = typer.Option(8077, "--port", metavar="PORT"),
+    token: Optional[str] = typer.Option(None, "--token", metavar="TOKEN",
                                         help="bearer token (visible to every local user in the process list: "
                                              "prefer --token-file)"),
-    token_file: Optional[str] = typer.Option(None, "--token-file",
+    token_file: Optional[str] = typer.Option(None, "--token-file", metavar="FILE",
                                              help="file holding the bearer token (default: "
                                                   "$XDPCTL_API_TOKEN_FILE, $XDPCTL_API_TOKEN, else the file "
                                                   "api-token in the state directory, generated if missing)"),

@@ -39,6 +39,8 @@ class RuleView(View):
     packets: int = 0
     bytes: int = 0
     last_hit: float | None = None
+    expired: bool = Field(False, description="past its TTL, not yet removed (the next change or the "
+                                             "service's reaper removes it)")
 
 class RulesView(View):
     revision: int
@@ -91,6 +93,9 @@ class ListChangeView(View):
 class PolicyView(View):
     policy: str
     revision: int
+    changed: bool = Field(True, exclude=True,
+                          description="false: the policy already had this value (the revision did not move); "
+                                      "not part of the document")
 
 class RevisionView(View):
     revision: int

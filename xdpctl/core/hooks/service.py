@@ -137,10 +137,10 @@ class Hooks:
             for h in [hook] if hook else HOOKS:
                 removed += self._detach_hook(HookRef(netns, ifname, h), program, gone)
             if not removed:
-                what = program or "any xdpctl program"
-                where = f"{ifname} {hook}" if hook else ifname
-                raise NotFound(f"{what} is not attached to {where}" + (f" in netns {netns}" if netns else ""),
-                               field="program" if program else "ifname", value=program or ifname)
+                where = (f"{ifname} {hook}" if hook else ifname) + (f" in netns {netns}" if netns else "")
+                msg = (f"{program} is not attached to {where}" if program
+                       else f"xdpctl has nothing attached on {where}")
+                raise NotFound(msg, field="program" if program else "ifname", value=program or ifname)
             state.bump_revision()
         return removed
 

@@ -42,7 +42,12 @@ def rule_view(row: RuleRow, stats: Stats | None = None) -> RuleView:
         id=row.id, prefix=pfx, family=row.family, dir=DIR_NAMES[row.dir], action=ACTION_NAMES[row.action],
         proto=px.proto_name(row.proto) if row.proto else None, port=row.port or None, comment=row.comment,
         source=row.source, created=row.created, expires=row.expires, mgmt=bool(row.mgmt), list=None,
-        packets=pk, bytes=by, last_hit=kernel_ns_to_wall(last))
+        packets=pk, bytes=by, last_hit=kernel_ns_to_wall(last), expired=_past(row.expires))
+
+
+def _past(expires: float | None) -> bool:
+    """Past its expiry (the reaper has not removed it yet)."""
+    return expires is not None and expires <= time.time()
 
 
 def list_view(row: ListRow, stats: Stats | None = None) -> ListView:
@@ -66,13 +71,15 @@ def member_views(row: ListRow, span: range, stats: Stats) -> list[RuleView]:
     d, action = DIR_NAMES[row.dir], ACTION_NAMES[row.action]
     out = []
     prefixes = Members.unpack(row.entries).prefixes()
+    expired = _past(row.expires)
     for i in span:
         pfx = prefixes[i]
         pk, by, last = stats.get(row.id_base + i, (0, 0, 0))
         out.append(RuleView.model_construct(
             id=row.id_base + i, prefix=px.format_prefix(pfx), family=pfx.family, dir=d, action=action, proto=None,
             port=None, comment=row.comment, source=row.source, created=row.created, expires=row.expires,
-            mgmt=False, list=row.name, packets=pk, bytes=by, last_hit=kernel_ns_to_wall(last)))
+            mgmt=False, list=row.name, packets=pk, bytes=by, last_hit=kernel_ns_to_wall(last),
+            expired=expired))
     return out
 
 
@@ -314,6 +321,8 @@ class DropList:
         validate.policy(policy)
         with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
             state.check_revision(expected_revision)
+            if policy == self.policy():
+                return PolicyView(policy=policy, revision=state.revision, changed=False)
             state.set_meta("policy", policy)
             if not kt.at_revision(state.revision):
                 self._full_sync(kt)

@@ -132,6 +132,32 @@ def _full(capacity: int, n: int) -> CapacityError:
         value=n, hint="remove rules or raise the capacity")
 
 
+def _free_run(spans: list[tuple[int, int]], lo: int, hi: int, n: int) -> int | None:
+    """First id of n free ids in a row within [lo, hi), or None."""
+    cur = lo
+    for a, b in spans + [(hi, hi)]:
+        if b <= cur:
+            continue
+        if min(a, hi) - cur >= n:
+            return cur
+        cur = max(cur, b)
+    return None
+
+
+def _free_in(spans: list[tuple[int, int]], lo: int, hi: int, n: int) -> list[int]:
+    """Up to n free ids within [lo, hi), lowest first."""
+    out: list[int] = []
+    cur = lo
+    for a, b in spans + [(hi, hi)]:
+        while cur < min(a, hi) and len(out) < n:
+            out.append(cur)
+            cur += 1
+        if len(out) == n or cur >= hi:
+            break
+        cur = max(cur, b)
+    return out
+
+
 class State:
     """The state database; ``db`` is its one connection."""
 
@@ -220,30 +246,37 @@ class State:
                 merged.append((a, b))
         return merged
 
+    def _id_mark(self) -> int:
+        """The last rule id written (rules and lists record it): ids are
+        handed out above it until they wrap at the capacity."""
+        mark = self.get_meta("rule_id_mark")
+        if mark is not None:
+            return int(mark)
+        spans = self.used_id_ranges()
+        return spans[-1][1] - 1 if spans else 0
+
     def allocate_ids(self, n: int, capacity: int, reserved: list[tuple[int, int]] = ()) -> int:
-        """First id of a free run of n ids in [1, capacity); raises when full."""
+        """First id of a free run of n ids in [1, capacity): above the
+        high-water mark, else (wrapped) the lowest such run; raises when full."""
         spans = sorted(list(self.used_id_ranges()) + list(reserved))
-        cur = 1
-        for a, b in spans:
-            if a - cur >= n:
-                return cur
-            cur = max(cur, b)
-        if capacity - cur >= n:
-            return cur
+        mark = self._id_mark()
+        for lo in (mark + 1, 1):
+            base = _free_run(spans, lo, capacity, n)
+            if base is not None:
+                return base
         raise _full(capacity, n)
 
     def free_ids(self, n: int, capacity: int) -> list[int]:
-        """n free rule ids (lowest first, gaps included); raises when full."""
-        out: list[int] = []
-        cur = 1
-        for a, b in self.used_id_ranges() + [(capacity, capacity)]:
-            while cur < a and len(out) < n:
-                out.append(cur)
-                cur += 1
-            if len(out) == n:
-                return out
-            cur = max(cur, b)
-        raise _full(capacity, n)
+        """n free rule ids: those above the high-water mark first, then
+        (wrapped) the lowest free ones; raises when full."""
+        spans = self.used_id_ranges()
+        mark = self._id_mark()
+        out = _free_in(spans, mark + 1, capacity, n)
+        if len(out) < n:
+            out += _free_in(spans, 1, min(mark + 1, capacity), n - len(out))
+        if len(out) < n:
+            raise _full(capacity, n)
+        return out
 
     # -- attachments
     def attachments(self) -> list[Attachment]:
@@ -315,6 +348,8 @@ class State:
     # -- rules: writes
     def insert_rules(self, rows: list[RuleRow]) -> None:
         self.db.executemany(f"INSERT INTO rules({RULE_COLS}) VALUES ({_marks(len(RuleRow._fields))})", rows)
+        if rows:
+            self.set_meta("rule_id_mark", str(rows[-1].id))
 
     def update_rule(self, rid: int, action: int, comment: str | None, expires: float | None, mgmt: bool) -> None:
         self.db.execute("UPDATE rules SET action=?, comment=?, expires=?, mgmt=? WHERE id=?",
@@ -343,6 +378,8 @@ class State:
     def replace_list(self, row: ListRow) -> None:
         self.db.execute("DELETE FROM lists WHERE name=?", (row.name,))
         self.db.execute(f"INSERT INTO lists({LIST_COLS}) VALUES ({_marks(len(ListRow._fields))})", row)
+        if row.count:
+            self.set_meta("rule_id_mark", str(row.id_base + row.count - 1))
 
     def delete_list(self, name: str) -> None:
         self.db.execute("DELETE FROM lists WHERE name=?", (name,))

@@ -273,7 +273,8 @@ class Map:
         opts = L.BatchOpts(ctypes.sizeof(L.BatchOpts), 0, 0)
         first = True
         if start_index:
-            ctypes.memmove(in_batch, start_index.to_bytes(4, "little"), 4)
+            # in_batch is the key before the first one returned
+            ctypes.memmove(in_batch, (start_index - 1).to_bytes(4, "little"), 4)
             first = False
         seen = start_index or 0
         while True:

@@ -14,7 +14,7 @@ from ..state import Attachment
 from ..views import AttachView, DetachedView, DetachView
 from . import program as hookprog
 from .base import HOOK_PROG, HOOKS, PER_HOOK_MAPS, STAGES, AttachResult, HookRef, HookState, KernelProg, ProgRef, \
-    pinned_hooks, stage
+    check_stage_hook, pinned_hooks, stage
 from .kinds import kind
 from .program import HookProg
 
@@ -61,6 +61,7 @@ class Hooks:
         program first if the hook has none of xdpctl's."""
         st = stage(program)
         k = kind(hook)
+        check_stage_hook(st.name, hook)
         mode = k.check_mode(mode)
         netlink.check_netns(netns)
         ref = HookRef(netns, ifname, hook)
@@ -76,6 +77,8 @@ class Hooks:
                 check_shared_pins(self.ctx)
                 res = self._load_and_attach(ref, link, hookprog.bits_of([st.name]), mode, now.cur)
                 res.program = st.name
+            if st.name == "lb":
+                _lb_hook(self.ctx, ref, link)
             if record:
                 state.add_attachment(Attachment(netns, ifname, hook, program, res.mode))
                 state.bump_revision()
@@ -195,13 +198,19 @@ class Hooks:
             if now.foreign is not None:
                 raise foreign_error(ref, now.foreign)
             hp = now.ours
+            if "lb" in names:
+                check_stage_hook("lb", ref.hook)
             if hp is not None and hookprog.same_program(self.ctx, ref, hp):
+                if "lb" in names:
+                    _lb_hook(self.ctx, ref, link)
                 if hp.stages != bits:
                     hp.set_stages(self.ctx, bits)
                 return f"kept {','.join(names)} on {ref.label()}: prog id {hp.id}"
             if hp is not None and now.cur is not None and mode == "auto":
                 mode = now.cur.mode
             res = self._load_and_attach(ref, link, bits, mode, now.cur)
+            if "lb" in names:
+                _lb_hook(self.ctx, ref, link)
         how = f" ({res.mode})" if res.mode else ""
         return f"attached {res.program} on {ref.label()}{how}: prog id {res.prog_id}"
 
@@ -260,6 +269,14 @@ class Hooks:
         """The namespaces status covers by default: the host, and every
         namespace where xdpctl has pinned or recorded hooks."""
         return [None] + sorted({h.netns for h in self.known_hooks() if h.netns})
+
+
+def _lb_hook(ctx: Context, ref: HookRef, link: netlink.Link) -> None:
+    """The interface's MAC into the hook's xc_lb_hook (the load balancer's
+    source MAC)."""
+    from ..lb.kernel import write_hook  # the lb package imports this one
+
+    write_hook(ctx, ref, link.mac)
 
 
 def check_shared_pins(ctx: Context, names=None) -> None:

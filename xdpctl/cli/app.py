@@ -79,6 +79,7 @@ FLAG_NAMES: dict[str, str] = {
     "id": "--id",
     "name": "--list",
     "file": "FILE",
+    "address": "ADDR",
 }
 
 

@@ -33,7 +33,7 @@ def _cell(value: object) -> str:
 @app.command()
 def attach(
     iface: str = typer.Argument(..., help="interface name"),
-    program: str = typer.Option("counter", "--program", "-p", help="counter | droplist"),
+    program: str = typer.Option("counter", "--program", "-p", help="counter | droplist | lb (lb: xdp and tc-ingress only)"),
     hook: str = HookOpt,
     mode: Optional[str] = typer.Option(None, "--mode", "-m", help="XDP mode: generic | native | offload | auto"),
     netns: Optional[str] = NetnsOpt,

@@ -177,8 +177,7 @@ class LoadBalancer:
                                   field="address", value=addr)
         rows = self.state.lb_backends(row_vip.id)
         if any(b.addr == str(a) for b in rows):
-            raise Conflict(f"backend {a} of VIP {row_vip.addr} exists", field="address", value=addr,
-                           hint="change it with {action:lb backend set}")
+            raise Conflict(f"backend {a} of VIP {row_vip.addr} exists", field="address", value=addr)
         bid = self.state.lb_free_id("lb_backends", BACKEND_IDS)
         if bid is None:
             raise CapacityError(f"no room for another backend: at most {BACKEND_IDS - 1}", field="address",

@@ -87,7 +87,8 @@ def vip_del(addr: str = AddrArg, proto: str = ProtoOpt, port: int = PortOpt, rev
 
 
 def _vips_table(view) -> Table:
-    t = Table("id", "address", "proto", "port", "table size", "backends", "in table", title=f"revision {view.revision}")
+    t = Table("id", "address", "proto", "port", "table size", "backends", "in table",
+              title=f"revision {view.revision}")
     for v in view.vips:
         t.add_row(str(v.id), v.address, v.proto, str(v.port), str(v.table_size), str(v.backends), str(v.in_table))
     return t
@@ -107,7 +108,8 @@ def backend_add(addr: str = AddrArg, vip: str = VipOpt, proto: str = ProtoOpt, p
                                                                       "no flows"),
                 revision: Optional[int] = RevOpt, as_json: bool = JsonOpt) -> None:
     """Add a backend to a VIP (active)."""
-    _change(lambda lb: lb.add_backend(addr, vip, proto, port, weight, mac, expected_revision=revision), as_json, "added")
+    _change(lambda lb: lb.add_backend(addr, vip, proto, port, weight, mac, expected_revision=revision),
+            as_json, "added")
 
 
 @backend_app.command("del")

@@ -65,6 +65,8 @@ def test_vips_and_backends_lifecycle(client: httpx.Client, server: Running) -> N
     assert r.status_code == 200 and r.json()["removed"] is True
     r = client.request("DELETE", f"/v1/lb/vips/{VIP}", params={"proto": "tcp", "port": 443})
     assert r.status_code == 200 and r.json()["revision"] == rev0 + 6
+    kernel = client.get("/healthz").json()["kernel"]  # every change is the kernel's revision too
+    assert kernel["in_sync"] is True and kernel["kernel_revision"] == rev0 + 6
     assert VIP not in [v["address"] for v in client.get("/v1/lb/vips").json()["vips"]]
     assert not [b for b in client.get("/v1/lb/backends").json()["backends"] if b["vip"] == VIP]
 

@@ -25,6 +25,7 @@ from typing import Callable, TypeVar
 from ... import abi
 from ..context import Context
 from ..errors import CapacityError, Conflict, NotFound, ValidationError
+from ..rules.service import DropList
 from ..rules.store import BackendRow, State, VipRow
 from ..views import (BackendsView, BackendView, LbBackendStatsView, LbChangeView, LbStatsView, LbVipStatsView,
                      VipsView, VipView)
@@ -118,7 +119,7 @@ class LoadBalancer:
             st.check_revision(expected_revision)
             with LbKernel(self.ctx) as k:
                 out = fn(st, k)
-            return st.bump_revision(), out
+            return DropList(self.ctx).bump_revision(), out
 
     def _rebuild(self, st: State, k: LbKernel, vip: VipRow) -> None:
         """Write the VIP's table into a free region and switch to it."""

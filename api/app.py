@@ -33,7 +33,7 @@ from xdpctl.core.errors import XdpctlError
 from . import metrics, openapi
 from .deps import ApiError, Options, Service, describe_errors, load_token, require_token
 from .gate import Gate
-from .routers import attachments, fleet, health, lists, policy, rules, stats, system
+from .routers import attachments, fleet, health, lb, lists, policy, rules, stats, system
 
 log = logging.getLogger("xdpctl.api")
 
@@ -242,6 +242,7 @@ def create_app(
             {"name": "attachments", "description": "classifiers on interfaces"},
             {"name": "stats", "description": "counters"},
             {"name": "maintenance", "description": "restore and expiry"},
+            {"name": "load balancer", "description": "VIPs, backends and their counters"},
         ],
     )
     app.state.xdpctl = svc
@@ -249,7 +250,7 @@ def create_app(
     install_error_handlers(app)
     auth = [Depends(require_token)]
     for r in (rules.router, lists.router, policy.router, attachments.router, stats.router, system.router,
-              fleet.router):
+              fleet.router, lb.router):
         app.include_router(r, dependencies=auth)
     app.include_router(health.router)
     app.include_router(metrics.router)

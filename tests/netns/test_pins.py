@@ -18,6 +18,7 @@ import traffic
 from helpers_xdpctl import XEnv, cli_error, cli_json, cli_ok
 from helpers_xdpctl import xenv  # noqa: F401  (fixture)
 from xdpctl.core.hooks import on_hook
+from xdpctl.core.rules.tables import kernel_health
 from xdpctl.kernel import bpffs, maps, netlink
 
 N = 20
@@ -128,3 +129,22 @@ def test_restore_keeps_programs_and_names_what_it_cannot_restore(xenv: XEnv) -> 
     assert os.path.exists(xenv.ref(b, "xdp").pin(xenv.ctx, "xc_proto"))
     cli_ok(xenv.cli("detach", gone, "--netns", b.netns))
 
+
+
+def test_attach_and_detach_keep_the_kernel_at_the_database_revision(xenv: XEnv) -> None:
+    """Attach and detach move the revision; the kernel's rule set is labelled
+    with it too, so health stays ok (not "the kernel is at revision N-1")."""
+    b = xenv.b
+    steps = (["attach", b.ifname, "--netns", b.netns, "--mode", "generic", "--json"],
+             ["attach", b.ifname, "--netns", b.netns, "-p", "droplist", "--json"],
+             ["block", "198.51.100.0/24", "--json"],
+             ["detach", b.ifname, "--netns", b.netns, "-p", "counter", "--json"],
+             ["detach", b.ifname, "--netns", b.netns, "--json"])
+    revisions = []
+    for args in steps:
+        cli_json(xenv.cli(*args))
+        rev = xenv.ctx.state.revision
+        h = kernel_health(xenv.ctx, rev)
+        assert h.ok and h.in_sync and h.kernel_revision == rev, (args, h)
+        revisions.append(rev)
+    assert revisions == sorted(set(revisions)), revisions

@@ -91,6 +91,7 @@ FLAG_NAMES: dict[str, str] = {
     "id": "--id",
     "name": "--list",
     "file": "FILE",
+    "address": "ADDR",
 }
 
 

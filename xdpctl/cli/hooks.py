@@ -33,7 +33,8 @@ def _cell(value: object) -> str:
 @app.command()
 def attach(
     iface: str = typer.Argument(..., metavar="IFACE", help="interface name"),
-    program: str = typer.Option("counter", "--program", "-p", metavar="PROGRAM", help="counter | droplist"),
+    program: str = typer.Option("counter", "--program", "-p", metavar="PROGRAM",
+                                help="counter | droplist | lb (lb: xdp and tc-ingress only)"),
     hook: str = HookOpt,
     mode: Optional[str] = typer.Option(None, "--mode", "-m", metavar="MODE",
                                        help="XDP mode: generic | native | offload | auto"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 from .context import Context
 from .errors import XdpctlError
 from .hooks import HookRef, Hooks, pinned_hooks
+from .lb.service import LoadBalancer
 from .rules.service import DropList
 from .views import RestoreView
 
@@ -40,6 +41,7 @@ def restore(ctx: Context) -> RestoreView:
     rep = DropList(ctx).sync()
     log.insert(0, f"drop list: revision {rep.revision}, {rep.written} map entries written, "
                   f"{rep.deleted} deleted")
+    log.insert(1, f"load balancer: {LoadBalancer(ctx).sync()} VIPs written")
     for ref, (names, mode) in wanted.items():
         try:
             log.append(hooks.reconcile(ref, sorted(names), mode))

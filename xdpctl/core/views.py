@@ -254,3 +254,74 @@ class HealthView(View):
     revision: int | None
     expiry: TaskHealthView
     restore: TaskHealthView = Field(description="the reconcile run at service start")
+
+
+# ---------------------------------------------------------------- load balancer
+class VipView(View):
+    id: int = Field(description="vip_id in the kernel (per-VIP counters)")
+    address: str
+    family: int
+    proto: str = Field(description="tcp | udp")
+    port: int
+    table_size: int = Field(description="slots of the Maglev table (prime)")
+    backends: int = Field(description="backends of the VIP, in any state")
+    in_table: int = Field(description="backends the table holds: active, with a MAC, weight above 0")
+    created: float
+
+
+class VipsView(View):
+    revision: int
+    vips: list[VipView]
+
+
+class BackendView(View):
+    id: int = Field(description="backend id in the kernel")
+    address: str
+    family: int
+    vip: str = Field(description="the VIP's address")
+    proto: str
+    port: int
+    weight: int
+    state: str = Field(description="active | draining | down")
+    mac: str | None = Field(description="null: not known, the backend gets no flows")
+    slots: int = Field(0, description="slots of the VIP's table it holds")
+    created: float
+
+
+class BackendsView(View):
+    revision: int
+    backends: list[BackendView]
+
+
+class LbChangeView(View):
+    """What a load-balancer change did; ``revision`` is the new revision."""
+
+    revision: int
+    vip: VipView | None = None
+    backend: BackendView | None = None
+    removed: bool = False
+
+
+class LbCounterView(View):
+    packets: int
+    bytes: int
+    new_flows: int
+
+
+class LbVipStatsView(LbCounterView):
+    vip: str
+    proto: str
+    port: int
+
+
+class LbBackendStatsView(LbCounterView):
+    backend: str
+    vip: str
+    proto: str
+    port: int
+
+
+class LbStatsView(View):
+    revision: int
+    vips: list[LbVipStatsView]
+    backends: list[LbBackendStatsView]

@@ -40,11 +40,14 @@ class Stage:
     slot: int  # enum xc_stage: the order of the stages and their bit in xc_stages
 
 
-#: the stages a front end may attach (the load balancer has no control plane yet)
+#: the stages a front end may attach
 STAGES: dict[str, Stage] = {
     "counter": Stage("counter", int(abi.Stage.COUNTER)),
     "droplist": Stage("droplist", int(abi.Stage.DROPLIST)),
+    "lb": Stage("lb", int(abi.Stage.LB)),
 }
+#: hooks the load balancer may run on (on tc-egress its redirect would loop)
+LB_HOOKS = ("xdp", "tc-ingress")
 
 
 def stage(name: str) -> Stage:
@@ -53,6 +56,13 @@ def stage(name: str) -> Stage:
     except KeyError:
         raise ValidationError(f"unknown program {name!r}", field="program", value=name,
                               hint=f"choose one of: {', '.join(STAGES)}") from None
+
+
+def check_stage_hook(name: str, hook: str) -> None:
+    if name == "lb" and hook not in LB_HOOKS:
+        raise ValidationError(f"the load balancer cannot run on {hook}: it sends frames back out of the "
+                              f"interface they came in on", field="hook", value=hook,
+                              hint=f"choose one of: {', '.join(LB_HOOKS)}")
 
 
 def check_hook(hook: str) -> str:

@@ -14,7 +14,7 @@ from ..state import Attachment
 from ..views import AttachView, DetachedView, DetachView
 from . import program as hookprog
 from .base import HOOK_PROG, HOOKS, PER_HOOK_MAPS, STAGES, AttachResult, HookRef, HookState, KernelProg, ProgRef, \
-    pinned_hooks, stage
+    check_stage_hook, pinned_hooks, stage
 from .kinds import kind
 from .program import HookProg
 
@@ -61,6 +61,7 @@ class Hooks:
         program first if the hook has none of xdpctl's."""
         st = stage(program)
         k = kind(hook)
+        check_stage_hook(st.name, hook)
         mode = k.check_mode(mode)
         netlink.check_netns(netns)
         ref = HookRef(netns, ifname, hook)
@@ -76,9 +77,11 @@ class Hooks:
                 check_shared_pins(self.ctx)
                 res = self._load_and_attach(ref, link, hookprog.bits_of([st.name]), mode, now.cur)
                 res.program = st.name
+            if st.name == "lb":
+                _lb_hook(self.ctx, ref, link)
             if record:
                 state.add_attachment(Attachment(netns, ifname, hook, program, res.mode))
-                state.bump_revision()
+                _bump_revision(self.ctx)
             return res
 
     def _add_stage(self, now: OnHook, name: str, mode: str | None) -> AttachResult:
@@ -141,7 +144,7 @@ class Hooks:
                 msg = (f"{program} is not attached to {where}" if program
                        else f"xdpctl has nothing attached on {where}")
                 raise NotFound(msg, field="program" if program else "ifname", value=program or ifname)
-            state.bump_revision()
+            _bump_revision(self.ctx)
         return removed
 
     def _detach_hook(self, ref: HookRef, name: str | None, gone: bool) -> list[tuple[HookRef, str]]:
@@ -195,13 +198,19 @@ class Hooks:
             if now.foreign is not None:
                 raise foreign_error(ref, now.foreign)
             hp = now.ours
+            if "lb" in names:
+                check_stage_hook("lb", ref.hook)
             if hp is not None and hookprog.same_program(self.ctx, ref, hp):
+                if "lb" in names:
+                    _lb_hook(self.ctx, ref, link)
                 if hp.stages != bits:
                     hp.set_stages(self.ctx, bits)
                 return f"kept {','.join(names)} on {ref.label()}: prog id {hp.id}"
             if hp is not None and now.cur is not None and mode == "auto":
                 mode = now.cur.mode
             res = self._load_and_attach(ref, link, bits, mode, now.cur)
+            if "lb" in names:
+                _lb_hook(self.ctx, ref, link)
         how = f" ({res.mode})" if res.mode else ""
         return f"attached {res.program} on {ref.label()}{how}: prog id {res.prog_id}"
 
@@ -262,6 +271,14 @@ class Hooks:
         return [None] + sorted({h.netns for h in self.known_hooks() if h.netns})
 
 
+def _lb_hook(ctx: Context, ref: HookRef, link: netlink.Link) -> None:
+    """The interface's MAC into the hook's xc_lb_hook (the load balancer's
+    source MAC)."""
+    from ..lb.kernel import write_hook  # the lb package imports this one
+
+    write_hook(ctx, ref, link.mac)
+
+
 def check_shared_pins(ctx: Context, names=None) -> None:
     """Refuse to create shared maps (``names``, default all) anew while a
     recorded hook runs a program of ours that reads the lost ones: new
@@ -294,3 +311,12 @@ def detach(ctx: Context, ifname: str, program: str | None = None, hook: str | No
     removed = Hooks(ctx).detach(ifname, program, hook, netns, expected_revision=expected_revision)
     return DetachView(removed=[DetachedView(netns=r.netns, ifname=r.ifname, hook=r.hook, program=name)
                                for r, name in removed], revision=ctx.state.revision)
+
+
+def _bump_revision(ctx: Context) -> int:
+    """A change of attachments moves the revision; the kernel's rule set is
+    labelled with it too (xc_cfg's generation), as after every change, so
+    health keeps comparing like with like. The caller holds the writer."""
+    from ..rules.service import DropList  # the drop list's kernel writer imports this package
+
+    return DropList(ctx).bump_revision()

@@ -198,6 +198,12 @@ class DropList:
         kt.commit(POLICIES[self.policy()], ruleset.config_flags(self.state), rev)
         return rev
 
+    def bump_revision(self) -> int:
+        """Bump the revision for a change outside the drop list (the caller
+        holds the writer lock) and make it the kernel's, as every change does."""
+        with KernelTables(self.ctx) as kt:
+            return self._finish(kt)
+
     def _full_sync(self, kt: KernelTables, progress=None) -> SyncReport:
         return kt.sync_to(ruleset.compile_stored(self.state), progress)
 

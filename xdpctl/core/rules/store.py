@@ -69,12 +69,42 @@ CREATE TABLE IF NOT EXISTS lists (
 CREATE UNIQUE INDEX IF NOT EXISTS rules_match
     ON rules (family, dir, proto, port, anyaddr, plen, addr);
 CREATE INDEX IF NOT EXISTS rules_expires ON rules (expires) WHERE expires IS NOT NULL;
+""" + """
+-- The load balancer: VIPs and their backends. A VIP's Maglev table lives in
+-- the ring region [ring_base, ring_base + ring_size) of xc_lb_ring.
+CREATE TABLE IF NOT EXISTS lb_vips (
+    id         INTEGER PRIMARY KEY,     -- vip_id in the kernel, 1..
+    family     INTEGER NOT NULL,
+    addr       TEXT    NOT NULL,        -- canonical text
+    proto      INTEGER NOT NULL,
+    port       INTEGER NOT NULL,
+    table_size INTEGER NOT NULL,
+    ring_base  INTEGER NOT NULL DEFAULT 0,
+    ring_size  INTEGER NOT NULL DEFAULT 0,  -- 0: no table written
+    created    REAL    NOT NULL,
+    UNIQUE (addr, proto, port)
+);
+CREATE TABLE IF NOT EXISTS lb_backends (
+    id      INTEGER PRIMARY KEY,        -- backend id in the kernel, 1..
+    vip     INTEGER NOT NULL REFERENCES lb_vips(id) ON DELETE CASCADE,
+    family  INTEGER NOT NULL,
+    addr    TEXT    NOT NULL,
+    weight  INTEGER NOT NULL,
+    state   TEXT    NOT NULL,           -- active | draining | down
+    mac     TEXT,
+    created REAL    NOT NULL,
+    UNIQUE (vip, addr)
+);
 """
 
 RULE_COLS = "id, family, addr, plen, dir, action, proto, port, anyaddr, mgmt, comment, source, created, expires"
 LIST_COLS = "name, count, dir, action, comment, source, created, expires, id_base, entries, flags"
 _ADDRESS_RULE = "family=? AND dir=? AND proto=0 AND port=0 AND anyaddr=0"
 _CHUNK = 500  # ids per IN (...) statement
+
+
+VIP_COLS = "id, family, addr, proto, port, table_size, ring_base, ring_size, created"
+BACKEND_COLS = "id, vip, family, addr, weight, state, mac, created"
 
 
 class RuleRow(NamedTuple):
@@ -106,6 +136,29 @@ class ListRow(NamedTuple):
     id_base: int
     entries: bytes
     flags: int
+
+
+class VipRow(NamedTuple):
+    id: int
+    family: int
+    addr: str
+    proto: int
+    port: int
+    table_size: int
+    ring_base: int
+    ring_size: int
+    created: float
+
+
+class BackendRow(NamedTuple):
+    id: int
+    vip: int
+    family: int
+    addr: str
+    weight: int
+    state: str
+    mac: str | None
+    created: float
 
 
 @dataclass(frozen=True)
@@ -424,3 +477,52 @@ class State:
         for (f,) in self.db.execute("SELECT flags FROM lists"):
             flags |= f
         return flags
+
+    # -- load balancer: VIPs and backends
+    def lb_vips(self) -> list[VipRow]:
+        return list(map(VipRow._make, self.db.execute(f"SELECT {VIP_COLS} FROM lb_vips ORDER BY id")))
+
+    def lb_vip(self, addr: str, proto: int, port: int) -> VipRow | None:
+        row = self.db.execute(f"SELECT {VIP_COLS} FROM lb_vips WHERE addr=? AND proto=? AND port=?",
+                              (addr, proto, port)).fetchone()
+        return VipRow._make(row) if row else None
+
+    def lb_free_id(self, table: str, capacity: int) -> int | None:
+        """The lowest id in [1, capacity) that ``table`` (lb_vips or
+        lb_backends) does not use, or None."""
+        assert table in ("lb_vips", "lb_backends")
+        cur = 1
+        for (i,) in self.db.execute(f"SELECT id FROM {table} ORDER BY id"):
+            if i != cur:
+                break
+            cur += 1
+        return cur if cur < capacity else None
+
+    def lb_insert_vip(self, row: VipRow) -> None:
+        self.db.execute(f"INSERT INTO lb_vips({VIP_COLS}) VALUES ({_marks(len(VipRow._fields))})", row)
+
+    def lb_set_ring(self, vip_id: int, base: int, size: int) -> None:
+        self.db.execute("UPDATE lb_vips SET ring_base=?, ring_size=? WHERE id=?", (base, size, vip_id))
+
+    def lb_delete_vip(self, vip_id: int) -> None:
+        self.db.execute("DELETE FROM lb_vips WHERE id=?", (vip_id,))
+
+    def lb_backends(self, vip_id: int | None = None) -> list[BackendRow]:
+        where, args = ("WHERE vip=?", (vip_id,)) if vip_id is not None else ("", ())
+        return list(map(BackendRow._make, self.db.execute(
+            f"SELECT {BACKEND_COLS} FROM lb_backends {where} ORDER BY vip, id", args)))
+
+    def lb_backend(self, vip_id: int, addr: str) -> BackendRow | None:
+        row = self.db.execute(f"SELECT {BACKEND_COLS} FROM lb_backends WHERE vip=? AND addr=?",
+                              (vip_id, addr)).fetchone()
+        return BackendRow._make(row) if row else None
+
+    def lb_insert_backend(self, row: BackendRow) -> None:
+        self.db.execute(f"INSERT INTO lb_backends({BACKEND_COLS}) VALUES ({_marks(len(BackendRow._fields))})",
+                        row)
+
+    def lb_update_backend(self, be_id: int, weight: int, state: str) -> None:
+        self.db.execute("UPDATE lb_backends SET weight=?, state=? WHERE id=?", (weight, state, be_id))
+
+    def lb_delete_backend(self, be_id: int) -> None:
+        self.db.execute("DELETE FROM lb_backends WHERE id=?", (be_id,))

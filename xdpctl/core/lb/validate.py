@@ -1,0 +1,113 @@
+"""The load balancer's input checks: addresses, protocols, ports, table
+sizes, weights, MACs, backend states; and which backends a VIP's Maglev
+table holds. Pure: no state, no kernel."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from ... import abi
+from ..errors import ValidationError
+from ..rules.store import BackendRow
+from . import maglev
+
+PROTOS = {"tcp": 6, "udp": 17}
+PROTO_NAMES = {v: k for k, v in PROTOS.items()}
+STATES = {"active": abi.LbState.ACTIVE, "draining": abi.LbState.DRAINING, "down": abi.LbState.DOWN}
+WEIGHT_MAX = 1000
+_MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
+
+
+def address(text: str, field: str = "address") -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(str(text).strip())
+    except ValueError:
+        raise ValidationError(f"not an IP address: {text!r}", field=field, value=text) from None
+
+
+def proto(name: str) -> int:
+    p = PROTOS.get(str(name).lower())
+    if p is None:
+        raise ValidationError(f"unknown protocol {name!r}", field="proto", value=name, hint="choose tcp or udp")
+    return p
+
+
+def port(n: int) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 65535:
+        raise ValidationError("port must be 0 (every port) to 65535", field="port", value=n)
+    return n
+
+
+def table_size(n: int | None) -> int:
+    n = abi.LB_RING_DEFAULT if n is None else n
+    if not isinstance(n, int) or isinstance(n, bool) or not maglev.is_prime(n) or n > abi.LB_RING_MAX:
+        raise ValidationError(f"table size must be a prime number up to {abi.LB_RING_MAX}", field="table_size",
+                              value=n, hint=f"the default is {abi.LB_RING_DEFAULT}")
+    return n
+
+
+def weight(n: int) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= WEIGHT_MAX:
+        raise ValidationError(f"weight must be an integer from 0 to {WEIGHT_MAX}", field="weight", value=n)
+    return n
+
+
+def mac(text: str | None) -> str | None:
+    if text is None:
+        return None
+    m = str(text).strip().lower()
+    if not _MAC.match(m):
+        raise ValidationError(f"not a MAC address: {text!r}", field="mac", value=text,
+                              hint="six hex bytes, e.g. 02:00:00:00:00:01")
+    return m.replace("-", ":")
+
+
+def state(name: str) -> str:
+    if name not in STATES:
+        raise ValidationError(f"unknown backend state {name!r}", field="state", value=name,
+                              hint=f"choose one of: {', '.join(STATES)}")
+    return name
+
+
+@dataclass(frozen=True)
+class VipKey:
+    """A VIP as the user names it: address, protocol, port (validated)."""
+
+    addr: str
+    family: int
+    proto: int
+    port: int
+
+    @classmethod
+    def of(cls, addr: str, proto_name: str, port_no: int, field: str = "address") -> "VipKey":
+        a = address(addr, field)
+        return cls(str(a), a.version, proto(proto_name), port(port_no))
+
+    def label(self) -> str:
+        return f"{self.addr} {PROTO_NAMES[self.proto]} port {self.port}"
+
+
+def in_table(rows: list[BackendRow]) -> list[BackendRow]:
+    """The backends a VIP's table holds, in id order."""
+    return [b for b in rows if b.state == "active" and b.mac and b.weight > 0]
+
+
+def check_backends(rows: list[BackendRow], size: int) -> None:
+    """Can these backends make a table of ``size`` slots? ValidationError if not."""
+    active = [b for b in rows if b.state == "active"]
+    if active and not any(b.weight for b in active):
+        raise ValidationError("every active backend of the VIP has weight 0: give one a weight above 0",
+                              field="weight", value=0)
+    chosen = in_table(rows)
+    if chosen:
+        maglev.check([(b.addr, b.weight) for b in chosen], size)
+
+
+def build(rows: list[BackendRow], size: int) -> tuple[list[int], list[int]]:
+    """(backend ids, Maglev table as indexes into them) of a VIP."""
+    chosen = in_table(rows)
+    if not chosen:
+        return [], []
+    return [b.id for b in chosen], maglev.build([(b.addr, b.weight) for b in chosen], size)

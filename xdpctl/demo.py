@@ -240,7 +240,9 @@ def show_counters(ctx: Context, ref: HookRef, title: str) -> None:
 def show_results(demo: Demo) -> None:
     assert demo.ref is not None
     show_counters(demo.ctx, demo.ref, f"counters on {demo.ref.ifname} xdp (both rounds)")
-    _status, body = rest(demo.base, "GET", "/v1/rules")
+    status, body = rest(demo.base, "GET", "/v1/rules", token=demo.token)
+    if status != 200:
+        raise RuntimeError(f"GET /v1/rules answered {status}: {body}")
     for rule in body["rules"]:
         console.print(f"rule {rule['id']} {rule['action']} {rule['prefix']}: {rule['packets']:,} packets, "
                       f"{rule['bytes']:,} bytes")
@@ -251,7 +253,8 @@ def keep_running(demo: Demo) -> None:
     console.print(
         f"kept running. Try:\n"
         f"  xdpctl --pin-dir {demo.settings.pin_dir} --state-dir {demo.settings.state_dir} stats --watch\n"
-        f"  curl {demo.base}/metrics\n  curl -H 'Authorization: Bearer {demo.token}' -X POST {demo.base}/v1/block "
+        f"  curl -H 'Authorization: Bearer {demo.token}' {demo.base}/metrics\n"
+        f"  curl -H 'Authorization: Bearer {demo.token}' -X POST {demo.base}/v1/block "
         f"-d '{{\"prefixes\":[\"198.51.100.0/24\"]}}' -H 'content-type: application/json'\n"
         f"Ctrl-C removes everything.")
     try:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from xdpctl.core.fleet.kv import Etcd, EtcdOptions, FleetNotConfigured
+from xdpctl.core.errors import FleetNotConfigured
+from xdpctl.core.fleet.kv import Etcd, EtcdOptions
 from xdpctl.core.fleet.views import FleetStatusView
 from xdpctl.core.fleet.writer import Fleet
 

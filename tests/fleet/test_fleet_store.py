@@ -9,7 +9,8 @@ from fastapi.testclient import TestClient
 from xdpctl.core import prefixes as px
 from xdpctl.core.errors import NotFound, RevisionConflict, ValidationError
 from xdpctl.core.fleet import layout
-from xdpctl.core.fleet.kv import Etcd, EtcdOptions, EtcdUnavailable
+from xdpctl.core.errors import EtcdUnavailable
+from xdpctl.core.fleet.kv import Etcd, EtcdOptions
 from xdpctl.core.fleet.layout import Manifest
 from xdpctl.core.fleet.writer import Fleet
 from xdpctl.core.rules.validate import spec

@@ -202,3 +202,28 @@ class KernelObjectsLost(XdpctlError):
     kind = "kernel_objects_lost"
     exit_code = 14
     http_status = 503
+
+
+class EtcdUnavailable(XdpctlError):
+    """Fleet mode: no etcd endpoint answered."""
+
+    kind = "etcd_unavailable"
+    exit_code = 15
+    http_status = 503
+
+
+class FleetNotConfigured(XdpctlError):
+    """Fleet mode: no etcd endpoints were given to this front end."""
+
+    kind = "fleet_not_configured"
+    exit_code = 2
+    http_status = 404
+
+
+def choice(value, choices, *, field: str, what: str):
+    """``value`` if it is one of ``choices``, else a ValidationError naming
+    the field and the choices."""
+    if value not in choices:
+        raise ValidationError(f"unknown {what} {value!r}", field=field, value=value,
+                              hint=f"choose one of: {', '.join(choices)}")
+    return value

@@ -22,12 +22,12 @@ from typing import Callable
 from etcd3gw import exceptions as etcd_exc
 
 from ..context import Context
-from ..errors import XdpctlError
+from ..errors import EtcdUnavailable, XdpctlError
 from ..hooks import pinned_hooks
 from ..prefixes import parse_prefix_text
 from ..rules.service import DropList
 from ..rules.validate import RuleSpec, spec
-from .kv import Compacted, Etcd, EtcdOptions, EtcdUnavailable, Event, KeyValue, enc
+from .kv import Compacted, Etcd, EtcdOptions, Event, KeyValue, enc
 from .layout import Layout, Manifest, rule_name, rule_of, rule_value
 from .writer import report
 

@@ -19,25 +19,9 @@ import etcd3gw
 import requests
 from etcd3gw import exceptions as etcd_exc
 
-from ..errors import XdpctlError
+from ..errors import EtcdUnavailable
 
 DEFAULT_TIMEOUT = 10.0
-
-
-class EtcdUnavailable(XdpctlError):
-    """No etcd endpoint answered."""
-
-    kind = "etcd_unavailable"
-    exit_code = 15
-    http_status = 503
-
-
-class FleetNotConfigured(XdpctlError):
-    """No etcd endpoints were given to this front end."""
-
-    kind = "fleet_not_configured"
-    exit_code = 2
-    http_status = 404
 
 
 class Compacted(Exception):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ... import abi
 from ...kernel import maps, netlink
 from ..context import Context
-from ..errors import ValidationError
+from ..errors import ValidationError, choice
 from ..views import AttachView, ProbeResultView, StageView
 
 HOOKS = ("xdp", "tc-ingress", "tc-egress")
@@ -51,11 +51,7 @@ LB_HOOKS = ("xdp", "tc-ingress")
 
 
 def stage(name: str) -> Stage:
-    try:
-        return STAGES[name]
-    except KeyError:
-        raise ValidationError(f"unknown program {name!r}", field="program", value=name,
-                              hint=f"choose one of: {', '.join(STAGES)}") from None
+    return STAGES[choice(name, STAGES, field="program", what="program")]
 
 
 def check_stage_hook(name: str, hook: str) -> None:
@@ -66,10 +62,7 @@ def check_stage_hook(name: str, hook: str) -> None:
 
 
 def check_hook(hook: str) -> str:
-    if hook not in HOOKS:
-        raise ValidationError(f"unknown hook {hook!r}", field="hook", value=hook,
-                              hint=f"choose one of: {', '.join(HOOKS)}")
-    return hook
+    return choice(hook, HOOKS, field="hook", what="hook")
 
 
 @dataclass(frozen=True)

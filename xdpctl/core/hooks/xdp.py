@@ -7,7 +7,7 @@ import os
 
 from ...kernel import maps, netlink, objects
 from ..context import Context
-from ..errors import Conflict, NetlinkError, Unsupported, ValidationError
+from ..errors import Conflict, NetlinkError, Unsupported, choice
 from ..views import ProbeResultView
 from .base import XDP_MODES, AttachKind, HookRef, Installed, KernelProg, ProgRef
 
@@ -34,11 +34,7 @@ class XdpKind(AttachKind):
     hook = "xdp"
 
     def check_mode(self, mode: str | None) -> str | None:
-        mode = mode or "auto"
-        if mode not in XDP_MODES:
-            raise ValidationError(f"unknown XDP mode {mode!r}", field="mode", value=mode,
-                                  hint=f"choose one of: {', '.join(XDP_MODES)}")
-        return mode
+        return choice(mode or "auto", XDP_MODES, field="mode", what="XDP mode")
 
     def current(self, ref: HookRef) -> KernelProg | None:
         for m, pid in netlink.get_link(ref.ifname, ref.netns).xdp_ids.items():

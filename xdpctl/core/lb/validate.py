@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 
 from ... import abi
-from ..errors import ValidationError
+from ..errors import ValidationError, choice
 from ..rules.store import BackendRow
 from . import maglev
 
@@ -65,10 +65,7 @@ def mac(text: str | None) -> str | None:
 
 
 def state(name: str) -> str:
-    if name not in STATES:
-        raise ValidationError(f"unknown backend state {name!r}", field="state", value=name,
-                              hint=f"choose one of: {', '.join(STATES)}")
-    return name
+    return choice(name, STATES, field="state", what="backend state")
 
 
 @dataclass(frozen=True)

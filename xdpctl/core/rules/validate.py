@@ -15,7 +15,7 @@ from typing import Callable, Iterable, TypeVar
 
 from ... import abi
 from .. import prefixes as px
-from ..errors import ValidationError, cut
+from ..errors import ValidationError, choice, cut
 
 T = TypeVar("T")
 
@@ -96,10 +96,9 @@ def _parse(field: str, value: object, parse: Callable[[object], T]) -> T:
 
 
 def action_of(action: str | int) -> int:
-    act = action if isinstance(action, int) else ACTIONS.get(action)
-    if act not in (DENY, ALLOW):
-        raise ValidationError(f"unknown action {action!r}; expected deny or allow", field="action", value=action)
-    return act
+    if isinstance(action, int) and action in (DENY, ALLOW):
+        return action
+    return ACTIONS[choice(action, ACTIONS, field="action", what="action")]
 
 
 def duration(ttl: str | int | None) -> int | None:
@@ -111,9 +110,7 @@ def duration(ttl: str | int | None) -> int | None:
 
 
 def policy(value: str) -> str:
-    if value not in POLICIES:
-        raise ValidationError(f"unknown policy {value!r}; expected allow or deny", field="policy", value=value)
-    return value
+    return choice(value, POLICIES, field="policy", what="policy")
 
 
 def list_name(name: str) -> str:

@@ -12,13 +12,13 @@ lock) sees the same placement.
 
 from __future__ import annotations
 
-import os
 from typing import Iterable, Sequence
 
 from ... import abi
-from ...kernel import bpffs, maps, objects
+from ...kernel import maps
 from ..context import Context
-from ..hooks import HookRef, check_shared_pins
+from ..hooks import HookRef
+from ..shared import SharedMaps
 from ..hooks.program import object_name
 from . import tables
 
@@ -27,44 +27,14 @@ HOOK_MAP = "xc_lb_hook"
 _KEY0 = abi.U32.pack(0)
 
 
-class LbKernel:
+class LbKernel(SharedMaps):
     """The shared LB maps, opened (created if missing) as a context manager;
     the caller holds the writer lock."""
 
-    def __init__(self, ctx: Context):
-        self.ctx = ctx
-        self.dir = ctx.settings.shared_map_dir
-        self.maps: dict[str, maps.Map] = {}
+    NAMES = SHARED_LB_MAPS
 
-    def ensure(self) -> "LbKernel":
-        missing = [m for m in SHARED_LB_MAPS if not os.path.exists(os.path.join(self.dir, m))]
-        if missing:
-            check_shared_pins(self.ctx, missing)
-            bpffs.makedirs(self.dir)
-
-            def pin(name: str) -> str | None:
-                return os.path.join(self.dir, name) if name in SHARED_LB_MAPS else None
-
-            objects.load(objects.object_path(object_name("xdp")), pin_path=pin,
-                         max_entries=abi.with_sets(self.ctx.settings.capacity)).close()
-        for m in SHARED_LB_MAPS:
-            if m not in self.maps:
-                self.maps[m] = maps.Map.from_pin(os.path.join(self.dir, m))
-        return self
-
-    def __getitem__(self, name: str) -> maps.Map:
-        return self.maps[name]
-
-    def close(self) -> None:
-        for m in self.maps.values():
-            m.close()
-        self.maps.clear()
-
-    def __enter__(self) -> "LbKernel":
-        return self.ensure()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def object_name(self) -> str:
+        return object_name("xdp")
 
     # -- capacities
     def capacity(self, name: str) -> int:

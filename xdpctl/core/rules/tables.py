@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from ... import abi
-from ...kernel import bpffs, maps, objects
+from ...kernel import bpffs, maps
 from .. import dlcompile as dlc
 from ..context import Context
 from ..errors import BpfError, CapacityError
-from ..hooks import PER_HOOK_MAPS, check_shared_pins
+from ..shared import SharedMaps
 
 SET_MAPS = tuple(abi.set_map(m, s) for s in (0, 1) for m in abi.RULE_MAPS)
 SHARED_DL_MAPS = SET_MAPS + ("xc_cfg", "xc_rule_stats")
@@ -54,48 +54,28 @@ class SyncReport:
         return self.written + self.deleted
 
 
-class KernelTables:
+class KernelTables(SharedMaps):
     """The shared drop-list maps, created (by loading the drop-list object
     once) if bpffs does not have them yet; one change at a time (the
     caller holds the writer lock), as a context manager."""
 
+    NAMES = SHARED_DL_MAPS
+
     def __init__(self, ctx: Context):
-        self.ctx = ctx
-        self.dir = ctx.settings.shared_map_dir
-        self.maps: dict[str, maps.Map] = {}
+        super().__init__(ctx)
         self.cfg = abi.Config(0, 0, 0)   # xc_cfg as it is
         self.found = self.cfg            # xc_cfg as this change found it
         self._wrote: list = []           # what this change wrote to the standby set (plans, images)
         self._undo: Undo = []            # how to put the standby set back until the flip
         self.catch_up_error: str | None = None
 
+    def object_name(self) -> str:
+        return "xdp_droplist"
+
     def ensure(self) -> "KernelTables":
-        missing = [m for m in SHARED_DL_MAPS if not os.path.exists(os.path.join(self.dir, m))]
-        if missing:
-            check_shared_pins(self.ctx, missing)
-            bpffs.makedirs(self.dir)
-
-            def pin(name: str) -> str | None:
-                return None if name in PER_HOOK_MAPS else os.path.join(self.dir, name)
-
-            objects.load(objects.object_path("xdp_droplist"), pin_path=pin,
-                         max_entries=abi.with_sets(self.ctx.settings.capacity)).close()
-        for m in SHARED_DL_MAPS:
-            if m not in self.maps:
-                self.maps[m] = maps.Map.from_pin(os.path.join(self.dir, m))
+        super().ensure()
         self.cfg = self.found = self.read_config()
         return self
-
-    def __getitem__(self, name: str) -> maps.Map:
-        return self.maps[name]
-
-    def close(self) -> None:
-        for m in self.maps.values():
-            m.close()
-        self.maps.clear()
-
-    def __enter__(self) -> "KernelTables":
-        return self.ensure()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:

@@ -1,0 +1,60 @@
+"""Maps shared by every hook, pinned under ``<pin>/maps/``.
+
+A service that owns a group of shared maps (the drop list's rule tables,
+the load balancer's VIPs and ring) opens them through a subclass of
+:class:`SharedMaps` as a context manager; the caller holds the writer lock.
+Missing maps are created by loading the object that defines them with only
+the group's maps pinned, after checking that no running program still reads
+maps whose pins were lost (that would make a new map that nothing reads).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .. import abi
+from ..kernel import bpffs, maps, objects
+from .context import Context
+from .hooks import check_shared_pins
+
+
+class SharedMaps:
+    NAMES: tuple[str, ...] = ()   # the group's maps
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.dir = ctx.settings.shared_map_dir
+        self.maps: dict[str, maps.Map] = {}
+
+    def object_name(self) -> str:
+        """The object whose load creates the group's maps."""
+        raise NotImplementedError
+
+    def _pin(self, name: str) -> str | None:
+        return os.path.join(self.dir, name) if name in self.NAMES else None
+
+    def ensure(self):
+        missing = [m for m in self.NAMES if not os.path.exists(os.path.join(self.dir, m))]
+        if missing:
+            check_shared_pins(self.ctx, missing)
+            bpffs.makedirs(self.dir)
+            objects.load(objects.object_path(self.object_name()), pin_path=self._pin,
+                         max_entries=abi.with_sets(self.ctx.settings.capacity)).close()
+        for m in self.NAMES:
+            if m not in self.maps:
+                self.maps[m] = maps.Map.from_pin(os.path.join(self.dir, m))
+        return self
+
+    def __getitem__(self, name: str) -> maps.Map:
+        return self.maps[name]
+
+    def close(self) -> None:
+        for m in self.maps.values():
+            m.close()
+        self.maps.clear()
+
+    def __enter__(self):
+        return self.ensure()
+
+    def __exit__(self, *exc) -> None:
+        self.close()

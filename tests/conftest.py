@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.progs import temp_settings
+from xdpctl.core.context import Context
+from xdpctl.kernel import bpffs
+
 _UNIT_DIR = Path(__file__).resolve().parent / "unit"
 
 
@@ -36,3 +40,14 @@ def pytest_collection_modifyitems(
             "Run them as root (e.g. `sudo make test`), or select only tests/unit.",
             returncode=pytest.ExitCode.TESTS_FAILED,
         )
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    """A core context on its own pin and state directories (root: it mounts
+    bpffs if needed and creates the pin directory), removed afterwards."""
+    c = Context(temp_settings(str(tmp_path / "state")))
+    c.kernel_ready()
+    yield c
+    c.close()
+    bpffs.remove_tree(c.settings.pin_dir)

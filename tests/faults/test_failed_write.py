@@ -22,9 +22,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import emulation as emu
-from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, temp_settings
+from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set, temp_settings
 from xdpctl import abi
-from xdpctl.core import dlcompile as dlc
 from xdpctl.core import prefixes as px
 from xdpctl.core.context import Context
 from xdpctl.core.errors import CapacityError
@@ -52,17 +51,6 @@ def instance(tmp_path):
     bpffs.remove_tree(settings.pin_dir)
 
 
-def _kernel_set(ctx: Context, rule_set: int) -> dict:
-    out = {}
-    for name in abi.RULE_MAPS:
-        with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, abi.set_map(name, rule_set))) as m:
-            if name == dlc.L16:
-                out[name] = {abi.U32.pack(i): v[:dlc.VAL_SIZE] for i, v in m.lookup_range(0, m.max_entries)}
-            else:
-                out[name] = dict(m.items())
-    return out
-
-
 def _probe(settings) -> tuple[int, int]:
     with DropListProbe(settings) as p:
         return p.source_match(OLD_ADDR)[0], p.source_match(NEW_ADDR)[0]
@@ -76,7 +64,7 @@ def test_import_failing_in_the_kernel_mid_batch_changes_nothing(instance, tmp_pa
     old_img = emu.tables_to_state(ruleset.compile_stored(ctx.state))
     before = read_pinned_config(ctx)
     assert before.generation == before.synced == old_rev
-    assert _kernel_set(ctx, 0) == old_img == _kernel_set(ctx, 1)
+    assert kernel_rule_set(ctx, 0) == old_img == kernel_rule_set(ctx, 1)
     standby = abi.set_map(HOSTS, 1 - before.active)
     with maps.Map.from_pin(os.path.join(settings.shared_map_dir, standby)) as m:
         assert m.max_entries == CAPACITY and len(dict(m.items())) == N
@@ -97,11 +85,11 @@ def test_import_failing_in_the_kernel_mid_batch_changes_nothing(instance, tmp_pa
     assert [lv.count for lv in DropList(ctx).lists(with_stats=False)] == [N]
     after = read_pinned_config(ctx)
     assert after == before
-    assert _kernel_set(ctx, before.active) == old_img
+    assert kernel_rule_set(ctx, before.active) == old_img
     assert _probe(settings) == (XDP_DROP, XDP_PASS)
 
     # the standby set was put back: in sync, nothing for a restore to do
-    assert _kernel_set(ctx, 1 - before.active) == old_img
+    assert kernel_rule_set(ctx, 1 - before.active) == old_img
     h = kernel_health(ctx, old_rev)
     assert h.ok and h.in_sync and h.standby_synced and h.detail is None, h
     report = DropList(ctx).sync()

@@ -28,9 +28,8 @@ from typing import Callable
 import pytest
 
 from tests.support import emulation as emu
-from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, temp_settings
+from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set, temp_settings
 from xdpctl import abi
-from xdpctl.core import dlcompile as dlc
 from xdpctl.core import prefixes as px
 from xdpctl.core.context import Context
 from xdpctl.core.rules import ruleset
@@ -66,17 +65,6 @@ def _new_image(ctx: Context, prefixes: list[px.Prefix]) -> dict:
     pending = Members.of(prefixes).columns(base, 0, int(abi.Action.DENY), 0)
     rules = ruleset.all_rules(state, time.time(), 0, pending=("big", pending))
     return emu.tables_to_state(ruleset.compile_rules(rules, []))
-
-
-def _kernel_set(ctx: Context, rule_set: int) -> dict:
-    out = {}
-    for name in abi.RULE_MAPS:
-        with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, abi.set_map(name, rule_set))) as m:
-            if name == dlc.L16:
-                out[name] = {abi.U32.pack(i): v[:dlc.VAL_SIZE] for i, v in m.lookup_range(0, m.max_entries)}
-            else:
-                out[name] = dict(m.items())
-    return out
 
 
 def _import(settings, path: str) -> subprocess.Popen:
@@ -191,7 +179,7 @@ def test_kill_import_on_both_sides_of_the_flip(instance, tmp_path):
 def _check_after_kill(ctx: Context, settings, what: str, old_rev: int, old_img: dict, new_img: dict) -> str:
     """Everything the kill left, before any repair; "before" or "after" the flip."""
     cfg = read_pinned_config(ctx)
-    active = _kernel_set(ctx, cfg.active)
+    active = kernel_rule_set(ctx, cfg.active)
     if active == old_img:
         side, want_gen, want = "before", old_rev, (XDP_DROP, XDP_PASS)
     else:
@@ -220,5 +208,5 @@ def _check_restore(ctx: Context, old_rev: int, old_img: dict) -> None:
     assert h.in_sync and h.ok, h
     cfg = read_pinned_config(ctx)
     assert cfg.generation == cfg.synced == ctx.state.revision == old_rev
-    assert _kernel_set(ctx, 0) == old_img and _kernel_set(ctx, 1) == old_img
+    assert kernel_rule_set(ctx, 0) == old_img and kernel_rule_set(ctx, 1) == old_img
     assert _probe(ctx.settings) == (XDP_DROP, XDP_PASS)

@@ -1,17 +1,6 @@
 import pytest
 
-from tests.support.progs import ProgramBench, temp_settings
-from xdpctl.core.context import Context
-from xdpctl.kernel import bpffs
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    c = Context(temp_settings(str(tmp_path / "state")))
-    c.kernel_ready()
-    yield c
-    c.close()
-    bpffs.remove_tree(c.settings.pin_dir)
+from tests.support.progs import ProgramBench
 
 
 @pytest.fixture(params=["xdp", "tc"])

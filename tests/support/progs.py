@@ -188,3 +188,18 @@ class DropListProbe:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def kernel_rule_set(ctx: Context, rule_set: int) -> dict:
+    """The contents of one set (0: A, 1: B) of the pinned rule maps, by map
+    name, in the form of emulation.tables_to_state."""
+    from xdpctl.core import dlcompile as dlc
+
+    out = {}
+    for name in abi.RULE_MAPS:
+        with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, abi.set_map(name, rule_set))) as m:
+            if name == dlc.L16:
+                out[name] = {abi.U32.pack(i): v[:dlc.VAL_SIZE] for i, v in m.lookup_range(0, m.max_entries)}
+            else:
+                out[name] = dict(m.items())
+    return out

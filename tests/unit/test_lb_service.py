@@ -14,15 +14,14 @@ import uuid
 import pytest
 
 from tests.packets.test_lb_testrun import _frame  # the frames of the data-plane tests
-from tests.support.progs import ProgramBench, temp_settings
+from tests.support.progs import ProgramBench
 from xdpctl import abi
-from xdpctl.core.context import Context
 from xdpctl.core.errors import Conflict, NotFound, ValidationError
 from xdpctl.core.hooks import HookRef, Hooks
 from xdpctl.core.lb import maglev, tables
 from xdpctl.core.lb.kernel import LbKernel
 from xdpctl.core.lb.service import LoadBalancer
-from xdpctl.kernel import bpffs, maps
+from xdpctl.kernel import maps
 from xdpctl.kernel.testrun import XDP_TX
 
 pytestmark = pytest.mark.root
@@ -35,15 +34,6 @@ TC_ACT_REDIRECT = 7
 
 def _mac(n: int) -> str:
     return f"02:00:00:00:01:{n:02x}"
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    c = Context(temp_settings(str(tmp_path / "state")))
-    c.kernel_ready()
-    yield c
-    c.close()
-    bpffs.remove_tree(c.settings.pin_dir)
 
 
 @pytest.fixture

@@ -58,6 +58,7 @@ setup(
     + ["xdpctl.bpf", API]
     + [f"{API}.{name}" for name in find_packages("api")],
     package_dir={API: "api"},
-    package_data={"xdpctl.bpf": ["*.o"]},
+    package_data={"xdpctl.bpf": ["*.o"],
+                  API: ["static/**/*"]},  # the /ui page and the vendored uPlot and Swagger UI
     cmdclass={"build_py": BuildPyWithObjects},
 )

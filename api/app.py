@@ -33,7 +33,7 @@ from xdpctl.core.errors import XdpctlError
 from . import metrics, openapi
 from .deps import ApiError, Options, Service, describe_errors, load_token, require_token
 from .gate import Gate
-from .routers import attachments, fleet, health, lb, lists, policy, rules, stats, system
+from .routers import attachments, fleet, health, lb, lists, policy, rules, stats, system, ui
 
 log = logging.getLogger("xdpctl.api")
 
@@ -235,6 +235,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan,
+        docs_url=None,  # /docs from the package's own Swagger UI (routers.ui), /redoc off
+        redoc_url=None,
         openapi_tags=[
             {"name": "rules", "description": "drop-list rules, added and removed individually"},
             {"name": "lists", "description": "bulk lists (block-list files), replaced as a whole"},
@@ -250,8 +252,9 @@ def create_app(
     install_error_handlers(app)
     auth = [Depends(require_token)]
     for r in (rules.router, lists.router, policy.router, attachments.router, stats.router, system.router,
-              fleet.router, lb.router):
+              fleet.router, lb.router, ui.router):
         app.include_router(r, dependencies=auth)
+    ui.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
     openapi.install(app)

@@ -325,3 +325,19 @@ class LbStatsView(View):
     revision: int
     vips: list[LbVipStatsView]
     backends: list[LbBackendStatsView]
+
+
+# --- dashboard (GET /v1/dashboard: the page at /ui polls this one document) ---
+class DashboardView(View):
+    time: float = Field(description="when the counters were read (rates: difference of two samples over time)")
+    revision: int
+    policy: str
+    stats: StatsView
+    status: StatusView
+    rules: int = Field(description="individually managed rules")
+    top_rules: list[RuleView] = Field(description="rules with hits, most packets first")
+    lists: list[ListView]
+    vips: list[VipView]
+    backends: list[BackendView]
+    lb_stats: LbStatsView
+    fleet: bool = Field(description="fleet mode is configured: GET /v1/fleet answers the nodes")

@@ -228,3 +228,81 @@ def test_cli_and_api_do_not_import_each_other(installed: Installed) -> None:
         res = run([installed.python, "-I", "-c", probe, mod, other], cwd=installed.root)
         assert res.returncode == 0, res.stderr
         assert res.stdout.strip() == "[]", f"importing {mod} loaded {res.stdout.strip()}"
+
+
+# The /ui page and /docs from the installed copy: the ASGI app is called
+# directly (no server, no lifespan: nothing touches the kernel), because the
+# runtime virtualenv has no HTTP client.
+SERVE = """
+import asyncio, json, re, sys
+from xdpctl.api.app import create_app
+from xdpctl.config import Settings
+
+app = create_app(Settings(state_dir=sys.argv[1], pin_dir=sys.argv[2]), "pkg-token")
+
+async def get(path, query=b""):
+    scope = {"type": "http", "http_version": "1.1", "method": "GET", "path": path, "raw_path": path.encode(),
+             "query_string": query, "headers": [(b"host", b"127.0.0.1")], "scheme": "http",
+             "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "root_path": ""}
+    out, sent, done = {"body": b""}, [], asyncio.Event()
+    async def receive():
+        if sent:  # the request was read: the client waits for the answer
+            await done.wait()
+            return {"type": "http.disconnect"}
+        sent.append(1)
+        return {"type": "http.request", "body": b"", "more_body": False}
+    async def send(msg):
+        if msg["type"] == "http.response.start":
+            out["status"] = msg["status"]
+        elif msg["type"] == "http.response.body":
+            out["body"] += msg.get("body", b"")
+            if not msg.get("more_body"):
+                done.set()
+    await app(scope, receive, send)
+    return out["status"], out["body"]
+
+async def main():
+    res = {}
+    status, docs = await get("/docs")
+    res["/docs"] = [status, len(docs)]
+    login, _ = await get("/ui")
+    res["/ui"] = [login, 0]
+    refs = re.findall(r'(?:src|href)="([^"]+)"', docs.decode())
+    page, _ = await get("/ui", b"token=pkg-token")
+    res["/ui?token"] = [page, 0]
+    for path in refs + sys.argv[3:]:
+        status, body = await get(path)
+        res[path] = [status, len(body)]
+    print(json.dumps({"refs": refs, "served": res}))
+
+asyncio.run(main())
+"""
+
+STATIC_FILES = ("ui/index.html", "ui/login.html", "ui/dashboard.js", "ui/dashboard.css",
+                "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css", "vendor/uplot/LICENSE",
+                "vendor/uplot/VERSION", "vendor/swagger-ui/swagger-ui-bundle.js", "vendor/swagger-ui/swagger-ui.css",
+                "vendor/swagger-ui/LICENSE", "vendor/swagger-ui/NOTICE", "vendor/swagger-ui/VERSION")
+
+
+def test_wheel_ships_and_serves_the_pages_assets(installed: Installed) -> None:
+    with zipfile.ZipFile(installed.wheel) as whl:
+        names = set(whl.namelist())
+        for name in STATIC_FILES:
+            assert f"xdpctl/api/static/{name}" in names, name
+            assert whl.read(f"xdpctl/api/static/{name}") == (REPO / "api" / "static" / name).read_bytes(), name
+    state = Path(tempfile.mkdtemp(prefix="xdpctl-pkg-state-"))
+    try:
+        res = run([installed.python, "-I", "-c", SERVE, state, f"/sys/fs/bpf/xdpctl-pkg-{os.getpid()}",
+                   *[f"/static/{name}" for name in STATIC_FILES]], cwd=installed.root)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    assert sorted(got["refs"]) == ["/static/vendor/swagger-ui/favicon-32x32.png",
+                                   "/static/vendor/swagger-ui/swagger-ui-bundle.js",
+                                   "/static/vendor/swagger-ui/swagger-ui.css"], got["refs"]
+    sizes = {name: (REPO / "api" / "static" / name).stat().st_size for name in STATIC_FILES}
+    for name in STATIC_FILES:
+        assert got["served"][f"/static/{name}"] == [200, sizes[name]], name
+    assert got["served"]["/docs"][0] == 200
+    assert got["served"]["/ui"][0] == 401 and got["served"]["/ui?token"][0] == 303, got["served"]

@@ -16,7 +16,7 @@
   function scaled(value, unit) {
     const steps = [[1e9, "G"], [1e6, "M"], [1e3, "k"]];
     for (const [f, p] of steps) {
-      if (Math.abs(value) >= f) return (value / f).toFixed(2) + " " + p + unit;
+      if (Math.abs(value) >= f) return (value / f).toPrecision(3) + " " + p + unit;
     }
     return (value === null || value === undefined ? "-" : value.toFixed(value < 10 ? 1 : 0)) + " " + unit;
   }
@@ -100,7 +100,7 @@
           label: n, stroke: COLORS[i % COLORS.length], width: 1.5,
           value: (u, v) => (v === null ? "-" : scaled(v, unit)),
         }))],
-        axes: [{}, { size: 70, values: (u, vals) => vals.map((v) => scaled(v, unit)) }],
+        axes: [{}, { size: 90, values: (u, vals) => vals.map((v) => scaled(v, unit)) }],
       };
       this.chart = new uPlot(opts, this.data(), this.box);
     }
@@ -188,7 +188,7 @@
   }
 
   function showRules(d) {
-    document.getElementById("rules-count").textContent = "(" + count(d.rules) + " rules, policy " + d.policy + ")";
+    document.getElementById("rules-count").textContent = "(" + count(d.rules) + (d.rules === 1 ? " rule" : " rules") + ", policy " + d.policy + ")";
     fillTable("top-rules", d.top_rules.map((r) => [r.id, ruleText(r), r.action,
       num(count(r.packets), { "data-rule": r.id, "data-value": r.packets }), num(count(r.bytes)), when(r.last_hit)]));
     fillTable("lists", d.lists.map((l) => [l.name, l.action, l.dir,

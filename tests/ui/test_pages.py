@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-import httpx
 from api_helpers import Running
 from conftest import READ_TOKEN
 

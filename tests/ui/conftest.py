@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -58,11 +59,23 @@ def server(tmp_path_factory) -> Iterator[Running]:
 
 @pytest.fixture
 def lab() -> Iterator[TwoHostLab]:
-    two = TwoHostLab(ipv6=False)
-    try:
+    with TwoHostLab(ipv6=False) as two:  # removed even when the test fails
         yield two
-    finally:
-        two.close()
+
+
+TABLE_SIZE = 101
+
+
+def add_vip_and_list(c: httpx.Client, vip: str, backends: tuple[str, str], name: str, prefixes: str) -> None:
+    """A UDP/53 VIP with two backends of weight 1 and 3, and a list."""
+    r = c.post("/v1/lb/vips", json={"address": vip, "proto": "udp", "port": 53, "table_size": TABLE_SIZE})
+    assert r.status_code == 201, r.text
+    for i, (addr, weight) in enumerate(zip(backends, (1, 3))):
+        r = c.post("/v1/lb/backends", json={"address": addr, "vip": vip, "proto": "udp", "port": 53,
+                                            "weight": weight, "mac": f"02:00:00:00:0b:{i:02x}"})
+        assert r.status_code == 201, r.text
+    r = c.put(f"/v1/lists/{name}", content=prefixes, headers={"Content-Type": "text/plain"})
+    assert r.status_code == 201, r.text
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from api_helpers import Running
-from conftest import READ_TOKEN
+from conftest import READ_TOKEN, TABLE_SIZE, add_vip_and_list
 from scapy.layers.inet import IP, UDP
 from scapy.packet import Raw
 from selenium.webdriver.common.by import By
@@ -93,15 +93,7 @@ def attached(server: Running, lab: TwoHostLab) -> Iterator[httpx.Client]:
                 assert r.status_code == 201, r.text
             r = c.post("/v1/block", json={"prefixes": [BLOCKED], "comment": "dashboard test"})
             assert r.status_code == 201, r.text
-            r = c.put("/v1/lists/ui-feed", content="198.18.60.0/24\n198.18.61.0/24\n",
-                      headers={"Content-Type": "text/plain"})
-            assert r.status_code == 201, r.text
-            r = c.post("/v1/lb/vips", json={"address": VIP, "proto": "udp", "port": 53, "table_size": 101})
-            assert r.status_code == 201, r.text
-            for i, w in ((1, 1), (2, 3)):
-                r = c.post("/v1/lb/backends", json={"address": f"192.0.2.{100 + i}", "vip": VIP, "proto": "udp",
-                                                    "port": 53, "weight": w, "mac": f"02:00:00:00:0a:0{i}"})
-                assert r.status_code == 201, r.text
+            add_vip_and_list(c, VIP, ("192.0.2.101", "192.0.2.102"), "ui-feed", "198.18.60.0/24\n198.18.61.0/24\n")
             yield c
         finally:
             c.delete("/v1/attachments", params={"ifname": lab.b.ifname, "netns": lab.b.netns})
@@ -183,7 +175,7 @@ def test_dashboard_follows_live_traffic(server: Running, lab: TwoHostLab, attach
     backends = {b["address"]: b["slots"] for b in attached.get("/v1/lb/backends").json()["backends"]}
     for addr, slots in backends.items():
         cell = browser.find_element(By.CSS_SELECTOR, f'#vips td[data-backend="{addr}"]')
-        assert cell.text == f"{100 * slots / 101:.1f} %", (addr, cell.text)
+        assert cell.text == f"{100 * slots / TABLE_SIZE:.1f} %", (addr, cell.text)
 
     assert browser.get_log("browser") == []
     local = urlsplit(server.url).netloc

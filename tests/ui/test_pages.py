@@ -8,7 +8,7 @@ import re
 from urllib.parse import urlsplit
 
 from api_helpers import Running
-from conftest import READ_TOKEN
+from conftest import READ_TOKEN, TABLE_SIZE, add_vip_and_list
 
 VIP = "192.0.2.80"
 
@@ -70,15 +70,7 @@ def test_docs_load_only_local_assets(server: Running) -> None:
 
 def test_dashboard_is_the_reads_it_gathers(server: Running) -> None:
     with server.client() as c:
-        r = c.post("/v1/lb/vips", json={"address": VIP, "proto": "udp", "port": 53, "table_size": 101})
-        assert r.status_code == 201, r.text
-        for i, w in ((1, 1), (2, 3)):
-            r = c.post("/v1/lb/backends", json={"address": f"192.0.2.{90 + i}", "vip": VIP, "proto": "udp",
-                                                "port": 53, "weight": w, "mac": f"02:00:00:00:09:0{i}"})
-            assert r.status_code == 201, r.text
-        r = c.put("/v1/lists/ui-pages", content="198.18.50.0/24\n198.18.51.0/24\n",
-                  headers={"Content-Type": "text/plain"})
-        assert r.status_code == 201, r.text
+        add_vip_and_list(c, VIP, ("192.0.2.91", "192.0.2.92"), "ui-pages", "198.18.50.0/24\n198.18.51.0/24\n")
         d = c.get("/v1/dashboard").json()
         assert d["fleet"] is False and d["policy"] == c.get("/v1/policy").json()["policy"]
         assert d["revision"] == c.get("/v1/revision").json()["revision"]
@@ -90,5 +82,5 @@ def test_dashboard_is_the_reads_it_gathers(server: Running) -> None:
         assert d["stats"]["hooks"] == c.get("/v1/stats").json()["hooks"] and d["stats"]["time"] == d["time"]
         assert d["rules"] == len(c.get("/v1/rules").json()["rules"])
         slots = {b["address"]: b["slots"] for b in d["backends"] if b["vip"] == VIP}
-        assert sum(slots.values()) == 101 and slots["192.0.2.92"] > 2 * slots["192.0.2.91"] > 0, slots
+        assert sum(slots.values()) == TABLE_SIZE and slots["192.0.2.92"] > 2 * slots["192.0.2.91"] > 0, slots
         assert "/v1/dashboard" in c.get("/openapi.json").json()["paths"]

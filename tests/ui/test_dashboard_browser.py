@@ -8,7 +8,8 @@ keeps its last sample in ``data-last``, each hook card its totals in
 ``data-last-*``) and the counters shown (``data-value``) must follow the
 traffic; every request of the page must go to the service; the console must
 stay clean. DASHBOARD_SCREENSHOT=docs/dashboard.png keeps a screenshot taken
-with the traffic running.
+with the traffic running. /docs renders from the package's Swagger UI with
+the same two checks.
 """
 
 from __future__ import annotations
@@ -178,11 +179,27 @@ def test_dashboard_follows_live_traffic(server: Running, lab: TwoHostLab, attach
         assert cell.text == f"{100 * slots / TABLE_SIZE:.1f} %", (addr, cell.text)
 
     assert browser.get_log("browser") == []
-    local = urlsplit(server.url).netloc
+    assert any(u.endswith("/v1/dashboard") for u in requests_only_to(browser, server.url))
+
+
+def requests_only_to(browser, url: str) -> set[str]:
+    """Every URL the browser requested, checked to be on ``url``'s host."""
     urls = {json.loads(e["message"])["message"]["params"]["request"]["url"]
             for e in browser.get_log("performance")
             if json.loads(e["message"])["message"]["method"] == "Network.requestWillBeSent"}
-    assert any(u.endswith("/v1/dashboard") for u in urls), urls
     # chrome:// is the browser's own start page, before the test navigates
     assert {urlsplit(u).scheme for u in urls} <= {"http", "data", "chrome"}, urls
-    assert {urlsplit(u).netloc for u in urls if urlsplit(u).scheme == "http"} == {local}, urls
+    assert {urlsplit(u).netloc for u in urls if urlsplit(u).scheme == "http"} == {urlsplit(url).netloc}, urls
+    return urls
+
+
+def test_docs_render_offline(server: Running, browser) -> None:
+    """Swagger UI from the package renders the service's OpenAPI document."""
+    browser.get(server.url + "/docs")
+    wait_for("the API's title in Swagger UI", lambda: "xdpctl" in browser.execute_script(
+        "const t = document.querySelector('.swagger-ui .info .title'); return t ? t.textContent : '';"))
+    wait_for("the dashboard's operation", lambda: browser.find_elements(
+        By.CSS_SELECTOR, '.opblock-summary-path[data-path="/v1/dashboard"]'))
+    assert browser.get_log("browser") == []
+    urls = requests_only_to(browser, server.url)
+    assert any(u.endswith("/openapi.json") for u in urls) and any(u.endswith("swagger-ui-bundle.js") for u in urls)

@@ -176,11 +176,12 @@ class LoadBalancer:
 
     # ----------------------------------------------------------- VIPs
     def add_vip(self, addr: str, proto: str, port: int, table_size: int | None = None,
-                expected_revision: int | None = None, check: v.Check | None = None) -> LbChangeView:
-        """Add a VIP; ``check`` is its backends' health check (default: none)."""
+                expected_revision: int | None = None, **check) -> LbChangeView:
+        """Add a VIP; ``check`` its backends' health check (v.Check.changed's
+        arguments; default: no check)."""
         key = v.VipKey.of(addr, proto, port)
         size = v.table_size(table_size)
-        hc = check or v.Check()
+        hc = v.Check().changed(**check)
         if self.state.lb_vip(key.addr, key.proto, key.port) is not None:
             raise Conflict(f"VIP {key.label()} exists", field="address", value=addr)
         vid = self.state.lb_free_id("lb_vips", VIP_IDS)
@@ -199,9 +200,9 @@ class LoadBalancer:
 
     def set_vip(self, addr: str, proto: str, port: int, expected_revision: int | None = None,
                 **check) -> LbChangeView:
-        """Change a VIP's health check: ``kind``, ``port``, ``interval``,
-        ``timeout``, ``rise``, ``fall`` (None: unchanged). Its backends'
-        health starts again from unknown; a backend that was down by its
+        """Change a VIP's health check: ``check``, ``check_port``,
+        ``interval``, ``timeout``, ``rise``, ``fall`` (None: unchanged). Its
+        backends' health starts again from unknown; a backend that was down by its
         check comes back into the table at once."""
         vip = self._vip(v.VipKey.of(addr, proto, port), "address")
         hc = v.Check.of_row(vip).changed(**check)

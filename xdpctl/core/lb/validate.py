@@ -121,11 +121,13 @@ class Check:
     def of_row(cls, row: VipRow) -> "Check":
         return cls(row.check_kind, row.check_port, row.interval, row.timeout, row.rise, row.fall)
 
-    def changed(self, **given) -> "Check":
-        """This check with the given (non-None) settings replaced, validated."""
-        cur = {f: getattr(self, f) for f in ("kind", "port", "interval", "timeout", "rise", "fall")}
-        cur.update({k: x for k, x in given.items() if x is not None})
-        return Check.of(**cur)
+    def changed(self, check: str | None = None, check_port: int | None = None, interval: float | None = None,
+                timeout: float | None = None, rise: int | None = None, fall: int | None = None) -> "Check":
+        """This check with the given (not None) settings replaced, validated;
+        the arguments are named as the front ends' fields."""
+        given = {"kind": check, "port": check_port, "interval": interval, "timeout": timeout, "rise": rise,
+                 "fall": fall}
+        return Check.of(**{f: getattr(self, f) if x is None else x for f, x in given.items()})
 
 
 @dataclass(frozen=True)

@@ -167,12 +167,12 @@ class VipRow(NamedTuple):
     ring_base: int
     ring_size: int
     created: float
-    check_kind: str = "none"
-    check_port: int = 0
-    interval: float = 5.0
-    timeout: float = 1.0
-    rise: int = 2
-    fall: int = 3
+    check_kind: str  # the health check (xdpctl.core.lb.validate.Check)
+    check_port: int
+    interval: float
+    timeout: float
+    rise: int
+    fall: int
 
 
 class BackendRow(NamedTuple):

@@ -77,7 +77,8 @@ def check_kind(name: str) -> str:
 
 def check_port(n: int) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 65535:
-        raise ValidationError("check port must be 1 to 65535, or 0: the VIP's port", field="check_port", value=n)
+        raise ValidationError("{field:check_port} must be 1 to 65535, or 0: the VIP's port", field="check_port",
+                              value=n)
     return n
 
 

@@ -26,7 +26,8 @@ from xdpctl.core.rules.store import SCHEMA_VERSION, BackendRow, State, VipRow
     ({"check": "icmp"}, "check"), ({"check": None, "interval": 0}, "interval"), ({"interval": -0.5}, "interval"),
     ({"interval": True}, "interval"), ({"rise": 0}, "rise"), ({"fall": 0}, "fall"), ({"rise": 1.5}, "rise"),
     ({"check_port": 65536}, "check_port"), ({"check_port": -1}, "check_port"), ({"timeout": 0}, "timeout"),
-    ({"interval": 1, "timeout": 3}, "timeout")])
+    ({"interval": 1, "timeout": 3}, "timeout"), ({"interval": 600, "timeout": 61}, "timeout"),
+    ({"interval": 3601}, "interval")])
 def test_bad_check_settings(given, field):
     with pytest.raises(ValidationError) as ei:
         v.Check().changed(**given)

@@ -19,6 +19,7 @@ STATES = {"active": abi.LbState.ACTIVE, "draining": abi.LbState.DRAINING, "down"
 WEIGHT_MAX = 1000
 CHECKS = ("tcp", "udp", "none")
 INTERVAL_MAX = 3600.0
+TIMEOUT_MAX = 60.0  # a round waits for its slowest probe
 THRESHOLD_MAX = 100
 _MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
 
@@ -82,10 +83,10 @@ def check_port(n: int) -> int:
     return n
 
 
-def seconds(x: float, field: str) -> float:
-    """An interval or timeout: above 0, at most INTERVAL_MAX."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= INTERVAL_MAX:
-        raise ValidationError(f"{{field:{field}}} must be above 0 and at most {INTERVAL_MAX:g} seconds",
+def seconds(x: float, field: str, most: float) -> float:
+    """An interval or timeout: above 0, at most ``most`` seconds."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= most:
+        raise ValidationError(f"{{field:{field}}} must be above 0 and at most {most:g} seconds",
                               field=field, value=x)
     return float(x)
 
@@ -111,7 +112,8 @@ class Check:
     @classmethod
     def of(cls, kind: str = "none", port: int = 0, interval: float = 5.0, timeout: float = 1.0, rise: int = 2,
            fall: int = 3) -> "Check":
-        c = cls(check_kind(kind), check_port(port), seconds(interval, "interval"), seconds(timeout, "timeout"),
+        c = cls(check_kind(kind), check_port(port), seconds(interval, "interval", INTERVAL_MAX),
+                seconds(timeout, "timeout", TIMEOUT_MAX),
                 threshold(rise, "rise"), threshold(fall, "fall"))
         if c.timeout > c.interval:
             raise ValidationError("{field:timeout} must not exceed {field:interval}", field="timeout",

@@ -219,6 +219,9 @@ class LoadBalancer:
                     self._slot(k, b)
             if [b.id for b in v.in_table(rows)] != [b.id for b in v.in_table(fresh)]:
                 self._rebuild(st, k, new_vip)
+            for b in fresh:
+                if not v.usable(b):
+                    self._slot(k, b)
 
         rev, _ = self._change(expected_revision, change)
         return LbChangeView(revision=rev, vip=vip_view(new_vip, fresh))

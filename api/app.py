@@ -27,6 +27,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xdpctl import __version__
 from xdpctl.config import Settings, load_settings
+from xdpctl.core.context import Context
+from xdpctl.core.lb.health import HealthThread
 from xdpctl.core.restore import restore as core_restore
 from xdpctl.core.errors import XdpctlError
 
@@ -172,9 +174,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     task = None
     if svc.options.expire_interval > 0:
         task = asyncio.create_task(_expiry_loop(svc), name="xdpctl-expiry")
+    checks = None
+    if svc.options.lb_health_tick > 0:
+        checks = HealthThread(Context(svc.settings), svc.options.lb_health_tick)
+        checks.start()
     try:
         yield
     finally:
+        if checks is not None:
+            await run_in_threadpool(checks.stop)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -195,6 +203,7 @@ def create_app(
     restore_on_start: bool = True,
     rule_metrics_limit: int = 100,
     list_hit_metrics: bool = False,
+    lb_health_tick: float = 0.1,
 ) -> FastAPI:
     """A FastAPI app over the core.
 
@@ -210,6 +219,8 @@ def create_app(
     restore_on_start: reconcile the kernel to the database at start.
     rule_metrics_limit: most rules exported in xdpctl_rule_hits_total.
     list_hit_metrics: export hits per list too (costly with large lists).
+    lb_health_tick: seconds between the load balancer's health rounds (each
+      VIP is checked at its own interval); 0 disables the checks.
     """
     settings = settings or load_settings()
     if expire_interval is None:
@@ -223,6 +234,7 @@ def create_app(
         restore_on_start=restore_on_start,
         rule_metrics_limit=rule_metrics_limit,
         list_hit_metrics=list_hit_metrics,
+        lb_health_tick=lb_health_tick,
         max_body=settings.api_max_body,
         max_json_body=settings.api_max_json_body,
     )

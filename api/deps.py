@@ -119,6 +119,7 @@ class Options:
     list_hit_metrics: bool = False    # xdpctl_list_hits_total (reads every member's counter)
     max_body: int = 64 << 20          # bytes of a text/plain list body
     max_json_body: int = 2 << 20      # bytes of any other body
+    lb_health_tick: float = 0.1       # seconds between load-balancer health rounds; 0 disables
 
 
 class Service:

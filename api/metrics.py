@@ -20,6 +20,16 @@ hit counters and the revision through the core. Series:
     xdpctl_lists                                        number of lists
     xdpctl_policy{policy}                               1 for the current default policy
     xdpctl_revision                                     revision of the desired state
+    xdpctl_lb_vip_packets_total{vip,proto,port}         load balancer, per VIP: packets, bytes,
+    xdpctl_lb_vip_bytes_total{...}                      new flows balanced
+    xdpctl_lb_vip_new_flows_total{...}
+    xdpctl_lb_backend_packets_total{vip,proto,port,backend}   the same per backend
+    xdpctl_lb_backend_bytes_total{...}
+    xdpctl_lb_backend_new_flows_total{...}
+    xdpctl_lb_backend_up{vip,proto,port,backend}        1 unless its health check found it down
+    xdpctl_lb_backend_health_transitions_total{...}     health changes
+    xdpctl_lb_packets_total{netns,ifname,hook,reason}   per hook: balanced (fwd_*) or passed on
+    xdpctl_lb_bytes_total{netns,ifname,hook,reason}     (pass_*) by xc_lb_cnt reason
     xdpctl_scrape_error{part}                           1 when that part could not be read
 
 ``netns`` is "" for the host's namespace.
@@ -36,6 +46,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from xdpctl.core import counters
+from xdpctl.core.lb.service import LoadBalancer
 from xdpctl.core.rules.service import DropList
 
 from .deps import Service, get_service
@@ -56,7 +67,7 @@ class XdpctlCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         errors = GaugeMetricFamily("xdpctl_scrape_error", "1 when a part of the scrape could not be read",
                                    labels=["part"])
-        for part, fn in (("counters", self._counters), ("rules", self._rules)):
+        for part, fn in (("counters", self._counters), ("rules", self._rules), ("lb", self._lb)):
             try:
                 families = list(fn())
             except Exception as exc:  # a scrape must not fail as a whole
@@ -139,6 +150,37 @@ class XdpctlCollector(Collector):
             pol.add_metric([p], 1 if p == policy else 0)
         yield pol
         yield GaugeMetricFamily("xdpctl_revision", "Revision of the desired state", value=revision)
+
+
+    # -- load balancer (database + shared and per-hook LB counters)
+    def _lb(self) -> Iterator[Metric]:
+        view = LoadBalancer(self.svc.read_context()).stats_view()
+        vip_l, be_l = ["vip", "proto", "port"], ["vip", "proto", "port", "backend"]
+        what = (("packets", "Packets"), ("bytes", "Bytes"), ("new_flows", "New flows"))
+        vf = {k: CounterMetricFamily(f"xdpctl_lb_vip_{k}", f"{t} balanced to a VIP", labels=vip_l) for k, t in what}
+        bf = {k: CounterMetricFamily(f"xdpctl_lb_backend_{k}", f"{t} balanced to a backend", labels=be_l)
+              for k, t in what}
+        up = GaugeMetricFamily("xdpctl_lb_backend_up", "1 unless the VIP's health check found the backend down",
+                               labels=be_l)
+        tr = CounterMetricFamily("xdpctl_lb_backend_health_transitions", "Health changes of a backend",
+                                 labels=be_l)
+        for vs in view.vips:
+            for k in vf:
+                vf[k].add_metric([vs.vip, vs.proto, str(vs.port)], getattr(vs, k))
+        for b in view.backends:
+            labels = [b.vip, b.proto, str(b.port), b.backend]
+            for k in bf:
+                bf[k].add_metric(labels, getattr(b, k))
+            up.add_metric(labels, 0 if b.health == "down" else 1)
+            tr.add_metric(labels, b.health_transitions)
+        hook_l = HOOK_LABELS + ["reason"]
+        rp = CounterMetricFamily("xdpctl_lb_packets", "Packets of the LB stage by reason", labels=hook_l)
+        rb = CounterMetricFamily("xdpctl_lb_bytes", "Bytes of the LB stage by reason", labels=hook_l)
+        for h in view.hooks:
+            for reason, c in h.reasons.items():
+                rp.add_metric([h.netns or "", h.ifname, h.hook, reason], c.packets)
+                rb.add_metric([h.netns or "", h.ifname, h.hook, reason], c.bytes)
+        yield from (*vf.values(), *bf.values(), up, tr, rp, rb)
 
 
 def make_registry(svc: Service) -> CollectorRegistry:

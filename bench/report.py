@@ -412,5 +412,8 @@ def render(results: dict) -> str:
     if tr:
         out += _testrun_sections(tr, cfg)
     out += _peer_sections(s, tr, cfg)
+    if s.get("lb"):
+        from . import lb
+        out += lb.render(s["lb"])
     out += _footer(results)
     return "\n".join(out) + "\n"

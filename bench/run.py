@@ -5,7 +5,8 @@
     .venv/bin/python -m bench.run --only testrun,nft
 
 Sections: testrun (drop path + LPM baseline + cache-cold + attribution),
-xdpfilter, nft (load time + traffic), import. Needs root, bpffs, clang,
+xdpfilter, nft (load time + traffic), import, lb (load balancer per packet,
+Maglev build time and disruption). Needs root, bpffs, clang,
 xdp-tools and nftables. Everything it creates (namespaces, pins, nftables
 tables, temp files) is removed at the end, also after an error or Ctrl-C.
 No assertion anywhere: numbers are reported, never judged by exit code
@@ -28,7 +29,7 @@ from . import build, report
 from .common import (CLEANUP, REPO_DIR, RESULTS_DIR, bench_cpu, install_signal_handlers, log,
                      machine_info)
 
-SECTIONS = ("testrun", "xdpfilter", "nft", "import")
+SECTIONS = ("testrun", "xdpfilter", "nft", "import", "lb")
 
 
 @dataclass
@@ -158,9 +159,10 @@ def _config(argv: list[str] | None) -> tuple[Config, str]:
 
 def _run_sections(cfg: Config, results: dict) -> bool:
     """Run every chosen section into ``results``; True when interrupted."""
-    from . import imports, nft, testrun, xdpfilter
+    from . import imports, lb, nft, testrun, xdpfilter
 
-    runners = {"testrun": testrun.run, "xdpfilter": xdpfilter.run, "nft": nft.run, "import": imports.run}
+    runners = {"testrun": testrun.run, "xdpfilter": xdpfilter.run, "nft": nft.run, "import": imports.run,
+               "lb": lb.run}
     keys = {"import": "imports"}
     try:
         for name in cfg.sections:
@@ -250,6 +252,7 @@ def _collect_problems(results: dict) -> None:
             results["errors"].append(f"test-run IPv{e['family']} {e['kind']} {e['count']}: {e['failed']}")
         for err in e.get("errors", []):
             results["errors"].append(f"test-run IPv{e['family']} {e['kind']} {e['count']}: {err}")
+    results["errors"] += s.get("lb", {}).get("per_packet", {}).get("errors", [])
     for r in s.get("xdpfilter", {}).get("rows", []):
         for err in r.get("errors", []):
             results["errors"].append(f"xdp-filter IPv{r['family']} {r['count']}: {err}")

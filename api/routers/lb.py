@@ -7,8 +7,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from xdpctl.core.lb.health import HealthChecker
 from xdpctl.core.lb.service import LoadBalancer
-from xdpctl.core.views import BackendsView, LbChangeView, LbStatsView, VipsView
+from xdpctl.core.views import BackendsView, LbChangeView, LbHealthView, LbStatsView, VipsView
 
 from ..deps import Service, expected_revision, get_service, if_match
 from ..models import error_responses
@@ -20,13 +21,36 @@ _CHANGE = error_responses(401, 404, 409, 412, 422, 507)
 Revision = Field(None, ge=0, le=2**63 - 1, description="only apply if the state is at this revision")
 
 
-class VipIn(BaseModel):
+class CheckIn(BaseModel):
+    """A VIP's health check; a field left out keeps its value (its default
+    for a new VIP)."""
+
+    check: str | None = Field(None, description="tcp (connect) | udp (any answer) | none (default)")
+    check_port: int | None = Field(None, description="port probed on each backend; 0: the VIP's port")
+    interval: float | None = Field(None, description="seconds between checks (default 5)")
+    timeout: float | None = Field(None, description="seconds a check waits (default 1)")
+    rise: int | None = Field(None, description="successes in a row that bring a backend up (default 2)")
+    fall: int | None = Field(None, description="failures in a row that take a backend down (default 3)")
+
+    def settings(self) -> dict:
+        return {k: getattr(self, k) for k in CheckIn.model_fields}
+
+
+class VipIn(CheckIn):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"address": "192.0.2.10", "proto": "tcp", "port": 443}]})
+        {"address": "192.0.2.10", "proto": "tcp", "port": 443, "check": "tcp", "interval": 2}]})
     address: str = Field(description="IPv4 or IPv6 address")
     proto: str = Field(description="tcp | udp")
     port: int = Field(description="1-65535, or 0: every port")
     table_size: int | None = Field(None, description="Maglev table slots, a prime (default 65537)")
+    revision: int | None = Revision
+
+
+class VipPatch(CheckIn):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"proto": "tcp", "port": 443, "check": "tcp", "rise": 3}]})
+    proto: str = Field(description="tcp | udp")
+    port: int = Field(description="1-65535, or 0: every port")
     revision: int | None = Revision
 
 
@@ -78,7 +102,17 @@ def add_vip(body: VipIn, response: Response, header_rev: int | None = Depends(if
     """Add a VIP; without backends its traffic passes."""
     rev = expected_revision(body.revision, header_rev)
     return _change(svc, response, lambda lb: lb.add_vip(body.address, body.proto, body.port, body.table_size,
-                                                        expected_revision=rev))
+                                                        expected_revision=rev, **body.settings()))
+
+
+@router.patch("/vips/{address}", response_model=LbChangeView, responses=_CHANGE)
+def set_vip(body: VipPatch, response: Response, address: str = Path(description="the VIP's address"),
+            header_rev: int | None = Depends(if_match), svc: Service = Depends(get_service)) -> LbChangeView:
+    """Change a VIP's health check (`xdpctl lb vip set`); its backends'
+    health starts again from unknown."""
+    rev = expected_revision(body.revision, header_rev)
+    return _change(svc, response, lambda lb: lb.set_vip(address, body.proto, body.port, expected_revision=rev,
+                                                        **body.settings()))
 
 
 @router.delete("/vips/{address}", response_model=LbChangeView, responses=_CHANGE)
@@ -135,3 +169,13 @@ def get_stats(response: Response, svc: Service = Depends(get_service)) -> LbStat
     """Packets, bytes and new flows per VIP and per backend (`xdpctl lb
     stats --json`)."""
     return _read(svc, response, lambda lb: lb.stats_view())
+
+
+# ------------------------------------------------------------------ health
+@router.post("/health", response_model=LbHealthView, responses=error_responses(401, 507))
+def run_health(response: Response, svc: Service = Depends(get_service)) -> LbHealthView:
+    """Check every backend once now and resolve missing MACs (`xdpctl lb
+    health --json`); a backend's health changes as by the service's checks."""
+    out = svc.run(lambda ctx: HealthChecker(ctx).round(force=True))
+    etag(response, out.revision)
+    return out

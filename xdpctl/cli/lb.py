@@ -1,10 +1,11 @@
-"""CLI verbs of the load balancer: `xdpctl lb vip add|del|list`,
-`xdpctl lb backend add|del|set|list`, `xdpctl lb stats`.
+"""CLI verbs of the load balancer: `xdpctl lb vip add|set|del|list`,
+`xdpctl lb backend add|del|set|list`, `xdpctl lb stats`, `xdpctl lb health`.
 
 With --json every verb prints its core view, the same document as the REST
 answer (``xdpctl lb vip list --json`` is GET /v1/lb/vips, ``xdpctl lb
 backend list --json`` GET /v1/lb/backends, ``xdpctl lb stats --json`` GET
-/v1/lb/stats; a change prints what POST/DELETE/PATCH answer).
+/v1/lb/stats; a change prints what POST/DELETE/PATCH answer; ``xdpctl lb
+health --json`` what POST /v1/lb/health answers).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..core.lb.health import HealthChecker
 from ..core.lb.service import LoadBalancer
 from ..core.errors import ValidationError
 from .app import app, ctx, emit_json, out, run
@@ -31,6 +33,13 @@ PortOpt = typer.Option(..., "--port", metavar="PORT", help="port 1-65535, or 0: 
 VipOpt = typer.Option(..., "--vip", metavar="ADDR", help="the VIP's address")
 RevOpt = typer.Option(None, "--revision", metavar="N", min=0, max=2**63 - 1, help="only apply if the state is at this revision")
 JsonOpt = typer.Option(False, "--json", help="print the result as JSON (the REST API's document)")
+CheckOpt = typer.Option(None, "--check", metavar="KIND", help="health check: tcp (connect) | udp (any answer) | none")
+CheckPortOpt = typer.Option(None, "--check-port", metavar="N", help="port probed on each backend (default: the "
+                                                                     "VIP's port)")
+IntervalOpt = typer.Option(None, "--interval", metavar="S", help="seconds between checks (default 5)")
+TimeoutOpt = typer.Option(None, "--timeout", metavar="S", help="seconds a check waits (default 1)")
+RiseOpt = typer.Option(None, "--rise", metavar="N", help="successes in a row that bring a backend up (default 2)")
+FallOpt = typer.Option(None, "--fall", metavar="N", help="failures in a row that take a backend down (default 3)")
 
 
 def _say(text: str) -> None:
@@ -51,7 +60,10 @@ def _change(fn, as_json: bool, verb: str) -> None:
             _say(f"{verb} backend {b.address} of {b.vip} {b.proto}/{b.port}: weight {b.weight}, {b.state}, "
                  f"mac {b.mac or 'unknown'}")
         elif res.vip is not None:
-            _say(f"{verb} VIP {res.vip.address} {res.vip.proto}/{res.vip.port}, table size {res.vip.table_size}")
+            c = res.vip.check
+            check = f"check {c.kind} port {c.port} every {c.interval:g} s" if c and c.kind != "none" else "no check"
+            _say(f"{verb} VIP {res.vip.address} {res.vip.proto}/{res.vip.port}, table size {res.vip.table_size}, "
+                 f"{check}")
         _say(f"revision {res.revision}")
 
     run(body)
@@ -74,9 +86,25 @@ def _read(fn, as_json: bool, table) -> None:
 def vip_add(addr: str = AddrArg, proto: str = ProtoOpt, port: int = PortOpt,
             table_size: Optional[int] = typer.Option(None, "--table-size", metavar="P", help="Maglev table slots (a prime; "
                                                                                   "default 65537)"),
+            check: Optional[str] = CheckOpt, check_port: Optional[int] = CheckPortOpt,
+            interval: Optional[float] = IntervalOpt, timeout: Optional[float] = TimeoutOpt,
+            rise: Optional[int] = RiseOpt, fall: Optional[int] = FallOpt,
             revision: Optional[int] = RevOpt, as_json: bool = JsonOpt) -> None:
     """Add a VIP (no backends yet: its traffic passes)."""
-    _change(lambda lb: lb.add_vip(addr, proto, port, table_size, expected_revision=revision), as_json, "added")
+    hc = dict(check=check, check_port=check_port, interval=interval, timeout=timeout, rise=rise, fall=fall)
+    _change(lambda lb: lb.add_vip(addr, proto, port, table_size, expected_revision=revision, **hc), as_json,
+            "added")
+
+
+@vip_app.command("set")
+def vip_set(addr: str = AddrArg, proto: str = ProtoOpt, port: int = PortOpt,
+            check: Optional[str] = CheckOpt, check_port: Optional[int] = CheckPortOpt,
+            interval: Optional[float] = IntervalOpt, timeout: Optional[float] = TimeoutOpt,
+            rise: Optional[int] = RiseOpt, fall: Optional[int] = FallOpt,
+            revision: Optional[int] = RevOpt, as_json: bool = JsonOpt) -> None:
+    """Change a VIP's health check (the options given; health starts again from unknown)."""
+    hc = dict(check=check, check_port=check_port, interval=interval, timeout=timeout, rise=rise, fall=fall)
+    _change(lambda lb: lb.set_vip(addr, proto, port, expected_revision=revision, **hc), as_json, "changed")
 
 
 @vip_app.command("del")
@@ -87,10 +115,13 @@ def vip_del(addr: str = AddrArg, proto: str = ProtoOpt, port: int = PortOpt, rev
 
 
 def _vips_table(view) -> Table:
-    t = Table("id", "address", "proto", "port", "table size", "backends", "in table",
+    t = Table("id", "address", "proto", "port", "table size", "backends", "in table", "check",
               title=f"revision {view.revision}")
     for v in view.vips:
-        t.add_row(str(v.id), v.address, v.proto, str(v.port), str(v.table_size), str(v.backends), str(v.in_table))
+        c = v.check
+        check = f"{c.kind}/{c.port} {c.interval:g}s rise {c.rise} fall {c.fall}" if c and c.kind != "none" else "-"
+        t.add_row(str(v.id), v.address, v.proto, str(v.port), str(v.table_size), str(v.backends), str(v.in_table),
+                  check)
     return t
 
 
@@ -139,11 +170,11 @@ def backend_set(addr: str = AddrArg, vip: str = VipOpt, proto: str = ProtoOpt, p
 
 
 def _backends_table(view) -> Table:
-    t = Table("id", "address", "vip", "proto", "port", "weight", "state", "mac", "slots",
+    t = Table("id", "address", "vip", "proto", "port", "weight", "state", "health", "mac", "slots",
               title=f"revision {view.revision}")
     for b in view.backends:
-        t.add_row(str(b.id), b.address, b.vip, b.proto, str(b.port), str(b.weight), b.state, b.mac or "-",
-                  str(b.slots))
+        t.add_row(str(b.id), b.address, b.vip, b.proto, str(b.port), str(b.weight), b.state,
+                  f"{b.health} ({b.health_transitions} changes)", f"{b.mac or '-'} ({b.mac_state})", str(b.slots))
     return t
 
 
@@ -162,10 +193,32 @@ def _stats_table(view) -> Table:
     for b in view.backends:
         t.add_row("backend", b.backend, b.vip, f"{b.proto}/{b.port}", str(b.packets), str(b.bytes),
                   str(b.new_flows))
+    for h in view.hooks:
+        where = f"{h.netns + '/' if h.netns else ''}{h.ifname} {h.hook}"
+        for reason, c in h.reasons.items():
+            if c.packets:
+                t.add_row("hook", where, reason, "", str(c.packets), str(c.bytes), "")
     return t
 
 
 @lb_app.command("stats")
 def stats(as_json: bool = JsonOpt) -> None:
-    """Packets, bytes and new flows per VIP and per backend."""
+    """Packets, bytes and new flows per VIP and per backend; per hook, why
+    packets were balanced or passed on."""
     _read(lambda lb: lb.stats_view(), as_json, _stats_table)
+
+
+def _health_table(view) -> Table:
+    t = Table("vip", "backend", "check", "result", "health", "mac", title=f"revision {view.revision}")
+    for p in view.probes:
+        result = "-" if p.ok is None else ("ok" if p.ok else "failed") + (f": {p.detail}" if p.detail else "")
+        t.add_row(f"{p.vip} {p.proto}/{p.port}", p.backend, p.check, result,
+                  p.transition or p.health, f"{p.mac or '-'} ({p.mac_state})")
+    return t
+
+
+@lb_app.command("health")
+def health(as_json: bool = JsonOpt) -> None:
+    """Check every backend once now (the VIPs' health checks) and resolve
+    missing MACs; changes the table like the service's checks do."""
+    _read(lambda lb: HealthChecker(lb.ctx).round(force=True), as_json, _health_table)

@@ -257,6 +257,15 @@ class HealthView(View):
 
 
 # ---------------------------------------------------------------- load balancer
+class LbCheckView(View):
+    kind: str = Field(description="tcp | udp | none")
+    port: int = Field(description="port probed on each backend (the VIP's unless configured)")
+    interval: float = Field(description="seconds between checks")
+    timeout: float = Field(description="seconds a check waits")
+    rise: int = Field(description="successes in a row that bring a backend up")
+    fall: int = Field(description="failures in a row that take a backend down")
+
+
 class VipView(View):
     id: int = Field(description="vip_id in the kernel (per-VIP counters)")
     address: str
@@ -267,6 +276,7 @@ class VipView(View):
     backends: int = Field(description="backends of the VIP, in any state")
     in_table: int = Field(description="backends the table holds: active, with a MAC, weight above 0")
     created: float
+    check: LbCheckView | None = Field(None, description="the health check of its backends")
 
 
 class VipsView(View):
@@ -282,8 +292,12 @@ class BackendView(View):
     proto: str
     port: int
     weight: int
-    state: str = Field(description="active | draining | down")
+    state: str = Field(description="active | draining | down (set by the operator)")
+    health: str = Field("unknown", description="up | down | unknown (found by the VIP's health check)")
+    health_transitions: int = Field(0, description="health changes so far")
+    health_reason: str | None = Field(None, description="why its health last changed")
     mac: str | None = Field(description="null: not known, the backend gets no flows")
+    mac_state: str = Field("given", description="given | resolved (neighbour table) | unresolved")
     slots: int = Field(0, description="slots of the VIP's table it holds")
     created: float
 
@@ -319,12 +333,50 @@ class LbBackendStatsView(LbCounterView):
     vip: str
     proto: str
     port: int
+    health: str = "unknown"
+    health_transitions: int = 0
+
+
+class LbHookStatsView(View):
+    """Why a hook's packets were or were not balanced (xc_lb_cnt)."""
+
+    netns: str | None
+    ifname: str
+    hook: str
+    reasons: dict[str, CountView] = Field(description="fwd_conn, fwd_new, fwd_icmp: balanced; pass_off, "
+                                          "pass_notip, pass_novip, pass_fragment, pass_nobackend, "
+                                          "pass_ringmiss: passed on")
 
 
 class LbStatsView(View):
     revision: int
     vips: list[LbVipStatsView]
     backends: list[LbBackendStatsView]
+    hooks: list[LbHookStatsView] = []
+
+
+class LbProbeView(View):
+    """One backend's check in a health round."""
+
+    vip: str
+    proto: str
+    port: int
+    backend: str
+    check: str = Field(description="tcp | udp | none")
+    ok: bool | None = Field(description="null: not checked")
+    detail: str | None = None
+    health: str = Field(description="after this round")
+    transition: str | None = Field(None, description="'old -> new' when the health changed in this round")
+    mac: str | None
+    mac_state: str
+
+
+class LbHealthView(View):
+    """A health and MAC-resolution round."""
+
+    revision: int
+    checked: float
+    probes: list[LbProbeView]
 
 
 # --- dashboard (GET /v1/dashboard: the page at /ui polls this one document) ---

@@ -23,12 +23,15 @@ import time
 from typing import Callable, TypeVar
 
 from ... import abi
+from ...kernel import maps
 from ..context import Context
+from ..counters import sum_percpu
+from ..hooks import pinned_hooks
 from ..errors import CapacityError, Conflict, NotFound, ValidationError
 from ..rules.service import DropList
 from ..rules.store import BackendRow, State, VipRow
-from ..views import (BackendsView, BackendView, LbBackendStatsView, LbChangeView, LbStatsView, LbVipStatsView,
-                     VipsView, VipView)
+from ..views import (BackendsView, BackendView, CountView, LbBackendStatsView, LbChangeView, LbCheckView,
+                     LbHookStatsView, LbStatsView, LbVipStatsView, VipsView, VipView)
 from . import tables
 from . import validate as v
 from .kernel import SHARED_LB_MAPS, LbKernel
@@ -41,13 +44,38 @@ BACKEND_IDS = abi.MAP_SPECS["xc_lb_backends"].max_entries
 def vip_view(row: VipRow, backends: list[BackendRow]) -> VipView:
     return VipView(id=row.id, address=row.addr, family=row.family, proto=v.PROTO_NAMES[row.proto], port=row.port,
                    table_size=row.table_size, backends=len(backends), in_table=len(v.in_table(backends)),
-                   created=row.created)
+                   created=row.created, check=LbCheckView(kind=row.check_kind, port=row.check_port or row.port,
+                                                          interval=row.interval, timeout=row.timeout,
+                                                          rise=row.rise, fall=row.fall))
+
+
+def mac_state(row: BackendRow) -> str:
+    if row.mac_given:
+        return "given"
+    return "resolved" if row.mac else "unresolved"
 
 
 def backend_view(row: BackendRow, vip: VipRow, slots: int = 0) -> BackendView:
     return BackendView(id=row.id, address=row.addr, family=row.family, vip=vip.addr,
                        proto=v.PROTO_NAMES[vip.proto], port=vip.port, weight=row.weight, state=row.state,
-                       mac=row.mac, slots=slots, created=row.created)
+                       health=row.health, health_transitions=row.transitions, health_reason=row.reason,
+                       mac=row.mac, mac_state=mac_state(row), slots=slots, created=row.created)
+
+
+def hook_reasons(ctx: Context) -> list[LbHookStatsView]:
+    """Per hook with the LB stage's counters pinned: packets and bytes by
+    xc_lb_cnt reason (summed over CPUs)."""
+    out = []
+    for ref in pinned_hooks(ctx):
+        pin = ref.pin(ctx, "xc_lb_cnt")
+        if not os.path.exists(pin):
+            continue
+        with maps.Map.from_pin(pin) as m:
+            got = sum_percpu(m)
+        out.append(LbHookStatsView(netns=ref.netns, ifname=ref.ifname, hook=ref.hook, reasons={
+            r.name.lower(): CountView(packets=got.get(int(r), (0, 0))[0], bytes=got.get(int(r), (0, 0))[1])
+            for r in abi.LbReason if r != abi.LbReason.MAX}))
+    return out
 
 
 class LoadBalancer:
@@ -104,12 +132,13 @@ class LoadBalancer:
                 bc = k.counters("xc_lb_be_cnt", [b.id for b in backends])
         by_id = {r.id: r for r in vips}
         return LbStatsView(
-            revision=self.state.revision,
+            revision=self.state.revision, hooks=hook_reasons(self.ctx),
             vips=[LbVipStatsView(vip=r.addr, proto=v.PROTO_NAMES[r.proto], port=r.port,
                                  **dict(zip(("packets", "bytes", "new_flows"), vc.get(r.id, (0, 0, 0)))))
                   for r in vips],
             backends=[LbBackendStatsView(backend=b.addr, vip=by_id[b.vip].addr,
                                          proto=v.PROTO_NAMES[by_id[b.vip].proto], port=by_id[b.vip].port,
+                                         health=b.health, health_transitions=b.transitions,
                                          **dict(zip(("packets", "bytes", "new_flows"), bc.get(b.id, (0, 0, 0)))))
                       for b in backends])
 
@@ -131,19 +160,35 @@ class LoadBalancer:
 
     @staticmethod
     def _slot(k: LbKernel, b: BackendRow) -> None:
-        k.write_backend(b.id, b.addr, b.mac, v.STATES[b.state])
+        k.write_backend(b.id, b.addr, b.mac, v.kernel_state(b))
+
+    def apply(self, st: State, k: LbKernel, vip: VipRow, old: BackendRow, new: BackendRow) -> None:
+        """Switch a backend from ``old`` to ``new`` (rows already written):
+        one that becomes usable is written before the table switch, one
+        that stops being so after it, so no packet reaches a backend slot
+        that cannot take it."""
+        if v.usable(new):
+            self._slot(k, new)
+        if v.usable(old) != v.usable(new) or (v.usable(new) and old.weight != new.weight):
+            self._rebuild(st, k, vip)
+        if not v.usable(new):
+            self._slot(k, new)
 
     # ----------------------------------------------------------- VIPs
     def add_vip(self, addr: str, proto: str, port: int, table_size: int | None = None,
-                expected_revision: int | None = None) -> LbChangeView:
+                expected_revision: int | None = None, **check) -> LbChangeView:
+        """Add a VIP; ``check`` its backends' health check (v.Check.changed's
+        arguments; default: no check)."""
         key = v.VipKey.of(addr, proto, port)
         size = v.table_size(table_size)
+        hc = v.Check().changed(**check)
         if self.state.lb_vip(key.addr, key.proto, key.port) is not None:
             raise Conflict(f"VIP {key.label()} exists", field="address", value=addr)
         vid = self.state.lb_free_id("lb_vips", VIP_IDS)
         if vid is None:
             raise CapacityError(f"no room for another VIP: at most {VIP_IDS - 1}", field="address", value=addr)
-        row = VipRow(vid, key.family, key.addr, key.proto, key.port, size, 0, 0, time.time())
+        row = VipRow(vid, key.family, key.addr, key.proto, key.port, size, 0, 0, time.time(), hc.kind, hc.port,
+                     hc.interval, hc.timeout, hc.rise, hc.fall)
 
         def change(st: State, k: LbKernel) -> None:
             st.lb_insert_vip(row)
@@ -152,6 +197,34 @@ class LoadBalancer:
 
         rev, _ = self._change(expected_revision, change)
         return LbChangeView(revision=rev, vip=vip_view(row, []))
+
+    def set_vip(self, addr: str, proto: str, port: int, expected_revision: int | None = None,
+                **check) -> LbChangeView:
+        """Change a VIP's health check: ``check``, ``check_port``,
+        ``interval``, ``timeout``, ``rise``, ``fall`` (None: unchanged). Its
+        backends' health starts again from unknown; a backend that was down by its
+        check comes back into the table at once."""
+        vip = self._vip(v.VipKey.of(addr, proto, port), "address")
+        hc = v.Check.of_row(vip).changed(**check)
+        rows = self.state.lb_backends(vip.id)
+        new_vip = vip._replace(check_kind=hc.kind, check_port=hc.port, interval=hc.interval, timeout=hc.timeout,
+                               rise=hc.rise, fall=hc.fall)
+        fresh = [b._replace(health="unknown", streak=0) for b in rows]
+
+        def change(st: State, k: LbKernel) -> None:
+            st.lb_set_check(vip.id, hc.kind, hc.port, hc.interval, hc.timeout, hc.rise, hc.fall)
+            st.lb_reset_health(vip.id)
+            for b in fresh:
+                if v.usable(b):
+                    self._slot(k, b)
+            if [b.id for b in v.in_table(rows)] != [b.id for b in v.in_table(fresh)]:
+                self._rebuild(st, k, new_vip)
+            for b in fresh:
+                if not v.usable(b):
+                    self._slot(k, b)
+
+        rev, _ = self._change(expected_revision, change)
+        return LbChangeView(revision=rev, vip=vip_view(new_vip, fresh))
 
     def delete_vip(self, addr: str, proto: str, port: int, expected_revision: int | None = None) -> LbChangeView:
         """Remove a VIP and its backends."""
@@ -183,7 +256,7 @@ class LoadBalancer:
         if bid is None:
             raise CapacityError(f"no room for another backend: at most {BACKEND_IDS - 1}", field="address",
                                 value=addr)
-        row = BackendRow(bid, row_vip.id, a.version, str(a), w, "active", m, time.time())
+        row = BackendRow(bid, row_vip.id, a.version, str(a), w, "active", m, time.time(), mac_given=int(m is not None))
         v.check_backends(rows + [row], row_vip.table_size)
 
         def change(st: State, k: LbKernel) -> None:

@@ -10,13 +10,17 @@ from dataclasses import dataclass
 
 from ... import abi
 from ..errors import ValidationError, choice
-from ..rules.store import BackendRow
+from ..rules.store import BackendRow, VipRow
 from . import maglev
 
 PROTOS = {"tcp": 6, "udp": 17}
 PROTO_NAMES = {v: k for k, v in PROTOS.items()}
 STATES = {"active": abi.LbState.ACTIVE, "draining": abi.LbState.DRAINING, "down": abi.LbState.DOWN}
 WEIGHT_MAX = 1000
+CHECKS = ("tcp", "udp", "none")
+INTERVAL_MAX = 3600.0
+TIMEOUT_MAX = 60.0  # a round waits for its slowest probe
+THRESHOLD_MAX = 100
 _MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
 
 
@@ -68,6 +72,67 @@ def state(name: str) -> str:
     return choice(name, STATES, field="state", what="backend state")
 
 
+def check_kind(name: str) -> str:
+    return choice(name, CHECKS, field="check", what="health check")
+
+
+def check_port(n: int) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 65535:
+        raise ValidationError("{field:check_port} must be 1 to 65535, or 0: the VIP's port", field="check_port",
+                              value=n)
+    return n
+
+
+def seconds(x: float, field: str, most: float) -> float:
+    """An interval or timeout: above 0, at most ``most`` seconds."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= most:
+        raise ValidationError(f"{{field:{field}}} must be above 0 and at most {most:g} seconds",
+                              field=field, value=x)
+    return float(x)
+
+
+def threshold(n: int, field: str) -> int:
+    """rise or fall: checks in a row that change a backend's health."""
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= THRESHOLD_MAX:
+        raise ValidationError(f"{{field:{field}}} must be an integer from 1 to {THRESHOLD_MAX}", field=field, value=n)
+    return n
+
+
+@dataclass(frozen=True)
+class Check:
+    """A VIP's health check, validated. port 0: the VIP's port."""
+
+    kind: str = "none"
+    port: int = 0
+    interval: float = 5.0
+    timeout: float = 1.0
+    rise: int = 2
+    fall: int = 3
+
+    @classmethod
+    def of(cls, kind: str = "none", port: int = 0, interval: float = 5.0, timeout: float = 1.0, rise: int = 2,
+           fall: int = 3) -> "Check":
+        c = cls(check_kind(kind), check_port(port), seconds(interval, "interval", INTERVAL_MAX),
+                seconds(timeout, "timeout", TIMEOUT_MAX),
+                threshold(rise, "rise"), threshold(fall, "fall"))
+        if c.timeout > c.interval:
+            raise ValidationError("{field:timeout} must not exceed {field:interval}", field="timeout",
+                                  value=timeout)
+        return c
+
+    @classmethod
+    def of_row(cls, row: VipRow) -> "Check":
+        return cls(row.check_kind, row.check_port, row.interval, row.timeout, row.rise, row.fall)
+
+    def changed(self, check: str | None = None, check_port: int | None = None, interval: float | None = None,
+                timeout: float | None = None, rise: int | None = None, fall: int | None = None) -> "Check":
+        """This check with the given (not None) settings replaced, validated;
+        the arguments are named as the front ends' fields."""
+        given = {"kind": check, "port": check_port, "interval": interval, "timeout": timeout, "rise": rise,
+                 "fall": fall}
+        return Check.of(**{f: getattr(self, f) if x is None else x for f, x in given.items()})
+
+
 @dataclass(frozen=True)
 class VipKey:
     """A VIP as the user names it: address, protocol, port (validated)."""
@@ -86,9 +151,22 @@ class VipKey:
         return f"{self.addr} {PROTO_NAMES[self.proto]} port {self.port}"
 
 
+def usable(b: BackendRow) -> bool:
+    """Active (admin), not down by its health check, with a MAC."""
+    return b.state == "active" and b.health != "down" and bool(b.mac)
+
+
+def kernel_state(b: BackendRow) -> int:
+    """The backend's state in xc_lb_backends: the operator's down or drain
+    wins over health; an active backend its check found down is DOWN."""
+    if b.state == "active" and b.health == "down":
+        return abi.LbState.DOWN
+    return STATES[b.state]
+
+
 def in_table(rows: list[BackendRow]) -> list[BackendRow]:
     """The backends a VIP's table holds, in id order."""
-    return [b for b in rows if b.state == "active" and b.mac and b.weight > 0]
+    return [b for b in rows if usable(b) and b.weight > 0]
 
 
 def check_backends(rows: list[BackendRow], size: int) -> None:

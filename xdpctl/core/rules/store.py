@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, NamedTuple
 
 from ..errors import CapacityError, RevisionConflict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -97,14 +97,33 @@ CREATE TABLE IF NOT EXISTS lb_backends (
 );
 """
 
+# Columns added after a table was first created: (table, column, declaration).
+# A database of an older schema gets them at open (ALTER TABLE ADD COLUMN),
+# then its schema_version is raised.
+MIGRATIONS = (
+    # schema 2: health checks of a VIP's backends, health state, resolved MACs
+    ("lb_vips", "check_kind", "TEXT NOT NULL DEFAULT 'none'"),  # tcp | udp | none
+    ("lb_vips", "check_port", "INTEGER NOT NULL DEFAULT 0"),  # 0: the VIP's port
+    ("lb_vips", "interval", "REAL NOT NULL DEFAULT 5"),
+    ("lb_vips", "timeout", "REAL NOT NULL DEFAULT 1"),
+    ("lb_vips", "rise", "INTEGER NOT NULL DEFAULT 2"),
+    ("lb_vips", "fall", "INTEGER NOT NULL DEFAULT 3"),
+    ("lb_backends", "health", "TEXT NOT NULL DEFAULT 'unknown'"),  # up | down | unknown
+    ("lb_backends", "streak", "INTEGER NOT NULL DEFAULT 0"),  # > 0 successes, < 0 failures in a row
+    ("lb_backends", "transitions", "INTEGER NOT NULL DEFAULT 0"),
+    ("lb_backends", "reason", "TEXT"),  # of the last health transition
+    ("lb_backends", "mac_given", "INTEGER NOT NULL DEFAULT 0"),  # 1: --mac, never resolved
+)
+
 RULE_COLS = "id, family, addr, plen, dir, action, proto, port, anyaddr, mgmt, comment, source, created, expires"
 LIST_COLS = "name, count, dir, action, comment, source, created, expires, id_base, entries, flags"
 _ADDRESS_RULE = "family=? AND dir=? AND proto=0 AND port=0 AND anyaddr=0"
 _CHUNK = 500  # ids per IN (...) statement
 
 
-VIP_COLS = "id, family, addr, proto, port, table_size, ring_base, ring_size, created"
-BACKEND_COLS = "id, vip, family, addr, weight, state, mac, created"
+VIP_COLS = ("id, family, addr, proto, port, table_size, ring_base, ring_size, created, check_kind, check_port, "
+            "interval, timeout, rise, fall")
+BACKEND_COLS = "id, vip, family, addr, weight, state, mac, created, health, streak, transitions, reason, mac_given"
 
 
 class RuleRow(NamedTuple):
@@ -148,6 +167,12 @@ class VipRow(NamedTuple):
     ring_base: int
     ring_size: int
     created: float
+    check_kind: str  # the health check (xdpctl.core.lb.validate.Check)
+    check_port: int
+    interval: float
+    timeout: float
+    rise: int
+    fall: int
 
 
 class BackendRow(NamedTuple):
@@ -159,6 +184,11 @@ class BackendRow(NamedTuple):
     state: str
     mac: str | None
     created: float
+    health: str = "unknown"
+    streak: int = 0
+    transitions: int = 0
+    reason: str | None = None
+    mac_given: int = 0
 
 
 @dataclass(frozen=True)
@@ -223,6 +253,7 @@ class State:
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
         with self.tx():
+            self._migrate()
             self.db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -231,6 +262,15 @@ class State:
 
     def close(self) -> None:
         self.db.close()
+
+    def _migrate(self) -> None:
+        """Add the columns of :data:`MIGRATIONS` a table lacks; record the schema version."""
+        for table, column, decl in MIGRATIONS:
+            have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        self.db.execute("UPDATE meta SET value=? WHERE key='schema_version' AND CAST(value AS INTEGER) < ?",
+                        (str(SCHEMA_VERSION), SCHEMA_VERSION))
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -523,6 +563,23 @@ class State:
 
     def lb_update_backend(self, be_id: int, weight: int, state: str) -> None:
         self.db.execute("UPDATE lb_backends SET weight=?, state=? WHERE id=?", (weight, state, be_id))
+
+    def lb_set_check(self, vip_id: int, kind: str, port: int, interval: float, timeout: float, rise: int,
+                     fall: int) -> None:
+        self.db.execute("UPDATE lb_vips SET check_kind=?, check_port=?, interval=?, timeout=?, rise=?, fall=? "
+                        "WHERE id=?", (kind, port, interval, timeout, rise, fall, vip_id))
+
+    def lb_reset_health(self, vip_id: int) -> None:
+        """Every backend of the VIP back to health unknown (checks changed)."""
+        self.db.execute("UPDATE lb_backends SET health='unknown', streak=0 WHERE vip=?", (vip_id,))
+
+    def lb_set_health(self, be_id: int, health: str, streak: int, transitions: int, reason: str | None) -> None:
+        self.db.execute("UPDATE lb_backends SET health=?, streak=?, transitions=?, reason=? WHERE id=?",
+                        (health, streak, transitions, reason, be_id))
+
+    def lb_set_mac(self, be_id: int, mac: str | None) -> None:
+        """A resolved MAC (the backend's MAC was not given)."""
+        self.db.execute("UPDATE lb_backends SET mac=? WHERE id=? AND mac_given=0", (mac, be_id))
 
     def lb_delete_backend(self, be_id: int) -> None:
         self.db.execute("DELETE FROM lb_backends WHERE id=?", (be_id,))

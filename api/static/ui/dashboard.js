@@ -209,9 +209,11 @@
       for (const b of d.backends.filter((b) => b.vip === v.address && b.proto === v.proto && b.port === v.port)) {
         const bs = beStats.get(b.address + "@" + k) || {};
         const share = v.table_size ? (100 * b.slots / v.table_size).toFixed(1) + " %" : "-";
-        const health = b.state + (b.mac ? "" : ", no MAC");
+        const checked = b.health && b.health !== "unknown" ? ", check " + b.health : "";
+        const health = b.state + checked + (b.mac ? "" : ", no MAC");
+        const good = b.state === "active" && b.health !== "down" && b.mac;
         rows.push(["", b.address, b.weight, num(share, { "data-backend": b.address }),
-          el("td", health, { class: b.state === "active" && b.mac ? "ok" : "warn" }),
+          el("td", health, { class: good ? "ok" : "warn" }),
           num(count(bs.packets || 0)), num(count(bs.new_flows || 0))]);
       }
     }

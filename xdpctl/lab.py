@@ -689,11 +689,9 @@ class Lab:
         return name
 
     def add_bridge_port(self, host: str, bridge: str, *, ipv4: str | None, ipv6: str | None,
-                        ipv4_prefixlen: int = 24, ipv6_prefixlen: int = 64, gro: bool = False) -> Endpoint:
+                        ipv4_prefixlen: int = 24, ipv6_prefixlen: int = 64) -> Endpoint:
         """Join namespace ``host`` to ``bridge`` with a veth pair; return the
-        host's end, addressed. ``gro`` turns GRO on for the bridge's end, which
-        native XDP on the host's end needs to send frames back (XDP_TX lands
-        in the peer's NAPI queue)."""
+        host's end, addressed (the bridge's end: :meth:`peer`)."""
         self._check_open()
         switch = self._bridges[bridge]
         if host not in self._namespaces:
@@ -706,8 +704,6 @@ class Lab:
         ends = (self._address_end(host, idx_h, names[0], (ipv4, ipv4_prefixlen), (ipv6, ipv6_prefixlen)),
                 self._address_end(switch, idx_s, names[1], (None, 0), (None, 0)))
         self._pairs.append(ends)
-        if gro:
-            self.set_gro(ends[1], True)
         return ends[0]
 
     def set_gro(self, ep: Endpoint, on: bool = True) -> None:

@@ -17,6 +17,14 @@ The balancer forwards nothing by itself (ip_forward 0): a packet for a VIP
 reaches a backend only through the load balancer, unless
 :meth:`LbLab.route_via` turns plain routing on (the benchmark's baseline).
 
+Native XDP on the balancer's veth sends frames back (XDP_TX) into the
+peer's XDP receive queue, which on this kernel (6.18) only runs while the
+peer has an XDP program too (GRO on the peer is not enough: the frames
+vanish without a counter). Whoever attaches the balancer in native mode
+attaches a program to :attr:`LbLab.balancer_port` as well (the tests and
+the benchmark attach xdpctl's counter there, which also counts what the
+balancer sent out).
+
 :class:`NameServer` is a backend's service: one thread answering every TCP
 message and every UDP datagram with the backend's name, counting what it
 saw. :func:`ask_tcp` and :class:`UdpFlow` are the client's side.
@@ -79,7 +87,13 @@ class LbLab(Lab):
     def _build(self, n: int) -> None:
         bridge = self.add_bridge("sw")
         self.client = self.add_bridge_port("c", bridge, ipv4="192.0.2.10", ipv6="2001:db8::10")
-        self.balancer = self.add_bridge_port("lb", bridge, ipv4="192.0.2.2", ipv6="2001:db8::2", gro=True)
+        self.balancer = self.add_bridge_port("lb", bridge, ipv4="192.0.2.2", ipv6="2001:db8::2")
+        self.balancer_port = self.peer(self.balancer)
+        # A client on a real wire sends full checksums; a veth end offloads
+        # them (CHECKSUM_PARTIAL), and a frame sent on by native XDP leaves
+        # its skb, and with it the offload state, behind: the backend would
+        # drop it for a bad checksum.
+        self.set_tx_checksum(self.client, False)
         self.ipr("c").addr("add", index=self.client.ifindex, address=CLIENT4_ALT, prefixlen=24)
         self.ipr("c").route("add", dst=f"{VIP4}/32", gateway=self.balancer.ipv4)
         self.ipr("c").route("add", dst=f"{VIP6}/128", gateway=self.balancer.ipv6)

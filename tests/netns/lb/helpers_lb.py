@@ -22,7 +22,8 @@ from helpers_xdpctl import cli_json, cli_ok, run_cli  # noqa: E402
 
 from xdpctl.core import counters  # noqa: E402
 from xdpctl.core.context import Context  # noqa: E402
-from xdpctl.core.hooks import HookRef  # noqa: E402
+from xdpctl.core.hooks import HookRef, Hooks  # noqa: E402
+from xdpctl.core.lb.service import LoadBalancer  # noqa: E402
 from xdpctl.lb_lab import Backend, LbLab, NameServer  # noqa: E402
 
 #: The service port on every backend (TCP and UDP, both VIPs).
@@ -55,15 +56,20 @@ class LbEnv:
         return run_cli(self.ctx, *args)
 
     def attach(self, hook: str, mode: str | None, programs: tuple[str, ...] = ("lb",)) -> None:
-        """Attach ``programs`` to the balancer's interface; in native mode
-        the counter to the bridge's end of it too (xdpctl.lb_lab)."""
+        """Attach ``programs`` to the balancer's interface, the balancer with
+        `xdpctl attach IFACE -p lb --netns NS`, the others through the core
+        (each CLI run costs seconds on a loaded machine); in native mode the
+        counter to the bridge's end of the interface too (xdpctl.lb_lab)."""
         ep = self.lab.balancer
         for prog in programs:
-            args = ["attach", ep.ifname, "-p", prog, "--hook", hook, "--netns", ep.netns]
-            cli_ok(self.cli(*args, *(["-m", mode] if mode else [])))
+            if prog == "lb":
+                args = ["attach", ep.ifname, "-p", "lb", "--hook", hook, "--netns", ep.netns]
+                cli_ok(self.cli(*args, *(["-m", mode] if mode else [])))
+            else:
+                Hooks(self.ctx).attach(ep.ifname, prog, hook, mode, ep.netns)
         if mode == "native":
             port = self.lab.balancer_port
-            cli_ok(self.cli("attach", port.ifname, "-p", "counter", "--netns", port.netns, "-m", "native"))
+            Hooks(self.ctx).attach(port.ifname, "counter", "xdp", "native", port.netns)
 
     def hook_ref(self, hook: str) -> HookRef:
         return HookRef(self.lab.balancer.netns, self.lab.balancer.ifname, hook)
@@ -74,26 +80,23 @@ class LbEnv:
     def verdicts(self, hook: str) -> dict[str, tuple[int, int]]:
         return counters.read(self.ctx, self.hook_ref(hook)).verdicts
 
-    def add_vip(self, vip: str, proto: str) -> None:
-        cli_ok(self.cli("lb", "vip", "add", vip, "--proto", proto, "--port", str(PORT), "--table-size", str(TABLE)))
-
-    def add_backend(self, vip: str, proto: str, b: Backend, weight: int = 1) -> None:
-        cli_ok(self.cli("lb", "backend", "add", self.address(b, vip), "--vip", vip, "--proto", proto,
-                        "--port", str(PORT), "--weight", str(weight), "--mac", b.ep.mac))
-
-    def set_backend(self, vip: str, proto: str, b: Backend, *flags: str) -> None:
-        cli_ok(self.cli("lb", "backend", "set", self.address(b, vip), "--vip", vip, "--proto", proto,
-                        "--port", str(PORT), *flags))
-
-    def del_backend(self, vip: str, proto: str, b: Backend) -> None:
-        cli_ok(self.cli("lb", "backend", "del", self.address(b, vip), "--vip", vip, "--proto", proto,
-                        "--port", str(PORT)))
+    @property
+    def lb(self) -> LoadBalancer:
+        return LoadBalancer(self.ctx)
 
     def service(self, vip: str, proto: str, weights: dict[str, int]) -> None:
-        """A VIP with backends by name and weight."""
-        self.add_vip(vip, proto)
+        """A VIP with backends by name and weight, MACs read from the
+        backends' namespaces (as `xdpctl lb backend add --mac`)."""
+        self.lb.add_vip(vip, proto, PORT, TABLE)
         for name, w in weights.items():
-            self.add_backend(vip, proto, self.lab.backend(name), w)
+            b = self.lab.backend(name)
+            self.lb.add_backend(self.address(b, vip), vip, proto, PORT, w, b.ep.mac)
+
+    def set_backend(self, vip: str, proto: str, name: str, state: str) -> None:
+        self.lb.set_backend(self.address(self.lab.backend(name), vip), vip, proto, PORT, state=state)
+
+    def del_backend(self, vip: str, proto: str, name: str) -> None:
+        self.lb.delete_backend(self.address(self.lab.backend(name), vip), vip, proto, PORT)
 
     @staticmethod
     def address(b: Backend, vip: str) -> str:
@@ -104,13 +107,15 @@ class LbEnv:
 
     def slots(self, vip: str, proto: str) -> dict[str, int]:
         """Backend name -> slots of the VIP's table (`lb backend list`)."""
-        doc = cli_json(self.cli("lb", "backend", "list", "--json"))
+        doc = self.lb.backends_view().to_json()
         return {self.name_of(b["address"]): b["slots"] for b in doc["backends"]
                 if b["vip"] == vip and b["proto"] == proto}
 
-    def stats(self, vip: str, proto: str) -> tuple[dict, dict[str, dict]]:
-        """(the VIP's counters, backend name -> its counters) from `lb stats --json`."""
-        doc = cli_json(self.cli("lb", "stats", "--json"))
+    def stats(self, vip: str, proto: str, *, cli: bool = False) -> tuple[dict, dict[str, dict]]:
+        """(the VIP's counters, backend name -> its counters) from the
+        document of `xdpctl lb stats --json` (run when ``cli``, else read
+        through the core function it prints)."""
+        doc = cli_json(self.cli("lb", "stats", "--json")) if cli else self.lb.stats_view().to_json()
         (v,) = [x for x in doc["vips"] if x["vip"] == vip and x["proto"] == proto]
         bes = {self.name_of(b["backend"]): b for b in doc["backends"] if b["vip"] == vip and b["proto"] == proto}
         return v, bes

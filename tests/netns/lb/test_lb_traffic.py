@@ -1,7 +1,9 @@
 """The load balancer with real connections: a client, the balancer and DSR
 backends on one bridge (xdpctl.lb_lab), the balancer attached with
-`xdpctl attach IFACE -p lb --netns NS`, VIPs and backends set with
-`xdpctl lb`, answers naming the backend that served them.
+`xdpctl attach IFACE -p lb --netns NS`, VIPs and backends set through the
+core functions behind `xdpctl lb` (a CLI run costs seconds here; the REST
+and CLI contract tests cover the front ends), answers naming the backend
+that served them.
 
 How far a split may stray from the weights: the balancer sends a new flow
 to slot hash(5-tuple) % TABLE of the VIP's Maglev table. The client's
@@ -57,7 +59,7 @@ def test_tcp_split_follows_weights_and_stats_count_every_flow(lbenv: LbEnv, hook
     for vip in (VIP4, VIP6):
         got = _tcp_split(lbenv, vip, TCP_FLOWS)
         lbenv.assert_split(vip, "tcp", got, WEIGHTS)
-        v, bes = lbenv.stats(vip, "tcp")
+        v, bes = lbenv.stats(vip, "tcp", cli=True)
         assert v["new_flows"] == TCP_FLOWS
         assert {name: b["new_flows"] for name, b in bes.items()} == {name: got[name] for name in WEIGHTS}
         assert v["packets"] == sum(b["packets"] for b in bes.values())
@@ -83,7 +85,7 @@ def test_udp_split_follows_weights_and_stats_are_exact(lbenv: LbEnv) -> None:
         got = Counter(first)
         lbenv.assert_split(vip, "udp", got, WEIGHTS)
         frame = 14 + l3 + 8 + 1
-        v, bes = lbenv.stats(vip, "udp")
+        v, bes = lbenv.stats(vip, "udp", cli=True)
         assert (v["packets"], v["new_flows"], v["bytes"]) == (2 * UDP_FLOWS, UDP_FLOWS, 2 * UDP_FLOWS * frame)
         assert {n: (b["packets"], b["new_flows"]) for n, b in bes.items()} == {
             n: (2 * got[n], got[n]) for n in WEIGHTS}
@@ -105,7 +107,7 @@ def test_removing_a_backend_moves_only_its_flows(lbenv: LbEnv) -> None:
         before = [f.ask() for f in flows]
         on = [ask(c) for c in conns]
         for proto in ("udp", "tcp"):
-            lbenv.del_backend(VIP4, proto, lbenv.lab.backend("b2"))
+            lbenv.del_backend(VIP4, proto, "b2")
         after = [f.ask() for f in flows]
         kept = [c for c, name in zip(conns, on) if name != "b2"]
         assert [ask(c) for c in kept] == [name for name in on if name != "b2"]
@@ -132,7 +134,7 @@ def test_drained_backend_keeps_open_connections_and_gets_no_new_flow(lbenv: LbEn
         on = [ask(c) for c in conns]
         target = "b3"  # weight 3: about half of the 30 connections
         assert target in on
-        lbenv.set_backend(VIP4, "tcp", lbenv.lab.backend(target), "--drain")
+        lbenv.set_backend(VIP4, "tcp", target, "draining")
         _, bes = lbenv.stats(VIP4, "tcp")
         flows_then = bes[target]["new_flows"]
         for _ in range(3):

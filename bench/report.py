@@ -293,6 +293,12 @@ def import_breakdown(res: dict, cfg: dict) -> str:
     return out
 
 
+def lb_table(res: dict) -> str:
+    rows = [[peer, f"{v['median']:,.0f}", f"{v['spread']:.0%}", f"{v['ratio']:.2f}x"]
+            for peer, v in res.get("summary", {}).items()]
+    return table(["peer", "conn/s (median)", "spread", "vs routing"], rows, "lrrr")
+
+
 def _map_sizes(xf: dict) -> str:
     return ", ".join(f"{n}: {v['max_entries']:,}" for n, v in xf.get("maps", {}).items() if n.startswith("filter_ip"))
 
@@ -387,6 +393,14 @@ def _peer_sections(s: dict, tr: dict | None, cfg: dict) -> list[str]:
                 imports(im, cfg), "",
                 "### Where import time goes (self time per step, fresh process, GC on)", "",
                 import_breakdown(im, cfg), ""]
+    lb = s.get("lb")
+    if lb:
+        out += ["## 6. Load balancer: TCP connections per second (bridge lab)", "",
+                f"{lb['conns']:,} connections per round (connect to the VIP, one message, the answer, close), one "
+                f"after another, {lb['runs']} rounds per peer in alternation; the backends answer the client "
+                "directly (DSR). routing: no program, the balancer namespace forwards the VIP to one backend. "
+                "lb: the balancer stage on that hook spreads the VIP over three backends (bench/lb_lab.py).", "",
+                lb_table(lb), ""]
     return out
 
 

@@ -39,9 +39,9 @@ def _set_up(console: Console, ctx: Context, lab: LbLab) -> None:
     lb.add_vip(VIP4, "tcp", PORT)
     for b in lab.backends:
         lb.add_backend(b.ep.ipv4, VIP4, "tcp", PORT, WEIGHTS[b.name], b.ep.mac)
+    size = lb.vips_view().vips[0].table_size
     for b in lb.backends_view().backends:
-        console.print(f"backend {b.address} weight {b.weight} mac {b.mac}: {b.slots} of {lb.vips_view().vips[0].table_size}"
-                      " table slots")
+        console.print(f"backend {b.address} weight {b.weight} mac {b.mac}: {b.slots} of {size} table slots")
 
 
 def _drain_story(console: Console, ctx: Context, lab: LbLab, n: int) -> bool:

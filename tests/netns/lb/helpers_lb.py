@@ -126,10 +126,10 @@ class LbEnv:
         within one round's turns of its weight share (Maglev's exact rounds)."""
         n = sum(got.values())
         slots = self.slots(vip, proto)
-        turns, total_w = sum(weights.values()), sum(weights.values())
+        total_w = sum(weights.values())  # the turns of a round: the weights here have no common divisor
         assert set(got) <= {name for name, s in slots.items() if s}, (got, slots)
         for name, w in weights.items():
-            assert abs(slots[name] / TABLE - w / total_w) <= turns / TABLE, (name, slots)
+            assert abs(slots[name] / TABLE - w / total_w) <= total_w / TABLE, (name, slots)
             p = slots[name] / TABLE
             assert abs(got[name] - n * p) <= binomial_bound(n, p), (name, dict(got), slots)
 

@@ -11,8 +11,10 @@ import sys
 
 
 def _netns() -> set[str]:
+    """The demo's namespaces (its labs' prefix is xdmo); other test runs on
+    the machine make and remove their own meanwhile."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
+    return {line.split()[0] for line in out.splitlines() if line.strip().startswith("xdmo-")}
 
 
 def _demo_pins() -> set[str]:

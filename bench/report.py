@@ -293,6 +293,12 @@ def import_breakdown(res: dict, cfg: dict) -> str:
     return out
 
 
+def lb_table(res: dict) -> str:
+    rows = [[peer, f"{v['median']:,.0f}", f"{v['spread']:.0%}", f"{v['ratio']:.2f}x"]
+            for peer, v in res.get("summary", {}).items()]
+    return table(["peer", "conn/s (median)", "spread", "vs routing"], rows, "lrrr")
+
+
 def _map_sizes(xf: dict) -> str:
     return ", ".join(f"{n}: {v['max_entries']:,}" for n, v in xf.get("maps", {}).items() if n.startswith("filter_ip"))
 
@@ -390,6 +396,19 @@ def _peer_sections(s: dict, tr: dict | None, cfg: dict) -> list[str]:
     return out
 
 
+def _lb_lab_section(s: dict) -> list[str]:
+    out: list[str] = []
+    lb = s.get("lb_lab")
+    if lb:
+        out += ["## 7. Load balancer: TCP connections per second (bridge lab)", "",
+                f"{lb['conns']:,} connections per round (connect to the VIP, one message, the answer, close), one "
+                f"after another, {lb['runs']} rounds per peer in alternation; the backends answer the client "
+                "directly (DSR). routing: no program, the balancer namespace forwards the VIP to one backend. "
+                "lb: the balancer stage on that hook spreads the VIP over three backends (bench/lb_lab.py).", "",
+                lb_table(lb), ""]
+    return out
+
+
 def _footer(results: dict) -> list[str]:
     out: list[str] = []
     notes = results.get("notes", [])
@@ -415,5 +434,6 @@ def render(results: dict) -> str:
     if s.get("lb"):
         from . import lb
         out += lb.render(s["lb"])
+    out += _lb_lab_section(s)
     out += _footer(results)
     return "\n".join(out) + "\n"

@@ -6,7 +6,8 @@
 
 Sections: testrun (drop path + LPM baseline + cache-cold + attribution),
 xdpfilter, nft (load time + traffic), import, lb (load balancer per packet,
-Maglev build time and disruption). Needs root, bpffs, clang,
+Maglev build time and disruption), lblab (TCP connections per second
+through the load balancer vs plain routing). Needs root, bpffs, clang,
 xdp-tools and nftables. Everything it creates (namespaces, pins, nftables
 tables, temp files) is removed at the end, also after an error or Ctrl-C.
 No assertion anywhere: numbers are reported, never judged by exit code
@@ -29,7 +30,7 @@ from . import build, report
 from .common import (CLEANUP, REPO_DIR, RESULTS_DIR, bench_cpu, install_signal_handlers, log,
                      machine_info)
 
-SECTIONS = ("testrun", "xdpfilter", "nft", "import", "lb")
+SECTIONS = ("testrun", "xdpfilter", "nft", "import", "lb", "lblab")
 
 
 @dataclass
@@ -59,6 +60,10 @@ class Config:
     import_sets: tuple = ((4, "exact"), (4, "mixed"), (6, "exact"), (6, "mixed"))
     import_count: int = 1_000_000
     import_gc_variant: bool = True
+    # section 6
+    lb_hooks: tuple = ("xdp-native", "xdp-generic", "tc-ingress")
+    lb_conns: int = 2000
+    lb_runs: int = 5
     sections: tuple = field(default_factory=lambda: SECTIONS)
 
     @classmethod
@@ -67,7 +72,8 @@ class Config:
                    sizing_sizes=(1,),
                    xdpfilter_sizes=(1, 10_000), xdpfilter_cli_sample=100,
                    nft_sizes=(1, 10_000, 100_000), traffic_sizes=(1, 100_000), traffic_frames=500_000,
-                   import_sets=((4, "exact"),), import_gc_variant=False)
+                   import_sets=((4, "exact"),), import_gc_variant=False,
+                   lb_hooks=("xdp-native", "tc-ingress"), lb_conns=1000, lb_runs=3)
 
 
 def _loadavg() -> str:
@@ -159,11 +165,11 @@ def _config(argv: list[str] | None) -> tuple[Config, str]:
 
 def _run_sections(cfg: Config, results: dict) -> bool:
     """Run every chosen section into ``results``; True when interrupted."""
-    from . import imports, lb, nft, testrun, xdpfilter
+    from . import imports, lb, lb_lab, nft, testrun, xdpfilter
 
     runners = {"testrun": testrun.run, "xdpfilter": xdpfilter.run, "nft": nft.run, "import": imports.run,
-               "lb": lb.run}
-    keys = {"import": "imports"}
+               "lb": lb.run, "lblab": lb_lab.run}
+    keys = {"import": "imports", "lblab": "lb_lab"}
     try:
         for name in cfg.sections:
             t = time.monotonic()
@@ -275,6 +281,8 @@ def _collect_problems(results: dict) -> None:
             if missing:
                 results["errors"].append(f"import breakdown ({k}): bench/instrument.py names what xdpctl no longer "
                                          f"has: {', '.join(missing)}")
+    for e in s.get("lb_lab", {}).get("errors", []):
+        results["errors"].append(f"lb lab: {e}")
 
 
 def _notes(cfg: Config) -> list[str]:

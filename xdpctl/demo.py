@@ -11,6 +11,9 @@
 5. Blocks 203.0.113.0/24 over REST, sends the same traffic again: the flood
    is dropped in XDP, the legitimate traffic still arrives. Shows counters,
    rule hits and status.
+6. The load balancer (xdpctl.demo_lb): a VIP over three backends by weight
+   on a bridge lab, connections spread by weight, one backend drained while
+   a connection to it stays open.
 Everything is removed at the end unless --keep is given.
 
 The demo needs only xdpctl's runtime dependencies: frames are built here
@@ -45,6 +48,7 @@ from .core import counters
 from .core.context import Context
 from .core.hooks import HookRef, Hooks
 from .kernel import bpffs
+from .demo_lb import lb_story
 from .lab import TwoHostLab, inet_checksum, netns_socket
 
 console = Console(width=110)
@@ -311,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="leave the lab, programs and API running")
     ap.add_argument("--legit", type=int, default=200)
     ap.add_argument("--attack", type=int, default=2000)
+    ap.add_argument("--lb-conns", type=int, default=300, help="connections per round of the load balancer part")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         console.print("make demo needs root (namespaces, XDP)", style="red")
@@ -320,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = Demo(settings, TwoHostLab(prefix="xdmo", ipv6=False), Context(settings))
     try:
         ok = story(demo, args.legit, args.attack)
+        ok = lb_story(console, demo.ctx, args.lb_conns) and ok
         if args.keep:
             keep_running(demo)
         return 0 if ok else 1

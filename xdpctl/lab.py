@@ -474,6 +474,7 @@ class Lab:
         self._ipr: dict[str, IPRoute] = {}
         self._pairs: list[tuple[Endpoint, Endpoint]] = []
         self._if_count: dict[str, int] = {}
+        self._bridges: dict[str, str] = {}
         self._closed = False
         with _registry_lock:
             _live_tags.add(self.tag)
@@ -671,6 +672,39 @@ class Lab:
                         ifindex=here.ifindex,
                         state=_NUD_PERMANENT,
                     )
+
+    def add_bridge(self, label: str) -> str:
+        """Create a Linux bridge in namespace ``label`` (created if missing),
+        up, with multicast snooping off (neighbour discovery floods like ARP);
+        return its name. Ports join with :meth:`add_bridge_port`."""
+        self._check_open()
+        if label not in self._namespaces:
+            self.add_netns(label)
+        name = f"{self.prefix}{self.tag}br"
+        ipr = self._ipr[label]
+        ipr.link("add", ifname=name, kind="bridge", br_mcast_snooping=0)
+        index = ipr.link_lookup(ifname=name)[0]
+        ipr.link("set", index=index, state="up")
+        self._bridges[name] = label
+        return name
+
+    def add_bridge_port(self, host: str, bridge: str, *, ipv4: str | None, ipv6: str | None,
+                        ipv4_prefixlen: int = 24, ipv6_prefixlen: int = 64) -> Endpoint:
+        """Join namespace ``host`` to ``bridge`` with a veth pair; return the
+        host's end, addressed (the bridge's end: :meth:`peer`)."""
+        self._check_open()
+        switch = self._bridges[bridge]
+        if host not in self._namespaces:
+            self.add_netns(host)
+        names = (self._next_ifname(host), self._next_ifname(switch))
+        _check_ifnames(names)
+        idx_h, idx_s = self._create_pair((host, switch), names, ipv6_off=False)
+        ipr = self._ipr[switch]
+        ipr.link("set", index=idx_s, master=ipr.link_lookup(ifname=bridge)[0])
+        ends = (self._address_end(host, idx_h, names[0], (ipv4, ipv4_prefixlen), (ipv6, ipv6_prefixlen)),
+                self._address_end(switch, idx_s, names[1], (None, 0), (None, 0)))
+        self._pairs.append(ends)
+        return ends[0]
 
     def set_gro(self, ep: Endpoint, on: bool = True) -> None:
         """Turn GRO on or off on ``ep``."""

@@ -54,10 +54,10 @@ def test_list_chunks_switch_with_the_manifest(fl, monkeypatch):
                         lambda p: layout.chunk_texts(p, 4096))
     members = [px.parse_prefix(f"10.{i // 256}.{i % 256}.0/24") for i in range(3000)]
     res = fl.import_list("big", members)
-    assert res.count == 3000 and res.chunks > 5
     man = Manifest.decode(fl.etcd.get(fl.layout.manifest("big")).value)
+    assert res.created and res.list.count == man.count == 3000 and man.chunks > 5
     _r, chunks = fl.etcd.range(fl.layout.chunks("big"))
-    assert len(chunks) == man.chunks == res.chunks
+    assert len(chunks) == man.chunks
     assert all(len(c.value) <= 4096 for c in chunks)
     text = b"".join(c.value for c in sorted(chunks, key=lambda c: c.key))
     assert px.parse_prefix_text(text) == members

@@ -6,6 +6,8 @@
     PREFIX/set/rules/<match>                one rule, JSON
     PREFIX/set/lists/<name>/manifest        the list's current version, JSON
     PREFIX/set/lists/<name>/chunks/<v>/<n>  its members, one prefix a line
+    PREFIX/set/lb/vips/<vip>                a VIP (<addr>-<proto>-<port>), JSON
+    PREFIX/set/lb/backends/<vip>/<addr>     one backend of that VIP, JSON
     PREFIX/nodes/<node>                     a live agent's report (under a lease)
     PREFIX/members/<node>                   the last report of every agent ever seen
 
@@ -56,6 +58,19 @@ class Layout:
     def chunks(self, name: str, version: int | None = None) -> str:
         tail = ("",) if version is None else (str(version), "")
         return self.k("set", "lists", name, "chunks", *tail)
+
+    @property
+    def lb(self) -> str:
+        return self.k("set", "lb", "")
+
+    def vip(self, name: str) -> str:
+        return self.k("set", "lb", "vips", name)
+
+    def backends(self, vip: str) -> str:
+        return self.k("set", "lb", "backends", vip, "")
+
+    def backend(self, vip: str, addr: str) -> str:
+        return self.k("set", "lb", "backends", vip, addr)
 
     def node(self, name: str) -> str:
         return self.k("nodes", name)
@@ -121,4 +136,5 @@ class Manifest:
 
     @classmethod
     def decode(cls, raw: bytes) -> "Manifest":
-        return cls(**json.loads(raw))
+        d = json.loads(raw)
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})

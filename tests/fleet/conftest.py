@@ -36,6 +36,7 @@ from tests.support.progs import temp_settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 BOUND = 60.0  # seconds: the most any convergence may take before the test fails
+API_TOKEN = "fleet-test-token"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -145,14 +146,32 @@ class Host:
     etcd_urls: str
     prefix: str
     proc: subprocess.Popen | None = None
+    api_port: int | None = None  # the agent runs inside `xdpctl serve --etcd --agent` on this port
 
     def start_agent(self) -> None:
         log = open(self.env.tmp / f"agent-{self.node}.log", "ab")
-        self.proc = subprocess.Popen(
-            self.env.cli_args("agent", "--etcd", self.etcd_urls, "--prefix", self.prefix, "--node", self.node,
-                              "--ttl", "2"),
-            stdout=log, stderr=log, cwd=REPO, env=cli_env())
+        if self.api_port is None:
+            argv = self.env.cli_args("agent", "--etcd", self.etcd_urls, "--prefix", self.prefix, "--node",
+                                     self.node, "--ttl", "2")
+        else:
+            argv = self.env.cli_args("serve", "--etcd", self.etcd_urls, "--prefix", self.prefix, "--agent",
+                                     "--node", self.node, "--port", str(self.api_port), "--token", API_TOKEN)
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=REPO, env=cli_env())
         log.close()
+
+    def api(self, method: str, path: str, **kw) -> requests.Response:
+        """A request to this host's service (fleet mode), once it answers."""
+        url = f"http://127.0.0.1:{self.api_port}{path}"
+        wait_until(lambda: self._answers(url), f"{self.node}'s service to answer", timeout=BOUND)
+        return requests.request(method, url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30, **kw)
+
+    def _answers(self, url: str) -> bool:
+        assert self.alive(), f"{self.node}'s service exited"
+        try:
+            requests.get(url, timeout=2)
+            return True
+        except requests.ConnectionError:
+            return False
 
     def stop_agent(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
@@ -193,9 +212,17 @@ class FleetLab:
         return Fleet(Etcd(EtcdOptions(self.hosts[0].etcd_urls.split(","))), self.prefix)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        argv = [sys.executable, "-m", "xdpctl.cli", "fleet", "--etcd", self.etcd.url, "--prefix", self.prefix,
-                *args]
-        return subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=cli_env(), timeout=120)
+        """`xdpctl fleet --etcd URL --prefix P ARGS`."""
+        return self.run_cli("fleet", "--etcd", self.etcd.url, "--prefix", self.prefix, *args)
+
+    def global_cli(self, *args: str) -> subprocess.CompletedProcess:
+        """`xdpctl --etcd URL --prefix P ARGS`: the ordinary verbs in fleet mode."""
+        return self.run_cli("--etcd", self.etcd.url, "--prefix", self.prefix, *args)
+
+    @staticmethod
+    def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "xdpctl.cli", *args], capture_output=True, text=True,
+                              cwd=REPO, env={**cli_env(), **(env or {})}, timeout=120)
 
     def wait_all(self, rev: int, bound: float = BOUND) -> None:
         for h in self.hosts:
@@ -208,15 +235,16 @@ def fleet(etcd: EtcdServer, tmp_path: Path) -> Iterator[Callable[[int], FleetLab
     labs: list[TwoHostLab] = []
     hosts: list[Host] = []
 
-    def make(n: int = 3, urls: str | None = None) -> FleetLab:
-        """n hosts whose agents use ``urls`` (default: the ``etcd`` fixture's)."""
+    def make(n: int = 3, urls: str | None = None, services: int = 0) -> FleetLab:
+        """n hosts whose agents use ``urls`` (default: the ``etcd`` fixture's);
+        the first ``services`` run theirs inside `xdpctl serve --etcd --agent`."""
         prefix = f"/xdpctl/test-{os.getpid()}-{len(labs)}"
         for i in range(n):
             lab = TwoHostLab()
             labs.append(lab)
             env = DlEnv(lab, temp_settings(str(tmp_path / f"state-h{i}")), tmp_path)
             env.attach(lab.b)
-            host = Host(env, f"h{i}", urls or etcd.url, prefix)
+            host = Host(env, f"h{i}", urls or etcd.url, prefix, api_port=free_port() if i < services else None)
             hosts.append(host)
             host.start_agent()
         return FleetLab(etcd, prefix, hosts[-n:])

@@ -69,10 +69,19 @@ class EtcdServer:
     peer_port: int = field(default_factory=free_port)
     cluster: str | None = None
     proc: subprocess.Popen | None = None
+    tls: "Tls | None" = None  # clients must show a certificate of this CA
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
+
+    def session(self) -> requests.Session:
+        """A client session that etcd accepts (its TLS client certificate)."""
+        s = requests.Session()
+        if self.tls:
+            s.trust_env = False
+            s.verify, s.cert = str(self.tls.ca), (str(self.tls.cert), str(self.tls.key))
+        return s
 
     @property
     def peer_url(self) -> str:
@@ -84,6 +93,9 @@ class EtcdServer:
                 "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
                 "--initial-cluster", self.cluster or f"{self.name}={self.peer_url}",
                 "--initial-cluster-state", "new", "--heartbeat-interval", "50", "--election-timeout", "500"]
+        if self.tls:
+            args += ["--cert-file", str(self.tls.server_cert), "--key-file", str(self.tls.server_key),
+                     "--client-cert-auth", "--trusted-ca-file", str(self.tls.ca)]
         log = open(self.data_dir.parent / f"{self.name}.log", "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
         log.close()
@@ -93,7 +105,7 @@ class EtcdServer:
         def healthy() -> bool:
             assert self.proc.poll() is None, f"etcd {self.name} exited ({self.proc.returncode})"
             try:
-                return requests.get(self.url + "/health", timeout=2).json().get("health") == "true"
+                return self.session().get(self.url + "/health", timeout=2).json().get("health") == "true"
             except (requests.RequestException, ValueError):
                 return False
         wait_until(healthy, f"etcd {self.name} to be healthy", timeout=BOUND, step=0.1)
@@ -114,6 +126,58 @@ def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
     srv = EtcdServer("solo", tmp_path / "etcd" / "solo").start()
     try:
         srv.wait_ready()
+        yield srv
+    finally:
+        srv.kill()
+
+
+@dataclass
+class Tls:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate
+    (without a CommonName: etcd's JSON gateway refuses one under auth)."""
+
+    dir: Path
+
+    def __getattr__(self, name: str) -> Path:
+        files = {"ca": "ca.crt", "server_cert": "server.crt", "server_key": "server.key", "cert": "client.crt",
+                 "key": "client.key"}
+        if name not in files:
+            raise AttributeError(name)
+        return self.dir / files[name]
+
+    @classmethod
+    def make(cls, where: Path) -> "Tls":
+        where.mkdir()
+        (where / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+
+        def ssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], cwd=where, check=True, capture_output=True)
+
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+            "-subj", "/CN=xdpctl test CA")
+        for name, subj, ext in (("server", "/CN=etcd", ["-extfile", "san.ext"]), ("client", "/O=xdpctl", [])):
+            ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj",
+                subj)
+            ssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.crt", "-days", "1", *ext)
+        return cls(where)
+
+
+ROOT_PASSWORD = "fleet-root-pw"
+
+
+@pytest.fixture
+def etcd_tls(tmp_path: Path) -> Iterator[EtcdServer]:
+    """One etcd that takes only TLS clients with a certificate of its CA,
+    with etcd auth on (user root, ROOT_PASSWORD)."""
+    (tmp_path / "etcd-tls").mkdir()
+    srv = EtcdServer("tls", tmp_path / "etcd-tls" / "tls", tls=Tls.make(tmp_path / "tls")).start()
+    try:
+        srv.wait_ready()
+        s = srv.session()
+        for path, body in (("role/add", {"name": "root"}), ("user/add", {"name": "root", "password": ROOT_PASSWORD}),
+                           ("user/grant", {"user": "root", "role": "root"}), ("enable", {})):
+            s.post(f"{srv.url}/v3/auth/{path}", json=body, timeout=10).raise_for_status()
         yield srv
     finally:
         srv.kill()
@@ -147,12 +211,13 @@ class Host:
     prefix: str
     proc: subprocess.Popen | None = None
     api_port: int | None = None  # the agent runs inside `xdpctl serve --etcd --agent` on this port
+    etcd_args: tuple[str, ...] = ()  # TLS and auth options of the agent
 
     def start_agent(self) -> None:
         log = open(self.env.tmp / f"agent-{self.node}.log", "ab")
         if self.api_port is None:
             argv = self.env.cli_args("agent", "--etcd", self.etcd_urls, "--prefix", self.prefix, "--node",
-                                     self.node, "--ttl", "2")
+                                     self.node, "--ttl", "2", *self.etcd_args)
         else:
             argv = self.env.cli_args("serve", "--etcd", self.etcd_urls, "--prefix", self.prefix, "--agent",
                                      "--node", self.node, "--port", str(self.api_port), "--token", API_TOKEN)
@@ -235,7 +300,7 @@ def fleet(etcd: EtcdServer, tmp_path: Path) -> Iterator[Callable[[int], FleetLab
     labs: list[TwoHostLab] = []
     hosts: list[Host] = []
 
-    def make(n: int = 3, urls: str | None = None, services: int = 0) -> FleetLab:
+    def make(n: int = 3, urls: str | None = None, services: int = 0, etcd_args: tuple[str, ...] = ()) -> FleetLab:
         """n hosts whose agents use ``urls`` (default: the ``etcd`` fixture's);
         the first ``services`` run theirs inside `xdpctl serve --etcd --agent`."""
         prefix = f"/xdpctl/test-{os.getpid()}-{len(labs)}"
@@ -244,7 +309,8 @@ def fleet(etcd: EtcdServer, tmp_path: Path) -> Iterator[Callable[[int], FleetLab
             labs.append(lab)
             env = DlEnv(lab, temp_settings(str(tmp_path / f"state-h{i}")), tmp_path)
             env.attach(lab.b)
-            host = Host(env, f"h{i}", urls or etcd.url, prefix, api_port=free_port() if i < services else None)
+            host = Host(env, f"h{i}", urls or etcd.url, prefix, api_port=free_port() if i < services else None,
+                        etcd_args=etcd_args)
             hosts.append(host)
             host.start_agent()
         return FleetLab(etcd, prefix, hosts[-n:])

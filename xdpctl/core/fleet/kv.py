@@ -28,7 +28,7 @@ AUTH_WORDS = ("authentication failed", "user name is empty", "permission denied"
 
 def _why(exc: Exception) -> str:
     """A failed connection in a few words: a TLS failure says so."""
-    text = str(exc)
+    text = str(getattr(exc, "detail_text", None) or exc)
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return "TLS: etcd's certificate is not trusted (check the CA)"
     if "SSL" in text or "TLS" in text:
@@ -120,6 +120,10 @@ class Etcd:
         c = etcd3gw.client(host=u.hostname or "127.0.0.1", port=u.port or 2379, protocol=u.scheme or "http",
                            ca_cert=o.ca_cert, cert_key=o.key, cert_cert=o.cert, timeout=o.timeout,
                            api_path="/v3/")
+        if o.ca_cert:
+            # requests lets $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE override a
+            # session's CA: the given CA must win, so the environment is not read.
+            c.session.trust_env = False
         if o.user:
             tok = c.post(c.get_url("/auth/authenticate"), json={"name": o.user, "password": o.password or ""})
             c.session.headers["Authorization"] = tok["token"]

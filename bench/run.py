@@ -28,7 +28,7 @@ from . import build, report
 from .common import (CLEANUP, REPO_DIR, RESULTS_DIR, bench_cpu, install_signal_handlers, log,
                      machine_info)
 
-SECTIONS = ("testrun", "xdpfilter", "nft", "import")
+SECTIONS = ("testrun", "xdpfilter", "nft", "import", "fleet")
 
 
 @dataclass
@@ -58,6 +58,10 @@ class Config:
     import_sets: tuple = ((4, "exact"), (4, "mixed"), (6, "exact"), (6, "mixed"))
     import_count: int = 1_000_000
     import_gc_variant: bool = True
+    # section 6
+    fleet_agents: tuple = (3, 10)
+    fleet_changes: int = 200
+    fleet_list: int = 1_000_000
     sections: tuple = field(default_factory=lambda: SECTIONS)
 
     @classmethod
@@ -66,7 +70,8 @@ class Config:
                    sizing_sizes=(1,),
                    xdpfilter_sizes=(1, 10_000), xdpfilter_cli_sample=100,
                    nft_sizes=(1, 10_000, 100_000), traffic_sizes=(1, 100_000), traffic_frames=500_000,
-                   import_sets=((4, "exact"),), import_gc_variant=False)
+                   import_sets=((4, "exact"),), import_gc_variant=False,
+                   fleet_agents=(3,), fleet_changes=50, fleet_list=100_000)
 
 
 def _loadavg() -> str:
@@ -158,9 +163,10 @@ def _config(argv: list[str] | None) -> tuple[Config, str]:
 
 def _run_sections(cfg: Config, results: dict) -> bool:
     """Run every chosen section into ``results``; True when interrupted."""
-    from . import imports, nft, testrun, xdpfilter
+    from . import fleet, imports, nft, testrun, xdpfilter
 
-    runners = {"testrun": testrun.run, "xdpfilter": xdpfilter.run, "nft": nft.run, "import": imports.run}
+    runners = {"testrun": testrun.run, "xdpfilter": xdpfilter.run, "nft": nft.run, "import": imports.run,
+               "fleet": fleet.run}
     keys = {"import": "imports"}
     try:
         for name in cfg.sections:

@@ -173,13 +173,18 @@ class FleetLoadBalancer(FleetStore):
 
     def set_backend(self, addr: str, vip: str, proto: str, port: int, weight: int | None = None,
                     state: str | None = None, expected_revision: int | None = None) -> LbChangeView:
-        if (weight is None) == (state is None):
-            raise ValidationError("give either a weight or a state", field="weight", value=weight)
+        """A backend with a new weight or a new state (one of the two)."""
         _rev, d = self.desired()
         vname, row_vip = self._vip(d, v.VipKey.of(vip, proto, port, field="vip"), "vip")
-        old = self._backend(d, vname, addr)
-        row = old._replace(weight=old.weight if weight is None else v.weight(weight),
-                           state=old.state if state is None else v.state(state))
+        row = _changed(self._backend(d, vname, addr), weight, state)
         rows = [row if b.id == row.id else b for b in d.rows(vname)]
         rev = self._write_backend(d, vname, row, rows, expected_revision, new=False)
         return LbChangeView(revision=rev, vip=vip_view(row_vip, rows), backend=backend_view(row, row_vip))
+
+
+def _changed(old: BackendRow, weight: int | None, state: str | None) -> BackendRow:
+    if (weight is None) == (state is None):
+        raise ValidationError("give either a weight or a state", field="weight", value=weight)
+    if weight is not None:
+        return old._replace(weight=v.weight(weight))
+    return old._replace(state=v.state(state))

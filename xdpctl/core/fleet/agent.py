@@ -24,11 +24,10 @@ from etcd3gw import exceptions as etcd_exc
 from ..context import Context
 from ..errors import EtcdUnavailable, XdpctlError
 from ..hooks import pinned_hooks
-from ..prefixes import parse_prefix_text
 from ..rules.service import DropList
 from ..rules.validate import RuleSpec, spec
 from .kv import Compacted, Etcd, EtcdOptions, Event, KeyValue, enc
-from .layout import Layout, Manifest, rule_name, rule_of, rule_value
+from .layout import Layout, Manifest, members_of, rule_name, rule_of, rule_value
 from .lbapply import apply_lb
 from .lbset import LbDesired
 from .status import report
@@ -191,11 +190,11 @@ class Agent:
         if self.ctx.state.get_meta(META_LIST + name) == str(man.version) and d.state.list_span(name):
             return
         _r, kvs = self.etcd.range(self.layout.chunks(name, man.version), revision=rev)
-        text = b"".join(kv.value for kv in sorted(kvs, key=lambda kv: kv.key))
+        blob = b"".join(kv.value for kv in sorted(kvs, key=lambda kv: kv.key))
         if len(kvs) != man.chunks:
             raise XdpctlError(f"list {name} version {man.version}: {len(kvs)} of {man.chunks} chunks present",
                               field="name", value=name)
-        prefixes = parse_prefix_text(text)
+        prefixes = members_of(man, blob)
         d.import_list(name, prefixes, action=man.action, dst=man.dst, comment=man.comment, source="fleet")
         self._set_meta(META_LIST + name, str(man.version))
 

@@ -24,7 +24,7 @@ from ..rules import validate
 from ..rules.validate import RuleSpec
 from ..views import (ChangeView, ListChangeView, ListDetailView, ListsView, ListView, PolicyView, RevisionView,
                      RulesView, RuleView)
-from .layout import Manifest, chunk_texts, rule_name, rule_of, rule_value
+from .layout import Manifest, cut, members_of, pack_members, rule_name, rule_of, rule_value
 from .status import fleet_status
 from .store import FleetStore, Need, delete, put
 from .views import FleetStatusView
@@ -86,7 +86,7 @@ class Fleet(FleetStore):
 
     def _member_prefixes(self, name: str, man: Manifest) -> list[px.Prefix]:
         _r, kvs = self.etcd.range(self.layout.chunks(name, man.version))
-        return px.parse_prefix_text(b"".join(kv.value for kv in sorted(kvs, key=lambda kv: kv.key)))
+        return members_of(man, b"".join(kv.value for kv in sorted(kvs, key=lambda kv: kv.key)))
 
     def _members(self, name: str, limit: int | None, after: int | None) -> list[RuleView]:
         man, created = self._manifest(name)
@@ -188,16 +188,17 @@ class Fleet(FleetStore):
         validate.action_of(action)
         if ttl:
             raise ValidationError(NO_TTL, field="ttl", hint="remove the list when done")
-        texts = chunk_texts(prefixes)
+        blob = pack_members(prefixes)
+        chunks = cut(blob)
         version = self.etcd.revision()
         base = self.layout.chunks(name, version)
-        for i, text in enumerate(texts):
-            self.etcd.put(f"{base}{i:06d}", text)
+        for i, chunk in enumerate(chunks):
+            self.etcd.put(f"{base}{i:06d}", chunk)
             if progress:
-                progress(len(prefixes) * (i + 1) // len(texts), len(prefixes))
+                progress(len(prefixes) * (i + 1) // len(chunks), len(prefixes))
         old = self.etcd.get(self.layout.manifest(name))
-        man = Manifest(version, len(prefixes), len(texts), action, dst, comment,
-                       hashlib.sha256(b"".join(texts)).hexdigest())
+        man = Manifest(version, len(prefixes), len(chunks), action, dst, comment, hashlib.sha256(blob).hexdigest(),
+                       "members")
         now = time.time()
         ops = [put(self.layout.manifest(name), json.dumps({**man.__dict__, "created": now}, sort_keys=True))]
         if old is not None:
@@ -208,7 +209,7 @@ class Fleet(FleetStore):
             self.etcd.delete_prefix(base)
             raise
         return ListChangeView(revision=rev, created=old is None, list=_list_view(name, man, now),
-                              notes=[f"{len(texts)} chunks"])
+                              notes=[f"{len(chunks)} chunks"])
 
     def remove_list(self, name: str, expected_revision: int | None = None) -> ChangeView:
         validate.list_name(name)

@@ -35,6 +35,7 @@ class Need:
     field: str
     value: object = None
     present: bool = True
+    hint: str | None = None
 
 
 @dataclass
@@ -76,7 +77,7 @@ class FleetStore:
             if (self.etcd.get(n.key) is not None) != n.present:
                 cls = NotFound if n.present else Conflict
                 raise cls(f"the fleet {'has no' if n.present else 'already has a'} {n.what}", field=n.field,
-                          value=n.value)
+                          value=n.value, hint=n.hint)
         raise RevisionConflict(f"revision conflict: the fleet rule set is at revision {self.revision()}, "
                                f"the request expected {expected}", field="revision", value=expected,
                                hint="re-read and retry")

@@ -155,7 +155,8 @@ class Fleet(FleetStore):
         now = time.time()
         ops = [put(self.layout.rule(n), _stored(s, source, now)) for n, s in zip(names, specs)]
         needs = [] if update else [Need(self.layout.rule(n), f"rule matching {s.describe()}", "prefix",
-                                        s.describe(), present=False) for n, s in zip(names, specs)]
+                                        s.describe(), present=False, hint="give {field:update} to replace it")
+                                   for n, s in zip(names, specs)]
         rev = self.commit(ops, expected_revision, needs)
         views = [_rule_view(0, s, {"source": source, "created": now}) for s in specs]
         return ChangeView(revision=rev, added=[v for n, v in zip(names, views) if n not in old],

@@ -17,7 +17,7 @@ from xdpctl.core.rules.validate import spec
 
 from .conftest import BOUND, FleetLab
 
-LARGE = int(os.environ.get("FLEET_TEST_LIST_SIZE", "200000"))
+LARGE = int(os.environ.get("FLEET_TEST_LIST_SIZE", "250000"))
 
 
 def members(n: int) -> list[px.Prefix]:

@@ -30,7 +30,8 @@ from xdpctl.config import Settings, load_settings
 from xdpctl.core.context import Context
 from xdpctl.core.lb.health import HealthThread
 from xdpctl.core.restore import restore as core_restore
-from xdpctl.core.errors import XdpctlError
+from xdpctl.core.errors import ValidationError, XdpctlError
+from xdpctl.core.fleet.agent import Agent
 
 from . import metrics, openapi
 from .deps import ApiError, Options, Service, describe_errors, load_token, require_token
@@ -273,10 +274,23 @@ def create_app(
     return app
 
 
+def _agent(settings: Settings, node: str) -> Agent:
+    """This host's fleet agent, run beside the service (its own context)."""
+    from xdpctl.core.fleet.mode import etcd_options
+
+    opts = etcd_options(settings)
+    if opts is None:
+        raise ValidationError("the agent needs fleet mode", field="etcd", hint="give {field:etcd} URL")
+    return Agent(Context(settings), opts, settings.etcd_prefix, node, log=logging.getLogger("xdpctl.agent").info)
+
+
 def serve(settings: Settings | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          token: str | None = None, **options: object) -> None:
-    """Run the service with uvicorn until SIGINT/SIGTERM (blocks)."""
+          token: str | None = None, agent_node: str | None = None, **options: object) -> None:
+    """Run the service with uvicorn until SIGINT/SIGTERM (blocks); with
+    ``agent_node``, this host's fleet agent runs in the same process."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings or load_settings()
+    agent = _agent(settings, agent_node) if agent_node else None
     app = create_app(settings, token, **options)  # type: ignore[arg-type]
     svc: Service = app.state.xdpctl
     try:
@@ -289,7 +303,13 @@ def serve(settings: Settings | None = None, host: str = DEFAULT_HOST, port: int 
     log.info("xdpctl API on http://%s:%d (docs at /docs); token from %s", host, port, svc.token_source)
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)
+    if agent is not None:
+        agent.start()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)
+    finally:
+        if agent is not None:
+            agent.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,7 +19,7 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -27,9 +27,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from xdpctl.config import Settings, env_name
 from xdpctl.core.context import Context
 from xdpctl.core.errors import cut
+from xdpctl.core.fleet.mode import rule_set
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.validate import LIST_NAME_MAX, LIST_NAME_PATTERN
 from xdpctl.core.views import RestoreView
+
+if TYPE_CHECKING:
+    from xdpctl.core.fleet.writer import Fleet
 
 log = logging.getLogger("xdpctl.api")
 
@@ -168,6 +172,16 @@ class Service:
     def read(self, fn: Callable[[DropList], T]) -> T:
         """A read of the drop list, beside any change."""
         return fn(DropList(self.read_context()))
+
+    def rule_set(self, fn: Callable[[DropList | Fleet], T]) -> T:
+        """A change of the desired drop list: local, or the fleet's in etcd
+        (fleet mode: ``settings.etcd``; xdpctl.core.fleet.mode)."""
+        with self.lock:
+            return fn(rule_set(self.ctx))
+
+    def read_set(self, fn: Callable[[DropList | Fleet], T]) -> T:
+        """A read of the desired drop list, local or the fleet's."""
+        return fn(rule_set(self.read_context()))
 
     def revision(self) -> int:
         with self.lock:

@@ -409,6 +409,28 @@ def _lb_lab_section(s: dict) -> list[str]:
     return out
 
 
+def _fleet_section(s: dict) -> list[str]:
+    out: list[str] = []
+    fl = s.get("fleet")
+    if fl:
+        out += ["## 8. Fleet mode: acknowledged write to enforcement", "",
+                "One etcd on loopback, N `xdpctl agent` processes with their own pins. Enforced = the node's "
+                "pinned xc_cfg generation moved past the one read before the write.", "",
+                fleet(fl), ""]
+    return out
+
+
+def fleet(res: dict) -> str:
+    rows = [[str(e["agents"]), str(e["changes"]), f"{e['p50_ms']:.0f}", f"{e['p99_ms']:.0f}",
+             "met" if e["p99_ms"] < 1000 else "MISSED"] for e in res.get("latency", [])]
+    out = [table(["agents", "changes", "p50 ms", "p99 ms", "p99 < 1 s"], rows)]
+    for e in res.get("lists", []):
+        out.append(f"\nList of {_n(e['count'])} prefixes on {e['agents']} agents: written in "
+                   f"{_s(e['written_s'])} s, enforced on every node {_s(e['enforced_after_ack_s'])} s after "
+                   f"the acknowledgement.")
+    return "\n".join(out)
+
+
 def _footer(results: dict) -> list[str]:
     out: list[str] = []
     notes = results.get("notes", [])
@@ -435,5 +457,6 @@ def render(results: dict) -> str:
         from . import lb
         out += lb.render(s["lb"])
     out += _lb_lab_section(s)
+    out += _fleet_section(s)
     out += _footer(results)
     return "\n".join(out) + "\n"

@@ -30,7 +30,7 @@ from . import build, report
 from .common import (CLEANUP, REPO_DIR, RESULTS_DIR, bench_cpu, install_signal_handlers, log,
                      machine_info)
 
-SECTIONS = ("testrun", "xdpfilter", "nft", "import", "lb", "lblab")
+SECTIONS = ("testrun", "xdpfilter", "nft", "import", "lb", "lblab", "fleet")
 
 
 @dataclass
@@ -60,10 +60,14 @@ class Config:
     import_sets: tuple = ((4, "exact"), (4, "mixed"), (6, "exact"), (6, "mixed"))
     import_count: int = 1_000_000
     import_gc_variant: bool = True
-    # section 6
+    # section 7
     lb_hooks: tuple = ("xdp-native", "xdp-generic", "tc-ingress")
     lb_conns: int = 2000
     lb_runs: int = 5
+    # section 8
+    fleet_agents: tuple = (3, 10)
+    fleet_changes: int = 200
+    fleet_list: int = 1_000_000
     sections: tuple = field(default_factory=lambda: SECTIONS)
 
     @classmethod
@@ -73,7 +77,8 @@ class Config:
                    xdpfilter_sizes=(1, 10_000), xdpfilter_cli_sample=100,
                    nft_sizes=(1, 10_000, 100_000), traffic_sizes=(1, 100_000), traffic_frames=500_000,
                    import_sets=((4, "exact"),), import_gc_variant=False,
-                   lb_hooks=("xdp-native", "tc-ingress"), lb_conns=1000, lb_runs=3)
+                   lb_hooks=("xdp-native", "tc-ingress"), lb_conns=1000, lb_runs=3,
+                   fleet_agents=(3,), fleet_changes=50, fleet_list=100_000)
 
 
 def _loadavg() -> str:
@@ -165,10 +170,10 @@ def _config(argv: list[str] | None) -> tuple[Config, str]:
 
 def _run_sections(cfg: Config, results: dict) -> bool:
     """Run every chosen section into ``results``; True when interrupted."""
-    from . import imports, lb, lb_lab, nft, testrun, xdpfilter
+    from . import fleet, imports, lb, lb_lab, nft, testrun, xdpfilter
 
     runners = {"testrun": testrun.run, "xdpfilter": xdpfilter.run, "nft": nft.run, "import": imports.run,
-               "lb": lb.run, "lblab": lb_lab.run}
+               "lb": lb.run, "lblab": lb_lab.run, "fleet": fleet.run}
     keys = {"import": "imports", "lblab": "lb_lab"}
     try:
         for name in cfg.sections:

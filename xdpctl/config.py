@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     api_max_body: int = Field(DEFAULT_MAX_BODY, ge=1, description="largest request body, in bytes, of a text/plain "
                                                                   "list")
     api_max_json_body: int = Field(DEFAULT_MAX_JSON_BODY, ge=1, description="largest JSON request body, in bytes")
+    etcd: str | None = Field(None, description="fleet mode: etcd endpoints, URL[,URL...]; the rule set and the "
+                                               "load balancer's VIPs are then written to and read from etcd")
+    etcd_prefix: str = Field("/xdpctl/default", description="fleet mode: the fleet's key prefix, /xdpctl/CLUSTER")
+    etcd_ca: str | None = Field(None, description="fleet mode: CA bundle that verifies etcd's TLS certificate")
+    etcd_cert: str | None = Field(None, description="fleet mode: client certificate for etcd (TLS)")
+    etcd_key: str | None = Field(None, description="fleet mode: the client certificate's key")
+    etcd_user: str | None = Field(None, description="fleet mode: etcd user (etcd auth)")
+    etcd_password: str | None = Field(None, repr=False, description="fleet mode: the etcd user's password")
 
     @field_validator("capacity")
     @classmethod

@@ -7,8 +7,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from xdpctl.core.fleet.mode import load_balancer
 from xdpctl.core.lb.health import HealthChecker
-from xdpctl.core.lb.service import LoadBalancer
 from xdpctl.core.views import BackendsView, LbChangeView, LbHealthView, LbStatsView, VipsView
 
 from ..deps import Service, expected_revision, get_service, if_match
@@ -78,13 +78,13 @@ class BackendPatch(BaseModel):
 
 
 def _read(svc: Service, response: Response, fn):
-    out = fn(LoadBalancer(svc.read_context()))
+    out = fn(load_balancer(svc.read_context()))
     etag(response, out.revision)
     return out
 
 
 def _change(svc: Service, response: Response, fn) -> LbChangeView:
-    out = svc.run(lambda ctx: fn(LoadBalancer(ctx)))
+    out = svc.run(lambda ctx: fn(load_balancer(ctx)))
     etag(response, out.revision)
     return out
 

@@ -32,7 +32,7 @@ def get_lists(response: Response,
                                                     "member's counter: slow for lists of millions)"),
               svc: Service = Depends(get_service)) -> ListsView:
     """Every list: size, action, direction, digest, hits."""
-    out = svc.read(lambda d: d.lists_view(with_stats=stats))
+    out = svc.read_set(lambda d: d.lists_view(with_stats=stats))
     etag(response, out.revision)
     return out
 
@@ -46,7 +46,7 @@ def get_list(response: Response, name: str = ListName,
              stats: bool = Query(True), svc: Service = Depends(get_service)) -> ListDetailView:
     """One list and its members (as rules, with their ids and hits), a page
     at a time: ``next`` is the ``after`` of the next page."""
-    out = svc.read(lambda d: d.list_detail(name, limit, with_stats=stats, after=after))
+    out = svc.read_set(lambda d: d.list_detail(name, limit, with_stats=stats, after=after))
     etag(response, out.revision)
     return out
 
@@ -58,7 +58,7 @@ def get_list(response: Response, name: str = ListName,
 def get_list_text(name: str = ListName, svc: Service = Depends(get_service)) -> StreamingResponse:
     """Every member of a list as a block-list file (one prefix per line,
     a `#` header), streamed: the body PUT /v1/lists/{name} takes back."""
-    lines = svc.read(lambda d: d.list_text(name))
+    lines = svc.read_set(lambda d: d.list_text(name))
     first = next(lines)  # a missing list is a 404 before the stream starts
     return StreamingResponse(_chain_first(first, lines), media_type="text/plain; charset=utf-8")
 
@@ -165,7 +165,7 @@ async def put_list(
             return d.import_list(name, prefixes, action=action or "deny", dst=bool(dst), comment=comment,
                                  ttl=ttl, source=SOURCE, expected_revision=rev)
 
-        return svc.droplist(change)
+        return svc.rule_set(change)
 
     out = await run_in_threadpool(work)
     etag(response, out.revision)
@@ -180,6 +180,6 @@ def delete_list(response: Response, name: str = ListName,
                 svc: Service = Depends(get_service)) -> ChangeView:
     """Remove a whole list."""
     rev = expected_revision(revision, header_rev)
-    res = svc.droplist(lambda d: d.remove_list(name, expected_revision=rev))
+    res = svc.rule_set(lambda d: d.remove_list(name, expected_revision=rev))
     etag(response, res.revision)
     return res

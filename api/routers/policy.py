@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1", tags=["policy"])
 @router.get("/policy", response_model=PolicyView)
 def get_policy(response: Response, svc: Service = Depends(get_service)) -> PolicyView:
     """allow: pass what no rule denies; deny: drop what no rule allows."""
-    out = svc.read(lambda d: d.policy_view())
+    out = svc.read_set(lambda d: d.policy_view())
     etag(response, out.revision)
     return out
 
@@ -26,7 +26,7 @@ def put_policy(body: PolicyIn, response: Response, header_rev: int | None = Depe
                svc: Service = Depends(get_service)) -> PolicyView:
     """Set the default policy (takes effect on every hook at once)."""
     rev = expected_revision(body.revision, header_rev)
-    out = svc.droplist(lambda d: d.set_policy(body.policy, expected_revision=rev))
+    out = svc.rule_set(lambda d: d.set_policy(body.policy, expected_revision=rev))
     etag(response, out.revision)
     return out
 
@@ -35,6 +35,6 @@ def put_policy(body: PolicyIn, response: Response, header_rev: int | None = Depe
 def get_revision(response: Response, svc: Service = Depends(get_service)) -> RevisionView:
     """The revision of the desired state; every change increments it. Send
     it back as If-Match (or a revision field) to make a change conditional."""
-    out = svc.read(lambda d: d.revision_view())
+    out = svc.read_set(lambda d: d.revision_view())
     etag(response, out.revision)
     return out

@@ -39,7 +39,7 @@ def get_rules(
 ) -> RulesView:
     """Individually managed rules with their hit counters (or a list's
     members), a page at a time: ``next`` is the ``after`` of the next page."""
-    out = svc.read(lambda d: d.rules_view(with_stats=stats, list_name=list_name, limit=limit, prefix=prefix,
+    out = svc.read_set(lambda d: d.rules_view(with_stats=stats, list_name=list_name, limit=limit, prefix=prefix,
                                           after=after))
     etag(response, out.revision)
     return out
@@ -51,7 +51,7 @@ def _rule_spec(r: RuleIn) -> RuleSpec:
 
 
 def _add(svc: Service, rules: list[RuleSpec], update: bool, revision: int | None) -> ChangeView:
-    return svc.droplist(lambda d: d.add(rules, expected_revision=revision, source=SOURCE, update=update))
+    return svc.rule_set(lambda d: d.add(rules, expected_revision=revision, source=SOURCE, update=update))
 
 
 @router.post("/rules", status_code=201, response_model=ChangeView, responses=_ADDED)
@@ -106,7 +106,7 @@ def delete_rule(
 ) -> ChangeView:
     """Remove one individually managed rule by id."""
     rev = expected_revision(revision, header_rev)
-    return _change(response, svc.droplist(lambda d: d.remove(ids=[id], expected_revision=rev)))
+    return _change(response, svc.rule_set(lambda d: d.remove(ids=[id], expected_revision=rev)))
 
 
 def _match_spec(m: RuleMatch) -> RuleSpec:
@@ -123,4 +123,4 @@ def delete_rules(body: RulesDelete, response: Response, header_rev: int | None =
     def remove(d: DropList) -> ChangeView:
         return d.remove(matches, ids=list(body.ids), expected_revision=rev)
 
-    return _change(response, svc.droplist(remove))
+    return _change(response, svc.rule_set(remove))

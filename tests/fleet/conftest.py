@@ -36,6 +36,7 @@ from tests.support.progs import temp_settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 BOUND = 60.0  # seconds: the most any convergence may take before the test fails
+API_TOKEN = "fleet-test-token"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -68,10 +69,19 @@ class EtcdServer:
     peer_port: int = field(default_factory=free_port)
     cluster: str | None = None
     proc: subprocess.Popen | None = None
+    tls: "Tls | None" = None  # clients must show a certificate of this CA
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
+
+    def session(self) -> requests.Session:
+        """A client session that etcd accepts (its TLS client certificate)."""
+        s = requests.Session()
+        if self.tls:
+            s.trust_env = False
+            s.verify, s.cert = str(self.tls.ca), (str(self.tls.cert), str(self.tls.key))
+        return s
 
     @property
     def peer_url(self) -> str:
@@ -83,6 +93,9 @@ class EtcdServer:
                 "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
                 "--initial-cluster", self.cluster or f"{self.name}={self.peer_url}",
                 "--initial-cluster-state", "new", "--heartbeat-interval", "50", "--election-timeout", "500"]
+        if self.tls:
+            args += ["--cert-file", str(self.tls.server_cert), "--key-file", str(self.tls.server_key),
+                     "--client-cert-auth", "--trusted-ca-file", str(self.tls.ca)]
         log = open(self.data_dir.parent / f"{self.name}.log", "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
         log.close()
@@ -92,7 +105,7 @@ class EtcdServer:
         def healthy() -> bool:
             assert self.proc.poll() is None, f"etcd {self.name} exited ({self.proc.returncode})"
             try:
-                return requests.get(self.url + "/health", timeout=2).json().get("health") == "true"
+                return self.session().get(self.url + "/health", timeout=2).json().get("health") == "true"
             except (requests.RequestException, ValueError):
                 return False
         wait_until(healthy, f"etcd {self.name} to be healthy", timeout=BOUND, step=0.1)
@@ -113,6 +126,58 @@ def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
     srv = EtcdServer("solo", tmp_path / "etcd" / "solo").start()
     try:
         srv.wait_ready()
+        yield srv
+    finally:
+        srv.kill()
+
+
+@dataclass
+class Tls:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate
+    (without a CommonName: etcd's JSON gateway refuses one under auth)."""
+
+    dir: Path
+
+    def __getattr__(self, name: str) -> Path:
+        files = {"ca": "ca.crt", "server_cert": "server.crt", "server_key": "server.key", "cert": "client.crt",
+                 "key": "client.key"}
+        if name not in files:
+            raise AttributeError(name)
+        return self.dir / files[name]
+
+    @classmethod
+    def make(cls, where: Path) -> "Tls":
+        where.mkdir()
+        (where / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+
+        def ssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], cwd=where, check=True, capture_output=True)
+
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+            "-subj", "/CN=xdpctl test CA")
+        for name, subj, ext in (("server", "/CN=etcd", ["-extfile", "san.ext"]), ("client", "/O=xdpctl", [])):
+            ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj",
+                subj)
+            ssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.crt", "-days", "1", *ext)
+        return cls(where)
+
+
+ROOT_PASSWORD = "fleet-root-pw"
+
+
+@pytest.fixture
+def etcd_tls(tmp_path: Path) -> Iterator[EtcdServer]:
+    """One etcd that takes only TLS clients with a certificate of its CA,
+    with etcd auth on (user root, ROOT_PASSWORD)."""
+    (tmp_path / "etcd-tls").mkdir()
+    srv = EtcdServer("tls", tmp_path / "etcd-tls" / "tls", tls=Tls.make(tmp_path / "tls")).start()
+    try:
+        srv.wait_ready()
+        s = srv.session()
+        for path, body in (("role/add", {"name": "root"}), ("user/add", {"name": "root", "password": ROOT_PASSWORD}),
+                           ("user/grant", {"user": "root", "role": "root"}), ("enable", {})):
+            s.post(f"{srv.url}/v3/auth/{path}", json=body, timeout=10).raise_for_status()
         yield srv
     finally:
         srv.kill()
@@ -145,14 +210,33 @@ class Host:
     etcd_urls: str
     prefix: str
     proc: subprocess.Popen | None = None
+    api_port: int | None = None  # the agent runs inside `xdpctl serve --etcd --agent` on this port
+    etcd_args: tuple[str, ...] = ()  # TLS and auth options of the agent
 
     def start_agent(self) -> None:
         log = open(self.env.tmp / f"agent-{self.node}.log", "ab")
-        self.proc = subprocess.Popen(
-            self.env.cli_args("agent", "--etcd", self.etcd_urls, "--prefix", self.prefix, "--node", self.node,
-                              "--ttl", "2"),
-            stdout=log, stderr=log, cwd=REPO, env=cli_env())
+        if self.api_port is None:
+            argv = self.env.cli_args("agent", "--etcd", self.etcd_urls, "--prefix", self.prefix, "--node",
+                                     self.node, "--ttl", "2", *self.etcd_args)
+        else:
+            argv = self.env.cli_args("serve", "--etcd", self.etcd_urls, "--prefix", self.prefix, "--agent",
+                                     "--node", self.node, "--port", str(self.api_port), "--token", API_TOKEN)
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=REPO, env=cli_env())
         log.close()
+
+    def api(self, method: str, path: str, **kw) -> requests.Response:
+        """A request to this host's service (fleet mode), once it answers."""
+        url = f"http://127.0.0.1:{self.api_port}{path}"
+        wait_until(lambda: self._answers(url), f"{self.node}'s service to answer", timeout=BOUND)
+        return requests.request(method, url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30, **kw)
+
+    def _answers(self, url: str) -> bool:
+        assert self.alive(), f"{self.node}'s service exited"
+        try:
+            requests.get(url, timeout=2)
+            return True
+        except requests.ConnectionError:
+            return False
 
     def stop_agent(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
@@ -193,9 +277,17 @@ class FleetLab:
         return Fleet(Etcd(EtcdOptions(self.hosts[0].etcd_urls.split(","))), self.prefix)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        argv = [sys.executable, "-m", "xdpctl.cli", "fleet", "--etcd", self.etcd.url, "--prefix", self.prefix,
-                *args]
-        return subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=cli_env(), timeout=120)
+        """`xdpctl fleet --etcd URL --prefix P ARGS`."""
+        return self.run_cli("fleet", "--etcd", self.etcd.url, "--prefix", self.prefix, *args)
+
+    def global_cli(self, *args: str) -> subprocess.CompletedProcess:
+        """`xdpctl --etcd URL --prefix P ARGS`: the ordinary verbs in fleet mode."""
+        return self.run_cli("--etcd", self.etcd.url, "--prefix", self.prefix, *args)
+
+    @staticmethod
+    def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "xdpctl.cli", *args], capture_output=True, text=True,
+                              cwd=REPO, env={**cli_env(), **(env or {})}, timeout=120)
 
     def wait_all(self, rev: int, bound: float = BOUND) -> None:
         for h in self.hosts:
@@ -208,15 +300,17 @@ def fleet(etcd: EtcdServer, tmp_path: Path) -> Iterator[Callable[[int], FleetLab
     labs: list[TwoHostLab] = []
     hosts: list[Host] = []
 
-    def make(n: int = 3, urls: str | None = None) -> FleetLab:
-        """n hosts whose agents use ``urls`` (default: the ``etcd`` fixture's)."""
+    def make(n: int = 3, urls: str | None = None, services: int = 0, etcd_args: tuple[str, ...] = ()) -> FleetLab:
+        """n hosts whose agents use ``urls`` (default: the ``etcd`` fixture's);
+        the first ``services`` run theirs inside `xdpctl serve --etcd --agent`."""
         prefix = f"/xdpctl/test-{os.getpid()}-{len(labs)}"
         for i in range(n):
             lab = TwoHostLab()
             labs.append(lab)
             env = DlEnv(lab, temp_settings(str(tmp_path / f"state-h{i}")), tmp_path)
             env.attach(lab.b)
-            host = Host(env, f"h{i}", urls or etcd.url, prefix)
+            host = Host(env, f"h{i}", urls or etcd.url, prefix, api_port=free_port() if i < services else None,
+                        etcd_args=etcd_args)
             hosts.append(host)
             host.start_agent()
         return FleetLab(etcd, prefix, hosts[-n:])

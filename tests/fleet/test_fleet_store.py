@@ -50,17 +50,19 @@ def test_remove_of_a_missing_rule_or_list_changes_nothing(fl):
 
 
 def test_list_chunks_switch_with_the_manifest(fl, monkeypatch):
-    monkeypatch.setattr("xdpctl.core.fleet.writer.chunk_texts",
-                        lambda p: layout.chunk_texts(p, 4096))
-    members = [px.parse_prefix(f"10.{i // 256}.{i % 256}.0/24") for i in range(3000)]
+    monkeypatch.setattr("xdpctl.core.fleet.writer.cut", lambda blob: layout.cut(blob, 4096))
+    members = [px.parse_prefix(f"10.{i // 256}.{i % 256}.0/24") for i in range(3000)] + \
+              [px.parse_prefix(f"2001:db8:{i:x}::/48") for i in range(300)]
     res = fl.import_list("big", members)
-    assert res.count == 3000 and res.chunks > 5
     man = Manifest.decode(fl.etcd.get(fl.layout.manifest("big")).value)
+    assert res.created and res.list.count == man.count == 3300 and man.chunks == 5 and man.format == "members"
     _r, chunks = fl.etcd.range(fl.layout.chunks("big"))
-    assert len(chunks) == man.chunks == res.chunks
+    assert len(chunks) == man.chunks
     assert all(len(c.value) <= 4096 for c in chunks)
-    text = b"".join(c.value for c in sorted(chunks, key=lambda c: c.key))
-    assert px.parse_prefix_text(text) == members
+    blob = b"".join(c.value for c in sorted(chunks, key=lambda c: c.key))
+    assert layout.members_of(man, blob) == members
+    assert [r.prefix for r in fl.list_detail("big", limit=2, after=2999).members] == ["10.11.183.0/24",
+                                                                                      "2001:db8::/48"]
     fl.import_list("big", members[:10])  # the old version's chunks go with the switch
     _r, chunks = fl.etcd.range(fl.layout.chunks("big"))
     assert len(chunks) == 1
@@ -70,6 +72,14 @@ def test_list_chunks_switch_with_the_manifest(fl, monkeypatch):
     assert len(chunks) == 1
     fl.remove_list("big")
     assert fl.etcd.range(fl.layout.k("set", "lists", ""))[1] == []
+
+
+def test_lists_written_as_text_still_read(fl):
+    """Lists stored before the packed format (one prefix a line) stay readable."""
+    man = Manifest(fl.etcd.revision(), 2, 1)
+    fl.etcd.put(fl.layout.chunks("old", man.version) + "000000", b"192.0.2.0/24\n2001:db8::1\n")
+    fl.etcd.put(fl.layout.manifest("old"), man.encode())
+    assert [r.prefix for r in fl.rules(list_name="old")] == ["192.0.2.0/24", "2001:db8::1/128"]
 
 
 def test_etcd_down_is_one_clear_error(etcd, fl):

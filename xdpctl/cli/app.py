@@ -53,6 +53,18 @@ def _global(
     state_dir: Optional[str] = typer.Option(None, "--state-dir", metavar="DIR",
                                             help="directory of the state database "
                                                  "(default: $XDPCTL_STATE_DIR, else /var/lib/xdpctl)"),
+    etcd: Optional[str] = typer.Option(None, "--etcd", metavar="URL[,URL]",
+                                       help="fleet mode: write and read the rule set and the load balancer's "
+                                            "VIPs in etcd (default: $XDPCTL_ETCD; docs/fleet.md)"),
+    etcd_prefix: Optional[str] = typer.Option(None, "--prefix", "--etcd-prefix", metavar="KEY",
+                                              help="fleet mode: the fleet's key prefix, /xdpctl/CLUSTER "
+                                                   "(default: $XDPCTL_ETCD_PREFIX, else /xdpctl/default)"),
+    etcd_ca: Optional[str] = typer.Option(None, "--etcd-ca", metavar="FILE", help="CA verifying etcd's certificate"),
+    etcd_cert: Optional[str] = typer.Option(None, "--etcd-cert", metavar="FILE", help="client certificate for etcd"),
+    etcd_key: Optional[str] = typer.Option(None, "--etcd-key", metavar="FILE", help="its key"),
+    etcd_user: Optional[str] = typer.Option(None, "--etcd-user", metavar="NAME", help="etcd user (etcd auth)"),
+    etcd_password: Optional[str] = typer.Option(None, "--etcd-password", metavar="PASSWORD",
+                                                help="etcd password (prefer $XDPCTL_ETCD_PASSWORD)"),
 ) -> None:
     def body() -> None:
         s = load_settings()
@@ -60,6 +72,11 @@ def _global(
             s.pin_dir = pin_dir
         if state_dir:
             s.state_dir = state_dir
+        for name, value in (("etcd", etcd), ("etcd_prefix", etcd_prefix), ("etcd_ca", etcd_ca),
+                            ("etcd_cert", etcd_cert), ("etcd_key", etcd_key), ("etcd_user", etcd_user),
+                            ("etcd_password", etcd_password)):
+            if value:
+                setattr(s, name, value)
         Global.settings = s
 
     run(body)

@@ -18,6 +18,7 @@ from rich.table import Table
 from ..core.lb.health import HealthChecker
 from ..core.lb.service import LoadBalancer
 from ..core.errors import ValidationError
+from ..core.fleet.mode import load_balancer
 from .app import app, ctx, emit_json, out, run
 
 lb_app = typer.Typer(no_args_is_help=True, help="The L4 load balancer: VIPs, backends, counters.")
@@ -51,7 +52,7 @@ def _change(fn, as_json: bool, verb: str) -> None:
 
     def body():
         with ctx() as c:
-            res = fn(LoadBalancer(c))
+            res = fn(load_balancer(c))
         if as_json:
             emit_json(res.to_json())
             return
@@ -72,7 +73,7 @@ def _change(fn, as_json: bool, verb: str) -> None:
 def _read(fn, as_json: bool, table) -> None:
     def body():
         with ctx() as c:
-            view = fn(LoadBalancer(c))
+            view = fn(load_balancer(c))
         if as_json:
             emit_json(view.to_json())
         else:

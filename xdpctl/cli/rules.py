@@ -59,14 +59,14 @@ JsonOpt = typer.Option(False, "--json", help="print the result as JSON (the REST
 
 
 def _add(action, prefixes, dst, proto, port, ttl, comment, revision, update, as_json, mgmt=False):
-    from ..core.rules.service import DropList
+    from ..core.fleet.mode import rule_set
     from ..core.rules.validate import specs
 
     def body():
         rules = specs(prefixes, action=action, dst=dst, proto=proto, port=port, comment=comment, ttl=ttl,
                       mgmt=mgmt)
         with ctx() as c:
-            res = DropList(c).add(rules, expected_revision=revision, source="cli", update=update)
+            res = rule_set(c).add(rules, expected_revision=revision, source="cli", update=update)
         _render_change(res, as_json)
 
     run(body)
@@ -103,12 +103,12 @@ def unblock(
     revision: Optional[int] = RevOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Remove rules (deny or allow) by match, by id, or a whole list."""
-    from ..core.rules.service import DropList
+    from ..core.fleet.mode import rule_set
     from ..core.rules.validate import specs
 
     def body():
         with ctx() as c:
-            d = DropList(c)
+            d = rule_set(c)
             if list_name:
                 res = d.remove_list(list_name, expected_revision=revision)
             else:
@@ -152,11 +152,11 @@ def rules(
     as_json: bool = JsonOpt,
 ) -> None:
     """Rules with their hit counters, then imported lists (--json: the rules document only)."""
-    from ..core.rules.service import DropList
+    from ..core.fleet.mode import rule_set
 
     def body():
         with ctx() as c:
-            d = DropList(c)
+            d = rule_set(c)
             view = d.rules_view(list_name=list_name, limit=limit, prefix=prefix, after=after)
             if as_json:
                 emit_json(view.to_json())
@@ -180,11 +180,12 @@ def lists(
     as_json: bool = JsonOpt,
 ) -> None:
     """Imported lists with their hits, or one list and its members."""
-    from ..core.rules.service import DETAIL_LIMIT, DropList
+    from ..core.fleet.mode import rule_set
+    from ..core.rules.service import DETAIL_LIMIT
 
     def body():
         with ctx() as c:
-            d = DropList(c)
+            d = rule_set(c)
             view = d.list_detail(name, limit or DETAIL_LIMIT, after=after) if name else d.lists_view()
         if as_json:
             emit_json(view.to_json())
@@ -240,7 +241,7 @@ def import_(
     revision: Optional[int] = RevOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Import a block list file as a named list (replacing that list atomically)."""
-    from ..core.rules.service import DropList
+    from ..core.fleet.mode import rule_set
     from ..core.rules.validate import list_members
 
     def body():
@@ -251,7 +252,7 @@ def import_(
             pfx = list_members(_read_prefixes(file), allow_empty)
             prog.update(task, description=f"write {name}", total=len(pfx), completed=0)
             with ctx() as c:
-                res = DropList(c).import_list(
+                res = rule_set(c).import_list(
                     name, pfx, action=action, dst=dst, comment=comment, ttl=ttl,
                     source=os.path.abspath(file) if file != "-" else "stdin", expected_revision=revision,
                     progress=lambda done, total: prog.update(task, completed=min(done, len(pfx))))
@@ -293,11 +294,11 @@ def policy(
     as_json: bool = JsonOpt,
 ) -> None:
     """Show or set the drop list's default policy."""
-    from ..core.rules.service import DropList
+    from ..core.fleet.mode import rule_set
 
     def body():
         with ctx() as c:
-            d = DropList(c)
+            d = rule_set(c)
             view = d.policy_view() if value is None else d.set_policy(value, expected_revision=revision)
         if as_json:
             emit_json(view.to_json())
@@ -314,11 +315,11 @@ def policy(
 @app.command("revision")
 def revision_(as_json: bool = JsonOpt) -> None:
     """Print the revision of the desired state (every change increments it)."""
-    from ..core.rules.service import DropList
+    from ..core.fleet.mode import rule_set
 
     def body():
         with ctx() as c:
-            view = DropList(c).revision_view()
+            view = rule_set(c).revision_view()
         if as_json:
             emit_json(view.to_json())
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Optional
 
 import typer
@@ -42,6 +43,12 @@ def serve(
                                              help="file holding the bearer token (default: "
                                                   "$XDPCTL_API_TOKEN_FILE, $XDPCTL_API_TOKEN, else the file "
                                                   "api-token in the state directory, generated if missing)"),
+    etcd: Optional[str] = typer.Option(None, "--etcd", metavar="URL[,URL]",
+                                       help="fleet mode: REST changes and reads of the desired set go to etcd"),
+    prefix: Optional[str] = typer.Option(None, "--prefix", metavar="KEY", help="fleet mode: the fleet's key prefix"),
+    agent: bool = typer.Option(False, "--agent", help="fleet mode: also run this host's agent in the service"),
+    node: Optional[str] = typer.Option(None, "--node", metavar="NAME", help="the agent's node name (default: "
+                                                                           "hostname)"),
 ) -> None:
     """Run the REST API (FastAPI under uvicorn): rules, lists, policy, attachments, counters, /metrics."""
 
@@ -59,7 +66,12 @@ def serve(
         if token_file:
             s.api_token_file = token_file
             s.api_token = None
-        run_server(s, host=host, port=port, token=token)
+        if etcd:
+            s.etcd = etcd
+        if prefix:
+            s.etcd_prefix = prefix
+        run_server(s, host=host, port=port, token=token,
+                   agent_node=(node or socket.gethostname()) if agent else None)
 
     run(body)
 

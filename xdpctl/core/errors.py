@@ -212,6 +212,13 @@ class EtcdUnavailable(XdpctlError):
     http_status = 503
 
 
+class EtcdAuthFailed(EtcdUnavailable):
+    """Fleet mode: etcd refused the credentials (user, password) or the
+    request's permission."""
+
+    kind = "etcd_auth_failed"
+
+
 class FleetNotConfigured(XdpctlError):
     """Fleet mode: no etcd endpoints were given to this front end."""
 

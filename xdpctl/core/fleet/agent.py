@@ -24,12 +24,13 @@ from etcd3gw import exceptions as etcd_exc
 from ..context import Context
 from ..errors import EtcdUnavailable, XdpctlError
 from ..hooks import pinned_hooks
-from ..prefixes import parse_prefix_text
 from ..rules.service import DropList
 from ..rules.validate import RuleSpec, spec
 from .kv import Compacted, Etcd, EtcdOptions, Event, KeyValue, enc
-from .layout import Layout, Manifest, rule_name, rule_of, rule_value
-from .writer import report
+from .layout import Layout, Manifest, members_of, rule_name, rule_of, rule_value
+from .lbapply import apply_lb
+from .lbset import LbDesired
+from .status import report
 
 META_REVISION = "fleet.revision"
 META_LIST = "fleet.list."
@@ -116,6 +117,12 @@ class Agent:
     def stop(self) -> None:
         self._stop.set()
 
+    def start(self) -> threading.Thread:
+        """Run in a thread of this process (the REST service's own agent)."""
+        t = threading.Thread(target=self.run, name="fleet-agent", daemon=True)
+        t.start()
+        return t
+
     def cycle(self) -> None:
         """Resync if needed, then follow the watch until it breaks."""
         if self.applied == 0:
@@ -150,6 +157,7 @@ class Agent:
                     imports[p[1]] = Manifest.decode(e.kv.value)
                 else:
                     drops.append(p[1])
+        lb = any(self.layout.set_parts(e.kv.key)[0] == "lb" for e in events)
         try:
             self._apply_rules(d, adds, dels)
             if policy is not None and policy != d.policy():
@@ -158,6 +166,8 @@ class Agent:
                 self._remove_list(d, name)
             for name, man in imports.items():
                 self._import(d, name, man, rev)
+            if lb:
+                self._sync_lb(rev)
             self.health, self.error = "ok", None
         except XdpctlError as exc:
             self.health, self.error = "error", f"revision {rev}: {exc}"
@@ -180,13 +190,18 @@ class Agent:
         if self.ctx.state.get_meta(META_LIST + name) == str(man.version) and d.state.list_span(name):
             return
         _r, kvs = self.etcd.range(self.layout.chunks(name, man.version), revision=rev)
-        text = b"".join(kv.value for kv in sorted(kvs, key=lambda kv: kv.key))
+        blob = b"".join(kv.value for kv in sorted(kvs, key=lambda kv: kv.key))
         if len(kvs) != man.chunks:
             raise XdpctlError(f"list {name} version {man.version}: {len(kvs)} of {man.chunks} chunks present",
                               field="name", value=name)
-        prefixes = parse_prefix_text(text)
+        prefixes = members_of(man, blob)
         d.import_list(name, prefixes, action=man.action, dst=man.dst, comment=man.comment, source="fleet")
         self._set_meta(META_LIST + name, str(man.version))
+
+    def _sync_lb(self, rev: int) -> None:
+        """The load balancer as the fleet's keys hold it at ``rev``."""
+        _r, kvs = self.etcd.range(self.layout.lb, revision=rev)
+        apply_lb(self.ctx, LbDesired.of(self.layout, kvs))
 
     def resync(self) -> None:
         """Make the local set equal to the fleet's at the current revision."""
@@ -205,6 +220,7 @@ class Agent:
                     self._remove_list(d, lv.name)
             for name, man in want.lists.items():
                 self._import(d, name, man, rev)
+            self._sync_lb(rev)
             self.health, self.error = "ok", None
         except XdpctlError as exc:
             self.health, self.error = "error", f"resync at {rev}: {exc}"

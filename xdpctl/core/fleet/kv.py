@@ -19,9 +19,28 @@ import etcd3gw
 import requests
 from etcd3gw import exceptions as etcd_exc
 
-from ..errors import EtcdUnavailable
+from ..errors import EtcdAuthFailed, EtcdUnavailable
 
 DEFAULT_TIMEOUT = 10.0
+AUTH_WORDS = ("authentication failed", "user name is empty", "permission denied", "invalid auth token",
+              "user name not found")
+
+
+def _why(exc: Exception) -> str:
+    """A failed connection in a few words: a TLS failure says so."""
+    text = str(getattr(exc, "detail_text", None) or exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "TLS: etcd's certificate is not trusted (check the CA)"
+    if "SSL" in text or "TLS" in text:
+        return "TLS handshake failed (check the client certificate and key)"
+    return type(exc).__name__
+
+
+def _etcd_message(text: str) -> str:
+    try:
+        return json.loads(text).get("error") or text
+    except ValueError:
+        return text
 
 
 class Compacted(Exception):
@@ -101,24 +120,41 @@ class Etcd:
         c = etcd3gw.client(host=u.hostname or "127.0.0.1", port=u.port or 2379, protocol=u.scheme or "http",
                            ca_cert=o.ca_cert, cert_key=o.key, cert_cert=o.cert, timeout=o.timeout,
                            api_path="/v3/")
+        if o.ca_cert:
+            # requests lets $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE override a
+            # session's CA: the given CA must win, so the environment is not read.
+            c.session.trust_env = False
         if o.user:
             tok = c.post(c.get_url("/auth/authenticate"), json={"name": o.user, "password": o.password or ""})
             c.session.headers["Authorization"] = tok["token"]
         return c
 
     def _call(self, fn):
-        """``fn(client)`` on the current endpoint, failing over to the others."""
-        errors = []
-        for _ in range(len(self.opts.endpoints)):
+        """``fn(client)`` on the current endpoint, failing over to the others;
+        an expired auth token is renewed once."""
+        errors, renewed = [], False
+        attempts = len(self.opts.endpoints)
+        while attempts:
             try:
                 if self._client is None:
                     self._client = self._make(self.opts.endpoints[self._i])
                 return fn(self._client)
             except (etcd_exc.ConnectionFailedError, etcd_exc.ConnectionTimeoutError,
                     requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-                errors.append(f"{self.opts.endpoints[self._i]}: {type(exc).__name__}")
+                errors.append(f"{self.opts.endpoints[self._i]}: {_why(exc)}")
                 self._client = None
                 self._i = (self._i + 1) % len(self.opts.endpoints)
+                attempts -= 1
+            except etcd_exc.Etcd3Exception as exc:
+                text = str(exc.detail_text or exc)
+                if "invalid auth token" in text and not renewed:
+                    self._client, renewed = None, True
+                    continue
+                if any(w in text for w in AUTH_WORDS):
+                    raise EtcdAuthFailed(f"etcd refused the credentials: {_etcd_message(text)}", field="etcd_user",
+                                         value=self.opts.user,
+                                         hint="check {field:etcd_user} and {field:etcd_password}") from None
+                raise
         raise EtcdUnavailable("etcd is unreachable (" + "; ".join(errors) + ")", field="etcd",
                               value=",".join(self.opts.endpoints), hint="check the etcd endpoints")
 
@@ -139,8 +175,11 @@ class Etcd:
             raise
         return int(r["header"]["revision"]), [_kv(d) for d in r.get("kvs", [])]
 
-    def get(self, key: str) -> KeyValue | None:
-        r = self._post("/kv/range", {"key": enc(key)})
+    def get(self, key: str, revision: int | None = None) -> KeyValue | None:
+        body = {"key": enc(key)}
+        if revision:
+            body["revision"] = revision
+        r = self._post("/kv/range", body)
         kvs = r.get("kvs", [])
         return _kv(kvs[0]) if kvs else None
 

@@ -5,7 +5,9 @@
     PREFIX/set/policy                       "allow" | "deny"
     PREFIX/set/rules/<match>                one rule, JSON
     PREFIX/set/lists/<name>/manifest        the list's current version, JSON
-    PREFIX/set/lists/<name>/chunks/<v>/<n>  its members, one prefix a line
+    PREFIX/set/lists/<name>/chunks/<v>/<n>  its members, packed (pack_members), cut in chunks
+    PREFIX/set/lb/vips/<vip>                a VIP (<addr>-<proto>-<port>), JSON
+    PREFIX/set/lb/backends/<vip>/<addr>     one backend of that VIP, JSON
     PREFIX/nodes/<node>                     a live agent's report (under a lease)
     PREFIX/members/<node>                   the last report of every agent ever seen
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 from .. import prefixes as px
 from ..rules import validate
+from ..rules.members import Members
 from ..rules.validate import RuleSpec
 
 CHUNK_BYTES = 1 << 20  # etcd refuses requests over 1.5 MiB by default
@@ -57,6 +60,19 @@ class Layout:
         tail = ("",) if version is None else (str(version), "")
         return self.k("set", "lists", name, "chunks", *tail)
 
+    @property
+    def lb(self) -> str:
+        return self.k("set", "lb", "")
+
+    def vip(self, name: str) -> str:
+        return self.k("set", "lb", "vips", name)
+
+    def backends(self, vip: str) -> str:
+        return self.k("set", "lb", "backends", vip, "")
+
+    def backend(self, vip: str, addr: str) -> str:
+        return self.k("set", "lb", "backends", vip, addr)
+
     def node(self, name: str) -> str:
         return self.k("nodes", name)
 
@@ -91,19 +107,24 @@ def rule_of(value: bytes) -> RuleSpec:
                          comment=d["comment"], mgmt=d.get("mgmt", False))
 
 
-def chunk_texts(prefixes: list[px.Prefix], size: int = CHUNK_BYTES) -> list[bytes]:
-    """Members as newline-separated text, cut into chunks of at most ``size`` bytes."""
-    out, cur, n = [], [], 0
-    for p in prefixes:
-        line = px.format_prefix(p) + "\n"
-        if n + len(line) > size and cur:
-            out.append("".join(cur).encode())
-            cur, n = [], 0
-        cur.append(line)
-        n += len(line)
-    if cur:
-        out.append("".join(cur).encode())
-    return out
+def pack_members(prefixes: list[px.Prefix]) -> bytes:
+    """A list's members as its chunks hold them, joined: the columnar blob of
+    the state's lists table (xdpctl.core.rules.members), a fifth to a third
+    of the text's size, and unpacked with array operations."""
+    return Members.of(prefixes).pack()
+
+
+def cut(blob: bytes, size: int = CHUNK_BYTES) -> list[bytes]:
+    """The blob in chunks of at most ``size`` bytes."""
+    return [blob[i:i + size] for i in range(0, len(blob), size)]
+
+
+def members_of(man: "Manifest", blob: bytes) -> list[px.Prefix]:
+    """The members a list's joined chunks hold (packed, or text as lists
+    written before the packed format)."""
+    if man.format == "members":
+        return Members.unpack(blob).prefixes()
+    return px.parse_prefix_text(blob)
 
 
 @dataclass(frozen=True)
@@ -115,10 +136,12 @@ class Manifest:
     dst: bool = False
     comment: str | None = None
     sha256: str | None = None
+    format: str = "text"  # "members": the chunks hold pack_members(); "text": one prefix a line
 
     def encode(self) -> bytes:
         return json.dumps(self.__dict__, sort_keys=True).encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> "Manifest":
-        return cls(**json.loads(raw))
+        d = json.loads(raw)
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})

@@ -7,16 +7,6 @@ from pydantic import Field
 from ..views import View
 
 
-class FleetChangeView(View):
-    revision: int = Field(description="the cluster revision of the rule set after the write")
-    operation: str
-    rules: list[str] = Field(default_factory=list, description="the rule keys written or deleted")
-    name: str | None = Field(None, description="the list written or removed")
-    count: int | None = Field(None, description="members of the imported list")
-    chunks: int | None = None
-    policy: str | None = None
-
-
 class FleetNodeView(View):
     name: str
     state: str = Field(description="in-sync | behind | gone (its lease expired: the agent is not running)")

@@ -190,3 +190,24 @@ def test_regions_first_fit_and_merge():
     r.release(0)
     r.release(b)
     assert r.free == [(0, 300)]
+
+
+def test_a_vips_table_does_not_depend_on_the_order_backends_were_added() -> None:
+    """Two hosts that added the same backends in different orders (different
+    row ids) send every slot to the same address."""
+    import random
+
+    from xdpctl.core.lb import validate
+    from xdpctl.core.rules.store import BackendRow
+
+    addrs = [(f"10.1.{i // 250}.{i % 250 + 1}", 1 + i % 3) for i in range(40)]
+    by_address = []
+    for seed in (1, 2):
+        order = addrs[:]
+        random.Random(seed).shuffle(order)
+        rows = [BackendRow(id=n + 1, vip=1, family=4, addr=a, weight=w, state="active",
+                           mac="02:00:00:00:00:01", created=0.0) for n, (a, w) in enumerate(order)]
+        ids, table = validate.build(rows, 4099)
+        addr_of = {r.id: r.addr for r in rows}
+        by_address.append([addr_of[ids[i]] for i in table])
+    assert by_address[0] == by_address[1]

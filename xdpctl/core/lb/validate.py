@@ -165,8 +165,11 @@ def kernel_state(b: BackendRow) -> int:
 
 
 def in_table(rows: list[BackendRow]) -> list[BackendRow]:
-    """The backends a VIP's table holds, in id order."""
-    return [b for b in rows if usable(b) and b.weight > 0]
+    """The backends a VIP's table holds, in address order: the table
+    depends on the set of backends only, never on the order they were added
+    (hosts of a fleet with different histories build the same table)."""
+    chosen = [b for b in rows if usable(b) and b.weight > 0]
+    return sorted(chosen, key=lambda b: ipaddress.ip_address(b.addr).packed)
 
 
 def check_backends(rows: list[BackendRow], size: int) -> None:

@@ -33,7 +33,7 @@ from xdpctl.core.errors import XdpctlError
 from . import metrics, openapi
 from .deps import ApiError, Options, Service, describe_errors, load_token, require_token
 from .gate import Gate
-from .routers import attachments, fleet, health, lb, lists, policy, rules, stats, system
+from .routers import attachments, fleet, health, lb, lists, ops, policy, rules, stats, system
 
 log = logging.getLogger("xdpctl.api")
 
@@ -250,7 +250,7 @@ def create_app(
     install_error_handlers(app)
     auth = [Depends(require_token)]
     for r in (rules.router, lists.router, policy.router, attachments.router, stats.router, system.router,
-              fleet.router, lb.router):
+              fleet.router, lb.router, ops.router):
         app.include_router(r, dependencies=auth)
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -12,12 +12,16 @@ from typing import Optional
 
 import typer
 
-from .app import app, ctx, emit_json, out, run
+from .app import app, ctx, emit_json, err, out, run
 from .rules import JsonOpt, PortOpt, ProtoOpt, RevOpt
 
 
 def _say(text: str) -> None:
     out.print(text, markup=False, highlight=False)
+
+
+def err_say(text: str) -> None:
+    err.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _rule_words(r) -> str:
@@ -109,3 +113,64 @@ def apply(
 
     run(body)
 
+
+
+def _stop_on_term() -> None:
+    """SIGTERM ends a dump like Ctrl-C: the listener turns the hooks' sample
+    stage off on its way out."""
+    import signal
+
+    def stop(_sig, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+@app.command()
+def dump(
+    iface: Optional[str] = typer.Argument(None, metavar="IFACE",
+                                          help="an interface xdpctl classifies (default: every hook)"),
+    netns: Optional[str] = typer.Option(None, "--netns", metavar="NS", help="the interface's network namespace"),
+    reason: Optional[str] = typer.Option(None, "--reason", metavar="REASON",
+                                         help="only this reason (as stats names them: drop_src, drop_policy, ...)"),
+    every: bool = typer.Option(False, "--all", help="every packet the drop list decides, passed ones too"),
+    count: Optional[int] = typer.Option(None, "--count", "-c", metavar="N", min=1, help="stop after N samples"),
+    write: Optional[str] = typer.Option(None, "--write", "-w", metavar="FILE",
+                                        help="write the samples as pcap (tcpdump -r reads it)"),
+    rate: int = typer.Option(1, "--rate", metavar="N", min=1, max=2**32 - 1, help="sample 1 in N packets"),
+    cap: int = typer.Option(1000, "--cap", metavar="N", min=1, max=2**32 - 1,
+                            help="at most N samples per second on each CPU"),
+    seconds: Optional[float] = typer.Option(None, "--seconds", metavar="S", min=0, help="stop after S seconds"),
+) -> None:
+    """Samples of dropped packets (or all with --all) from the data path: one line each, or pcap with -w."""
+    import time
+
+    from ..core.dump import Listener, PcapWriter, hooks_to_sample, reasons_mask
+
+    def body():
+        mask = reasons_mask(reason, every)
+        with ctx() as c:
+            hooks = hooks_to_sample(c, iface, netns)
+            fh = open(write, "wb") if write else None
+            pcap = PcapWriter(fh) if fh else None
+            n, end = 0, time.monotonic() + seconds if seconds is not None else None
+            _stop_on_term()
+            try:
+                with Listener(c, hooks, mask, rate, cap) as lst:
+                    err_say(f"listening on {', '.join(h.label() for h in hooks)}")
+                    while (count is None or n < count) and (end is None or time.monotonic() < end):
+                        got = lst.poll(100)
+                        for s in got if count is None else got[:count - n]:
+                            if pcap:
+                                pcap.write(s)
+                            else:
+                                out.print(s.line(), markup=False, highlight=False, soft_wrap=True)
+                            n += 1
+            except KeyboardInterrupt:
+                pass
+            finally:
+                if fh:
+                    fh.close()
+            err_say(f"{n} samples")
+
+    run(body)

@@ -5,7 +5,7 @@
     .venv/bin/python -m bench.run --only testrun,nft
 
 Sections: testrun (drop path + LPM baseline + cache-cold + attribution),
-xdpfilter, nft (load time + traffic), import. Needs root, bpffs, clang,
+xdpfilter, nft (load time + traffic), import, sample (the sample stage off vs on). Needs root, bpffs, clang,
 xdp-tools and nftables. Everything it creates (namespaces, pins, nftables
 tables, temp files) is removed at the end, also after an error or Ctrl-C.
 No assertion anywhere: numbers are reported, never judged by exit code
@@ -28,7 +28,7 @@ from . import build, report
 from .common import (CLEANUP, REPO_DIR, RESULTS_DIR, bench_cpu, install_signal_handlers, log,
                      machine_info)
 
-SECTIONS = ("testrun", "xdpfilter", "nft", "import")
+SECTIONS = ("testrun", "xdpfilter", "nft", "import", "sample")
 
 
 @dataclass
@@ -158,9 +158,10 @@ def _config(argv: list[str] | None) -> tuple[Config, str]:
 
 def _run_sections(cfg: Config, results: dict) -> bool:
     """Run every chosen section into ``results``; True when interrupted."""
-    from . import imports, nft, testrun, xdpfilter
+    from . import imports, nft, sample, testrun, xdpfilter
 
-    runners = {"testrun": testrun.run, "xdpfilter": xdpfilter.run, "nft": nft.run, "import": imports.run}
+    runners = {"testrun": testrun.run, "xdpfilter": xdpfilter.run, "nft": nft.run, "import": imports.run,
+               "sample": sample.run}
     keys = {"import": "imports"}
     try:
         for name in cfg.sections:

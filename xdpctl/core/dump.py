@@ -22,6 +22,7 @@ from typing import BinaryIO
 from .. import abi
 from ..kernel import maps
 from ..kernel.ringbuf import RingBuffers
+from ..lab import _pid_alive as pid_alive  # the lab's check of a pid, shared
 from .context import Context
 from .counters import REASON_NAMES
 from .errors import Conflict, NotFound, choice
@@ -109,16 +110,6 @@ class PcapWriter:
         self.fh.flush()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def hooks_to_sample(ctx: Context, ifname: str | None, netns: str | None) -> list[HookRef]:
     """The hooks of xdpctl (on ``ifname`` in ``netns``, or all) whose
     program has the sample stage."""
@@ -147,7 +138,7 @@ class Listener:
     def _claim(self, h: HookRef) -> None:
         m = maps.Map.from_pin(h.pin(self.ctx, CFG))
         pid = abi.SAMPLE_CFG.unpack(m.lookup(ZERO))[0]
-        if pid and pid != os.getpid() and _alive(pid):
+        if pid and pid != os.getpid() and pid_alive(pid):
             m.close()
             raise Conflict(f"another listener (pid {pid}) samples {h.label()}", field="ifname", value=h.ifname,
                            hint="stop it first; one listener per hook")

@@ -58,35 +58,29 @@ class LineError(ValidationError):
 
 
 # ---------------------------------------------------------------- export
-def _quote(text: str) -> str:
-    return shlex.quote(" ".join(text.splitlines()))
-
-
-def _rule_line(r: RuleRow) -> str:
-    pfx = "any" if r.anyaddr else px.format_prefix(px.Prefix(r.family, int.from_bytes(r.addr, "big"), r.plen))
-    parts = ["allow" if ACTION_NAMES[r.action] == "allow" else "block", pfx]
+def _with_options(parts: list[str], r: RuleRow | ListRow) -> str:
+    """A rule's or list's line: its words, then the options both share."""
     if r.dir:
         parts.append("--dst")
-    if r.proto:
-        parts += ["--proto", px.proto_name(r.proto), "--port", str(r.port)]
-    if r.mgmt:
-        parts.append("--mgmt")
     if r.comment is not None:
-        parts += ["--comment", _quote(r.comment)]
+        parts += ["--comment", shlex.quote(" ".join(r.comment.splitlines()))]
     if r.expires is not None:
         parts += ["--expires", repr(r.expires)]
     return " ".join(parts)
 
 
+def _rule_line(r: RuleRow) -> str:
+    pfx = "any" if r.anyaddr else px.format_prefix(px.Prefix(r.family, int.from_bytes(r.addr, "big"), r.plen))
+    parts = ["allow" if ACTION_NAMES[r.action] == "allow" else "block", pfx]
+    if r.proto:
+        parts += ["--proto", px.proto_name(r.proto), "--port", str(r.port)]
+    if r.mgmt:
+        parts.append("--mgmt")
+    return _with_options(parts, r)
+
+
 def _list_line(row: ListRow) -> str:
-    parts = ["list", row.name, "--action", ACTION_NAMES[row.action]]
-    if row.dir:
-        parts.append("--dst")
-    if row.comment is not None:
-        parts += ["--comment", _quote(row.comment)]
-    if row.expires is not None:
-        parts += ["--expires", repr(row.expires)]
-    return " ".join(parts)
+    return _with_options(["list", row.name, "--action", ACTION_NAMES[row.action]], row)
 
 
 def export_text(d: DropList, chunk: int = 10000) -> Iterator[str]:

@@ -58,10 +58,10 @@ class LineError(ValidationError):
 
 
 # ---------------------------------------------------------------- export
-def _with_options(parts: list[str], r: RuleRow | ListRow) -> str:
-    """A rule's or list's line: its words, then the options both share."""
-    if r.dir:
-        parts.append("--dst")
+def _with_options(head: list[str], r: RuleRow | ListRow, match: list[str] = ()) -> str:
+    """A rule's or list's line: its words, --dst, the rest of its match,
+    then the options both have."""
+    parts = head + (["--dst"] if r.dir else []) + list(match)
     if r.comment is not None:
         parts += ["--comment", shlex.quote(" ".join(r.comment.splitlines()))]
     if r.expires is not None:
@@ -71,12 +71,9 @@ def _with_options(parts: list[str], r: RuleRow | ListRow) -> str:
 
 def _rule_line(r: RuleRow) -> str:
     pfx = "any" if r.anyaddr else px.format_prefix(px.Prefix(r.family, int.from_bytes(r.addr, "big"), r.plen))
-    parts = ["allow" if ACTION_NAMES[r.action] == "allow" else "block", pfx]
-    if r.proto:
-        parts += ["--proto", px.proto_name(r.proto), "--port", str(r.port)]
-    if r.mgmt:
-        parts.append("--mgmt")
-    return _with_options(parts, r)
+    match = ["--proto", px.proto_name(r.proto), "--port", str(r.port)] if r.proto else []
+    return _with_options(["allow" if ACTION_NAMES[r.action] == "allow" else "block", pfx], r,
+                         match + (["--mgmt"] if r.mgmt else []))
 
 
 def _list_line(row: ListRow) -> str:

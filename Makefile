@@ -15,7 +15,7 @@ BPF_OBJS := $(patsubst bpf/xdp/%.bpf.c,$(BPF_OUT)/xdp_%.o,$(XDP_SRCS)) \
 	$(patsubst bpf/tc/%.bpf.c,$(BPF_OUT)/tc_%.o,$(TC_SRCS))
 APT_PKGS := clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool nftables \
 	xdp-tools python3-venv python3-dev gcc systemd \
-	etcd-server openssl \
+	etcd-server openssl tcpdump \
 	chromium chromium-driver
 STAMP_APT := .deps-apt.stamp
 STAMP_VENV := $(VENV)/.installed.stamp

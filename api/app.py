@@ -36,7 +36,7 @@ from xdpctl.core.fleet.agent import Agent
 from . import metrics, openapi
 from .deps import ApiError, Options, Service, describe_errors, load_token, require_token
 from .gate import Gate
-from .routers import attachments, fleet, health, lb, lists, policy, rules, stats, system, ui
+from .routers import attachments, fleet, health, lb, lists, ops, policy, rules, stats, system, ui
 
 log = logging.getLogger("xdpctl.api")
 
@@ -265,7 +265,7 @@ def create_app(
     install_error_handlers(app)
     auth = [Depends(require_token)]
     for r in (rules.router, lists.router, policy.router, attachments.router, stats.router, system.router,
-              fleet.router, lb.router, ui.router):
+              fleet.router, lb.router, ops.router, ui.router):
         app.include_router(r, dependencies=auth)
     ui.install(app)
     app.include_router(health.router)

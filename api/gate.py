@@ -24,7 +24,8 @@ TEXT_LIST_TYPES = ("text/plain",)
 def body_limit(method: str, path: str, content_type: str, svc: Service) -> tuple[int, str]:
     """(bytes, what they are) a request body may have."""
     ctype = content_type.split(";")[0].strip().lower()
-    if method == "PUT" and path.startswith("/v1/lists/") and ctype in TEXT_LIST_TYPES:
+    if ctype in TEXT_LIST_TYPES and ((method == "PUT" and path.startswith("/v1/lists/"))
+                                     or (method == "POST" and path == "/v1/apply")):
         return svc.options.max_body, "a text/plain list"
     return svc.options.max_json_body, "a JSON body"
 

@@ -420,6 +420,17 @@ def _fleet_section(s: dict) -> list[str]:
     return out
 
 
+def _sample_section(s: dict) -> list[str]:
+    rows = s.get("sample", {}).get("rows", [])
+    if not rows:
+        return []
+    return ["## 9. Packet samples (`xdpctl dump`): the sample stage on the drop path (ns/pkt)", "",
+            "The hook program with the drop list, a /24 deny matching the frame's source (BPF_PROG_TEST_RUN, "
+            "median). off: no listener, the stage reads its per-hook settings and returns. on, no reader: a "
+            "listener's flag set and nobody consuming (the ring buffer full: the worst case) (bench/sample.py).",
+            "", table(["sample stage", "ns/pkt"], [[r["stage"], f"{r['ns']:.1f}"] for r in rows]), ""]
+
+
 def fleet(res: dict) -> str:
     rows = [[str(e["agents"]), str(e["changes"]), f"{e['p50_ms']:.0f}", f"{e['p99_ms']:.0f}",
              "met" if e["p99_ms"] < 1000 else "MISSED"] for e in res.get("latency", [])]
@@ -458,5 +469,6 @@ def render(results: dict) -> str:
         out += lb.render(s["lb"])
     out += _lb_lab_section(s)
     out += _fleet_section(s)
+    out += _sample_section(s)
     out += _footer(results)
     return "\n".join(out) + "\n"

@@ -7,7 +7,8 @@
 Sections: testrun (drop path + LPM baseline + cache-cold + attribution),
 xdpfilter, nft (load time + traffic), import, lb (load balancer per packet,
 Maglev build time and disruption), lblab (TCP connections per second
-through the load balancer vs plain routing). Needs root, bpffs, clang,
+through the load balancer vs plain routing), sample (the sample stage off
+vs on). Needs root, bpffs, clang,
 xdp-tools and nftables. Everything it creates (namespaces, pins, nftables
 tables, temp files) is removed at the end, also after an error or Ctrl-C.
 No assertion anywhere: numbers are reported, never judged by exit code
@@ -30,7 +31,7 @@ from . import build, report
 from .common import (CLEANUP, REPO_DIR, RESULTS_DIR, bench_cpu, install_signal_handlers, log,
                      machine_info)
 
-SECTIONS = ("testrun", "xdpfilter", "nft", "import", "lb", "lblab", "fleet")
+SECTIONS = ("testrun", "xdpfilter", "nft", "import", "sample", "lb", "lblab", "fleet")
 
 
 @dataclass
@@ -170,10 +171,10 @@ def _config(argv: list[str] | None) -> tuple[Config, str]:
 
 def _run_sections(cfg: Config, results: dict) -> bool:
     """Run every chosen section into ``results``; True when interrupted."""
-    from . import fleet, imports, lb, lb_lab, nft, testrun, xdpfilter
+    from . import fleet, imports, lb, lb_lab, nft, sample, testrun, xdpfilter
 
     runners = {"testrun": testrun.run, "xdpfilter": xdpfilter.run, "nft": nft.run, "import": imports.run,
-               "lb": lb.run, "lblab": lb_lab.run, "fleet": fleet.run}
+               "sample": sample.run, "lb": lb.run, "lblab": lb_lab.run, "fleet": fleet.run}
     keys = {"import": "imports", "lblab": "lb_lab"}
     try:
         for name in cfg.sections:

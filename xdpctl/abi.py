@@ -146,6 +146,18 @@ LB_RING_MAX = 1048573        # largest table size (prime)
 LB_HASH_SEED = 0x5BD1E995    # flow hash seed
 LB_ICMP_PULL = 128
 
+
+
+class SampleHook(enum.IntEnum):
+    """enum xc_sample_hook: the hook a packet sample comes from."""
+    XDP = 0
+    TC_INGRESS = 1
+    TC_EGRESS = 2
+
+
+SAMPLE_BYTES = 128           # frame bytes a sample carries at most
+SMP_RB_ENTRIES = 262144      # xc_smp_rb: ring buffer bytes
+
 # C enum name -> (Python enum, prefix of the C enumerator names). Used by
 # the ABI test to compare this module with the header and the BTF.
 C_ENUMS: dict[str, tuple[type[enum.IntEnum], str]] = {
@@ -158,6 +170,7 @@ C_ENUMS: dict[str, tuple[type[enum.IntEnum], str]] = {
     "xc_dl_reason": (DlReason, "XC_DL_"),
     "xc_lb_state": (LbState, "XC_LB_BE_"),
     "xc_lb_reason": (LbReason, "XC_LB_"),
+    "xc_sample_hook": (SampleHook, "XC_SAMPLE_"),
 }
 
 # C #define name (xdpctl_abi.h) -> value.
@@ -279,12 +292,30 @@ class xc_lb_hook(ctypes.Structure):
     _fields_ = [("mac", u8 * 6), ("flags", u16)]
 
 
+class xc_sample_cfg(ctypes.Structure):
+    _fields_ = [("pid", u32), ("rate", u32), ("cap", u32), ("reasons", u32), ("hook", u32), ("pad", u32)]
+
+
+class xc_sample_budget(ctypes.Structure):
+    _fields_ = [("second", u64), ("taken", u32), ("seen", u32)]
+
+
+class xc_sample(ctypes.Structure):
+    _fields_ = [("ts_ns", u64), ("ifindex", u32), ("len", u32), ("rule_id", u32), ("cap_len", u16),
+                ("hook", u8), ("verdict", u8), ("reason", u8), ("pad", u8 * 7), ("data", u8 * SAMPLE_BYTES)]
+
+
+class no_type(ctypes.Structure):
+    """The key and value of a ring buffer: none (size 0)."""
+    _fields_: list = []
+
+
 STRUCTS: dict[str, type[ctypes.Structure]] = {
     cls.__name__: cls
     for cls in (xc_stages, xc_counter, xc_config, xc_rule_val, xc_key4, xc_key6,
                 xc_trie6_key, xc_port_key, xc_rule_stats,
                 xc_lb_vip_key, xc_lb_vip, xc_lb_backend, xc_lb_conn_key,
-                xc_lb_conn, xc_lb_stats, xc_lb_hook)
+                xc_lb_conn, xc_lb_stats, xc_lb_hook, xc_sample_cfg, xc_sample_budget, xc_sample)
 }
 
 # ---------------------------------------------------------------------------
@@ -310,6 +341,9 @@ LB_CONN_KEY = struct.Struct("=16s16s2s2sBB2x")  # xc_lb_conn_key (ports big-endi
 LB_CONN = struct.Struct("=II")                 # xc_lb_conn
 LB_STATS = struct.Struct("=QQQ")               # xc_lb_stats
 LB_HOOK = struct.Struct("=6sH")                # xc_lb_hook
+SAMPLE_CFG = struct.Struct("=IIIII4x")         # xc_sample_cfg
+SAMPLE_BUDGET = struct.Struct("=QII")          # xc_sample_budget
+SAMPLE = struct.Struct("=QIIIHBBB7x128s")      # xc_sample
 
 PACKERS: dict[str, struct.Struct] = {
     "xc_stages": STAGES,
@@ -328,6 +362,9 @@ PACKERS: dict[str, struct.Struct] = {
     "xc_lb_conn": LB_CONN,
     "xc_lb_stats": LB_STATS,
     "xc_lb_hook": LB_HOOK,
+    "xc_sample_cfg": SAMPLE_CFG,
+    "xc_sample_budget": SAMPLE_BUDGET,
+    "xc_sample": SAMPLE,
 }
 
 # LPM prefixlen offsets: bits of the key in front of the address.
@@ -348,6 +385,7 @@ C_CONSTS: dict[str, int] = {
     "XC_LB_RING_MAX": LB_RING_MAX,
     "XC_LB_HASH_SEED": LB_HASH_SEED,
     "XC_LB_ICMP_PULL": LB_ICMP_PULL,
+    "XC_SAMPLE_BYTES": SAMPLE_BYTES,
 }
 
 
@@ -435,6 +473,7 @@ class MapType(enum.IntEnum):
     PERCPU_ARRAY = 6
     LRU_HASH = 9
     LPM_TRIE = 11
+    RINGBUF = 27
 
 
 BPF_F_NO_PREALLOC = 1
@@ -485,6 +524,10 @@ MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
     _spec("xc_lb_be_cnt", "shared", MapType.PERCPU_ARRAY, u32, xc_lb_stats, 4096),
     _spec("xc_lb_ring", "shared", MapType.ARRAY, u32, u32, 2097152),
     _spec("xc_lb_conn", "shared", MapType.LRU_HASH, xc_lb_conn_key, xc_lb_conn, 131072),
+    # packet samples: per hook
+    _spec("xc_smp_cfg", "hook", MapType.ARRAY, u32, xc_sample_cfg, 1),
+    _spec("xc_smp_budget", "hook", MapType.PERCPU_ARRAY, u32, xc_sample_budget, 1),
+    _spec("xc_smp_rb", "hook", MapType.RINGBUF, no_type, no_type, SMP_RB_ENTRIES),
 )}
 
 # The maps the drop-list compiler fills (xdpctl.core.dlcompile): set A of

@@ -26,6 +26,12 @@
 #define XC_MAPS_DROPLIST
 #include "xdpctl_maps.h"
 
+/* What the stage decided, for the sample stage (sample.h). */
+struct xc_dl_result {
+	__u32 reason;   /* enum xc_dl_reason */
+	__u32 rule_id;  /* the rule hit, 0: none */
+};
+
 /* ---- matching ---------------------------------------------------------- */
 
 /* A match copied out of its map value; act == XC_ACT_NONE: no match. */
@@ -256,7 +262,7 @@ static __always_inline int xc_consider(const struct xc_match *m, struct xc_match
  * directly and the verifier can inline it.
  */
 static __always_inline int xc_droplist_match(const struct xc_pkt *p, __u32 set, __u32 policy,
-					     __u32 flags, __u32 *reason)
+					     __u32 flags, __u32 *reason, __u32 *rule)
 {
 	struct xc_match m = {}, deny = {};
 	__u32 why = XC_DL_DROP_SRC;
@@ -295,6 +301,7 @@ static __always_inline int xc_droplist_match(const struct xc_pkt *p, __u32 set, 
 
 	if (deny.act != XC_ACT_NONE) {
 		xc_rule_hit(deny.id, p->len, &now);
+		*rule = deny.id;
 		*reason = why;
 		return XC_DROP;
 	}
@@ -311,15 +318,16 @@ static __always_inline int xc_droplist_match(const struct xc_pkt *p, __u32 set, 
 
 allow:
 	xc_rule_hit(m.id, p->len, &now);
+	*rule = m.id;
 	*reason = XC_DL_PASS_ALLOW;
 	return XC_PASS;
 }
 
-static __always_inline int xc_droplist_run(const struct xc_pkt *p)
+static __always_inline int xc_droplist_run(const struct xc_pkt *p, struct xc_dl_result *res)
 {
 	const struct xc_config *cfg;
 	__u32 zero = 0, policy = XC_POLICY_ALLOW, flags = 0, set = 0;
-	__u32 reason;
+	__u32 reason, rule = 0;
 	int verdict = XC_PASS;
 
 	cfg = bpf_map_lookup_elem(&xc_cfg, &zero);
@@ -339,11 +347,13 @@ static __always_inline int xc_droplist_run(const struct xc_pkt *p)
 	} else if (p->l3 != XC_L3_IPV4 && p->l3 != XC_L3_IPV6) {
 		reason = policy == XC_POLICY_DENY ? XC_DL_PASS_ALWAYS : XC_DL_PASS_NOMATCH;
 	} else if (set) {
-		verdict = xc_droplist_match(p, 1, policy, flags, &reason);
+		verdict = xc_droplist_match(p, 1, policy, flags, &reason, &rule);
 	} else {
-		verdict = xc_droplist_match(p, 0, policy, flags, &reason);
+		verdict = xc_droplist_match(p, 0, policy, flags, &reason, &rule);
 	}
 	xc_count(&xc_dl_cnt, reason, p->len);
+	res->reason = reason;
+	res->rule_id = rule;
 	return verdict;
 }
 

@@ -305,4 +305,42 @@ enum xc_lb_reason {
 	XC_LB_MAX           = XC_LB_SLOTS,
 };
 
+/* ------------------------------------------------------------------ */
+/* Packet samples (sample.h): off unless a listener wrote its pid into  */
+/* the hook's xc_smp_cfg; records go to the hook's ring buffer xc_smp_rb. */
+/* ------------------------------------------------------------------ */
+enum xc_sample_hook {
+	XC_SAMPLE_XDP        = 0,
+	XC_SAMPLE_TC_INGRESS = 1,
+	XC_SAMPLE_TC_EGRESS  = 2,
+};
+
+struct xc_sample_cfg {
+	__u32 pid;      /* the listener; 0: nobody listens, the stage is off */
+	__u32 rate;     /* sample 1 in rate qualifying packets (0 and 1: each) */
+	__u32 cap;      /* at most this many samples per second on each CPU */
+	__u32 reasons;  /* bit (1 << enum xc_dl_reason) of each reason that qualifies */
+	__u32 hook;     /* enum xc_sample_hook of this hook (a TC program serves both) */
+	__u32 pad;      /* 0 */
+};
+
+struct xc_sample_budget {
+	__u64 second;   /* the second (bpf_ktime_get_ns() / 1e9) being counted */
+	__u32 taken;    /* samples this CPU sent in that second */
+	__u32 seen;     /* qualifying packets this CPU saw (1 in rate) */
+};
+
+struct xc_sample {
+	__u64 ts_ns;    /* bpf_ktime_get_ns() */
+	__u32 ifindex;
+	__u32 len;      /* the frame's length (as counted) */
+	__u32 rule_id;  /* the rule that decided, 0: none (policy) */
+	__u16 cap_len;  /* bytes of the frame in data */
+	__u8  hook;     /* enum xc_sample_hook */
+	__u8  verdict;  /* 0 pass, 1 drop */
+	__u8  reason;   /* enum xc_dl_reason */
+	__u8  pad[7];
+	__u8  data[128];   /* XC_SAMPLE_BYTES */
+};
+
 #endif /* XDPCTL_ABI_H */

@@ -27,6 +27,8 @@ struct xc_btf_enums {
 	enum xc_dl_reason dl_reason;
 	enum xc_lb_state lb_state;
 	enum xc_lb_reason lb_reason;
+	enum xc_sample_hook sample_hook;
+	struct xc_sample sample; /* not a map value: its layout for the ABI test */
 };
 
 const struct xc_btf_enums xc_btf_enums SEC("xc_btf") = {};

@@ -72,6 +72,12 @@ enum xc_consts {
 	XC_LB_RING_MAX        = 1048573, /* largest table size (prime < 2^20) */
 	XC_LB_HASH_SEED       = 0x5bd1e995, /* flow hash seed (xdpctl/core/lb/maglev.py) */
 	XC_LB_ICMP_PULL       = 128,   /* TC: bytes pulled to read an ICMP error's inner headers */
+
+	/* Packet samples (sample.h), per hook: */
+	XC_SMP_CFG_ENTRIES    = 1,     /* xc_smp_cfg: the listener's settings */
+	XC_SMP_BUDGET_ENTRIES = 1,     /* xc_smp_budget: per CPU, this second's samples */
+	XC_SMP_RB_ENTRIES     = 262144, /* xc_smp_rb: ring buffer bytes (a power of 2 pages) */
+	XC_SAMPLE_BYTES       = 128,   /* frame bytes a sample carries at most */
 };
 
 #endif /* XDPCTL_CONSTS_H */

@@ -15,6 +15,7 @@
  *   XC_MAPS_LB        xc_lb_vips, xc_lb_ring, xc_lb_backends, xc_lb_conn,
  *                     xc_lb_vip_cnt, xc_lb_be_cnt; per hook xc_lb_hook,
  *                     xc_lb_cnt
+ *   XC_MAPS_SAMPLE    per hook xc_smp_cfg, xc_smp_budget, xc_smp_rb
  *
  * Each group has a guard of its own, so including this file more than once
  * defines every map once.
@@ -224,3 +225,28 @@ struct {
 } xc_lb_cnt SEC(".maps");
 
 #endif /* XDPCTL_MAPS_LB */
+
+/* ---- packet samples (per hook) ---------------------------------------- */
+#if defined(XC_MAPS_SAMPLE) && !defined(XDPCTL_MAPS_SAMPLE)
+#define XDPCTL_MAPS_SAMPLE
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XC_SMP_CFG_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct xc_sample_cfg);
+} xc_smp_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XC_SMP_BUDGET_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct xc_sample_budget);
+} xc_smp_budget SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, XC_SMP_RB_ENTRIES);
+} xc_smp_rb SEC(".maps");
+
+#endif /* XDPCTL_MAPS_SAMPLE */

@@ -10,13 +10,31 @@
 #include "counter.h"
 #include "droplist.h"
 #include "lb.h"
+#include "sample.h"
 
 /* Global functions: the verifier checks each once, on its own. */
-__noinline int xc_tc_droplist(struct xc_pkt *p)
+__noinline int xc_tc_droplist(struct xc_pkt *p, struct xc_dl_result *r)
 {
-	if (!p)
+	if (!p || !r)
 		return XC_PASS;
-	return xc_droplist_run(p);
+	return xc_droplist_run(p, r);
+}
+
+__noinline int xc_tc_sample(struct __sk_buff *skb, struct xc_pkt *p, struct xc_dl_result *r, int verdict)
+{
+	struct xc_sample *s;
+	__u32 n;
+
+	if (!p || !r)
+		return 0;
+	s = xc_sample_begin(p, r, verdict, skb->ifindex);
+	if (!s)
+		return 0;
+	n = xc_sample_bytes(skb->len);
+	if (!bpf_skb_load_bytes(skb, 0, s->data, n))
+		s->cap_len = n;
+	bpf_ringbuf_submit(s, 0);
+	return 1;
 }
 
 __noinline int xc_tc_lb(struct __sk_buff *skb, struct xc_pkt *p)
@@ -39,15 +57,21 @@ SEC("tc")
 int xc_hook(struct __sk_buff *skb)
 {
 	__u32 on = xc_stages_on();
+	struct xc_dl_result r = {};
 	struct xc_pkt p;
+	int v;
 
 	if (!on)
 		return TC_ACT_OK;
 	xc_tc_parse(skb, &p);
 	if (XC_ON(on, XC_STAGE_COUNTER))
 		xc_counter_run(&p);
-	if (XC_ON(on, XC_STAGE_DROPLIST) && xc_tc_droplist(&p) != XC_PASS)
-		return TC_ACT_SHOT;
+	if (XC_ON(on, XC_STAGE_DROPLIST)) {
+		v = xc_tc_droplist(&p, &r);
+		xc_tc_sample(skb, &p, &r, v);
+		if (v != XC_PASS)
+			return TC_ACT_SHOT;
+	}
 	if (XC_ON(on, XC_STAGE_LB) && xc_tc_lb(skb, &p) == XC_LB_FORWARD)
 		return bpf_redirect(skb->ifindex, 0);
 	return TC_ACT_OK;

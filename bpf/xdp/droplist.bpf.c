@@ -10,10 +10,11 @@
 SEC("xdp")
 int xc_droplist(struct xdp_md *ctx)
 {
+	struct xc_dl_result r;
 	struct xc_pkt p;
 
 	xc_xdp_parse(ctx, &p);
-	return xc_xdp_action(xc_droplist_run(&p));
+	return xc_xdp_action(xc_droplist_run(&p, &r));
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

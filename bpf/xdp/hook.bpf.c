@@ -9,13 +9,31 @@
 #include "counter.h"
 #include "droplist.h"
 #include "lb.h"
+#include "sample.h"
 
 /* Global functions: the verifier checks each once, on its own. */
-__noinline int xc_xdp_droplist(struct xc_pkt *p)
+__noinline int xc_xdp_droplist(struct xc_pkt *p, struct xc_dl_result *r)
 {
-	if (!p)
+	if (!p || !r)
 		return XC_PASS;
-	return xc_droplist_run(p);
+	return xc_droplist_run(p, r);
+}
+
+__noinline int xc_xdp_sample(struct xdp_md *ctx, struct xc_pkt *p, struct xc_dl_result *r, int verdict)
+{
+	struct xc_sample *s;
+	__u32 n;
+
+	if (!p || !r)
+		return 0;
+	s = xc_sample_begin(p, r, verdict, ctx->ingress_ifindex);
+	if (!s)
+		return 0;
+	n = xc_sample_bytes(p->len);
+	if (!bpf_xdp_load_bytes(ctx, 0, s->data, n))
+		s->cap_len = n;
+	bpf_ringbuf_submit(s, 0);
+	return 1;
 }
 
 __noinline int xc_xdp_lb(struct xdp_md *ctx, struct xc_pkt *p)
@@ -29,15 +47,21 @@ SEC("xdp")
 int xc_hook(struct xdp_md *ctx)
 {
 	__u32 on = xc_stages_on();
+	struct xc_dl_result r = {};
 	struct xc_pkt p;
+	int v;
 
 	if (!on)
 		return XDP_PASS;
 	xc_xdp_parse(ctx, &p);
 	if (XC_ON(on, XC_STAGE_COUNTER))
 		xc_counter_run(&p);
-	if (XC_ON(on, XC_STAGE_DROPLIST) && xc_xdp_droplist(&p) != XC_PASS)
-		return XDP_DROP;
+	if (XC_ON(on, XC_STAGE_DROPLIST)) {
+		v = xc_xdp_droplist(&p, &r);
+		xc_xdp_sample(ctx, &p, &r, v);
+		if (v != XC_PASS)
+			return XDP_DROP;
+	}
 	if (XC_ON(on, XC_STAGE_LB) && xc_xdp_lb(ctx, &p) == XC_LB_FORWARD)
 		return XDP_TX;
 	return XDP_PASS;

@@ -45,6 +45,7 @@ from xdpctl.core.hooks import HookRef, Hooks, pinned_hooks
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import read_pinned_config
 from xdpctl.core.rules.validate import spec
+from xdpctl.core.ruleset_io import export_text
 from xdpctl.core.views import ChangeView
 from xdpctl.kernel import bpffs, maps
 from xdpctl.lab import Endpoint, TwoHostLab, in_netns
@@ -150,7 +151,7 @@ class DlEnv:
         d = self.dl
         rules = [(r.id, r.prefix, r.dir, r.action, r.proto, r.port, r.expires) for r in d.rules(with_stats=False)]
         lists = [(x.name, x.count, x.id_base, x.sha256) for x in d.lists(with_stats=False)]
-        return d.export(), rules, lists, self.map_dump(), self.config()
+        return "".join(export_text(d)).splitlines(), rules, lists, self.map_dump(), self.config()
 
     # -- the CLI against this instance
     def cli_args(self, *args: str) -> list[str]:

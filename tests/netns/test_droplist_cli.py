@@ -362,7 +362,8 @@ def test_each_verb_changes_the_rules_revision_and_kernel(dl_env, tmp_path) -> No
 
     assert env.cli("expire", "--json").json() == {"revision": 8, "removed": [], "removed_lists": []}
     assert env.cli("export").stdout.splitlines() == [
-        "# xdpctl export, revision 8, policy allow", "allow 198.51.100.128/25", "block any --proto tcp --port 22"]
+        "# xdpctl rule set, revision 8", "policy allow", "allow 198.51.100.128/25",
+        "block any --proto tcp --port 22"]
 
 
 # --------------------------------------------------------------------------

@@ -7,13 +7,14 @@ one line on stderr and a non-zero exit code (the README's exit-code table).
     app.py     the typer app, global options, JSON output, error rendering
     hooks.py   attach, detach, status, stats, probe
     rules.py   block, allow, unblock, rules, lists, import, export, policy, revision, expire
+    ops.py     lookup, apply, dump
     lb.py      lb vip, lb backend, lb stats
     system.py  restore, serve, version
 """
 
 from __future__ import annotations
 
-from . import fleet, hooks, lb, rules, system  # importing them registers the verbs
+from . import fleet, hooks, lb, ops, rules, system  # importing them registers the verbs
 from .app import app
 
 
@@ -21,4 +22,4 @@ def main() -> None:
     app()
 
 
-__all__ = ["app", "main", "fleet", "hooks", "lb", "rules", "system"]
+__all__ = ["app", "main", "fleet", "hooks", "lb", "ops", "rules", "system"]

@@ -29,6 +29,18 @@ def _argument_words(self, ctx):
 
 
 typer.core.TyperArgument.display_type_rich = _argument_words
+_usage_name = getattr(typer.core.TyperArgument, "_usage_display_name", None)
+
+
+def _usage_words(self) -> str:
+    """A required argument appears in the usage line as its word (FILE), as
+    help lists it; recent typer versions wrap it in braces ({FILE})."""
+    name = _usage_name(self)
+    return name.replace("{", "", 1).replace("}", "", 1) if self.required else name
+
+
+if _usage_name is not None:
+    typer.core.TyperArgument._usage_display_name = _usage_words
 
 app = typer.Typer(
     add_completion=False,

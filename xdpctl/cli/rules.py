@@ -270,18 +270,18 @@ def import_(
 def export(
     file: Optional[str] = typer.Argument(None, metavar="FILE", help="write here instead of stdout"),
 ) -> None:
-    """Print the rule set: rules as CLI lines, lists as prefixes."""
+    """Print the rule set (policy, rules, lists with members) as a file `xdpctl apply` reads."""
     from ..core.rules.service import DropList
+    from ..core.ruleset_io import export_text
 
     def body():
         with ctx() as c:
-            lines = DropList(c).export()
-        text = "\n".join(lines) + "\n"
-        if file:
-            with open(file, "w") as fh:
-                fh.write(text)
-        else:
-            sys.stdout.write(text)
+            pieces = export_text(DropList(c))
+            if file:
+                with open(file, "w") as fh:
+                    fh.writelines(pieces)
+            else:
+                sys.stdout.writelines(pieces)
 
     run(body)
 

@@ -393,3 +393,47 @@ class DashboardView(View):
     backends: list[BackendView]
     lb_stats: LbStatsView
     fleet: bool = Field(description="fleet mode is configured: GET /v1/fleet answers the nodes")
+
+
+
+
+# ---- operator tools: lookup, apply (docs/operator-tools.md)
+
+class LookupView(View):
+    """Which rule decides a packet with ``address`` on side ``dir``."""
+
+    address: str
+    dir: str = Field(description="src | dst: the side of the packet the address is on")
+    proto: str | None
+    port: int | None
+    revision: int
+    policy: str
+    verdict: str = Field(description="drop | pass")
+    reason: str = Field(description="the data path's reason (as in stats verdicts)")
+    decided_by: str = Field(description="mgmt | src | dst | port_src | port_dst | policy")
+    rule: RuleView | None = Field(description="the rule or list member that decides (null: the policy)")
+
+
+class ListDiffView(View):
+    """A list apply creates or replaces."""
+
+    name: str
+    count: int = Field(description="members in the file")
+    was: int | None = Field(description="members before (null: a new list)")
+    dir: str
+    action: str
+
+
+class ApplyView(View):
+    """What apply changed (or, with dry_run, would change). ``revision`` is
+    the new one; unchanged when nothing changed."""
+
+    revision: int
+    dry_run: bool
+    changed: bool
+    added: list[RuleView] = Field(description="rules added (id 0 in a dry run: none is allocated)")
+    updated: list[RuleView] = Field(description="rules whose action, comment, expiry or mgmt flag change")
+    removed: list[RuleView]
+    lists: list[ListDiffView] = Field(description="lists created or replaced")
+    lists_removed: list[str]
+    policy: str | None = Field(description="the new policy, or null when it stays")

@@ -169,6 +169,9 @@ class ProgLoadOpts(Structure):
     ]
 
 
+# int (*ring_buffer_sample_fn)(void *ctx, void *data, size_t size)
+RINGBUF_SAMPLE_FN = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
+
 # ---------------------------------------------------------------- signatures
 # name: (restype, *argtypes); bound by load().
 _SIGNATURES = {
@@ -202,6 +205,11 @@ _SIGNATURES = {
                              POINTER(BatchOpts)),
     "bpf_prog_test_run_opts": (c_int, c_int, POINTER(TestRunOpts)),
     "bpf_prog_load": (c_int, c_int, c_char_p, c_char_p, c_void_p, c_size_t, POINTER(ProgLoadOpts)),
+    # ring buffers
+    "ring_buffer__new": (c_void_p, c_int, RINGBUF_SAMPLE_FN, c_void_p, c_void_p),
+    "ring_buffer__add": (c_int, c_void_p, c_int, RINGBUF_SAMPLE_FN, c_void_p),
+    "ring_buffer__poll": (c_int, c_void_p, c_int),
+    "ring_buffer__free": (None, c_void_p),
 }
 
 BPF_ANY = 0
@@ -236,5 +244,5 @@ def num_possible_cpus() -> int:
     return check(load().libbpf_num_possible_cpus(), "libbpf_num_possible_cpus")
 
 
-__all__ = [*_SIGNATURES, "load", "BatchOpts", "TestRunOpts", "ProgLoadOpts", "check", "check_ptr", "close_fd",
+__all__ = [*_SIGNATURES, "load", "RINGBUF_SAMPLE_FN", "BatchOpts", "TestRunOpts", "ProgLoadOpts", "check", "check_ptr", "close_fd",
            "num_possible_cpus", "log_mark", "log_since_mark", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST"]

@@ -68,19 +68,18 @@ def member_span(row: ListRow, limit: int | None, after: int | None = None) -> ra
 
 def member_views(row: ListRow, span: range, stats: Stats) -> list[RuleView]:
     """A list's members in ``span`` as rules (ids from id_base)."""
-    d, action = DIR_NAMES[row.dir], ACTION_NAMES[row.action]
-    out = []
     prefixes = Members.unpack(row.entries).prefixes()
-    expired = _past(row.expires)
-    for i in span:
-        pfx = prefixes[i]
-        pk, by, last = stats.get(row.id_base + i, (0, 0, 0))
-        out.append(RuleView.model_construct(
-            id=row.id_base + i, prefix=px.format_prefix(pfx), family=pfx.family, dir=d, action=action, proto=None,
-            port=None, comment=row.comment, source=row.source, created=row.created, expires=row.expires,
-            mgmt=False, list=row.name, packets=pk, bytes=by, last_hit=kernel_ns_to_wall(last),
-            expired=expired))
-    return out
+    return [list_member_view(row, row.id_base + i, prefixes[i], stats) for i in span]
+
+
+def list_member_view(row: ListRow, rid: int, pfx: px.Prefix, stats: Stats) -> RuleView:
+    """One member of a list (rule id ``rid``, prefix ``pfx``) as a rule."""
+    pk, by, last = stats.get(rid, (0, 0, 0))
+    return RuleView.model_construct(
+        id=rid, prefix=px.format_prefix(pfx), family=pfx.family, dir=DIR_NAMES[row.dir],
+        action=ACTION_NAMES[row.action], proto=None, port=None, comment=row.comment, source=row.source,
+        created=row.created, expires=row.expires, mgmt=False, list=row.name, packets=pk, bytes=by,
+        last_hit=kernel_ns_to_wall(last), expired=_past(row.expires))
 
 
 class DropList:
@@ -396,15 +395,6 @@ class DropList:
             rev = self._finish(kt)
             return ChangeView(revision=rev, notes=[f"removed list {name} ({span[1]} prefixes)"])
 
-    def export(self) -> list[str]:
-        """Individually managed rules as CLI-style lines, then lists."""
-        lines = [f"# xdpctl export, revision {self.revision()}, policy {self.policy()}"]
-        lines += [_export_line(r) for r in self.rules(with_stats=False)]
-        for lv in self.lists(with_stats=False):
-            lines.append(f"# list {lv.name}: {lv.count} prefixes, {lv.action} {lv.dir}")
-            lines += [m.prefix for m in self.rules(False, list_name=lv.name)]
-        return lines
-
     # ----------------------------------------------------------- expiry, sync
     def _expire_pending(self) -> None:
         """Reap expired rules in their own transaction, before a change."""
@@ -500,17 +490,3 @@ def _beside(kernel: Callable[[], SyncReport], db: Callable[[], ListRow]) -> tupl
         raise box["error"]
     return box["report"], row
 
-
-def _export_line(r: RuleView) -> str:
-    parts = ["allow" if r.action == "allow" else "block", r.prefix or "any"]
-    if r.dir == "dst":
-        parts.append("--dst")
-    if r.proto:
-        parts += ["--proto", r.proto, "--port", str(r.port)]
-    if r.expires:
-        parts += ["--ttl", f"{max(1, int(r.expires - time.time()))}s"]
-    if r.mgmt:
-        parts.append("--mgmt")
-    if r.comment:
-        parts += ["--comment", repr(r.comment)]
-    return " ".join(parts)

@@ -435,6 +435,11 @@ class State:
         row = self.db.execute(q, (dir, proto, port)).fetchone()
         return row[0] if row else None
 
+    def l4_rules(self, dir: int, proto: int, port: int, family: int) -> list[RuleRow]:
+        """L4 rules of a direction for (proto, port) on a prefix of
+        ``family`` or on any address."""
+        return self._rules("family IN (0, ?) AND dir=? AND proto=? AND port=?", (family, dir, proto, port))
+
     def expired_rules(self, now: float) -> list[RuleRow]:
         return self._rules("expires IS NOT NULL AND expires <= ?", (now,))
 

@@ -4,7 +4,8 @@ The desired VIPs and backends of one cluster revision are compared with the
 local ones and the differences applied through LoadBalancer, each a local
 change that rebuilds and switches that VIP's Maglev table: VIPs gone (or
 with another table size) are removed, new ones added, then each VIP's
-backends removed, added or changed (weight, state, MAC).
+backends removed, added or changed (weight, state, a given MAC; a MAC
+the host resolved itself stays), and the health check set.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def apply_lb(ctx: Context, want: LbDesired) -> int:
         if key not in have:
             lb.add_vip(*key, r.table_size)
             changes += 1
+        hc = v.Check.of_row(r)
+        if v.Check.of_row(st.lb_vip(r.addr, r.proto, r.port)) != hc:
+            lb.set_vip(*key, check=hc.kind, check_port=hc.port, interval=hc.interval, timeout=hc.timeout,
+                       rise=hc.rise, fall=hc.fall)
+            changes += 1
         changes += _backends(lb, st.lb_vip(r.addr, r.proto, r.port), want.rows(name))
     return changes
 
@@ -45,7 +51,7 @@ def _backends(lb: LoadBalancer, vip: VipRow, want: list[BackendRow]) -> int:
     wanted = {b.addr: b for b in want}
     changes = 0
     for addr, b in have.items():
-        if addr not in wanted or wanted[addr].mac != b.mac:
+        if addr not in wanted or wanted[addr].mac != (b.mac if b.mac_given else None):
             lb.delete_backend(addr, *key)
             changes += 1
     have = {b.addr: b for b in lb.state.lb_backends(vip.id)}

@@ -1,7 +1,7 @@
 """The load balancer's VIPs and backends in etcd, with LoadBalancer's
 method names and views.
 
-    PREFIX/set/lb/vips/<addr>-<proto>-<port>           {address, proto, port, table_size, created}
+    PREFIX/set/lb/vips/<addr>-<proto>-<port>           {address, proto, port, table_size, created, check}
     PREFIX/set/lb/backends/<addr>-<proto>-<port>/<ip>  {address, weight, state, mac, created}
 
 Each change is one transaction conditional on the cluster revision, checked
@@ -14,6 +14,7 @@ set: each host numbers its kernel's VIPs and backends itself. Counters
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -49,8 +50,10 @@ class LbDesired:
             if p[:2] == ["lb", "vips"]:
                 x = json.loads(kv.value)
                 key = v.VipKey.of(x["address"], x["proto"], x["port"])
+                hc = v.Check.of(**x.get("check", {}))
                 d.vips[p[2]] = VipRow(len(d.vips) + 1, key.family, key.addr, key.proto, key.port,
-                                      x["table_size"], 0, 0, x.get("created", 0.0))
+                                      x["table_size"], 0, 0, x.get("created", 0.0), hc.kind, hc.port, hc.interval,
+                                      hc.timeout, hc.rise, hc.fall)
             elif p[:2] == ["lb", "backends"]:
                 found.append((p[2], json.loads(kv.value)))
         n = 0
@@ -64,6 +67,12 @@ class LbDesired:
 
     def rows(self, name: str) -> list[BackendRow]:
         return self.backends.get(name, [])
+
+
+def _vip_value(r: VipRow) -> str:
+    return json.dumps({"address": r.addr, "proto": v.PROTO_NAMES[r.proto], "port": r.port,
+                       "table_size": r.table_size, "created": r.created,
+                       "check": dataclasses.asdict(v.Check.of_row(r))}, sort_keys=True)
 
 
 def _backend_value(b: BackendRow) -> str:
@@ -116,16 +125,30 @@ class FleetLoadBalancer(FleetStore):
 
     # ----------------------------------------------------------- VIPs
     def add_vip(self, addr: str, proto: str, port: int, table_size: int | None = None,
-                expected_revision: int | None = None) -> LbChangeView:
+                expected_revision: int | None = None, **check) -> LbChangeView:
         key = v.VipKey.of(addr, proto, port)
         size = v.table_size(table_size)
-        row = VipRow(0, key.family, key.addr, key.proto, key.port, size, 0, 0, time.time())
-        value = json.dumps({"address": key.addr, "proto": v.PROTO_NAMES[key.proto], "port": key.port,
-                            "table_size": size, "created": row.created}, sort_keys=True)
+        hc = v.Check().changed(**check)
+        row = VipRow(0, key.family, key.addr, key.proto, key.port, size, 0, 0, time.time(), hc.kind, hc.port,
+                     hc.interval, hc.timeout, hc.rise, hc.fall)
         k = self.layout.vip(vip_name(key))
-        rev = self.commit([put(k, value)], expected_revision,
+        rev = self.commit([put(k, _vip_value(row))], expected_revision,
                           [Need(k, f"VIP {key.label()}", "address", addr, present=False)])
         return LbChangeView(revision=rev, vip=vip_view(row, []))
+
+    def set_vip(self, addr: str, proto: str, port: int, expected_revision: int | None = None,
+                **check) -> LbChangeView:
+        """A VIP's new health check (LoadBalancer.set_vip's arguments)."""
+        key = v.VipKey.of(addr, proto, port)
+        _rev, d = self.desired()
+        name, row = self._vip(d, key, "address")
+        hc = v.Check.of_row(row).changed(**check)
+        row = row._replace(check_kind=hc.kind, check_port=hc.port, interval=hc.interval, timeout=hc.timeout,
+                           rise=hc.rise, fall=hc.fall)
+        k = self.layout.vip(name)
+        rev = self.commit([put(k, _vip_value(row))], expected_revision,
+                          [Need(k, f"VIP {key.label()}", "address", addr)])
+        return LbChangeView(revision=rev, vip=vip_view(row, d.rows(name)))
 
     def delete_vip(self, addr: str, proto: str, port: int, expected_revision: int | None = None) -> LbChangeView:
         key = v.VipKey.of(addr, proto, port)

@@ -66,6 +66,13 @@ CREATE TABLE IF NOT EXISTS lists (
     entries  BLOB NOT NULL,             -- see xdpctl.core.rules.members
     flags    INTEGER NOT NULL DEFAULT 0 -- xc_cfg flags the members need
 );
+-- A list's members sorted by match, one column per family, so that a change
+-- finds a member by bisection: see xdpctl.core.rules.listindex.
+CREATE TABLE IF NOT EXISTS list_keys (
+    name     TEXT PRIMARY KEY REFERENCES lists(name) ON DELETE CASCADE,
+    v4       BLOB NOT NULL,
+    v6       BLOB NOT NULL
+);
 CREATE UNIQUE INDEX IF NOT EXISTS rules_match
     ON rules (family, dir, proto, port, anyaddr, plen, addr);
 CREATE INDEX IF NOT EXISTS rules_expires ON rules (expires) WHERE expires IS NOT NULL;
@@ -428,13 +435,32 @@ class State:
     def has_lists(self) -> bool:
         return self.db.execute("SELECT 1 FROM lists LIMIT 1").fetchone() is not None
 
-    def replace_list(self, row: ListRow) -> None:
+    def list_heads(self) -> list[tuple[str, int, int, int, float | None]]:
+        """(name, dir, action, id_base, expires) of every list, by name."""
+        return self.db.execute("SELECT name, dir, action, id_base, expires FROM lists ORDER BY name").fetchall()
+
+    def open_list_keys(self, name: str) -> tuple | None:
+        """A list's key columns (IPv4, IPv6) as read-only blob handles
+        (empty ones as b""), or None if the list has none stored."""
+        row = self.db.execute("SELECT rowid, length(v4), length(v6) FROM list_keys WHERE name=?",
+                              (name,)).fetchone()
+        if row is None:
+            return None
+        return tuple(self.db.blobopen("list_keys", col, row[0], readonly=True) if size else b""
+                     for col, size in (("v4", row[1]), ("v6", row[2])))
+
+    def replace_list(self, row: ListRow, keys: tuple[bytes, bytes] | None = None) -> None:
+        """Store a list (and its key columns), replacing any of that name."""
         self.db.execute("DELETE FROM lists WHERE name=?", (row.name,))
+        self.db.execute("DELETE FROM list_keys WHERE name=?", (row.name,))
         self.db.execute(f"INSERT INTO lists({LIST_COLS}) VALUES ({_marks(len(ListRow._fields))})", row)
+        if keys is not None:
+            self.db.execute("INSERT INTO list_keys(name, v4, v6) VALUES (?, ?, ?)", (row.name, *keys))
         if row.count:
             self.set_meta("rule_id_mark", str(row.id_base + row.count - 1))
 
     def delete_list(self, name: str) -> None:
+        self.db.execute("DELETE FROM list_keys WHERE name=?", (name,))
         self.db.execute("DELETE FROM lists WHERE name=?", (name,))
 
     def expired_lists(self, now: float) -> list[tuple[str, int, int]]:

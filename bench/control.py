@@ -1,0 +1,188 @@
+"""Control-plane rows: single changes beside big lists, bulk imports, REST.
+
+Every CLI row runs `xdpctl` as a child process: wall time from fork to
+exit and the child's peak RSS (wait4). The REST rows run a real service
+(`xdpctl serve`, uvicorn) as a child and time single requests from a
+client in this process; its peak memory is VmHWM from /proc. Each row has
+its own pin and state directories, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from . import rulesets
+from .common import log, median, pin_dir, spread, temp_dir
+
+
+def _xdpctl() -> list[str]:
+    from .imports import _xdpctl as cmd
+
+    return cmd()
+
+
+def run_child(args: list[str], env: dict | None = None) -> dict:
+    """Run a child: wall seconds, peak RSS (MB), exit status."""
+    t = time.perf_counter()
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _pid, status, ru = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read().decode(errors="replace").strip()[-400:] if p.stderr else ""
+    p.stderr.close()
+    out = {"s": dt, "rss_mb": ru.ru_maxrss / 1024, "rc": p.returncode}
+    if p.returncode:
+        out["error"] = err
+    return out
+
+
+class Instance:
+    """One pin directory and state directory, driven by the CLI."""
+
+    def __init__(self, label: str):
+        self.pins, self.state = pin_dir(label), temp_dir(label)
+
+    def cli(self, *args: str) -> dict:
+        return run_child(_xdpctl() + ["--pin-dir", self.pins, "--state-dir", self.state, *args])
+
+    def map_memory_mb(self) -> float:
+        """memlock of every pinned map, from fdinfo."""
+        from xdpctl.kernel import maps
+
+        total = 0
+        shared = os.path.join(self.pins, "maps")
+        for name in os.listdir(shared) if os.path.isdir(shared) else ():
+            with maps.Map.from_pin(os.path.join(shared, name)) as m:
+                with open(f"/proc/self/fdinfo/{m.fd}") as f:
+                    total += next((int(line.split()[1]) for line in f if line.startswith("memlock:")), 0)
+        return total / 2**20
+
+    def close(self) -> None:
+        from xdpctl.kernel import bpffs
+
+        bpffs.remove_tree(self.pins)
+
+
+def _write(work: str, family: int, kind: str, count: int, seed: int = 20240601) -> str:
+    rs = rulesets.make(family, kind, count, seed)
+    return rs.write(os.path.join(work, f"v{family}-{kind}-{count}-{seed}.txt"))
+
+
+def _summary(samples: list[dict], key: str = "s") -> dict:
+    xs = [s[key] for s in samples]
+    return {"median": median(xs), "min": min(xs), "max": max(xs), "spread": spread(xs), "n": len(xs),
+            "rss_mb": max(s["rss_mb"] for s in samples), "errors": [s["error"] for s in samples if "error" in s]}
+
+
+def import_rows(work: str, count: int, runs: int) -> dict:
+    """Fresh imports (IPv4 exact, IPv6 exact, IPv4 mixed), a replace of a
+    loaded list, and nft -f of the same IPv4 addresses into a plain set."""
+    out: dict = {}
+    v4 = _write(work, 4, "exact", count)
+    for label, path in (("v4_exact", v4), ("v6_exact", _write(work, 6, "exact", count)),
+                        ("v4_mixed", _write(work, 4, "mixed", count))):
+        samples = []
+        for i in range(runs):
+            inst = Instance(f"imp{label}{i}")
+            try:
+                log(f"control: import {label} {count:,} (run {i + 1}/{runs})")
+                samples.append(inst.cli("import", path, "--list", "bench"))
+            finally:
+                inst.close()
+        out[f"import_{label}"] = _summary(samples)
+    other = _write(work, 4, "exact", count, seed=7)
+    samples = []
+    for i in range(runs):
+        inst = Instance(f"repl{i}")
+        try:
+            inst.cli("import", v4, "--list", "bench")
+            log(f"control: replace a {count:,} list (run {i + 1}/{runs})")
+            samples.append(inst.cli("import", other, "--list", "bench"))
+        finally:
+            inst.close()
+    out["replace_v4_exact"] = _summary(samples)
+    out["nft_plain_set"] = _summary([_nft_load(work, v4) for _ in range(runs)])
+    return out
+
+
+def _nft_load(work: str, prefix_file: str) -> dict:
+    """nft -f: the same addresses into a plain hash set (no interval flag),
+    in a network namespace of its own that goes away with the process."""
+    with open(prefix_file) as f:
+        addrs = [line.strip().split("/")[0] for line in f if line.strip() and not line.startswith("#")]
+    path = os.path.join(work, "nft-plain.nft")
+    with open(path, "w") as f:
+        f.write("table inet xcbench_plain {\n  set s { type ipv4_addr; size %d; elements = {\n" % (len(addrs) + 1))
+        f.write(",\n".join(addrs))
+        f.write("\n  } }\n}\n")
+    return run_child(["unshare", "-n", "nft", "-f", path])
+
+
+def single_change_rows(work: str, big: int, tries: int) -> dict:
+    """`xdpctl block` of one /32, with nothing and with ``big`` list members
+    loaded; `xdpctl version` (start-up alone) for scale; map memory."""
+    out: dict = {"startup": _summary([run_child(_xdpctl() + ["version"]) for _ in range(tries)])}
+    inst = Instance("single")
+    try:
+        out["block_empty"] = _summary([inst.cli("block", f"10.250.0.{i + 1}") for i in range(tries)])
+        for n in (big // 2, big):
+            log(f"control: import {n:,} members, then {tries} single blocks")
+            path = _write(work, 4, "exact", n, seed=11 + n)
+            imp = inst.cli("import", path, "--list", f"big{n}")
+            os.unlink(path)
+            out[f"maps_mb_{n}"] = inst.map_memory_mb()
+            out[f"import_{n}"] = imp
+            if n != big:
+                inst.cli("unblock", "--list", f"big{n}")
+        out["block_big"] = _summary([inst.cli("block", f"10.251.0.{i + 1}") for i in range(tries)])
+        out["big"] = big
+    finally:
+        inst.close()
+    return out
+
+
+def run(cfg) -> dict:
+    work = temp_dir("control")
+    quick = cfg.quick
+    count = cfg.import_count
+    out = {"count": count}
+    out.update(import_rows(work, count, 1 if quick else 3))
+    out["single"] = single_change_rows(work, 200_000 if quick else 2 * count, 3 if quick else 7)
+    from . import control_rest
+
+    out["rest"] = control_rest.run(work, count, 50 if quick else 200)
+    return out
+
+
+def table(res: dict) -> str:
+    """The rows as a markdown table (medians; spread = (max-min)/median)."""
+    s, r = res["single"], res.get("rest", {})
+
+    def cli(row: dict) -> str:
+        return f"{row['median']:.2f} s (min {row['min']:.2f}, spread {row['spread']:.0%}), {row['rss_mb']:.0f} MB"
+
+    def singles(row: dict) -> str:
+        return f"{row['p50_ms']:.2f} / {row['p99_ms']:.2f} ms" if row else "-"
+
+    n = res["count"]
+    rows = [
+        (f"`xdpctl block` one /32, {s['big']:,} list members loaded", cli(s["block_big"])),
+        ("`xdpctl block` one /32, nothing loaded", cli(s["block_empty"])),
+        ("`xdpctl version` (start-up alone)", cli(s["startup"])),
+        (f"POST /v1/block one /32, {n:,} list loaded, p50 / p99", singles(r.get("block_with_list"))),
+        ("POST /v1/block one /32, no list, p50 / p99", singles(r.get("block_no_list"))),
+        (f"import {n:,} IPv4 /32, fresh", cli(res["import_v4_exact"])),
+        (f"nft -f the same {n:,} addresses, plain hash set", cli(res["nft_plain_set"])),
+        (f"replace a {n:,} list with another", cli(res["replace_v4_exact"])),
+        (f"import {n:,} IPv6 /128, fresh", cli(res["import_v6_exact"])),
+        (f"import {n:,} mixed IPv4 (95 % /32), fresh", cli(res["import_v4_mixed"])),
+        ("POST /v1/block, 10,000 prefixes as JSON (the item limit)",
+         f"{r['bulk_10k_s']['median']:.2f} s" if r.get("bulk_10k_s", {}).get("n") else "-"),
+        (f"PUT /v1/lists {n:,} text, {r.get('others', 0):,} other rules present",
+         f"{r['put_list_s']:.2f} s, service peak {r['service_hwm_mb']:.0f} MB" if r else "-"),
+    ]
+    rows += [(f"kernel maps (memlock) at {k[len('maps_mb_'):]} members", f"{v:.0f} MB")
+             for k, v in s.items() if k.startswith("maps_mb_")]
+    return "\n".join(["| what | measured |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows])

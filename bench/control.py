@@ -23,10 +23,13 @@ def _xdpctl() -> list[str]:
     return cmd()
 
 
-def run_child(args: list[str], env: dict | None = None) -> dict:
-    """Run a child: wall seconds, peak RSS (MB), exit status."""
+def run_child(args: list[str]) -> dict:
+    """Run a child (this tree's xdpctl first on its path): wall seconds,
+    peak RSS (MB), exit status."""
+    from .imports import _env
+
     t = time.perf_counter()
-    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     _pid, status, ru = os.wait4(p.pid, 0)
     dt = time.perf_counter() - t
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -144,16 +147,42 @@ def single_change_rows(work: str, big: int, tries: int) -> dict:
 
 
 def run(cfg) -> dict:
+    """The rows; ``cfg.control_runs`` / ``control_tries`` / ``control_posts``
+    override the runs per import row, the single CLI changes and the single
+    POSTs (defaults: 3 / 7 / 200, quick 1 / 3 / 50)."""
+    from . import control_rest
+
     work = temp_dir("control")
     quick = cfg.quick
     count = cfg.import_count
     out = {"count": count}
-    out.update(import_rows(work, count, 1 if quick else 3))
-    out["single"] = single_change_rows(work, 200_000 if quick else 2 * count, 3 if quick else 7)
-    from . import control_rest
-
-    out["rest"] = control_rest.run(work, count, 50 if quick else 200)
+    out.update(import_rows(work, count, getattr(cfg, "control_runs", 1 if quick else 3)))
+    out["single"] = single_change_rows(work, 2 * count, getattr(cfg, "control_tries", 3 if quick else 7))
+    out["rest"] = control_rest.run(work, count, getattr(cfg, "control_posts", 50 if quick else 200))
     return out
+
+
+def main() -> int:
+    """python -m bench.control [COUNT]: the rows alone, one run each."""
+    import json
+    import sys
+    from types import SimpleNamespace
+
+    from .common import CLEANUP
+
+    cfg = SimpleNamespace(quick=False, import_count=int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000,
+                          control_runs=1, control_tries=5, control_posts=200)
+    try:
+        res = run(cfg)
+    finally:
+        CLEANUP.run_all()
+    print(json.dumps(res))
+    print(table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
 
 
 def table(res: dict) -> str:

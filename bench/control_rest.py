@@ -49,14 +49,15 @@ def _hwm_mb(pid: int) -> float:
 
 
 def _start(pins: str, state: str, port: int) -> subprocess.Popen:
-    from .imports import _xdpctl
+    from .imports import _env, _xdpctl
 
     tok = os.path.join(state, "bench-token")
     os.makedirs(state, exist_ok=True)
     with open(tok, "w") as f:
         f.write(TOKEN + "\n")
     return subprocess.Popen(_xdpctl() + ["--pin-dir", pins, "--state-dir", state, "serve", "--port", str(port),
-                                         "--token-file", tok], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                         "--token-file", tok], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=_env())
 
 
 def _wait_up(client, proc: subprocess.Popen, deadline_s: float = 60) -> None:

@@ -116,3 +116,16 @@ def test_lookup_names_the_first_list(state):
         assert idx.lookup(4, 0, 32, 0x0A010203)[0] == "b"
     finally:
         idx.close()
+
+
+def test_lists_without_key_columns_are_named_until_filled(state):
+    entries = Members.of([px.parse_prefix("10.1.0.0/16")]).pack()
+    state.replace_list(ListRow("old", 1, 0, DENY, None, None, 0.0, None, 1, entries, 0))
+    assert state.lists_without_keys() == ["old"] and state.open_list_keys("old") is None
+    state.set_list_keys("old", listindex.sorted_keys(entries))
+    assert state.lists_without_keys() == []
+    idx = listindex.ListsIndex(state, 0.0, 0)
+    try:
+        assert idx.get(4, 0, 16, 0x0A010000).id == 1
+    finally:
+        idx.close()

@@ -440,8 +440,10 @@ class DropList:
     def sync(self, progress=None) -> SyncReport:
         """Rebuild both rule sets from the database, repairing any drift: a
         kernel at another revision, a standby set a writer left half written."""
-        with self.ctx.writer(), KernelTables(self.ctx) as kt:
+        with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
             found = kt.found
+            for name in state.lists_without_keys():  # stored by an older version
+                state.set_list_keys(name, listindex.sorted_keys(state.list_row(name).entries))
             self._expire_locked(kt)
             report = self._full_sync(kt, progress)
             want = abi.Config(POLICIES[self.policy()], ruleset.config_flags(self.state), self.revision())

@@ -449,13 +449,21 @@ class State:
         return tuple(self.db.blobopen("list_keys", col, row[0], readonly=True) if size else b""
                      for col, size in (("v4", row[1]), ("v6", row[2])))
 
+    def lists_without_keys(self) -> list[str]:
+        """Lists stored before their key columns were."""
+        return [r[0] for r in self.db.execute(
+            "SELECT name FROM lists WHERE name NOT IN (SELECT name FROM list_keys) ORDER BY name")]
+
+    def set_list_keys(self, name: str, keys: tuple[bytes, bytes]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO list_keys(name, v4, v6) VALUES (?, ?, ?)", (name, *keys))
+
     def replace_list(self, row: ListRow, keys: tuple[bytes, bytes] | None = None) -> None:
         """Store a list (and its key columns), replacing any of that name."""
         self.db.execute("DELETE FROM lists WHERE name=?", (row.name,))
         self.db.execute("DELETE FROM list_keys WHERE name=?", (row.name,))
         self.db.execute(f"INSERT INTO lists({LIST_COLS}) VALUES ({_marks(len(ListRow._fields))})", row)
         if keys is not None:
-            self.db.execute("INSERT INTO list_keys(name, v4, v6) VALUES (?, ?, ?)", (row.name, *keys))
+            self.set_list_keys(row.name, keys)
         if row.count:
             self.set_meta("rule_id_mark", str(row.id_base + row.count - 1))
 

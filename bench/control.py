@@ -181,9 +181,6 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
 
 def table(res: dict) -> str:
     """The rows as a markdown table (medians; spread = (max-min)/median)."""
@@ -215,3 +212,7 @@ def table(res: dict) -> str:
     rows += [(f"kernel maps (memlock) at {k[len('maps_mb_'):]} members", f"{v:.0f} MB")
              for k, v in s.items() if k.startswith("maps_mb_")]
     return "\n".join(["| what | measured |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -9,9 +9,9 @@ its own pin and state directories, removed afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
-import time
 
 from . import rulesets
 from .common import log, median, pin_dir, spread, temp_dir
@@ -23,20 +23,31 @@ def _xdpctl() -> list[str]:
     return cmd()
 
 
-def run_child(args: list[str]) -> dict:
-    """Run a child (this tree's xdpctl first on its path): wall seconds,
-    peak RSS (MB), exit status."""
-    from .imports import _env
+# Forks the child from a small process and reports its wait4 figures: a
+# child forked from the bench itself would count the bench's own pages
+# (held before exec) in its peak RSS.
+_SPAWN = """
+import json, os, subprocess, sys, time
+t = time.perf_counter()
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = p.stderr.read()
+_pid, status, ru = os.wait4(p.pid, 0)
+print(json.dumps({"s": time.perf_counter() - t, "rss_mb": ru.ru_maxrss / 1024,
+                  "rc": os.waitstatus_to_exitcode(status), "err": err.decode(errors="replace")[-400:]}))
+"""
 
-    t = time.perf_counter()
-    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
-    _pid, status, ru = os.wait4(p.pid, 0)
-    dt = time.perf_counter() - t
-    p.returncode = os.waitstatus_to_exitcode(status)
-    err = p.stderr.read().decode(errors="replace").strip()[-400:] if p.stderr else ""
-    p.stderr.close()
-    out = {"s": dt, "rss_mb": ru.ru_maxrss / 1024, "rc": p.returncode}
+
+def run_child(args: list[str]) -> dict:
+    """Run a child (this tree's xdpctl first on its path): wall seconds
+    from fork to exit, peak RSS (MB), exit status."""
+    from .imports import _env, _python
+
+    p = subprocess.run([_python(), "-c", _SPAWN, *args], capture_output=True, text=True, env=_env())
     if p.returncode:
+        return {"s": float("nan"), "rss_mb": float("nan"), "rc": p.returncode, "error": p.stderr[-400:]}
+    out = json.loads(p.stdout)
+    err = out.pop("err")
+    if out["rc"]:
         out["error"] = err
     return out
 
@@ -164,7 +175,6 @@ def run(cfg) -> dict:
 
 def main() -> int:
     """python -m bench.control [COUNT]: the rows alone, one run each."""
-    import json
     import sys
     from types import SimpleNamespace
 

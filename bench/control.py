@@ -216,6 +216,7 @@ def table(res: dict) -> str:
         (f"import {n:,} mixed IPv4 (95 % /32), fresh", cli(res["import_v4_mixed"])),
         ("POST /v1/block, 10,000 prefixes as JSON (the item limit)",
          f"{r['bulk_10k_s']['median']:.2f} s" if r.get("bulk_10k_s", {}).get("n") else "-"),
+        (f"PUT /v1/lists {n:,} text, alone", f"{r['put_list_alone_s']:.2f} s" if r.get("put_list_alone_s") else "-"),
         (f"PUT /v1/lists {n:,} text, {r.get('others', 0):,} other rules present",
          f"{r['put_list_s']:.2f} s, service peak {r['service_hwm_mb']:.0f} MB" if r else "-"),
     ]

@@ -2,11 +2,11 @@
 uvicorn, a child process) and a client here.
 
 single   POST /v1/block of one /32, N times in a row: p50 / p99 (ms), first
-         with no list, then with a list of ``count`` members loaded.
-bulk     POST /v1/block with 10,000 prefixes (the JSON item limit) until
-         100,000 rules are present: seconds per request.
-put      PUT /v1/lists/big, ``count`` prefixes as text/plain, with those
-         100,000 rules present.
+         with no list, then with a list of ``count`` members alone.
+bulk     the list removed, POST /v1/block with 10,000 prefixes (the JSON
+         item limit) until 100,000 rules are present: seconds per request.
+put      PUT /v1/lists/big, ``count`` prefixes as text/plain, alone and
+         with those 100,000 rules present.
 memory   the service's peak RSS (VmHWM) at the end.
 """
 
@@ -73,8 +73,19 @@ def _wait_up(client, proc: subprocess.Popen, deadline_s: float = 60) -> None:
     raise RuntimeError("xdpctl serve did not answer within the deadline")
 
 
+def _put(client, text: str) -> float:
+    t = time.perf_counter()
+    client.put("/v1/lists/big", content=text, headers={"Content-Type": "text/plain"}).raise_for_status()
+    return time.perf_counter() - t
+
+
 def _measure(client, proc: subprocess.Popen, list_text: str, n: int, others: int) -> dict:
+    """Singles with no list, then with the list alone; the list goes, the
+    other rules come (bulk), and the list is PUT again beside them."""
     out: dict = {"block_no_list": _singles(client, n, 200), "others": others}
+    out["put_list_alone_s"] = _put(client, list_text)
+    out["block_with_list"] = _singles(client, n, 201)
+    client.delete("/v1/lists/big").raise_for_status()
     bulk = []
     for k in range(others // 10_000):
         body = {"prefixes": [f"11.{k}.{i // 250}.{i % 250 + 1}" for i in range(10_000)]}
@@ -83,10 +94,7 @@ def _measure(client, proc: subprocess.Popen, list_text: str, n: int, others: int
         bulk.append(time.perf_counter() - t)
     out["bulk_10k_s"] = {"median": median(bulk), "n": len(bulk)}
     log(f"control: PUT /v1/lists {list_text.count(chr(10)):,} prefixes beside {others:,} rules")
-    t = time.perf_counter()
-    client.put("/v1/lists/big", content=list_text, headers={"Content-Type": "text/plain"}).raise_for_status()
-    out["put_list_s"] = time.perf_counter() - t
-    out["block_with_list"] = _singles(client, n, 201)
+    out["put_list_s"] = _put(client, list_text)
     out["service_hwm_mb"] = _hwm_mb(proc.pid)
     return out
 

@@ -76,6 +76,10 @@ CREATE TABLE IF NOT EXISTS list_keys (
 CREATE UNIQUE INDEX IF NOT EXISTS rules_match
     ON rules (family, dir, proto, port, anyaddr, plen, addr);
 CREATE INDEX IF NOT EXISTS rules_expires ON rules (expires) WHERE expires IS NOT NULL;
+-- The config flags every change computes, answered without a scan of the rules.
+CREATE INDEX IF NOT EXISTS rules_dst ON rules (id) WHERE dir=1 AND proto=0;
+CREATE INDEX IF NOT EXISTS rules_port ON rules (id) WHERE proto<>0;
+CREATE INDEX IF NOT EXISTS rules_mgmt ON rules (id) WHERE mgmt<>0;
 """ + """
 -- The load balancer: VIPs and their backends. A VIP's Maglev table lives in
 -- the ring region [ring_base, ring_base + ring_size) of xc_lb_ring.
@@ -329,14 +333,23 @@ class State:
     def free_ids(self, n: int, capacity: int) -> list[int]:
         """n free rule ids: those above the high-water mark first, then
         (wrapped) the lowest free ones; raises when full."""
-        spans = self.used_id_ranges()
         mark = self._id_mark()
+        lo, hi = mark + 1, mark + n  # the usual case: the ids right above the mark are free
+        if hi < capacity and not self._ids_used(lo, hi):
+            return list(range(lo, hi + 1))
+        spans = self.used_id_ranges()
         out = _free_in(spans, mark + 1, capacity, n)
         if len(out) < n:
             out += _free_in(spans, 1, min(mark + 1, capacity), n - len(out))
         if len(out) < n:
             raise _full(capacity, n)
         return out
+
+    def _ids_used(self, lo: int, hi: int) -> bool:
+        """Is any id in [lo, hi] held by a rule or a list?"""
+        return bool(self.db.execute("SELECT 1 FROM rules WHERE id BETWEEN ? AND ? LIMIT 1", (lo, hi)).fetchone()
+                    or self.db.execute("SELECT 1 FROM lists WHERE id_base <= ? AND id_base + count > ? LIMIT 1",
+                                       (hi, lo)).fetchone())
 
     # -- attachments
     def attachments(self) -> list[Attachment]:
@@ -502,7 +515,8 @@ class State:
 
     def has_v6_address_rules(self, plens: list[int]) -> bool:
         """Any IPv6 address rule with one of these prefix lengths?"""
-        q = f"SELECT 1 FROM rules WHERE family=6 AND proto=0 AND plen IN ({_marks(len(plens))}) LIMIT 1"
+        q = (f"SELECT 1 FROM rules WHERE family=6 AND dir IN (0, 1) AND proto=0 AND port=0 AND anyaddr=0 "
+             f"AND plen IN ({_marks(len(plens))}) LIMIT 1")  # all of it in the index rules_match
         return bool(plens) and self.db.execute(q, plens).fetchone() is not None
 
     def list_flags(self) -> int:

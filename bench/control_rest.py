@@ -103,6 +103,7 @@ def run(work: str, count: int, n: int) -> dict:
     import httpx
 
     from . import rulesets
+    from xdpctl.demo import stop_api
     from xdpctl.kernel import bpffs
 
     pins, state = pin_dir("rest"), temp_dir("rest")
@@ -116,10 +117,5 @@ def run(work: str, count: int, n: int) -> dict:
             log(f"control: REST singles and bulk ({n} single POSTs per row)")
             return _measure(client, proc, text, n, 100_000 if count >= 1_000_000 else 10_000)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_api(proc)
         bpffs.remove_tree(pins)

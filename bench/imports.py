@@ -191,6 +191,11 @@ def run(cfg) -> dict:
                 log(f"  {k} FAILED: {entry[k]['error']}")
         os.unlink(path)
         out["sets"].append(entry)
+    from . import control
+
+    out["control"] = control.run(cfg)
+    out["control_md"] = control.table(out["control"])
+    log("import: control-plane rows\n" + out["control_md"])
     return out
 
 

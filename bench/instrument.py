@@ -35,7 +35,7 @@ TARGETS: list[tuple[str, str, str]] = [
     ("xdpctl.kernel.maps", "Map.delete_batch", "sync: map delete_batch"),
     ("xdpctl.core.rules.tables", "_table_dict", "sync: image -> dicts"),
     ("xdpctl.core.rules.tables", "KernelTables.zero_stats", "zero rule stats"),
-    ("xdpctl.core.rules.service", "DropList._lists_index_get", "cfg flags: lists index"),
+    ("xdpctl.core.rules.listindex", "sorted_keys", "store: sorted key columns"),
     ("xdpctl.core.rules.ruleset", "config_flags", "cfg flags: other"),
     ("xdpctl.core.rules.service", "DropList.import_list", "import_list: other"),
 ]

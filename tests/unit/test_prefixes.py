@@ -314,6 +314,12 @@ _line = st.one_of(
     st.sampled_from(["", "# c", "; c", "  ", "\t1.2.3.4 ", "1.2.3.4 ; SBL1", "1.2.3.4#x", "10.0.0.0/08",
                      "::ffff:1.2.3.4", "2001:db8::/32", "1.2.3", "1.2.3.4/", "x", "1.2.3.4\r", "0.0.0.0/0",
                      "1.2.3.4 5", "١.2.3.4", "1.2.3.4\x00"]),
+    st.builds(lambda a, p: f"{ipaddress.IPv6Address(a)}/{p}", st.integers(0, 2**128 - 1), st.integers(0, 129)),
+    st.builds(lambda a, p: f"{ipaddress.IPv6Address(a >> (128 - p) << (128 - p))}/{p}",
+              st.integers(0, 2**128 - 1), st.integers(0, 128)),
+    st.builds(lambda a: str(ipaddress.IPv6Address(a)), st.integers(0, 2**128 - 1)),
+    st.sampled_from(["2001:DB8::1", "2001:db8::1/0128", "::", "::/0", "fe80::1%eth0", "2001:db8::1 ; c",
+                     "::ffff:0102:0304", "::ffff:0:0/96", "2001:db8:::1", "2001:db8::/", " 2001:db8::2\t"]),
 )
 
 

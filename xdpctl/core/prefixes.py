@@ -300,14 +300,17 @@ def parse_duration(value: str | int) -> int:
 # ---------------------------------------------------------------------------
 # One prefix per line; '#' or ';' starts a comment (whole line or trailing,
 # e.g. "1.2.3.0/24 ; SBL123"); blank lines are skipped. Duplicates are an
-# error naming both lines. The fast path handles IPv4 text a chunk at a time
-# with C-level passes (split, inet_pton, array); any anomaly sends the whole
+# error naming both lines. The fast path handles IPv4 or IPv6 text a chunk
+# at a time with C-level passes (split, inet_pton, array); any anomaly sends the whole
 # input through the line-by-line path, which is the authority: it reports
 # the first bad line, or returns the same result when the fast path was only
 # being cautious.
 
 _COMMENT_RE = re.compile(r"[#;][^\n]*")
 _PLEN4 = {str(i): i for i in range(33)}
+_PLEN6 = {str(i): i for i in range(129)}
+_MASK6 = [(_ALL6 << (128 - p)) & _ALL6 for p in range(129)]
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _CHUNK = 1 << 18  # characters per fast-path chunk: intermediates stay cache-warm
 _PREFIX_NEW = tuple.__new__
 
@@ -346,15 +349,11 @@ def _slow(lines: Iterable[str], start: int, allow_duplicates: bool) -> list[Pref
     return out
 
 
-def _fast_chunk(text: str, out: list, seen32: set, other: set) -> tuple[int, int]:
-    """Parse one chunk of IPv4 text: append Prefixes to out, the networks
-    of /32 entries to seen32 (plus None) and the other entries to other;
-    return the numbers of both. Raises _Reject on anything unusual (IPv6,
-    bad syntax, host bits). out may have grown when it raises."""
+def _chunk_lines(text: str) -> tuple[list[str], str]:
+    """A chunk's non-empty lines, without comments and blanks, and the
+    text they make (joined by newlines)."""
     if "#" in text or ";" in text:
         text = _COMMENT_RE.sub("", text)
-    if ":" in text:
-        raise _Reject
     if text.endswith("\n"):
         text = text[:-1]
     lines = text.split("\n")
@@ -365,41 +364,75 @@ def _fast_chunk(text: str, out: list, seen32: set, other: set) -> tuple[int, int
     if "" in lines:
         lines = list(filter(None, lines))
         dirty = True
-    n = len(lines)
-    if not n:
-        return 0, 0
-    if dirty:
-        text = "\n".join(lines)
-    plens = [32] * n
-    idx = None
-    if "/" in text:
-        # line numbers of the lines with a '/', without visiting every line:
-        # count the newlines between one '/' and the next
-        pieces = text.split("/")
-        del pieces[-1]
-        idx = list(accumulate(map(str.count, pieces, repeat("\n"))))
-        sl = itemgetter(*idx)(lines) if len(idx) > 1 else (lines[idx[0]],)
-        addrs, _, ps = zip(*map(str.partition, sl, repeat("/")))
-        if not _PLEN4.keys() >= set(ps):
-            raise _Reject
-        deque(map(lines.__setitem__, idx, addrs), maxlen=0)
-        deque(map(plens.__setitem__, idx, map(_PLEN4.__getitem__, ps)), maxlen=0)
+    return lines, "\n".join(lines) if dirty else text
+
+
+def _slashes(text: str, lines: list[str], plens: list[int], table: dict) -> list[int] | None:
+    """Split 'addr/len' lines in place (lines keep the address, plens get
+    the length); the indexes of those lines, or None if there are none."""
+    if "/" not in text:
+        return None
+    # line numbers of the lines with a '/', without visiting every line:
+    # count the newlines between one '/' and the next
+    pieces = text.split("/")
+    del pieces[-1]
+    idx = list(accumulate(map(str.count, pieces, repeat("\n"))))
+    sl = itemgetter(*idx)(lines) if len(idx) > 1 else (lines[idx[0]],)
+    addrs, _, ps = zip(*map(str.partition, sl, repeat("/")))
+    if not table.keys() >= set(ps):
+        raise _Reject
+    deque(map(lines.__setitem__, idx, addrs), maxlen=0)
+    deque(map(plens.__setitem__, idx, map(table.__getitem__, ps)), maxlen=0)
+    return idx
+
+
+def _nets(family: int, lines: list[str]) -> list[int]:
+    """The addresses of the lines as integers (C-level inet_pton passes)."""
     try:
-        raw = b"".join(map(socket.inet_pton, repeat(socket.AF_INET), lines))
+        raw = b"".join(map(socket.inet_pton, repeat(_AF[family]), lines))
     except (OSError, ValueError):
         raise _Reject from None
+    if family == 6:
+        return [int.from_bytes(raw[i:i + 16], "big") for i in range(0, len(raw), 16)]
     arr = array("I")
     arr.frombytes(raw)
     if sys.byteorder == "little":
         arr.byteswap()
-    nets = arr.tolist()
-    out.extend(map(_PREFIX_NEW, repeat(Prefix), zip(repeat(4), nets, plens)))
-    n_short = 0
+    return arr.tolist()
+
+
+def _fast_chunk(text: str, out: list, seen32: set, other: set) -> tuple[int, int]:
+    """Parse one chunk of single-family text: append Prefixes to out, the
+    networks of IPv4 /32 entries to seen32 (plus None) and the other entries
+    to other; return the numbers of both. Raises _Reject on anything unusual
+    (both families, IPv4-mapped addresses, bad syntax, host bits). out may
+    have grown when it raises."""
+    family = 6 if ":" in text else 4
+    if family == 6 and "." in text:
+        raise _Reject  # IPv4 lines or IPv4-mapped addresses: the line-by-line path
+    lines, text = _chunk_lines(text)
+    n = len(lines)
+    if not n:
+        return 0, 0
+    bits = _BITS[family]
+    plens = [bits] * n
+    idx = _slashes(text, lines, plens, _PLEN4 if family == 4 else _PLEN6)
+    nets = _nets(family, lines)
+    mark = len(out)
+    out.extend(map(_PREFIX_NEW, repeat(Prefix), zip(repeat(family), nets, plens)))
+    masks = _MASK4 if family == 4 else _MASK6
     if idx:
         sn = itemgetter(*idx)(nets) if len(idx) > 1 else (nets[idx[0]],)
         sp = itemgetter(*idx)(plens) if len(idx) > 1 else (plens[idx[0]],)
-        if list(map(and_, sn, map(_MASK4.__getitem__, sp))) != list(sn):
+        if list(map(and_, sn, map(masks.__getitem__, sp))) != list(sn):
             raise _Reject  # host bits set
+    if family == 6:
+        if any(a >> 32 == _MAPPED_HI for a in nets):
+            raise _Reject
+        other.update(out[mark:])
+        return 0, n
+    n_short = 0
+    if idx:
         short = [(i, a, p) for i, a, p in zip(idx, sn, sp) if p != 32]
         if short:
             n_short = len(short)

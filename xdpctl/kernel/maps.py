@@ -263,6 +263,18 @@ class Map:
 
     def _lookup_batch_all(self, start_index: int | None = None,
                           stop_index: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        seen = start_index or 0
+        ks, bs = self.key_size, self.buf_size
+        for kr, vr, n in self._batches(start_index, stop_index):
+            for i in range(n):
+                if stop_index is not None and seen >= stop_index:
+                    return
+                seen += 1
+                yield kr[i * ks:(i + 1) * ks], vr[i * bs:(i + 1) * bs]
+
+    def _batches(self, start_index: int | None = None,
+                 stop_index: int | None = None) -> Iterator[tuple[bytes, bytes, int]]:
+        """Batch lookups: (keys, values, count) per batch, packed."""
         chunk = min(max(self.max_entries, 1), 8192)
         if stop_index is not None and start_index is not None:
             chunk = max(1, min(chunk, stop_index - start_index))
@@ -286,16 +298,25 @@ class Map:
             if ret < 0 and not done:
                 L.check(ret, self._what("lookup_batch"))
             n = count.value
-            kr, vr = keys.raw, vals.raw
-            for i in range(n):
-                if stop_index is not None and seen >= stop_index:
-                    return
-                seen += 1
-                yield kr[i * self.key_size : (i + 1) * self.key_size], vr[i * self.buf_size : (i + 1) * self.buf_size]
+            seen += n
+            yield keys.raw[:n * self.key_size], vals.raw[:n * self.buf_size], n
             if done or (stop_index is not None and seen >= stop_index):
                 return
             ctypes.memmove(in_batch, out_batch, len(out_batch))
             first = False
+
+    def dump(self) -> tuple[bytes, bytes, int]:
+        """Every entry, packed: (keys, values, count); no object per entry
+        where the map supports batch lookup."""
+        if self.type != BPF_MAP_TYPE_PROG_ARRAY:
+            try:
+                parts = list(self._batches())
+                return (b"".join(p[0] for p in parts), b"".join(p[1] for p in parts), sum(p[2] for p in parts))
+            except BpfError as exc:
+                if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP):
+                    raise
+        entries = list(self.items())
+        return b"".join(k for k, _v in entries), b"".join(v for _k, v in entries), len(entries)
 
     # -- batches
     def update_batch(self, keys: bytes, values: bytes, count: int, flags: int = 0) -> None:

@@ -2,7 +2,8 @@
 
 An incremental change (xdpctl.core.dlcompile.plan_add / plan_remove) asks the
 index which rules cover or lie inside the prefix it writes; this index
-answers from the rules table and from list members held in memory.
+answers from the rules table and from the lists' sorted key columns
+(xdpctl.core.rules.listindex), so its cost does not grow with the lists.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 
 from .. import dlcompile as dlc
 from .clock import kernel_ns, wall_to_kernel_ns
+from .listindex import ListsIndex
 from .store import RuleRow, State
 from .validate import addr_bytes
 
@@ -25,7 +27,8 @@ def row_to_rule(row: RuleRow, now_wall: float, now_kns: int) -> dlc.Rule:
 
 
 class SqlRuleIndex(dlc.RuleIndex):
-    """RuleIndex over the rules table (and list members held in memory).
+    """RuleIndex over the rules table and the lists' key columns; close()
+    it before the transaction ends.
 
     ``prepare(rule)`` loads, in one range query per length, every address
     rule of the rule's band that lies inside its prefix, plus its ancestors
@@ -33,13 +36,16 @@ class SqlRuleIndex(dlc.RuleIndex):
     from memory. A /0 expands to 65,536 keys: this keeps that at one query.
     """
 
-    def __init__(self, state: State, lists_index: dict | None):
+    def __init__(self, state: State):
         self.state = state
-        self.lists = lists_index or {}
         self.now_wall = time.time()
         self.now_kns = kernel_ns()
+        self.lists = ListsIndex(state, self.now_wall, self.now_kns)
         self.cache: dict[tuple[int, int, int, int], dlc.Rule] = {}
         self.scope: tuple | None = None  # (family, dir, net, plen, lo, hi) the cache answers for
+
+    def close(self) -> None:
+        self.lists.close()
 
     def prepare(self, rule: dlc.Rule) -> None:
         self.cache.clear()
@@ -77,13 +83,13 @@ class SqlRuleIndex(dlc.RuleIndex):
         if not self._in_scope(family, dir, net, lo_plen, hi_plen):
             return None
         bits = 32 if family == 4 else 128
-        out = [r for (f, d, p, n), r in self.cache.items()
+        out = {(p, n): r for (f, d, p, n), r in self.cache.items()
                if f == family and d == dir and lo_plen <= p <= hi_plen and r.id != exclude_id
-               and (n >> (bits - plen)) == (net >> (bits - plen))]
-        out += [r for (f, d, p, n), r in self.lists.items()
-                if f == family and d == dir and lo_plen <= p <= hi_plen and r.id != exclude_id
-                and (n >> (bits - plen)) == (net >> (bits - plen))] if len(self.lists) < 100000 else []
-        return out
+               and (n >> (bits - plen)) == (net >> (bits - plen))}
+        for m in self.lists.within(family, dir, net, plen, lo_plen, hi_plen):
+            if m.id != exclude_id:
+                out.setdefault((m.plen, m.net), m)  # a rule wins over a member with its match
+        return list(out.values())
 
     def best_covering(self, family, dir, addr, lo_plen, hi_plen, exclude_id):
         bits = 32 if family == 4 else 128
@@ -98,7 +104,7 @@ class SqlRuleIndex(dlc.RuleIndex):
                 r = row_to_rule(row, self.now_wall, self.now_kns) if row is not None else None
             if r is not None and r.id != exclude_id:
                 return r
-            lr = self.lists.get((family, dir, p, net))
+            lr = self.lists.get(family, dir, p, net)
             if lr is not None and lr.id != exclude_id:
                 return lr
         return None

@@ -18,7 +18,7 @@ from ... import abi
 from .. import dlcompile as dlc
 from .. import prefixes as px
 
-_HDR = struct.Struct("=II")
+HDR = struct.Struct("=II")
 
 
 class Members:
@@ -54,8 +54,8 @@ class Members:
     @classmethod
     def unpack(cls, blob: bytes) -> "Members":
         """The inverse of pack()."""
-        n4, n6 = _HDR.unpack_from(blob)
-        o = _HDR.size
+        n4, n6 = HDR.unpack_from(blob)
+        o = HDR.size
         plens4 = blob[o:o + n4]
         o += n4
         nets4 = array("I", blob[o:o + 4 * n4])
@@ -88,7 +88,7 @@ class Members:
         if sys.byteorder == "little":
             nets4.byteswap()
         return b"".join((
-            _HDR.pack(self.n4, self.n6),
+            HDR.pack(self.n4, self.n6),
             self.plens4,
             nets4.tobytes(),
             self.plens6,

@@ -61,16 +61,6 @@ def all_rules(state: State, now_wall: float, now_kns: int,
     return dlc.RuleColumns.concat(parts)
 
 
-def lists_index(state: State) -> dict:
-    """List members by (family, dir, plen, net), the first list winning."""
-    now_wall, now_kns = time.time(), kernel_ns()
-    idx: dict = {}
-    for cols in list_columns(state, now_wall, now_kns):
-        for t in cols:
-            idx.setdefault((t[1], t[4], t[3], t[2]), dlc.Rule(*t))
-    return idx
-
-
 def config_flags(state: State) -> int:
     """The xc_cfg flags the stored rule set needs (which lookups to make)."""
     flags = 0

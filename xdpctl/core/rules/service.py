@@ -21,7 +21,7 @@ from ..context import Context
 from ..errors import Conflict, NotFound, ValidationError
 from ..views import (ChangeView, ExpireView, ListChangeView, ListDetailView, ListsView, ListView, PolicyView,
                      RevisionView, RulesView, RuleView)
-from . import ruleset, validate
+from . import listindex, ruleset, validate
 from .clock import kernel_ns, kernel_ns_to_wall, wall_to_kernel_ns
 from .index import SqlRuleIndex, row_to_rule
 from .members import Members
@@ -85,7 +85,6 @@ def list_member_view(row: ListRow, rid: int, pfx: px.Prefix, stats: Stats) -> Ru
 class DropList:
     def __init__(self, ctx: Context):
         self.ctx = ctx
-        self._lists_index: dict | None = None
 
     @property
     def state(self) -> State:
@@ -185,11 +184,6 @@ class DropList:
         return RevisionView(revision=self.revision())
 
     # ----------------------------------------------------------- kernel writes
-    def _lists_index_get(self) -> dict:
-        if self._lists_index is None:
-            self._lists_index = ruleset.lists_index(self.state)
-        return self._lists_index
-
     def _finish(self, kt: KernelTables) -> int:
         """Bump the revision and make it the kernel's (xc_cfg flips to the
         set just written, then the other set catches up)."""
@@ -213,17 +207,20 @@ class DropList:
             self._full_sync(kt)  # a delta only applies to sets that hold the stored revision
             return
         now_wall, now_kns = time.time(), kernel_ns()
-        index = SqlRuleIndex(self.state, self._lists_index_get() if self.state.has_lists() else None)
+        index = SqlRuleIndex(self.state)
         plan = dlc.Plan()
-        for r in removed:
-            index.prepare(r)
-            plan.merge(dlc.plan_remove(r, index))
-            _plan_mgmt(plan, r, False)
-        for row in self.state.rules_by_ids(added_ids):
-            r = row_to_rule(row, now_wall, now_kns)
-            index.prepare(r)
-            plan.merge(dlc.plan_add(r, index))
-            _plan_mgmt(plan, r, bool(row.mgmt))
+        try:
+            for r in removed:
+                index.prepare(r)
+                plan.merge(dlc.plan_remove(r, index))
+                _plan_mgmt(plan, r, False)
+            for row in self.state.rules_by_ids(added_ids):
+                r = row_to_rule(row, now_wall, now_kns)
+                index.prepare(r)
+                plan.merge(dlc.plan_add(r, index))
+                _plan_mgmt(plan, r, bool(row.mgmt))
+        finally:
+            index.close()
         kt.apply(plan)
 
     def _delete_rows(self, kt: KernelTables, rows: list[RuleRow]) -> None:
@@ -284,10 +281,12 @@ class DropList:
     def _find_in_lists(self, s: RuleSpec) -> str | None:
         if s.prefix is None or s.proto is not None:
             return None
-        for row in self.state.list_rows():
-            if row.dir == s.dir and s.prefix in set(Members.unpack(row.entries).prefixes()):
-                return row.name
-        return None
+        lists = listindex.ListsIndex(self.state, time.time(), kernel_ns())
+        try:
+            hit = lists.lookup(s.prefix.family, s.dir, s.prefix.plen, s.prefix.net)
+        finally:
+            lists.close()
+        return hit[0] if hit else None
 
     def _rows_to_remove(self, specs: list[RuleSpec], ids: list[int]) -> list[RuleRow]:
         rows = []
@@ -367,12 +366,12 @@ class DropList:
                                              ruleset.mgmt_rules(state, now, kns))
 
             def store() -> ListRow:
-                row = ListRow(name, n, d, act, comment, source, now, expires, base, cols.pack(), cols.flags(dst))
-                state.replace_list(row)
+                entries = cols.pack()
+                row = ListRow(name, n, d, act, comment, source, now, expires, base, entries, cols.flags(dst))
+                state.replace_list(row, listindex.sorted_keys(entries))
                 return row
 
             report, row = _beside(lambda: kt.sync_to(compiled, progress), store)
-            self._lists_index = None
             if old:
                 kt.zero_stats(range(old[0], old[0] + old[1]))
             rev = self._finish(kt)
@@ -389,7 +388,6 @@ class DropList:
             if span is None:
                 raise NotFound(f"no list named {name!r}", field="name", value=name)
             state.delete_list(name)
-            self._lists_index = None
             self._full_sync(kt)
             kt.zero_stats(range(span[0], span[0] + span[1]))
             rev = self._finish(kt)
@@ -426,15 +424,16 @@ class DropList:
             self.state.delete_list(name)
             kt.zero_stats(range(base, base + count))
         if lists:
-            self._lists_index = None
             self._full_sync(kt)
         return [rule_view(r) for r in rows], [name for name, _b, _c in lists]
 
     def sync(self, progress=None) -> SyncReport:
         """Rebuild both rule sets from the database, repairing any drift: a
         kernel at another revision, a standby set a writer left half written."""
-        with self.ctx.writer(), KernelTables(self.ctx) as kt:
+        with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
             found = kt.found
+            for name in state.lists_without_keys():  # stored by an older version
+                state.set_list_keys(name, listindex.sorted_keys(state.list_row(name).entries))
             self._expire_locked(kt)
             report = self._full_sync(kt, progress)
             want = abi.Config(POLICIES[self.policy()], ruleset.config_flags(self.state), self.revision())

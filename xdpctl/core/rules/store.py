@@ -66,9 +66,20 @@ CREATE TABLE IF NOT EXISTS lists (
     entries  BLOB NOT NULL,             -- see xdpctl.core.rules.members
     flags    INTEGER NOT NULL DEFAULT 0 -- xc_cfg flags the members need
 );
+-- A list's members sorted by match, one column per family, so that a change
+-- finds a member by bisection: see xdpctl.core.rules.listindex.
+CREATE TABLE IF NOT EXISTS list_keys (
+    name     TEXT PRIMARY KEY REFERENCES lists(name) ON DELETE CASCADE,
+    v4       BLOB NOT NULL,
+    v6       BLOB NOT NULL
+);
 CREATE UNIQUE INDEX IF NOT EXISTS rules_match
     ON rules (family, dir, proto, port, anyaddr, plen, addr);
 CREATE INDEX IF NOT EXISTS rules_expires ON rules (expires) WHERE expires IS NOT NULL;
+-- The config flags every change computes, answered without a scan of the rules.
+CREATE INDEX IF NOT EXISTS rules_dst ON rules (id) WHERE dir=1 AND proto=0;
+CREATE INDEX IF NOT EXISTS rules_port ON rules (id) WHERE proto<>0;
+CREATE INDEX IF NOT EXISTS rules_mgmt ON rules (id) WHERE mgmt<>0;
 """ + """
 -- The load balancer: VIPs and their backends. A VIP's Maglev table lives in
 -- the ring region [ring_base, ring_base + ring_size) of xc_lb_ring.
@@ -362,14 +373,23 @@ class State:
     def free_ids(self, n: int, capacity: int) -> list[int]:
         """n free rule ids: those above the high-water mark first, then
         (wrapped) the lowest free ones; raises when full."""
-        spans = self.used_id_ranges()
         mark = self._id_mark()
+        lo, hi = mark + 1, mark + n  # the usual case: the ids right above the mark are free
+        if hi < capacity and not self._ids_used(lo, hi):
+            return list(range(lo, hi + 1))
+        spans = self.used_id_ranges()
         out = _free_in(spans, mark + 1, capacity, n)
         if len(out) < n:
             out += _free_in(spans, 1, min(mark + 1, capacity), n - len(out))
         if len(out) < n:
             raise _full(capacity, n)
         return out
+
+    def _ids_used(self, lo: int, hi: int) -> bool:
+        """Is any id in [lo, hi] held by a rule or a list?"""
+        return bool(self.db.execute("SELECT 1 FROM rules WHERE id BETWEEN ? AND ? LIMIT 1", (lo, hi)).fetchone()
+                    or self.db.execute("SELECT 1 FROM lists WHERE id_base <= ? AND id_base + count > ? LIMIT 1",
+                                       (hi, lo)).fetchone())
 
     # -- attachments
     def attachments(self) -> list[Attachment]:
@@ -473,13 +493,40 @@ class State:
     def has_lists(self) -> bool:
         return self.db.execute("SELECT 1 FROM lists LIMIT 1").fetchone() is not None
 
-    def replace_list(self, row: ListRow) -> None:
+    def list_heads(self) -> list[tuple[str, int, int, int, float | None]]:
+        """(name, dir, action, id_base, expires) of every list, by name."""
+        return self.db.execute("SELECT name, dir, action, id_base, expires FROM lists ORDER BY name").fetchall()
+
+    def open_list_keys(self, name: str) -> tuple | None:
+        """A list's key columns (IPv4, IPv6) as read-only blob handles
+        (empty ones as b""), or None if the list has none stored."""
+        row = self.db.execute("SELECT rowid, length(v4), length(v6) FROM list_keys WHERE name=?",
+                              (name,)).fetchone()
+        if row is None:
+            return None
+        return tuple(self.db.blobopen("list_keys", col, row[0], readonly=True) if size else b""
+                     for col, size in (("v4", row[1]), ("v6", row[2])))
+
+    def lists_without_keys(self) -> list[str]:
+        """Lists stored before their key columns were."""
+        return [r[0] for r in self.db.execute(
+            "SELECT name FROM lists WHERE name NOT IN (SELECT name FROM list_keys) ORDER BY name")]
+
+    def set_list_keys(self, name: str, keys: tuple[bytes, bytes]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO list_keys(name, v4, v6) VALUES (?, ?, ?)", (name, *keys))
+
+    def replace_list(self, row: ListRow, keys: tuple[bytes, bytes] | None = None) -> None:
+        """Store a list (and its key columns), replacing any of that name."""
         self.db.execute("DELETE FROM lists WHERE name=?", (row.name,))
+        self.db.execute("DELETE FROM list_keys WHERE name=?", (row.name,))
         self.db.execute(f"INSERT INTO lists({LIST_COLS}) VALUES ({_marks(len(ListRow._fields))})", row)
+        if keys is not None:
+            self.set_list_keys(row.name, keys)
         if row.count:
             self.set_meta("rule_id_mark", str(row.id_base + row.count - 1))
 
     def delete_list(self, name: str) -> None:
+        self.db.execute("DELETE FROM list_keys WHERE name=?", (name,))
         self.db.execute("DELETE FROM lists WHERE name=?", (name,))
 
     def expired_lists(self, now: float) -> list[tuple[str, int, int]]:
@@ -513,7 +560,8 @@ class State:
 
     def has_v6_address_rules(self, plens: list[int]) -> bool:
         """Any IPv6 address rule with one of these prefix lengths?"""
-        q = f"SELECT 1 FROM rules WHERE family=6 AND proto=0 AND plen IN ({_marks(len(plens))}) LIMIT 1"
+        q = (f"SELECT 1 FROM rules WHERE family=6 AND dir IN (0, 1) AND proto=0 AND port=0 AND anyaddr=0 "
+             f"AND plen IN ({_marks(len(plens))}) LIMIT 1")  # all of it in the index rules_match
         return bool(plens) and self.db.execute(q, plens).fetchone() is not None
 
     def list_flags(self) -> int:

@@ -20,7 +20,7 @@ import os
 import sys
 from array import array
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from ... import abi
 from ...kernel import bpffs, maps
@@ -31,12 +31,11 @@ from ..shared import SharedMaps
 
 SET_MAPS = tuple(abi.set_map(m, s) for s in (0, 1) for m in abi.RULE_MAPS)
 SHARED_DL_MAPS = SET_MAPS + ("xc_cfg", "xc_rule_stats")
-VAL_SIZE = abi.RULE_VAL.size
 STALE = (1 << 64) - 1  # xc_config.synced: the standby set holds no known generation
 SET_NAMES = ("A", "B")
 
 Progress = Callable[[int, int], None]
-Undo = list  # (map, {key: old value}, new keys bytes, count): how to put a map back
+Undo = list  # (map, old keys, old values, count, new keys, count), packed: how to put a map back
 log = logging.getLogger("xdpctl")
 
 
@@ -156,14 +155,14 @@ class KernelTables(SharedMaps):
         not be undone; the set stays marked stale."""
         undo, self._undo, self._wrote = self._undo, [], []
         failed = []
-        for mo, old_vals, new_keys, n_new in reversed(undo):
+        for mo, old_keys, old_vals, n_old, new_keys, n_new in reversed(undo):
             try:
                 if n_new:
                     mo.delete_batch(new_keys, n_new)  # skips keys the failed write did not reach
-                if old_vals:
-                    mo.update_batch(b"".join(old_vals), b"".join(old_vals.values()), len(old_vals))
+                if n_old:
+                    mo.update_batch(old_keys, old_vals, n_old)
             except Exception as exc:
-                failed.append((mo.name, n_new + len(old_vals), exc))
+                failed.append((mo.name, n_new + n_old, exc))
         if not failed:
             self._write_cfg(self.cfg._replace(synced=self.found.synced))
             return
@@ -222,9 +221,8 @@ def _apply_plan(kt: KernelTables, plan: dlc.Plan, rule_set: int, undo: Undo | No
         mo = kt.table(name, rule_set)
         old_vals: dict[bytes, bytes] = {}
         new_keys: list[bytes] = []
-        rec = (mo, old_vals, new_keys, 0)
         if undo is not None:
-            undo.append(rec)
+            undo.append((mo, b"", b"", 0, b"", 0))
         for k, v in mp.updates.items():
             old = mo.lookup(k)
             mo.update(k, v)
@@ -238,46 +236,77 @@ def _apply_plan(kt: KernelTables, plan: dlc.Plan, rule_set: int, undo: Undo | No
                 mo.delete(k)
                 old_vals.setdefault(k, old)
         if undo is not None:
-            undo[-1] = (mo, old_vals, b"".join(new_keys), len(new_keys))
-
-
-def _current(mo: maps.Map, name: str, table: dlc.Table) -> dict[bytes, bytes] | None:
-    """A map's entries; None when it already equals the image (the ARRAY
-    xc_v4_l16 is compared raw)."""
-    if name == dlc.L16:
-        cur = b"".join(v[:VAL_SIZE] for _i, v in mo.lookup_range(0, mo.max_entries))
-        if cur == table.values:
-            return None
-        return {abi.U32.pack(i): cur[i * VAL_SIZE:(i + 1) * VAL_SIZE] for i in range(len(cur) // VAL_SIZE)}
-    return dict(mo.items()) if mo.has_entries() else {}
+            undo[-1] = (mo, b"".join(old_vals), b"".join(old_vals.values()), len(old_vals),
+                        b"".join(new_keys), len(new_keys))
 
 
 def _sync_map(mo: maps.Map, name: str, table: dlc.Table, undo: Undo | None) -> tuple[int, int]:
     """Make one map equal its image; record how to undo it. Returns
     (entries written, entries deleted)."""
-    current = _current(mo, name, table)
-    if current is None:
-        return 0, 0
-    if not current and table.count:
-        _check_capacity(mo, table.count)
-        if undo is not None:
-            undo.append((mo, {}, table.keys, table.count))
-        mo.update_batch(table.keys, table.values, table.count)
+    if name != dlc.L16 and not mo.has_entries():
+        if table.count:
+            _check_capacity(mo, table.count)
+            if undo is not None:
+                undo.append((mo, b"", b"", 0, table.keys, table.count))
+            mo.update_batch(table.keys, table.values, table.count)
         return table.count, 0
-    want = _table_dict(table, mo.key_size)
-    upd = {k: v for k, v in want.items() if current.get(k) != v}
-    dels = [] if name == dlc.L16 else [k for k in current if k not in want]
-    _check_capacity(mo, len(want))
-    old_vals = {k: current[k] for k in upd if k in current}
-    old_vals.update({k: current[k] for k in dels})
-    new_keys = [k for k in upd if k not in current]
+    _check_capacity(mo, table.count)
+    d = diff_entries(mo.dump(), table, mo.key_size, mo.value_size)
+    if name == dlc.L16:  # an array: every slot is in the image, none is deleted
+        d = d._replace(dels=b"", n_del=0)
     if undo is not None:
-        undo.append((mo, old_vals, b"".join(new_keys), len(new_keys)))
-    if upd:
-        mo.update_batch(b"".join(upd), b"".join(upd.values()), len(upd))
-    if dels:
-        mo.delete_batch(b"".join(dels), len(dels))
-    return len(upd), len(dels)
+        undo.append((mo, d.old_keys, d.old_vals, d.n_old, d.new_keys, d.n_new))
+    mo.update_batch(d.upd_keys, d.upd_vals, d.n_upd)
+    mo.delete_batch(d.dels, d.n_del)
+    return d.n_upd, d.n_del
+
+
+class Diff(NamedTuple):
+    upd_keys: bytes   # entries to write (new keys first, then changed ones)
+    upd_vals: bytes
+    n_upd: int
+    new_keys: bytes   # keys the map does not hold yet
+    n_new: int
+    old_keys: bytes   # entries the write changes or deletes, as they are
+    old_vals: bytes
+    n_old: int
+    dels: bytes       # keys the image does not have
+    n_del: int
+
+
+def _rows(buf: bytes, size: int, n: int):
+    """n packed records of ``size`` bytes as an (n, size) byte array."""
+    import numpy as np
+
+    return np.frombuffer(buf, np.uint8, n * size).reshape(n, size)
+
+
+def diff_entries(cur: tuple[bytes, bytes, int], table: dlc.Table, ks: int, vs: int) -> Diff:
+    """A map's entries (packed keys, values, count) against its image, as
+    columns: one sort of both key sets, no object per entry. Keys are unique
+    on each side."""
+    import numpy as np
+
+    ck, cv, wk, wv = _rows(cur[0], ks, cur[2]), _rows(cur[1], vs, cur[2]), \
+        _rows(table.keys, ks, table.count), _rows(table.values, vs, table.count)
+    n1 = cur[2]
+    words = (ks + 7) // 8
+    both = np.zeros((n1 + table.count, words * 8), np.uint8)
+    both[:n1, :ks], both[n1:, :ks] = ck, wk
+    cols = both.view(np.uint64)
+    order = np.lexsort(cols.T[::-1]) if words > 1 else np.argsort(cols[:, 0])
+    srt = cols[order]
+    pair = np.flatnonzero((srt[1:] == srt[:-1]).all(axis=1))  # a key on both sides: the map's, the image's
+    ci, wi = np.minimum(order[pair], order[pair + 1]), np.maximum(order[pair], order[pair + 1]) - n1
+    alone = np.ones(len(order), bool)
+    alone[pair] = alone[pair + 1] = False
+    single = order[alone]
+    gone, new = single[single < n1], single[single >= n1] - n1
+    changed = (cv[ci] != wv[wi]).any(axis=1)
+    upd = np.concatenate([new, wi[changed]])
+    old = np.concatenate([ci[changed], gone])
+    return Diff(wk[upd].tobytes(), wv[upd].tobytes(), len(upd), wk[new].tobytes(), len(new),
+                ck[old].tobytes(), cv[old].tobytes(), len(old), ck[gone].tobytes(), len(gone))
 
 
 def _sync_set(kt: KernelTables, compiled: dlc.Compiled, rule_set: int, undo: Undo | None,
@@ -368,12 +397,6 @@ def read_pinned_config(ctx: Context) -> abi.Config:
     with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, "xc_cfg")) as m:
         raw = m.lookup(abi.U32.pack(0))
     return abi.unpack_config(raw) if raw else abi.Config(0, 0, 0)
-
-
-def _table_dict(table: dlc.Table, key_size: int) -> dict[bytes, bytes]:
-    vs = len(table.values) // table.count if table.count else 0
-    k, v = table.keys, table.values
-    return {k[i * key_size:(i + 1) * key_size]: v[i * vs:(i + 1) * vs] for i in range(table.count)}
 
 
 def _check_capacity(m: maps.Map, need: int) -> None:

@@ -1,0 +1,229 @@
+"""Control-plane rows: single changes beside big lists, bulk imports, REST.
+
+Every CLI row runs `xdpctl` as a child process: wall time from fork to
+exit and the child's peak RSS (wait4). The REST rows run a real service
+(`xdpctl serve`, uvicorn) as a child and time single requests from a
+client in this process; its peak memory is VmHWM from /proc. Each row has
+its own pin and state directories, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from . import rulesets
+from .common import log, median, pin_dir, spread, temp_dir
+
+
+def _xdpctl() -> list[str]:
+    from .imports import _xdpctl as cmd
+
+    return cmd()
+
+
+# Forks the child from a small process and reports its wait4 figures: a
+# child forked from the bench itself would count the bench's own pages
+# (held before exec) in its peak RSS.
+_SPAWN = """
+import json, os, subprocess, sys, time
+t = time.perf_counter()
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = p.stderr.read()
+_pid, status, ru = os.wait4(p.pid, 0)
+print(json.dumps({"s": time.perf_counter() - t, "rss_mb": ru.ru_maxrss / 1024,
+                  "rc": os.waitstatus_to_exitcode(status), "err": err.decode(errors="replace")[-400:]}))
+"""
+
+
+def run_child(args: list[str]) -> dict:
+    """Run a child (this tree's xdpctl first on its path): wall seconds
+    from fork to exit, peak RSS (MB), exit status."""
+    from .imports import _env, _python
+
+    p = subprocess.run([_python(), "-c", _SPAWN, *args], capture_output=True, text=True, env=_env())
+    if p.returncode:
+        return {"s": float("nan"), "rss_mb": float("nan"), "rc": p.returncode, "error": p.stderr[-400:]}
+    out = json.loads(p.stdout)
+    err = out.pop("err")
+    if out["rc"]:
+        out["error"] = err
+    return out
+
+
+class Instance:
+    """One pin directory and state directory, driven by the CLI."""
+
+    def __init__(self, label: str):
+        self.pins, self.state = pin_dir(label), temp_dir(label)
+
+    def cli(self, *args: str) -> dict:
+        return run_child(_xdpctl() + ["--pin-dir", self.pins, "--state-dir", self.state, *args])
+
+    def map_memory_mb(self) -> float:
+        """memlock of every pinned map, from fdinfo."""
+        from xdpctl.kernel import maps
+
+        total = 0
+        shared = os.path.join(self.pins, "maps")
+        for name in os.listdir(shared) if os.path.isdir(shared) else ():
+            with maps.Map.from_pin(os.path.join(shared, name)) as m:
+                with open(f"/proc/self/fdinfo/{m.fd}") as f:
+                    total += next((int(line.split()[1]) for line in f if line.startswith("memlock:")), 0)
+        return total / 2**20
+
+    def close(self) -> None:
+        from xdpctl.kernel import bpffs
+
+        bpffs.remove_tree(self.pins)
+
+
+def _write(work: str, family: int, kind: str, count: int, seed: int = 20240601) -> str:
+    rs = rulesets.make(family, kind, count, seed)
+    return rs.write(os.path.join(work, f"v{family}-{kind}-{count}-{seed}.txt"))
+
+
+def _summary(samples: list[dict], key: str = "s") -> dict:
+    xs = [s[key] for s in samples]
+    return {"median": median(xs), "min": min(xs), "max": max(xs), "spread": spread(xs), "n": len(xs),
+            "rss_mb": max(s["rss_mb"] for s in samples), "errors": [s["error"] for s in samples if "error" in s]}
+
+
+def import_rows(work: str, count: int, runs: int) -> dict:
+    """Fresh imports (IPv4 exact, IPv6 exact, IPv4 mixed), a replace of a
+    loaded list, and nft -f of the same IPv4 addresses into a plain set."""
+    out: dict = {}
+    v4 = _write(work, 4, "exact", count)
+    for label, path in (("v4_exact", v4), ("v6_exact", _write(work, 6, "exact", count)),
+                        ("v4_mixed", _write(work, 4, "mixed", count))):
+        samples = []
+        for i in range(runs):
+            inst = Instance(f"imp{label}{i}")
+            try:
+                log(f"control: import {label} {count:,} (run {i + 1}/{runs})")
+                samples.append(inst.cli("import", path, "--list", "bench"))
+            finally:
+                inst.close()
+        out[f"import_{label}"] = _summary(samples)
+    other = _write(work, 4, "exact", count, seed=7)
+    samples = []
+    for i in range(runs):
+        inst = Instance(f"repl{i}")
+        try:
+            inst.cli("import", v4, "--list", "bench")
+            log(f"control: replace a {count:,} list (run {i + 1}/{runs})")
+            samples.append(inst.cli("import", other, "--list", "bench"))
+        finally:
+            inst.close()
+    out["replace_v4_exact"] = _summary(samples)
+    out["nft_plain_set"] = _summary([_nft_load(work, v4) for _ in range(runs)])
+    return out
+
+
+def _nft_load(work: str, prefix_file: str) -> dict:
+    """nft -f: the same addresses into a plain hash set (no interval flag),
+    in a network namespace of its own that goes away with the process."""
+    with open(prefix_file) as f:
+        addrs = [line.strip().split("/")[0] for line in f if line.strip() and not line.startswith("#")]
+    path = os.path.join(work, "nft-plain.nft")
+    with open(path, "w") as f:
+        f.write("table inet xcbench_plain {\n  set s { type ipv4_addr; size %d; elements = {\n" % (len(addrs) + 1))
+        f.write(",\n".join(addrs))
+        f.write("\n  } }\n}\n")
+    return run_child(["unshare", "-n", "nft", "-f", path])
+
+
+def single_change_rows(work: str, big: int, tries: int) -> dict:
+    """`xdpctl block` of one /32, with nothing and with ``big`` list members
+    loaded; `xdpctl version` (start-up alone) for scale; map memory."""
+    out: dict = {"startup": _summary([run_child(_xdpctl() + ["version"]) for _ in range(tries)])}
+    inst = Instance("single")
+    try:
+        out["block_empty"] = _summary([inst.cli("block", f"10.250.0.{i + 1}") for i in range(tries)])
+        for n in (big // 2, big):
+            log(f"control: import {n:,} members, then {tries} single blocks")
+            path = _write(work, 4, "exact", n, seed=11 + n)
+            imp = inst.cli("import", path, "--list", f"big{n}")
+            os.unlink(path)
+            out[f"maps_mb_{n}"] = inst.map_memory_mb()
+            out[f"import_{n}"] = imp
+            if n != big:
+                inst.cli("unblock", "--list", f"big{n}")
+        out["block_big"] = _summary([inst.cli("block", f"10.251.0.{i + 1}") for i in range(tries)])
+        out["big"] = big
+    finally:
+        inst.close()
+    return out
+
+
+def run(cfg) -> dict:
+    """The rows; ``cfg.control_runs`` / ``control_tries`` / ``control_posts``
+    override the runs per import row, the single CLI changes and the single
+    POSTs (defaults: 3 / 7 / 200, quick 1 / 3 / 50)."""
+    from . import control_rest
+
+    work = temp_dir("control")
+    quick = cfg.quick
+    count = cfg.import_count
+    out = {"count": count}
+    out.update(import_rows(work, count, getattr(cfg, "control_runs", 1 if quick else 3)))
+    out["single"] = single_change_rows(work, 2 * count, getattr(cfg, "control_tries", 3 if quick else 7))
+    out["rest"] = control_rest.run(work, count, getattr(cfg, "control_posts", 50 if quick else 200))
+    return out
+
+
+def main() -> int:
+    """python -m bench.control [COUNT]: the rows alone, one run each."""
+    import sys
+    from types import SimpleNamespace
+
+    from .common import CLEANUP
+
+    cfg = SimpleNamespace(quick=False, import_count=int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000,
+                          control_runs=1, control_tries=5, control_posts=200)
+    try:
+        res = run(cfg)
+    finally:
+        CLEANUP.run_all()
+    print(json.dumps(res))
+    print(table(res))
+    return 0
+
+
+
+def table(res: dict) -> str:
+    """The rows as a markdown table (medians; spread = (max-min)/median)."""
+    s, r = res["single"], res.get("rest", {})
+
+    def cli(row: dict) -> str:
+        return f"{row['median']:.2f} s (min {row['min']:.2f}, spread {row['spread']:.0%}), {row['rss_mb']:.0f} MB"
+
+    def singles(row: dict) -> str:
+        return f"{row['p50_ms']:.2f} / {row['p99_ms']:.2f} ms" if row else "-"
+
+    n = res["count"]
+    rows = [
+        (f"`xdpctl block` one /32, {s['big']:,} list members loaded", cli(s["block_big"])),
+        ("`xdpctl block` one /32, nothing loaded", cli(s["block_empty"])),
+        ("`xdpctl version` (start-up alone)", cli(s["startup"])),
+        (f"POST /v1/block one /32, {n:,} list loaded, p50 / p99", singles(r.get("block_with_list"))),
+        ("POST /v1/block one /32, no list, p50 / p99", singles(r.get("block_no_list"))),
+        (f"import {n:,} IPv4 /32, fresh", cli(res["import_v4_exact"])),
+        (f"nft -f the same {n:,} addresses, plain hash set", cli(res["nft_plain_set"])),
+        (f"replace a {n:,} list with another", cli(res["replace_v4_exact"])),
+        (f"import {n:,} IPv6 /128, fresh", cli(res["import_v6_exact"])),
+        (f"import {n:,} mixed IPv4 (95 % /32), fresh", cli(res["import_v4_mixed"])),
+        ("POST /v1/block, 10,000 prefixes as JSON (the item limit)",
+         f"{r['bulk_10k_s']['median']:.2f} s" if r.get("bulk_10k_s", {}).get("n") else "-"),
+        (f"PUT /v1/lists {n:,} text, alone", f"{r['put_list_alone_s']:.2f} s" if r.get("put_list_alone_s") else "-"),
+        (f"PUT /v1/lists {n:,} text, {r.get('others', 0):,} other rules present",
+         f"{r['put_list_s']:.2f} s, service peak {r['service_hwm_mb']:.0f} MB" if r else "-"),
+    ]
+    rows += [(f"kernel maps (memlock) at {k[len('maps_mb_'):]} members", f"{v:.0f} MB")
+             for k, v in s.items() if k.startswith("maps_mb_")]
+    return "\n".join(["| what | measured |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""REST rows of the control-plane section: a real service (`xdpctl serve`,
+uvicorn, a child process) and a client here.
+
+single   POST /v1/block of one /32, N times in a row: p50 / p99 (ms), first
+         with no list, then with a list of ``count`` members alone.
+bulk     the list removed, POST /v1/block with 10,000 prefixes (the JSON
+         item limit) until 100,000 rules are present: seconds per request.
+put      PUT /v1/lists/big, ``count`` prefixes as text/plain, alone and
+         with those 100,000 rules present.
+memory   the service's peak RSS (VmHWM) at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+
+from .common import log, median, pin_dir, temp_dir
+
+TOKEN = "xcbench-token-0123456789abcdef"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def _singles(client, n: int, third: int) -> dict:
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        r = client.post("/v1/block", json={"prefixes": [f"10.{third}.{i // 250}.{i % 250 + 1}"]})
+        times.append((time.perf_counter() - t) * 1000)
+        r.raise_for_status()
+    return {"p50_ms": _percentile(times, 0.5), "p99_ms": _percentile(times, 0.99), "max_ms": max(times), "n": n}
+
+
+def _hwm_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+def _start(pins: str, state: str, port: int) -> subprocess.Popen:
+    from .imports import _env, _xdpctl
+
+    tok = os.path.join(state, "bench-token")
+    os.makedirs(state, exist_ok=True)
+    with open(tok, "w") as f:
+        f.write(TOKEN + "\n")
+    return subprocess.Popen(_xdpctl() + ["--pin-dir", pins, "--state-dir", state, "serve", "--port", str(port),
+                                         "--token-file", tok], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=_env())
+
+
+def _wait_up(client, proc: subprocess.Popen, deadline_s: float = 60) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"xdpctl serve exited with {proc.returncode}")
+        try:
+            client.get("/healthz")
+            return
+        except Exception:
+            time.sleep(0.1)
+    raise RuntimeError("xdpctl serve did not answer within the deadline")
+
+
+def _put(client, text: str) -> float:
+    t = time.perf_counter()
+    client.put("/v1/lists/big", content=text, headers={"Content-Type": "text/plain"}).raise_for_status()
+    return time.perf_counter() - t
+
+
+def _measure(client, proc: subprocess.Popen, list_text: str, n: int, others: int) -> dict:
+    """Singles with no list, then with the list alone; the list goes, the
+    other rules come (bulk), and the list is PUT again beside them."""
+    out: dict = {"block_no_list": _singles(client, n, 200), "others": others}
+    out["put_list_alone_s"] = _put(client, list_text)
+    out["block_with_list"] = _singles(client, n, 201)
+    client.delete("/v1/lists/big").raise_for_status()
+    bulk = []
+    for k in range(others // 10_000):
+        body = {"prefixes": [f"11.{k}.{i // 250}.{i % 250 + 1}" for i in range(10_000)]}
+        t = time.perf_counter()
+        client.post("/v1/block", json=body).raise_for_status()
+        bulk.append(time.perf_counter() - t)
+    out["bulk_10k_s"] = {"median": median(bulk), "n": len(bulk)}
+    log(f"control: PUT /v1/lists {list_text.count(chr(10)):,} prefixes beside {others:,} rules")
+    out["put_list_s"] = _put(client, list_text)
+    out["service_hwm_mb"] = _hwm_mb(proc.pid)
+    return out
+
+
+def run(work: str, count: int, n: int) -> dict:
+    import httpx
+
+    from . import rulesets
+    from xdpctl.demo import stop_api
+    from xdpctl.kernel import bpffs
+
+    pins, state = pin_dir("rest"), temp_dir("rest")
+    text = rulesets.make(4, "exact", count).text()
+    port = _free_port()
+    proc = _start(pins, state, port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600,
+                          headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            _wait_up(client, proc)
+            log(f"control: REST singles and bulk ({n} single POSTs per row)")
+            return _measure(client, proc, text, n, 100_000 if count >= 1_000_000 else 10_000)
+    finally:
+        stop_api(proc)
+        bpffs.remove_tree(pins)

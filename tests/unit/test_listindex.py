@@ -1,0 +1,131 @@
+"""The lists' sorted key columns and the SQL-backed rule index over them.
+
+The oracle is dlcompile.MemoryRuleIndex over the merged rule set (a rule
+wins over a list member with the same match, an earlier list by name over
+a later one): every incremental plan made with the SQL index must equal the
+plan made with the oracle.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from xdpctl.core import dlcompile as dl
+from xdpctl.core import prefixes as px
+from xdpctl.core.rules import listindex
+from xdpctl.core.rules.index import SqlRuleIndex
+from xdpctl.core.rules.members import Members
+from xdpctl.core.rules.store import ListRow, RuleRow, State
+from xdpctl.core.rules.validate import addr_bytes
+
+DENY, ALLOW = 1, 2
+
+
+def _rand_prefix(rng: random.Random, family: int) -> px.Prefix:
+    bits = 32 if family == 4 else 128
+    lens = [8, 12, 16, 20, 22, 24, 28, 32] if family == 4 else [24, 32, 44, 48, 56, 64, 100, 128]
+    plen = rng.choice(lens)
+    base = (10 << 24) if family == 4 else (0x20010DB8 << 96)
+    net = (base | rng.getrandbits(bits - 12 if family == 4 else bits - 36)) & (((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1))
+    return px.Prefix(family, net, plen)
+
+
+def _unique(pfxs: list[px.Prefix]) -> list[px.Prefix]:
+    return list(dict.fromkeys(pfxs))
+
+
+@pytest.fixture
+def state(tmp_path):
+    st = State(str(tmp_path / "state.db"))
+    yield st
+    st.close()
+
+
+def _merged(rules: list[dl.Rule], members: list[dl.Rule], without: dl.Rule | None = None) -> list[dl.Rule]:
+    """The rule set the kernel holds: rules first, then members in list order,
+    one per match; ``without`` taken out (a member it hid shows again)."""
+    merged: dict = {}
+    for r in rules + members:
+        if r != without:
+            merged.setdefault((r.family, r.plen, r.net), r)
+    return list(merged.values())
+
+
+def _store(state: State, rng: random.Random, with_keys: bool) -> tuple[list[dl.Rule], list[dl.Rule]]:
+    """Two lists and some rules over the same space: (rules, members)."""
+    rules_: list = []
+    members: list = []
+    rows = []
+    for rid, p in enumerate(_unique([_rand_prefix(rng, rng.choice((4, 6))) for _ in range(40)]), start=1):
+        act = rng.choice((DENY, ALLOW))
+        rows.append(RuleRow(rid, p.family, addr_bytes(p.family, p.net), p.plen, 0, act, 0, 0, 0, 0, None, None,
+                             0.0, None))
+        rules_.append(dl.Rule(rid, p.family, p.net, p.plen, 0, act))
+    state.insert_rules(rows)
+    base = 1000
+    for name, act in (("a", DENY), ("b", ALLOW)):
+        pfxs = _unique([_rand_prefix(rng, rng.choice((4, 6))) for _ in range(300)])
+        m = Members.of(pfxs)
+        entries = m.pack()
+        state.replace_list(ListRow(name, len(pfxs), 0, act, None, None, 0.0, None, base, entries, 0),
+                           listindex.sorted_keys(entries) if with_keys else None)
+        for i, p in enumerate(m.prefixes()):
+            members.append(dl.Rule(base + i, p.family, p.net, p.plen, 0, act))
+        base += len(pfxs)
+    return rules_, members
+
+
+@pytest.mark.parametrize("with_keys", [True, False])
+def test_plans_match_the_memory_index(state, with_keys):
+    rng = random.Random(11)
+    rules, members = _store(state, rng, with_keys)
+    oracle = dl.MemoryRuleIndex(_merged(rules, members))
+    idx = SqlRuleIndex(state)
+    try:
+        for r in rules:  # removing a rule: a member it hid takes its keys again
+            idx.prepare(r)
+            assert dl.plan_remove(r, idx) == dl.plan_remove(r, dl.MemoryRuleIndex(_merged(rules, members, r))), r
+        for i in range(60):  # adding a new rule, some with a deadline
+            p = _rand_prefix(rng, rng.choice((4, 6)))
+            r = dl.Rule(90000 + i, p.family, p.net, p.plen, 0, DENY, None, None, rng.choice((0, 10**12)))
+            idx.prepare(r)
+            assert dl.plan_add(r, idx) == dl.plan_add(r, oracle), r
+    finally:
+        idx.close()
+
+
+def test_lookup_names_the_first_list(state):
+    pfx = [px.parse_prefix(x) for x in ("10.1.0.0/16", "10.1.2.3/32", "2001:db8::/48")]
+    for name, base in (("b", 100), ("a", 10)):
+        entries = Members.of(pfx).pack()
+        state.replace_list(ListRow(name, 3, 0, DENY, None, None, 0.0, None, base, entries, 0),
+                           listindex.sorted_keys(entries))
+    idx = listindex.ListsIndex(state, 0.0, 0)
+    try:
+        name, r = idx.lookup(6, 0, 48, pfx[2].net)
+        assert (name, r.id, r.plen) == ("a", 12, 48)
+        assert idx.lookup(4, 0, 24, 0x0A010200) is None and idx.lookup(4, 1, 32, 0x0A010203) is None
+        assert sorted((r.id, r.plen) for r in idx.within(4, 0, 0x0A000000, 8, 9, 32)) == [(10, 16), (11, 32)]
+    finally:
+        idx.close()
+    state.delete_list("a")
+    idx = listindex.ListsIndex(state, 0.0, 0)
+    try:
+        assert idx.lookup(4, 0, 32, 0x0A010203)[0] == "b"
+    finally:
+        idx.close()
+
+
+def test_lists_without_key_columns_are_named_until_filled(state):
+    entries = Members.of([px.parse_prefix("10.1.0.0/16")]).pack()
+    state.replace_list(ListRow("old", 1, 0, DENY, None, None, 0.0, None, 1, entries, 0))
+    assert state.lists_without_keys() == ["old"] and state.open_list_keys("old") is None
+    state.set_list_keys("old", listindex.sorted_keys(entries))
+    assert state.lists_without_keys() == []
+    idx = listindex.ListsIndex(state, 0.0, 0)
+    try:
+        assert idx.get(4, 0, 16, 0x0A010000).id == 1
+    finally:
+        idx.close()

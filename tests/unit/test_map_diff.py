@@ -1,0 +1,35 @@
+"""The columnar diff a full sync writes: against a dict oracle."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from xdpctl.core import dlcompile as dl
+from xdpctl.core.rules.tables import diff_entries
+
+
+def _pack(d: dict[bytes, bytes]) -> tuple[bytes, bytes, int]:
+    return b"".join(d), b"".join(d.values()), len(d)
+
+
+def _split(buf: bytes, size: int) -> list[bytes]:
+    return [buf[i:i + size] for i in range(0, len(buf), size)]
+
+
+@pytest.mark.parametrize("ks", [4, 8, 20, 24])
+@pytest.mark.parametrize("n_cur,n_want", [(0, 0), (0, 50), (50, 0), (300, 400)])
+def test_diff_matches_dicts(ks, n_cur, n_want):
+    rng = random.Random(ks * 1000 + n_cur + n_want)
+    vs = 32
+    pool = [rng.randbytes(ks) for _ in range(n_cur + n_want)]
+    cur = {k: rng.randbytes(vs) for k in rng.sample(pool, n_cur)}
+    want = {k: (cur[k] if k in cur and rng.random() < 0.5 else rng.randbytes(vs)) for k in rng.sample(pool, n_want)}
+    d = diff_entries(_pack(cur), dl.Table(*_pack(want)), ks, vs)
+    upd = dict(zip(_split(d.upd_keys, ks), _split(d.upd_vals, vs)))
+    assert len(upd) == d.n_upd and upd == {k: v for k, v in want.items() if cur.get(k) != v}
+    assert set(_split(d.new_keys, ks)) == set(want) - set(cur) and d.n_new == len(set(want) - set(cur))
+    assert set(_split(d.dels, ks)) == set(cur) - set(want) and d.n_del == len(set(cur) - set(want))
+    old = dict(zip(_split(d.old_keys, ks), _split(d.old_vals, vs)))
+    assert d.n_old == len(old) and old == {k: v for k, v in cur.items() if k not in want or want[k] != v}

@@ -1,0 +1,144 @@
+"""List members found by match without loading the lists.
+
+Beside its members (members.py), each list stores one sorted key column per
+family: records of (prefix length u8, network big-endian, position u32
+big-endian), sorted by (length, network). Record order is byte order, so a
+member is found by bisection over the stored blob, read through SQLite's
+incremental blob I/O: an incremental change costs a few small reads per
+lookup, whatever the size of the lists, and never turns members into
+objects. Positions count from the list's first member (rule id id_base).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from typing import NamedTuple
+
+from .. import dlcompile as dlc
+from .clock import wall_to_kernel_ns
+from .members import HDR
+from .store import State
+
+ADDR_BYTES = {4: 4, 6: 16}
+
+
+def sorted_keys(entries: bytes) -> tuple[bytes, bytes]:
+    """The key columns (IPv4, IPv6) of a packed members blob."""
+    import numpy as np
+
+    n4, n6 = HDR.unpack_from(entries)
+    o = HDR.size
+    plens4 = np.frombuffer(entries, np.uint8, n4, o)
+    nets4 = np.frombuffer(entries, ">u4", n4, o + n4)
+    o += 5 * n4
+    plens6 = np.frombuffer(entries, np.uint8, n6, o)
+    nets6 = np.frombuffer(entries, ">u8", 2 * n6, o + n6).reshape(n6, 2)
+    order4 = np.argsort((plens4.astype(np.uint64) << 32) | nets4.astype(np.uint64), kind="stable")
+    rec4 = np.empty(n4, dtype=[("p", "u1"), ("n", ">u4"), ("i", ">u4")])
+    rec4["p"], rec4["n"], rec4["i"] = plens4[order4], nets4[order4], order4
+    order6 = np.lexsort((nets6[:, 1], nets6[:, 0], plens6))
+    rec6 = np.empty(n6, dtype=[("p", "u1"), ("h", ">u8"), ("l", ">u8"), ("i", ">u4")])
+    rec6["p"], rec6["h"], rec6["l"] = plens6[order6], nets6[order6, 0], nets6[order6, 1]
+    rec6["i"] = order6 + n4
+    return rec4.tobytes(), rec6.tobytes()
+
+
+class _Column:
+    """One family's sorted records of one list (a blob handle or bytes)."""
+
+    def __init__(self, blob, family: int):
+        self.blob = blob
+        self.k = 1 + ADDR_BYTES[family]
+        self.w = self.k + 4
+        self.n = len(blob) // self.w
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> bytes:
+        o = i * self.w
+        return self.blob[o:o + self.k]
+
+    def find(self, key: bytes) -> int | None:
+        """Position of the member with this key, or None."""
+        i = bisect_left(self, key)
+        if i < self.n and self[i] == key:
+            o = i * self.w + self.k
+            return int.from_bytes(self.blob[o:o + 4], "big")
+        return None
+
+    def span(self, lo: bytes, hi: bytes) -> list[tuple[int, int, int]]:
+        """(plen, net, position) of every member with lo <= key <= hi."""
+        i, j = bisect_left(self, lo), bisect_right(self, hi)
+        if i >= j:
+            return []
+        data, k, w = self.blob[i * self.w:j * self.w], self.k, self.w
+        return [(data[o], int.from_bytes(data[o + 1:o + k], "big"), int.from_bytes(data[o + k:o + w], "big"))
+                for o in range(0, len(data), w)]
+
+
+class _List(NamedTuple):
+    name: str
+    dir: int
+    action: int
+    id_base: int
+    expires_ns: int
+    cols: dict  # family -> _Column
+
+
+def _key(family: int, plen: int, net: int) -> bytes:
+    return bytes((plen,)) + net.to_bytes(ADDR_BYTES[family], "big")
+
+
+class ListsIndex:
+    """Every list's members by match, the first list by name winning;
+    close() releases the blob handles (before the transaction ends)."""
+
+    def __init__(self, state: State, now_wall: float, now_kns: int):
+        self.lists: list[_List] = []
+        self._open: list = []
+        for name, d, action, id_base, expires in state.list_heads():
+            blobs = state.open_list_keys(name)
+            if blobs is None:  # stored before the key columns existed
+                blobs = sorted_keys(state.list_row(name).entries)
+            else:
+                self._open += [b for b in blobs if not isinstance(b, bytes)]
+            cols = {4: _Column(blobs[0], 4), 6: _Column(blobs[1], 6)}
+            self.lists.append(_List(name, d, action, id_base, wall_to_kernel_ns(expires, now_wall, now_kns), cols))
+
+    def close(self) -> None:
+        for b in self._open:
+            b.close()
+        self._open = []
+
+    def _rule(self, lst: _List, family: int, plen: int, net: int, pos: int) -> dlc.Rule:
+        return dlc.Rule(lst.id_base + pos, family, net, plen, lst.dir, lst.action, None, None, lst.expires_ns)
+
+    def lookup(self, family: int, dir: int, plen: int, net: int) -> tuple[str, dlc.Rule] | None:
+        """(list name, member) of the first list holding exactly this prefix."""
+        key = _key(family, plen, net)
+        for lst in self.lists:
+            if lst.dir == dir:
+                pos = lst.cols[family].find(key)
+                if pos is not None:
+                    return lst.name, self._rule(lst, family, plen, net, pos)
+        return None
+
+    def get(self, family: int, dir: int, plen: int, net: int) -> dlc.Rule | None:
+        hit = self.lookup(family, dir, plen, net)
+        return hit[1] if hit else None
+
+    def within(self, family: int, dir: int, net: int, plen: int, lo_plen: int, hi_plen: int) -> list[dlc.Rule]:
+        """Members with lo_plen <= length <= hi_plen inside net/plen, one per
+        match (the first list's)."""
+        last = net | ((1 << (8 * ADDR_BYTES[family] - plen)) - 1)
+        seen: dict[tuple[int, int], dlc.Rule] = {}
+        for lst in self.lists:
+            if lst.dir != dir:
+                continue
+            col = lst.cols[family]
+            for p in range(max(lo_plen, plen), hi_plen + 1):
+                for mp, mn, pos in col.span(_key(family, p, net), _key(family, p, last)):
+                    if (mp, mn) not in seen:
+                        seen[(mp, mn)] = self._rule(lst, family, mp, mn, pos)
+        return list(seen.values())

@@ -63,8 +63,8 @@ def rebuild(kt, rule_set: int, exact: bool) -> None:
     bitmap first when ``exact``), in the kernel, then mark it REBUILT.
     Not exact: bits of keys a failed change will restore stay set."""
     walk = sum(1 << i for i, band in enumerate(BANDS) if kt.table(band, rule_set).has_entries())
-    with objects.load(objects.object_path(OBJECT), pin_path=kt._pin,
-                      max_entries=abi.with_sets(kt.ctx.settings.capacity)) as obj:
+    sizes = {name: m.max_entries for name, m in kt.maps.items()}  # as pinned, whatever the settings say
+    with objects.load(objects.object_path(OBJECT), pin_path=kt._pin, max_entries=sizes) as obj:
         r = testrun.run(obj.prog_fd(BUILDER), bytes([rule_set, int(exact), walk]).ljust(64, b"\0"))
     if r.retval != XDP_PASS:
         raise BpfError(f"the presence bitmap builder of set {'AB'[rule_set]} answered {r.retval}", errno.EIO)

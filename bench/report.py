@@ -372,7 +372,8 @@ def _testrun_sections(tr: dict, cfg: dict) -> list[str]:
             attribution(tr, cfg), ""]
     if tr.get("memory"):
         out += ["## 2e. Memory of the shared maps", "",
-                "Every shared drop-list map (both rule sets, the presence bitmaps, the hit counters) after "
+                "Every map pinned in the shared map directory (the drop list's: both rule sets, their "
+                "presence bitmaps, the hit counters; and the load balancer's, about 32 MiB) after "
                 "`DropList.import_list` of random exact IPv4 addresses, as the kernel accounts it (fdinfo "
                 "memlock). Default capacities, raised where a set would not fit.", "", memory(tr, cfg), ""]
     return out

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from tests.support.progs import DropListProbe
 from xdpctl import abi
 from xdpctl.core.rules import presence
@@ -57,7 +59,10 @@ def verdicts(ctx, addrs: list[str]) -> list[tuple[int, abi.DlReason, int | None]
         probe.loaded.close()
 
 
-def test_flags_and_bitmap_describe_the_active_set(ctx) -> None:
+@pytest.mark.parametrize("walk", [False, True], ids=["bits-from-python", "bits-from-kernel-walk"])
+def test_flags_and_bitmap_describe_the_active_set(ctx, monkeypatch, walk: bool) -> None:
+    if walk:  # as a set of more than SMALL keys is rebuilt
+        monkeypatch.setattr(presence, "SMALL", 0)
     d = DropList(ctx)
     d.add([spec("10.1.2.3"), spec("2001:db8:1::/48")])
     cfg = read_pinned_config(ctx)

@@ -28,6 +28,7 @@ BANDS = V4_BANDS + V6_BANDS  # in the order of the builder's band bits (bits.h)
 XDP_PASS = testrun.XDP_PASS
 REBUILT = (1 << 64) - 2  # mark: rebuilt from the set's keys, whatever revision it holds
 OBJECT, BUILDER = "xdp_bits", "xc_bits_build"  # bpf/xdp/bits.bpf.c
+SMALL = 4096  # hash-band keys up to which a rebuild sets the bits from Python
 
 
 def bit_of(band: str, key: bytes) -> int:
@@ -41,14 +42,15 @@ def bit_of(band: str, key: bytes) -> int:
 
 def set_bits(kt, rule_set: int, plan) -> None:
     """Set the bits of the hash-band keys a plan writes into one set."""
+    _or_bits(kt, rule_set, ((band, key) for band in BANDS if band in plan for key in plan[band].updates))
+
+
+def _or_bits(kt, rule_set: int, keys) -> None:
+    """Set the bits of (band, key) pairs, a word at a time."""
     words: dict[int, int] = {}
-    for band in BANDS:
-        mp = plan.get(band)
-        for key in (mp.updates if mp is not None else ()):
-            b = bit_of(band, key)
-            words[b >> 6] = words.get(b >> 6, 0) | (1 << (b & 63))
-    if not words:
-        return
+    for band, key in keys:
+        b = bit_of(band, key)
+        words[b >> 6] = words.get(b >> 6, 0) | (1 << (b & 63))
     m = kt.table(abi.BITS_MAP, rule_set)
     for w, mask in words.items():
         k = abi.U32.pack(w)
@@ -58,17 +60,35 @@ def set_bits(kt, rule_set: int, plan) -> None:
             m.update(k, (old | mask).to_bytes(8, "little"))
 
 
-def rebuild(kt, rule_set: int, exact: bool) -> None:
-    """Set the bit of every key of the set's hash bands (clearing the
-    bitmap first when ``exact``), in the kernel, then mark it REBUILT.
-    Not exact: bits of keys a failed change will restore stay set."""
-    walk = sum(1 << i for i, band in enumerate(BANDS) if kt.table(band, rule_set).has_entries())
+def rebuild(kt, rule_set: int, exact: bool, compiled) -> None:
+    """Set the bit of every key of the set's hash bands, which hold the
+    ``compiled`` image (clearing the bitmap first when ``exact``), then mark
+    it REBUILT. Not exact: bits of keys a failed change will restore stay
+    set. Large sets are walked in the kernel (a walk visits every bucket of
+    a band, about 0.1 s at default capacities); up to SMALL keys are set
+    from here."""
+    small = sum(compiled[b].count for b in BANDS) <= SMALL
+    walk = 0 if small else sum(1 << i for i, band in enumerate(BANDS) if compiled[band].count)
+    if walk or exact:
+        _run_builder(kt, rule_set, exact, walk)
+    if small:
+        _or_bits(kt, rule_set, ((band, k) for band in BANDS for k in _keys(compiled[band], kt.table(band, rule_set))))
+    _mark(kt, rule_set, REBUILT)
+
+
+def _keys(table, m):
+    n = m.key_size
+    return (table.keys[i * n:(i + 1) * n] for i in range(table.count))
+
+
+def _run_builder(kt, rule_set: int, exact: bool, walk: int) -> None:
+    """xdp_bits.o over the pinned maps: clear the set's bitmap when
+    ``exact``, then walk the bands whose bit is set in ``walk``."""
     sizes = {name: m.max_entries for name, m in kt.maps.items()}  # as pinned, whatever the settings say
     with objects.load(objects.object_path(OBJECT), pin_path=kt._pin, max_entries=sizes) as obj:
         r = testrun.run(obj.prog_fd(BUILDER), bytes([rule_set, int(exact), walk]).ljust(64, b"\0"))
     if r.retval != XDP_PASS:
         raise BpfError(f"the presence bitmap builder of set {'AB'[rule_set]} answered {r.retval}", errno.EIO)
-    _mark(kt, rule_set, REBUILT)
 
 
 def settle(kt, rule_set: int, held: int, revision: int) -> int:

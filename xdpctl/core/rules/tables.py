@@ -302,7 +302,7 @@ def _sync_set(kt: KernelTables, compiled: dlc.Compiled, rule_set: int, undo: Und
         done += compiled[name].count
         if progress:
             progress(done, total)
-    presence.rebuild(kt, rule_set, exact=undo is None)
+    presence.rebuild(kt, rule_set, exact=undo is None, compiled=compiled)
     return report
 
 

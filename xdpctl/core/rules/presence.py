@@ -42,11 +42,12 @@ def bit_of(band: str, key: bytes) -> int:
 
 def set_bits(kt, rule_set: int, plan) -> None:
     """Set the bits of the hash-band keys a plan writes into one set."""
-    _or_bits(kt, rule_set, ((band, key) for band in BANDS if band in plan for key in plan[band].updates))
+    set_key_bits(kt, rule_set, ((band, key) for band in BANDS if band in plan for key in plan[band].updates))
 
 
-def _or_bits(kt, rule_set: int, keys) -> None:
-    """Set the bits of (band, key) pairs, a word at a time."""
+def set_key_bits(kt, rule_set: int, keys) -> None:
+    """Set the bits of (band, key) pairs, a word at a time (a key written
+    into a hash band by anything but this writer needs its bit to be seen)."""
     words: dict[int, int] = {}
     for band, key in keys:
         b = bit_of(band, key)
@@ -72,7 +73,7 @@ def rebuild(kt, rule_set: int, exact: bool, compiled) -> None:
     if walk or exact:
         _run_builder(kt, rule_set, exact, walk)
     if small:
-        _or_bits(kt, rule_set, ((band, k) for band in BANDS for k in _keys(compiled[band], kt.table(band, rule_set))))
+        set_key_bits(kt, rule_set, ((band, k) for band in BANDS for k in _keys(compiled[band], kt.table(band, rule_set))))
     _mark(kt, rule_set, REBUILT)
 
 

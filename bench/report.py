@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import targets
+
 TARGET_RATIO = 1.5
 TARGET_IMPORT_S = 2.0
 
@@ -182,20 +184,39 @@ def xdpfilter(res: dict, cfg: dict) -> str:
     rows = []
     for r in res.get("rows", []):
         if r.get("errors") and "xdp_filter" not in r:
-            rows.append([f"IPv{r['family']}", _n(r["count"]), "failed"] + [""] * 7)
+            rows.append([f"IPv{r['family']}", _n(r["count"]), "failed"] + [""] * 11)
             continue
         if not r.get("fits", True):
-            rows.append([f"IPv{r['family']}", _n(r["count"]), "does not fit", "", "", "", "", "",
-                         f"{r['cli_ms_per_addr']:.2f} ms/addr ({r['cli_added']:,} by CLI)", "-"])
+            rows.append([f"IPv{r['family']}", _n(r["count"]), "does not fit"] + [""] * 9 +
+                        [f"{r['cli_ms_per_addr']:.2f} ms/addr ({r['cli_added']:,} by CLI)", "-"])
             continue
-        xf, xc = r.get("xdp_filter", {}), r.get("xdpctl", {})
-        fm, fmi, cm, cmi = _get(xf, "match"), _get(xf, "miss"), _get(xc, "match"), _get(xc, "miss")
+        xf, xa, xc, xd = (r.get(k, {}) for k in ("xdp_filter", "xdp_filter_all", "xdpctl", "xdp_drop"))
+        cells = []
+        for which in ("match", "miss"):
+            f, a, c, d = _get(xf, which), _get(xa, which), _get(xc, which), _get(xd, which)
+            above = "-" if None in (a, c, d) else _x(c - d, a - d)
+            cells += [_ns(f), _ns(a), _ns(c), _ns(d), _x(c, f), above]
         batch = f"{r['batch_added']:,} in {r['batch_s'] * 1e3:.0f} ms" if r.get("batch_added") else "-"
-        rows.append([f"IPv{r['family']}", _n(r["count"]), _ns(fm), _ns(fmi), _ns(cm), _ns(cmi),
-                     _x(cm, fm), _x(cmi, fmi),
-                     f"{r['cli_ms_per_addr']:.2f} ms/addr ({r['cli_added']:,} by CLI)", batch])
-    return table(["family", "addresses", "xdp-filter match", "xdp-filter miss", "xdpctl match", "xdpctl miss",
-                  "xdpctl/xdp-filter match", "miss", "xdp-filter ip (CLI)", "rest by batch map update"], rows, "ll")
+        rows.append([f"IPv{r['family']}", _n(r["count"])] + cells +
+                    [f"{r['cli_ms_per_addr']:.2f} ms/addr ({r['cli_added']:,} by CLI)", batch])
+    head = []
+    for which in ("match", "miss"):
+        head += [f"{which}: xdp-filter ip", "xdp-filter default", "xdpctl", "trivial drop", "xdpctl/ip",
+                 "above drop: xdpctl/default"]
+    return table(["family", "addresses"] + head + ["xdp-filter ip (CLI)", "rest by batch map update"], rows, "ll")
+
+
+def memory(res: dict, cfg: dict) -> str:
+    rows = []
+    for e in res.get("memory", []):
+        if "failed" in e:
+            rows.append([f"IPv{e['family']}", e["kind"], _n(e["count"]), "failed", e["failed"]])
+            continue
+        pm = e["per_map"]
+        top = sorted(pm.items(), key=lambda kv: -kv[1])[:4]
+        rows.append([f"IPv{e['family']}", e["kind"], _n(e["count"]), f"{e['total'] / 2**20:,.0f}",
+                     ", ".join(f"{n} {v / 2**20:,.0f}" for n, v in top)])
+    return table(["family", "set", "rules", "all shared maps MiB", "largest maps (MiB)"], rows, "lll")
 
 
 def nft_load(res: dict, tr: dict | None, cfg: dict) -> str:
@@ -314,7 +335,7 @@ def _header(results: dict) -> list[str]:
     out.append(f"- load average at start / end: {results.get('loadavg_start')} / {results.get('loadavg_end')} "
                f"(other work on the machine shows up as noise; peers are measured in alternating rounds)")
     out.append(f"- xdpctl: {results.get('product', {}).get('commit', '?')}"
-               f"{' + uncommitted changes' if results.get('product', {}).get('dirty') else ''}; "
+               f"{' + uncommitted changes' if results.get('product', {}).get('dirty') else ' (clean tree)'}; "
                f"{m['xdp_tools']}; {m['nftables']}; {m['clang']}")
     out.append(f"- test-run: {cfg['repeat']:,} repeats per run, median of {cfg['runs']} runs, "
                f"pinned to CPU {cfg.get('cpu')}; 64-byte UDP frames (FCS not included)")
@@ -355,6 +376,12 @@ def _testrun_sections(tr: dict, cfg: dict) -> list[str]:
     out += ["## 2d. Where the per-packet time goes (cache-warm)", "",
             "Single ingredients priced with BPF_PROG_TEST_RUN (`bench/bpf/probe_ops.c`, `probe_parse.c`).", "",
             attribution(tr, cfg), ""]
+    if tr.get("memory"):
+        out += ["## 2e. Memory of the shared maps", "",
+                "Every map pinned in the shared map directory (the drop list's: both rule sets, their "
+                "presence bitmaps, the hit counters; and the load balancer's, about 32 MiB) after "
+                "`DropList.import_list` of random exact IPv4 addresses, as the kernel accounts it (fdinfo "
+                "memlock). Default capacities, raised where a set would not fit.", "", memory(tr, cfg), ""]
     return out
 
 
@@ -362,17 +389,21 @@ def _peer_sections(s: dict, tr: dict | None, cfg: dict) -> list[str]:
     out: list[str] = []
     xf = s.get("xdpfilter")
     if xf:
+        progs = xf.get("program", {})
         out += ["## 3. xdp-filter (xdp-tools) vs xdpctl, same exact addresses (ns/pkt)", "",
-                f"`xdp-filter load IF -m skb -f {xf.get('features')}` in a namespace; program "
-                f"`{xf.get('program', {}).get('name')}` run with BPF_PROG_TEST_RUN by id. "
-                f"{xf.get('version', '')}. Its address maps hold "
-                f"{_map_sizes(xf)}"
-                " entries, fixed when xdp-filter was built. xdpctl (hook program, drop list on) measured in the same rounds.", "",
+                "xdp-filter in two configurations, each in its own namespace, run with BPF_PROG_TEST_RUN by id: "
+                f"`xdp-filter load IF -m skb -f ipv4,ipv6` (ip: `{progs.get('ip') if isinstance(progs, dict) else progs}`) "
+                f"and `xdp-filter load IF -m skb` as loaded by default (`{progs.get('all') if isinstance(progs, dict) else '-'}`). "
+                f"{xf.get('version', '')}. Its address maps hold {_map_sizes(xf)} entries, fixed when xdp-filter "
+                "was built. xdpctl (hook program, drop list on) and a trivial program that drops every frame "
+                "(`bench/bpf/xdp_drop.c`) are measured in the same rounds; 'above drop' compares the cost above "
+                "that trivial program.", "",
                 xdpfilter(xf, cfg), ""]
     nf = s.get("nft")
     if nf:
         out += ["## 4a. nftables: loading the same prefixes", "",
-                "`nft -f` of a netdev table: interval set (`flags interval; auto-merge`) + ingress chain "
+                "`nft -f` of a netdev table: the set in nftables' natural form (exact addresses: a plain hash "
+                "set; prefixes: an interval set, `flags interval; auto-merge`) + ingress chain "
                 "`ip saddr @src counter drop`. xdpctl column: `DropList.import_list` of the same set (section 1).", "",
                 nft_load(nf, tr, cfg), "",
                 "## 4b. Real traffic over a veth pair: xdpctl vs nftables", "",
@@ -380,9 +411,9 @@ def _peer_sections(s: dict, tr: dict | None, cfg: dict) -> list[str]:
                 "in the rule set, IPv4 exact set) out of veth a; receiver on veth b (GRO on) on the same CPU. "
                 "Mpps = frames the receiver counted as dropped / generator time. ns above floor = ns per frame "
                 "minus the same receive path with a drop-everything receiver (native XDP, generic XDP, bare nft "
-                "`counter drop` chain): the classifier's own cost. The nft receiver is counted by veth b's "
-                "rx_packets (listing a counter of a table that holds a 1M-element set takes nft about 100 s); "
-                "the floor-nft runs check that rx_packets equals nft's own counter.", "",
+                "`counter drop` chain): the classifier's own cost. xdpctl runs the counter and the drop list "
+                "and is counted by its own verdict counter; nftables by its rule's own counter (read with a "
+                "netlink rule dump), in the plain hash set of section 4a.", "",
                 traffic(nf, cfg), ""]
     im = s.get("imports")
     if im:
@@ -461,6 +492,7 @@ def render(results: dict) -> str:
     s = results["sections"]
     tr = s.get("testrun")
     out = _header(results)
+    out += ["## Targets", "", targets.render(results, table), ""]
     if tr:
         out += _testrun_sections(tr, cfg)
     out += _peer_sections(s, tr, cfg)

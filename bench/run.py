@@ -31,6 +31,8 @@ from . import build, report
 from .common import (CLEANUP, REPO_DIR, RESULTS_DIR, bench_cpu, install_signal_handlers, log,
                      machine_info)
 
+DOCS_DIR = os.path.join(REPO_DIR, "docs")  # the full run's docs/benchmarks.md + .json
+
 SECTIONS = ("testrun", "xdpfilter", "nft", "import", "sample", "lb", "lblab", "fleet")
 
 
@@ -48,6 +50,7 @@ class Config:
     spray_repeat: int = 200_000
     spray_runs: int = 3
     sizing_sizes: tuple = (1, 100_000)
+    memory_sizes: tuple = (1_000_000, 2_000_000)
     # section 3
     xdpfilter_sizes: tuple = (1, 10_000, 100_000, 1_000_000)
     xdpfilter_cli_sample: int = 1000
@@ -74,7 +77,7 @@ class Config:
     @classmethod
     def quick_config(cls) -> "Config":
         return cls(quick=True, sizes=(1, 100_000), repeat=200_000, runs=3, spray_repeat=50_000, spray_runs=3,
-                   sizing_sizes=(1,),
+                   sizing_sizes=(1,), memory_sizes=(100_000,),
                    xdpfilter_sizes=(1, 10_000), xdpfilter_cli_sample=100,
                    nft_sizes=(1, 10_000, 100_000), traffic_sizes=(1, 100_000), traffic_frames=500_000,
                    import_sets=((4, "exact"),), import_gc_variant=False,
@@ -97,7 +100,8 @@ def _product() -> dict:
         return p.stdout.strip() if p.returncode == 0 else ""
 
     commit = git("rev-parse", "--short", "HEAD") or "?"
-    dirty = bool(git("diff", "--stat", "HEAD", "--", "xdpctl", "bpf"))
+    # what is measured: the product, its BPF sources and the bench itself (untracked files too)
+    dirty = bool(git("status", "--porcelain", "--", "xdpctl", "bpf", "bench", "api"))
     return {"commit": commit, "dirty": dirty}
 
 
@@ -224,6 +228,12 @@ def _write(results: dict, cfg: Config, out_dir: str) -> None:
     for name, data in ((md_name, md), (md_name.replace(".md", ".json"), json.dumps(results, indent=1, default=str))):
         with open(os.path.join(out_dir, name), "w") as f:
             f.write(data)
+    if not suffix:  # the full run: the pair meant to be committed
+        for name, data in (("benchmarks.md", md), ("benchmarks.json", json.dumps(results, indent=1, default=str))):
+            with open(os.path.join(DOCS_DIR, name), "w") as f:
+                f.write(data)
+        log(f"wrote docs/benchmarks.md and docs/benchmarks.json (commit {results['product']['commit']}, "
+            f"{'uncommitted changes' if results['product']['dirty'] else 'clean tree'})")
     sys.stdout.write(md)
     log(f"wrote {os.path.relpath(json_path)} and {os.path.relpath(os.path.join(out_dir, md_name))} "
         f"in {results['seconds'] / 60:.1f} min")

@@ -15,6 +15,7 @@ are cache-warm: this is the cost of the code path, not of DRAM misses
 from __future__ import annotations
 
 import gc
+import os
 import random
 import struct
 import time
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 from tests.support.progs import ProgramBench, temp_settings
 from xdpctl.core.rules import service as dl
 from xdpctl.core.context import Context
-from xdpctl.kernel import bpffs, objects, testrun
+from xdpctl import abi
+from xdpctl.kernel import bpffs, maps, objects, testrun
 
 from . import build, frames, rulesets
 from .common import CLEANUP, log, median, pin_dir, spread, temp_dir
@@ -205,7 +207,42 @@ def run(cfg) -> dict:
         sizing = [_guard(_sizing, cfg, pb, family, count) for family in cfg.families for count in cfg.sizing_sizes]
     finally:
         pb.close()
-    return {"raw": raw, "probes": probes_out, "sizing": sizing}
+    memory = [_guard(_memory, cfg, None, 4, count) for count in cfg.memory_sizes]
+    return {"raw": raw, "probes": probes_out, "sizing": sizing, "memory": memory}
+
+
+# ---------------------------------------------------------------------------
+# Memory: what the shared maps take, as the kernel accounts it (memlock)
+# ---------------------------------------------------------------------------
+def map_memory(shared_dir: str) -> dict[str, int]:
+    """Bytes per pinned map, from the kernel's accounting (fdinfo memlock)."""
+    out = {}
+    for name in sorted(os.listdir(shared_dir)):
+        with maps.Map.from_pin(os.path.join(shared_dir, name)) as m:
+            with open(f"/proc/self/fdinfo/{m.fd}") as f:
+                for line in f:
+                    if line.startswith("memlock:"):
+                        out[name] = int(line.split()[1])
+    return out
+
+
+def _memory(cfg, _pb, family: int, count: int) -> dict:
+    """Import ``count`` exact rules into maps sized to hold them (default
+    capacities, raised where they are too small) and read what every
+    shared map takes."""
+    rs = rulesets.make(family, "exact", count)
+    cap = {}
+    if count >= abi.MAP_SPECS["xc_rule_stats"].max_entries:
+        cap = {"xc_rule_stats": count + 1024, "xc_v4_l32" if family == 4 else "xc_v6_l128": 2 * count}
+    log(f"memory: IPv{family} exact {count:,}")
+    xp = XdpctlDropPath(f"mem{family}{count}", cap or None)
+    try:
+        load_s = xp.load(rs)
+        per_map = map_memory(xp.ctx.settings.shared_map_dir)
+    finally:
+        xp.close()
+    return {"family": family, "kind": "exact", "count": count, "load_s": load_s, "capacity": cap,
+            "per_map": per_map, "total": sum(per_map.values()), "errors": []}
 
 
 def _guard(fn, cfg, pb, family, *args) -> dict:

@@ -97,6 +97,29 @@ class CfgFlag(enum.IntFlag):
     HAVE_PORT = 1 << 1
     HAVE_V6TRIE = 1 << 2
     HAVE_MGMT = 1 << 3
+    NO_V4L32 = 1 << 4      # the active set's hash band holds nothing
+    NO_V4L24 = 1 << 5
+    NO_V6L128 = 1 << 6
+    NO_V6L64 = 1 << 7
+    NO_V6L48 = 1 << 8
+    NO_V6L32 = 1 << 9
+    HAVE_BITS = 1 << 10    # the active set's presence bitmap covers its hash bands
+
+
+# The empty-band flag of each hash band (xc_config.flags).
+BAND_EMPTY_FLAG = {
+    "xc_v4_l32": CfgFlag.NO_V4L32, "xc_v4_l24": CfgFlag.NO_V4L24,
+    "xc_v6_l128": CfgFlag.NO_V6L128, "xc_v6_l64": CfgFlag.NO_V6L64,
+    "xc_v6_l48": CfgFlag.NO_V6L48, "xc_v6_l32": CfgFlag.NO_V6L32,
+}
+SET_FLAGS = CfgFlag(sum(BAND_EMPTY_FLAG.values()) | CfgFlag.HAVE_BITS)  # what the writer derives from a set
+
+# Presence bitmap (xc_bits, one per rule set): u64 words, then a revision word.
+BITS_V4_BITS = 1 << 25
+BITS_V6_BITS = 1 << 25
+BITS_WORDS = (BITS_V4_BITS + BITS_V6_BITS) // 64
+BITS_MARK = BITS_WORDS
+BITS_V6_SHIFT = 5
 
 
 class DlReason(enum.IntEnum):
@@ -183,6 +206,8 @@ C_DEFINES: dict[str, int] = {
     "XC_CFG_HAVE_PORT": int(CfgFlag.HAVE_PORT),
     "XC_CFG_HAVE_V6TRIE": int(CfgFlag.HAVE_V6TRIE),
     "XC_CFG_HAVE_MGMT": int(CfgFlag.HAVE_MGMT),
+    **{f"XC_CFG_{f.name}": int(f) for f in CfgFlag if f.name.startswith("NO_")},
+    "XC_CFG_HAVE_BITS": int(CfgFlag.HAVE_BITS),
     "XC_LB_VIP_HASH_L3": LB_VIP_HASH_L3,
     "XC_LB_BE_HAVE_MAC": LB_BE_HAVE_MAC,
     "XC_LB_HOOK_ON": LB_HOOK_ON,
@@ -244,6 +269,10 @@ class xc_port_key(ctypes.Structure):
         ("pad", u8 * 3),
         ("addr", u8 * 16),
     ]
+
+
+class xc_clock(ctypes.Structure):
+    _fields_ = [("jiffies", u64), ("now_ns", u64)]
 
 
 class xc_rule_stats(ctypes.Structure):
@@ -313,7 +342,7 @@ class no_type(ctypes.Structure):
 STRUCTS: dict[str, type[ctypes.Structure]] = {
     cls.__name__: cls
     for cls in (xc_stages, xc_counter, xc_config, xc_rule_val, xc_key4, xc_key6,
-                xc_trie6_key, xc_port_key, xc_rule_stats,
+                xc_trie6_key, xc_port_key, xc_clock, xc_rule_stats,
                 xc_lb_vip_key, xc_lb_vip, xc_lb_backend, xc_lb_conn_key,
                 xc_lb_conn, xc_lb_stats, xc_lb_hook, xc_sample_cfg, xc_sample_budget, xc_sample)
 }
@@ -334,6 +363,7 @@ KEY6 = struct.Struct("=I16s")                  # xc_key6
 TRIE6_KEY = struct.Struct("=II16s")            # xc_trie6_key
 PORT_KEY = struct.Struct("=IBB2sB3x16s")       # xc_port_key (port as 2 bytes, big-endian)
 RULE_STATS = struct.Struct("=QQQ")             # xc_rule_stats
+CLOCK = struct.Struct("=QQ")                   # xc_clock
 LB_VIP_KEY = struct.Struct("=16s2sBB")         # xc_lb_vip_key (port as 2 bytes, big-endian)
 LB_VIP = struct.Struct("=IIII")                # xc_lb_vip
 LB_BACKEND = struct.Struct("=16s6sBBI")        # xc_lb_backend
@@ -355,6 +385,7 @@ PACKERS: dict[str, struct.Struct] = {
     "xc_trie6_key": TRIE6_KEY,
     "xc_port_key": PORT_KEY,
     "xc_rule_stats": RULE_STATS,
+    "xc_clock": CLOCK,
     "xc_lb_vip_key": LB_VIP_KEY,
     "xc_lb_vip": LB_VIP,
     "xc_lb_backend": LB_BACKEND,
@@ -386,6 +417,11 @@ C_CONSTS: dict[str, int] = {
     "XC_LB_HASH_SEED": LB_HASH_SEED,
     "XC_LB_ICMP_PULL": LB_ICMP_PULL,
     "XC_SAMPLE_BYTES": SAMPLE_BYTES,
+    "XC_BITS_V4_BITS": BITS_V4_BITS,
+    "XC_BITS_V6_BITS": BITS_V6_BITS,
+    "XC_BITS_WORDS": BITS_WORDS,
+    "XC_BITS_MARK": BITS_MARK,
+    "XC_BITS_V6_SHIFT": BITS_V6_SHIFT,
 }
 
 
@@ -501,6 +537,7 @@ MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
     _spec("xc_stages", "hook", MapType.ARRAY, u32, xc_stages, STAGES_ENTRIES),
     _spec("xc_proto", "hook", MapType.PERCPU_ARRAY, u32, xc_counter, PROTO_SLOTS),
     _spec("xc_dl_cnt", "hook", MapType.PERCPU_ARRAY, u32, xc_counter, DL_MAX),
+    _spec("xc_clock", "hook", MapType.PERCPU_ARRAY, u32, xc_clock, 1),
     # shared
     _spec("xc_cfg", "shared", MapType.ARRAY, u32, xc_config, 1),
     _spec("xc_v4_l16", "shared", MapType.ARRAY, u32, xc_rule_val, 2 * 65536),
@@ -513,6 +550,7 @@ MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
     _spec("xc_v6_trie", "shared", MapType.LPM_TRIE, xc_trie6_key, xc_rule_val, 262144, BPF_F_NO_PREALLOC),
     _spec("xc_port_trie", "shared", MapType.LPM_TRIE, xc_port_key, xc_rule_val, 65536, BPF_F_NO_PREALLOC),
     _spec("xc_mgmt", "shared", MapType.LPM_TRIE, xc_trie6_key, xc_rule_val, 4096, BPF_F_NO_PREALLOC),
+    _spec("xc_bits", "shared", MapType.ARRAY, u32, u64, BITS_WORDS + 1),
     _spec("xc_rule_stats", "shared", MapType.ARRAY, u32, xc_rule_stats, 2097152),
     # load balancer: per hook
     _spec("xc_lb_hook", "hook", MapType.ARRAY, u32, xc_lb_hook, 1),
@@ -534,12 +572,14 @@ MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
 # the rule tables. Set B has the same maps under STANDBY_SUFFIX.
 RULE_MAPS = ("xc_v4_l16", "xc_v4_l24", "xc_v4_l32", "xc_v6_l128", "xc_v6_l64",
              "xc_v6_l48", "xc_v6_l32", "xc_v6_trie", "xc_port_trie", "xc_mgmt")
+BITS_MAP = "xc_bits"                  # the presence bitmap of a set
+SET_TABLES = RULE_MAPS + (BITS_MAP,)  # every map that exists once per set
 STANDBY_SUFFIX = "_b"
-MAP_SPECS.update({n + STANDBY_SUFFIX: MAP_SPECS[n]._replace(name=n + STANDBY_SUFFIX) for n in RULE_MAPS})
+MAP_SPECS.update({n + STANDBY_SUFFIX: MAP_SPECS[n]._replace(name=n + STANDBY_SUFFIX) for n in SET_TABLES})
 
 
 def set_map(name: str, rule_set: int) -> str:
-    """The name of rule map ``name`` (a RULE_MAPS name) in set 0 (A) or 1 (B)."""
+    """The name of rule map ``name`` (a SET_TABLES name) in set 0 (A) or 1 (B)."""
     return name + STANDBY_SUFFIX if rule_set else name
 
 

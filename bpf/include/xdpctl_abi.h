@@ -95,6 +95,16 @@ enum xc_policy {
 #define XC_CFG_HAVE_PORT  (1U << 1) /* some L4 (protocol + port) rule exists */
 #define XC_CFG_HAVE_V6TRIE (1U << 2) /* xc_v6_trie holds entries */
 #define XC_CFG_HAVE_MGMT  (1U << 3) /* xc_mgmt holds management prefixes */
+/* The active set's hash bands that hold nothing (never looked up). */
+#define XC_CFG_NO_V4L32   (1U << 4)
+#define XC_CFG_NO_V4L24   (1U << 5)
+#define XC_CFG_NO_V6L128  (1U << 6)
+#define XC_CFG_NO_V6L64   (1U << 7)
+#define XC_CFG_NO_V6L48   (1U << 8)
+#define XC_CFG_NO_V6L32   (1U << 9)
+/* The active set's presence bitmap (xc_bits) covers every key of its hash
+ * bands: a clear bit means no hash band holds the address. */
+#define XC_CFG_HAVE_BITS  (1U << 10)
 
 /*
  * The rule tables exist twice: set A (xc_v4_l16, ...) and set B (the same
@@ -194,6 +204,28 @@ struct xc_port_key {
  * packet whose source (or, with XC_CFG_HAVE_DST, destination) is inside a
  * live management prefix passes, whatever a deny or the policy says.
  */
+
+/*
+ * Presence bitmap: ARRAY xc_bits (set A) / xc_bits_b (set B) of u64 words,
+ * part of its rule set. Bit b is word b / 64, bit b % 64. A key of a hash
+ * band sets the bit of its address:
+ *   IPv4 (xc_v4_l32, xc_v4_l24):  dir << 24 | addr >> 8 (host order)
+ *   IPv6 (xc_v6_l128 .. l32):     XC_BITS_V4_BITS + (dir << 24 |
+ *                                 (top 32 bits >> 5) & 0xffffff)
+ * (IPv6: one bit per /27 of address space, its top 3 bits ignored: every
+ * global unicast address is in 2000::/3.)
+ * A bit may be set with no key behind it (a deleted rule); it is never
+ * clear with one. Word XC_BITS_MARK holds the revision the bits cover (0:
+ * none); XC_CFG_HAVE_BITS says the active set's bitmap may be trusted.
+ *
+ * Clock cache: per-hook PERCPU_ARRAY xc_clock, one struct xc_clock: the
+ * coarse clock read at the last jiffy seen on this CPU, so a packet reads
+ * the clock at most once per tick per CPU.
+ */
+struct xc_clock {
+	__u64 jiffies;
+	__u64 now_ns;       /* bpf_ktime_get_coarse_ns() when jiffies was seen */
+};
 
 /* Per-rule hit counters: ARRAY xc_rule_stats indexed by rule_id, atomic adds. */
 struct xc_rule_stats {

@@ -34,6 +34,15 @@ enum xc_consts {
 	XC_PORT_TRIE_ENTRIES  = 65536,
 	XC_MGMT_ENTRIES       = 4096,
 	XC_RULE_STATS_ENTRIES = 2097152,
+	/* Presence bitmap of each rule set (xc_bits): u64 words, then one
+	 * word that says which revision the bits cover. */
+	XC_BITS_V4_BITS       = 1 << 25, /* IPv4: dir << 24 | addr >> 8 */
+	XC_BITS_V6_BITS       = 1 << 25, /* IPv6: dir << 24 | address bits 3..26 */
+	XC_BITS_WORDS         = (XC_BITS_V4_BITS + XC_BITS_V6_BITS) / 64,
+	XC_BITS_MARK          = XC_BITS_WORDS, /* index of the revision word */
+	XC_BITS_ENTRIES       = XC_BITS_WORDS + 1,
+	XC_BITS_V6_SHIFT      = 5,     /* IPv6: the top 32 bits >> 5, less bits 0..2 */
+	XC_CLOCK_ENTRIES      = 1,     /* xc_clock: one per-CPU clock cache */
 
 	/* Drop list. */
 	XC_TRIE_RETRY         = 4,     /* lookups per LPM trie when entries have expired */

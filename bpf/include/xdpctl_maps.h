@@ -10,8 +10,9 @@
  *
  *   XC_MAPS_HOOK      xc_stages (per hook; only the hook program)
  *   XC_MAPS_COUNTER   xc_proto
- *   XC_MAPS_DROPLIST  xc_cfg, the address, port and management tables
- *                     (sets A and B), xc_rule_stats, xc_dl_cnt
+ *   XC_MAPS_DROPLIST  xc_cfg, the address, port and management tables and
+ *                     the presence bitmap (sets A and B), xc_rule_stats;
+ *                     per hook xc_dl_cnt, xc_clock
  *   XC_MAPS_LB        xc_lb_vips, xc_lb_ring, xc_lb_backends, xc_lb_conn,
  *                     xc_lb_vip_cnt, xc_lb_be_cnt; per hook xc_lb_hook,
  *                     xc_lb_cnt
@@ -137,7 +138,13 @@ struct { \
 	__uint(map_flags, BPF_F_NO_PREALLOC); \
 	__type(key, struct xc_trie6_key); \
 	__type(value, struct xc_rule_val); \
-} xc_mgmt##sfx SEC(".maps");
+} xc_mgmt##sfx SEC(".maps"); \
+struct { \
+	__uint(type, BPF_MAP_TYPE_ARRAY); \
+	__uint(max_entries, XC_BITS_ENTRIES); \
+	__type(key, __u32); \
+	__type(value, __u64); \
+} xc_bits##sfx SEC(".maps");
 
 XC_RULE_TABLES()
 XC_RULE_TABLES(_b)
@@ -156,6 +163,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct xc_counter);
 } xc_dl_cnt SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XC_CLOCK_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct xc_clock);
+} xc_clock SEC(".maps");
 
 #endif /* XDPCTL_MAPS_DROPLIST */
 

@@ -160,6 +160,19 @@ def test_stats_watch_json_prints_one_document_per_line(srv: Running, rest: httpx
         assert hs["rates"] is not None and set(hs["rates"]) == {"total", "protocols"}
 
 
+def test_stats_reset_prints_the_document_rest_reads_after_it(srv: Running, rest: httpx.Client,
+                                                               lab: TwoHostLab) -> None:
+    b = lab.b
+    where = {"ifname": b.ifname, "netns": b.netns}
+    body(rest.post("/v1/attachments", json={**where, "program": "counter"}), 201)
+    doc = cli_doc(srv, "stats", b.ifname, "--netns", b.netns, "--reset", "--json")
+    (hs,) = doc["hooks"]
+    assert hs["total"] == {"packets": 0, "bytes": 0} and hs["protocols"] == []
+    assert doc == body(rest.get("/v1/stats", params=where))
+    res = cli(srv, "stats", b.ifname, "--netns", b.netns, "--reset", "--hook", "xdp-egress")
+    assert res.returncode == 2 and "unknown hook 'xdp-egress'" in res.stderr, res.stderr
+
+
 def test_missing_namespace_or_interface_is_not_found(srv: Running, rest: httpx.Client, lab: TwoHostLab) -> None:
     missing_ns = f"{lab.b.netns}-gone"
     for args, params in (

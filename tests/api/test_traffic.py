@@ -178,3 +178,43 @@ def test_block_and_unblock_over_rest_stops_and_restarts_traffic(
     assert r.status_code == 200, r.text
 
     assert phase("after") == {"spoofed-after": 4, "legit-after": 2}
+
+
+def test_stats_reset_zeroes_a_hooks_counters_and_with_rules_the_hits(
+        client: httpx.Client, lab: TwoHostLab, attach, mark: bytes) -> None:
+    a, b = lab.a, lab.b
+    attach(b, "counter")
+    attach(b, "droplist")
+    r = client.post("/v1/block", json={"prefixes": ["198.18.9.0/24"], "comment": "reset test"})
+    assert r.status_code == 201, r.text
+    frames = [udp_frame(a, b, "198.18.9.9", mark, "spoofed", i) for i in range(2)]
+    frames.append(udp_frame(a, b, a.ipv4, mark, "legit", 0))
+    where = {"netns": b.netns, "ifname": b.ifname}
+
+    def counted() -> tuple[dict, int]:
+        (hs,) = client.get("/v1/stats", params=where).json()["hooks"]
+        (rule,) = client.get("/v1/rules", params={"prefix": "198.18.9.0/24"}).json()["rules"]
+        return hs, rule["packets"]
+
+    assert send_and_count(lab, frames, mark) == {"legit": 1}
+    hs, hits = counted()
+    assert hs["verdicts"]["drop_src"]["packets"] == 2 and hits == 2
+
+    # a hook that does not exist: 422 naming the field, nothing zeroed
+    r = client.post("/v1/stats/reset", params={**where, "hook": "xdp-egress"})
+    assert r.status_code == 422 and r.json()["field"] == "hook", r.text
+    assert counted() == (hs, 2)
+
+    # the hook's counters, not the rule hits; the answer is the stats just after
+    r = client.post("/v1/stats/reset", params=where)
+    assert r.status_code == 200, r.text
+    (z,) = r.json()["hooks"]
+    assert (z["hook"], z["total"], z["protocols"], z["verdicts"]) == ("xdp", {"packets": 0, "bytes": 0}, [], {})
+    assert counted() == (z, 2)
+
+    # with rules: every rule's hit counter too; counting starts again from zero
+    assert client.post("/v1/stats/reset", params={**where, "rules": True}).status_code == 200
+    assert counted() == (z, 0)
+    assert send_and_count(lab, frames, mark) == {"legit": 1}
+    hs, hits = counted()
+    assert hs["verdicts"]["drop_src"]["packets"] == 2 and hits == 2

@@ -37,6 +37,7 @@ from xdpctl.core.context import Context
 from xdpctl.core.errors import NotFound
 from xdpctl.core.hooks import HookRef
 from xdpctl.core.restore import restore
+from xdpctl.core.rules import presence
 from xdpctl.core.rules.clock import kernel_ns
 from xdpctl.core.rules.tables import KernelTables, read_pinned_config
 from xdpctl.core.rules.validate import DENY
@@ -285,10 +286,13 @@ def test_restore_repairs_drift(dl_env, mark) -> None:
     desired = Counter(["198.18.0.9", a.ipv4])
     assert arrivals_xdp(env, frames, mark) == desired
 
-    # Drift by hand: one entry missing, one bogus entry.
+    # Drift by hand: one entry missing, one bogus entry (with its presence
+    # bit: the data path looks up only what the bitmap says may be there).
     with _shared(env, "xc_v4_l32") as m:
         assert m.delete(key4("203.0.113.7"))
         m.update(key4("198.18.0.9"), abi.pack_rule_val(4242, DENY, 32))
+    with KernelTables(env.ctx) as kt:
+        presence.set_key_bits(kt, kt.cfg.active, [("xc_v4_l32", key4("198.18.0.9"))])
     assert arrivals_xdp(env, frames, mark) == Counter(["203.0.113.7", a.ipv4])
 
     rep = env.cli("restore", "--json").json()

@@ -25,7 +25,7 @@ CONSTS_HEADER = BPF_SRC / "include" / "xdpctl_consts.h"
 MAPS_HEADER = BPF_SRC / "include" / "xdpctl_maps.h"
 OBJ_DIR = ROOT / "xdpctl" / "bpf"
 # docs/internals.md, "Objects and programs"
-OBJECTS = ("xdp_hook", "tc_hook", "xdp_droplist")
+OBJECTS = ("xdp_hook", "tc_hook", "xdp_droplist", "xdp_bits")
 
 C_SIZES = {"__u8": 1, "__u16": 2, "__u32": 4, "__u64": 8}
 
@@ -190,13 +190,13 @@ def test_pack_helpers():
 
 def test_map_specs_cover_the_contract():
     # docs/internals.md tables
-    hook = {"xc_stages", "xc_proto", "xc_dl_cnt", "xc_lb_hook", "xc_lb_cnt", "xc_smp_cfg", "xc_smp_budget",
-            "xc_smp_rb"}
+    hook = {"xc_stages", "xc_proto", "xc_dl_cnt", "xc_clock", "xc_lb_hook", "xc_lb_cnt", "xc_smp_cfg",
+            "xc_smp_budget", "xc_smp_rb"}
     shared = {"xc_cfg", "xc_v4_l16", "xc_v4_l24", "xc_v4_l32", "xc_v6_l128", "xc_v6_l64",
-              "xc_v6_l48", "xc_v6_l32", "xc_v6_trie", "xc_port_trie", "xc_mgmt", "xc_rule_stats",
+              "xc_v6_l48", "xc_v6_l32", "xc_v6_trie", "xc_port_trie", "xc_mgmt", "xc_bits", "xc_rule_stats",
               "xc_lb_vips", "xc_lb_vip_cnt", "xc_lb_backends", "xc_lb_be_cnt", "xc_lb_ring",
               "xc_lb_conn"}
-    shared |= {m + "_b" for m in abi.RULE_MAPS}  # set B of the rule tables
+    shared |= {m + "_b" for m in abi.SET_TABLES}  # set B of the rule tables
     assert set(abi.HOOK_MAPS) == hook and set(abi.SHARED_MAPS) == shared
     for s in abi.MAP_SPECS.values():
         assert s.key_size == ctypes.sizeof(s.key) and s.value_size == ctypes.sizeof(s.value)
@@ -305,7 +305,7 @@ def test_btf_consts_match_python():
     sizes.update({c: first[c] for c in slots.values()})
     used = set()
     for name, spec in abi.MAP_SPECS.items():
-        base = name.removesuffix(abi.STANDBY_SUFFIX) if name.removesuffix(abi.STANDBY_SUFFIX) in abi.RULE_MAPS \
+        base = name.removesuffix(abi.STANDBY_SUFFIX) if name.removesuffix(abi.STANDBY_SUFFIX) in abi.SET_TABLES \
             else name  # both sets of a rule map have the size of set A
         cname = slots.get(base, f"XC_{base[3:].upper()}_ENTRIES")
         assert sizes.get(cname) == spec.max_entries, f"{cname} != MAP_SPECS[{name!r}].max_entries"

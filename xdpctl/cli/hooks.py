@@ -183,11 +183,21 @@ def stats(
     count: int = typer.Option(0, "--count", metavar="N", help="with --watch: stop after N refreshes (0 = until ^C)"),
     as_json: bool = typer.Option(False, "--json", help="print the resource as JSON (the REST body); with "
                                                        "--watch one compact document per line"),
+    reset: bool = typer.Option(False, "--reset", help="zero the counters of the hooks selected, then show them"),
+    hook: Optional[str] = typer.Option(None, "--hook", metavar="HOOK", help="with --reset: only this hook"),
+    rules: bool = typer.Option(False, "--rules", help="with --reset: zero every rule's hit counter too"),
 ) -> None:
     """Packet and byte counters per hook and protocol (totals, and rates with --watch)."""
 
     def body():
         with ctx() as c:
+            if reset:
+                view = counters.reset(c, netns, iface, hook, rules)
+                if as_json:
+                    emit_json(view.to_json())
+                else:
+                    out.print(_stats_table(view))
+                return
             if not watch:
                 view = counters.stats(c, netns, iface)
                 if as_json:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import time
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .. import abi
 from ..kernel import maps, netlink
 from .context import Context
-from .hooks import HookRef, pinned_hooks
+from .errors import choice
+from .hooks import HOOKS, HookRef, pinned_hooks
 from .views import CountView, HookRatesView, HookStatsView, ProtoCountView, ProtoRateView, RateView, StatsView
 
 L3_NAMES = {abi.L3.IPV4: "ipv4", abi.L3.IPV6: "ipv6", abi.L3.ARP: "arp", abi.L3.OTHER: "other",
@@ -111,6 +113,48 @@ def watch(ctx: Context, netns: str | None = None, ifname: str | None = None,
         yield StatsView(hooks=[hook_stats(hc, before.get(hc.hook), t1 - t0) for hc in cur],
                         time=time.time(), seconds=t1 - t0)
         t0, prev = t1, cur
+
+
+# ---------------------------------------------------------------- reset
+HOOK_COUNTER_MAPS = ("xc_proto", "xc_dl_cnt", "xc_lb_cnt")
+ZERO_CHUNK = 1 << 16  # rule-hit slots zeroed per batch update
+
+
+def reset(ctx: Context, netns: str | None = None, ifname: str | None = None, hook: str | None = None,
+          rules: bool = False) -> StatsView:
+    """Zero the counters of every hook selected (protocol classes, drop-list
+    verdicts, load-balancer reasons) and, with ``rules``, every rule's hit
+    counter; the stats of those hooks just after.
+
+    Each counter slot is zeroed on all CPUs in one map update, slot after
+    slot. A packet counted while that happens may be counted before the
+    zero (lost) or after it; one counted on another CPU at the very moment
+    of its slot's update may write back that CPU's value from before the
+    reset plus one. Under traffic a reset is exact to within the packets in
+    flight while it runs; nothing else is touched."""
+    if hook is not None:
+        choice(hook, HOOKS, field="hook", what="hook")
+    hooks = [hc.hook for hc in _read_checked(ctx, netns, ifname) if hook is None or hc.hook.hook == hook]
+    for ref in hooks:
+        for name in HOOK_COUNTER_MAPS:
+            path = os.path.join(ref.dir(ctx), name)
+            if os.path.exists(path):
+                with maps.Map.from_pin(path) as m:
+                    m.clear()
+    if rules:
+        _zero_rule_hits(ctx)
+    return StatsView(hooks=[hook_stats(read(ctx, ref)) for ref in hooks])
+
+
+def _zero_rule_hits(ctx: Context) -> None:
+    """Every slot of the shared rule-hit counters to zero (batch updates)."""
+    path = os.path.join(ctx.settings.shared_map_dir, "xc_rule_stats")
+    if not os.path.exists(path):
+        return
+    with maps.Map.from_pin(path) as m:
+        for lo in range(0, m.max_entries, ZERO_CHUNK):
+            n = min(ZERO_CHUNK, m.max_entries - lo)
+            m.update_batch(array("I", range(lo, lo + n)).tobytes(), bytes(m.value_size * n), n)
 
 
 def _read_checked(ctx: Context, netns: str | None, ifname: str | None) -> list[HookCounters]:

@@ -28,8 +28,9 @@ from .. import dlcompile as dlc
 from ..context import Context
 from ..errors import BpfError, CapacityError
 from ..shared import SharedMaps
+from . import presence
 
-SET_MAPS = tuple(abi.set_map(m, s) for s in (0, 1) for m in abi.RULE_MAPS)
+SET_MAPS = tuple(abi.set_map(m, s) for s in (0, 1) for m in abi.SET_TABLES)
 SHARED_DL_MAPS = SET_MAPS + ("xc_cfg", "xc_rule_stats")
 STALE = (1 << 64) - 1  # xc_config.synced: the standby set holds no known generation
 SET_NAMES = ("A", "B")
@@ -63,7 +64,7 @@ class KernelTables(SharedMaps):
     def __init__(self, ctx: Context):
         super().__init__(ctx)
         self.cfg = abi.Config(0, 0, 0)   # xc_cfg as it is
-        self.found = self.cfg            # xc_cfg as this change found it
+        self.found = self.cfg            # xc_cfg as this change found it (flags: those the rules ask for)
         self._wrote: list = []           # what this change wrote to the standby set (plans, images)
         self._undo: Undo = []            # how to put the standby set back until the flip
         self.catch_up_error: str | None = None
@@ -73,7 +74,8 @@ class KernelTables(SharedMaps):
 
     def ensure(self) -> "KernelTables":
         super().ensure()
-        self.cfg = self.found = self.read_config()
+        self.cfg = self.read_config()
+        self.found = self.cfg._replace(flags=self.cfg.flags & ~abi.SET_FLAGS)  # as the rule set asks for it
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -128,8 +130,12 @@ class KernelTables(SharedMaps):
         old = self.cfg
         if not self._wrote:
             synced = revision if old.synced == old.generation else STALE
+            flags |= presence.settle(self, old.active, old.generation, revision)
+            if synced == revision:
+                presence.settle(self, self.standby, old.synced, revision)
             self._write_cfg(abi.Config(policy, flags, revision, old.active, synced))
             return None
+        flags |= presence.settle(self, self.standby, self.found.synced, revision)
         self._write_cfg(abi.Config(policy, flags, revision, self.standby, STALE))
         self._undo = []
         wrote, self._wrote = self._wrote, []
@@ -146,6 +152,7 @@ class KernelTables(SharedMaps):
                                    f"revision {revision}: {exc}")
             log.warning("%s", self.catch_up_error)
             return report
+        presence.settle(self, old.active, old.generation, revision)
         self._write_cfg(self.cfg._replace(synced=revision))
         return report
 
@@ -217,6 +224,7 @@ class KernelTables(SharedMaps):
 
 def _apply_plan(kt: KernelTables, plan: dlc.Plan, rule_set: int, undo: Undo | None) -> None:
     """Write a plan into one set, recording in ``undo`` how to put it back."""
+    presence.set_bits(kt, rule_set, plan)
     for name, mp in plan.items():
         mo = kt.table(name, rule_set)
         old_vals: dict[bytes, bytes] = {}
@@ -323,6 +331,7 @@ def _sync_set(kt: KernelTables, compiled: dlc.Compiled, rule_set: int, undo: Und
         done += compiled[name].count
         if progress:
             progress(done, total)
+    presence.rebuild(kt, rule_set, exact=undo is None, compiled=compiled)
     return report
 
 

@@ -1,0 +1,99 @@
+"""What a rule set lets the data path skip: the empty-band flags and the
+presence bitmap go into the kernel with the set they describe, a lookup
+that trusts them gives the verdict of the full lookup, and a set whose
+bitmap was not kept (a writer that does not know it) is not trusted
+until it is rebuilt."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.support.progs import DropListProbe
+from xdpctl import abi
+from xdpctl.core.rules import presence
+from xdpctl.core.rules.service import DropList
+from xdpctl.core.rules.tables import read_pinned_config
+from xdpctl.core.rules.validate import spec
+from xdpctl.kernel import maps
+
+F = abi.CfgFlag
+
+
+def _map(ctx, name: str, rule_set: int) -> maps.Map:
+    return maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, abi.set_map(name, rule_set)))
+
+
+def bitmap(ctx, rule_set: int) -> tuple[set[int], int]:
+    """(bits set, mark word) of one set's presence bitmap."""
+    bits, mark = set(), 0
+    with _map(ctx, abi.BITS_MAP, rule_set) as m:
+        for w, raw in m.lookup_range(0, abi.BITS_WORDS + 1):
+            v = int.from_bytes(raw[:8], "little")
+            if w == abi.BITS_MARK:
+                mark = v
+            else:
+                bits.update(w * 64 + i for i in range(64) if v >> i & 1)
+    return bits, mark
+
+
+def key_bits(ctx, rule_set: int) -> set[int]:
+    out = set()
+    for band in presence.BANDS:
+        with _map(ctx, band, rule_set) as m:
+            out.update(presence.bit_of(band, k) for k in m.keys())
+    return out
+
+
+def verdicts(ctx, addrs: list[str]) -> list[tuple[int, abi.DlReason, int | None]]:
+    """The kernel's answers with the active set's flags as the instance has them."""
+    probe = DropListProbe(ctx.settings)
+    try:
+        cfg = read_pinned_config(ctx)
+        with probe.loaded.map("xc_cfg") as m:
+            m.update(abi.U32.pack(0), abi.pack_config(int(abi.Policy.ALLOW),
+                                                      cfg.flags & int(F.HAVE_V6TRIE | abi.SET_FLAGS), 0, cfg.active))
+        return [probe.source_match(a) for a in addrs]
+    finally:
+        probe.loaded.close()
+
+
+@pytest.mark.parametrize("walk", [False, True], ids=["bits-from-python", "bits-from-kernel-walk"])
+def test_flags_and_bitmap_describe_the_active_set(ctx, monkeypatch, walk: bool) -> None:
+    if walk:  # as a set of more than SMALL keys is rebuilt
+        monkeypatch.setattr(presence, "SMALL", 0)
+    d = DropList(ctx)
+    d.add([spec("10.1.2.3"), spec("2001:db8:1::/48")])
+    cfg = read_pinned_config(ctx)
+    assert cfg.flags & abi.SET_FLAGS == F.NO_V4L24 | F.NO_V6L128 | F.NO_V6L64 | F.NO_V6L32 | F.HAVE_BITS
+    for s in (0, 1):
+        bits, mark = bitmap(ctx, s)
+        assert mark == cfg.generation
+        assert bits == key_bits(ctx, s) and len(bits) == 2  # fresh sets: no bit without a key
+    ids = {v.prefix: v.id for v in d.rules_view().rules}
+    drop, other = abi.DlReason.DROP_SRC, abi.DlReason.PASS_NOMATCH
+    assert verdicts(ctx, ["10.1.2.3", "10.1.2.4", "10.1.3.3", "2001:db8:1:2::1", "2001:db8:2::1"]) == [
+        (1, drop, ids["10.1.2.3/32"]), (2, other, None), (2, other, None),
+        (1, drop, ids["2001:db8:1::/48"]), (2, other, None)]
+
+    # a delta: the removed rule's bit may stay (one more lookup), the verdict does not
+    d.remove([spec("10.1.2.3")])
+    assert read_pinned_config(ctx).flags & F.NO_V4L32 and verdicts(ctx, ["10.1.2.3"]) == [(2, other, None)]
+    for s in (0, 1):
+        assert key_bits(ctx, s) <= bitmap(ctx, s)[0]
+
+
+def test_a_set_whose_bits_were_not_kept_is_not_trusted_until_rebuilt(ctx) -> None:
+    d = DropList(ctx)
+    d.add([spec("192.0.2.1")])
+    for s in (0, 1):  # as a writer that changes the sets without the bitmap leaves it
+        with _map(ctx, abi.BITS_MAP, s) as m:
+            m.update(abi.U32.pack(abi.BITS_MARK), bytes(8))
+    d.add([spec("192.0.2.2")])  # a delta: the sets' bits cannot be vouched for
+    assert not read_pinned_config(ctx).flags & F.HAVE_BITS
+    assert [r[0] for r in verdicts(ctx, ["192.0.2.1", "192.0.2.2", "192.0.2.3"])] == [1, 1, 2]
+    d.sync()  # a full write rebuilds both bitmaps
+    cfg = read_pinned_config(ctx)
+    assert cfg.flags & F.HAVE_BITS and all(bitmap(ctx, s)[1] == cfg.generation for s in (0, 1))
+    assert [r[0] for r in verdicts(ctx, ["192.0.2.1", "192.0.2.2", "192.0.2.3"])] == [1, 1, 2]

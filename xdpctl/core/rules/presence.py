@@ -1,0 +1,111 @@
+"""What the data path may skip in a rule set: its empty hash bands and the
+addresses its presence bitmap rules out (xdpctl_abi.h, xc_bits).
+
+The bitmap belongs to its set like the bands: it is written while the set
+is the standby one, and the flags that let the data path trust it go into
+xc_cfg in the same update that makes the set active. A bit is set for
+every key of the set's hash bands (never clear with a key behind it); a
+bit whose keys are gone only costs a lookup until the set is rebuilt.
+
+Word BITS_MARK of the bitmap says which revision the bits cover: a set is
+trusted only when that is the revision it held before this change, or the
+bitmap was rebuilt from the set's keys during it (mark REBUILT). A writer
+that changes a set without keeping its bits (an older xdpctl) changes the
+revision without the mark, so its sets are not trusted until rebuilt.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from ... import abi
+from ...kernel import objects, testrun
+from ..errors import BpfError
+
+V4_BANDS = ("xc_v4_l32", "xc_v4_l24")
+V6_BANDS = ("xc_v6_l128", "xc_v6_l64", "xc_v6_l48", "xc_v6_l32")
+BANDS = V4_BANDS + V6_BANDS  # in the order of the builder's band bits (bits.h)
+XDP_PASS = testrun.XDP_PASS
+REBUILT = (1 << 64) - 2  # mark: rebuilt from the set's keys, whatever revision it holds
+OBJECT, BUILDER = "xdp_bits", "xc_bits_build"  # bpf/xdp/bits.bpf.c
+SMALL = 4096  # hash-band keys up to which a rebuild sets the bits from Python
+
+
+def bit_of(band: str, key: bytes) -> int:
+    """The bitmap bit of one key of a hash band (xc_key4 / xc_key6)."""
+    d = abi.U32.unpack_from(key)[0]
+    if band in V4_BANDS:
+        return (d << 24) | (int.from_bytes(key[4:8], "big") >> 8)
+    top = int.from_bytes(key[4:8], "big")
+    return abi.BITS_V4_BITS + ((d << 24) | ((top >> abi.BITS_V6_SHIFT) & 0xFFFFFF))
+
+
+def set_bits(kt, rule_set: int, plan) -> None:
+    """Set the bits of the hash-band keys a plan writes into one set."""
+    set_key_bits(kt, rule_set, ((band, key) for band in BANDS if band in plan for key in plan[band].updates))
+
+
+def set_key_bits(kt, rule_set: int, keys) -> None:
+    """Set the bits of (band, key) pairs, a word at a time (a key written
+    into a hash band by anything but this writer needs its bit to be seen)."""
+    words: dict[int, int] = {}
+    for band, key in keys:
+        b = bit_of(band, key)
+        words[b >> 6] = words.get(b >> 6, 0) | (1 << (b & 63))
+    m = kt.table(abi.BITS_MAP, rule_set)
+    for w, mask in words.items():
+        k = abi.U32.pack(w)
+        raw = m.lookup(k)
+        old = int.from_bytes(raw[:8], "little") if raw else 0
+        if old | mask != old:
+            m.update(k, (old | mask).to_bytes(8, "little"))
+
+
+def rebuild(kt, rule_set: int, exact: bool, compiled) -> None:
+    """Set the bit of every key of the set's hash bands, which hold the
+    ``compiled`` image (clearing the bitmap first when ``exact``), then mark
+    it REBUILT. Not exact: bits of keys a failed change will restore stay
+    set. Large sets are walked in the kernel (a walk visits every bucket of
+    a band, about 0.1 s at default capacities); up to SMALL keys are set
+    from here."""
+    small = sum(compiled[b].count for b in BANDS) <= SMALL
+    walk = 0 if small else sum(1 << i for i, band in enumerate(BANDS) if compiled[band].count)
+    if walk or exact:
+        _run_builder(kt, rule_set, exact, walk)
+    if small:
+        set_key_bits(kt, rule_set, ((band, k) for band in BANDS for k in _keys(compiled[band], kt.table(band, rule_set))))
+    _mark(kt, rule_set, REBUILT)
+
+
+def _keys(table, m):
+    n = m.key_size
+    return (table.keys[i * n:(i + 1) * n] for i in range(table.count))
+
+
+def _run_builder(kt, rule_set: int, exact: bool, walk: int) -> None:
+    """xdp_bits.o over the pinned maps: clear the set's bitmap when
+    ``exact``, then walk the bands whose bit is set in ``walk``."""
+    sizes = {name: m.max_entries for name, m in kt.maps.items()}  # as pinned, whatever the settings say
+    with objects.load(objects.object_path(OBJECT), pin_path=kt._pin, max_entries=sizes) as obj:
+        r = testrun.run(obj.prog_fd(BUILDER), bytes([rule_set, int(exact), walk]).ljust(64, b"\0"))
+    if r.retval != XDP_PASS:
+        raise BpfError(f"the presence bitmap builder of set {'AB'[rule_set]} answered {r.retval}", errno.EIO)
+
+
+def settle(kt, rule_set: int, held: int, revision: int) -> int:
+    """The set is about to be declared at ``revision`` (it held ``held``
+    before this change): record the revision its bitmap covers, and return
+    the flags the data path needs for it (empty bands, trusted bitmap)."""
+    flags = 0
+    for band, flag in abi.BAND_EMPTY_FLAG.items():
+        if not kt.table(band, rule_set).has_entries():
+            flags |= int(flag)
+    raw = kt.table(abi.BITS_MAP, rule_set).lookup(abi.U32.pack(abi.BITS_MARK))
+    mark = int.from_bytes(raw[:8], "little") if raw else 0
+    ok = mark in (REBUILT, held)  # held 0: a set never written, empty like its bitmap
+    _mark(kt, rule_set, revision if ok else 0)
+    return flags | (int(abi.CfgFlag.HAVE_BITS) if ok else 0)
+
+
+def _mark(kt, rule_set: int, value: int) -> None:
+    kt.table(abi.BITS_MAP, rule_set).update(abi.U32.pack(abi.BITS_MARK), value.to_bytes(8, "little"))

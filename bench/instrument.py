@@ -33,7 +33,6 @@ TARGETS: list[tuple[str, str, str]] = [
     ("xdpctl.core.rules.tables", "KernelTables.read", "sync: read maps for diff"),
     ("xdpctl.kernel.maps", "Map.update_batch", "sync: map update_batch"),
     ("xdpctl.kernel.maps", "Map.delete_batch", "sync: map delete_batch"),
-    ("xdpctl.core.rules.tables", "_table_dict", "sync: image -> dicts"),
     ("xdpctl.core.rules.tables", "KernelTables.zero_stats", "zero rule stats"),
     ("xdpctl.core.rules.listindex", "sorted_keys", "store: sorted key columns"),
     ("xdpctl.core.rules.ruleset", "config_flags", "cfg flags: other"),

@@ -187,8 +187,9 @@ def xdpfilter(res: dict, cfg: dict) -> str:
             rows.append([f"IPv{r['family']}", _n(r["count"]), "failed"] + [""] * 11)
             continue
         if not r.get("fits", True):
-            rows.append([f"IPv{r['family']}", _n(r["count"]), "does not fit"] + [""] * 9 +
-                        [f"{r['cli_ms_per_addr']:.2f} ms/addr ({r['cli_added']:,} by CLI)", "-"])
+            cli = (f"{r['cli_ms_per_addr']:.2f} ms/addr ({r['cli_added']:,} by CLI)" if "cli_ms_per_addr" in r
+                   else "-")
+            rows.append([f"IPv{r['family']}", _n(r["count"]), "does not fit"] + [""] * 9 + [cli, "-"])
             continue
         xf, xa, xc, xd = (r.get(k, {}) for k in ("xdp_filter", "xdp_filter_all", "xdpctl", "xdp_drop"))
         cells = []
@@ -424,6 +425,11 @@ def _peer_sections(s: dict, tr: dict | None, cfg: dict) -> list[str]:
                 imports(im, cfg), "",
                 "### Where import time goes (self time per step, fresh process, GC on)", "",
                 import_breakdown(im, cfg), ""]
+        if im.get("control_md"):
+            out += ["## 5b. Control plane: single changes beside big lists, CLI with CLI, REST", "",
+                    "Every CLI row runs `xdpctl` as a child with fresh pin and state directories (wall time, the "
+                    "child's peak RSS); REST rows use a real `xdpctl serve` (bench/control.py, "
+                    "bench/control_rest.py).", "", im["control_md"], ""]
     return out
 
 

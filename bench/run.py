@@ -162,6 +162,8 @@ def _config(argv: list[str] | None) -> tuple[Config, str]:
     ap.add_argument("--quick", action="store_true", help="reduced set, about 2 minutes")
     ap.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)}")
     ap.add_argument("--out", default=RESULTS_DIR, help="results directory [bench/results]")
+    ap.add_argument("--render", metavar="RUN_JSON",
+                    help="measure nothing: write the reports of a saved run (bench/results/run-*.json) again")
     args = ap.parse_args(argv)
     cfg = Config.quick_config() if args.quick else Config()
     if args.only:
@@ -170,7 +172,7 @@ def _config(argv: list[str] | None) -> tuple[Config, str]:
         if bad:
             ap.error(f"unknown section(s) {', '.join(bad)}; choose from {', '.join(SECTIONS)}")
         cfg.sections = want
-    return cfg, args.out
+    return cfg, args.out, args.render
 
 
 def _run_sections(cfg: Config, results: dict) -> bool:
@@ -240,7 +242,9 @@ def _write(results: dict, cfg: Config, out_dir: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, out_dir = _config(argv)
+    cfg, out_dir, render = _config(argv)
+    if render:
+        return _render_saved(render, out_dir)
     problems = _preflight()
     if problems:
         sys.stderr.write("bench: cannot run: " + "; ".join(problems) + "\n")
@@ -265,6 +269,16 @@ def main(argv: list[str] | None = None) -> int:
     _finish(results, cfg, t_start)
     _write(results, cfg, out_dir)
     return 130 if interrupted else 0
+
+
+def _render_saved(path: str, out_dir: str) -> int:
+    """The reports of a saved run, written again (after a change to report.py)."""
+    with open(path) as f:
+        results = json.load(f)
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in results["config"].items()
+             if k in Config.__dataclass_fields__}
+    _write(results, Config(**saved), out_dir)
+    return 0
 
 
 def _collect_problems(results: dict) -> None:

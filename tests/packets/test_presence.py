@@ -97,3 +97,21 @@ def test_a_set_whose_bits_were_not_kept_is_not_trusted_until_rebuilt(ctx) -> Non
     cfg = read_pinned_config(ctx)
     assert cfg.flags & F.HAVE_BITS and all(bitmap(ctx, s)[1] == cfg.generation for s in (0, 1))
     assert [r[0] for r in verdicts(ctx, ["192.0.2.1", "192.0.2.2", "192.0.2.3"])] == [1, 1, 2]
+
+
+def test_empty_band_flags_follow_deltas_without_asking_untouched_bands(ctx) -> None:
+    """A small change asks only the bands it writes; after a run of deltas
+    that fill and empty bands, xc_cfg's empty-band flags equal what every
+    band of both sets really holds."""
+    from xdpctl.core.rules.tables import KernelTables
+
+    d = DropList(ctx)
+    steps = [("add", "10.9.0.1"), ("add", "2001:db8:9::/48"), ("add", "10.9.1.0/24"), ("remove", "10.9.0.1"),
+             ("add", "2001:db8:9::1"), ("remove", "2001:db8:9::/48"), ("remove", "10.9.1.0/24")]
+    bands = int(abi.SET_FLAGS & ~abi.CfgFlag.HAVE_BITS)
+    for op, prefix in steps:
+        getattr(d, op)([spec(prefix)])
+        cfg = read_pinned_config(ctx)
+        with KernelTables(ctx) as kt:
+            for s in (0, 1):
+                assert presence.empty_bands(kt, s) == cfg.flags & bands, (op, prefix, s)

@@ -92,14 +92,28 @@ def _run_builder(kt, rule_set: int, exact: bool, walk: int) -> None:
         raise BpfError(f"the presence bitmap builder of set {'AB'[rule_set]} answered {r.retval}", errno.EIO)
 
 
-def settle(kt, rule_set: int, held: int, revision: int) -> int:
-    """The set is about to be declared at ``revision`` (it held ``held``
-    before this change): record the revision its bitmap covers, and return
-    the flags the data path needs for it (empty bands, trusted bitmap)."""
+def empty_bands(kt, rule_set: int, known: int | None = None, touched: set[str] | None = None) -> int:
+    """The NO_* flags of the set's empty hash bands. A band outside
+    ``touched`` takes its flag from ``known`` (the flags of a set with the
+    same contents before this change: xc_cfg's, written by the last
+    settle); every other band is asked (get_next_key walks the buckets of
+    an empty hash map: about 0.5 ms at default capacities, so a small
+    change asks only the bands it wrote). ``known`` None: ask every band."""
     flags = 0
     for band, flag in abi.BAND_EMPTY_FLAG.items():
-        if not kt.table(band, rule_set).has_entries():
+        if known is not None and touched is not None and band not in touched:
+            flags |= known & int(flag)
+        elif not kt.table(band, rule_set).has_entries():
             flags |= int(flag)
+    return flags
+
+
+def settle(kt, rule_set: int, held: int, revision: int, empty: int | None = None) -> int:
+    """The set is about to be declared at ``revision`` (it held ``held``
+    before this change): record the revision its bitmap covers, and return
+    the flags the data path needs for it (empty bands, trusted bitmap).
+    ``empty``: its empty-band flags when known (empty_bands), else asked."""
+    flags = empty_bands(kt, rule_set) if empty is None else empty
     raw = kt.table(abi.BITS_MAP, rule_set).lookup(abi.U32.pack(abi.BITS_MARK))
     mark = int.from_bytes(raw[:8], "little") if raw else 0
     ok = mark in (REBUILT, held)  # held 0: a set never written, empty like its bitmap

@@ -65,6 +65,7 @@ class KernelTables(SharedMaps):
         super().__init__(ctx)
         self.cfg = abi.Config(0, 0, 0)   # xc_cfg as it is
         self.found = self.cfg            # xc_cfg as this change found it (flags: those the rules ask for)
+        self._empty = 0                  # the active set's empty-band flags as found
         self._wrote: list = []           # what this change wrote to the standby set (plans, images)
         self._undo: Undo = []            # how to put the standby set back until the flip
         self.catch_up_error: str | None = None
@@ -76,6 +77,9 @@ class KernelTables(SharedMaps):
         super().ensure()
         self.cfg = self.read_config()
         self.found = self.cfg._replace(flags=self.cfg.flags & ~abi.SET_FLAGS)  # as the rule set asks for it
+        bands = int(abi.SET_FLAGS & ~abi.CfgFlag.HAVE_BITS)
+        # the active set's empty bands: as the last settle wrote them; all when no set was ever written
+        self._empty = bands if self.cfg.generation == 0 else self.cfg.flags & bands
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -128,14 +132,18 @@ class KernelTables(SharedMaps):
         it, the next change or a restore rewrites it). Returns what the
         catch-up wrote (None when nothing was written)."""
         old = self.cfg
-        if not self._wrote:
+        if not self._wrote:  # nothing written: the active set's bands are as found
             synced = revision if old.synced == old.generation else STALE
-            flags |= presence.settle(self, old.active, old.generation, revision)
+            flags |= presence.settle(self, old.active, old.generation, revision, self._empty)
             if synced == revision:
-                presence.settle(self, self.standby, old.synced, revision)
+                presence.settle(self, self.standby, old.synced, revision, self._empty)
             self._write_cfg(abi.Config(policy, flags, revision, old.active, synced))
             return None
-        flags |= presence.settle(self, self.standby, self.found.synced, revision)
+        # The standby set mirrored the active one when this change began
+        # (found in sync): the bands this change did not write are as found.
+        mirrored = self.found.synced == self.found.generation
+        empty = presence.empty_bands(self, self.standby, self._empty if mirrored else None, _touched(self._wrote))
+        flags |= presence.settle(self, self.standby, self.found.synced, revision, empty)
         self._write_cfg(abi.Config(policy, flags, revision, self.standby, STALE))
         self._undo = []
         wrote, self._wrote = self._wrote, []
@@ -152,7 +160,8 @@ class KernelTables(SharedMaps):
                                    f"revision {revision}: {exc}")
             log.warning("%s", self.catch_up_error)
             return report
-        presence.settle(self, old.active, old.generation, revision)
+        presence.settle(self, old.active, old.generation, revision, empty)  # now the standby's twin
+        self._empty = empty
         self._write_cfg(self.cfg._replace(synced=revision))
         return report
 
@@ -220,6 +229,16 @@ class KernelTables(SharedMaps):
             if raw:
                 out[i] = abi.RULE_STATS.unpack(raw[: abi.RULE_STATS.size])
         return out
+
+
+def _touched(wrote: list) -> set[str] | None:
+    """The maps a change's plans wrote; None when it wrote a whole image."""
+    out: set[str] = set()
+    for w in wrote:
+        if not isinstance(w, dlc.Plan):
+            return None
+        out.update(w)
+    return out
 
 
 def _apply_plan(kt: KernelTables, plan: dlc.Plan, rule_set: int, undo: Undo | None) -> None:

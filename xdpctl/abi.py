@@ -294,6 +294,7 @@ class xc_lb_backend(ctypes.Structure):
         ("family", u8),
         ("state", u8),
         ("flags", u32),
+        ("vip_id", u32),
     ]
 
 
@@ -366,7 +367,7 @@ RULE_STATS = struct.Struct("=QQQ")             # xc_rule_stats
 CLOCK = struct.Struct("=QQ")                   # xc_clock
 LB_VIP_KEY = struct.Struct("=16s2sBB")         # xc_lb_vip_key (port as 2 bytes, big-endian)
 LB_VIP = struct.Struct("=IIII")                # xc_lb_vip
-LB_BACKEND = struct.Struct("=16s6sBBI")        # xc_lb_backend
+LB_BACKEND = struct.Struct("=16s6sBBII")       # xc_lb_backend
 LB_CONN_KEY = struct.Struct("=16s16s2s2sBB2x")  # xc_lb_conn_key (ports big-endian)
 LB_CONN = struct.Struct("=II")                 # xc_lb_conn
 LB_STATS = struct.Struct("=QQQ")               # xc_lb_stats

@@ -240,31 +240,33 @@ static __always_inline const struct xc_lb_backend *xc_lb_usable(__u32 id, int es
 	return NULL;
 }
 
-/*
- * Choose the backend: *id and the reason. ring = the VIP value copied
- * whole (one lookup, one element). track: write the conn entry on a ring
- * decision (not for ICMP errors).
- */
+/* The backend of a conn entry that may still take its flow, else NULL. */
 static __always_inline const struct xc_lb_backend *
-xc_lb_choose(const struct xc_lb_flow *f, const struct xc_lb_vip *vip, int syn, int track,
-	     __u32 *id, __u32 *reason)
+xc_lb_conn_backend(const struct xc_lb_conn *c, __u32 *id)
 {
 	const struct xc_lb_backend *be;
-	const struct xc_lb_conn *c;
+
+	if (!c)
+		return NULL;
+	be = xc_lb_usable(c->backend, 1);
+	if (be)
+		*id = c->backend;
+	return be;
+}
+
+/*
+ * The ring's choice for a flow without a usable conn entry: *id and the
+ * reason. vip: the VIP value copied whole (one lookup, one element).
+ * track: write the conn entry (not for ICMP errors).
+ */
+static __always_inline const struct xc_lb_backend *
+xc_lb_ring_choose(const struct xc_lb_flow *f, const struct xc_lb_vip *vip, int track,
+		  __u32 *id, __u32 *reason)
+{
+	const struct xc_lb_backend *be;
 	struct xc_lb_conn nc;
 	__u32 slot, *ring_id;
 
-	if (!syn) {
-		c = bpf_map_lookup_elem(&xc_lb_conn, f);
-		if (c) {
-			*id = c->backend;
-			be = xc_lb_usable(*id, 1);
-			if (be) {
-				*reason = XC_LB_FWD_CONN;
-				return be;
-			}
-		}
-	}
 	if (!vip->ring_size) {
 		*reason = XC_LB_PASS_NOBACKEND;
 		return NULL;
@@ -331,6 +333,58 @@ static __always_inline __u32 xc_lb_flow_of(struct xc_lb_flow *f, const struct xc
 }
 
 /*
+ * The backend of a flow and the VIP it is counted for (*vip_id), *id and
+ * *reason. A TCP/UDP packet that is not a SYN tries its conn entry first:
+ * an established flow costs one hash lookup and no VIP lookup, as long as
+ * its backend slot still names the entry's VIP (deleting a VIP clears its
+ * backends' slots). Else the VIP decides: a VIP with XC_LB_VIP_HASH_L3
+ * tracks and hashes the flow without ports, a non-first fragment needs
+ * one; then the conn entry (unless a SYN), then the ring.
+ */
+static __always_inline const struct xc_lb_backend *
+xc_lb_decide(struct xc_lb_flow *f, const struct xc_pkt *p, int syn, int icmp,
+	     __u32 *id, __u32 *vip_id, __u32 *reason)
+{
+	const struct xc_lb_backend *be;
+	const struct xc_lb_conn *c = NULL;
+	const struct xc_lb_vip *v;
+	struct xc_lb_vip vip;
+
+	if (!syn && (p->l4 == XC_L4_TCP || p->l4 == XC_L4_UDP) && !icmp) {
+		c = bpf_map_lookup_elem(&xc_lb_conn, f);
+		be = xc_lb_conn_backend(c, id);
+		if (be && be->vip_id == c->vip_id) {
+			*vip_id = c->vip_id;
+			*reason = XC_LB_FWD_CONN;
+			return be;
+		}
+	}
+	v = xc_lb_find_vip(f);
+	if (!v) {
+		*reason = XC_LB_PASS_NOVIP;
+		return NULL;
+	}
+	vip = *v;
+	*vip_id = vip.vip_id;
+	if (vip.flags & XC_LB_VIP_HASH_L3) {
+		f->sport = 0;
+		f->dport = 0;
+		c = NULL;
+	} else if (p->l4 == XC_L4_FRAGMENT) {
+		*reason = XC_LB_PASS_FRAGMENT;
+		return NULL;
+	}
+	if (!syn && !c)
+		c = bpf_map_lookup_elem(&xc_lb_conn, f);
+	be = xc_lb_conn_backend(c, id);
+	if (be) {
+		*reason = XC_LB_FWD_CONN;
+		return be;
+	}
+	return xc_lb_ring_choose(f, &vip, !icmp, id, reason);
+}
+
+/*
  * Balance one packet. data/data_end: the frame (writable); tags: VLAN tags
  * inside it (the parser's depth less a tag the kernel stripped). Returns
  * XC_PASS or XC_LB_FORWARD.
@@ -340,11 +394,9 @@ static __always_inline int xc_lb_run(const struct xc_pkt *p, void *data, void *d
 {
 	const struct xc_lb_backend *be;
 	const struct xc_lb_hook *hook;
-	const struct xc_lb_vip *v;
 	struct xc_lb_flow f = {};
-	struct xc_lb_vip vip;
 	struct ethhdr *eth = data;
-	__u32 zero = 0, id = 0, reason;
+	__u32 zero = 0, id = 0, vip_id = 0, reason;
 	int icmp = 0, syn = 0;
 	void *l4 = NULL;
 
@@ -358,23 +410,9 @@ static __always_inline int xc_lb_run(const struct xc_pkt *p, void *data, void *d
 	reason = xc_lb_flow_of(&f, p, l4, data_end, &icmp);
 	if (reason != XC_LB_MAX)
 		goto pass;
-	v = xc_lb_find_vip(&f);
-	if (!v) {
-		reason = XC_LB_PASS_NOVIP;
-		goto pass;
-	}
-	vip = *v;
-	if (vip.flags & XC_LB_VIP_HASH_L3) {
-		f.sport = 0;
-		f.dport = 0;
-	} else if (p->l4 == XC_L4_FRAGMENT) {
-		reason = XC_LB_PASS_FRAGMENT;
-		goto pass;
-	}
 	if (p->l4 == XC_L4_TCP)
 		syn = xc_lb_syn(l4, data_end);
-
-	be = xc_lb_choose(&f, &vip, syn, !icmp, &id, &reason);
+	be = xc_lb_decide(&f, p, syn, icmp, &id, &vip_id, &reason);
 	if (!be || (void *)(eth + 1) > data_end)
 		goto pass;
 	__builtin_memcpy(eth->h_dest, be->mac, ETH_ALEN);
@@ -382,7 +420,7 @@ static __always_inline int xc_lb_run(const struct xc_pkt *p, void *data, void *d
 	if (icmp)
 		reason = XC_LB_FWD_ICMP;
 	xc_count(&xc_lb_cnt, reason, p->len);
-	xc_lb_stat(&xc_lb_vip_cnt, vip.vip_id, p->len, reason == XC_LB_FWD_NEW);
+	xc_lb_stat(&xc_lb_vip_cnt, vip_id, p->len, reason == XC_LB_FWD_NEW);
 	xc_lb_stat(&xc_lb_be_cnt, id, p->len, reason == XC_LB_FWD_NEW);
 	return XC_LB_FORWARD;
 pass:

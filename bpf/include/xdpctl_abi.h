@@ -290,6 +290,7 @@ struct xc_lb_backend {
 	__u8  family;       /* 4 or 6 */
 	__u8  state;        /* enum xc_lb_state */
 	__u32 flags;        /* XC_LB_BE_* */
+	__u32 vip_id;       /* its VIP: a conn entry naming another VIP is not used */
 };
 
 /* LRU_HASH xc_lb_conn: client -> VIP 5-tuple (ports 0 for XC_LB_VIP_HASH_L3). */

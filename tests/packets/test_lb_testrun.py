@@ -56,10 +56,10 @@ class LbBench:
             m.close()
         self.bench.close()
 
-    def backend(self, be_id, state=abi.LbState.ACTIVE, mac=True):
+    def backend(self, be_id, state=abi.LbState.ACTIVE, mac=True, vip_id=1):
         self.m["xc_lb_backends"].update(
             abi.U32.pack(be_id),
-            tables.backend_value(f"10.9.0.{be_id}", _mac(be_id) if mac else None, state))
+            tables.backend_value(f"10.9.0.{be_id}", _mac(be_id) if mac else None, state, vip_id=vip_id))
 
     def vip(self, addr, proto, port, ids, vip_id=1, flags=0, weights=None) -> list[int]:
         """(Re)build the VIP's table over backend ids and switch to it:

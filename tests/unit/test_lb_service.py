@@ -72,7 +72,8 @@ def assert_maps_match(lb: LoadBalancer) -> None:
         want_vips[tables.vip_key(row.addr, row.proto, row.port)] = (
             row.id, 0, reference(lb, row.addr, row.proto, row.port) if chosen else [])
     assert st["vips"] == want_vips
-    want_be = {b.id: tables.backend_value(b.addr, b.mac, {"active": 1, "draining": 2, "down": 0}[b.state])
+    want_be = {b.id: tables.backend_value(b.addr, b.mac, {"active": 1, "draining": 2, "down": 0}[b.state],
+                                          vip_id=b.vip)
                for b in lb.state.lb_backends()}
     assert st["backends"] == want_be
 

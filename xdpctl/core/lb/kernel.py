@@ -55,9 +55,10 @@ class LbKernel(SharedMaps):
         return r
 
     # -- writes
-    def write_backend(self, be_id: int, addr: str | None, mac: str | None, state: int) -> None:
-        """A backend's slot; ``addr`` None clears it (down, no MAC)."""
-        value = bytes(abi.LB_BACKEND.size) if addr is None else tables.backend_value(addr, mac, state)
+    def write_backend(self, be_id: int, addr: str | None, mac: str | None, state: int, vip_id: int = 0) -> None:
+        """A backend's slot (of VIP ``vip_id``); ``addr`` None clears it
+        (down, no MAC)."""
+        value = bytes(abi.LB_BACKEND.size) if addr is None else tables.backend_value(addr, mac, state, vip_id=vip_id)
         self.maps["xc_lb_backends"].update(abi.U32.pack(be_id), value)
 
     def write_table(self, regions: tables.Regions, ids: Sequence[int], table: Sequence[int],

@@ -160,7 +160,7 @@ class LoadBalancer:
 
     @staticmethod
     def _slot(k: LbKernel, b: BackendRow) -> None:
-        k.write_backend(b.id, b.addr, b.mac, v.kernel_state(b))
+        k.write_backend(b.id, b.addr, b.mac, v.kernel_state(b), b.vip)
 
     def apply(self, st: State, k: LbKernel, vip: VipRow, old: BackendRow, new: BackendRow) -> None:
         """Switch a backend from ``old`` to ``new`` (rows already written):

@@ -52,8 +52,9 @@ def vip_value(ring_base: int, ring_size: int, vip_id: int, flags: int = 0) -> by
 
 
 def backend_value(addr: Address, mac: str | None, state: int = abi.LbState.ACTIVE,
-                  flags: int = 0) -> bytes:
-    """xc_lb_backend; without a MAC the backend gets no flows."""
+                  flags: int = 0, vip_id: int = 0) -> bytes:
+    """xc_lb_backend of a backend of VIP ``vip_id``; without a MAC the
+    backend gets no flows."""
     family, a = _addr(addr, "backend")
     if mac is None:
         m = bytes(6)
@@ -61,7 +62,7 @@ def backend_value(addr: Address, mac: str | None, state: int = abi.LbState.ACTIV
     else:
         m = _mac(mac)
         flags |= abi.LB_BE_HAVE_MAC
-    return abi.LB_BACKEND.pack(a, m, family, int(state), flags)
+    return abi.LB_BACKEND.pack(a, m, family, int(state), flags, vip_id)
 
 
 def hook_value(mac: str, on: bool = True) -> bytes:

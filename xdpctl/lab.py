@@ -59,14 +59,15 @@ import struct
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2 import netns as pr_netns
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
+
+from .core.procs import pid_alive
+from .kernel.netns import in_netns, netns_exists, netns_path, netns_socket, run_in_netns
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -94,9 +95,6 @@ __all__ = [
     "set_tx_checksum",
     "write_sysctl",
 ]
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 #: Default name prefix of lab namespaces and interfaces.
 DEFAULT_PREFIX = "xcl"
@@ -155,88 +153,6 @@ class LabError(RuntimeError):
 # Namespaces
 
 
-def netns_path(name: str) -> str:
-    """Path of the bind mount that keeps named namespace ``name`` alive."""
-    return os.path.join(pr_netns.NETNS_RUN_DIR, name)
-
-
-def netns_exists(name: str) -> bool:
-    """True if a named network namespace ``name`` exists."""
-    return name in pr_netns.listnetns()
-
-
-def _setns(fd: int) -> None:
-    # With an integer fd pyroute2's setns only calls setns(2) on the calling
-    # thread; given a name it would create a missing namespace instead.
-    pr_netns.setns(fd)
-
-
-@contextlib.contextmanager
-def in_netns(name: str | None) -> Iterator[None]:
-    """Run the with-block with the calling thread in namespace ``name``.
-
-    Only the calling thread moves (setns(2) is per thread); other threads and
-    the rest of the process stay where they are. The thread returns to its
-    previous namespace on exit, also when the block raises. ``None`` means
-    "stay where you are", which lets callers pass an optional namespace.
-
-    Sockets and netlink handles created inside the block belong to ``name``
-    for good and may be used from any thread afterwards. Threads started
-    inside the block start in ``name`` too. Do not call code that caches
-    host-wide state (e.g. scapy's interface list) inside the block.
-    """
-    if name is None:
-        yield
-        return
-    target = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-            try:
-                yield
-            finally:
-                _setns(saved)
-        finally:
-            os.close(saved)
-    finally:
-        os.close(target)
-
-
-def run_in_netns(
-    name: str | None, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
-) -> T:
-    """Call ``fn(*args, **kwargs)`` in a fresh thread inside namespace ``name``.
-
-    Blocks until ``fn`` returns; returns its result or re-raises its
-    exception. The calling thread never changes namespace.
-    """
-    result: list[T] = []
-    error: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            with in_netns(name):
-                result.append(fn(*args, **kwargs))
-        except BaseException as exc:  # handed to the caller below
-            error.append(exc)
-
-    thread = threading.Thread(target=target, name=f"netns:{name}", daemon=True)
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]
-
-
-def netns_socket(
-    name: str | None, family: int, type: int, proto: int = 0
-) -> socket.socket:
-    """A socket created in namespace ``name`` (usable from any thread)."""
-    with in_netns(name):
-        return socket.socket(family, type, proto)
-
-
 def create_netns(name: str) -> None:
     """Create the named network namespace ``name`` (like ``ip netns add``).
 
@@ -289,16 +205,6 @@ _live_labs: list[Lab] = []
 _registry_lock = threading.Lock()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def cleanup_stale(prefix: str = DEFAULT_PREFIX, *, force: bool = False) -> list[str]:
     """Remove lab namespaces left behind by crashed runs; return their names.
 
@@ -321,7 +227,7 @@ def cleanup_stale(prefix: str = DEFAULT_PREFIX, *, force: bool = False) -> list[
             pid, tag = int(m.group(1)), m.group(2)
             if pid == me and tag in live:
                 continue
-            if pid != me and _pid_alive(pid):
+            if pid != me and pid_alive(pid):
                 continue
         remove_netns(name)
         removed.append(name)

@@ -22,7 +22,7 @@ from typing import BinaryIO
 from .. import abi
 from ..kernel import maps
 from ..kernel.ringbuf import RingBuffers
-from ..lab import _pid_alive as pid_alive  # the lab's check of a pid, shared
+from .procs import pid_alive
 from .context import Context
 from .counters import REASON_NAMES
 from .errors import Conflict, NotFound, choice

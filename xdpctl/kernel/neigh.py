@@ -2,7 +2,7 @@
 neighbour solicitation, and TCP/UDP health probes, each from a given
 network namespace.
 
-Sockets are made inside the namespace (xdpctl.lab.netns_socket moves only
+Sockets are made inside the namespace (netns.netns_socket moves only
 the calling thread there, for the socket's creation) and used from any
 thread; the probe's packets leave through that namespace's routes.
 """
@@ -16,7 +16,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from ..lab import netns_socket
+from .netns import netns_socket
 from .netlink import ipr
 
 # NUD states with a usable link-layer address (linux/neighbour.h):

@@ -19,6 +19,8 @@ router = APIRouter(prefix="/v1/lb", tags=["load balancer"])
 
 _CHANGE = error_responses(401, 404, 409, 412, 422, 507)
 Revision = Field(None, ge=0, le=2**63 - 1, description="only apply if the state is at this revision")
+HashField = Field(None, description="flow hash: l4 (addresses, protocol, ports; default) | l3 (addresses and "
+                                    "protocol: every fragment and every flow of a client to one backend)")
 
 
 class CheckIn(BaseModel):
@@ -43,6 +45,7 @@ class VipIn(CheckIn):
     proto: str = Field(description="tcp | udp")
     port: int = Field(description="1-65535, or 0: every port")
     table_size: int | None = Field(None, description="Maglev table slots, a prime (default 65537)")
+    hash: str | None = HashField
     revision: int | None = Revision
 
 
@@ -51,6 +54,7 @@ class VipPatch(CheckIn):
         {"proto": "tcp", "port": 443, "check": "tcp", "rise": 3}]})
     proto: str = Field(description="tcp | udp")
     port: int = Field(description="1-65535, or 0: every port")
+    hash: str | None = HashField
     revision: int | None = Revision
 
 
@@ -102,17 +106,18 @@ def add_vip(body: VipIn, response: Response, header_rev: int | None = Depends(if
     """Add a VIP; without backends its traffic passes."""
     rev = expected_revision(body.revision, header_rev)
     return _change(svc, response, lambda lb: lb.add_vip(body.address, body.proto, body.port, body.table_size,
-                                                        expected_revision=rev, **body.settings()))
+                                                        expected_revision=rev, hash=body.hash, **body.settings()))
 
 
 @router.patch("/vips/{address}", response_model=LbChangeView, responses=_CHANGE)
 def set_vip(body: VipPatch, response: Response, address: str = Path(description="the VIP's address"),
             header_rev: int | None = Depends(if_match), svc: Service = Depends(get_service)) -> LbChangeView:
-    """Change a VIP's health check (`xdpctl lb vip set`); its backends'
-    health starts again from unknown."""
+    """Change a VIP's flow hash or health check (`xdpctl lb vip set`);
+    unless only the hash is given, its backends' health starts again from
+    unknown."""
     rev = expected_revision(body.revision, header_rev)
     return _change(svc, response, lambda lb: lb.set_vip(address, body.proto, body.port, expected_revision=rev,
-                                                        **body.settings()))
+                                                        hash=body.hash, **body.settings()))
 
 
 @router.delete("/vips/{address}", response_model=LbChangeView, responses=_CHANGE)

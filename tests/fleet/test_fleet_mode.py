@@ -94,17 +94,19 @@ def test_lb_written_through_node_one_reaches_every_agent(fleet):
                                                        "weight": weight, "mac": f"02:00:00:00:00:0{i + 5}"})
         assert r.status_code == 201, r.text
     r = node1.api("PATCH", f"/v1/lb/vips/{VIP}", json={"proto": "tcp", "port": 443, "check": "tcp", "interval": 30,
-                                                       "rise": 4})
+                                                       "rise": 4, "hash": "l3"})
     assert r.status_code == 200, r.text
     r = node1.api("PATCH", f"/v1/lb/backends/{BACKENDS[0][0]}",
                   json={"vip": VIP, "proto": "tcp", "port": 443, "state": "down"})
     assert r.status_code == 200, r.text
     rev = r.json()["revision"]
     fl.wait_all(rev)
-    for h in fl.hosts:  # the health check travels with the VIP
-        with Context(h.env.settings) as c:
+    for h in fl.hosts:  # the health check and the flow hash travel with the VIP
+        with Context(h.env.settings) as c, LbKernel(c) as k:
             (row,) = c.state.lb_vips()
-            assert (row.check_kind, row.interval, row.rise, row.fall) == ("tcp", 30.0, 4, 3), h.node
+            assert (row.check_kind, row.interval, row.rise, row.fall, row.hash) == ("tcp", 30.0, 4, 3, "l3"), h.node
+            flags = abi.LB_VIP.unpack(k["xc_lb_vips"].lookup(vip_key(VIP, 6, 443))[:abi.LB_VIP.size])[3]
+            assert flags == abi.LB_VIP_HASH_L3, h.node
     want = fleet_tables(fl)
     assert len(want) == 1 and set(next(iter(want.values()))) == {"10.0.0.6", "10.0.0.7"}
     for h in fl.hosts:

@@ -77,7 +77,7 @@ def test_schema_1_gains_the_health_columns(tmp_path):
     db.close()
     st = State(path)
     try:
-        assert st.get_meta("schema_version") == str(SCHEMA_VERSION) == "2"
+        assert st.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
         assert st.lb_vips() == [VipRow(1, 4, "192.0.2.1", 6, 80, 211, 0, 0, 1.0, *astuple(v.Check()))]
         assert st.lb_backends() == [BackendRow(1, 1, 4, "10.0.0.1", 1, "active", "02:00:00:00:00:01", 1.0)]
     finally:

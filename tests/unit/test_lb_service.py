@@ -70,7 +70,8 @@ def assert_maps_match(lb: LoadBalancer) -> None:
     for row in lb.state.lb_vips():
         chosen = any(b.state == "active" and b.mac and b.weight for b in lb.state.lb_backends(row.id))
         want_vips[tables.vip_key(row.addr, row.proto, row.port)] = (
-            row.id, 0, reference(lb, row.addr, row.proto, row.port) if chosen else [])
+            row.id, abi.LB_VIP_HASH_L3 if row.hash == "l3" else 0,
+            reference(lb, row.addr, row.proto, row.port) if chosen else [])
     assert st["vips"] == want_vips
     want_be = {b.id: tables.backend_value(b.addr, b.mac, {"active": 1, "draining": 2, "down": 0}[b.state],
                                           vip_id=b.vip)
@@ -134,6 +135,8 @@ def test_revision_bumped_on_every_change(lb):
     (lambda lb: lb.set_backend("10.9.0.1", VIP4, "tcp", 80, state="gone"), ValidationError, "state"),
     (lambda lb: lb.delete_backend("10.9.0.9", VIP4, "tcp", 80), NotFound, "address"),
     (lambda lb: lb.delete_vip(VIP4, "udp", 80), NotFound, "address"),
+    (lambda lb: lb.add_vip(VIP4, "udp", 0, hash="l7"), ValidationError, "hash"),
+    (lambda lb: lb.set_vip(VIP4, "tcp", 80, hash="L3"), ValidationError, "hash"),
     # 11 slots are too few for 2 backends (at least 10 rounds)
     (lambda lb: lb.add_backend("10.9.0.9", "192.0.2.11", "tcp", 80, mac=_mac(9)), ValidationError, "table_size"),
 ])
@@ -162,6 +165,28 @@ def test_sync_rebuilds_the_maps(lb):
         ring.update_batch(tables.ring_keys(0, SIZE), bytes(4 * SIZE), SIZE)
     assert lb.sync() == 1
     assert kernel_state(lb.ctx) == want
+    assert_maps_match(lb)
+
+
+def test_hash_mode_is_stored_written_and_restored(lb):
+    """--hash l3 sets XC_LB_VIP_HASH_L3 in the VIP's value; a hash-only
+    change keeps the table and its backends' health; restore writes the
+    flag again."""
+    lb.add_vip(VIP4, "udp", 0, table_size=SIZE, hash="l3")
+    lb.add_vip(VIP4, "tcp", 80, table_size=SIZE)
+    for i in (1, 2):
+        lb.add_backend(f"10.9.0.{i}", VIP4, "tcp", 80, mac=_mac(i))
+    lb.state.lb_set_health(1, "up", 1, 1, None)
+    assert [x.hash for x in lb.vips_view().vips] == ["l3", "l4"]
+    assert_maps_match(lb)
+    table = kernel_state(lb.ctx)["vips"][tables.vip_key(VIP4, 6, 80)][2]
+    res = lb.set_vip(VIP4, "tcp", 80, hash="l3")
+    assert res.vip.hash == "l3" and lb.state.lb_vip(VIP4, 6, 80).hash == "l3"
+    assert kernel_state(lb.ctx)["vips"][tables.vip_key(VIP4, 6, 80)] == (2, abi.LB_VIP_HASH_L3, table)
+    assert lb.state.lb_backend(2, "10.9.0.1").health == "up"
+    with LbKernel(lb.ctx) as k:
+        k.switch(VIP4, 6, 80, 2, 0, 0)
+    lb.sync()
     assert_maps_match(lb)
 
 

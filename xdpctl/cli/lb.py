@@ -41,6 +41,9 @@ IntervalOpt = typer.Option(None, "--interval", metavar="S", help="seconds betwee
 TimeoutOpt = typer.Option(None, "--timeout", metavar="S", help="seconds a check waits (default 1)")
 RiseOpt = typer.Option(None, "--rise", metavar="N", help="successes in a row that bring a backend up (default 2)")
 FallOpt = typer.Option(None, "--fall", metavar="N", help="failures in a row that take a backend down (default 3)")
+HashOpt = typer.Option(None, "--hash", metavar="MODE", help="flow hash: l4 (addresses, protocol, ports; default) | "
+                                                          "l3 (addresses and protocol: every fragment of a datagram "
+                                                          "and every flow of a client to one backend)")
 
 
 def _say(text: str) -> None:
@@ -64,7 +67,7 @@ def _change(fn, as_json: bool, verb: str) -> None:
             c = res.vip.check
             check = f"check {c.kind} port {c.port} every {c.interval:g} s" if c and c.kind != "none" else "no check"
             _say(f"{verb} VIP {res.vip.address} {res.vip.proto}/{res.vip.port}, table size {res.vip.table_size}, "
-                 f"{check}")
+                 f"hash {res.vip.hash}, {check}")
         _say(f"revision {res.revision}")
 
     run(body)
@@ -89,23 +92,25 @@ def vip_add(addr: str = AddrArg, proto: str = ProtoOpt, port: int = PortOpt,
                                                                                   "default 65537)"),
             check: Optional[str] = CheckOpt, check_port: Optional[int] = CheckPortOpt,
             interval: Optional[float] = IntervalOpt, timeout: Optional[float] = TimeoutOpt,
-            rise: Optional[int] = RiseOpt, fall: Optional[int] = FallOpt,
+            rise: Optional[int] = RiseOpt, fall: Optional[int] = FallOpt, hash_mode: Optional[str] = HashOpt,
             revision: Optional[int] = RevOpt, as_json: bool = JsonOpt) -> None:
     """Add a VIP (no backends yet: its traffic passes)."""
     hc = dict(check=check, check_port=check_port, interval=interval, timeout=timeout, rise=rise, fall=fall)
-    _change(lambda lb: lb.add_vip(addr, proto, port, table_size, expected_revision=revision, **hc), as_json,
-            "added")
+    _change(lambda lb: lb.add_vip(addr, proto, port, table_size, expected_revision=revision, hash=hash_mode, **hc),
+            as_json, "added")
 
 
 @vip_app.command("set")
 def vip_set(addr: str = AddrArg, proto: str = ProtoOpt, port: int = PortOpt,
             check: Optional[str] = CheckOpt, check_port: Optional[int] = CheckPortOpt,
             interval: Optional[float] = IntervalOpt, timeout: Optional[float] = TimeoutOpt,
-            rise: Optional[int] = RiseOpt, fall: Optional[int] = FallOpt,
+            rise: Optional[int] = RiseOpt, fall: Optional[int] = FallOpt, hash_mode: Optional[str] = HashOpt,
             revision: Optional[int] = RevOpt, as_json: bool = JsonOpt) -> None:
-    """Change a VIP's health check (the options given; health starts again from unknown)."""
+    """Change a VIP's flow hash or health check (the options given; unless only --hash is given, health
+    starts again from unknown)."""
     hc = dict(check=check, check_port=check_port, interval=interval, timeout=timeout, rise=rise, fall=fall)
-    _change(lambda lb: lb.set_vip(addr, proto, port, expected_revision=revision, **hc), as_json, "changed")
+    _change(lambda lb: lb.set_vip(addr, proto, port, expected_revision=revision, hash=hash_mode, **hc), as_json,
+            "changed")
 
 
 @vip_app.command("del")
@@ -116,13 +121,13 @@ def vip_del(addr: str = AddrArg, proto: str = ProtoOpt, port: int = PortOpt, rev
 
 
 def _vips_table(view) -> Table:
-    t = Table("id", "address", "proto", "port", "table size", "backends", "in table", "check",
+    t = Table("id", "address", "proto", "port", "table size", "hash", "backends", "in table", "check",
               title=f"revision {view.revision}")
     for v in view.vips:
         c = v.check
         check = f"{c.kind}/{c.port} {c.interval:g}s rise {c.rise} fall {c.fall}" if c and c.kind != "none" else "-"
-        t.add_row(str(v.id), v.address, v.proto, str(v.port), str(v.table_size), str(v.backends), str(v.in_table),
-                  check)
+        t.add_row(str(v.id), v.address, v.proto, str(v.port), str(v.table_size), v.hash, str(v.backends),
+                  str(v.in_table), check)
     return t
 
 

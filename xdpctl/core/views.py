@@ -276,6 +276,8 @@ class VipView(View):
     backends: int = Field(description="backends of the VIP, in any state")
     in_table: int = Field(description="backends the table holds: active, with a MAC, weight above 0")
     created: float
+    hash: str = Field("l4", description="flow hash: l4 (addresses, protocol, ports) | l3 (addresses and protocol: "
+                                        "every fragment and every flow of a client to one backend)")
     check: LbCheckView | None = Field(None, description="the health check of its backends")
 
 

@@ -5,7 +5,8 @@ local ones and the differences applied through LoadBalancer, each a local
 change that rebuilds and switches that VIP's Maglev table: VIPs gone (or
 with another table size) are removed, new ones added, then each VIP's
 backends removed, added or changed (weight, state, a given MAC; a MAC
-the host resolved itself stays), and the health check set.
+the host resolved itself stays), and the flow hash and the health check
+set.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ def apply_lb(ctx: Context, want: LbDesired) -> int:
     have = {_key(r): r for r in st.lb_vips()}
     for key, (name, r) in wanted.items():
         if key not in have:
-            lb.add_vip(*key, r.table_size)
+            lb.add_vip(*key, r.table_size, hash=r.hash)
+            changes += 1
+        if st.lb_vip(r.addr, r.proto, r.port).hash != r.hash:
+            lb.set_vip(*key, hash=r.hash)
             changes += 1
         hc = v.Check.of_row(r)
         if v.Check.of_row(st.lb_vip(r.addr, r.proto, r.port)) != hc:

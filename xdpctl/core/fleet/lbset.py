@@ -1,7 +1,7 @@
 """The load balancer's VIPs and backends in etcd, with LoadBalancer's
 method names and views.
 
-    PREFIX/set/lb/vips/<addr>-<proto>-<port>           {address, proto, port, table_size, created, check}
+    PREFIX/set/lb/vips/<addr>-<proto>-<port>           {address, proto, port, table_size, created, check, hash}
     PREFIX/set/lb/backends/<addr>-<proto>-<port>/<ip>  {address, weight, state, mac, created}
 
 Each change is one transaction conditional on the cluster revision, checked
@@ -53,7 +53,7 @@ class LbDesired:
                 hc = v.Check.of(**x.get("check", {}))
                 d.vips[p[2]] = VipRow(len(d.vips) + 1, key.family, key.addr, key.proto, key.port,
                                       x["table_size"], 0, 0, x.get("created", 0.0), hc.kind, hc.port, hc.interval,
-                                      hc.timeout, hc.rise, hc.fall)
+                                      hc.timeout, hc.rise, hc.fall, v.hash_mode(x.get("hash")))
             elif p[:2] == ["lb", "backends"]:
                 found.append((p[2], json.loads(kv.value)))
         n = 0
@@ -72,7 +72,7 @@ class LbDesired:
 def _vip_value(r: VipRow) -> str:
     return json.dumps({"address": r.addr, "proto": v.PROTO_NAMES[r.proto], "port": r.port,
                        "table_size": r.table_size, "created": r.created,
-                       "check": dataclasses.asdict(v.Check.of_row(r))}, sort_keys=True)
+                       "check": dataclasses.asdict(v.Check.of_row(r)), "hash": r.hash}, sort_keys=True)
 
 
 def _backend_value(b: BackendRow) -> str:
@@ -125,26 +125,29 @@ class FleetLoadBalancer(FleetStore):
 
     # ----------------------------------------------------------- VIPs
     def add_vip(self, addr: str, proto: str, port: int, table_size: int | None = None,
-                expected_revision: int | None = None, **check) -> LbChangeView:
+                expected_revision: int | None = None, hash: str | None = None, **check) -> LbChangeView:
         key = v.VipKey.of(addr, proto, port)
         size = v.table_size(table_size)
+        mode = v.hash_mode(hash)
         hc = v.Check().changed(**check)
         row = VipRow(0, key.family, key.addr, key.proto, key.port, size, 0, 0, time.time(), hc.kind, hc.port,
-                     hc.interval, hc.timeout, hc.rise, hc.fall)
+                     hc.interval, hc.timeout, hc.rise, hc.fall, mode)
         k = self.layout.vip(vip_name(key))
         rev = self.commit([put(k, _vip_value(row))], expected_revision,
                           [Need(k, f"VIP {key.label()}", "address", addr, present=False)])
         return LbChangeView(revision=rev, vip=vip_view(row, []))
 
     def set_vip(self, addr: str, proto: str, port: int, expected_revision: int | None = None,
-                **check) -> LbChangeView:
-        """A VIP's new health check (LoadBalancer.set_vip's arguments)."""
+                hash: str | None = None, **check) -> LbChangeView:
+        """A VIP's new flow hash or health check (LoadBalancer.set_vip's
+        arguments)."""
         key = v.VipKey.of(addr, proto, port)
         _rev, d = self.desired()
         name, row = self._vip(d, key, "address")
+        mode = v.hash_mode(hash, row.hash)
         hc = v.Check.of_row(row).changed(**check)
         row = row._replace(check_kind=hc.kind, check_port=hc.port, interval=hc.interval, timeout=hc.timeout,
-                           rise=hc.rise, fall=hc.fall)
+                           rise=hc.rise, fall=hc.fall, hash=mode)
         k = self.layout.vip(name)
         rev = self.commit([put(k, _vip_value(row))], expected_revision,
                           [Need(k, f"VIP {key.label()}", "address", addr)])

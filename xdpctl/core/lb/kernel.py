@@ -75,9 +75,10 @@ class LbKernel(SharedMaps):
         self.maps["xc_lb_ring"].update_batch(tables.ring_keys(base, size), tables.ring_image(table, ids), size)
         return base, size
 
-    def switch(self, addr: str, proto: int, port: int, vip_id: int, base: int, size: int) -> None:
-        """Replace the VIP's value: packets use the new region from now on."""
-        self.maps["xc_lb_vips"].update(tables.vip_key(addr, proto, port), tables.vip_value(base, size, vip_id))
+    def switch(self, addr: str, proto: int, port: int, vip_id: int, base: int, size: int, flags: int = 0) -> None:
+        """Replace the VIP's value (region, XC_LB_VIP_* ``flags``): packets
+        use it from now on."""
+        self.maps["xc_lb_vips"].update(tables.vip_key(addr, proto, port), tables.vip_value(base, size, vip_id, flags))
 
     def reset_counters(self, name: str, i: int) -> None:
         """Zero an id's per-CPU counters (an id being reused)."""

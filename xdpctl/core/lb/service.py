@@ -44,7 +44,7 @@ BACKEND_IDS = abi.MAP_SPECS["xc_lb_backends"].max_entries
 def vip_view(row: VipRow, backends: list[BackendRow]) -> VipView:
     return VipView(id=row.id, address=row.addr, family=row.family, proto=v.PROTO_NAMES[row.proto], port=row.port,
                    table_size=row.table_size, backends=len(backends), in_table=len(v.in_table(backends)),
-                   created=row.created, check=LbCheckView(kind=row.check_kind, port=row.check_port or row.port,
+                   created=row.created, hash=row.hash, check=LbCheckView(kind=row.check_kind, port=row.check_port or row.port,
                                                           interval=row.interval, timeout=row.timeout,
                                                           rise=row.rise, fall=row.fall))
 
@@ -155,7 +155,7 @@ class LoadBalancer:
         ids, table = v.build(st.lb_backends(vip.id), vip.table_size)
         regions = k.regions((r.ring_base, r.ring_size) for r in st.lb_vips())
         base, size = k.write_table(regions, ids, table, None)
-        k.switch(vip.addr, vip.proto, vip.port, vip.id, base, size)
+        k.switch(vip.addr, vip.proto, vip.port, vip.id, base, size, v.vip_flags(vip))
         st.lb_set_ring(vip.id, base, size)  # the old region is free from now on
 
     @staticmethod
@@ -176,11 +176,13 @@ class LoadBalancer:
 
     # ----------------------------------------------------------- VIPs
     def add_vip(self, addr: str, proto: str, port: int, table_size: int | None = None,
-                expected_revision: int | None = None, **check) -> LbChangeView:
-        """Add a VIP; ``check`` its backends' health check (v.Check.changed's
-        arguments; default: no check)."""
+                expected_revision: int | None = None, hash: str | None = None, **check) -> LbChangeView:
+        """Add a VIP; ``hash`` its flow hash (l4, l3; default l4), ``check``
+        its backends' health check (v.Check.changed's arguments; default:
+        no check)."""
         key = v.VipKey.of(addr, proto, port)
         size = v.table_size(table_size)
+        mode = v.hash_mode(hash)
         hc = v.Check().changed(**check)
         if self.state.lb_vip(key.addr, key.proto, key.port) is not None:
             raise Conflict(f"VIP {key.label()} exists", field="address", value=addr)
@@ -188,37 +190,45 @@ class LoadBalancer:
         if vid is None:
             raise CapacityError(f"no room for another VIP: at most {VIP_IDS - 1}", field="address", value=addr)
         row = VipRow(vid, key.family, key.addr, key.proto, key.port, size, 0, 0, time.time(), hc.kind, hc.port,
-                     hc.interval, hc.timeout, hc.rise, hc.fall)
+                     hc.interval, hc.timeout, hc.rise, hc.fall, mode)
 
         def change(st: State, k: LbKernel) -> None:
             st.lb_insert_vip(row)
             k.reset_counters("xc_lb_vip_cnt", vid)
-            k.switch(row.addr, row.proto, row.port, row.id, 0, 0)
+            k.switch(row.addr, row.proto, row.port, row.id, 0, 0, v.vip_flags(row))
 
         rev, _ = self._change(expected_revision, change)
         return LbChangeView(revision=rev, vip=vip_view(row, []))
 
     def set_vip(self, addr: str, proto: str, port: int, expected_revision: int | None = None,
-                **check) -> LbChangeView:
-        """Change a VIP's health check: ``check``, ``check_port``,
-        ``interval``, ``timeout``, ``rise``, ``fall`` (None: unchanged). Its
-        backends' health starts again from unknown; a backend that was down by its
-        check comes back into the table at once."""
+                hash: str | None = None, **check) -> LbChangeView:
+        """Change a VIP's flow hash (``hash``: l4, l3) or its health check
+        (``check``, ``check_port``, ``interval``, ``timeout``, ``rise``,
+        ``fall``); None: unchanged. Unless only the hash is given, its
+        backends' health starts again from unknown; a backend that was down
+        by its check comes back into the table at once. A new hash applies
+        to flows without a conn entry; established flows keep theirs."""
         vip = self._vip(v.VipKey.of(addr, proto, port), "address")
+        mode = v.hash_mode(hash, vip.hash)
         hc = v.Check.of_row(vip).changed(**check)
+        recheck = hash is None or any(x is not None for x in check.values())
         rows = self.state.lb_backends(vip.id)
         new_vip = vip._replace(check_kind=hc.kind, check_port=hc.port, interval=hc.interval, timeout=hc.timeout,
-                               rise=hc.rise, fall=hc.fall)
-        fresh = [b._replace(health="unknown", streak=0) for b in rows]
+                               rise=hc.rise, fall=hc.fall, hash=mode)
+        fresh = [b._replace(health="unknown", streak=0) for b in rows] if recheck else rows
 
         def change(st: State, k: LbKernel) -> None:
             st.lb_set_check(vip.id, hc.kind, hc.port, hc.interval, hc.timeout, hc.rise, hc.fall)
-            st.lb_reset_health(vip.id)
+            st.lb_set_hash(vip.id, mode)
+            if recheck:
+                st.lb_reset_health(vip.id)
             for b in fresh:
                 if v.usable(b):
                     self._slot(k, b)
             if [b.id for b in v.in_table(rows)] != [b.id for b in v.in_table(fresh)]:
                 self._rebuild(st, k, new_vip)
+            elif mode != vip.hash:
+                k.switch(vip.addr, vip.proto, vip.port, vip.id, vip.ring_base, vip.ring_size, v.vip_flags(new_vip))
             for b in fresh:
                 if not v.usable(b):
                     self._slot(k, b)
@@ -327,7 +337,7 @@ class LoadBalancer:
                 for vip in vips:
                     ids, table = v.build([b for b in rows if b.vip == vip.id], vip.table_size)
                     base, size = k.write_table(regions, ids, table, (vip.ring_base, vip.ring_size))
-                    k.switch(vip.addr, vip.proto, vip.port, vip.id, base, size)
+                    k.switch(vip.addr, vip.proto, vip.port, vip.id, base, size, v.vip_flags(vip))
                     st.lb_set_ring(vip.id, base, size)
                 keep = {tables.vip_key(r.addr, r.proto, r.port) for r in vips}
                 for key in k.vip_keys():

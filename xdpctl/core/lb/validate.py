@@ -18,6 +18,10 @@ PROTO_NAMES = {v: k for k, v in PROTOS.items()}
 STATES = {"active": abi.LbState.ACTIVE, "draining": abi.LbState.DRAINING, "down": abi.LbState.DOWN}
 WEIGHT_MAX = 1000
 CHECKS = ("tcp", "udp", "none")
+# A VIP's flow hash: l4 over addresses, protocol and ports; l3 over
+# addresses and protocol only (XC_LB_VIP_HASH_L3: every fragment of a
+# datagram, and every flow of a client, to one backend).
+HASHES = {"l4": 0, "l3": abi.LB_VIP_HASH_L3}
 INTERVAL_MAX = 3600.0
 TIMEOUT_MAX = 60.0  # a round waits for its slowest probe
 THRESHOLD_MAX = 100
@@ -70,6 +74,16 @@ def mac(text: str | None) -> str | None:
 
 def state(name: str) -> str:
     return choice(name, STATES, field="state", what="backend state")
+
+
+def hash_mode(name: str | None, default: str = "l4") -> str:
+    """A VIP's flow hash (``None``: ``default``)."""
+    return default if name is None else choice(name, HASHES, field="hash", what="flow hash")
+
+
+def vip_flags(row: VipRow) -> int:
+    """The xc_lb_vip flags of a VIP."""
+    return HASHES[row.hash]
 
 
 def check_kind(name: str) -> str:

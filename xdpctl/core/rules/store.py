@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, NamedTuple
 
 from ..errors import CapacityError, RevisionConflict
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -124,6 +124,8 @@ MIGRATIONS = (
     ("lb_backends", "transitions", "INTEGER NOT NULL DEFAULT 0"),
     ("lb_backends", "reason", "TEXT"),  # of the last health transition
     ("lb_backends", "mac_given", "INTEGER NOT NULL DEFAULT 0"),  # 1: --mac, never resolved
+    # schema 3: a VIP's flow hash
+    ("lb_vips", "hash", "TEXT NOT NULL DEFAULT 'l4'"),  # l4 | l3 (XC_LB_VIP_HASH_L3)
 )
 
 RULE_COLS = "id, family, addr, plen, dir, action, proto, port, anyaddr, mgmt, comment, source, created, expires"
@@ -133,7 +135,7 @@ _CHUNK = 500  # ids per IN (...) statement
 
 
 VIP_COLS = ("id, family, addr, proto, port, table_size, ring_base, ring_size, created, check_kind, check_port, "
-            "interval, timeout, rise, fall")
+            "interval, timeout, rise, fall, hash")
 BACKEND_COLS = "id, vip, family, addr, weight, state, mac, created, health, streak, transitions, reason, mac_given"
 
 
@@ -184,6 +186,7 @@ class VipRow(NamedTuple):
     timeout: float
     rise: int
     fall: int
+    hash: str = "l4"  # the flow hash (xdpctl.core.lb.validate.hash_mode)
 
 
 class BackendRow(NamedTuple):
@@ -621,6 +624,9 @@ class State:
                      fall: int) -> None:
         self.db.execute("UPDATE lb_vips SET check_kind=?, check_port=?, interval=?, timeout=?, rise=?, fall=? "
                         "WHERE id=?", (kind, port, interval, timeout, rise, fall, vip_id))
+
+    def lb_set_hash(self, vip_id: int, hash_mode: str) -> None:
+        self.db.execute("UPDATE lb_vips SET hash=? WHERE id=?", (hash_mode, vip_id))
 
     def lb_reset_health(self, vip_id: int) -> None:
         """Every backend of the VIP back to health unknown (checks changed)."""

@@ -1,5 +1,6 @@
 """Operator tools: which rule decides an address, the rule set as a file
-(export) and making the rule set a file's (apply)."""
+(export), making the rule set a file's (apply), and clearing packet
+sampling flags whose listener is gone."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from xdpctl.core.rules.lookup import lookup
 from xdpctl.core.ruleset_io import apply, export_text
-from xdpctl.core.views import ApplyView, LookupView
+from xdpctl.core.views import ApplyView, LookupView, SamplingClearView
 
 from ..deps import ApiError, Service, expected_revision, get_service, if_match
 from ..models import error_responses
@@ -74,3 +75,15 @@ async def post_apply(request: Request, response: Response,
         out = await run_in_threadpool(svc.droplist, lambda d: apply(d, text, expected_revision=rev))
     etag(response, out.revision)
     return out
+
+
+@router.delete("/sampling", response_model=SamplingClearView, responses=error_responses(401, 404))
+def delete_sampling(ifname: str | None = Query(None, description="only this interface's hooks"),
+                    netns: str | None = Query(None, description="the interface's network namespace"),
+                    svc: Service = Depends(get_service)) -> SamplingClearView:
+    """Clear the packet sampling flags whose listener is gone (`xdpctl dump
+    --clear`); a hook a live listener samples is left alone. GET /v1/status
+    lists the flags (``sampling``)."""
+    from xdpctl.core.dump import clear_stale
+
+    return svc.run(lambda ctx: clear_stale(ctx, ifname, netns))

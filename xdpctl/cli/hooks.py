@@ -129,6 +129,9 @@ def _status_table(view: StatusView, netns: str | None) -> tuple[Table, list]:
         t.add_row(_cell(a.netns), a.ifname, a.hook, _cell(a.mode), "-", "-", "-", "recorded, not attached",
                   a.program)
     notes = [f"namespace {ns} is gone; its pins remain" for ns in view.unreachable]
+    notes += [f"sampling on {_cell(f.netns)}/{f.ifname} {f.hook} is set for pid {f.pid}, which is gone: the hook "
+              f"still spends the sampling cost until the next dump takes it over or "
+              f"{action_word('dump --clear')} clears it" for f in view.sampling if not f.listener_alive]
     if missing or any(hk.id is None for r in view.interfaces for hk in r.hooks):
         notes.append(f"{action_word('restore')} re-attaches what is recorded but not attached")
     t.caption = "\n".join(notes) or None

@@ -114,6 +114,21 @@ def apply(
     run(body)
 
 
+def _clear_sampling(iface: str | None, netns: str | None, as_json: bool) -> None:
+    from ..core.dump import clear_stale
+
+    def body():
+        with ctx() as c:
+            view = clear_stale(c, iface, netns)
+        if as_json:
+            emit_json(view.to_json())
+            return
+        for f in view.cleared:
+            _say(f"cleared the sampling flag of {f.netns or '-'}/{f.ifname} {f.hook} (pid {f.pid} is gone)")
+        _say(f"{len(view.cleared)} stale sampling flags cleared")
+
+    run(body)
+
 
 def _stop_on_term() -> None:
     """SIGTERM ends a dump like Ctrl-C: the listener turns the hooks' sample
@@ -141,11 +156,18 @@ def dump(
     cap: int = typer.Option(1000, "--cap", metavar="N", min=1, max=2**32 - 1,
                             help="at most N samples per second on each CPU"),
     seconds: Optional[float] = typer.Option(None, "--seconds", metavar="S", min=0, help="stop after S seconds"),
+    clear: bool = typer.Option(False, "--clear", help="listen to nothing: clear the sampling flags whose listener "
+                                                      "is gone (what `xdpctl status` calls stale)"),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Samples of dropped packets (or all with --all) from the data path: one line each, or pcap with -w."""
     import time
 
     from ..core.dump import Listener, PcapWriter, hooks_to_sample, reasons_mask
+
+    if clear:
+        _clear_sampling(iface, netns, as_json)
+        return
 
     def body():
         mask = reasons_mask(reason, every)

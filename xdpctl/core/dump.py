@@ -7,7 +7,10 @@ qualifying frame into the hook's ring buffer (bpf/include/sample.h). The
 listener clears the pid when it stops. A listener killed outright leaves its
 pid behind: the next listener finds that process gone and takes the hook
 over; until then the stage fills the ring buffer and drops its samples.
-One listener per hook: a live one is a conflict.
+One listener per hook: a live one is a conflict. :func:`sampling` reports
+every set flag and whether its listener lives (`xdpctl status`),
+:func:`clear_stale` clears the flags of listeners that are gone (`xdpctl
+dump --clear`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from .context import Context
 from .counters import REASON_NAMES
 from .errors import Conflict, NotFound, choice
 from .hooks.base import HookRef, pinned_hooks
+from .views import SamplingClearView, SamplingView
 
 CFG, RB = "xc_smp_cfg", "xc_smp_rb"
 ZERO = abi.U32.pack(0)
@@ -120,6 +124,50 @@ def hooks_to_sample(ctx: Context, ifname: str | None, netns: str | None) -> list
         raise NotFound(f"no hook of xdpctl with the sample stage{' on ' + where + ifname if ifname else ''}",
                        field="ifname", value=ifname, hint="attach the drop list first ({action:attach})")
     return refs
+
+
+LIVE_NOTE = "a listener samples this hook"
+STALE_NOTE = ("the listener is gone but the flag is set: the hook still spends the sampling cost on every "
+              "qualifying packet until the next dump takes it over or the flag is cleared "
+              "(xdpctl dump --clear, DELETE /v1/sampling)")
+
+
+def _flag(ctx: Context, h: HookRef) -> SamplingView | None:
+    """The hook's sampling flag, None when it is off or not pinned."""
+    try:
+        with maps.Map.from_pin(h.pin(ctx, CFG)) as m:
+            raw = m.lookup(ZERO)
+    except OSError:
+        return None
+    pid, rate, cap = abi.SAMPLE_CFG.unpack(raw)[:3] if raw else (0, 0, 0)
+    if not pid:
+        return None
+    alive = pid_alive(pid)
+    return SamplingView(netns=h.netns, ifname=h.ifname, hook=h.hook, pid=pid, listener_alive=alive,
+                        rate=max(1, rate), cap=cap, note=LIVE_NOTE if alive else STALE_NOTE)
+
+
+def sampling(ctx: Context, netns: str | None = None) -> list[SamplingView]:
+    """Every hook (of ``netns``, or all) whose sampling flag is set."""
+    refs = [h for h in pinned_hooks(ctx) if netns is None or h.netns == netns]
+    return [f for f in map(lambda h: _flag(ctx, h), refs) if f is not None]
+
+
+def clear_stale(ctx: Context, ifname: str | None = None, netns: str | None = None) -> SamplingClearView:
+    """Clear the sampling flags whose listener is gone, on ``ifname`` or on
+    every hook; a hook a live listener samples is left to it. A flag is
+    cleared only if it still names the dead pid when written."""
+    cleared = []
+    for h in hooks_to_sample(ctx, ifname, netns):
+        f = _flag(ctx, h)
+        if f is None or f.listener_alive:
+            continue
+        with maps.Map.from_pin(h.pin(ctx, CFG)) as m:
+            raw = m.lookup(ZERO)
+            if raw and abi.SAMPLE_CFG.unpack(raw)[0] == f.pid:
+                m.update(ZERO, bytes(abi.SAMPLE_CFG.size))
+                cleared.append(f)
+    return SamplingClearView(cleared=cleared)
 
 
 class Listener:

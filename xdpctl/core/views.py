@@ -168,12 +168,28 @@ class AttachmentView(View):
     attached: bool = Field(description="the kernel runs this stage on the hook now; false: restore "
                                        "re-attaches it")
 
+class SamplingView(View):
+    """A hook whose packet sampling flag is set (xc_smp_cfg names a listener)."""
+    netns: str | None
+    ifname: str
+    hook: str
+    pid: int = Field(description="the listener's process id")
+    listener_alive: bool = Field(description="false: the listener is gone, the flag is stale")
+    rate: int = Field(description="1 in rate qualifying packets is sampled")
+    cap: int = Field(description="samples per second per CPU at most")
+    note: str = Field(description="what the flag costs and how it ends")
+
+class SamplingClearView(View):
+    cleared: list[SamplingView] = Field(description="the stale flags cleared (their listeners were gone)")
+
 class StatusView(View):
     revision: int
     interfaces: list[InterfaceView] = Field(description="what the kernel runs")
     recorded: list[AttachmentView] = Field(description="the desired state (what restore re-attaches)")
     unreachable: list[str] = Field(default_factory=list,
                                    description="namespaces with pinned hooks that no longer exist")
+    sampling: list[SamplingView] = Field(default_factory=list,
+                                         description="hooks whose packet sampling flag is set, with its listener")
 
 class CountView(View):
     packets: int

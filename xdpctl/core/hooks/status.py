@@ -44,8 +44,10 @@ def status(ctx: Context, netns: str | None = None, all_interfaces: bool = False)
     recorded = [AttachmentView(netns=a.netns, ifname=a.ifname, hook=a.hook, program=a.program, mode=a.mode,
                                attached=_runs(ours.get((a.netns, a.ifname, a.hook)), a.program))
                 for a in ctx.state.attachments()]
+    from ..dump import sampling  # dump reads counters, which import this package
+
     return StatusView(revision=ctx.state.revision, interfaces=interfaces, recorded=recorded,
-                      unreachable=unreachable)
+                      unreachable=unreachable, sampling=sampling(ctx, netns))
 
 
 def _runs(st: HookState | None, program: str) -> bool:

@@ -215,10 +215,11 @@ def stats(as_json: bool = JsonOpt) -> None:
 
 
 def _health_table(view) -> Table:
-    t = Table("vip", "backend", "check", "result", "health", "mac", title=f"revision {view.revision}")
+    t = Table("vip", "backend", "check", "from", "result", "health", "mac", title=f"revision {view.revision}")
     for p in view.probes:
         result = "-" if p.ok is None else ("ok" if p.ok else "failed") + (f": {p.detail}" if p.detail else "")
-        t.add_row(f"{p.vip} {p.proto}/{p.port}", p.backend, p.check, result,
+        origin = "-" if p.ok is None else p.probe_netns or "host"
+        t.add_row(f"{p.vip} {p.proto}/{p.port}", p.backend, p.check, origin, result,
                   p.transition or p.health, f"{p.mac or '-'} ({p.mac_state})")
     return t
 

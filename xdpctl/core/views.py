@@ -383,6 +383,9 @@ class LbProbeView(View):
     check: str = Field(description="tcp | udp | none")
     ok: bool | None = Field(description="null: not checked")
     detail: str | None = None
+    probe_netns: str | None = Field(None, description="the network namespace the probe left from: the balancer's "
+                                                      "attachment on the backend's subnet, else its first; null: "
+                                                      "the host's (or not checked)")
     health: str = Field(description="after this round")
     transition: str | None = Field(None, description="'old -> new' when the health changed in this round")
     mac: str | None

@@ -41,6 +41,18 @@ def table(netns: str | None, ifindexes: set[int]) -> dict[str, str]:
     return out
 
 
+def subnets(netns: str | None, ifindexes: set[int]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The on-link prefixes of ``ifindexes`` in ``netns``: the network of
+    each address on them (both families)."""
+    out = []
+    with ipr(netns) as ip:
+        for m in ip.get_addr():
+            addr = m.get_attr("IFA_ADDRESS")
+            if addr and m["index"] in ifindexes:
+                out.append(ipaddress.ip_network(f"{addr}/{m['prefixlen']}", strict=False))
+    return out
+
+
 def solicit(netns: str | None, addr: str) -> None:
     """Make the kernel of ``netns`` resolve ``addr`` (ARP or neighbour
     discovery): send one empty datagram to its discard port. Errors are

@@ -10,8 +10,10 @@ A round (:meth:`HealthChecker.round`):
 2. Probes: each backend of a VIP whose check is due (``tcp``: a connect;
    ``udp``: a datagram, any answer is a success, an ICMP unreachable or
    silence a failure) to its own address and the check port, sent from the
-   namespace of the first attachment of the balancer (the host's when it is
-   attached nowhere). ``rise`` successes in a row bring a backend up,
+   namespace of the balancer's attachment whose interface has the
+   backend's subnet (the backend is on its link, as DSR needs), else from
+   the first attachment's; the host's when it is attached nowhere. The
+   probe view names it (``probe_netns``). ``rise`` successes in a row bring a backend up,
    ``fall`` failures take it down; a new backend is ``unknown`` and takes
    flows until its check finds it down.
 3. Changes: under the writer lock, each changed backend's row, its kernel
@@ -27,6 +29,7 @@ one round with every check due.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -51,10 +54,12 @@ PROBE_WORKERS = 32
 
 @dataclass(frozen=True)
 class Place:
-    """A namespace where the balancer is attached, and its interfaces there."""
+    """A namespace where the balancer is attached, its interfaces there and
+    their on-link prefixes."""
 
     netns: str | None
     ifindexes: frozenset[int]
+    subnets: tuple = ()
 
 
 def places(ctx: Context) -> list[Place]:
@@ -67,7 +72,25 @@ def places(ctx: Context) -> list[Place]:
             by_ns.setdefault(a.netns, set()).add(netlink.get_link(a.ifname, a.netns).index)
         except XdpctlError:  # the interface or namespace is gone: restore reports it
             continue
-    return [Place(ns, frozenset(ix)) for ns, ix in sorted(by_ns.items(), key=lambda p: p[0] or "")]
+    out = []
+    for ns, ix in sorted(by_ns.items(), key=lambda p: p[0] or ""):
+        try:
+            nets = tuple(neigh.subnets(ns, ix))
+        except XdpctlError:
+            nets = ()
+        out.append(Place(ns, frozenset(ix), nets))
+    return out
+
+
+def probe_netns(where: list[Place], addr: str) -> str | None:
+    """The namespace to probe ``addr`` from: the first place with an
+    interface on the backend's subnet, else the first place; None (the
+    host's) without places."""
+    a = ipaddress.ip_address(addr)
+    for p in where:
+        if any(a.version == n.version and a in n for n in p.subnets):
+            return p.netns
+    return where[0].netns if where else None
 
 
 def next_health(b: BackendRow, vip: VipRow, ok: bool) -> tuple[str, int]:
@@ -135,19 +158,19 @@ class HealthChecker:
                and (force or self.due.get(b.vip, 0.0) <= now)]
         for vid in {b.vip for b in due}:
             self.due[vid] = now + vips[vid].interval
-        netns = where[0].netns if where else None
+        origin = {b.id: probe_netns(where, b.addr) for b in due}
         results: dict[int, neigh.ProbeResult] = {}
         if due:
             with ThreadPoolExecutor(min(PROBE_WORKERS, len(due)), thread_name_prefix="xdpctl-probe") as pool:
-                futs = {b.id: pool.submit(_probe, netns, b, vips[b.vip]) for b in due}
+                futs = {b.id: pool.submit(_probe, origin[b.id], b, vips[b.vip]) for b in due}
                 results = {i: f.result() for i, f in futs.items()}
         if resolve:
             missing = [b for b in rows if b.id not in macs]
             macs.update(self._macs(where, missing, solicit=False))
-        return self._apply(vips, macs, results)
+        return self._apply(vips, macs, results, origin)
 
     def _apply(self, vips: dict[int, VipRow], macs: dict[int, str],
-               results: dict[int, neigh.ProbeResult]) -> LbHealthView:
+               results: dict[int, neigh.ProbeResult], origin: dict[int, str | None]) -> LbHealthView:
         """Write what changed (under the writer lock, re-read there); the
         round's view."""
         st = self.ctx.state
@@ -161,7 +184,8 @@ class HealthChecker:
                 self._write(st, vips, [(old, new) for old, new in changed if new != old])
         else:
             changed = [(b, b) for b in rows if b.vip in vips]
-        probes = [self._view(vips[new.vip], old, new, results.get(new.id)) for old, new in changed]
+        probes = [self._view(vips[new.vip], old, new, results.get(new.id), origin.get(new.id))
+                  for old, new in changed]
         return LbHealthView(revision=st.revision, checked=time.time(), probes=probes)
 
     def _write(self, st, vips: dict[int, VipRow], todo: list[tuple[BackendRow, BackendRow]]) -> None:
@@ -193,9 +217,10 @@ class HealthChecker:
         return new._replace(health=health, transitions=b.transitions + 1, reason=reason)
 
     @staticmethod
-    def _view(vip: VipRow, old: BackendRow, new: BackendRow, res: neigh.ProbeResult | None) -> LbProbeView:
+    def _view(vip: VipRow, old: BackendRow, new: BackendRow, res: neigh.ProbeResult | None,
+              netns: str | None) -> LbProbeView:
         return LbProbeView(vip=vip.addr, proto=v.PROTO_NAMES[vip.proto], port=vip.port, backend=new.addr,
-                           check=vip.check_kind, ok=None if res is None else res.ok,
+                           check=vip.check_kind, ok=None if res is None else res.ok, probe_netns=netns,
                            detail=None if res is None else res.detail, health=new.health,
                            transition=f"{old.health} -> {new.health}" if new.health != old.health else None,
                            mac=new.mac, mac_state=mac_state(new))

@@ -6,13 +6,22 @@ hash mode changed keeps its established flows."""
 
 from __future__ import annotations
 
-from tests.packets.test_lb_testrun import (R, TCP_, UDP_, VIP4, _assert_forwarded, _assert_passed, _frame,  # noqa: F401
-                                           _pick, lb)
+import pytest
+
+from tests.packets.test_lb_testrun import (R, TCP_, UDP_, VIP4, LbBench, _assert_forwarded, _assert_passed, _frame,
+                                           _pick)
 from xdpctl import abi
 from xdpctl.core.lb import tables
 
 
-def test_established_flow_skips_the_vip_and_stops_with_it(lb):  # noqa: F811
+@pytest.fixture
+def lb(ctx, kind):
+    b = LbBench(ctx, kind)
+    yield b
+    b.close()
+
+
+def test_established_flow_skips_the_vip_and_stops_with_it(lb):
     for i in (1, 2):
         lb.backend(i)
     table = lb.vip(VIP4, TCP_, 80, [1, 2])
@@ -33,7 +42,7 @@ def test_established_flow_skips_the_vip_and_stops_with_it(lb):  # noqa: F811
                             R.PASS_NOVIP: (2, 2 * len(ack))}
 
 
-def test_hash_mode_change_keeps_established_flows(lb):  # noqa: F811
+def test_hash_mode_change_keeps_established_flows(lb):
     for i in (1, 2, 3, 4):
         lb.backend(i)
     table = lb.vip(VIP4, UDP_, 0, [1, 2, 3, 4])

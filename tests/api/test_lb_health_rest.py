@@ -94,7 +94,8 @@ def test_service_checks_take_a_backend_down_and_up(client: httpx.Client, server:
         for doc in (rest, cli):
             mine = [p for p in doc["probes"] if p["vip"] == VIP]
             assert mine == [{"vip": VIP, "proto": "tcp", "port": port, "backend": "127.0.0.1", "check": "tcp",
-                             "ok": True, "detail": f"tcp {port}: connected", "health": "up", "transition": None,
+                             "ok": True, "detail": f"tcp {port}: connected", "probe_netns": None, "health": "up",
+                             "transition": None,
                              "mac": "02:00:00:00:04:01", "mac_state": "given"}]
         assert set(rest) == set(cli) == {"revision", "checked", "probes"}
         # checks off: health back to unknown, nothing probed

@@ -178,8 +178,11 @@ class HealthChecker:
         if any(self._next(b, vips[b.vip], macs.get(b.id), results.get(b.id), quiet=True) != b
                for b in rows if b.vip in vips):
             with self.ctx.writer() as st:
-                vips = {r.id: r for r in st.lb_vips()}
+                probed, vips = vips, {r.id: r for r in st.lb_vips()}
                 rows = st.lb_backends()
+                # a check changed meanwhile (lb vip set): this round's results are not its
+                results = {b.id: results[b.id] for b in rows if b.id in results and b.vip in probed
+                           and b.vip in vips and v.Check.of_row(probed[b.vip]) == v.Check.of_row(vips[b.vip])}
                 changed = [(b, self._next(b, vips[b.vip], macs.get(b.id), results.get(b.id))) for b in rows]
                 self._write(st, vips, [(old, new) for old, new in changed if new != old])
         else:

@@ -15,7 +15,6 @@ import os
 from .. import abi
 from ..kernel import bpffs, maps, objects
 from .context import Context
-from .hooks import check_shared_pins
 
 
 class SharedMaps:
@@ -36,6 +35,8 @@ class SharedMaps:
     def ensure(self):
         missing = [m for m in self.NAMES if not os.path.exists(os.path.join(self.dir, m))]
         if missing:
+            from .hooks import check_shared_pins  # the attach model (netlink) only when maps are made
+
             check_shared_pins(self.ctx, missing)
             bpffs.makedirs(self.dir)
             objects.load(objects.object_path(self.object_name()), pin_path=self._pin,

@@ -3,6 +3,7 @@
 A service that owns a group of shared maps (the drop list's rule tables,
 the load balancer's VIPs and ring) opens them through a subclass of
 :class:`SharedMaps` as a context manager; the caller holds the writer lock.
+The maps stay open in the context (``Context.pinned_map``) for the next use.
 Missing maps are created by loading the object that defines them with only
 the group's maps pinned, after checking that no running program still reads
 maps whose pins were lost (that would make a new map that nothing reads).
@@ -43,16 +44,14 @@ class SharedMaps:
                          max_entries=abi.with_sets(self.ctx.settings.capacity)).close()
         for m in self.NAMES:
             if m not in self.maps:
-                self.maps[m] = maps.Map.from_pin(os.path.join(self.dir, m))
+                self.maps[m] = self.ctx.pinned_map(os.path.join(self.dir, m))
         return self
 
     def __getitem__(self, name: str) -> maps.Map:
         return self.maps[name]
 
     def close(self) -> None:
-        for m in self.maps.values():
-            m.close()
-        self.maps.clear()
+        self.maps.clear()  # the context keeps them open
 
     def __enter__(self):
         return self.ensure()

@@ -198,7 +198,10 @@ class Service:
             self.ctx.close()
 
 
-def get_service(request: Request) -> Service:
+# Dependencies that do no blocking work are ``async def``: FastAPI runs a
+# plain ``def`` dependency in its thread pool, one hop per dependency per
+# request, before the endpoint's own hop.
+async def get_service(request: Request) -> Service:
     return request.app.state.xdpctl
 
 
@@ -246,7 +249,7 @@ def token_error(header: str | None, svc: Service, access: str) -> ApiError | Non
     return _unauthorized("invalid bearer token")
 
 
-def require_token(
+async def require_token(
     _creds: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),  # documents the scheme
 ) -> None:
     """Documents the bearer scheme on every route under /v1. The check
@@ -260,7 +263,7 @@ IF_MATCH_PATTERN = r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*$'
 _ETAG_RE = re.compile(r'^(?:W/)?"?(\d{1,18})"?$')
 
 
-def if_match(
+async def if_match(
     value: str | None = Header(
         None, alias="If-Match", pattern=IF_MATCH_PATTERN,
         description='only apply if the rule set is at this revision: 7, "7" or W/"7" ("*": any)'),

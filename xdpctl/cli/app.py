@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 import typer.core
-from rich.console import Console
 
-from ..config import Settings, load_settings
-from ..core.context import Context
 from ..core.errors import XdpctlError
+from .verbs import LazyVerbs
+
+if TYPE_CHECKING:  # loaded when a verb asks for its settings (pydantic-settings costs start-up time)
+    from ..config import Settings
+    from ..core.context import Context
 
 _typed_argument = typer.core.TyperArgument.display_type_rich
 
@@ -43,17 +45,47 @@ if _usage_name is not None:
     typer.core.TyperArgument._usage_display_name = _usage_words
 
 app = typer.Typer(
+    cls=LazyVerbs,
     add_completion=False,
     no_args_is_help=True,
     help="Control XDP and TC classifiers: protocol counters and drop lists.",
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,
 )
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
+
+
+class LazyConsole:
+    """A rich Console made on first use (tables, live views, progress):
+    importing rich costs every run start-up time that plain lines do not need."""
+
+    def __init__(self, stderr: bool, width: int):
+        self._stderr, self._width, self._console = stderr, width, None
+
+    @property
+    def console(self):
+        if self._console is None:
+            from rich.console import Console
+
+            tty = (sys.stderr if self._stderr else sys.stdout).isatty()
+            self._console = Console(stderr=self._stderr, width=None if tty else self._width)
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.console, name)
+
+
+out = LazyConsole(stderr=False, width=160)
+err = LazyConsole(stderr=True, width=400)
+
+
+def say(text: str, stream=None) -> None:
+    """One line as it is (no markup, no highlighting, no wrapping), on
+    stdout or ``stream``."""
+    (stream or sys.stdout).write(text + "\n")
 
 
 class Global:
+    overrides: dict[str, str] = {}   # the global options given
     settings: Settings | None = None
 
 
@@ -78,30 +110,30 @@ def _global(
     etcd_password: Optional[str] = typer.Option(None, "--etcd-password", metavar="PASSWORD",
                                                 help="etcd password (prefer $XDPCTL_ETCD_PASSWORD)"),
 ) -> None:
-    def body() -> None:
-        s = load_settings()
-        if pin_dir:
-            s.pin_dir = pin_dir
-        if state_dir:
-            s.state_dir = state_dir
-        for name, value in (("etcd", etcd), ("etcd_prefix", etcd_prefix), ("etcd_ca", etcd_ca),
-                            ("etcd_cert", etcd_cert), ("etcd_key", etcd_key), ("etcd_user", etcd_user),
-                            ("etcd_password", etcd_password)):
-            if value:
-                setattr(s, name, value)
-        Global.settings = s
-
-    run(body)
+    given = (("pin_dir", pin_dir), ("state_dir", state_dir), ("etcd", etcd), ("etcd_prefix", etcd_prefix),
+             ("etcd_ca", etcd_ca), ("etcd_cert", etcd_cert), ("etcd_key", etcd_key), ("etcd_user", etcd_user),
+             ("etcd_password", etcd_password))
+    Global.overrides = {name: value for name, value in given if value}
+    Global.settings = None
 
 
 def settings() -> Settings:
-    """The run's settings (environment, then the global options)."""
+    """The run's settings (environment, then the global options), read
+    when a verb first asks: a verb that needs none (version) never loads
+    them, and a bad ``XDPCTL_*`` value fails the verbs that use it."""
     if Global.settings is None:
-        Global.settings = load_settings()
+        from ..config import load_settings
+
+        s = load_settings()
+        for name, value in Global.overrides.items():
+            setattr(s, name, value)
+        Global.settings = s
     return Global.settings
 
 
 def ctx() -> Context:
+    from ..core.context import Context
+
     return Context(settings())
 
 
@@ -143,7 +175,7 @@ def run(fn):
     try:
         return fn()
     except XdpctlError as exc:
-        err.print(error_line(exc), markup=False, highlight=False, soft_wrap=True)
+        say(error_line(exc), sys.stderr)
         raise typer.Exit(exc.exit_code)
     except KeyboardInterrupt:
         raise typer.Exit(130)

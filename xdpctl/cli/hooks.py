@@ -221,7 +221,7 @@ def stats(
                     out.print(_stats_table(view))
                     sys.stdout.flush()
                 return
-            with Live(console=out, auto_refresh=False, transient=False) as live:
+            with Live(console=out.console, auto_refresh=False, transient=False) as live:
                 for view in samples:
                     live.update(_stats_table(view), refresh=True)
 

@@ -19,7 +19,7 @@ from ..core.lb.health import HealthChecker
 from ..core.lb.service import LoadBalancer
 from ..core.errors import ValidationError
 from ..core.fleet.mode import load_balancer
-from .app import app, ctx, emit_json, out, run
+from .app import app, ctx, emit_json, out, run, say
 
 lb_app = typer.Typer(no_args_is_help=True, help="The L4 load balancer: VIPs, backends, counters.")
 vip_app = typer.Typer(no_args_is_help=True, help="Virtual addresses (address, protocol, port).")
@@ -46,10 +46,6 @@ HashOpt = typer.Option(None, "--hash", metavar="MODE", help="flow hash: l4 (addr
                                                           "and every flow of a client to one backend)")
 
 
-def _say(text: str) -> None:
-    out.print(text, markup=False, highlight=False)
-
-
 def _change(fn, as_json: bool, verb: str) -> None:
     """Run one change and print its LbChangeView."""
 
@@ -61,14 +57,14 @@ def _change(fn, as_json: bool, verb: str) -> None:
             return
         if res.backend is not None:
             b = res.backend
-            _say(f"{verb} backend {b.address} of {b.vip} {b.proto}/{b.port}: weight {b.weight}, {b.state}, "
+            say(f"{verb} backend {b.address} of {b.vip} {b.proto}/{b.port}: weight {b.weight}, {b.state}, "
                  f"mac {b.mac or 'unknown'}")
         elif res.vip is not None:
             c = res.vip.check
             check = f"check {c.kind} port {c.port} every {c.interval:g} s" if c and c.kind != "none" else "no check"
-            _say(f"{verb} VIP {res.vip.address} {res.vip.proto}/{res.vip.port}, table size {res.vip.table_size}, "
-                 f"hash {res.vip.hash}, {check}")
-        _say(f"revision {res.revision}")
+            say(f"{verb} VIP {res.vip.address} {res.vip.proto}/{res.vip.port}, table size {res.vip.table_size}, "
+                f"hash {res.vip.hash}, {check}")
+        say(f"revision {res.revision}")
 
     run(body)
 

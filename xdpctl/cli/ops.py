@@ -12,16 +12,8 @@ from typing import Optional
 
 import typer
 
-from .app import app, ctx, emit_json, err, out, run
+from .app import app, ctx, emit_json, out, run, say
 from .rules import JsonOpt, PortOpt, ProtoOpt, RevOpt
-
-
-def _say(text: str) -> None:
-    out.print(text, markup=False, highlight=False)
-
-
-def err_say(text: str) -> None:
-    err.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _rule_words(r) -> str:
@@ -53,9 +45,9 @@ def lookup(
             emit_json(view.to_json())
             return
         l4 = f" {view.proto}" + (f"/{view.port}" if view.port else "") if view.proto else ""
-        _say(f"{view.verdict} ({view.reason}): {'to' if dst else 'from'} {view.address}{l4}, "
+        say(f"{view.verdict} ({view.reason}): {'to' if dst else 'from'} {view.address}{l4}, "
              f"revision {view.revision}")
-        _say(_rule_words(view.rule) if view.rule else f"no rule matches: policy {view.policy}")
+        say(_rule_words(view.rule) if view.rule else f"no rule matches: policy {view.policy}")
 
     run(body)
 
@@ -78,20 +70,20 @@ def _render_apply(view, as_json: bool) -> None:
     would = "would " if view.dry_run else ""
     for verb, rules in (("add", view.added), ("update", view.updated), ("remove", view.removed)):
         for r in rules:
-            _say(f"{would}{verb} {_rule_words(r)}")
+            say(f"{would}{verb} {_rule_words(r)}")
     for lv in view.lists:
         if lv.was is None:
-            _say(f"{would}create list {lv.name}: {lv.action} {lv.dir}, {lv.count} prefixes")
+            say(f"{would}create list {lv.name}: {lv.action} {lv.dir}, {lv.count} prefixes")
         else:
-            _say(f"{would}replace list {lv.name}: {lv.action} {lv.dir}, {lv.was} -> {lv.count} prefixes")
+            say(f"{would}replace list {lv.name}: {lv.action} {lv.dir}, {lv.was} -> {lv.count} prefixes")
     for name in view.lists_removed:
-        _say(f"{would}remove list {name}")
+        say(f"{would}remove list {name}")
     if view.policy:
-        _say(f"{would}set policy {view.policy}")
+        say(f"{would}set policy {view.policy}")
     if not view.changed:
-        _say(f"no changes: the rule set is the file's (revision {view.revision})")
+        say(f"no changes: the rule set is the file's (revision {view.revision})")
     elif not view.dry_run:
-        _say(f"revision {view.revision}")
+        say(f"revision {view.revision}")
 
 
 @app.command()
@@ -124,8 +116,8 @@ def _clear_sampling(iface: str | None, netns: str | None, as_json: bool) -> None
             emit_json(view.to_json())
             return
         for f in view.cleared:
-            _say(f"cleared the sampling flag of {f.netns or '-'}/{f.ifname} {f.hook} (pid {f.pid} is gone)")
-        _say(f"{len(view.cleared)} stale sampling flags cleared")
+            say(f"cleared the sampling flag of {f.netns or '-'}/{f.ifname} {f.hook} (pid {f.pid} is gone)")
+        say(f"{len(view.cleared)} stale sampling flags cleared")
 
     run(body)
 
@@ -179,7 +171,7 @@ def dump(
             _stop_on_term()
             try:
                 with Listener(c, hooks, mask, rate, cap) as lst:
-                    err_say(f"listening on {', '.join(h.label() for h in hooks)}")
+                    say(f"listening on {', '.join(h.label() for h in hooks)}", sys.stderr)
                     while (count is None or n < count) and (end is None or time.monotonic() < end):
                         got = lst.poll(100)
                         for s in got if count is None else got[:count - n]:
@@ -193,6 +185,6 @@ def dump(
             finally:
                 if fh:
                     fh.close()
-            err_say(f"{n} samples")
+            say(f"{n} samples", sys.stderr)
 
     run(body)

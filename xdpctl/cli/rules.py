@@ -11,22 +11,20 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
-from rich.table import Table
 
-from .app import app, ctx, emit_json, err, out, run
+from .app import app, ctx, emit_json, err, out, run, say
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def _fmt_time(t: float | None) -> str:
     if not t:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
-
-
-def _say(text: str) -> None:
-    out.print(text, markup=False, highlight=False)
 
 
 def _render_change(res, as_json: bool) -> None:
@@ -38,11 +36,11 @@ def _render_change(res, as_json: bool) -> None:
         for r in rows:
             extra = f" {r.proto}/{r.port}" if r.proto else ""
             exp = f" expires {_fmt_time(r.expires)}" if r.expires else ""
-            _say(f"{verb} rule {r.id}: {r.action} {r.prefix or 'any'}{' (dst)' if r.dir == 'dst' else ''}"
+            say(f"{verb} rule {r.id}: {r.action} {r.prefix or 'any'}{' (dst)' if r.dir == 'dst' else ''}"
                  f"{extra}{exp}")
     for n in res.notes:
-        _say(n)
-    _say(f"revision {res.revision}")
+        say(n)
+    say(f"revision {res.revision}")
 
 
 PrefixesArg = typer.Argument(None, metavar="PREFIX",
@@ -120,6 +118,8 @@ def unblock(
 
 
 def _rules_table(view) -> Table:
+    from rich.table import Table
+
     t = Table(title=f"rules (revision {view.revision}, policy {view.policy})")
     for col in ("id", "action", "match", "dir", "l4", "packets", "bytes", "last hit", "expires", "comment"):
         t.add_column(col, justify="right" if col in ("id", "packets", "bytes") else "left")
@@ -133,6 +133,8 @@ def _rules_table(view) -> Table:
 
 
 def _lists_table(lists) -> Table:
+    from rich.table import Table
+
     lt = Table(title="lists")
     for col in ("name", "prefixes", "action", "dir", "packets", "bytes", "imported", "expires", "source"):
         lt.add_column(col)
@@ -192,9 +194,9 @@ def lists(
         elif name:
             out.print(_lists_table([view.list]))
             for m in view.members:
-                _say(f"{m.id} {m.prefix} {m.packets:,} packets")
+                say(f"{m.id} {m.prefix} {m.packets:,} packets")
             if view.next is not None:
-                _say(f"... more after {view.next} (--after {view.next}, --limit)")
+                say(f"... more after {view.next} (--after {view.next}, --limit)")
         else:
             out.print(_lists_table(view.lists))
 
@@ -226,7 +228,7 @@ def _import_progress(file: str, as_json: bool):
     big = file == "-" or (os.path.isfile(file) and os.path.getsize(file) >= BIG_FILE)
     show = not as_json and sys.stderr.isatty() and big
     return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-                    console=err, disable=not show)
+                    console=err.console, disable=not show)
 
 
 @app.command("import")
@@ -260,8 +262,8 @@ def import_(
             emit_json(res.to_json())
             return
         for n in res.notes:
-            _say(n)
-        _say(f"{'created' if res.created else 'replaced'} list {res.list.name}, revision {res.revision}")
+            say(n)
+        say(f"{'created' if res.created else 'replaced'} list {res.list.name}, revision {res.revision}")
 
     run(body)
 
@@ -303,11 +305,11 @@ def policy(
         if as_json:
             emit_json(view.to_json())
         elif value is None:
-            _say(view.policy)
+            say(view.policy)
         elif not view.changed:
-            _say(f"policy already {view.policy}, revision {view.revision}")
+            say(f"policy already {view.policy}, revision {view.revision}")
         else:
-            _say(f"policy {view.policy}, revision {view.revision}")
+            say(f"policy {view.policy}, revision {view.revision}")
 
     run(body)
 
@@ -323,7 +325,7 @@ def revision_(as_json: bool = JsonOpt) -> None:
         if as_json:
             emit_json(view.to_json())
         else:
-            _say(str(view.revision))
+            say(str(view.revision))
 
     run(body)
 
@@ -340,6 +342,6 @@ def expire(as_json: bool = JsonOpt) -> None:
             emit_json(view.to_json())
             return
         lists = f" and {len(view.removed_lists)} lists" if view.removed_lists else ""
-        _say(f"expired {len(view.removed)} rules{lists}, revision {view.revision}")
+        say(f"expired {len(view.removed)} rules{lists}, revision {view.revision}")
 
     run(body)

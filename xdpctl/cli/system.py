@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from .. import __version__
-from .app import app, ctx, emit_json, err, out, run, settings
+from .app import app, ctx, emit_json, err, out, run, say, settings
 
 
 @app.command()
@@ -79,4 +79,4 @@ def serve(
 @app.command()
 def version() -> None:
     """Print the version."""
-    out.print(f"xdpctl {__version__}")
+    say(f"xdpctl {__version__}")

@@ -6,12 +6,15 @@ import errno
 import os
 import sqlite3
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from ..config import Settings, load_settings
 from ..kernel import bpffs
 from .errors import NotRoot, StateError
 from .state import State
+
+if TYPE_CHECKING:
+    from ..kernel.maps import Map
 
 # sqlite's words for a file it may not open or write
 _DENIED_WORDS = ("unable to open", "readonly", "read-only", "permission", "access")
@@ -23,6 +26,7 @@ class Context:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or load_settings()
         self._state: State | None = None
+        self._pinned: dict[str, tuple[tuple[int, int] | None, Map]] = {}
 
     @property
     def state(self) -> State:
@@ -30,10 +34,35 @@ class Context:
             self._state = open_state(self.settings.db_path)
         return self._state
 
+    def pinned_map(self, path: str) -> Map:
+        """The map pinned at ``path``, opened once for this context (the
+        service's changes then open no map): opened again when the pin is a
+        new one (pins removed and made again, ``restore``), checked by the
+        pin's inode on every call."""
+        from ..kernel.maps import Map
+
+        try:
+            st = os.stat(path)
+            pin: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            pin = None  # no pin: opening it fails with the kernel's error
+        known = self._pinned.pop(path, None)
+        if known is not None and pin is not None and known[0] == pin:
+            self._pinned[path] = known
+            return known[1]
+        if known is not None:
+            known[1].close()
+        m = Map.from_pin(path)
+        self._pinned[path] = (pin, m)
+        return m
+
     def close(self) -> None:
         if self._state is not None:
             self._state.close()
             self._state = None
+        for _pin, m in self._pinned.values():
+            m.close()
+        self._pinned.clear()
 
     def kernel_ready(self) -> None:
         """Root, bpffs mounted, pin directory present."""

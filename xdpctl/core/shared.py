@@ -3,6 +3,7 @@
 A service that owns a group of shared maps (the drop list's rule tables,
 the load balancer's VIPs and ring) opens them through a subclass of
 :class:`SharedMaps` as a context manager; the caller holds the writer lock.
+The maps stay open in the context (``Context.pinned_map``) for the next use.
 Missing maps are created by loading the object that defines them with only
 the group's maps pinned, after checking that no running program still reads
 maps whose pins were lost (that would make a new map that nothing reads).
@@ -15,7 +16,6 @@ import os
 from .. import abi
 from ..kernel import bpffs, maps, objects
 from .context import Context
-from .hooks import check_shared_pins
 
 
 class SharedMaps:
@@ -36,22 +36,22 @@ class SharedMaps:
     def ensure(self):
         missing = [m for m in self.NAMES if not os.path.exists(os.path.join(self.dir, m))]
         if missing:
+            from .hooks import check_shared_pins  # the attach model (netlink) only when maps are made
+
             check_shared_pins(self.ctx, missing)
             bpffs.makedirs(self.dir)
             objects.load(objects.object_path(self.object_name()), pin_path=self._pin,
                          max_entries=abi.with_sets(self.ctx.settings.capacity)).close()
         for m in self.NAMES:
             if m not in self.maps:
-                self.maps[m] = maps.Map.from_pin(os.path.join(self.dir, m))
+                self.maps[m] = self.ctx.pinned_map(os.path.join(self.dir, m))
         return self
 
     def __getitem__(self, name: str) -> maps.Map:
         return self.maps[name]
 
     def close(self) -> None:
-        for m in self.maps.values():
-            m.close()
-        self.maps.clear()
+        self.maps.clear()  # the context keeps them open
 
     def __enter__(self):
         return self.ensure()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
 import functools
 import os
@@ -17,7 +16,8 @@ DEFAULT_BPFFS = "/sys/fs/bpf"
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # the C library the interpreter is linked with (find_library would run ldconfig)
+    return ctypes.CDLL(None, use_errno=True)
 
 
 class _Statfs(ctypes.Structure):

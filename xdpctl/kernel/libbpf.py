@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import ctypes.util
 import errno
 import os
 import threading
@@ -67,7 +66,7 @@ def _bind(lib: ctypes.CDLL) -> None:
         f.restype = restype
         f.argtypes = list(argtypes)
         bound[name] = f
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)  # the interpreter's C library, without running ldconfig
     libc.vsnprintf.restype = c_int
     libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
     _VSNPRINTF.append(libc.vsnprintf)

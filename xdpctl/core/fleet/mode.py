@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...config import Settings
-from ..context import Context
-from ..lb.service import LoadBalancer
-from ..rules.service import DropList
-
-if TYPE_CHECKING:  # the etcd client is loaded in fleet mode only
+if TYPE_CHECKING:  # each caller loads only the side it uses; the etcd client in fleet mode only
+    from ...config import Settings
+    from ..context import Context
+    from ..lb.service import LoadBalancer
+    from ..rules.service import DropList
     from .kv import EtcdOptions
     from .lbset import FleetLoadBalancer
     from .writer import Fleet
@@ -46,6 +45,8 @@ def fleet_of(settings: Settings) -> "Fleet | None":
 
 def rule_set(ctx: Context) -> "DropList | Fleet":
     """The drop list changes and reads of the desired set go to."""
+    from ..rules.service import DropList
+
     return fleet_of(ctx.settings) or DropList(ctx)
 
 
@@ -53,6 +54,8 @@ def load_balancer(ctx: Context) -> "LoadBalancer | FleetLoadBalancer":
     """The load balancer changes and reads of its VIPs go to."""
     opts = etcd_options(ctx.settings)
     if opts is None:
+        from ..lb.service import LoadBalancer
+
         return LoadBalancer(ctx)
     from .kv import Etcd
     from .lbset import FleetLoadBalancer

@@ -52,7 +52,8 @@ __noinline int xc_tc_lb(struct __sk_buff *skb, struct xc_pkt *p)
 SEC("tc")
 int xc_hook(struct __sk_buff *skb)
 {
-	__u32 on = xc_stages_on();
+	__u32 hook = XC_KIND_TC_INGRESS;
+	__u32 on = xc_stages_on(&hook);
 	struct xc_dl_result r = {};
 	struct xc_pkt p;
 	int v;
@@ -63,7 +64,7 @@ int xc_hook(struct __sk_buff *skb)
 	if (XC_ON(on, XC_STAGE_COUNTER))
 		xc_counter_run(&p);
 	if (XC_ON(on, XC_STAGE_DROPLIST)) {
-		v = xc_droplist_run(&p, &r);
+		v = xc_droplist_run(&p, hook, &r);
 		if (xc_sample_on())
 			xc_tc_sample(skb, &p, &r, v);
 		if (v != XC_PASS)

@@ -14,7 +14,7 @@ int xc_droplist(struct xdp_md *ctx)
 	struct xc_pkt p;
 
 	xc_xdp_parse(ctx, &p);
-	return xc_xdp_action(xc_droplist_run(&p, &r));
+	return xc_xdp_action(xc_droplist_run(&p, XC_KIND_XDP, &r));
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

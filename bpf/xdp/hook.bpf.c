@@ -42,7 +42,8 @@ __noinline int xc_xdp_lb(struct xdp_md *ctx, struct xc_pkt *p)
 SEC("xdp")
 int xc_hook(struct xdp_md *ctx)
 {
-	__u32 on = xc_stages_on();
+	__u32 hook = XC_KIND_XDP;
+	__u32 on = xc_stages_on(&hook);
 	struct xc_dl_result r = {};
 	struct xc_pkt p;
 	int v;
@@ -53,7 +54,7 @@ int xc_hook(struct xdp_md *ctx)
 	if (XC_ON(on, XC_STAGE_COUNTER))
 		xc_counter_run(&p);
 	if (XC_ON(on, XC_STAGE_DROPLIST)) {
-		v = xc_droplist_run(&p, &r);
+		v = xc_droplist_run(&p, hook, &r);
 		if (xc_sample_on())
 			xc_xdp_sample(ctx, &p, &r, v);
 		if (v != XC_PASS)

@@ -22,6 +22,7 @@ from typing import NamedTuple
 # Hook program: the stages that run, by bit, in the per-hook map xc_stages
 # ---------------------------------------------------------------------------
 STAGES_ENTRIES = 1
+PKT_BYTES = 48  # struct xc_pkt (parse.h): the parser's output, only the programs read it
 HOOK_MAGIC = 0x78647063  # "xdpc": xc_stages.magic of a program xdpctl loaded
 
 
@@ -565,6 +566,7 @@ def _spec(name, scope, map_type, key, value, entries, flags=0) -> MapSpec:
 MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
     # per hook
     _spec("xc_stages", "hook", MapType.ARRAY, u32, xc_stages, STAGES_ENTRIES),
+    _spec("xc_pkt", "hook", MapType.PERCPU_ARRAY, u32, u8 * PKT_BYTES, 1),
     _spec("xc_proto", "hook", MapType.PERCPU_ARRAY, u32, xc_counter, PROTO_SLOTS),
     _spec("xc_dl_cnt", "hook", MapType.PERCPU_ARRAY, u32, xc_counter, DL_MAX),
     _spec("xc_clock", "hook", MapType.PERCPU_ARRAY, u32, xc_clock, 1),

@@ -15,6 +15,7 @@
 enum xc_consts {
 	/* Hook program: xc_stages holds one entry. */
 	XC_STAGES_ENTRIES     = 1,
+	XC_PKT_ENTRIES        = 1,     /* xc_pkt: this CPU's parsed packet */
 
 	/* Per-hook counters. */
 	XC_PROTO_SLOTS        = 64,    /* xc_proto: l3 * XC_L4_MAX + l4, then extras */

@@ -22,6 +22,7 @@ from typing import NamedTuple
 # Hook program: the stages that run, by bit, in the per-hook map xc_stages
 # ---------------------------------------------------------------------------
 STAGES_ENTRIES = 1
+PKT_BYTES = 48  # struct xc_pkt (parse.h): the parser's output, only the programs read it
 HOOK_MAGIC = 0x78647063  # "xdpc": xc_stages.magic of a program xdpctl loaded
 
 
@@ -171,12 +172,17 @@ LB_ICMP_PULL = 128
 
 
 
-class SampleHook(enum.IntEnum):
-    """enum xc_sample_hook: the hook a packet sample comes from."""
+class HookKind(enum.IntEnum):
+    """enum xc_hook_kind: the kind of hook a program runs at (xc_stages.hook:
+    its slot in xc_rule_stats; xc_sample.hook)."""
     XDP = 0
     TC_INGRESS = 1
     TC_EGRESS = 2
 
+
+# Hook kind -> its slot in xc_rule_stats (and xc_stages.hook, xc_sample.hook).
+HOOK_KINDS = {"xdp": HookKind.XDP, "tc-ingress": HookKind.TC_INGRESS, "tc-egress": HookKind.TC_EGRESS}
+RULE_HOOKS = len(HookKind)   # xc_rule_stats slots
 
 SAMPLE_BYTES = 128           # frame bytes a sample carries at most
 SMP_RB_ENTRIES = 262144      # xc_smp_rb: ring buffer bytes
@@ -193,7 +199,7 @@ C_ENUMS: dict[str, tuple[type[enum.IntEnum], str]] = {
     "xc_dl_reason": (DlReason, "XC_DL_"),
     "xc_lb_state": (LbState, "XC_LB_BE_"),
     "xc_lb_reason": (LbReason, "XC_LB_"),
-    "xc_sample_hook": (SampleHook, "XC_SAMPLE_"),
+    "xc_hook_kind": (HookKind, "XC_KIND_"),
 }
 
 # C #define name (xdpctl_abi.h) -> value.
@@ -220,7 +226,7 @@ u8, u16, u32, u64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_u
 
 
 class xc_stages(ctypes.Structure):
-    _fields_ = [("magic", u32), ("owner", u32), ("stages", u32), ("pad", u32)]
+    _fields_ = [("magic", u32), ("owner", u32), ("stages", u32), ("hook", u32)]
 
 
 class xc_counter(ctypes.Structure):
@@ -276,7 +282,7 @@ class xc_clock(ctypes.Structure):
 
 
 class xc_rule_stats(ctypes.Structure):
-    _fields_ = [("packets", u64), ("bytes", u64), ("last_hit_ns", u64)]
+    _fields_ = [("hits", u64 * (2 * RULE_HOOKS)), ("last_hit_ns", u64)]
 
 
 class xc_lb_vip_key(ctypes.Structure):
@@ -353,7 +359,7 @@ STRUCTS: dict[str, type[ctypes.Structure]] = {
 # '=' is host byte order without alignment; padding is spelled out.
 # ---------------------------------------------------------------------------
 U32 = struct.Struct("=I")
-STAGES = struct.Struct("=III4x")               # xc_stages
+STAGES = struct.Struct("=IIII")                # xc_stages
 COUNTER = struct.Struct("=QQ")                 # xc_counter
 CONFIG = struct.Struct("=IIQ")                 # head of xc_config: policy, flags, generation
 CONFIG_FULL = struct.Struct("=IIQI4xQ")        # xc_config: the head, active set, synced
@@ -363,7 +369,7 @@ KEY4 = struct.Struct("=I4s")                   # xc_key4 (addr as 4 bytes, big-e
 KEY6 = struct.Struct("=I16s")                  # xc_key6
 TRIE6_KEY = struct.Struct("=II16s")            # xc_trie6_key
 PORT_KEY = struct.Struct("=IBB2sB3x16s")       # xc_port_key (port as 2 bytes, big-endian)
-RULE_STATS = struct.Struct("=QQQ")             # xc_rule_stats
+RULE_STATS = struct.Struct("=QQQQQQQ")         # xc_rule_stats: (packets, bytes) per hook kind, last hit
 CLOCK = struct.Struct("=QQ")                   # xc_clock
 LB_VIP_KEY = struct.Struct("=16s2sBB")         # xc_lb_vip_key (port as 2 bytes, big-endian)
 LB_VIP = struct.Struct("=IIII")                # xc_lb_vip
@@ -418,6 +424,7 @@ C_CONSTS: dict[str, int] = {
     "XC_LB_HASH_SEED": LB_HASH_SEED,
     "XC_LB_ICMP_PULL": LB_ICMP_PULL,
     "XC_SAMPLE_BYTES": SAMPLE_BYTES,
+    "XC_RULE_HOOKS": RULE_HOOKS,
     "XC_BITS_V4_BITS": BITS_V4_BITS,
     "XC_BITS_V6_BITS": BITS_V6_BITS,
     "XC_BITS_WORDS": BITS_WORDS,
@@ -454,9 +461,10 @@ def pack_rule_val(rule_id: int, action: int, plen: int, expires_ns: int = 0,
     return RULE_VAL.pack(rule_id, action, plen, 0, expires_ns, f[0], f[1], f[2], 0, f[3])
 
 
-def pack_stages(owner: int, stages: int) -> bytes:
-    """xc_stages of a hook program xdpctl loaded: magic, owner, stage bits."""
-    return STAGES.pack(HOOK_MAGIC, owner, stages)
+def pack_stages(owner: int, stages: int, hook: int) -> bytes:
+    """xc_stages of a hook program xdpctl loaded: magic, owner, stage bits,
+    hook kind (enum xc_hook_kind)."""
+    return STAGES.pack(HOOK_MAGIC, owner, stages, hook)
 
 
 def pack_config(policy: int, flags: int, generation: int, active: int = 0, synced: int | None = None) -> bytes:
@@ -500,6 +508,29 @@ def unpack_rule_val(b: bytes) -> RuleVal:
     return RuleVal(*RULE_VAL.unpack(b[:RULE_VAL.size]))
 
 
+class RuleHits(NamedTuple):
+    """One xc_rule_stats value: the total over the hook kinds, and each kind's
+    (packets, bytes) by HookKind."""
+    packets: int
+    bytes: int
+    last_hit_ns: int
+    hooks: tuple[tuple[int, int], ...]
+
+
+NO_HITS = RuleHits(0, 0, 0, ((0, 0),) * RULE_HOOKS)
+
+
+def unpack_rule_stats(b: bytes) -> RuleHits:
+    v = RULE_STATS.unpack(b[:RULE_STATS.size])
+    hooks = tuple(zip(v[0:2 * RULE_HOOKS:2], v[1:2 * RULE_HOOKS:2]))
+    return RuleHits(sum(p for p, _ in hooks), sum(b for _, b in hooks), v[2 * RULE_HOOKS], hooks)
+
+
+def pack_rule_stats(hooks: tuple[tuple[int, int], ...], last_hit_ns: int = 0) -> bytes:
+    """xc_rule_stats from (packets, bytes) per hook kind."""
+    return RULE_STATS.pack(*(n for pair in hooks for n in pair), last_hit_ns)
+
+
 # ---------------------------------------------------------------------------
 # Maps (docs/internals.md, "Maps: per hook vs shared")
 # ---------------------------------------------------------------------------
@@ -536,6 +567,7 @@ def _spec(name, scope, map_type, key, value, entries, flags=0) -> MapSpec:
 MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
     # per hook
     _spec("xc_stages", "hook", MapType.ARRAY, u32, xc_stages, STAGES_ENTRIES),
+    _spec("xc_pkt", "hook", MapType.PERCPU_ARRAY, u32, u8 * PKT_BYTES, 1),
     _spec("xc_proto", "hook", MapType.PERCPU_ARRAY, u32, xc_counter, PROTO_SLOTS),
     _spec("xc_dl_cnt", "hook", MapType.PERCPU_ARRAY, u32, xc_counter, DL_MAX),
     _spec("xc_clock", "hook", MapType.PERCPU_ARRAY, u32, xc_clock, 1),

@@ -8,10 +8,12 @@
 SEC("xdp")
 int probe_parse(struct xdp_md *ctx)
 {
-	struct xc_pkt p;
+	struct xc_pkt *p = xc_pkt_get();
 
-	xc_xdp_parse(ctx, &p);
-	return p.l3 == XC_L3_MALFORMED ? XDP_PASS : XDP_DROP;
+	if (!p)
+		return XDP_PASS;
+	xc_xdp_parse(ctx, p);
+	return p->l3 == XC_L3_MALFORMED ? XDP_PASS : XDP_DROP;
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

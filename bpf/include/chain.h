@@ -15,15 +15,19 @@
 #define XC_MAPS_HOOK
 #include "xdpctl_maps.h"
 
-/* The stage bits of this hook; none (every packet passes untouched) when
+/* The stage bits of this hook, and in *hook its kind (enum xc_hook_kind:
+ * the slot of its rule hits); no bits (every packet passes untouched) when
  * the control plane has not written the entry. */
-static __always_inline __u32 xc_stages_on(void)
+static __always_inline __u32 xc_stages_on(__u32 *hook)
 {
 	const struct xc_stages *s;
 	__u32 zero = 0;
 
 	s = bpf_map_lookup_elem(&xc_stages, &zero);
-	return s ? s->stages : 0;
+	if (!s)
+		return 0;
+	*hook = s->hook;
+	return s->stages;
 }
 
 #define XC_ON(bits, stage) ((bits) & XC_STAGE_BIT(stage))

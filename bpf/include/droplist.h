@@ -272,14 +272,20 @@ static __always_inline void xc_match_mgmt(struct xc_match *m, const struct xc_pk
 
 /* ---- accounting -------------------------------------------------------- */
 
-static __always_inline void xc_rule_hit(__u32 id, __u32 len, __u64 *now)
+/* One hit of rule id, counted in the slot of this hook's kind (the control
+ * plane writes a valid kind; an unknown one counts nothing). */
+static __always_inline void xc_rule_hit(__u32 id, __u32 hook, __u32 len, __u64 *now)
 {
 	struct xc_rule_stats *st = bpf_map_lookup_elem(&xc_rule_stats, &id);
+	__u64 *h;
 
 	if (!st)
 		return;
-	__sync_fetch_and_add(&st->packets, 1);
-	__sync_fetch_and_add(&st->bytes, len);
+	if (hook >= XC_RULE_HOOKS)
+		return;
+	h = &st->hits[2 * hook];
+	__sync_fetch_and_add(&h[0], 1);
+	__sync_fetch_and_add(&h[1], len);
 	st->last_hit_ns = xc_now(now);
 }
 
@@ -305,7 +311,7 @@ static __always_inline int xc_consider(const struct xc_match *m, struct xc_match
  * directly and the verifier can inline it.
  */
 static __always_inline int xc_droplist_match(const struct xc_pkt *p, __u32 set, __u32 policy,
-					     __u32 flags, __u32 *reason, __u32 *rule)
+					     __u32 flags, __u32 hook, __u32 *reason, __u32 *rule)
 {
 	struct xc_match m = {}, deny = {};
 	__u32 why = XC_DL_DROP_SRC;
@@ -343,7 +349,7 @@ static __always_inline int xc_droplist_match(const struct xc_pkt *p, __u32 set, 
 	}
 
 	if (deny.act != XC_ACT_NONE) {
-		xc_rule_hit(deny.id, p->len, &now);
+		xc_rule_hit(deny.id, hook, p->len, &now);
 		*rule = deny.id;
 		*reason = why;
 		return XC_DROP;
@@ -360,13 +366,15 @@ static __always_inline int xc_droplist_match(const struct xc_pkt *p, __u32 set, 
 	return XC_DROP;
 
 allow:
-	xc_rule_hit(m.id, p->len, &now);
+	xc_rule_hit(m.id, hook, p->len, &now);
 	*rule = m.id;
 	*reason = XC_DL_PASS_ALLOW;
 	return XC_PASS;
 }
 
-static __always_inline int xc_droplist_run(const struct xc_pkt *p, struct xc_dl_result *res)
+/* The drop list over a parsed packet at a hook of kind `hook` (enum
+ * xc_hook_kind: where its rule hits are counted). */
+static __always_inline int xc_droplist_run(const struct xc_pkt *p, __u32 hook, struct xc_dl_result *res)
 {
 	const struct xc_config *cfg;
 	__u32 zero = 0, policy = XC_POLICY_ALLOW, flags = 0, set = 0;
@@ -390,9 +398,9 @@ static __always_inline int xc_droplist_run(const struct xc_pkt *p, struct xc_dl_
 	} else if (p->l3 != XC_L3_IPV4 && p->l3 != XC_L3_IPV6) {
 		reason = policy == XC_POLICY_DENY ? XC_DL_PASS_ALWAYS : XC_DL_PASS_NOMATCH;
 	} else if (set) {
-		verdict = xc_droplist_match(p, 1, policy, flags, &reason, &rule);
+		verdict = xc_droplist_match(p, 1, policy, flags, hook, &reason, &rule);
 	} else {
-		verdict = xc_droplist_match(p, 0, policy, flags, &reason, &rule);
+		verdict = xc_droplist_match(p, 0, policy, flags, hook, &reason, &rule);
 	}
 	xc_count(&xc_dl_cnt, reason, p->len);
 	res->reason = reason;

@@ -6,7 +6,7 @@
  * (docs/operator-tools.md, "What is being dropped").
  *
  * Off unless a listener wrote its pid into the hook's xc_smp_cfg: then one
- * ARRAY lookup per packet is the whole cost. Bounded in the data path:
+ * inlined ARRAY lookup per packet (xc_sample_on) is the whole cost. Bounded in the data path:
  * only reasons the listener asked for, 1 in `rate` of those, and at most
  * `cap` samples per second on each CPU (per-CPU xc_smp_budget), so a
  * flood cannot swamp user space. A full ring buffer drops the sample.
@@ -21,6 +21,18 @@
 #include "xdpctl_maps.h"
 
 #define XC_NS_PER_SEC 1000000000ULL
+
+/* Does a listener want samples from this hook? The hook asks this inline
+ * before it calls its sample function, so a hook nobody listens to pays one
+ * ARRAY lookup (inlined by the verifier) and no function call. */
+static __always_inline int xc_sample_on(void)
+{
+	const struct xc_sample_cfg *cfg;
+	__u32 zero = 0;
+
+	cfg = bpf_map_lookup_elem(&xc_smp_cfg, &zero);
+	return cfg && cfg->pid;
+}
 
 /* A sample record reserved in the ring buffer with its header filled in,
  * or NULL when this packet is not to be sampled. The caller copies the

@@ -17,19 +17,14 @@
 #include "parse.h"
 #include "stage.h"
 
-/*
- * Parse the linear part as it is now. Global (non-inlined) on purpose, see
- * xdp_hook.h; being one function, calling it twice below costs the
- * verifier nothing more. Returns the l3 class.
- */
-__noinline int xc_tc_parse_linear(struct __sk_buff *skb, struct xc_pkt *p)
+/* Parse the linear part as it is now into p (this CPU's xc_pkt: stage.h).
+ * Returns the l3 class. */
+static __always_inline int xc_tc_parse_linear(struct __sk_buff *skb, struct xc_pkt *p)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	__u32 stripped = skb->vlan_present ? 1 : 0;
 
-	if (!p)
-		return XC_L3_MALFORMED;
 	xc_parse(p, data, data_end, stripped,
 		 skb->len + (stripped ? sizeof(struct xc_vlan_tag) : 0));
 	return p->l3;

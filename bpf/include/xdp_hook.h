@@ -13,18 +13,13 @@
 #include "parse.h"
 #include "stage.h"
 
-/*
- * A global (non-inlined) function on purpose: the verifier checks it once
- * on its own, and the stage after it once, instead of the stage once per
- * parser outcome. Returns the l3 class.
- */
-__noinline int xc_xdp_parse(struct xdp_md *ctx, struct xc_pkt *p)
+/* Parse the frame into p (this CPU's xc_pkt: stage.h). Returns the l3
+ * class. */
+static __always_inline int xc_xdp_parse(struct xdp_md *ctx, struct xc_pkt *p)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
-	if (!p)
-		return XC_L3_MALFORMED;
 	xc_parse(p, data, data_end, 0, (__u32)(data_end - data));
 	return p->l3;
 }

@@ -32,7 +32,14 @@ struct xc_stages {
 	__u32 magic;        /* XC_HOOK_MAGIC, written before the program is attached */
 	__u32 owner;        /* the instance (pin directory) that loaded the program */
 	__u32 stages;       /* XC_STAGE_BIT(enum xc_stage) of the stages that run */
-	__u32 pad;          /* 0 */
+	__u32 hook;         /* enum xc_hook_kind of the hook: its slot in xc_rule_stats */
+};
+
+/* The kind of hook a program runs at (xc_stages.hook; xc_sample.hook). */
+enum xc_hook_kind {
+	XC_KIND_XDP        = 0,
+	XC_KIND_TC_INGRESS = 1,
+	XC_KIND_TC_EGRESS  = 2,
 };
 
 /* ------------------------------------------------------------------ */
@@ -227,11 +234,15 @@ struct xc_clock {
 	__u64 now_ns;       /* bpf_ktime_get_coarse_ns() when jiffies was seen */
 };
 
-/* Per-rule hit counters: ARRAY xc_rule_stats indexed by rule_id, atomic adds. */
+/*
+ * Per-rule hit counters: ARRAY xc_rule_stats indexed by rule_id, atomic adds.
+ * Each hook kind counts in its own slot (hits[2 * xc_stages.hook]), so one
+ * lookup and two adds per hit, as with one slot; the control plane sums the
+ * slots for a rule's total.
+ */
 struct xc_rule_stats {
-	__u64 packets;
-	__u64 bytes;
-	__u64 last_hit_ns;  /* CLOCK_MONOTONIC (coarse) of the last hit, 0 = never */
+	__u64 hits[2 * XC_RULE_HOOKS]; /* packets, bytes of each enum xc_hook_kind in turn */
+	__u64 last_hit_ns;  /* CLOCK_MONOTONIC (coarse) of the last hit on any hook, 0 = never */
 };
 
 /* Per-attachment drop list verdict counters: PERCPU_ARRAY xc_dl_cnt. */
@@ -342,18 +353,12 @@ enum xc_lb_reason {
 /* Packet samples (sample.h): off unless a listener wrote its pid into  */
 /* the hook's xc_smp_cfg; records go to the hook's ring buffer xc_smp_rb. */
 /* ------------------------------------------------------------------ */
-enum xc_sample_hook {
-	XC_SAMPLE_XDP        = 0,
-	XC_SAMPLE_TC_INGRESS = 1,
-	XC_SAMPLE_TC_EGRESS  = 2,
-};
-
 struct xc_sample_cfg {
 	__u32 pid;      /* the listener; 0: nobody listens, the stage is off */
 	__u32 rate;     /* sample 1 in rate qualifying packets (0 and 1: each) */
 	__u32 cap;      /* at most this many samples per second on each CPU */
 	__u32 reasons;  /* bit (1 << enum xc_dl_reason) of each reason that qualifies */
-	__u32 hook;     /* enum xc_sample_hook of this hook (a TC program serves both) */
+	__u32 hook;     /* enum xc_hook_kind of this hook (a TC program serves both) */
 	__u32 pad;      /* 0 */
 };
 
@@ -369,7 +374,7 @@ struct xc_sample {
 	__u32 len;      /* the frame's length (as counted) */
 	__u32 rule_id;  /* the rule that decided, 0: none (policy) */
 	__u16 cap_len;  /* bytes of the frame in data */
-	__u8  hook;     /* enum xc_sample_hook */
+	__u8  hook;     /* enum xc_hook_kind */
 	__u8  verdict;  /* 0 pass, 1 drop */
 	__u8  reason;   /* enum xc_dl_reason */
 	__u8  pad[7];

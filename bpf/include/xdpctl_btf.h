@@ -27,7 +27,7 @@ struct xc_btf_enums {
 	enum xc_dl_reason dl_reason;
 	enum xc_lb_state lb_state;
 	enum xc_lb_reason lb_reason;
-	enum xc_sample_hook sample_hook;
+	enum xc_hook_kind hook_kind;
 	struct xc_sample sample; /* not a map value: its layout for the ABI test */
 };
 

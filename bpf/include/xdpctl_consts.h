@@ -15,6 +15,7 @@
 enum xc_consts {
 	/* Hook program: xc_stages holds one entry. */
 	XC_STAGES_ENTRIES     = 1,
+	XC_PKT_ENTRIES        = 1,     /* xc_pkt: this CPU's parsed packet */
 
 	/* Per-hook counters. */
 	XC_PROTO_SLOTS        = 64,    /* xc_proto: l3 * XC_L4_MAX + l4, then extras */
@@ -34,6 +35,7 @@ enum xc_consts {
 	XC_PORT_TRIE_ENTRIES  = 65536,
 	XC_MGMT_ENTRIES       = 4096,
 	XC_RULE_STATS_ENTRIES = 2097152,
+	XC_RULE_HOOKS         = 3,     /* xc_rule_stats slots: one per enum xc_hook_kind */
 	/* Presence bitmap of each rule set (xc_bits): u64 words, then one
 	 * word that says which revision the bits cover. */
 	XC_BITS_V4_BITS       = 1 << 25, /* IPv4: dir << 24 | addr >> 8 */

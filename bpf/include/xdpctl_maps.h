@@ -9,6 +9,7 @@
  * stage header defines the macro of its group and includes this file again:
  *
  *   XC_MAPS_HOOK      xc_stages (per hook; only the hook program)
+ *   XC_MAPS_PKT       xc_pkt (per hook; programs that parse)
  *   XC_MAPS_COUNTER   xc_proto
  *   XC_MAPS_DROPLIST  xc_cfg, the address, port and management tables and
  *                     the presence bitmap (sets A and B), xc_rule_stats;
@@ -42,6 +43,20 @@ struct {
 } xc_stages SEC(".maps");
 
 #endif /* XDPCTL_MAPS_HOOK */
+
+/* ---- parsed packet (per hook) ----------------------------------------- */
+#if defined(XC_MAPS_PKT) && !defined(XDPCTL_MAPS_PKT)
+#define XDPCTL_MAPS_PKT
+
+/* The packet being classified, on this CPU (stage.h, xc_pkt_get). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XC_PKT_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct xc_pkt);
+} xc_pkt SEC(".maps");
+
+#endif /* XDPCTL_MAPS_PKT */
 
 /* ---- protocol counter (per hook) -------------------------------------- */
 #if defined(XC_MAPS_COUNTER) && !defined(XDPCTL_MAPS_COUNTER)

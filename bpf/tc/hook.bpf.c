@@ -12,14 +12,10 @@
 #include "lb.h"
 #include "sample.h"
 
-/* Global functions: the verifier checks each once, on its own. */
-__noinline int xc_tc_droplist(struct xc_pkt *p, struct xc_dl_result *r)
-{
-	if (!p || !r)
-		return XC_PASS;
-	return xc_droplist_run(p, r);
-}
-
+/* Global functions: the verifier checks each once, on its own. The parser
+ * and the drop list are inlined instead: a BPF-to-BPF call costs about as
+ * much as a hash lookup (docs/internals.md, "Per-packet cost"); the sample
+ * function is called only when a listener is set. */
 __noinline int xc_tc_sample(struct __sk_buff *skb, struct xc_pkt *p, struct xc_dl_result *r, int verdict)
 {
 	struct xc_sample *s;
@@ -56,23 +52,28 @@ __noinline int xc_tc_lb(struct __sk_buff *skb, struct xc_pkt *p)
 SEC("tc")
 int xc_hook(struct __sk_buff *skb)
 {
-	__u32 on = xc_stages_on();
+	__u32 hook = XC_KIND_TC_INGRESS;
+	__u32 on = xc_stages_on(&hook);
 	struct xc_dl_result r = {};
-	struct xc_pkt p;
+	struct xc_pkt *p;
 	int v;
 
 	if (!on)
 		return TC_ACT_OK;
-	xc_tc_parse(skb, &p);
+	p = xc_pkt_get();
+	if (!p)
+		return TC_ACT_OK;
+	xc_tc_parse(skb, p);
 	if (XC_ON(on, XC_STAGE_COUNTER))
-		xc_counter_run(&p);
+		xc_counter_run(p);
 	if (XC_ON(on, XC_STAGE_DROPLIST)) {
-		v = xc_tc_droplist(&p, &r);
-		xc_tc_sample(skb, &p, &r, v);
+		v = xc_droplist_run(p, hook, &r);
+		if (xc_sample_on())
+			xc_tc_sample(skb, p, &r, v);
 		if (v != XC_PASS)
 			return TC_ACT_SHOT;
 	}
-	if (XC_ON(on, XC_STAGE_LB) && xc_tc_lb(skb, &p) == XC_LB_FORWARD)
+	if (XC_ON(on, XC_STAGE_LB) && xc_tc_lb(skb, p) == XC_LB_FORWARD)
 		return bpf_redirect(skb->ifindex, 0);
 	return TC_ACT_OK;
 }

@@ -10,11 +10,13 @@
 SEC("xdp")
 int xc_droplist(struct xdp_md *ctx)
 {
+	struct xc_pkt *p = xc_pkt_get();
 	struct xc_dl_result r;
-	struct xc_pkt p;
 
-	xc_xdp_parse(ctx, &p);
-	return xc_xdp_action(xc_droplist_run(&p, &r));
+	if (!p)
+		return XDP_PASS;
+	xc_xdp_parse(ctx, p);
+	return xc_xdp_action(xc_droplist_run(p, XC_KIND_XDP, &r));
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

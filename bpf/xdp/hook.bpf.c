@@ -11,14 +11,10 @@
 #include "lb.h"
 #include "sample.h"
 
-/* Global functions: the verifier checks each once, on its own. */
-__noinline int xc_xdp_droplist(struct xc_pkt *p, struct xc_dl_result *r)
-{
-	if (!p || !r)
-		return XC_PASS;
-	return xc_droplist_run(p, r);
-}
-
+/* Global functions: the verifier checks each once, on its own. The parser
+ * and the drop list are inlined instead: a BPF-to-BPF call costs about as
+ * much as a hash lookup (docs/internals.md, "Per-packet cost"); the sample
+ * function is called only when a listener is set. */
 __noinline int xc_xdp_sample(struct xdp_md *ctx, struct xc_pkt *p, struct xc_dl_result *r, int verdict)
 {
 	struct xc_sample *s;
@@ -46,23 +42,28 @@ __noinline int xc_xdp_lb(struct xdp_md *ctx, struct xc_pkt *p)
 SEC("xdp")
 int xc_hook(struct xdp_md *ctx)
 {
-	__u32 on = xc_stages_on();
+	__u32 hook = XC_KIND_XDP;
+	__u32 on = xc_stages_on(&hook);
 	struct xc_dl_result r = {};
-	struct xc_pkt p;
+	struct xc_pkt *p;
 	int v;
 
 	if (!on)
 		return XDP_PASS;
-	xc_xdp_parse(ctx, &p);
+	p = xc_pkt_get();
+	if (!p)
+		return XDP_PASS;
+	xc_xdp_parse(ctx, p);
 	if (XC_ON(on, XC_STAGE_COUNTER))
-		xc_counter_run(&p);
+		xc_counter_run(p);
 	if (XC_ON(on, XC_STAGE_DROPLIST)) {
-		v = xc_xdp_droplist(&p, &r);
-		xc_xdp_sample(ctx, &p, &r, v);
+		v = xc_droplist_run(p, hook, &r);
+		if (xc_sample_on())
+			xc_xdp_sample(ctx, p, &r, v);
 		if (v != XC_PASS)
 			return XDP_DROP;
 	}
-	if (XC_ON(on, XC_STAGE_LB) && xc_xdp_lb(ctx, &p) == XC_LB_FORWARD)
+	if (XC_ON(on, XC_STAGE_LB) && xc_xdp_lb(ctx, p) == XC_LB_FORWARD)
 		return XDP_TX;
 	return XDP_PASS;
 }

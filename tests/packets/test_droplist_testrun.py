@@ -138,7 +138,7 @@ def _rule_hits(ctx, rules) -> dict[int, int]:
         out = {}
         for i in range(1, top + 1):
             raw = m.lookup(abi.U32.pack(i))
-            pk = abi.RULE_STATS.unpack(raw[:24])[0]
+            pk = abi.unpack_rule_stats(raw).packets
             if pk:
                 out[i] = pk
         return out

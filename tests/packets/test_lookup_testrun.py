@@ -129,9 +129,9 @@ def _kernel(bench: ProgramBench, d: DropList, frame: bytes) -> tuple[bool, str, 
     ids = _ids(d)
     before = bench.percpu_sums("xc_dl_cnt")
     with bench.map("xc_rule_stats") as m:
-        hits0 = {i: m.lookup(abi.U32.pack(i))[:8] for i in ids}
+        hits0 = {i: abi.unpack_rule_stats(m.lookup(abi.U32.pack(i))).packets for i in ids}
         ret = bench.run(frame).retval
-        hit = [i for i in ids if m.lookup(abi.U32.pack(i))[:8] != hits0[i]]
+        hit = [i for i in ids if abi.unpack_rule_stats(m.lookup(abi.U32.pack(i))).packets != hits0[i]]
     after = bench.percpu_sums("xc_dl_cnt")
     (reason,) = [k for k in after if after[k][0] != before.get(k, (0, 0))[0]]
     assert len(hit) <= 1, hit

@@ -43,13 +43,15 @@ def temp_settings(state_dir: str, tag: str | None = None, **capacity) -> Setting
 class ProgramBench:
     """The hook program of one kind with ``stages`` (names of abi.Stage,
     lower case: counter, droplist, lb) switched on. ``max_entries`` sizes
-    maps beyond the settings' capacity (e.g. the load balancer's)."""
+    maps beyond the settings' capacity (e.g. the load balancer's). ``hook``:
+    the hook a TC program counts its rule hits as (tc-ingress, tc-egress)."""
 
     def __init__(self, ctx: Context, kind: str, stages: tuple[str, ...] = ("counter",), name: str = "bench",
-                 max_entries: dict[str, int] | None = None):
+                 max_entries: dict[str, int] | None = None, hook: str = "tc-ingress"):
         assert kind in ("xdp", "tc")
         self.ctx = ctx
         self.kind = kind
+        self.hook = abi.HOOK_KINDS["xdp" if kind == "xdp" else hook]
         ctx.kernel_ready()
         self.dir = os.path.join(ctx.settings.pin_dir, "bench", name, kind)
         bpffs.makedirs(self.dir)
@@ -65,7 +67,7 @@ class ProgramBench:
         for s in stages:
             bits |= abi.stage_bit(abi.Stage[s.upper()])
         with self.loaded.map(STAGES_MAP) as m:
-            m.update(abi.U32.pack(0), abi.pack_stages(owner_id(self.ctx), bits))
+            m.update(abi.U32.pack(0), abi.pack_stages(owner_id(self.ctx), bits, self.hook))
 
     def map(self, name: str) -> maps.Map:
         """One of the program's maps (the caller closes it)."""
@@ -175,7 +177,7 @@ class DropListProbe:
     def _hits(stats: maps.Map) -> dict[int, int]:
         out = {}
         for k, v in stats.items():
-            n = abi.RULE_STATS.unpack(v[:abi.RULE_STATS.size])[0]
+            n = abi.unpack_rule_stats(v).packets
             if n:
                 out[int.from_bytes(k, "little")] = n
         return out

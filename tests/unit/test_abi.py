@@ -80,12 +80,14 @@ def _header_enums() -> dict[str, dict[str, int]]:
 
 
 def _header_structs() -> dict[str, list[tuple[str, str, int]]]:
-    """struct name -> [(field, C type, array length or 0)]"""
+    """struct name -> [(field, C type, array length or 0)]; a length may be
+    an expression over xdpctl_consts.h"""
     out = {}
+    consts = _header_enums()["xc_consts"]
     for name, body in re.findall(r"struct\s+(\w+)\s*\{(.*?)\}\s*;", _header_text(), flags=re.S):
         fields = []
-        for m in re.finditer(r"(__u\d+)\s+(\w+)\s*(?:\[(\d+)\])?\s*;", body):
-            fields.append((m.group(2), m.group(1), int(m.group(3) or 0)))
+        for m in re.finditer(r"(__u\d+)\s+(\w+)\s*(?:\[([^\]]+)\])?\s*;", body):
+            fields.append((m.group(2), m.group(1), _c_value(m.group(3), consts) if m.group(3) else 0))
         out[name] = fields
     return out
 
@@ -152,10 +154,12 @@ def test_struct_packers_match_ctypes(name):
     raw = bytes(range(1, ctypes.sizeof(cls) + 1))
     obj = cls.from_buffer_copy(raw)
     vals = packer.unpack(raw)
-    fields = [f for f, _ in cls._fields_ if f != "pad"]
+    # an array of numbers is one packer value per element
+    fields = [(f, i) for f, t in cls._fields_ if f != "pad"
+              for i in (range(t._length_) if issubclass(t, ctypes.Array) and t._type_ is not abi.u8 else [None])]
     assert len(vals) == len(fields), name
-    for fname, v in zip(fields, vals):
-        got = getattr(obj, fname)
+    for (fname, i), v in zip(fields, vals):
+        got = getattr(obj, fname) if i is None else getattr(obj, fname)[i]
         if isinstance(v, bytes):
             assert v == _field_bytes(obj, fname), f"{name}.{fname}"
         else:
@@ -190,7 +194,7 @@ def test_pack_helpers():
 
 def test_map_specs_cover_the_contract():
     # docs/internals.md tables
-    hook = {"xc_stages", "xc_proto", "xc_dl_cnt", "xc_clock", "xc_lb_hook", "xc_lb_cnt", "xc_smp_cfg",
+    hook = {"xc_stages", "xc_pkt", "xc_proto", "xc_dl_cnt", "xc_clock", "xc_lb_hook", "xc_lb_cnt", "xc_smp_cfg",
             "xc_smp_budget", "xc_smp_rb"}
     shared = {"xc_cfg", "xc_v4_l16", "xc_v4_l24", "xc_v4_l32", "xc_v6_l128", "xc_v6_l64",
               "xc_v6_l48", "xc_v6_l32", "xc_v6_trie", "xc_port_trie", "xc_mgmt", "xc_bits", "xc_rule_stats",

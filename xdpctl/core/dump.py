@@ -35,8 +35,7 @@ from .views import SamplingClearView, SamplingView
 CFG, RB = "xc_smp_cfg", "xc_smp_rb"
 ZERO = abi.U32.pack(0)
 DEFAULT_CAP = 1000  # samples per second on each CPU
-HOOK_IDS = {"xdp": abi.SampleHook.XDP, "tc-ingress": abi.SampleHook.TC_INGRESS,
-            "tc-egress": abi.SampleHook.TC_EGRESS}
+HOOK_IDS = abi.HOOK_KINDS
 HOOK_NAMES = {int(v): k for k, v in HOOK_IDS.items()}
 REASONS = {name: r for r, name in REASON_NAMES.items()}
 DROPS = frozenset(r for r in REASONS.values() if r.name.startswith("DROP"))

@@ -22,6 +22,14 @@ class View(BaseModel):
         return self.model_dump(mode="json")
 
 
+class HitsView(View):
+    """Packets and bytes one hook kind counted for a rule (or a list)."""
+
+    packets: int = 0
+    bytes: int = 0
+
+HITS_DOC = "per hook kind (xdp, tc-ingress, tc-egress); packets and bytes are their sum"
+
 class RuleView(View):
     id: int
     prefix: str | None = Field(description="null: an L4 rule on any address")
@@ -38,6 +46,7 @@ class RuleView(View):
     list: str | None = Field(None, description="the list this rule is a member of")
     packets: int = 0
     bytes: int = 0
+    hits: dict[str, HitsView] = Field(default_factory=dict, description=HITS_DOC)
     last_hit: float | None = None
     expired: bool = Field(False, description="past its TTL, not yet removed (the next change or the "
                                              "service's reaper removes it)")
@@ -70,6 +79,7 @@ class ListView(View):
     sha256: str | None = Field(None, description="digest of the stored members")
     packets: int = 0
     bytes: int = 0
+    hits: dict[str, HitsView] = Field(default_factory=dict, description=HITS_DOC)
 
 class ListsView(View):
     revision: int

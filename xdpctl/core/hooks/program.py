@@ -57,6 +57,7 @@ class HookProg:
     magic: int = 0
     owner: int = 0
     stages: int = 0
+    hook: int = 0  # enum xc_hook_kind, as written at load
 
     def ours(self, ctx: Context) -> bool:
         return (self.name == HOOK_PROG and self.magic == abi.HOOK_MAGIC
@@ -68,7 +69,7 @@ class HookProg:
     def set_stages(self, ctx: Context, bits: int) -> None:
         """Switch stages on or off: one update of the program's own map."""
         with maps.Map.from_id(self.maps[STAGES_MAP]) as m:
-            m.update(_KEY0, abi.pack_stages(owner_id(ctx), bits))
+            m.update(_KEY0, abi.pack_stages(owner_id(ctx), bits, self.hook))
         self.stages = bits
 
 
@@ -90,7 +91,7 @@ def inspect(prog_id: int) -> HookProg | None:
             if m.name == STAGES_MAP and m.value_size == abi.STAGES.size:
                 raw = m.lookup(_KEY0)
                 if raw:
-                    hp.magic, hp.owner, hp.stages = abi.STAGES.unpack(raw[:abi.STAGES.size])
+                    hp.magic, hp.owner, hp.stages, hp.hook = abi.STAGES.unpack(raw[:abi.STAGES.size])
     return hp
 
 
@@ -103,7 +104,7 @@ def load(ctx: Context, ref: HookRef, bits: int) -> objects.Loaded:
                           max_entries=sizes(ctx, hdir))
     try:
         with loaded.map(STAGES_MAP) as m:
-            m.update(_KEY0, abi.pack_stages(owner_id(ctx), bits))
+            m.update(_KEY0, abi.pack_stages(owner_id(ctx), bits, abi.HOOK_KINDS[ref.hook]))
     except BaseException:
         loaded.close()
         raise
@@ -173,5 +174,5 @@ def read_pinned_stages(ctx: Context, ref: HookRef) -> list[StageView]:
         raw = m.lookup(_KEY0)
     if not raw:
         return []
-    _magic, _owner, bits = abi.STAGES.unpack(raw[:abi.STAGES.size])
+    _magic, _owner, bits, _hook = abi.STAGES.unpack(raw[:abi.STAGES.size])
     return [StageView(slot=STAGES[n].slot, program=n, id=None, tag=None) for n in names_of(bits)]

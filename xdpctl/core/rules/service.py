@@ -18,6 +18,7 @@ from ... import abi
 from .. import dlcompile as dlc
 from .. import prefixes as px
 from ..context import Context
+from ..counters import hits_by_hook, sum_hits
 from ..errors import Conflict, NotFound, ValidationError
 from ..views import (ChangeView, ExpireView, ListChangeView, ListDetailView, ListsView, ListView, PolicyView,
                      RevisionView, RulesView, RuleView)
@@ -32,17 +33,18 @@ from .validate import ACTION_NAMES, DIR_NAMES, POLICIES, RuleSpec
 BULK_THRESHOLD = 2000  # more rules than this in one change: full compile + diff
 DETAIL_LIMIT = 1000  # members shown with one list unless a limit is given
 
-Stats = dict[int, tuple[int, int, int]]
+Stats = dict[int, abi.RuleHits]
 
 
 def rule_view(row: RuleRow, stats: Stats | None = None) -> RuleView:
     pfx = None if row.anyaddr else px.format_prefix(px.Prefix(row.family, int.from_bytes(row.addr, "big"), row.plen))
-    pk, by, last = (stats or {}).get(row.id, (0, 0, 0))
+    h = (stats or {}).get(row.id, abi.NO_HITS)
     return RuleView.model_construct(
         id=row.id, prefix=pfx, family=row.family, dir=DIR_NAMES[row.dir], action=ACTION_NAMES[row.action],
         proto=px.proto_name(row.proto) if row.proto else None, port=row.port or None, comment=row.comment,
         source=row.source, created=row.created, expires=row.expires, mgmt=bool(row.mgmt), list=None,
-        packets=pk, bytes=by, last_hit=kernel_ns_to_wall(last), expired=_past(row.expires))
+        packets=h.packets, bytes=h.bytes, hits=hits_by_hook(h), last_hit=kernel_ns_to_wall(h.last_hit_ns),
+        expired=_past(row.expires))
 
 
 def _past(expires: float | None) -> bool:
@@ -51,12 +53,11 @@ def _past(expires: float | None) -> bool:
 
 
 def list_view(row: ListRow, stats: Stats | None = None) -> ListView:
-    st = (stats or {}).values()
+    h = sum_hits((stats or {}).values())
     return ListView.model_construct(
         name=row.name, count=row.count, dir=DIR_NAMES[row.dir], action=ACTION_NAMES[row.action],
         comment=row.comment, source=row.source, created=row.created, expires=row.expires, id_base=row.id_base,
-        sha256=hashlib.sha256(row.entries).hexdigest(), packets=sum(v[0] for v in st),
-        bytes=sum(v[1] for v in st))
+        sha256=hashlib.sha256(row.entries).hexdigest(), packets=h.packets, bytes=h.bytes, hits=hits_by_hook(h))
 
 
 def member_span(row: ListRow, limit: int | None, after: int | None = None) -> range:
@@ -74,12 +75,12 @@ def member_views(row: ListRow, span: range, stats: Stats) -> list[RuleView]:
 
 def list_member_view(row: ListRow, rid: int, pfx: px.Prefix, stats: Stats) -> RuleView:
     """One member of a list (rule id ``rid``, prefix ``pfx``) as a rule."""
-    pk, by, last = stats.get(rid, (0, 0, 0))
+    h = stats.get(rid, abi.NO_HITS)
     return RuleView.model_construct(
         id=rid, prefix=px.format_prefix(pfx), family=pfx.family, dir=DIR_NAMES[row.dir],
         action=ACTION_NAMES[row.action], proto=None, port=None, comment=row.comment, source=row.source,
-        created=row.created, expires=row.expires, mgmt=False, list=row.name, packets=pk, bytes=by,
-        last_hit=kernel_ns_to_wall(last), expired=_past(row.expires))
+        created=row.created, expires=row.expires, mgmt=False, list=row.name, packets=h.packets, bytes=h.bytes,
+        hits=hits_by_hook(h), last_hit=kernel_ns_to_wall(h.last_hit_ns), expired=_past(row.expires))
 
 
 class DropList:

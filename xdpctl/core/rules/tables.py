@@ -214,20 +214,19 @@ class KernelTables(SharedMaps):
             ks.byteswap()
         m.update_batch(ks.tobytes(), zero * len(ids), len(ids))
 
-    def stats_for(self, ids: list[int]) -> dict[int, tuple[int, int, int]]:
+    def stats_for(self, ids: list[int]) -> dict[int, abi.RuleHits]:
         m = self.maps["xc_rule_stats"]
         out = {}
         if len(ids) > 256:
             lo, hi = min(ids), max(ids)
             if hi - lo < 4 * len(ids):  # dense (a list's id range): one batch over the range
-                size = abi.RULE_STATS.size
                 for i, v in m.lookup_range(lo, hi - lo + 1):
-                    out[i] = abi.RULE_STATS.unpack(v[:size])
-                return {i: out.get(i, (0, 0, 0)) for i in ids}
+                    out[i] = abi.unpack_rule_stats(v)
+                return {i: out.get(i, abi.NO_HITS) for i in ids}
         for i in ids:
             raw = m.lookup(abi.U32.pack(i))
             if raw:
-                out[i] = abi.RULE_STATS.unpack(raw[: abi.RULE_STATS.size])
+                out[i] = abi.unpack_rule_stats(raw)
         return out
 
 
@@ -354,9 +353,9 @@ def _sync_set(kt: KernelTables, compiled: dlc.Compiled, rule_set: int, undo: Und
     return report
 
 
-def rule_stats(ctx: Context, ids: list[int]) -> dict[int, tuple[int, int, int]]:
-    """(packets, bytes, last hit) per rule id, read without creating any
-    map: {} when the shared maps do not exist yet."""
+def rule_stats(ctx: Context, ids: list[int]) -> dict[int, abi.RuleHits]:
+    """Hits per rule id (the total and each hook kind's, last hit), read
+    without creating any map: {} when the shared maps do not exist yet."""
     path = os.path.join(ctx.settings.shared_map_dir, "xc_rule_stats")
     if not ids or not os.path.exists(path):
         return {}

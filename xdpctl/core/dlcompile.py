@@ -36,6 +36,7 @@ from typing import Iterable, NamedTuple
 from xdpctl import abi
 from xdpctl.abi import Action, CfgFlag
 from xdpctl.core.gcpause import collector_paused
+from xdpctl.core.prefixes import pack_v6
 
 __all__ = [
     "Rule", "RuleColumns", "RuleError", "validate_rule", "band_of", "Band", "BANDS",
@@ -665,13 +666,17 @@ def _host6_table(rules, cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, 
 
     try:
         ids, nets, f_dirs_b, acts, exps = _host_columns(cols, dirs_b, acts_b, mask, n)
-        addrs = b"".join(map(int.to_bytes, nets, repeat(16), repeat("big")))  # range check too
+        addrs = pack_v6(nets)  # range check too
     except (ValueError, OverflowError, TypeError):
         _validate_all(rules)
     keys = np.zeros((n, KEY_SIZE[V6_L128]), np.uint8)
-    keys[:, 0] = np.frombuffer(f_dirs_b, np.uint8)   # u32 dir, little-endian host
+    dirs = np.frombuffer(f_dirs_b, np.uint8)
+    keys[:, 0] = dirs   # u32 dir, little-endian host
     keys[:, 4:] = np.frombuffer(addrs, np.uint8).reshape(n, 16)
-    if np.unique(keys.view(np.dtype((np.void, keys.shape[1]))).ravel()).size != n:
+    # duplicates: sort a 64-bit hash of each key; equal hashes are checked exactly
+    halves = np.frombuffer(addrs, np.uint64).reshape(n, 2)
+    h = np.sort(halves[:, 0] * np.uint64(0x9E3779B97F4A7C15) ^ halves[:, 1] ^ dirs.astype(np.uint64))
+    if (h[1:] == h[:-1]).any():
         _find_dup(Rule(*r) for r in (rules if mask is None else compress(rules, mask)))
     return Table(keys.tobytes(), _vals_col(ids, acts, 128, exps), n), bool(f_dirs_b.count(1))
 

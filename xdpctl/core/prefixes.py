@@ -80,6 +80,12 @@ def _mask(family: int, plen: int) -> int:
     return ((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1)
 
 
+def pack_v6(nets: list[int]) -> bytes:
+    """IPv6 addresses packed as 16 big-endian bytes each (raises
+    OverflowError for one out of range, TypeError for a non-integer)."""
+    return b"".join(map(int.to_bytes, nets, repeat(16), repeat("big")))
+
+
 def format_address(family: int, addr: int) -> str:
     return socket.inet_ntop(_AF[family], addr.to_bytes(4 if family == 4 else 16, "big"))
 
@@ -393,7 +399,9 @@ def _nets(family: int, lines: list[str]) -> list[int]:
     except (OSError, ValueError):
         raise _Reject from None
     if family == 6:
-        return [int.from_bytes(raw[i:i + 16], "big") for i in range(0, len(raw), 16)]
+        size = len(raw)
+        cuts = map(slice, range(0, size, 16), range(16, size + 16, 16))
+        return list(map(int.from_bytes, map(raw.__getitem__, cuts), repeat("big")))
     arr = array("I")
     arr.frombytes(raw)
     if sys.byteorder == "little":

@@ -14,7 +14,7 @@ from ... import abi
 from .. import dlcompile as dlc
 from ..errors import ValidationError
 from .clock import kernel_ns, wall_to_kernel_ns
-from .index import row_to_rule
+from .index import match_to_rule, row_to_rule
 from .members import Members
 from .store import State
 
@@ -33,32 +33,79 @@ def all_rules(state: State, now_wall: float, now_kns: int,
     """Every rule, individual and list members, deduplicated by match.
     ``pending``: a list being imported (name, members), not stored yet; it
     stands for the stored list of that name."""
-    rules = [row_to_rule(r, now_wall, now_kns) for r in state.rule_rows()]
+    rules = _stored_rules(state, now_wall, now_kns)
     lists = list_columns(state, now_wall, now_kns, skip=pending[0] if pending else None)
     if pending is not None:
         lists.append(pending[1])
     if not lists:
         return dlc.RuleColumns.of(rules)
-    seen = {(r.family, r.dir, r.plen, r.net) for r in rules if r.proto is None}
+    seen = _Seen([(r.family, r.dir, r.plen, r.net) for r in rules if r.proto is None])
     parts = [dlc.RuleColumns.of(rules)]
     for i, cols in enumerate(lists):
-        last = i + 1 == len(lists)
-        _ids, fams, nets, plens, dirs = cols.cols[:5]
-        if not seen:
-            if not last:
-                seen.update(zip(fams, dirs, plens, nets))
-            parts.append(cols)
-            continue
-        keys = list(zip(fams, dirs, plens, nets))
-        keep = bytes(k not in seen for k in keys)
-        if keep.count(1) != len(keep):
+        keep = seen.fresh(cols)
+        if keep is not None:
             cols = dlc.RuleColumns(*[list(compress(c, keep)) if not isinstance(c, bytes)
                                      else bytes(compress(c, keep)) for c in cols.cols])
-            keys = list(compress(keys, keep))
-        if not last:
-            seen.update(keys)
+        if i + 1 < len(lists):
+            seen.add(cols)
         parts.append(cols)
     return dlc.RuleColumns.concat(parts)
+
+
+def _stored_rules(state: State, now_wall: float, now_kns: int) -> list[dlc.Rule]:
+    """The individually managed rules as compiler input."""
+    return [match_to_rule(*m, now_wall, now_kns) for m in state.rule_matches()]
+
+
+class _Seen:
+    """The matches (family, dir, plen, net) taken so far: IPv4 ones as
+    sorted 64-bit keys (dir << 40 | plen << 32 | net), found by one sorted
+    search per list; IPv6 ones in a set."""
+
+    def __init__(self, matches: list[tuple]):
+        import numpy as np
+
+        self.v6 = {m for m in matches if m[0] == 6}
+        v4 = [m for m in matches if m[0] == 4]
+        self.v4 = np.unique(np.array([(d << 40) | (p << 32) | n for _f, d, p, n in v4], np.uint64))
+
+    @staticmethod
+    def _keys4(cols: dlc.RuleColumns):
+        """The IPv4 members' keys and their positions (IPv4 members come first in a list)."""
+        import numpy as np
+
+        _ids, fams, nets, plens, dirs = cols.cols[:5]
+        n4 = fams.count(4)
+        first = fams.startswith(b"\x04" * n4)
+        pos = np.arange(n4) if first else np.flatnonzero(np.frombuffer(fams, np.uint8) == 4)
+        net = np.array(nets[:n4] if first else [nets[i] for i in pos], np.uint64)
+        d = np.frombuffer(dirs, np.uint8)[pos].astype(np.uint64)
+        p = np.frombuffer(plens, np.uint8)[pos].astype(np.uint64)
+        return (d << np.uint64(40)) | (p << np.uint64(32)) | net, pos
+
+    def fresh(self, cols: dlc.RuleColumns) -> bytes | None:
+        """Which members of a list no earlier rule or list has taken (one
+        byte each); None when none is taken."""
+        import numpy as np
+
+        drop = np.zeros(len(cols), bool)
+        if self.v4.size and cols.cols[1].count(4):
+            keys, pos = self._keys4(cols)
+            drop[pos] = np.isin(keys, self.v4)
+        if self.v6 and cols.cols[1].count(6):
+            _ids, fams, nets, plens, dirs = cols.cols[:5]
+            for i in np.flatnonzero(np.frombuffer(fams, np.uint8) == 6).tolist():
+                drop[i] = (6, dirs[i], plens[i], nets[i]) in self.v6
+        return (~drop).astype(np.uint8).tobytes() if drop.any() else None
+
+    def add(self, cols: dlc.RuleColumns) -> None:
+        import numpy as np
+
+        if cols.cols[1].count(4):
+            self.v4 = np.union1d(self.v4, self._keys4(cols)[0])
+        if cols.cols[1].count(6):
+            _ids, fams, nets, plens, dirs = cols.cols[:5]
+            self.v6.update((6, dirs[i], plens[i], nets[i]) for i in range(len(cols)) if fams[i] == 6)
 
 
 def config_flags(state: State) -> int:

@@ -368,18 +368,19 @@ def _sync_set(kt: KernelTables, compiled: dlc.Compiled, rule_set: int, undo: Und
     by repeating its twin's writes."""
     if replay is not None:
         report = _replay(kt, rule_set, replay)
-    else:
-        report = SyncReport(revision=0)
-        total = sum(compiled[m].count for m in abi.RULE_MAPS)
-        done = 0
-        for name in abi.RULE_MAPS:
-            written, deleted = _sync_map(kt.table(name, rule_set), name, compiled[name], undo, writes)
-            report.per_map[name] = (written, deleted)
-            report.written += written
-            report.deleted += deleted
-            done += compiled[name].count
-            if progress:
-                progress(done, total)
+        presence.copy(kt, 1 - rule_set, rule_set)  # the twin's keys, so the twin's bits
+        return report
+    report = SyncReport(revision=0)
+    total = sum(compiled[m].count for m in abi.RULE_MAPS)
+    done = 0
+    for name in abi.RULE_MAPS:
+        written, deleted = _sync_map(kt.table(name, rule_set), name, compiled[name], undo, writes)
+        report.per_map[name] = (written, deleted)
+        report.written += written
+        report.deleted += deleted
+        done += compiled[name].count
+        if progress:
+            progress(done, total)
     presence.rebuild(kt, rule_set, exact=undo is None, compiled=compiled)
     return report
 

@@ -63,11 +63,13 @@ class _Seen:
     search per list; IPv6 ones in a set."""
 
     def __init__(self, matches: list[tuple]):
-        import numpy as np
-
         self.v6 = {m for m in matches if m[0] == 6}
-        v4 = [m for m in matches if m[0] == 4]
-        self.v4 = np.unique(np.array([(d << 40) | (p << 32) | n for _f, d, p, n in v4], np.uint64))
+        self.v4 = None  # no IPv4 match yet
+        v4 = [(d << 40) | (p << 32) | n for f, d, p, n in matches if f == 4]
+        if v4:
+            import numpy as np
+
+            self.v4 = np.unique(np.array(v4, np.uint64))
 
     @staticmethod
     def _keys4(cols: dlc.RuleColumns):
@@ -86,10 +88,12 @@ class _Seen:
     def fresh(self, cols: dlc.RuleColumns) -> bytes | None:
         """Which members of a list no earlier rule or list has taken (one
         byte each); None when none is taken."""
+        if self.v4 is None and not self.v6:
+            return None
         import numpy as np
 
         drop = np.zeros(len(cols), bool)
-        if self.v4.size and cols.cols[1].count(4):
+        if self.v4 is not None and cols.cols[1].count(4):
             keys, pos = self._keys4(cols)
             drop[pos] = np.isin(keys, self.v4)
         if self.v6 and cols.cols[1].count(6):
@@ -99,10 +103,11 @@ class _Seen:
         return (~drop).astype(np.uint8).tobytes() if drop.any() else None
 
     def add(self, cols: dlc.RuleColumns) -> None:
-        import numpy as np
-
         if cols.cols[1].count(4):
-            self.v4 = np.union1d(self.v4, self._keys4(cols)[0])
+            import numpy as np
+
+            keys = self._keys4(cols)[0]
+            self.v4 = keys if self.v4 is None else np.union1d(self.v4, keys)
         if cols.cols[1].count(6):
             _ids, fams, nets, plens, dirs = cols.cols[:5]
             self.v6.update((6, dirs[i], plens[i], nets[i]) for i in range(len(cols)) if fams[i] == 6)

@@ -453,12 +453,12 @@ def _fast_chunk(text: str, out: list, seen32: list, other: set) -> tuple[int, in
 
 
 def _distinct(parts: list) -> int:
-    """How many distinct values arrays of u32 hold together."""
-    if not parts:
-        return 0
+    """How many distinct values arrays of u32 hold together (one sort:
+    numpy's unique hashes, several times slower here)."""
     import numpy as np
 
-    return int(np.unique(np.frombuffer(b"".join(parts), np.uint32)).size)
+    srt = np.sort(np.frombuffer(b"".join(parts), np.uint32))
+    return int(srt.size and 1 + np.count_nonzero(srt[1:] != srt[:-1]))
 
 
 def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> list[Prefix]:

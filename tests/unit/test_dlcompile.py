@@ -845,38 +845,36 @@ def test_model_verdict_equals_table_verdict(rs, rnd, policy):
         assert model.verdict(rules, pkt, policy, 0) == table_verdict(st_, c.flags, pkt, policy)
 
 
-def test_compile_large_random_v4_against_reference():
-    """A few thousand rules through the columnar path, checked exactly."""
-    rnd = random.Random(11)
+def _random_rules(seed: int, family: int, n: int, base: int, free_bits: int, shorter: list[int]) -> list[Rule]:
+    """n distinct rules under ``base``: 80 % hosts, the rest of the
+    ``shorter`` lengths; both directions, some with a deadline."""
+    rnd = random.Random(seed)
+    host = BITS[family]
     rules, keys = [], set()
-    while len(rules) < 4000:
-        plen = 32 if rnd.random() < 0.8 else rnd.choice([8, 12, 16, 17, 20, 24, 25, 28, 31])
-        net = (0x0A000000 | rnd.getrandbits(20)) & mask(4, plen)
+    while len(rules) < n:
+        plen = host if rnd.random() < 0.8 else rnd.choice(shorter)
+        net = (base | rnd.getrandbits(free_bits)) & mask(family, plen)
         d = rnd.randint(0, 1)
         if (d, plen, net) in keys:
             continue
         keys.add((d, plen, net))
-        rules.append(Rule(len(rules) + 1, 4, net, plen, d, rnd.choice([DENY, ALLOW]), None, None,
+        rules.append(Rule(len(rules) + 1, family, net, plen, d, rnd.choice([DENY, ALLOW]), None, None,
                           rnd.choice([0, 123])))
+    return rules
+
+
+def test_compile_large_random_v4_against_reference():
+    """A few thousand rules through the columnar path, checked exactly."""
+    rules = _random_rules(11, 4, 4000, 0x0A000000, 20, [8, 12, 16, 17, 20, 24, 25, 28, 31])
     c = dl.compile_full(rules)
     assert compiled_sparse(c) == reference_state(rules)
     assert sparse(emu.tables_to_state(c)) == reference_state(rules)
 
 
 def test_compile_large_random_v6_against_reference():
-    """IPv6 hosts (the columnar /128 path) among shorter prefixes, both
-    directions, with deadlines, checked exactly; a set of hosts alone too."""
-    rnd = random.Random(12)
-    rules, keys = [], set()
-    while len(rules) < 3000:
-        plen = 128 if rnd.random() < 0.8 else rnd.choice([24, 32, 40, 48, 60, 64, 100, 127])
-        net = ((0x20010DB8 << 96) | rnd.getrandbits(72)) & mask(6, plen)
-        d = rnd.randint(0, 1)
-        if (d, plen, net) in keys:
-            continue
-        keys.add((d, plen, net))
-        rules.append(Rule(len(rules) + 1, 6, net, plen, d, rnd.choice([DENY, ALLOW]), None, None,
-                          rnd.choice([0, 123])))
+    """IPv6 hosts (the columnar /128 path) among shorter prefixes, checked
+    exactly; a set of hosts alone too."""
+    rules = _random_rules(12, 6, 3000, 0x20010DB8 << 96, 72, [24, 32, 40, 48, 60, 64, 100, 127])
     for rs in (rules, [r for r in rules if r.plen == 128]):
         c = dl.compile_full(rs)
         assert compiled_sparse(c) == reference_state(rs)

@@ -447,7 +447,7 @@ def _fast_chunk(text: str, out: list, seen32: list, other: set) -> tuple[int, in
             other.update((4, a, p) for _, a, p in short)
             # keep only /32 networks for seen32: blank the others out
             deque(map(nets.__setitem__, [i for i, _, _ in short], repeat(None)), maxlen=0)
-            nets = list(filter(None.__ne__, nets))
+            nets = [a for a in nets if a is not None]
     seen32.append(array("I", nets))
     return n - n_short, n_short
 

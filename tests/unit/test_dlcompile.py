@@ -373,6 +373,9 @@ def test_band_table_matches_contract():
     (Rule(1, 0, 5, 0, 0, 1, 6, 80), "net 0 and plen 0"),
     (Rule(1, 4, 0, 32, 0, 1, None, None, -1), "expires_ns -1 out of range"),
     (Rule(1, 4, 0, 32.0), "plen 32.0 out of range"),
+    (Rule(1, 6, 2**128, 128), "is not an IPv6 address"),
+    (Rule(1, 6, -1, 128), "is not an IPv6 address"),
+    (Rule(1, 6, 1, 128, 2), "dir 2 is not 0"),
 ])
 def test_bad_rules(rule, message):
     for rules in ([rule], [Rule(9, 4, 0x01020305, 32), rule]):
@@ -388,6 +391,7 @@ def test_bad_rules(rule, message):
      "rule 3: same key as rule 1"),
     ([Rule(1, 4, 0x01020300, 24), Rule(2, 4, 0x01020300, 24, 0, ALLOW)], "rule 2: same key as rule 1"),
     ([Rule(1, 6, 5 << 64, 64), Rule(2, 6, 5 << 64, 64)], "rule 2: same key as rule 1"),
+    ([Rule(1, 6, 7, 128), Rule(2, 6, 8, 128), Rule(3, 6, 7, 128, 0, ALLOW)], "rule 3: same key as rule 1"),
     ([Rule(1, 6, 5 << 64, 66), Rule(2, 6, 5 << 64, 66)], "rule 2: same key as rule 1"),
     ([Rule(1, 0, 0, 0, 0, DENY, 6, 80), Rule(2, 4, 0, 0, 0, DENY, 6, 80)], "rule 2: same key as rule 1"),
 ])
@@ -841,19 +845,37 @@ def test_model_verdict_equals_table_verdict(rs, rnd, policy):
         assert model.verdict(rules, pkt, policy, 0) == table_verdict(st_, c.flags, pkt, policy)
 
 
-def test_compile_large_random_v4_against_reference():
-    """A few thousand rules through the columnar path, checked exactly."""
-    rnd = random.Random(11)
+def _random_rules(seed: int, family: int, n: int, base: int, free_bits: int, shorter: list[int]) -> list[Rule]:
+    """n distinct rules under ``base``: 80 % hosts, the rest of the
+    ``shorter`` lengths; both directions, some with a deadline."""
+    rnd = random.Random(seed)
+    host = BITS[family]
     rules, keys = [], set()
-    while len(rules) < 4000:
-        plen = 32 if rnd.random() < 0.8 else rnd.choice([8, 12, 16, 17, 20, 24, 25, 28, 31])
-        net = (0x0A000000 | rnd.getrandbits(20)) & mask(4, plen)
+    while len(rules) < n:
+        plen = host if rnd.random() < 0.8 else rnd.choice(shorter)
+        net = (base | rnd.getrandbits(free_bits)) & mask(family, plen)
         d = rnd.randint(0, 1)
         if (d, plen, net) in keys:
             continue
         keys.add((d, plen, net))
-        rules.append(Rule(len(rules) + 1, 4, net, plen, d, rnd.choice([DENY, ALLOW]), None, None,
+        rules.append(Rule(len(rules) + 1, family, net, plen, d, rnd.choice([DENY, ALLOW]), None, None,
                           rnd.choice([0, 123])))
+    return rules
+
+
+def test_compile_large_random_v4_against_reference():
+    """A few thousand rules through the columnar path, checked exactly."""
+    rules = _random_rules(11, 4, 4000, 0x0A000000, 20, [8, 12, 16, 17, 20, 24, 25, 28, 31])
     c = dl.compile_full(rules)
     assert compiled_sparse(c) == reference_state(rules)
     assert sparse(emu.tables_to_state(c)) == reference_state(rules)
+
+
+def test_compile_large_random_v6_against_reference():
+    """IPv6 hosts (the columnar /128 path) among shorter prefixes, checked
+    exactly; a set of hosts alone too."""
+    rules = _random_rules(12, 6, 3000, 0x20010DB8 << 96, 72, [24, 32, 40, 48, 60, 64, 100, 127])
+    for rs in (rules, [r for r in rules if r.plen == 128]):
+        c = dl.compile_full(rs)
+        assert compiled_sparse(c) == reference_state(rs)
+        assert dl.compile_full([tuple(r) for r in rs])["xc_v6_l128"] == c["xc_v6_l128"]

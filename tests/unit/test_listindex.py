@@ -129,3 +129,22 @@ def test_lists_without_key_columns_are_named_until_filled(state):
         assert idx.get(4, 0, 16, 0x0A010000).id == 1
     finally:
         idx.close()
+
+
+def test_all_rules_merges_rules_and_lists_as_the_oracle(state):
+    """The compiler's input: a rule hides a list member with its match, an
+    earlier list a later one's; a list being imported stands for the
+    stored one of its name."""
+    from xdpctl.core.rules import ruleset
+
+    rules, members = _store(state, random.Random(12), True)
+    got = ruleset.all_rules(state, 0.0, 0)
+    assert sorted(got) == sorted(tuple(r) for r in _merged(rules, members))
+    in_b = [m for m in members if m.action == ALLOW]
+    rng = random.Random(13)
+    pfxs = _unique([(r.family, r.net, r.plen) for r in rules[:10] + in_b[:10]] +
+                   [tuple(_rand_prefix(rng, rng.choice((4, 6)))) for _ in range(30)])
+    pending = [dl.Rule(50000 + i, f, n, p, 0, DENY) for i, (f, n, p) in enumerate(pfxs)]
+    got = ruleset.all_rules(state, 0.0, 0, pending=("a", dl.RuleColumns.of(pending)))
+    assert sorted(got) == sorted(tuple(r) for r in _merged(rules, in_b + pending))
+    assert len(got) < len(rules) + len(in_b) + len(pending)  # some were hidden

@@ -36,6 +36,7 @@ from typing import Iterable, NamedTuple
 from xdpctl import abi
 from xdpctl.abi import Action, CfgFlag
 from xdpctl.core.gcpause import collector_paused
+from xdpctl.core.prefixes import pack_v6
 
 __all__ = [
     "Rule", "RuleColumns", "RuleError", "validate_rule", "band_of", "Band", "BANDS",
@@ -200,6 +201,7 @@ V6_TRIE = "xc_v6_trie"
 PORT_TRIE = "xc_port_trie"
 MGMT = "xc_mgmt"
 L16 = "xc_v4_l16"
+V6_L128 = "xc_v6_l128"
 L16_ENTRIES = 2 * 65536
 
 _BAND_BY_LEN: dict[tuple[int, int], Band | None] = {}
@@ -533,8 +535,7 @@ def compile_mgmt(rules: Iterable[Rule], out: Compiled) -> None:
 
 
 # -- driver ------------------------------------------------------------------
-_EQ4 = bytes(int(i == 4) for i in range(256))
-_EQ32 = bytes(int(i == 32) for i in range(256))
+_EQ = [bytes(int(i == v) for i in range(256)) for v in range(256)]  # byte == v, as a translate table
 _NOT01 = bytes(int(i == 0) for i in range(256))
 
 
@@ -600,6 +601,7 @@ class _Split(NamedTuple):
 
     fast: tuple | None            # (hash keys, ids, actions, deadlines) or None
     fastmask: bytes | None        # which rules are in the fast set (None: all)
+    host6: Table | None           # the xc_v6_l128 image of the plain IPv6 /128 rules, or None
     per_band: dict[str, list[Rule]]
     trie6: list[Rule]
     l4: list[Rule]
@@ -620,13 +622,16 @@ def _columns(rules) -> tuple:
         _validate_all(rules)
 
 
-def _fast_mask(n: int, fams_b: bytes, plens_b: bytes, protos, ports) -> bytes | None:
-    """Which rules are plain IPv4 /32 address rules (None: every rule is)."""
+def _fast_mask(n: int, fams_b: bytes, plens_b: bytes, protos, ports, family: int = 4) -> bytes | None:
+    """Which rules are plain host address rules of ``family`` (IPv4 /32 or
+    IPv6 /128; None: every rule is)."""
+    bits = _BITS[family]
     no_proto = protos.count(None) == n
     no_port = ports.count(None) == n
-    if fams_b.count(4) == n and plens_b.count(32) == n and no_proto and no_port:
+    if fams_b.count(family) == n and plens_b.count(bits) == n and no_proto and no_port:
         return None
-    m = int.from_bytes(fams_b.translate(_EQ4), "little") & int.from_bytes(plens_b.translate(_EQ32), "little")
+    m = int.from_bytes(fams_b.translate(_EQ[family]), "little") & \
+        int.from_bytes(plens_b.translate(_EQ[bits]), "little")
     if not no_proto:
         m &= int.from_bytes(bytes(map(is_, protos, repeat(None))), "little")
     if not no_port:
@@ -634,24 +639,54 @@ def _fast_mask(n: int, fams_b: bytes, plens_b: bytes, protos, ports) -> bytes | 
     return m.to_bytes(n, "little")
 
 
+def _host_columns(cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, n: int) -> tuple:
+    """The columns (ids, nets, dirs, actions, deadlines) of the rules a
+    mask selects, the ids, directions, actions and deadlines checked;
+    raises ValueError, OverflowError or TypeError on a bad one."""
+    ids, _fams, nets, _plens, _dirs, _acts, _protos, _ports, exps = cols
+    sel = (lambda col: col) if mask is None else (lambda col: list(compress(col, mask)))
+    f_dirs_b = dirs_b if mask is None else bytes(compress(dirs_b, mask))
+    f_acts_b = acts_b if mask is None else bytes(compress(acts_b, mask))
+    if f_dirs_b.count(0) + f_dirs_b.count(1) != n or \
+            f_acts_b.count(Action.DENY) + f_acts_b.count(Action.ALLOW) != n:
+        raise ValueError
+    f_ids = array("I", sel(ids))
+    if f_ids.count(0):
+        raise ValueError
+    f_exps = sel(exps)
+    array("Q", f_exps)          # range check
+    return f_ids, sel(nets), f_dirs_b, f_acts_b, f_exps
+
+
+def _host6_table(rules, cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, n: int) -> tuple:
+    """The xc_v6_l128 image of the plain IPv6 /128 rules, built as columns
+    (each rule is one key of its own), and whether any matches the
+    destination. Two rules with the same key raise RuleError."""
+    import numpy as np
+
+    try:
+        ids, nets, f_dirs_b, acts, exps = _host_columns(cols, dirs_b, acts_b, mask, n)
+        addrs = pack_v6(nets)  # range check too
+    except (ValueError, OverflowError, TypeError):
+        _validate_all(rules)
+    keys = np.zeros((n, KEY_SIZE[V6_L128]), np.uint8)
+    dirs = np.frombuffer(f_dirs_b, np.uint8)
+    keys[:, 0] = dirs   # u32 dir, little-endian host
+    keys[:, 4:] = np.frombuffer(addrs, np.uint8).reshape(n, 16)
+    # duplicates: sort a 64-bit hash of each key; equal hashes are checked exactly
+    halves = np.frombuffer(addrs, np.uint64).reshape(n, 2)
+    h = np.sort(halves[:, 0] * np.uint64(0x9E3779B97F4A7C15) ^ halves[:, 1] ^ dirs.astype(np.uint64))
+    if (h[1:] == h[:-1]).any():
+        _find_dup(Rule(*r) for r in (rules if mask is None else compress(rules, mask)))
+    return Table(keys.tobytes(), _vals_col(ids, acts, 128, exps), n), bool(f_dirs_b.count(1))
+
+
 def _fast_set(rules, cols, dirs_b: bytes, acts_b: bytes, fastmask: bytes | None, nfast: int) -> tuple:
     """The fast set as columns, checked column-wise: (hash keys, ids,
     actions, deadlines) and whether any rule matches the destination."""
-    ids, _fams, nets, _plens, _dirs, _acts, _protos, _ports, exps = cols
-    sel = (lambda col: col) if fastmask is None else (lambda col: list(compress(col, fastmask)))
-    f_dirs_b = dirs_b if fastmask is None else bytes(compress(dirs_b, fastmask))
-    f_acts_b = acts_b if fastmask is None else bytes(compress(acts_b, fastmask))
     try:
-        if f_dirs_b.count(0) + f_dirs_b.count(1) != nfast or \
-                f_acts_b.count(Action.DENY) + f_acts_b.count(Action.ALLOW) != nfast:
-            raise ValueError
-        f_ids = array("I", sel(ids))
-        if f_ids.count(0):
-            raise ValueError
-        f_nets = sel(nets)
+        f_ids, f_nets, f_dirs_b, f_acts_b, f_exps = _host_columns(cols, dirs_b, acts_b, fastmask, nfast)
         array("I", f_nets)          # range check
-        f_exps = sel(exps)
-        array("Q", f_exps)          # range check
     except (ValueError, OverflowError, TypeError):
         _validate_all(rules)
     have_dst = bool(f_dirs_b.count(1))
@@ -659,12 +694,13 @@ def _fast_set(rules, cols, dirs_b: bytes, acts_b: bytes, fastmask: bytes | None,
     return (f_hks, f_ids, f_acts_b, f_exps), have_dst
 
 
-def _sort_rest(rules, fastmask: bytes, per_band: dict[str, list[Rule]], trie6: list[Rule],
+def _sort_rest(rules, rest: bytes, per_band: dict[str, list[Rule]], trie6: list[Rule],
                l4: list[Rule]) -> int:
-    """Check the rules outside the fast set one by one and sort each into
-    its table; returns the config flags they need."""
+    """Check the rules ``rest`` selects (those outside the columnar sets)
+    one by one and sort each into its table; returns the config flags they
+    need."""
     flags = 0
-    for i in compress(range(len(rules)), fastmask.translate(_NOT01)):
+    for i in compress(range(len(rules)), rest):
         r = rules[i]
         if type(r) is not Rule:
             r = Rule(*r)
@@ -689,20 +725,29 @@ def _take_apart(rules) -> _Split:
     trie6: list[Rule] = []
     l4: list[Rule] = []
     if not n:
-        return _Split(None, None, per_band, trie6, l4, 0)
+        return _Split(None, None, None, per_band, trie6, l4, 0)
     cols, (fams_b, plens_b, dirs_b, acts_b) = _columns(rules)
     fastmask = _fast_mask(n, fams_b, plens_b, cols[6], cols[7])
     nfast = n if fastmask is None else fastmask.count(1)
-    fast, flags = None, 0
+    fast, host6, flags = None, None, 0
     if nfast:
         fast, have_dst = _fast_set(rules, cols, dirs_b, acts_b, fastmask, nfast)
         if have_dst:
             flags |= CfgFlag.HAVE_DST
     if nfast != n:
-        flags |= _sort_rest(rules, fastmask, per_band, trie6, l4)
+        rest = int.from_bytes(fastmask.translate(_NOT01), "little")
+        mask6 = _fast_mask(n, fams_b, plens_b, cols[6], cols[7], family=6) if _LE else bytes(n)
+        n6 = n if mask6 is None else mask6.count(1)
+        if n6:
+            host6, have_dst = _host6_table(rules, cols, dirs_b, acts_b, mask6, n6)
+            if have_dst:
+                flags |= CfgFlag.HAVE_DST
+            rest = 0 if mask6 is None else rest & ~int.from_bytes(mask6, "little")
+        if rest:
+            flags |= _sort_rest(rules, rest.to_bytes(n, "little"), per_band, trie6, l4)
     if trie6:
         flags |= CfgFlag.HAVE_V6TRIE
-    return _Split(fast, fastmask, per_band, trie6, l4, flags)
+    return _Split(fast, fastmask, host6, per_band, trie6, l4, flags)
 
 
 def _compile_into(rules: list, out: Compiled) -> None:
@@ -729,6 +774,8 @@ def _compile_into(rules: list, out: Compiled) -> None:
             except _FastDup:
                 _find_dup(fast_rules())
                 raise
+        elif b.map == V6_L128 and sp.host6 is not None:
+            out[b.map] = sp.host6
         else:
             _compile_plain(b, minor, out)
     _compile_v6_trie(sp.trie6, out)

@@ -80,6 +80,12 @@ def _mask(family: int, plen: int) -> int:
     return ((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1)
 
 
+def pack_v6(nets: list[int]) -> bytes:
+    """IPv6 addresses packed as 16 big-endian bytes each (raises
+    OverflowError for one out of range, TypeError for a non-integer)."""
+    return b"".join(map(int.to_bytes, nets, repeat(16), repeat("big")))
+
+
 def format_address(family: int, addr: int) -> str:
     return socket.inet_ntop(_AF[family], addr.to_bytes(4 if family == 4 else 16, "big"))
 
@@ -393,7 +399,9 @@ def _nets(family: int, lines: list[str]) -> list[int]:
     except (OSError, ValueError):
         raise _Reject from None
     if family == 6:
-        return [int.from_bytes(raw[i:i + 16], "big") for i in range(0, len(raw), 16)]
+        size = len(raw)
+        cuts = map(slice, range(0, size, 16), range(16, size + 16, 16))
+        return list(map(int.from_bytes, map(raw.__getitem__, cuts), repeat("big")))
     arr = array("I")
     arr.frombytes(raw)
     if sys.byteorder == "little":
@@ -401,10 +409,10 @@ def _nets(family: int, lines: list[str]) -> list[int]:
     return arr.tolist()
 
 
-def _fast_chunk(text: str, out: list, seen32: set, other: set) -> tuple[int, int]:
+def _fast_chunk(text: str, out: list, seen32: list, other: set) -> tuple[int, int]:
     """Parse one chunk of single-family text: append Prefixes to out, the
-    networks of IPv4 /32 entries to seen32 (plus None) and the other entries
-    to other; return the numbers of both. Raises _Reject on anything unusual
+    networks of IPv4 /32 entries to seen32 (an array per chunk) and the
+    other entries to other; return the numbers of both. Raises _Reject on anything unusual
     (both families, IPv4-mapped addresses, bad syntax, host bits). out may
     have grown when it raises."""
     family = 6 if ":" in text else 4
@@ -439,8 +447,18 @@ def _fast_chunk(text: str, out: list, seen32: set, other: set) -> tuple[int, int
             other.update((4, a, p) for _, a, p in short)
             # keep only /32 networks for seen32: blank the others out
             deque(map(nets.__setitem__, [i for i, _, _ in short], repeat(None)), maxlen=0)
-    seen32.update(nets)
+            nets = [a for a in nets if a is not None]
+    seen32.append(array("I", nets))
     return n - n_short, n_short
+
+
+def _distinct(parts: list) -> int:
+    """How many distinct values arrays of u32 hold together (one sort:
+    numpy's unique hashes, several times slower here)."""
+    import numpy as np
+
+    srt = np.sort(np.frombuffer(b"".join(parts), np.uint32))
+    return int(srt.size and 1 + np.count_nonzero(srt[1:] != srt[:-1]))
 
 
 def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> list[Prefix]:
@@ -457,9 +475,10 @@ def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> l
         text = text[1:]
     with collector_paused():  # millions of small objects, no cycles
         out: list[Prefix] = []
-        # Duplicates: the /32 networks must be distinct, and so must the
-        # other prefixes (a set each; counted as they are added).
-        seen32: set = {None}
+        # Duplicates: the /32 networks must be distinct (arrays, sorted once
+        # at the end), and so must the other prefixes (a set; counted as
+        # they are added).
+        seen32: list = []
         other: set = set()
         n32 = n_other = 0
         pos, end_all, lineno = 0, len(text), 1
@@ -475,9 +494,10 @@ def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> l
                     del out[mark:]
                     got = _slow(chunk.split("\n"), lineno, False)
                     a = b = 0
+                    seen32.append(array("I"))
                     for p in got:
                         if p.family == 4 and p.plen == 32:
-                            seen32.add(p.net)
+                            seen32[-1].append(p.net)
                             a += 1
                         else:
                             other.add(p)
@@ -487,7 +507,7 @@ def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> l
                 n_other += b
                 lineno += chunk.count("\n")
                 pos = end
-            if len(seen32) - 1 != n32 or len(other) != n_other:
+            if _distinct(seen32) != n32 or len(other) != n_other:
                 raise _Reject  # a duplicate somewhere
         except (_Reject, PrefixError):
             # the line-by-line pass names the first problem in file order

@@ -19,11 +19,17 @@ from .validate import addr_bytes
 
 def row_to_rule(row: RuleRow, now_wall: float, now_kns: int) -> dlc.Rule:
     """A stored rule as the compiler takes it (deadline on the kernel clock)."""
-    exp = wall_to_kernel_ns(row.expires, now_wall, now_kns)
-    if row.anyaddr:
-        return dlc.Rule(row.id, 0, 0, 0, row.dir, row.action, row.proto, row.port, exp)
-    return dlc.Rule(row.id, row.family, int.from_bytes(row.addr, "big"), row.plen, row.dir, row.action,
-                    row.proto or None, row.port or None, exp)
+    return match_to_rule(row.id, row.family, row.addr, row.plen, row.dir, row.action, row.proto, row.port,
+                         row.anyaddr, row.expires, now_wall, now_kns)
+
+
+def match_to_rule(rid: int, family: int, addr: bytes, plen: int, dir: int, action: int, proto: int, port: int,
+                  anyaddr: int, expires: float | None, now_wall: float, now_kns: int) -> dlc.Rule:
+    """A row of State.rule_matches() (or those fields of a RuleRow) as a Rule."""
+    exp = wall_to_kernel_ns(expires, now_wall, now_kns)
+    if anyaddr:
+        return dlc.Rule(rid, 0, 0, 0, dir, action, proto, port, exp)
+    return dlc.Rule(rid, family, int.from_bytes(addr, "big"), plen, dir, action, proto or None, port or None, exp)
 
 
 class SqlRuleIndex(dlc.RuleIndex):

@@ -32,7 +32,7 @@ def sorted_keys(entries: bytes) -> tuple[bytes, bytes]:
     nets4 = np.frombuffer(entries, ">u4", n4, o + n4)
     o += 5 * n4
     plens6 = np.frombuffer(entries, np.uint8, n6, o)
-    nets6 = np.frombuffer(entries, ">u8", 2 * n6, o + n6).reshape(n6, 2)
+    nets6 = np.frombuffer(entries, ">u8", 2 * n6, o + n6).reshape(n6, 2).astype(np.uint64)  # native: sorts faster
     order4 = np.argsort((plens4.astype(np.uint64) << 32) | nets4.astype(np.uint64), kind="stable")
     rec4 = np.empty(n4, dtype=[("p", "u1"), ("n", ">u4"), ("i", ">u4")])
     rec4["p"], rec4["n"], rec4["i"] = plens4[order4], nets4[order4], order4

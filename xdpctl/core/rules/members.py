@@ -92,5 +92,5 @@ class Members:
             self.plens4,
             nets4.tobytes(),
             self.plens6,
-            b"".join(n.to_bytes(16, "big") for n in self.nets6),
+            px.pack_v6(self.nets6),
         ))

@@ -77,6 +77,15 @@ def rebuild(kt, rule_set: int, exact: bool, compiled) -> None:
     _mark(kt, rule_set, REBUILT)
 
 
+def copy(kt, src: int, dst: int) -> None:
+    """Give set ``dst`` the bitmap of set ``src`` when both hold the same
+    keys (the twin just took the same writes): the bits cover its keys as
+    they cover the source's; marked REBUILT like a rebuild."""
+    keys, vals, n = kt.table(abi.BITS_MAP, src).dump()
+    kt.table(abi.BITS_MAP, dst).update_batch(keys, vals, n)
+    _mark(kt, dst, REBUILT)
+
+
 def _keys(table, m):
     n = m.key_size
     return (table.keys[i * n:(i + 1) * n] for i in range(table.count))

@@ -14,7 +14,7 @@ from ... import abi
 from .. import dlcompile as dlc
 from ..errors import ValidationError
 from .clock import kernel_ns, wall_to_kernel_ns
-from .index import row_to_rule
+from .index import match_to_rule, row_to_rule
 from .members import Members
 from .store import State
 
@@ -33,32 +33,85 @@ def all_rules(state: State, now_wall: float, now_kns: int,
     """Every rule, individual and list members, deduplicated by match.
     ``pending``: a list being imported (name, members), not stored yet; it
     stands for the stored list of that name."""
-    rules = [row_to_rule(r, now_wall, now_kns) for r in state.rule_rows()]
+    rules = _stored_rules(state, now_wall, now_kns)
     lists = list_columns(state, now_wall, now_kns, skip=pending[0] if pending else None)
     if pending is not None:
         lists.append(pending[1])
     if not lists:
         return dlc.RuleColumns.of(rules)
-    seen = {(r.family, r.dir, r.plen, r.net) for r in rules if r.proto is None}
+    seen = _Seen([(r.family, r.dir, r.plen, r.net) for r in rules if r.proto is None])
     parts = [dlc.RuleColumns.of(rules)]
     for i, cols in enumerate(lists):
-        last = i + 1 == len(lists)
-        _ids, fams, nets, plens, dirs = cols.cols[:5]
-        if not seen:
-            if not last:
-                seen.update(zip(fams, dirs, plens, nets))
-            parts.append(cols)
-            continue
-        keys = list(zip(fams, dirs, plens, nets))
-        keep = bytes(k not in seen for k in keys)
-        if keep.count(1) != len(keep):
+        keep = seen.fresh(cols)
+        if keep is not None:
             cols = dlc.RuleColumns(*[list(compress(c, keep)) if not isinstance(c, bytes)
                                      else bytes(compress(c, keep)) for c in cols.cols])
-            keys = list(compress(keys, keep))
-        if not last:
-            seen.update(keys)
+        if i + 1 < len(lists):
+            seen.add(cols)
         parts.append(cols)
     return dlc.RuleColumns.concat(parts)
+
+
+def _stored_rules(state: State, now_wall: float, now_kns: int) -> list[dlc.Rule]:
+    """The individually managed rules as compiler input."""
+    return [match_to_rule(*m, now_wall, now_kns) for m in state.rule_matches()]
+
+
+class _Seen:
+    """The matches (family, dir, plen, net) taken so far: IPv4 ones as a
+    sorted array of 64-bit keys (dir << 40 | plen << 32 | net), searched
+    once per list; IPv6 ones in a set."""
+
+    def __init__(self, matches: list[tuple]):
+        self.v6 = {m for m in matches if m[0] == 6}
+        self.v4 = None  # no IPv4 match yet
+        v4 = [(d << 40) | (p << 32) | n for f, d, p, n in matches if f == 4]
+        if v4:
+            import numpy as np
+
+            self.v4 = np.sort(np.array(v4, np.uint64))
+
+    @staticmethod
+    def _keys4(cols: dlc.RuleColumns):
+        """The IPv4 members' keys and their positions (IPv4 members come first in a list)."""
+        import numpy as np
+
+        _ids, fams, nets, plens, dirs = cols.cols[:5]
+        n4 = fams.count(4)
+        first = fams.startswith(b"\x04" * n4)
+        pos = np.arange(n4) if first else np.flatnonzero(np.frombuffer(fams, np.uint8) == 4)
+        net = np.array(nets[:n4] if first else [nets[i] for i in pos], np.uint64)
+        d = np.frombuffer(dirs, np.uint8)[pos].astype(np.uint64)
+        p = np.frombuffer(plens, np.uint8)[pos].astype(np.uint64)
+        return (d << np.uint64(40)) | (p << np.uint64(32)) | net, pos
+
+    def fresh(self, cols: dlc.RuleColumns) -> bytes | None:
+        """Which members of a list no earlier rule or list has taken (one
+        byte each); None when none is taken."""
+        if self.v4 is None and not self.v6:
+            return None
+        import numpy as np
+
+        drop = np.zeros(len(cols), bool)
+        if self.v4 is not None and cols.cols[1].count(4):
+            keys, pos = self._keys4(cols)
+            at = np.minimum(np.searchsorted(self.v4, keys), self.v4.size - 1)
+            drop[pos] = self.v4[at] == keys  # one sorted search (numpy's isin hashes: slower)
+        if self.v6 and cols.cols[1].count(6):
+            _ids, fams, nets, plens, dirs = cols.cols[:5]
+            for i in np.flatnonzero(np.frombuffer(fams, np.uint8) == 6).tolist():
+                drop[i] = (6, dirs[i], plens[i], nets[i]) in self.v6
+        return (~drop).astype(np.uint8).tobytes() if drop.any() else None
+
+    def add(self, cols: dlc.RuleColumns) -> None:
+        if cols.cols[1].count(4):
+            import numpy as np
+
+            keys = self._keys4(cols)[0]
+            self.v4 = np.sort(keys if self.v4 is None else np.concatenate((self.v4, keys)))
+        if cols.cols[1].count(6):
+            _ids, fams, nets, plens, dirs = cols.cols[:5]
+            self.v6.update((6, dirs[i], plens[i], nets[i]) for i in range(len(cols)) if fams[i] == 6)
 
 
 def config_flags(state: State) -> int:

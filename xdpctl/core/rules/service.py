@@ -198,8 +198,8 @@ class DropList:
         with KernelTables(self.ctx) as kt:
             return self._finish(kt)
 
-    def _full_sync(self, kt: KernelTables, progress=None) -> SyncReport:
-        return kt.sync_to(ruleset.compile_stored(self.state), progress)
+    def _full_sync(self, kt: KernelTables, progress=None, repair: bool = False) -> SyncReport:
+        return kt.sync_to(ruleset.compile_stored(self.state), progress, repair)
 
     def _write_changes(self, kt: KernelTables, added_ids: list[int], removed: list[dlc.Rule]) -> None:
         """Write the kernel for rules just inserted/updated (by id) and rules
@@ -436,7 +436,7 @@ class DropList:
             for name in state.lists_without_keys():  # stored by an older version
                 state.set_list_keys(name, listindex.sorted_keys(state.list_row(name).entries))
             self._expire_locked(kt)
-            report = self._full_sync(kt, progress)
+            report = self._full_sync(kt, progress, repair=True)
             want = abi.Config(POLICIES[self.policy()], ruleset.config_flags(self.state), self.revision())
             other = kt.commit(*want[:3])
             if other is not None:  # entries one set lacked: the larger repair of the two

@@ -418,6 +418,12 @@ class State:
         q = f"SELECT {RULE_COLS} FROM rules" + (f" WHERE {where}" if where else "")
         return list(map(RuleRow._make, self.db.execute(q, tuple(args))))
 
+    def rule_matches(self) -> list[tuple]:
+        """Every rule in id order as the compiler needs it: (id, family,
+        addr, plen, dir, action, proto, port, anyaddr, expires)."""
+        return self.db.execute("SELECT id, family, addr, plen, dir, action, proto, port, anyaddr, expires "
+                               "FROM rules ORDER BY id").fetchall()
+
     def rule_rows(self, match: tuple[int, int, bytes] | None = None, limit: int | None = None,
                   after: int | None = None) -> list[RuleRow]:
         """Rules in id order; ``match`` (family, plen, addr): only on that

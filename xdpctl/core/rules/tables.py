@@ -117,12 +117,16 @@ class KernelTables(SharedMaps):
         self._wrote.append(plan)
         _apply_plan(self, plan, self.standby, self._undo)
 
-    def sync_to(self, compiled: dlc.Compiled, progress: Progress | None = None) -> SyncReport:
+    def sync_to(self, compiled: dlc.Compiled, progress: Progress | None = None,
+                repair: bool = False) -> SyncReport:
         """Make the standby set equal the compiled image; undone if this
-        change fails before commit."""
+        change fails before commit. The other set gets the same writes at
+        commit when it mirrored the standby set; with ``repair`` (or when it
+        did not mirror it) it is compared with the image entry by entry."""
         self._begin_write()
-        self._wrote.append(compiled)
-        return _sync_set(self, compiled, self.standby, self._undo, progress)
+        writes: list | None = None if repair else []
+        self._wrote.append((compiled, writes))
+        return _sync_set(self, compiled, self.standby, self._undo, progress, writes)
 
     def commit(self, policy: int, flags: int, revision: int) -> SyncReport | None:
         """Make ``revision`` the kernel's: flip xc_cfg to the standby set
@@ -153,7 +157,8 @@ class KernelTables(SharedMaps):
                 if isinstance(w, dlc.Plan):
                     _apply_plan(self, w, old.active, None)
                 else:
-                    rep = _sync_set(self, w, old.active, None, None)
+                    compiled, writes = w  # the standby set's writes replay on its twin when it mirrored it
+                    rep = _sync_set(self, compiled, old.active, None, None, None, writes if mirrored else None)
                     report.written, report.deleted = report.written + rep.written, report.deleted + rep.deleted
         except Exception as exc:
             self.catch_up_error = (f"set {SET_NAMES[old.active]} of the rule tables was not brought to "
@@ -266,15 +271,19 @@ def _apply_plan(kt: KernelTables, plan: dlc.Plan, rule_set: int, undo: Undo | No
                         b"".join(new_keys), len(new_keys))
 
 
-def _sync_map(mo: maps.Map, name: str, table: dlc.Table, undo: Undo | None) -> tuple[int, int]:
-    """Make one map equal its image; record how to undo it. Returns
-    (entries written, entries deleted)."""
+def _sync_map(mo: maps.Map, name: str, table: dlc.Table, undo: Undo | None,
+              writes: list | None) -> tuple[int, int]:
+    """Make one map equal its image; record how to undo it, and (in
+    ``writes``) what was written and deleted. Returns (entries written,
+    entries deleted)."""
     if name != dlc.L16 and not mo.has_entries():
         if table.count:
             _check_capacity(mo, table.count)
             if undo is not None:
                 undo.append((mo, b"", b"", 0, table.keys, table.count))
             mo.update_batch(table.keys, table.values, table.count)
+        if writes is not None:
+            writes.append((name, table.keys, table.values, table.count, b"", 0))
         return table.count, 0
     _check_capacity(mo, table.count)
     d = diff_entries(mo.dump(), table, mo.key_size, mo.value_size)
@@ -282,9 +291,25 @@ def _sync_map(mo: maps.Map, name: str, table: dlc.Table, undo: Undo | None) -> t
         d = d._replace(dels=b"", n_del=0)
     if undo is not None:
         undo.append((mo, d.old_keys, d.old_vals, d.n_old, d.new_keys, d.n_new))
+    if writes is not None:
+        writes.append((name, d.upd_keys, d.upd_vals, d.n_upd, d.dels, d.n_del))
     mo.update_batch(d.upd_keys, d.upd_vals, d.n_upd)
     mo.delete_batch(d.dels, d.n_del)
     return d.n_upd, d.n_del
+
+
+def _replay(kt: "KernelTables", rule_set: int, writes: list) -> SyncReport:
+    """Write into one set what a full write did to its twin (which held the
+    same entries before): no read, no comparison."""
+    report = SyncReport(revision=0)
+    for name, upd_keys, upd_vals, n_upd, dels, n_del in writes:
+        mo = kt.table(name, rule_set)
+        mo.update_batch(upd_keys, upd_vals, n_upd)
+        mo.delete_batch(dels, n_del)
+        report.per_map[name] = (n_upd, n_del)
+        report.written += n_upd
+        report.deleted += n_del
+    return report
 
 
 class Diff(NamedTuple):
@@ -336,13 +361,19 @@ def diff_entries(cur: tuple[bytes, bytes, int], table: dlc.Table, ks: int, vs: i
 
 
 def _sync_set(kt: KernelTables, compiled: dlc.Compiled, rule_set: int, undo: Undo | None,
-              progress: Progress | None) -> SyncReport:
-    """Make every rule map of one set equal the compiled image."""
+              progress: Progress | None, writes: list | None = None, replay: list | None = None) -> SyncReport:
+    """Make every rule map of one set equal the compiled image: compared
+    map by map (what was done goes to ``writes``), or, given ``replay``,
+    by repeating its twin's writes."""
+    if replay is not None:
+        report = _replay(kt, rule_set, replay)
+        presence.copy(kt, 1 - rule_set, rule_set)  # the twin's keys, so the twin's bits
+        return report
     report = SyncReport(revision=0)
     total = sum(compiled[m].count for m in abi.RULE_MAPS)
     done = 0
     for name in abi.RULE_MAPS:
-        written, deleted = _sync_map(kt.table(name, rule_set), name, compiled[name], undo)
+        written, deleted = _sync_map(kt.table(name, rule_set), name, compiled[name], undo, writes)
         report.per_map[name] = (written, deleted)
         report.written += written
         report.deleted += deleted

@@ -58,7 +58,7 @@ wheel: deps bpf
 	rm -rf build *.egg-info
 
 test: deps bpf
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=20 tests
 
 test-unit: deps
 	$(PY) -m pytest -q tests/unit

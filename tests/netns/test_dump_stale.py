@@ -53,7 +53,7 @@ def test_status_shows_a_dead_listeners_flag_and_dump_clear_clears_it(dl_env):
     assert f"is set for pid {pid}, which is gone" in text and "`xdpctl dump --clear`" in text
     # a live listener's flag (pid 1 never exits) on the TC hook stays
     with maps.Map.from_pin(tc.pin(env.ctx, CFG)) as cfg:
-        cfg.update(ZERO, abi.SAMPLE_CFG.pack(1, 1, 10, 1 << 3, int(abi.SampleHook.TC_INGRESS)))
+        cfg.update(ZERO, abi.SAMPLE_CFG.pack(1, 1, 10, 1 << 3, int(abi.HookKind.TC_INGRESS)))
         got = json.loads(env.cli("dump", b.ifname, "--netns", b.netns, "--clear", "--json").stdout)
         assert got == {"cleared": [{**stale, "hook": "xdp"}]}
         with maps.Map.from_pin(ref.pin(env.ctx, CFG)) as xcfg:

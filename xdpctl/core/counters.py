@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .. import abi
@@ -14,7 +14,7 @@ from ..kernel import maps, netlink
 from .context import Context
 from .errors import choice
 from .hooks import HOOKS, HookRef, pinned_hooks
-from .views import (CountView, HitsView, HookRatesView, HookStatsView, ProtoCountView, ProtoRateView, RateView,
+from .views import (CountView, HookRatesView, HookStatsView, ProtoCountView, ProtoRateView, RateView,
                     StatsView)
 
 L3_NAMES = {abi.L3.IPV4: "ipv4", abi.L3.IPV6: "ipv6", abi.L3.ARP: "arp", abi.L3.OTHER: "other",
@@ -33,21 +33,6 @@ def slot_name(slot: int) -> tuple[str, str] | None:
         return None
     l3, l4 = divmod(slot, int(abi.L4.MAX))
     return L3_NAMES[abi.L3(l3)], L4_NAMES[abi.L4(l4)]
-
-
-def hits_by_hook(h: abi.RuleHits) -> dict[str, HitsView]:
-    """A rule's (or list's) hits per hook kind, as the views' ``hits``."""
-    return {name: HitsView.model_construct(packets=h.hooks[k][0], bytes=h.hooks[k][1])
-            for name, k in abi.HOOK_KINDS.items()}
-
-
-def sum_hits(hits: Iterable[abi.RuleHits]) -> abi.RuleHits:
-    """The hits of several rules (a list's members) added up, hook kind by
-    hook kind; the latest last hit."""
-    hs = list(hits)
-    hooks = tuple((sum(h.hooks[k][0] for h in hs), sum(h.hooks[k][1] for h in hs)) for k in range(abi.RULE_HOOKS))
-    return abi.RuleHits(sum(p for p, _ in hooks), sum(b for _, b in hooks),
-                        max((h.last_hit_ns for h in hs), default=0), hooks)
 
 
 def sum_percpu(m: maps.Map) -> dict[int, tuple[int, int]]:

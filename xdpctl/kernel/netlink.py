@@ -19,10 +19,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from pyroute2 import IPRoute, netns as pr_netns
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError as PrNetlinkError
 from pyroute2.netlink.rtnl.tcmsg import sched_bpf
 
+from . import netns as netns_mod
 from ..core.errors import (
     Conflict,
     InterfaceNotFound,
@@ -118,16 +119,10 @@ def ipr(netns: str | None = None) -> Iterator[IPRoute]:
 
 @contextmanager
 def in_netns(netns: str | None):
-    """Run the block with the current thread inside ``netns``."""
-    if not netns:
+    """Run the block with the current thread inside ``netns`` (checked first)."""
+    check_netns(netns or None)
+    with netns_mod.in_netns(netns or None):
         yield
-        return
-    check_netns(netns)
-    pr_netns.pushns(netns)
-    try:
-        yield
-    finally:
-        pr_netns.popns()
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ from ... import abi
 from .. import dlcompile as dlc
 from .. import prefixes as px
 from ..context import Context
-from ..counters import hits_by_hook, sum_hits
 from ..errors import Conflict, NotFound, ValidationError
 from ..views import (ChangeView, ExpireView, ListChangeView, ListDetailView, ListsView, ListView, PolicyView,
                      RevisionView, RulesView, RuleView)
 from . import listindex, ruleset, validate
 from .clock import kernel_ns, kernel_ns_to_wall, wall_to_kernel_ns
 from .index import SqlRuleIndex, row_to_rule
+from .hits import hits_by_hook, sum_hits
 from .members import Members
 from .store import ListRow, RuleRow, State
 from .tables import KernelTables, SyncReport, rule_stats

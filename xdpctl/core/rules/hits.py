@@ -1,0 +1,25 @@
+"""Rule hits as the views show them: per hook kind, and added up over a
+list's members. Kept apart from core.counters so a rule change does not
+load the hook and netlink machinery."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ... import abi
+from ..views import HitsView
+
+
+def hits_by_hook(h: abi.RuleHits) -> dict[str, HitsView]:
+    """A rule's (or list's) hits per hook kind, as the views' ``hits``."""
+    return {name: HitsView.model_construct(packets=h.hooks[k][0], bytes=h.hooks[k][1])
+            for name, k in abi.HOOK_KINDS.items()}
+
+
+def sum_hits(hits: Iterable[abi.RuleHits]) -> abi.RuleHits:
+    """The hits of several rules (a list's members) added up, hook kind by
+    hook kind; the latest last hit."""
+    hs = list(hits)
+    hooks = tuple((sum(h.hooks[k][0] for h in hs), sum(h.hooks[k][1] for h in hs)) for k in range(abi.RULE_HOOKS))
+    return abi.RuleHits(sum(p for p, _ in hooks), sum(b for _, b in hooks),
+                        max((h.last_hit_ns for h in hs), default=0), hooks)

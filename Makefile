@@ -17,6 +17,7 @@ APT_PKGS := clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool nftables \
 	xdp-tools python3-venv python3-dev gcc systemd \
 	etcd-server openssl tcpdump \
 	chromium chromium-driver
+SWAGGER_UI := api/static/vendor/swagger-ui/swagger-ui-bundle.js
 STAMP_APT := .deps-apt.stamp
 STAMP_VENV := $(VENV)/.installed.stamp
 
@@ -40,7 +41,12 @@ $(STAMP_VENV): pyproject.toml setup.py | $(STAMP_APT)
 	$(PY) -m pip install -qq -e '.[test]'
 	@touch $@
 
-deps: $(STAMP_APT) $(STAMP_VENV)
+# Swagger UI for the offline /docs page: fetched (pinned, sha256-checked),
+# not kept in git.
+$(SWAGGER_UI): tools/fetch_swagger_ui.py
+	$(PYTHON) tools/fetch_swagger_ui.py
+
+deps: $(STAMP_APT) $(STAMP_VENV) $(SWAGGER_UI)
 
 $(BPF_OUT)/xdp_%.o: bpf/xdp/%.bpf.c $(BPF_HDRS) | $(STAMP_APT)
 	@mkdir -p $(BPF_OUT)

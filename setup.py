@@ -9,6 +9,8 @@
   ``make bpf``): building one without them is an error, not a wheel that
   fails at the first attach. Editable installs are exempt (``make deps``
   installs before ``make bpf``, and they read the objects from the tree).
+  Likewise Swagger UI's bundle for /docs, which `make deps` fetches
+  (tools/fetch_swagger_ui.py) instead of keeping it in git.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from setuptools.errors import FileError
 HERE = os.path.dirname(os.path.abspath(__file__))
 API = "xdpctl.api"
 BPF_OUT = os.path.join("xdpctl", "bpf")
+SWAGGER_UI = os.path.join("api", "static", "vendor", "swagger-ui", "swagger-ui-bundle.js")
 
 
 def expected_objects() -> list[str]:
@@ -50,6 +53,9 @@ class BuildPyWithObjects(build_py):
                 raise FileError(
                     f"{BPF_OUT} lacks the compiled BPF objects ({', '.join(missing)}): "
                     "run `make bpf` before building a wheel")
+            if not os.path.exists(os.path.join(HERE, SWAGGER_UI)):
+                raise FileError(f"{SWAGGER_UI} is missing (fetched, not kept in git): run `make deps` "
+                                "before building a wheel")
         super().run()
 
 

@@ -189,8 +189,10 @@ class SamplingView(View):
     cap: int = Field(description="samples per second per CPU at most")
     note: str = Field(description="what the flag costs and how it ends")
 
+
 class SamplingClearView(View):
     cleared: list[SamplingView] = Field(description="the stale flags cleared (their listeners were gone)")
+
 
 class StatusView(View):
     revision: int

@@ -623,5 +623,18 @@ def with_sets(capacity: dict[str, int]) -> dict[str, int]:
     return out
 
 
+# The rule maps that may be preallocated (settings.prealloc): the hash bands.
+# An LPM trie is never preallocated; an array always is.
+PREALLOCATABLE = tuple(n for n in RULE_MAPS if MAP_SPECS[n].map_type == MapType.HASH)
+
+
+def prealloc_flags(names) -> dict[str, int]:
+    """Map flags by name for a loader: the named hash bands of both sets
+    without BPF_F_NO_PREALLOC (their memory is taken when they are made)."""
+    out = {n: MAP_SPECS[n].flags & ~BPF_F_NO_PREALLOC for n in names}
+    out.update({n + STANDBY_SUFFIX: v for n, v in list(out.items())})
+    return out
+
+
 HOOK_MAPS = tuple(n for n, s in MAP_SPECS.items() if s.scope == "hook")
 SHARED_MAPS = tuple(n for n, s in MAP_SPECS.items() if s.scope == "shared")

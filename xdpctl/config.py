@@ -9,13 +9,15 @@ never touch a production instance.
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Annotated
 
 import pydantic
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .abi import MAP_SPECS
+from .abi import MAP_SPECS, PREALLOCATABLE
 from .core.errors import ValidationError
 
 ENV_PREFIX = "XDPCTL_"
@@ -44,6 +46,10 @@ class Settings(BaseSettings):
                                                   "(default: the objects installed with the package)")
     capacity: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CAPACITY),
                                      description="sizes of the resizable drop-list maps, by map name")
+    prealloc: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                description="hash bands of the drop list whose memory is taken when they are "
+                                            "made (faster bulk writes, memory held at full capacity): names "
+                                            "from " + ", ".join(PREALLOCATABLE) + ", or all")
     api_token: str | None = Field(None, repr=False, description="the REST service's bearer token")
     api_token_file: str | None = Field(None, description="file holding the REST service's bearer token")
     api_read_token: str | None = Field(None, repr=False, description="a token that may only read")
@@ -72,6 +78,20 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"sizes must be at least 1: {', '.join(bad)}")
         return {**DEFAULT_CAPACITY, **value}
+
+    @field_validator("prealloc", mode="before")
+    @classmethod
+    def _prealloc_names(cls, value):
+        if isinstance(value, str):  # XDPCTL_PREALLOC=xc_v4_l32,xc_v6_l128, all, or a JSON list
+            value = json.loads(value) if value.lstrip().startswith("[") else value.split(",")
+        names = [str(v).strip() for v in value if str(v).strip()]
+        if names == ["all"]:
+            return list(PREALLOCATABLE)
+        unknown = sorted(set(names) - set(PREALLOCATABLE))
+        if unknown:
+            raise ValueError(f"cannot be preallocated: {', '.join(unknown)} (hash bands: "
+                             f"{', '.join(PREALLOCATABLE)}, or all)")
+        return sorted(set(names), key=PREALLOCATABLE.index)
 
     @field_validator("api_token", "api_read_token")
     @classmethod

@@ -41,7 +41,8 @@ class SharedMaps:
             check_shared_pins(self.ctx, missing)
             bpffs.makedirs(self.dir)
             objects.load(objects.object_path(self.object_name()), pin_path=self._pin,
-                         max_entries=abi.with_sets(self.ctx.settings.capacity)).close()
+                         max_entries=abi.with_sets(self.ctx.settings.capacity),
+                         map_flags=abi.prealloc_flags(self.ctx.settings.prealloc)).close()
         for m in self.NAMES:
             if m not in self.maps:
                 self.maps[m] = self.ctx.pinned_map(os.path.join(self.dir, m))

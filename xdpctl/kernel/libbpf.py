@@ -168,6 +168,24 @@ class ProgLoadOpts(Structure):
     ]
 
 
+class MapCreateOpts(Structure):
+    """struct bpf_map_create_opts up to map_ifindex (libbpf takes the
+    size it is given)."""
+
+    _fields_ = [
+        ("sz", c_size_t),
+        ("btf_fd", c_uint32),
+        ("btf_key_type_id", c_uint32),
+        ("btf_value_type_id", c_uint32),
+        ("btf_vmlinux_value_type_id", c_uint32),
+        ("inner_map_fd", c_uint32),
+        ("map_flags", c_uint32),
+        ("map_extra", c_uint64),
+        ("numa_node", c_uint32),
+        ("map_ifindex", c_uint32),
+    ]
+
+
 # int (*ring_buffer_sample_fn)(void *ctx, void *data, size_t size)
 RINGBUF_SAMPLE_FN = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
 
@@ -186,10 +204,13 @@ _SIGNATURES = {
     "bpf_map__fd": (c_int, c_void_p),
     "bpf_map__set_pin_path": (c_int, c_void_p, c_char_p),
     "bpf_map__set_max_entries": (c_int, c_void_p, c_uint32),
+    "bpf_map__map_flags": (c_uint32, c_void_p),
+    "bpf_map__set_map_flags": (c_int, c_void_p, c_uint32),
     "bpf_program__name": (c_char_p, c_void_p),
     "bpf_program__fd": (c_int, c_void_p),
     # syscalls
     "bpf_obj_pin": (c_int, c_int, c_char_p),
+    "bpf_map_create": (c_int, c_int, c_char_p, c_uint32, c_uint32, c_uint32, POINTER(MapCreateOpts)),
     "bpf_obj_get": (c_int, c_char_p),
     "bpf_obj_get_info_by_fd": (c_int, c_int, c_void_p, POINTER(c_uint32)),
     "bpf_prog_get_fd_by_id": (c_int, c_uint32),
@@ -243,5 +264,5 @@ def num_possible_cpus() -> int:
     return check(load().libbpf_num_possible_cpus(), "libbpf_num_possible_cpus")
 
 
-__all__ = [*_SIGNATURES, "load", "RINGBUF_SAMPLE_FN", "BatchOpts", "TestRunOpts", "ProgLoadOpts", "check", "check_ptr", "close_fd",
+__all__ = [*_SIGNATURES, "load", "RINGBUF_SAMPLE_FN", "BatchOpts", "MapCreateOpts", "TestRunOpts", "ProgLoadOpts", "check", "check_ptr", "close_fd",
            "num_possible_cpus", "log_mark", "log_since_mark", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST"]

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
+import threading
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..core.errors import BpfError, CapacityError
 from . import libbpf as L
@@ -25,6 +27,11 @@ PERCPU_TYPES = {BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, 10}
 ARRAY_TYPES = {BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PROG_ARRAY}
 
 BATCH_CHUNK = 65536
+PARALLEL_MIN = 2 * BATCH_CHUNK  # entries from which a preallocated hash is written on several threads
+MAX_WRITERS = 4
+BPF_F_NO_PREALLOC = 1
+BPF_MAP_TYPE_ARRAY_OF_MAPS = 12
+HASH_TYPES = {BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_HASH}
 ENOTSUPP = 524  # kernel-internal errno some map types return for batch ops
 
 
@@ -319,6 +326,40 @@ class Map:
         return b"".join(k for k, _v in entries), b"".join(v for _k, v in entries), len(entries)
 
     # -- batches
+    @property
+    def preallocated(self) -> bool:
+        """A hash whose elements were allocated when it was made: writes
+        take no allocation, so they scale across CPUs."""
+        return self.type in HASH_TYPES and not self.flags & BPF_F_NO_PREALLOC
+
+    def _spread(self, count: int, write: Callable[[int, int], None]) -> None:
+        """Run write(start, end) over [0, count): in one call, or, for a
+        big batch into a preallocated hash, in contiguous parts on several
+        threads (the syscalls run without the GIL). Every part runs to its
+        end; the first failure is raised (a full map first)."""
+        parts = min(os.cpu_count() or 1, MAX_WRITERS) if self.preallocated and count >= PARALLEL_MIN else 1
+        if parts == 1:
+            write(0, count)
+            return
+        cuts = [count * i // parts for i in range(parts + 1)]
+        errors: list[BaseException] = []
+
+        def run(a: int, b: int) -> None:
+            try:
+                write(a, b)
+            except BaseException as exc:  # raised below, in the caller's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(cuts[i], cuts[i + 1]), name="xdpctl-batch")
+                   for i in range(1, parts)]
+        for t in threads:
+            t.start()
+        run(cuts[0], cuts[1])
+        for t in threads:
+            t.join()
+        if errors:
+            raise next((e for e in errors if isinstance(e, CapacityError)), errors[0])
+
     def update_batch(self, keys: bytes, values: bytes, count: int, flags: int = 0) -> None:
         """Write ``count`` packed entries. Raises CapacityError when full.
 
@@ -329,47 +370,56 @@ class Map:
             return
         if len(keys) != count * self.key_size or len(values) != count * self.buf_size:
             raise ValueError(f"map {self.name}: batch of {count} has wrong key/value bytes")
-        opts = L.BatchOpts(ctypes.sizeof(L.BatchOpts), flags, 0)
         kbuf = ctypes.create_string_buffer(keys, len(keys))
         vbuf = ctypes.create_string_buffer(values, len(values))
         kaddr, vaddr = ctypes.addressof(kbuf), ctypes.addressof(vbuf)
-        done = 0
-        while done < count:
-            n = min(BATCH_CHUNK, count - done)
-            cnt = ctypes.c_uint32(n)
-            ret = L.bpf_map_update_batch(
-                self.fd,
-                kaddr + done * self.key_size,
-                vaddr + done * self.buf_size,
-                ctypes.byref(cnt),
-                ctypes.byref(opts),
-            )
-            if ret in (-errno.E2BIG, -errno.ENOSPC):
-                raise CapacityError(
-                    f"map {self.name} is full: {self.max_entries} entries "
-                    f"(raise its capacity in the xdpctl config)"
+
+        def write(start: int, end: int) -> None:
+            opts = L.BatchOpts(ctypes.sizeof(L.BatchOpts), flags, 0)
+            done = start
+            while done < end:
+                n = min(BATCH_CHUNK, end - done)
+                cnt = ctypes.c_uint32(n)
+                ret = L.bpf_map_update_batch(
+                    self.fd,
+                    kaddr + done * self.key_size,
+                    vaddr + done * self.buf_size,
+                    ctypes.byref(cnt),
+                    ctypes.byref(opts),
                 )
-            L.check(ret, self._what("update_batch"))
-            done += n
+                if ret in (-errno.E2BIG, -errno.ENOSPC):
+                    raise CapacityError(
+                        f"map {self.name} is full: {self.max_entries} entries "
+                        f"(raise its capacity in the xdpctl config)"
+                    )
+                L.check(ret, self._what("update_batch"))
+                done += n
+
+        self._spread(count, write)
 
     def delete_batch(self, keys: bytes, count: int) -> None:
         if count == 0:
             return
         kbuf = ctypes.create_string_buffer(keys, len(keys))
-        opts = L.BatchOpts(ctypes.sizeof(L.BatchOpts), 0, 0)
         kaddr = ctypes.addressof(kbuf)
-        done = 0
-        while done < count:
-            n = min(BATCH_CHUNK, count - done)
-            cnt = ctypes.c_uint32(n)
-            ret = L.bpf_map_delete_batch(self.fd, kaddr + done * self.key_size, ctypes.byref(cnt), ctypes.byref(opts))
-            if ret == -errno.ENOENT:
-                # some key was absent: fall back to one by one, ignoring misses
-                for i in range(done, done + n):
-                    self.delete(keys[i * self.key_size : (i + 1) * self.key_size])
-            else:
-                L.check(ret, self._what("delete_batch"))
-            done += n
+
+        def delete(start: int, end: int) -> None:
+            opts = L.BatchOpts(ctypes.sizeof(L.BatchOpts), 0, 0)
+            done = start
+            while done < end:
+                n = min(BATCH_CHUNK, end - done)
+                cnt = ctypes.c_uint32(n)
+                ret = L.bpf_map_delete_batch(self.fd, kaddr + done * self.key_size, ctypes.byref(cnt),
+                                             ctypes.byref(opts))
+                if ret == -errno.ENOENT:
+                    # some key was absent: fall back to one by one, ignoring misses
+                    for i in range(done, done + n):
+                        self.delete(keys[i * self.key_size : (i + 1) * self.key_size])
+                else:
+                    L.check(ret, self._what("delete_batch"))
+                done += n
+
+        self._spread(count, delete)
 
     def clear(self) -> None:
         if self.type in ARRAY_TYPES:
@@ -398,3 +448,29 @@ def pinned_id(path: str) -> int | None:
         return info.id
     finally:
         L.close_fd(fd)
+
+
+_grace: list[int] = []  # [outer fd, inner fd]: the map-of-maps wait_for_programs updates
+_grace_lock = threading.Lock()
+
+
+def wait_for_programs() -> None:
+    """Return once every BPF program that was running has finished (an RCU
+    grace period): the kernel waits for them whenever a map of maps is
+    updated, so this updates the one slot of a private array of maps."""
+    with _grace_lock:
+        if not _grace:
+            inner = L.check(L.bpf_map_create(BPF_MAP_TYPE_ARRAY, b"xc_grace_in", 4, 4, 1, None),
+                            "create the grace-period inner map")
+            opts = L.MapCreateOpts(sz=ctypes.sizeof(L.MapCreateOpts), inner_map_fd=inner)
+            try:
+                outer = L.check(L.bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, b"xc_grace", 4, 4, 1,
+                                                 ctypes.byref(opts)), "create the grace-period map")
+            except BaseException:
+                L.close_fd(inner)
+                raise
+            _grace[:] = [outer, inner]
+        outer, inner = _grace
+        key, val = ctypes.c_uint32(0), ctypes.c_uint32(inner)
+        L.check(L.bpf_map_update_elem(outer, ctypes.byref(key), ctypes.byref(val), L.BPF_ANY),
+                "wait for running BPF programs")

@@ -62,13 +62,16 @@ def load(
     pin_path: Callable[[str], str | None] = lambda name: None,
     max_entries: dict[str, int] | None = None,
     pin_progs: dict[str, str] | None = None,
+    map_flags: dict[str, int] | None = None,
 ) -> Loaded:
     """Open, configure and load one object.
 
     ``pin_path(map_name)`` says where a map lives in bpffs: an existing pin
-    is reused (libbpf checks type, key, value and size match), a missing
-    one is created there after load. ``pin_progs`` maps program names to pin
-    paths (replacing what was pinned there).
+    is reused as it was created (its size and flags are taken from it;
+    libbpf checks type, key and value match), a missing one is created
+    there after load with the size in ``max_entries`` and the flags in
+    ``map_flags`` where they name it. ``pin_progs`` maps program names to
+    pin paths (replacing what was pinned there).
     """
     L.log_mark()
     obj = L.bpf_object__open_file(path.encode(), None)
@@ -80,12 +83,7 @@ def load(
         while m:
             name = L.bpf_map__name(m).decode()
             if not name.startswith("."):
-                pp = pin_path(name)
-                if pp:
-                    os.makedirs(os.path.dirname(pp), mode=0o700, exist_ok=True)
-                    L.check(L.bpf_map__set_pin_path(m, pp.encode()), f"set pin path of {name}")
-                if max_entries and name in max_entries:
-                    L.check(L.bpf_map__set_max_entries(m, max_entries[name]), f"set size of {name}")
+                _configure_map(m, name, pin_path(name), max_entries or {}, map_flags or {})
             m = L.bpf_object__next_map(obj, m)
         ret = L.bpf_object__load(obj)
         if ret < 0:
@@ -111,6 +109,22 @@ def load(
         return out
     finally:
         L.bpf_object__close(obj)
+
+
+def _configure_map(m, name: str, pp: str | None, max_entries: dict[str, int], map_flags: dict[str, int]) -> None:
+    """Pin path, size and flags of one map of an object before load: a map
+    pinned already keeps the size and flags it was made with."""
+    size, flags = max_entries.get(name), map_flags.get(name)
+    if pp:
+        os.makedirs(os.path.dirname(pp), mode=0o700, exist_ok=True)
+        L.check(L.bpf_map__set_pin_path(m, pp.encode()), f"set pin path of {name}")
+        if os.path.exists(pp):
+            with Map.from_pin(pp) as pinned:
+                size, flags = pinned.max_entries, pinned.flags
+    if size is not None:
+        L.check(L.bpf_map__set_max_entries(m, size), f"set size of {name}")
+    if flags is not None and flags != L.bpf_map__map_flags(m):
+        L.check(L.bpf_map__set_map_flags(m, flags), f"set flags of {name}")
 
 
 def _log_tail() -> str | None:

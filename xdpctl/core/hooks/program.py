@@ -101,7 +101,7 @@ def load(ctx: Context, ref: HookRef, bits: int) -> objects.Loaded:
     hdir = ref.dir(ctx)
     bpffs.makedirs(hdir)
     loaded = objects.load(objects.object_path(object_name(ref.hook)), pin_path=pin_path_for(ctx, hdir),
-                          max_entries=sizes(ctx, hdir))
+                          max_entries=sizes(ctx, hdir), map_flags=abi.prealloc_flags(ctx.settings.prealloc))
     try:
         with loaded.map(STAGES_MAP) as m:
             m.update(_KEY0, abi.pack_stages(owner_id(ctx), bits, abi.HOOK_KINDS[ref.hook]))

@@ -153,6 +153,8 @@ class KernelTables(SharedMaps):
         wrote, self._wrote = self._wrote, []
         report = SyncReport(revision)
         try:
+            if _reuses_elements(self, old.active, wrote):
+                maps.wait_for_programs()  # no packet still reads the set the catch-up rewrites
             for w in wrote:
                 if isinstance(w, dlc.Plan):
                     _apply_plan(self, w, old.active, None)
@@ -233,6 +235,26 @@ class KernelTables(SharedMaps):
             if raw:
                 out[i] = abi.unpack_rule_stats(raw)
         return out
+
+
+def _reuses_elements(kt: KernelTables, rule_set: int, wrote: list) -> bool:
+    """Would writing ``wrote`` into the set just made inactive free an
+    element of a preallocated band (a delete, or a new value for a key it
+    holds)? A preallocated hash hands a freed element to the next insert at
+    once, and a packet that read xc_cfg before the flip may still be
+    reading it: the catch-up first waits for such packets to finish."""
+    for w in wrote:
+        if isinstance(w, dlc.Plan):
+            for name, mp in w.items():
+                mo = kt.table(name, rule_set)
+                if mo.preallocated and (mp.deletes or any(mo.lookup(k) is not None for k in mp.updates)):
+                    return True
+            continue
+        writes = w[1]  # a whole image: any write into a preallocated band counts
+        names = abi.RULE_MAPS if writes is None else [x[0] for x in writes if x[3] or x[5]]
+        if any(kt.table(n, rule_set).preallocated for n in names):
+            return True
+    return False
 
 
 def _touched(wrote: list) -> set[str] | None:

@@ -37,12 +37,14 @@ print(json.dumps({"s": time.perf_counter() - t, "rss_mb": ru.ru_maxrss / 1024,
 """
 
 
-def run_child(args: list[str]) -> dict:
-    """Run a child (this tree's xdpctl first on its path): wall seconds
-    from fork to exit, peak RSS (MB), exit status."""
+def run_child(args: list[str], env: dict | None = None) -> dict:
+    """Run a child (this tree's xdpctl first on its path, ``env`` added to
+    the environment): wall seconds from fork to exit, peak RSS (MB), exit
+    status."""
     from .imports import _env, _python
 
-    p = subprocess.run([_python(), "-c", _SPAWN, *args], capture_output=True, text=True, env=_env())
+    p = subprocess.run([_python(), "-c", _SPAWN, *args], capture_output=True, text=True,
+                       env={**_env(), **(env or {})})
     if p.returncode:
         return {"s": float("nan"), "rss_mb": float("nan"), "rc": p.returncode, "error": p.stderr[-400:]}
     out = json.loads(p.stdout)
@@ -55,11 +57,12 @@ def run_child(args: list[str]) -> dict:
 class Instance:
     """One pin directory and state directory, driven by the CLI."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, env: dict | None = None):
         self.pins, self.state = pin_dir(label), temp_dir(label)
+        self.env = env
 
     def cli(self, *args: str) -> dict:
-        return run_child(_xdpctl() + ["--pin-dir", self.pins, "--state-dir", self.state, *args])
+        return run_child(_xdpctl() + ["--pin-dir", self.pins, "--state-dir", self.state, *args], self.env)
 
     def map_memory_mb(self) -> float:
         """memlock of every pinned map, from fdinfo."""
@@ -90,18 +93,25 @@ def _summary(samples: list[dict], key: str = "s") -> dict:
             "rss_mb": max(s["rss_mb"] for s in samples), "errors": [s["error"] for s in samples if "error" in s]}
 
 
-def import_rows(work: str, count: int, runs: int) -> dict:
+# The bands the preallocated rows make preallocated (settings.prealloc)
+PREALLOC = {"XDPCTL_PREALLOC": "xc_v4_l32,xc_v6_l128"}
+
+
+def import_rows(work: str, count: int, runs: int, env: dict | None = None, peers: bool = True) -> dict:
     """Fresh imports (IPv4 exact, IPv6 exact, IPv4 mixed), a replace of a
-    loaded list, and nft -f of the same IPv4 addresses into a plain set."""
+    loaded list, and (``peers``) nft -f of the same IPv4 addresses into a
+    plain set; the maps' memory with one prefix loaded. ``env``: settings
+    for xdpctl (e.g. PREALLOC)."""
     out: dict = {}
+    tag = "p" if env else ""
     v4 = _write(work, 4, "exact", count)
     for label, path in (("v4_exact", v4), ("v6_exact", _write(work, 6, "exact", count)),
                         ("v4_mixed", _write(work, 4, "mixed", count))):
         samples = []
         for i in range(runs):
-            inst = Instance(f"imp{label}{i}")
+            inst = Instance(f"imp{tag}{label}{i}", env)
             try:
-                log(f"control: import {label} {count:,} (run {i + 1}/{runs})")
+                log(f"control: import {label} {count:,}{' preallocated' if env else ''} (run {i + 1}/{runs})")
                 samples.append(inst.cli("import", path, "--list", "bench"))
             finally:
                 inst.close()
@@ -109,15 +119,22 @@ def import_rows(work: str, count: int, runs: int) -> dict:
     other = _write(work, 4, "exact", count, seed=7)
     samples = []
     for i in range(runs):
-        inst = Instance(f"repl{i}")
+        inst = Instance(f"repl{tag}{i}", env)
         try:
             inst.cli("import", v4, "--list", "bench")
-            log(f"control: replace a {count:,} list (run {i + 1}/{runs})")
+            log(f"control: replace a {count:,} list{' preallocated' if env else ''} (run {i + 1}/{runs})")
             samples.append(inst.cli("import", other, "--list", "bench"))
         finally:
             inst.close()
     out["replace_v4_exact"] = _summary(samples)
-    out["nft_plain_set"] = _summary([_nft_load(work, v4) for _ in range(runs)])
+    inst = Instance(f"rest{tag}", env)
+    try:
+        inst.cli("import", _write(work, 4, "exact", 1), "--list", "one")
+        out["maps_mb_at_rest"] = inst.map_memory_mb()
+    finally:
+        inst.close()
+    if peers:
+        out["nft_plain_set"] = _summary([_nft_load(work, v4) for _ in range(runs)])
     return out
 
 
@@ -167,7 +184,9 @@ def run(cfg) -> dict:
     quick = cfg.quick
     count = cfg.import_count
     out = {"count": count}
-    out.update(import_rows(work, count, getattr(cfg, "control_runs", 1 if quick else 3)))
+    runs = getattr(cfg, "control_runs", 1 if quick else 3)
+    out.update(import_rows(work, count, runs))
+    out["prealloc"] = import_rows(work, count, runs, env=PREALLOC, peers=False)
     out["single"] = single_change_rows(work, 2 * count, getattr(cfg, "control_tries", 3 if quick else 7))
     out["rest"] = control_rest.run(work, count, getattr(cfg, "control_posts", 50 if quick else 200))
     return out
@@ -209,11 +228,19 @@ def table(res: dict) -> str:
         ("`xdpctl version` (start-up alone)", cli(s["startup"])),
         (f"POST /v1/block one /32, {n:,} list loaded, p50 / p99", singles(r.get("block_with_list"))),
         ("POST /v1/block one /32, no list, p50 / p99", singles(r.get("block_no_list"))),
-        (f"import {n:,} IPv4 /32, fresh", cli(res["import_v4_exact"])),
         (f"nft -f the same {n:,} addresses, plain hash set", cli(res["nft_plain_set"])),
-        (f"replace a {n:,} list with another", cli(res["replace_v4_exact"])),
-        (f"import {n:,} IPv6 /128, fresh", cli(res["import_v6_exact"])),
-        (f"import {n:,} mixed IPv4 (95 % /32), fresh", cli(res["import_v4_mixed"])),
+    ]
+    pre = res.get("prealloc") or {}
+    for key, what in (("import_v4_exact", f"import {n:,} IPv4 /32, fresh"),
+                      ("replace_v4_exact", f"replace a {n:,} list with another"),
+                      ("import_v6_exact", f"import {n:,} IPv6 /128, fresh"),
+                      ("import_v4_mixed", f"import {n:,} mixed IPv4 (95 % /32), fresh")):
+        rows.append((what, cli(res[key])))
+        if key in pre:
+            rows.append((f"{what}, {PREALLOC['XDPCTL_PREALLOC']} preallocated", cli(pre[key])))
+    rows += [
+        ("kernel maps (memlock) with one prefix loaded", f"{res['maps_mb_at_rest']:.0f} MB"
+         + (f"; {pre['maps_mb_at_rest']:.0f} MB with {PREALLOC['XDPCTL_PREALLOC']} preallocated" if pre else "")),
         ("POST /v1/block, 10,000 prefixes as JSON (the item limit)",
          f"{r['bulk_10k_s']['median']:.2f} s" if r.get("bulk_10k_s", {}).get("n") else "-"),
         (f"PUT /v1/lists {n:,} text, alone", f"{r['put_list_alone_s']:.2f} s" if r.get("put_list_alone_s") else "-"),

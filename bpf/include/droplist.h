@@ -161,8 +161,9 @@ static __always_inline void xc_trie6(struct xc_match *m, __u32 set, __u32 dir,
 /*
  * IPv6: /128 hash; then t = trie match; then for /64, /48, /32 in turn a
  * live t longer than the band wins, else a live band entry wins; then t.
- * A hash band is skipped when it holds nothing (cfg flags), all of them
- * when the presence bitmap has no key in the address's /27.
+ * A hash band is skipped when it holds nothing (cfg flags); nothing is
+ * looked up when the presence bitmap has no band key and no trie entry in
+ * the address's /27.
  */
 static __always_inline void xc_match6(struct xc_match *m, __u32 set, __u32 dir,
 				      const union xc_addr *a, __u32 flags, __u64 *now)
@@ -173,7 +174,7 @@ static __always_inline void xc_match6(struct xc_match *m, __u32 set, __u32 dir,
 
 	h = (bpf_ntohl(a->w[0]) >> XC_BITS_V6_SHIFT) & 0xffffff;
 	if ((flags & XC_CFG_HAVE_BITS) && !xc_present(set, XC_BITS_V4_BITS + ((dir << 24) | h)))
-		skip |= XC_CFG_NO_V6L128 | XC_CFG_NO_V6L64 | XC_CFG_NO_V6L48 | XC_CFG_NO_V6L32;
+		return;
 	k.dir = dir;
 	__builtin_memcpy(k.addr, a, 16);
 	if (!(skip & XC_CFG_NO_V6L128) &&

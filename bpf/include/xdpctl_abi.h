@@ -110,7 +110,8 @@ enum xc_policy {
 #define XC_CFG_NO_V6L48   (1U << 8)
 #define XC_CFG_NO_V6L32   (1U << 9)
 /* The active set's presence bitmap (xc_bits) covers every key of its hash
- * bands: a clear bit means no hash band holds the address. */
+ * bands and every IPv6 trie entry: a clear bit means no hash band holds the
+ * address (and, for IPv6, no trie entry covers it). */
 #define XC_CFG_HAVE_BITS  (1U << 10)
 
 /*
@@ -220,7 +221,9 @@ struct xc_port_key {
  *   IPv6 (xc_v6_l128 .. l32):     XC_BITS_V4_BITS + (dir << 24 |
  *                                 (top 32 bits >> 5) & 0xffffff)
  * (IPv6: one bit per /27 of address space, its top 3 bits ignored: every
- * global unicast address is in 2000::/3.)
+ * global unicast address is in 2000::/3.) An entry of xc_v6_trie sets the
+ * bits of every /27 its prefix covers (all of them below /4), so an IPv6
+ * address whose bit is clear matches neither a band nor the trie.
  * A bit may be set with no key behind it (a deleted rule); it is never
  * clear with one. Word XC_BITS_MARK holds the revision the bits cover (0:
  * none); XC_CFG_HAVE_BITS says the active set's bitmap may be trusted.

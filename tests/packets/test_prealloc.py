@@ -16,6 +16,9 @@ nothing changes.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +36,7 @@ from xdpctl.kernel import bpffs, maps
 
 pytestmark = pytest.mark.root
 
+REPO = Path(__file__).resolve().parents[2]
 HOSTS, CAPACITY, N = "xc_v4_l32", 300_000, 140_000
 OLD = [px.Prefix(4, 0x0A000000 + 3 * i, 32) for i in range(N)]  # 10.0.0.0, 10.0.0.3, ..
 NEW = [px.Prefix(4, 0x0B000000 + 3 * i, 32) for i in range(N)]  # 11.0.0.0, 11.0.0.3, ..
@@ -94,8 +98,17 @@ def test_preallocated_band_holds_exactly_what_is_written(instance):
     assert _probe(settings) == (XDP_PASS, XDP_DROP, XDP_PASS)
 
 
-def test_only_hash_bands_may_be_preallocated():
+def test_only_hash_bands_may_be_preallocated(tmp_path):
     assert Settings(prealloc="xc_v4_l32,xc_v6_l128").prealloc == ["xc_v4_l32", "xc_v6_l128"]
     assert Settings(prealloc="all").prealloc == list(abi.PREALLOCATABLE)
     with pytest.raises(ValueError, match="cannot be preallocated: xc_v6_trie"):
         Settings(prealloc=["xc_v6_trie"])
+    pins = f"/sys/fs/bpf/xdpctl-test-{tmp_path.name[-12:]}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("XDPCTL_")},
+           "XDPCTL_PREALLOC": "xc_v4_l32,xc_v6_trie", "PYTHONPATH": str(REPO)}
+    p = subprocess.run([sys.executable, "-m", "xdpctl.cli", "--pin-dir", pins, "--state-dir", str(tmp_path),
+                        "block", "192.0.2.1"], capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+    assert (p.returncode, p.stderr.strip()) == (2, "xdpctl: error: setting XDPCTL_PREALLOC: cannot be "
+                                                   "preallocated: xc_v6_trie (hash bands: " +
+                                                   ", ".join(abi.PREALLOCATABLE) + ", or all)")
+    assert not os.path.exists(pins)  # nothing was made

@@ -27,15 +27,15 @@ def _map(ctx, name: str, rule_set: int) -> maps.Map:
 
 def bitmap(ctx, rule_set: int) -> tuple[set[int], int]:
     """(bits set, mark word) of one set's presence bitmap."""
-    bits, mark = set(), 0
+    import numpy as np
+
     with _map(ctx, abi.BITS_MAP, rule_set) as m:
-        for w, raw in m.lookup_range(0, abi.BITS_WORDS + 1):
-            v = int.from_bytes(raw[:8], "little")
-            if w == abi.BITS_MARK:
-                mark = v
-            else:
-                bits.update(w * 64 + i for i in range(64) if v >> i & 1)
-    return bits, mark
+        keys, vals, n = m.dump()
+    words = np.zeros(abi.BITS_WORDS + 1, np.uint64)
+    words[np.frombuffer(keys, np.uint32, n)] = np.frombuffer(vals, np.uint64, n)
+    mark = int(words[abi.BITS_MARK])
+    bits = np.unpackbits(words[:abi.BITS_MARK].view(np.uint8), bitorder="little")
+    return set(np.flatnonzero(bits).tolist()), mark
 
 
 def key_bits(ctx, rule_set: int) -> set[int]:
@@ -43,6 +43,9 @@ def key_bits(ctx, rule_set: int) -> set[int]:
     for band in presence.BANDS:
         with _map(ctx, band, rule_set) as m:
             out.update(presence.bit_of(band, k) for k in m.keys())
+    with _map(ctx, presence.TRIE, rule_set) as m:
+        for k in m.keys():
+            out.update(presence.trie_bits(k))
     return out
 
 
@@ -115,3 +118,44 @@ def test_empty_band_flags_follow_deltas_without_asking_untouched_bands(ctx) -> N
         with KernelTables(ctx) as kt:
             for s in (0, 1):
                 assert presence.empty_bands(kt, s) == cfg.flags & bands, (op, prefix, s)
+
+
+@pytest.mark.parametrize("walk", [False, True], ids=["bits-from-python", "bits-from-kernel-walk"])
+def test_trie_entries_set_the_bits_they_cover(ctx, monkeypatch, walk: bool) -> None:
+    """An IPv6 address whose bit is clear is not looked up at all, trie
+    included: every trie entry (a length no band has) sets the bits of the
+    /27s it covers, from a full write and from a delta alike."""
+    if walk:
+        monkeypatch.setattr(presence, "SMALL", 0)
+    d = DropList(ctx)
+    d.add([spec("2001:db8:1::1"), spec("2001:db8:a0::/44"), spec("2400::/12")])  # /44 and /12: trie entries
+    cfg = read_pinned_config(ctx)
+    assert cfg.flags & F.HAVE_BITS and cfg.flags & F.HAVE_V6TRIE
+    for s in (0, 1):
+        bits, mark = bitmap(ctx, s)
+        assert mark == cfg.generation and bits == key_bits(ctx, s)
+        assert len(bits) == 1 + (1 << 15)  # the /27 of 2001:db8:: (the /128 and the /44), the /12's 2^15
+    ids = {v.prefix: v.id for v in d.rules_view().rules}
+    drop, other = abi.DlReason.DROP_SRC, abi.DlReason.PASS_NOMATCH
+    assert verdicts(ctx, ["2001:db8:1::1", "2001:db8:a5::1", "240f:ffff::1", "2001:db8:b0::1", "2500::1"]) == [
+        (1, drop, ids["2001:db8:1::1/128"]), (1, drop, ids["2001:db8:a0::/44"]), (1, drop, ids["2400::/12"]),
+        (2, other, None), (2, other, None)]
+
+    # a delta adds a trie entry in a /27 no key covered: its bit comes with it
+    d.add([spec("2a00:4000::/36")])
+    assert read_pinned_config(ctx).flags & F.HAVE_BITS
+    ids = {v.prefix: v.id for v in d.rules_view().rules}
+    for s in (0, 1):
+        assert key_bits(ctx, s) <= bitmap(ctx, s)[0]
+    assert verdicts(ctx, ["2a00:4000:abc::1", "2500::1"]) == [(1, drop, ids["2a00:4000::/36"]), (2, other, None)]
+
+
+def test_trie_bits_of_short_prefixes() -> None:
+    def key(prefix: str) -> bytes:
+        p = spec(prefix).prefix
+        return abi.U32.pack(abi.TRIE6_PREFIX_BASE + p.plen) + abi.U32.pack(1) + p.net.to_bytes(16, "big")
+
+    v6 = abi.BITS_V4_BITS + (1 << 24)  # direction 1
+    assert presence.trie_bits(key("2001:db8::/32")) == range(v6 + 0x86D, v6 + 0x86D + 1)
+    assert presence.trie_bits(key("2400::/12")) == range(v6 + 0x200000, v6 + 0x200000 + (1 << 15))
+    assert presence.trie_bits(key("::/2")) == presence.trie_bits(key("2000::/3")) == range(v6, v6 + (1 << 24))

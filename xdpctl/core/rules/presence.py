@@ -1,5 +1,7 @@
 """What the data path may skip in a rule set: its empty hash bands and the
-addresses its presence bitmap rules out (xdpctl_abi.h, xc_bits).
+addresses its presence bitmap rules out (xdpctl_abi.h, xc_bits): an
+address whose bit is clear has no key in any hash band, and (IPv6) no
+entry of the trie covers it.
 
 The bitmap belongs to its set like the bands: it is written while the set
 is the standby one, and the flags that let the data path trust it go into
@@ -29,6 +31,9 @@ XDP_PASS = testrun.XDP_PASS
 REBUILT = (1 << 64) - 2  # mark: rebuilt from the set's keys, whatever revision it holds
 OBJECT, BUILDER = "xdp_bits", "xc_bits_build"  # bpf/xdp/bits.bpf.c
 SMALL = 4096  # hash-band keys up to which a rebuild sets the bits from Python
+TRIE = "xc_v6_trie"  # its entries set the bits they cover too (always from Python)
+V6_BIT_PLEN = 3 + 24  # an IPv6 bit stands for a /27
+ALL_ONES = (1 << 64) - 1
 
 
 def bit_of(band: str, key: bytes) -> int:
@@ -40,18 +45,46 @@ def bit_of(band: str, key: bytes) -> int:
     return abi.BITS_V4_BITS + ((d << 24) | ((top >> abi.BITS_V6_SHIFT) & 0xFFFFFF))
 
 
+def trie_bits(key: bytes) -> range:
+    """The bitmap bits of the /27s an xc_v6_trie entry's prefix covers
+    (every one of its direction below /4: the top 3 bits are ignored)."""
+    plen = abi.U32.unpack_from(key)[0] - abi.TRIE6_PREFIX_BASE
+    d = abi.U32.unpack_from(key, 4)[0]
+    top = int.from_bytes(key[8:12], "big")
+    span = 1 << max(0, V6_BIT_PLEN - max(plen, 3))
+    first = ((top >> abi.BITS_V6_SHIFT) & 0xFFFFFF) & ~(span - 1)
+    base = abi.BITS_V4_BITS + (d << 24) + first
+    return range(base, base + span)
+
+
+def _trie_words(words: dict[int, int], keys) -> None:
+    """Add the bits of xc_v6_trie keys to words (word -> mask)."""
+    for key in keys:
+        r = trie_bits(key)
+        if len(r) >= 64:  # whole words
+            for w in range(r.start >> 6, r.stop >> 6):
+                words[w] = ALL_ONES
+            continue
+        mask = ((1 << len(r)) - 1) << (r.start & 63)
+        words[r.start >> 6] = words.get(r.start >> 6, 0) | mask
+
+
 def set_bits(kt, rule_set: int, plan) -> None:
-    """Set the bits of the hash-band keys a plan writes into one set."""
-    set_key_bits(kt, rule_set, ((band, key) for band in BANDS if band in plan for key in plan[band].updates))
+    """Set the bits of the hash-band keys and trie entries a plan writes
+    into one set."""
+    set_key_bits(kt, rule_set, ((band, key) for band in BANDS if band in plan for key in plan[band].updates),
+                 plan[TRIE].updates if TRIE in plan else ())
 
 
-def set_key_bits(kt, rule_set: int, keys) -> None:
-    """Set the bits of (band, key) pairs, a word at a time (a key written
-    into a hash band by anything but this writer needs its bit to be seen)."""
+def set_key_bits(kt, rule_set: int, keys, trie_keys=()) -> None:
+    """Set the bits of (band, key) pairs and of xc_v6_trie keys, a word at
+    a time (a key written by anything but this writer needs its bit to be
+    seen)."""
     words: dict[int, int] = {}
     for band, key in keys:
         b = bit_of(band, key)
         words[b >> 6] = words.get(b >> 6, 0) | (1 << (b & 63))
+    _trie_words(words, trie_keys)
     m = kt.table(abi.BITS_MAP, rule_set)
     for w, mask in words.items():
         k = abi.U32.pack(w)
@@ -72,8 +105,8 @@ def rebuild(kt, rule_set: int, exact: bool, compiled) -> None:
     walk = 0 if small else sum(1 << i for i, band in enumerate(BANDS) if compiled[band].count)
     if walk or exact:
         _run_builder(kt, rule_set, exact, walk)
-    if small:
-        set_key_bits(kt, rule_set, ((band, k) for band in BANDS for k in _keys(compiled[band], kt.table(band, rule_set))))
+    bands = ((band, k) for band in BANDS for k in _keys(compiled[band], kt.table(band, rule_set))) if small else ()
+    set_key_bits(kt, rule_set, bands, _keys(compiled[TRIE], kt.table(TRIE, rule_set)))
     _mark(kt, rule_set, REBUILT)
 
 

@@ -119,3 +119,24 @@ def run(work: str, count: int, n: int) -> dict:
     finally:
         stop_api(proc)
         bpffs.remove_tree(pins)
+
+
+def main() -> int:
+    """python -m bench.control_rest [COUNT] [POSTS]: the REST rows alone."""
+    import json
+    import sys
+
+    from .common import CLEANUP, temp_dir
+
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    posts = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    try:
+        res = run(temp_dir("control"), count, posts)
+    finally:
+        CLEANUP.run_all()
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,12 +6,15 @@ single   POST /v1/block of one /32, N times in a row: p50 / p99 (ms), first
 bulk     the list removed, POST /v1/block with 10,000 prefixes (the JSON
          item limit) until 100,000 rules are present: seconds per request.
 put      PUT /v1/lists/big, ``count`` prefixes as text/plain, alone and
-         with those 100,000 rules present.
+         with those 100,000 rules present; then as JSON ({"prefixes":
+         [...]}) beside them, with the service's peak RSS after that row
+         alone (the peak is reset before it).
 memory   the service's peak RSS (VmHWM) at the end.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -73,10 +76,16 @@ def _wait_up(client, proc: subprocess.Popen, deadline_s: float = 60) -> None:
     raise RuntimeError("xdpctl serve did not answer within the deadline")
 
 
-def _put(client, text: str) -> float:
+def _put(client, body: str | bytes, ctype: str = "text/plain") -> float:
     t = time.perf_counter()
-    client.put("/v1/lists/big", content=text, headers={"Content-Type": "text/plain"}).raise_for_status()
+    client.put("/v1/lists/big", content=body, headers={"Content-Type": ctype}).raise_for_status()
     return time.perf_counter() - t
+
+
+def _reset_hwm(pid: int) -> None:
+    """Start the peak RSS (VmHWM) again from the current RSS."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
 
 
 def _measure(client, proc: subprocess.Popen, list_text: str, n: int, others: int) -> dict:
@@ -96,6 +105,12 @@ def _measure(client, proc: subprocess.Popen, list_text: str, n: int, others: int
     log(f"control: PUT /v1/lists {list_text.count(chr(10)):,} prefixes beside {others:,} rules")
     out["put_list_s"] = _put(client, list_text)
     out["service_hwm_mb"] = _hwm_mb(proc.pid)
+    client.delete("/v1/lists/big").raise_for_status()
+    body = json.dumps({"prefixes": list_text.split()}).encode()
+    log(f"control: PUT /v1/lists {len(body):,} bytes of JSON beside {others:,} rules")
+    _reset_hwm(proc.pid)
+    out["put_list_json_s"] = _put(client, body, "application/json")
+    out["put_list_json_hwm_mb"] = _hwm_mb(proc.pid)
     return out
 
 
@@ -123,7 +138,6 @@ def run(work: str, count: int, n: int) -> dict:
 
 def main() -> int:
     """python -m bench.control_rest [COUNT] [POSTS]: the REST rows alone."""
-    import json
     import sys
 
     from .common import CLEANUP, temp_dir

@@ -7,9 +7,9 @@ bulk     the list removed, POST /v1/block with 10,000 prefixes (the JSON
          item limit) until 100,000 rules are present: seconds per request.
 put      PUT /v1/lists/big, ``count`` prefixes as text/plain, alone and
          with those 100,000 rules present; then as JSON ({"prefixes":
-         [...]}) beside them, with the service's peak RSS after that row
-         alone (the peak is reset before it).
-memory   the service's peak RSS (VmHWM) at the end.
+         [...]}) beside them.
+memory   the service's peak RSS (VmHWM) before the last two PUT rows, and
+         in each of them (the peak is reset before each).
 """
 
 from __future__ import annotations
@@ -103,8 +103,10 @@ def _measure(client, proc: subprocess.Popen, list_text: str, n: int, others: int
         bulk.append(time.perf_counter() - t)
     out["bulk_10k_s"] = {"median": median(bulk), "n": len(bulk)}
     log(f"control: PUT /v1/lists {list_text.count(chr(10)):,} prefixes beside {others:,} rules")
+    out["service_hwm_mb"] = _hwm_mb(proc.pid)  # before the list rows: the peak of everything else
+    _reset_hwm(proc.pid)
     out["put_list_s"] = _put(client, list_text)
-    out["service_hwm_mb"] = _hwm_mb(proc.pid)
+    out["put_list_hwm_mb"] = _hwm_mb(proc.pid)
     client.delete("/v1/lists/big").raise_for_status()
     body = json.dumps({"prefixes": list_text.split()}).encode()
     log(f"control: PUT /v1/lists {len(body):,} bytes of JSON beside {others:,} rules")

@@ -52,7 +52,7 @@ class Checkpointer(threading.Thread):
         self.wal_path = db_path + "-wal"
         self.tick, self.delay, self.idle, self.pages = tick, delay, idle, pages
         self.counts = Counts()
-        self._stop = threading.Event()
+        self._done = threading.Event()
         self._state: State | None = None
 
     def wal_bytes(self) -> int:
@@ -71,7 +71,7 @@ class Checkpointer(threading.Thread):
     def run(self) -> None:
         mark = self._look()          # the log as the last checkpoint left it
         seen, dirty_at, wrote_at = mark, None, time.monotonic()
-        while not self._stop.wait(self.tick):
+        while not self._done.wait(self.tick):
             now, cur = time.monotonic(), self._look()
             if cur is None:
                 continue
@@ -109,7 +109,7 @@ class Checkpointer(threading.Thread):
 
     def stop(self) -> None:
         """End the thread; a last checkpoint empties the log."""
-        self._stop.set()
+        self._done.set()
         if self.is_alive():
             self.join()
         if self._look() is not None:

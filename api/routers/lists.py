@@ -122,10 +122,15 @@ def _join_items(items: list) -> str:
     except TypeError:
         i = next(i for i, s in enumerate(items) if not isinstance(s, str))
         raise _item_error(i, items[i], f"{cut(items[i])} is not a string") from None
-    if text.count("\n") != len(items) - 1 or any(c in text for c in _NOT_IN_ITEM):
+    if text.count("\n") != max(len(items) - 1, 0) or any(c in text for c in _NOT_IN_ITEM):
         i = next(i for i, s in enumerate(items) if any(c in s for c in "\n" + _NOT_IN_ITEM))
         raise _item_error(i, items[i], f"{cut(items[i])!r} is not a prefix (line breaks and comments are "
                                        f"for text bodies)")
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate (\udXXX escapes) is no text
+        i = text.count("\n", 0, exc.start)
+        raise _item_error(i, ascii(items[i]), f"{ascii(items[i])} is not valid Unicode") from None
     return text
 
 
@@ -189,7 +194,7 @@ async def put_list(
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     raw = await request.body()
     if ctype in _JSON_TYPES:
-        body, text, n = _json_body(raw)
+        body, text, n = await run_in_threadpool(_json_body, raw)  # megabytes: not on the event loop
         action = _merge("action", action, body.action)
         dst = _merge("dst", dst, body.dst)
         ttl = _merge("ttl", ttl, body.ttl)

@@ -110,14 +110,16 @@ def test_a_json_list_past_the_item_cap(svc: Proc) -> None:
     (["100.70.0.1", "100.70.0.2 # x"], 1, ["prefixes[1]", "comments"]),
     (["100.70.0.1", "100.70.0.2 ; x"], 1, ["prefixes[1]", "comments"]),
     (["100.70.0.1", ""], 1, ["prefixes[1]", "empty"]),
+    (["100.70.0.1", "100.70.0.2", "\ud800"], 2, ["prefixes[2]", "Unicode"]),
     (["100.70.0.1", "100.70.0.300"], 1, ["prefixes[1]", "100.70.0.300"]),
     (["100.70.0.1", "100.70.0.1/32"], 1, ["prefixes[1]", "duplicates prefixes[0]"]),
 ])
 def test_a_bad_json_item_is_named_and_changes_nothing(svc: Proc, items, index, words) -> None:
     with svc.client() as c:
         rev = revision(c)
-        body = assert_error(c.put("/v1/lists/scale-bad", json={"prefixes": items}), 422, "validation_error",
-                            *words, "nothing was imported")
+        r = c.put("/v1/lists/scale-bad", content=json.dumps({"prefixes": items}).encode(),  # \u escapes
+                  headers={"Content-Type": "application/json"})
+        body = assert_error(r, 422, "validation_error", *words, "nothing was imported")
         assert body["index"] == index and body["field"] == "prefixes", body
         assert revision(c) == rev
         assert c.get("/v1/lists/scale-bad").status_code == 404

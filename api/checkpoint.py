@@ -39,7 +39,8 @@ class Counts:
 
     runs: dict[str, int] = field(default_factory=lambda: {"passive": 0, "truncate": 0})
     blocked: int = 0
-    pages: int = 0          # pages copied into the database file
+    pages: int = 0          # pages copied into the database file (about: a log that started over
+                            # and outgrew the last count is counted short)
     seconds: float = 0.0    # spent checkpointing
     errors: int = 0
 
@@ -54,6 +55,7 @@ class Checkpointer(threading.Thread):
         self.counts = Counts()
         self._done = threading.Event()
         self._state: State | None = None
+        self._copied = 0  # pages of the log the last checkpoint found copied
 
     def wal_bytes(self) -> int:
         try:
@@ -82,7 +84,7 @@ class Checkpointer(threading.Thread):
                     mark = seen = self._look()
                 continue
             dirty_at = dirty_at or now
-            grown = mark is None or cur[0] - mark[0] >= self.pages * _FRAME
+            grown = cur[0] - (mark[0] if mark else 0) >= self.pages * _FRAME
             if (grown or now - dirty_at >= self.delay) and self._run(truncate=False):
                 mark, dirty_at = cur, None
 
@@ -104,7 +106,8 @@ class Checkpointer(threading.Thread):
             c.blocked += 1
             return False
         c.runs["truncate" if truncate else "passive"] += 1
-        c.pages += max(done, 0)
+        c.pages += done - self._copied if done >= self._copied else done  # else the log started over
+        self._copied = 0 if truncate else done
         return True
 
     def stop(self) -> None:

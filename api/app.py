@@ -35,7 +35,8 @@ from xdpctl.core.errors import ValidationError, XdpctlError
 from xdpctl.core.fleet.agent import Agent
 
 from . import metrics, openapi
-from .deps import ApiError, Options, Service, describe_errors, load_token, require_token
+from .checkpoint import Checkpointer
+from .deps import ApiError, Options, Service, ServiceContext, describe_errors, load_token, require_token
 from .gate import Gate
 from .routers import attachments, fleet, health, lb, lists, ops, policy, rules, stats, system, ui
 
@@ -173,6 +174,9 @@ async def _expiry_loop(svc: Service) -> None:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     svc: Service = app.state.xdpctl
     await run_in_threadpool(_start, svc)
+    svc.checkpointer = Checkpointer(svc.settings.db_path, delay=svc.options.checkpoint_delay,
+                                    idle=svc.options.checkpoint_idle)
+    svc.checkpointer.start()
     # Everything made so far (modules, routes, schemas) lives as long as the
     # process: out of the collector's sight, a full collection walks only
     # what requests leave behind and pauses a request for far less.
@@ -183,7 +187,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_expiry_loop(svc), name="xdpctl-expiry")
     checks = None
     if svc.options.lb_health_tick > 0:
-        checks = HealthThread(Context(svc.settings), svc.options.lb_health_tick)
+        checks = HealthThread(ServiceContext(svc.settings), svc.options.lb_health_tick)
         checks.start()
     try:
         yield
@@ -195,6 +199,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await run_in_threadpool(svc.close)
+        await run_in_threadpool(svc.checkpointer.stop)
 
 
 # ---------------------------------------------------------------------------
@@ -211,6 +216,8 @@ def create_app(
     rule_metrics_limit: int = 100,
     list_hit_metrics: bool = False,
     lb_health_tick: float = 0.1,
+    checkpoint_delay: float = 1.0,
+    checkpoint_idle: float = 5.0,
 ) -> FastAPI:
     """A FastAPI app over the core.
 
@@ -228,6 +235,9 @@ def create_app(
     list_hit_metrics: export hits per list too (costly with large lists).
     lb_health_tick: seconds between the load balancer's health rounds (each
       VIP is checked at its own interval); 0 disables the checks.
+    checkpoint_delay / checkpoint_idle: seconds after a change until the
+      state database's log is checkpointed / after the last change until
+      it is emptied (api.checkpoint).
     """
     settings = settings or load_settings()
     if expire_interval is None:
@@ -242,6 +252,8 @@ def create_app(
         rule_metrics_limit=rule_metrics_limit,
         list_hit_metrics=list_hit_metrics,
         lb_health_tick=lb_health_tick,
+        checkpoint_delay=checkpoint_delay,
+        checkpoint_idle=checkpoint_idle,
         max_body=settings.api_max_body,
         max_json_body=settings.api_max_json_body,
     )

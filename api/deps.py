@@ -30,10 +30,13 @@ from xdpctl.core.errors import cut
 from xdpctl.core.fleet.mode import rule_set
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.validate import LIST_NAME_MAX, LIST_NAME_PATTERN
+from xdpctl.core.rules.store import State
 from xdpctl.core.views import RestoreView
 
 if TYPE_CHECKING:
     from xdpctl.core.fleet.writer import Fleet
+
+    from .checkpoint import Checkpointer
 
 log = logging.getLogger("xdpctl.api")
 
@@ -43,6 +46,8 @@ TOKEN_ENV = env_name("api_token")
 TOKEN_FILE = "api-token"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ITEMS_MAX = 10_000  # api.models.ITEMS_MAX
+BIG_SETS = ("send big sets of prefixes as a list: PUT /v1/lists/{name} with {\"prefixes\": [...]} as "
+            "application/json or a block list as text/plain")
 
 
 class ApiError(Exception):
@@ -124,6 +129,22 @@ class Options:
     max_body: int = 64 << 20          # bytes of a text/plain list body
     max_json_body: int = 2 << 20      # bytes of any other body
     lb_health_tick: float = 0.1       # seconds between load-balancer health rounds; 0 disables
+    checkpoint_delay: float = 1.0     # seconds from a change to the log's checkpoint (api.checkpoint)
+    checkpoint_idle: float = 5.0      # seconds without changes before the log file is emptied
+
+
+class ServiceContext(Context):
+    """A context of the service: its connection to the state database
+    leaves checkpoints of the log to the service's checkpointer thread
+    (api.checkpoint), so no request pays for one."""
+
+    @property
+    def state(self) -> State:
+        fresh = self._state is None
+        st = super().state
+        if fresh:
+            st.defer_checkpoints()
+        return st
 
 
 class Service:
@@ -138,7 +159,7 @@ class Service:
         self.token_source = token_source
         self.read_token = read_token
         self.options = options
-        self.ctx = Context(settings)
+        self.ctx = ServiceContext(settings)
         self.lock = threading.RLock()
         self._readers = threading.local()
         self._read_contexts: list[Context] = []
@@ -150,6 +171,7 @@ class Service:
         self.restore_error: str | None = None
         self.restore_report: RestoreView | None = None
         self.registry = None  # the Prometheus registry (api.metrics), set by create_app
+        self.checkpointer: Checkpointer | None = None  # started and stopped with the app (api.app)
 
     def run(self, fn: Callable[[Context], T]) -> T:
         """Call the core with the process's context, one caller at a time."""
@@ -164,7 +186,7 @@ class Service:
         """This thread's context for reads (opened on first use)."""
         c = getattr(self._readers, "ctx", None)
         if c is None:
-            c = self._readers.ctx = Context(self.settings)
+            c = self._readers.ctx = ServiceContext(self.settings)
             with self._read_contexts_lock:
                 self._read_contexts.append(c)
         return c
@@ -327,8 +349,7 @@ def _message(err: dict) -> str:
         return (f"invalid list name {cut(err.get('input'))!r}: use 1-{LIST_NAME_MAX} ASCII letters, digits, "
                 f"'-', '_' or '.', not starting with '.'")
     if typ == "too_long" and (err.get("ctx") or {}).get("max_length") == ITEMS_MAX:
-        return (f"more than {ITEMS_MAX} items; send bigger sets of prefixes as a text/plain list "
-                f"(PUT /v1/lists/{{name}})")
+        return f"more than {ITEMS_MAX} items; {BIG_SETS}"
     msg = err.get("msg", "invalid")
     return msg.removeprefix("Value error, ") if typ == "value_error" else msg
 

@@ -15,23 +15,27 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .deps import ApiError, Service, required_access, token_error
+from .deps import BIG_SETS, ApiError, Service, required_access, token_error
 from .session import cookie_reads
 
 TEXT_LIST_TYPES = ("text/plain",)
+JSON_LIST_TYPES = ("application/json",)
 
 
 def body_limit(method: str, path: str, content_type: str, svc: Service) -> tuple[int, str]:
-    """(bytes, what they are) a request body may have."""
+    """(bytes, what they are) a request body may have: a list's members
+    (PUT /v1/lists/{name}, text or JSON) and a rule-set file up to the
+    big limit, any other body up to the JSON limit."""
     ctype = content_type.split(";")[0].strip().lower()
-    if ctype in TEXT_LIST_TYPES and ((method == "PUT" and path.startswith("/v1/lists/"))
-                                     or (method == "POST" and path == "/v1/apply")):
-        return svc.options.max_body, "a text/plain list"
+    if method == "PUT" and path.startswith("/v1/lists/") and ctype in TEXT_LIST_TYPES + JSON_LIST_TYPES:
+        return svc.options.max_body, "a list's members"
+    if ctype in TEXT_LIST_TYPES and method == "POST" and path == "/v1/apply":
+        return svc.options.max_body, "a text/plain rule set"
     return svc.options.max_json_body, "a JSON body"
 
 
 def too_large(limit: int, what: str) -> str:
-    hint = "" if what.startswith("a text") else "; send big sets of prefixes as a text/plain list (PUT /v1/lists/{name})"
+    hint = f"; {BIG_SETS}" if what == "a JSON body" else ""
     return f"request body larger than {limit} bytes, the limit for {what}{hint}"
 
 

@@ -30,6 +30,11 @@ hit counters and the revision through the core. Series:
     xdpctl_lb_backend_health_transitions_total{...}     health changes
     xdpctl_lb_packets_total{netns,ifname,hook,reason}   per hook: balanced (fwd_*) or passed on
     xdpctl_lb_bytes_total{netns,ifname,hook,reason}     (pass_*) by xc_lb_cnt reason
+    xdpctl_state_checkpoints_total{mode}                checkpoints of the state database's log
+    xdpctl_state_checkpoints_blocked_total              by the service's thread (api.checkpoint):
+    xdpctl_state_checkpoint_pages_total                 passive | truncate; those left for the next
+    xdpctl_state_checkpoint_seconds_total               round; pages copied; time spent
+    xdpctl_state_wal_bytes                              size of the log file now
     xdpctl_scrape_error{part}                           1 when that part could not be read
 
 ``netns`` is "" for the host's namespace.
@@ -67,7 +72,8 @@ class XdpctlCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         errors = GaugeMetricFamily("xdpctl_scrape_error", "1 when a part of the scrape could not be read",
                                    labels=["part"])
-        for part, fn in (("counters", self._counters), ("rules", self._rules), ("lb", self._lb)):
+        for part, fn in (("counters", self._counters), ("rules", self._rules), ("lb", self._lb),
+                         ("checkpoints", self._checkpoints)):
             try:
                 families = list(fn())
             except Exception as exc:  # a scrape must not fail as a whole
@@ -151,6 +157,24 @@ class XdpctlCollector(Collector):
         yield pol
         yield GaugeMetricFamily("xdpctl_revision", "Revision of the desired state", value=revision)
 
+    # -- the state database's log (api.checkpoint)
+    def _checkpoints(self) -> Iterator[Metric]:
+        ck = self.svc.checkpointer
+        if ck is None:
+            return
+        c = ck.counts
+        runs = CounterMetricFamily("xdpctl_state_checkpoints", "Checkpoints of the state database's log",
+                                   labels=["mode"])
+        for mode, n in c.runs.items():
+            runs.add_metric([mode], n)
+        yield runs
+        yield CounterMetricFamily("xdpctl_state_checkpoints_blocked",
+                                  "Checkpoints left for the next round (a connection was busy)", value=c.blocked)
+        yield CounterMetricFamily("xdpctl_state_checkpoint_pages", "Log pages copied into the database file",
+                                  value=c.pages)
+        yield CounterMetricFamily("xdpctl_state_checkpoint_seconds", "Time spent checkpointing", value=c.seconds)
+        yield GaugeMetricFamily("xdpctl_state_wal_bytes", "Size of the state database's log file",
+                                value=ck.wal_bytes())
 
     # -- load balancer (database + shared and per-hook LB counters)
     def _lb(self) -> Iterator[Metric]:

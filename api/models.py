@@ -43,7 +43,8 @@ NetnsName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\x0
 PAGE_DEFAULT = 1000   # rules or list members per page unless a limit is given
 PAGE_MAX = 10_000     # the largest limit
 ITEMS_MAX = 10_000    # items of one JSON bulk request (big sets: a text/plain list)
-_BIG_SETS = "at most 10000 items; send bigger sets of prefixes as a text/plain list (PUT /v1/lists/{name})"
+_BIG_SETS = ("at most 10000 items; send bigger sets of prefixes as a list: PUT /v1/lists/{name} with "
+             "{\"prefixes\": [...]} or a text/plain block list")
 
 # A rule names a prefix, or a protocol and a port (an L4 rule on any address).
 _PREFIX_OR_L4 = {"anyOf": [
@@ -203,7 +204,8 @@ class ListPrefixes(_In):
     """JSON form of PUT /v1/lists/{name}. The fields other than prefixes may
     also be given as query parameters (not both with different values)."""
 
-    prefixes: list[str] = Field(max_length=ITEMS_MAX, description=_BIG_SETS)
+    prefixes: list[str] = Field(description="the members, one prefix or address each; as many as the body "
+                                            "limit for lists holds (XDPCTL_API_MAX_BODY, as for text/plain)")
     action: str | None = Field(None, description="deny (default) | allow")
     dst: bool | None = None
     ttl: Duration | None = None

@@ -6,12 +6,15 @@ single   POST /v1/block of one /32, N times in a row: p50 / p99 (ms), first
 bulk     the list removed, POST /v1/block with 10,000 prefixes (the JSON
          item limit) until 100,000 rules are present: seconds per request.
 put      PUT /v1/lists/big, ``count`` prefixes as text/plain, alone and
-         with those 100,000 rules present.
-memory   the service's peak RSS (VmHWM) at the end.
+         with those 100,000 rules present; then as JSON ({"prefixes":
+         [...]}) beside them.
+memory   the service's peak RSS (VmHWM) before the last two PUT rows, and
+         in each of them (the peak is reset before each).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -73,10 +76,16 @@ def _wait_up(client, proc: subprocess.Popen, deadline_s: float = 60) -> None:
     raise RuntimeError("xdpctl serve did not answer within the deadline")
 
 
-def _put(client, text: str) -> float:
+def _put(client, body: str | bytes, ctype: str = "text/plain") -> float:
     t = time.perf_counter()
-    client.put("/v1/lists/big", content=text, headers={"Content-Type": "text/plain"}).raise_for_status()
+    client.put("/v1/lists/big", content=body, headers={"Content-Type": ctype}).raise_for_status()
     return time.perf_counter() - t
+
+
+def _reset_hwm(pid: int) -> None:
+    """Start the peak RSS (VmHWM) again from the current RSS."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
 
 
 def _measure(client, proc: subprocess.Popen, list_text: str, n: int, others: int) -> dict:
@@ -94,8 +103,16 @@ def _measure(client, proc: subprocess.Popen, list_text: str, n: int, others: int
         bulk.append(time.perf_counter() - t)
     out["bulk_10k_s"] = {"median": median(bulk), "n": len(bulk)}
     log(f"control: PUT /v1/lists {list_text.count(chr(10)):,} prefixes beside {others:,} rules")
+    out["service_hwm_mb"] = _hwm_mb(proc.pid)  # before the list rows: the peak of everything else
+    _reset_hwm(proc.pid)
     out["put_list_s"] = _put(client, list_text)
-    out["service_hwm_mb"] = _hwm_mb(proc.pid)
+    out["put_list_hwm_mb"] = _hwm_mb(proc.pid)
+    client.delete("/v1/lists/big").raise_for_status()
+    body = json.dumps({"prefixes": list_text.split()}).encode()
+    log(f"control: PUT /v1/lists {len(body):,} bytes of JSON beside {others:,} rules")
+    _reset_hwm(proc.pid)
+    out["put_list_json_s"] = _put(client, body, "application/json")
+    out["put_list_json_hwm_mb"] = _hwm_mb(proc.pid)
     return out
 
 
@@ -119,3 +136,23 @@ def run(work: str, count: int, n: int) -> dict:
     finally:
         stop_api(proc)
         bpffs.remove_tree(pins)
+
+
+def main() -> int:
+    """python -m bench.control_rest [COUNT] [POSTS]: the REST rows alone."""
+    import sys
+
+    from .common import CLEANUP, temp_dir
+
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    posts = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    try:
+        res = run(temp_dir("control"), count, posts)
+    finally:
+        CLEANUP.run_all()
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -132,6 +132,7 @@ RULE_COLS = "id, family, addr, plen, dir, action, proto, port, anyaddr, mgmt, co
 LIST_COLS = "name, count, dir, action, comment, source, created, expires, id_base, entries, flags"
 _ADDRESS_RULE = "family=? AND dir=? AND proto=0 AND port=0 AND anyaddr=0"
 _CHUNK = 500  # ids per IN (...) statement
+_BUSY_MS = 30_000  # how long a statement waits for another connection's lock
 
 
 VIP_COLS = ("id, family, addr, proto, port, table_size, ring_base, ring_size, created, check_kind, check_port, "
@@ -261,7 +262,7 @@ class State:
     def __init__(self, path: str):
         self.path = path
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.db = sqlite3.connect(path, timeout=_BUSY_MS / 1000, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
@@ -276,6 +277,28 @@ class State:
 
     def close(self) -> None:
         self.db.close()
+
+    # -- the write-ahead log
+    def defer_checkpoints(self) -> None:
+        """This connection's commits never checkpoint the log: a long-lived
+        process (the service) checkpoints it in a thread of its own."""
+        self.db.execute("PRAGMA wal_autocheckpoint=0")
+
+    def checkpoint(self, truncate: bool = False) -> tuple[bool, int, int]:
+        """Copy the log's committed pages into the database file (PASSIVE:
+        waits for no one), or with ``truncate`` also empty the log file
+        (TRUNCATE: only when no writer or reader is busy). Neither waits for
+        a lock, so neither holds the writer's lock while waiting for readers.
+        Returns (blocked, pages in the log, pages checkpointed)."""
+        if not truncate:
+            busy, log, done = self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return bool(busy), log, done
+        self.db.execute("PRAGMA busy_timeout=0")
+        try:
+            busy, log, done = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+        return bool(busy), log, done
 
     def _migrate(self) -> None:
         """Add the columns of :data:`MIGRATIONS` a table lacks; record the schema version."""

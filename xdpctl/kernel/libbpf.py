@@ -188,6 +188,7 @@ _SIGNATURES = {
     "bpf_map__set_max_entries": (c_int, c_void_p, c_uint32),
     "bpf_program__name": (c_char_p, c_void_p),
     "bpf_program__fd": (c_int, c_void_p),
+    "bpf_program__set_autoload": (c_int, c_void_p, ctypes.c_bool),
     # syscalls
     "bpf_obj_pin": (c_int, c_int, c_char_p),
     "bpf_obj_get": (c_int, c_char_p),

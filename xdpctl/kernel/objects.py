@@ -62,13 +62,15 @@ def load(
     pin_path: Callable[[str], str | None] = lambda name: None,
     max_entries: dict[str, int] | None = None,
     pin_progs: dict[str, str] | None = None,
+    programs: bool = True,
 ) -> Loaded:
     """Open, configure and load one object.
 
     ``pin_path(map_name)`` says where a map lives in bpffs: an existing pin
     is reused (libbpf checks type, key, value and size match), a missing
     one is created there after load. ``pin_progs`` maps program names to pin
-    paths (replacing what was pinned there).
+    paths (replacing what was pinned there). ``programs`` False: create
+    the maps only, loading (and verifying) none of the programs.
     """
     L.log_mark()
     obj = L.bpf_object__open_file(path.encode(), None)
@@ -87,12 +89,14 @@ def load(
                 if max_entries and name in max_entries:
                     L.check(L.bpf_map__set_max_entries(m, max_entries[name]), f"set size of {name}")
             m = L.bpf_object__next_map(obj, m)
+        if not programs:
+            _autoload_off(obj)
         ret = L.bpf_object__load(obj)
         if ret < 0:
             raise BpfError(f"load {os.path.basename(path)}", -ret, _log_tail())
         out = Loaded(path)
         p = L.bpf_object__next_program(obj, None)
-        while p:
+        while p and programs:
             pname = L.bpf_program__name(p).decode()
             out.progs[pname] = os.dup(L.bpf_program__fd(p))
             p = L.bpf_object__next_program(obj, p)
@@ -111,6 +115,13 @@ def load(
         return out
     finally:
         L.bpf_object__close(obj)
+
+
+def _autoload_off(obj) -> None:
+    p = L.bpf_object__next_program(obj, None)
+    while p:
+        L.check(L.bpf_program__set_autoload(p, False), f"skip program {L.bpf_program__name(p).decode()}")
+        p = L.bpf_object__next_program(obj, p)
 
 
 def _log_tail() -> str | None:

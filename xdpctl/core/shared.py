@@ -5,7 +5,7 @@ the load balancer's VIPs and ring) opens them through a subclass of
 :class:`SharedMaps` as a context manager; the caller holds the writer lock.
 The maps stay open in the context (``Context.pinned_map``) for the next use.
 Missing maps are created by loading the object that defines them with only
-the group's maps pinned, after checking that no running program still reads
+the group's maps pinned and none of its programs (no verifier run), after checking that no running program still reads
 maps whose pins were lost (that would make a new map that nothing reads).
 """
 
@@ -42,7 +42,7 @@ class SharedMaps:
             bpffs.makedirs(self.dir)
             objects.load(objects.object_path(self.object_name()), pin_path=self._pin,
                          max_entries=abi.with_sets(self.ctx.settings.capacity),
-                         map_flags=abi.prealloc_flags(self.ctx.settings.prealloc)).close()
+                         map_flags=abi.prealloc_flags(self.ctx.settings.prealloc), programs=False).close()
         for m in self.NAMES:
             if m not in self.maps:
                 self.maps[m] = self.ctx.pinned_map(os.path.join(self.dir, m))

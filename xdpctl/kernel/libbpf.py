@@ -208,6 +208,7 @@ _SIGNATURES = {
     "bpf_map__set_map_flags": (c_int, c_void_p, c_uint32),
     "bpf_program__name": (c_char_p, c_void_p),
     "bpf_program__fd": (c_int, c_void_p),
+    "bpf_program__set_autoload": (c_int, c_void_p, ctypes.c_bool),
     # syscalls
     "bpf_obj_pin": (c_int, c_int, c_char_p),
     "bpf_map_create": (c_int, c_int, c_char_p, c_uint32, c_uint32, c_uint32, POINTER(MapCreateOpts)),

@@ -63,6 +63,7 @@ def load(
     max_entries: dict[str, int] | None = None,
     pin_progs: dict[str, str] | None = None,
     map_flags: dict[str, int] | None = None,
+    programs: bool = True,
 ) -> Loaded:
     """Open, configure and load one object.
 
@@ -71,7 +72,8 @@ def load(
     libbpf checks type, key and value match), a missing one is created
     there after load with the size in ``max_entries`` and the flags in
     ``map_flags`` where they name it. ``pin_progs`` maps program names to
-    pin paths (replacing what was pinned there).
+    pin paths (replacing what was pinned there). ``programs`` False:
+    create the maps only, loading (and verifying) none of the programs.
     """
     L.log_mark()
     obj = L.bpf_object__open_file(path.encode(), None)
@@ -85,12 +87,14 @@ def load(
             if not name.startswith("."):
                 _configure_map(m, name, pin_path(name), max_entries or {}, map_flags or {})
             m = L.bpf_object__next_map(obj, m)
+        if not programs:
+            _autoload_off(obj)
         ret = L.bpf_object__load(obj)
         if ret < 0:
             raise BpfError(f"load {os.path.basename(path)}", -ret, _log_tail())
         out = Loaded(path)
         p = L.bpf_object__next_program(obj, None)
-        while p:
+        while p and programs:
             pname = L.bpf_program__name(p).decode()
             out.progs[pname] = os.dup(L.bpf_program__fd(p))
             p = L.bpf_object__next_program(obj, p)
@@ -125,6 +129,13 @@ def _configure_map(m, name: str, pp: str | None, max_entries: dict[str, int], ma
         L.check(L.bpf_map__set_max_entries(m, size), f"set size of {name}")
     if flags is not None and flags != L.bpf_map__map_flags(m):
         L.check(L.bpf_map__set_map_flags(m, flags), f"set flags of {name}")
+
+
+def _autoload_off(obj) -> None:
+    p = L.bpf_object__next_program(obj, None)
+    while p:
+        L.check(L.bpf_program__set_autoload(p, False), f"skip program {L.bpf_program__name(p).decode()}")
+        p = L.bpf_object__next_program(obj, p)
 
 
 def _log_tail() -> str | None:

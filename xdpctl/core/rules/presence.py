@@ -18,18 +18,13 @@ revision without the mark, so its sets are not trusted until rebuilt.
 
 from __future__ import annotations
 
-import errno
-
 from ... import abi
-from ...kernel import objects, testrun
-from ..errors import BpfError
+from . import builder
 
 V4_BANDS = ("xc_v4_l32", "xc_v4_l24")
 V6_BANDS = ("xc_v6_l128", "xc_v6_l64", "xc_v6_l48", "xc_v6_l32")
 BANDS = V4_BANDS + V6_BANDS  # in the order of the builder's band bits (bits.h)
-XDP_PASS = testrun.XDP_PASS
 REBUILT = (1 << 64) - 2  # mark: rebuilt from the set's keys, whatever revision it holds
-OBJECT, BUILDER = "xdp_bits", "xc_bits_build"  # bpf/xdp/bits.bpf.c
 SMALL = 4096  # hash-band keys up to which a rebuild sets the bits from Python
 TRIE = "xc_v6_trie"  # its entries set the bits they cover too (always from Python)
 V6_BIT_PLEN = 3 + 24  # an IPv6 bit stands for a /27
@@ -104,7 +99,7 @@ def rebuild(kt, rule_set: int, exact: bool, compiled) -> None:
     small = sum(compiled[b].count for b in BANDS) <= SMALL
     walk = 0 if small else sum(1 << i for i, band in enumerate(BANDS) if compiled[band].count)
     if walk or exact:
-        _run_builder(kt, rule_set, exact, walk)
+        builder.run(kt, f"presence bitmap of set {'AB'[rule_set]}", [(builder.BUILD, rule_set, exact, walk, 0, 0)])
     bands = ((band, k) for band in BANDS for k in _keys(compiled[band], kt.table(band, rule_set))) if small else ()
     set_key_bits(kt, rule_set, bands, _keys(compiled[TRIE], kt.table(TRIE, rule_set)))
     _mark(kt, rule_set, REBUILT)
@@ -113,25 +108,17 @@ def rebuild(kt, rule_set: int, exact: bool, compiled) -> None:
 def copy(kt, src: int, dst: int) -> None:
     """Give set ``dst`` the bitmap of set ``src`` when both hold the same
     keys (the twin just took the same writes): the bits cover its keys as
-    they cover the source's; marked REBUILT like a rebuild."""
-    keys, vals, n = kt.table(abi.BITS_MAP, src).dump()
-    kt.table(abi.BITS_MAP, dst).update_batch(keys, vals, n)
+    they cover the source's; marked REBUILT like a rebuild, once every
+    word is copied (in the kernel: a pass over both bitmaps)."""
+    if src != 1 - dst:
+        raise ValueError(f"set {dst} takes a bitmap only from its twin, not from set {src}")
+    builder.run(kt, f"presence bitmap of set {'AB'[dst]}", [(builder.COPY, dst, 0, 0, 0, 0)])
     _mark(kt, dst, REBUILT)
 
 
 def _keys(table, m):
     n = m.key_size
     return (table.keys[i * n:(i + 1) * n] for i in range(table.count))
-
-
-def _run_builder(kt, rule_set: int, exact: bool, walk: int) -> None:
-    """xdp_bits.o over the pinned maps: clear the set's bitmap when
-    ``exact``, then walk the bands whose bit is set in ``walk``."""
-    sizes = {name: m.max_entries for name, m in kt.maps.items()}  # as pinned, whatever the settings say
-    with objects.load(objects.object_path(OBJECT), pin_path=kt._pin, max_entries=sizes) as obj:
-        r = testrun.run(obj.prog_fd(BUILDER), bytes([rule_set, int(exact), walk]).ljust(64, b"\0"))
-    if r.retval != XDP_PASS:
-        raise BpfError(f"the presence bitmap builder of set {'AB'[rule_set]} answered {r.retval}", errno.EIO)
 
 
 def empty_bands(kt, rule_set: int, known: int | None = None, touched: set[str] | None = None) -> int:

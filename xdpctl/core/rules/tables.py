@@ -363,18 +363,61 @@ def _rows(buf: bytes, size: int, n: int):
 
 def diff_entries(cur: tuple[bytes, bytes, int], table: dlc.Table, ks: int, vs: int) -> Diff:
     """A map's entries (packed keys, values, count) against its image, as
-    columns: one sort of both key sets, no object per entry. Keys are unique
-    on each side."""
+    columns: sorts and binary searches, no object per entry. Keys are
+    unique on each side."""
     import numpy as np
 
     ck, cv, wk, wv = _rows(cur[0], ks, cur[2]), _rows(cur[1], vs, cur[2]), \
         _rows(table.keys, ks, table.count), _rows(table.values, vs, table.count)
-    n1 = cur[2]
     words = (ks + 7) // 8
-    both = np.zeros((n1 + table.count, words * 8), np.uint8)
+    if words == 1:
+        ci, wi, gone, new = _pair_words(ck, wk)
+    else:
+        ci, wi, gone, new = _pair_rows(ck, wk, words)
+    changed = (cv[ci] != wv[wi]).any(axis=1)
+    upd = np.concatenate([new, wi[changed]])
+    old = np.concatenate([ci[changed], gone])
+    return Diff(wk[upd].tobytes(), wv[upd].tobytes(), len(upd), wk[new].tobytes(), len(new),
+                ck[old].tobytes(), cv[old].tobytes(), len(old), ck[gone].tobytes(), len(gone))
+
+
+def _as_words(rows):
+    """Keys of at most 8 bytes as one uint64 each (zero-padded)."""
+    import numpy as np
+
+    out = np.zeros((len(rows), 8), np.uint8)
+    out[:, :rows.shape[1]] = rows
+    return out.view(np.uint64)[:, 0]
+
+
+def _pair_words(ck, wk):
+    """Keys of at most 8 bytes: each side sorted once, the image's keys
+    found in the map's by binary search. Returns (map index, image index)
+    of the keys both have, the map's indexes of keys only it has, the
+    image's indexes of keys only it has."""
+    import numpy as np
+
+    c, w = _as_words(ck), _as_words(wk)
+    oc = np.argsort(c)
+    sc = c[oc]
+    pos = np.searchsorted(sc, w)
+    pos[pos == len(sc)] = 0
+    found = sc[pos] == w if len(sc) else np.zeros(len(w), bool)
+    held = np.zeros(len(sc), bool)
+    held[pos[found]] = True
+    return oc[pos[found]], np.flatnonzero(found), oc[~held], np.flatnonzero(~found)
+
+
+def _pair_rows(ck, wk, words: int):
+    """Like _pair_words for longer keys: one sort of both key sets."""
+    import numpy as np
+
+    n1 = len(ck)
+    ks = ck.shape[1]
+    both = np.zeros((n1 + len(wk), words * 8), np.uint8)
     both[:n1, :ks], both[n1:, :ks] = ck, wk
     cols = both.view(np.uint64)
-    order = np.lexsort(cols.T[::-1]) if words > 1 else np.argsort(cols[:, 0])
+    order = np.lexsort(cols.T[::-1])
     srt = cols[order]
     pair = np.flatnonzero((srt[1:] == srt[:-1]).all(axis=1))  # a key on both sides: the map's, the image's
     ci, wi = np.minimum(order[pair], order[pair + 1]), np.maximum(order[pair], order[pair + 1]) - n1
@@ -382,11 +425,7 @@ def diff_entries(cur: tuple[bytes, bytes, int], table: dlc.Table, ks: int, vs: i
     alone[pair] = alone[pair + 1] = False
     single = order[alone]
     gone, new = single[single < n1], single[single >= n1] - n1
-    changed = (cv[ci] != wv[wi]).any(axis=1)
-    upd = np.concatenate([new, wi[changed]])
-    old = np.concatenate([ci[changed], gone])
-    return Diff(wk[upd].tobytes(), wv[upd].tobytes(), len(upd), wk[new].tobytes(), len(new),
-                ck[old].tobytes(), cv[old].tobytes(), len(old), ck[gone].tobytes(), len(gone))
+    return ci, wi, gone, new
 
 
 def _sync_set(kt: KernelTables, compiled: dlc.Compiled, rule_set: int, undo: Undo | None,

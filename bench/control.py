@@ -245,7 +245,11 @@ def table(res: dict) -> str:
          f"{r['bulk_10k_s']['median']:.2f} s" if r.get("bulk_10k_s", {}).get("n") else "-"),
         (f"PUT /v1/lists {n:,} text, alone", f"{r['put_list_alone_s']:.2f} s" if r.get("put_list_alone_s") else "-"),
         (f"PUT /v1/lists {n:,} text, {r.get('others', 0):,} other rules present",
-         f"{r['put_list_s']:.2f} s, service peak {r['service_hwm_mb']:.0f} MB" if r else "-"),
+         f"{r['put_list_s']:.2f} s, service peak {r.get('put_list_hwm_mb', r['service_hwm_mb']):.0f} MB"
+         if r else "-"),
+        (f"PUT /v1/lists {n:,} prefixes as JSON, {r.get('others', 0):,} other rules present",
+         f"{r['put_list_json_s']:.2f} s, service peak {r['put_list_json_hwm_mb']:.0f} MB"
+         if r.get("put_list_json_s") else "-"),
     ]
     rows += [(f"kernel maps (memlock) at {k[len('maps_mb_'):]} members", f"{v:.0f} MB")
              for k, v in s.items() if k.startswith("maps_mb_")]

@@ -51,6 +51,19 @@ def spread(xs: Iterable[float]) -> float:
 
 
 @contextlib.contextmanager
+def every_cpu():
+    """Let the calling thread (and what it starts) run on every CPU for the
+    with-block: control-plane rows time whole processes, which use more
+    than one CPU (a map-writer thread, parallel batch writes)."""
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)
+
+
+@contextlib.contextmanager
 def pinned_cpu(cpu: int | None):
     """Pin the calling thread to one CPU for the with-block."""
     if cpu is None:

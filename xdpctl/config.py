@@ -56,9 +56,11 @@ class Settings(BaseSettings):
     api_expire_interval: float = Field(1.0, ge=0, description="seconds between the service's expiry runs (0: off)")
     api_protect_reads: bool = Field(True, description="the service requires a token for GETs under /v1 too")
     api_protect_metrics: bool = Field(True, description="the service requires a token for /metrics")
-    api_max_body: int = Field(DEFAULT_MAX_BODY, ge=1, description="largest request body, in bytes, of a text/plain "
-                                                                  "list")
-    api_max_json_body: int = Field(DEFAULT_MAX_JSON_BODY, ge=1, description="largest JSON request body, in bytes")
+    api_max_body: int = Field(DEFAULT_MAX_BODY, ge=1,
+                              description="largest request body, in bytes, of a list (PUT /v1/lists: text/plain "
+                                          "or JSON) or of a text/plain POST /v1/apply")
+    api_max_json_body: int = Field(DEFAULT_MAX_JSON_BODY, ge=1, description="largest JSON request body, in bytes, "
+                                                                             "of anything but a list")
     etcd: str | None = Field(None, description="fleet mode: etcd endpoints, URL[,URL...]; the rule set and the "
                                                "load balancer's VIPs are then written to and read from etcd")
     etcd_prefix: str = Field("/xdpctl/default", description="fleet mode: the fleet's key prefix, /xdpctl/CLUSTER")

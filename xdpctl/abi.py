@@ -616,10 +616,11 @@ def set_map(name: str, rule_set: int) -> str:
     return name + STANDBY_SUFFIX if rule_set else name
 
 
-def with_sets(capacity: dict[str, int]) -> dict[str, int]:
-    """Map sizes by name for a loader: a rule map's size applies to both sets."""
-    out = dict(capacity)
-    out.update({n + STANDBY_SUFFIX: v for n, v in capacity.items() if n in RULE_MAPS})
+def with_sets(by_name: dict[str, int]) -> dict[str, int]:
+    """A per-map setting for a loader (sizes, flags): a rule map's applies
+    to both sets."""
+    out = dict(by_name)
+    out.update({n + STANDBY_SUFFIX: v for n, v in by_name.items() if n in RULE_MAPS})
     return out
 
 
@@ -631,9 +632,7 @@ PREALLOCATABLE = tuple(n for n in RULE_MAPS if MAP_SPECS[n].map_type == MapType.
 def prealloc_flags(names) -> dict[str, int]:
     """Map flags by name for a loader: the named hash bands of both sets
     without BPF_F_NO_PREALLOC (their memory is taken when they are made)."""
-    out = {n: MAP_SPECS[n].flags & ~BPF_F_NO_PREALLOC for n in names}
-    out.update({n + STANDBY_SUFFIX: v for n, v in list(out.items())})
-    return out
+    return with_sets({n: MAP_SPECS[n].flags & ~BPF_F_NO_PREALLOC for n in names})
 
 
 HOOK_MAPS = tuple(n for n, s in MAP_SPECS.items() if s.scope == "hook")

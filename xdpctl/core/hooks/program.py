@@ -101,7 +101,8 @@ def load(ctx: Context, ref: HookRef, bits: int) -> objects.Loaded:
     hdir = ref.dir(ctx)
     bpffs.makedirs(hdir)
     loaded = objects.load(objects.object_path(object_name(ref.hook)), pin_path=pin_path_for(ctx, hdir),
-                          max_entries=sizes(ctx, hdir), map_flags=abi.prealloc_flags(ctx.settings.prealloc))
+                          max_entries=abi.with_sets(ctx.settings.capacity),
+                          map_flags=abi.prealloc_flags(ctx.settings.prealloc))
     try:
         with loaded.map(STAGES_MAP) as m:
             m.update(_KEY0, abi.pack_stages(owner_id(ctx), bits, abi.HOOK_KINDS[ref.hook]))
@@ -109,18 +110,6 @@ def load(ctx: Context, ref: HookRef, bits: int) -> objects.Loaded:
         loaded.close()
         raise
     return loaded
-
-
-def sizes(ctx: Context, hdir: str) -> dict[str, int]:
-    """Map sizes for a load: a map that is pinned keeps the size it was
-    created with (the pin is reused); the others get the settings'."""
-    out = abi.with_sets(ctx.settings.capacity)
-    pin = pin_path_for(ctx, hdir)
-    for name in abi.MAP_SPECS:
-        if os.path.exists(pin(name)):
-            with maps.Map.from_pin(pin(name)) as m:
-                out[name] = m.max_entries
-    return out
 
 
 def pin_paths(ctx: Context, ref: HookRef, hp: HookProg) -> dict[str, str]:

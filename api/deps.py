@@ -33,6 +33,8 @@ from xdpctl.core.rules.validate import LIST_NAME_MAX, LIST_NAME_PATTERN
 from xdpctl.core.rules.store import State
 from xdpctl.core.views import RestoreView
 
+from .models import BIG_SETS, ITEMS_MAX
+
 if TYPE_CHECKING:
     from xdpctl.core.fleet.writer import Fleet
 
@@ -45,9 +47,6 @@ T = TypeVar("T")
 TOKEN_ENV = env_name("api_token")
 TOKEN_FILE = "api-token"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-ITEMS_MAX = 10_000  # api.models.ITEMS_MAX
-BIG_SETS = ("send big sets of prefixes as a list: PUT /v1/lists/{name} with {\"prefixes\": [...]} as "
-            "application/json or a block list as text/plain")
 
 
 class ApiError(Exception):

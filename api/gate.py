@@ -15,7 +15,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .deps import BIG_SETS, ApiError, Service, required_access, token_error
+from .deps import ApiError, Service, required_access, token_error
+from .models import BIG_SETS
 from .session import cookie_reads
 
 TEXT_LIST_TYPES = ("text/plain",)

@@ -42,9 +42,10 @@ NetnsName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\x0
 
 PAGE_DEFAULT = 1000   # rules or list members per page unless a limit is given
 PAGE_MAX = 10_000     # the largest limit
-ITEMS_MAX = 10_000    # items of one JSON bulk request (big sets: a text/plain list)
-_BIG_SETS = ("at most 10000 items; send bigger sets of prefixes as a list: PUT /v1/lists/{name} with "
-             "{\"prefixes\": [...]} or a text/plain block list")
+ITEMS_MAX = 10_000    # items of one JSON bulk request (big sets: a list)
+BIG_SETS = ("send big sets of prefixes as a list: PUT /v1/lists/{name} with {\"prefixes\": [...]} as "
+            "application/json or a block list as text/plain")
+_BIG_SETS = f"at most {ITEMS_MAX} items; {BIG_SETS}"
 
 # A rule names a prefix, or a protocol and a port (an L4 rule on any address).
 _PREFIX_OR_L4 = {"anyOf": [

@@ -27,7 +27,6 @@ ListName = Path(description="1-64 ASCII letters, digits, '-', '_' or '.', not st
 SOURCE = "api"
 _TEXT_TYPES = ("text/plain",)
 _JSON_TYPES = ("application/json",)
-_NOT_IN_ITEM = "\r#;"  # characters of text bodies only (a comment, a line break)
 
 
 @router.get("/lists", response_model=ListsView, responses=error_responses(422))
@@ -84,18 +83,10 @@ def _merge(field: str, query, body):
     return body if body is not None else query
 
 
-def _item_error(i: int, value: object, what: str) -> ApiError:
-    return ApiError(422, "validation_error", f"prefixes[{i}]: {what}; nothing was imported",
-                    field="prefixes", value=cut(value), index=i)
-
-
-def _json_body(raw: bytes) -> tuple[ListPrefixes, str, int]:
+def _json_body(raw: bytes) -> tuple[ListPrefixes, list]:
     """A JSON list body: its other fields (validated by the model) and its
-    prefixes as one block-list text, one item a line, and how many.
-
-    A list of a million strings is parsed by the json module once; no
-    model, and no object but the string itself, is made per item, and the
-    items are left to the columnar parser of text bodies."""
+    items, left to the core's columnar parser (a million strings are parsed
+    by the json module once; no model is made per item)."""
     try:
         doc = json.loads(raw)
     except ValueError:
@@ -111,44 +102,15 @@ def _json_body(raw: bytes) -> tuple[ListPrefixes, str, int]:
         body = ListPrefixes.model_validate({**doc, "prefixes": []} if isinstance(items, list) else doc)
     except pydantic.ValidationError as exc:
         raise _json_error(exc) from None
-    return body, _join_items(items), len(items)
+    return body, items
 
 
-def _join_items(items: list) -> str:
-    """The items one a line; an item that is no string, or that would be
-    more or less than one line of a text body, is an error naming it."""
+def _parse_items(items: list) -> list[px.Prefix]:
     try:
-        text = "\n".join(items)
-    except TypeError:
-        i = next(i for i, s in enumerate(items) if not isinstance(s, str))
-        raise _item_error(i, items[i], f"{cut(items[i])} is not a string") from None
-    if text.count("\n") != max(len(items) - 1, 0) or any(c in text for c in _NOT_IN_ITEM):
-        i = next(i for i, s in enumerate(items) if any(c in s for c in "\n" + _NOT_IN_ITEM))
-        raise _item_error(i, items[i], f"{cut(items[i])!r} is not a prefix (line breaks and comments are "
-                                       f"for text bodies)")
-    try:
-        text.encode()
-    except UnicodeEncodeError as exc:  # a lone surrogate (\udXXX escapes) is no text
-        i = text.count("\n", 0, exc.start)
-        raise _item_error(i, ascii(items[i]), f"{ascii(items[i])} is not valid Unicode") from None
-    return text
-
-
-def _parse_json_prefixes(text: str, n: int) -> list[px.Prefix]:
-    """The members of a JSON list body joined by :func:`_json_body`; errors
-    name the item (prefixes[i]), not a line."""
-    try:
-        out = px.parse_prefix_text(text)
-    except px.PrefixError as exc:
-        i = (exc.lineno or 1) - 1
-        value = text.split("\n")[i]
-        if exc.code == "duplicate" and exc.other_lineno:
-            raise _item_error(i, value, f"{value.strip()} duplicates prefixes[{exc.other_lineno - 1}]") from None
-        raise _item_error(i, value, exc.reason) from None
-    if len(out) != n:  # the parser skips blank lines
-        i = next(i for i, s in enumerate(text.split("\n")) if not s.strip())
-        raise _item_error(i, "", "an empty string is not a prefix")
-    return out
+        return px.parse_prefix_items(items)
+    except px.PrefixItemError as exc:
+        raise ApiError(422, "validation_error", f"{exc}; nothing was imported", field="prefixes",
+                       value=cut(exc.value), index=exc.index) from None
 
 
 def _parse_text(raw: bytes) -> list[px.Prefix]:
@@ -194,13 +156,13 @@ async def put_list(
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     raw = await request.body()
     if ctype in _JSON_TYPES:
-        body, text, n = await run_in_threadpool(_json_body, raw)  # megabytes: not on the event loop
+        body, items = await run_in_threadpool(_json_body, raw)  # megabytes: not on the event loop
         action = _merge("action", action, body.action)
         dst = _merge("dst", dst, body.dst)
         ttl = _merge("ttl", ttl, body.ttl)
         comment = _merge("comment", comment, body.comment)
         revision = _merge("revision", revision, body.revision)
-        parse = lambda: _parse_json_prefixes(text, n)  # noqa: E731
+        parse = lambda: _parse_items(items)  # noqa: E731
     elif ctype in _TEXT_TYPES:
         parse = lambda: _parse_text(raw)  # noqa: E731
     else:

@@ -381,3 +381,24 @@ def test_a_long_bad_line_is_cut_in_the_message():
     assert len(str(e)) < 300, str(e)[:400]
     e = err(px.parse_prefix, "10.0.0.1/8")  # host bits: the hint stays whole
     assert "10.0.0.0/8" in str(e)
+
+
+@pytest.mark.parametrize("items,index,reason", [
+    (["10.0.0.1", 7], 1, "7 is not a string"),
+    (["10.0.0.1", "10.0.0.2 # x"], 1, "'10.0.0.2 # x' is not a prefix (line breaks and comments are for text bodies)"),
+    (["10.0.0.1", "10.0.0.2\n10.0.0.3"], 1, None),
+    (["10.0.0.1", ""], 1, "an empty string is not a prefix"),
+    (["10.0.0.1", "2001:db8::/32", "10.0.0.1/32"], 2, "10.0.0.1/32 duplicates prefixes[0]"),
+    (["10.0.0.1", "10.0.0.300"], 1, None),
+])
+def test_prefix_items_name_the_bad_item(items, index, reason):
+    with pytest.raises(px.PrefixItemError) as ei:
+        px.parse_prefix_items(items)
+    assert ei.value.index == index and str(ei.value).startswith(f"prefixes[{index}]: ")
+    if reason is not None:
+        assert ei.value.reason == reason
+
+
+def test_prefix_items_parse_like_lines():
+    items = ["10.0.0.1", "192.0.2.0/24", "2001:db8::/48"]
+    assert px.parse_prefix_items(items) == px.parse_prefix_text("\n".join(items))

@@ -58,6 +58,19 @@ class PrefixError(ValueError):
                            other_lineno=self.other_lineno)
 
 
+class PrefixItemError(PrefixError):
+    """A bad item of prefixes given one per item (a JSON array): index
+    (0-based) and value (the item as given) name it instead of a line."""
+
+    def __init__(self, index: int, value: object, reason: str, code: str = "syntax", *,
+                 other_index: int | None = None):
+        self.index, self.value, self.other_index = index, value, other_index
+        super().__init__(str(value), reason, code)
+
+    def __str__(self) -> str:
+        return f"prefixes[{self.index}]: {self.reason}"
+
+
 class Prefix(NamedTuple):
     family: int   # 4 or 6
     net: int      # network address, host bits zero
@@ -313,6 +326,7 @@ def parse_duration(value: str | int) -> int:
 # being cautious.
 
 _COMMENT_RE = re.compile(r"[#;][^\n]*")
+_TEXT_ONLY = "\r#;"  # text-body syntax: never part of one prefix given as an item
 _PLEN4 = {str(i): i for i in range(33)}
 _PLEN6 = {str(i): i for i in range(129)}
 _MASK6 = [(_ALL6 << (128 - p)) & _ALL6 for p in range(129)]
@@ -513,6 +527,41 @@ def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> l
             # the line-by-line pass names the first problem in file order
             return _slow(text.split("\n"), 1, allow_duplicates)
         return out
+
+
+def parse_prefix_items(items: list) -> list[Prefix]:
+    """Prefixes given one per item (the members of a JSON list body), parsed
+    as one block-list text by the columnar parser: one string per item, no
+    other object. Raises PrefixItemError naming the first bad item: not a
+    string, not exactly one line of prefix (a line break or a comment
+    character is text-body syntax), not valid Unicode, empty, invalid, or a
+    duplicate of an earlier one."""
+    try:
+        text = "\n".join(items)
+    except TypeError:
+        i = next(i for i, s in enumerate(items) if not isinstance(s, str))
+        raise PrefixItemError(i, items[i], f"{cut(items[i])} is not a string") from None
+    if text.count("\n") != max(len(items) - 1, 0) or any(c in text for c in _TEXT_ONLY):
+        i = next(i for i, s in enumerate(items) if any(c in s for c in "\n" + _TEXT_ONLY))
+        raise PrefixItemError(i, items[i], f"{cut(items[i])!r} is not a prefix (line breaks and comments are "
+                                           f"for text bodies)")
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate (\udXXX escapes) is no text
+        i = text.count("\n", 0, exc.start)
+        raise PrefixItemError(i, ascii(items[i]), f"{ascii(items[i])} is not valid Unicode") from None
+    try:
+        out = parse_prefix_text(text)
+    except PrefixError as exc:
+        i = (exc.lineno or 1) - 1
+        if exc.code == "duplicate" and exc.other_lineno:
+            raise PrefixItemError(i, items[i], f"{items[i].strip()} duplicates prefixes[{exc.other_lineno - 1}]",
+                                  exc.code, other_index=exc.other_lineno - 1) from None
+        raise PrefixItemError(i, items[i], exc.reason, exc.code) from None
+    if len(out) != len(items):  # the parser skips blank lines
+        i = next(i for i, s in enumerate(items) if not s.strip())
+        raise PrefixItemError(i, "", "an empty string is not a prefix")
+    return out
 
 
 def parse_prefix_lines(lines: Iterable[str], *, start: int = 1,

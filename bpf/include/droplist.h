@@ -170,14 +170,14 @@ static __always_inline void xc_match6(struct xc_match *m, __u32 set, __u32 dir,
 {
 	struct xc_match t = {};
 	struct xc_key6 k;
-	__u32 skip = flags, h;
+	__u32 h;
 
 	h = (bpf_ntohl(a->w[0]) >> XC_BITS_V6_SHIFT) & 0xffffff;
 	if ((flags & XC_CFG_HAVE_BITS) && !xc_present(set, XC_BITS_V4_BITS + ((dir << 24) | h)))
 		return;
 	k.dir = dir;
 	__builtin_memcpy(k.addr, a, 16);
-	if (!(skip & XC_CFG_NO_V6L128) &&
+	if (!(flags & XC_CFG_NO_V6L128) &&
 	    xc_take(m, bpf_map_lookup_elem(XC_TBL(set, xc_v6_l128), &k), now))
 		return;
 	if (flags & XC_CFG_HAVE_V6TRIE)
@@ -186,19 +186,19 @@ static __always_inline void xc_match6(struct xc_match *m, __u32 set, __u32 dir,
 	if (t.act && t.plen > 64)
 		goto trie;
 	__builtin_memset(k.addr + 8, 0, 8);
-	if (!(skip & XC_CFG_NO_V6L64) &&
+	if (!(flags & XC_CFG_NO_V6L64) &&
 	    xc_take(m, bpf_map_lookup_elem(XC_TBL(set, xc_v6_l64), &k), now))
 		return;
 	if (t.act && t.plen > 48)
 		goto trie;
 	__builtin_memset(k.addr + 6, 0, 2);
-	if (!(skip & XC_CFG_NO_V6L48) &&
+	if (!(flags & XC_CFG_NO_V6L48) &&
 	    xc_take(m, bpf_map_lookup_elem(XC_TBL(set, xc_v6_l48), &k), now))
 		return;
 	if (t.act && t.plen > 32)
 		goto trie;
 	__builtin_memset(k.addr + 4, 0, 2);
-	if (!(skip & XC_CFG_NO_V6L32) &&
+	if (!(flags & XC_CFG_NO_V6L32) &&
 	    xc_take(m, bpf_map_lookup_elem(XC_TBL(set, xc_v6_l32), &k), now))
 		return;
 trie:

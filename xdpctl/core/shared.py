@@ -5,8 +5,9 @@ the load balancer's VIPs and ring) opens them through a subclass of
 :class:`SharedMaps` as a context manager; the caller holds the writer lock.
 The maps stay open in the context (``Context.pinned_map``) for the next use.
 Missing maps are created by loading the object that defines them with only
-the group's maps pinned and none of its programs (no verifier run), after checking that no running program still reads
-maps whose pins were lost (that would make a new map that nothing reads).
+the group's maps pinned and none of its programs (no verifier run), after
+checking that no running program still reads maps whose pins were lost
+(that would make a new map that nothing reads).
 """
 
 from __future__ import annotations

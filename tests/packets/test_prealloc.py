@@ -1,16 +1,15 @@
-"""Preallocated hash bands (settings.prealloc): the /32 band of both sets is
-made with its memory taken up front and written by several threads at once;
-what the kernel holds and what a packet meets is exactly what the same
-change writes into the default bands.
+"""Hash bands written by several threads at once, preallocated
+(settings.prealloc) or allocated on insert (the default): the /32 band of
+both sets holds exactly what the change writes, and a packet meets it.
 
 The lists have 140,000 hosts: more than one writer thread's share
 (xdpctl.kernel.maps.PARALLEL_MIN), so every write below is split across
-threads. A replace deletes every old host (a catch-up that frees
-preallocated elements, so it first waits for running programs). The band
-holds 300,000: a replace writes the new hosts before it deletes the old
-ones, so a list of 170,000 fits the band but not beside the 140,000 it
-replaces; the kernel refuses it part-way, on several threads at once, and
-nothing changes.
+threads, in either kind of band. A replace deletes every old host (in a
+preallocated band a catch-up that frees elements, so it first waits for
+running programs). The band holds 300,000: a replace writes the new hosts
+before it deletes the old ones, so a list of 170,000 fits the band but not
+beside the 140,000 it replaces; the kernel refuses it part-way, on several
+threads at once, and nothing changes.
 """
 
 from __future__ import annotations
@@ -44,10 +43,10 @@ TOO_MANY = [px.Prefix(4, 0x0C000000 + i, 32) for i in range(170_000)]
 OLD_ADDR, NEW_ADDR, NEITHER = "10.0.1.44", "11.0.1.44", "10.0.1.45"  # 0x12c = 300 = 3 * 100
 
 
-@pytest.fixture
-def instance(tmp_path):
+@pytest.fixture(params=["preallocated", "allocated-on-insert"])
+def instance(tmp_path, request):
     settings = temp_settings(str(tmp_path / "state"), **{HOSTS: CAPACITY})
-    settings.prealloc = [HOSTS]
+    settings.prealloc = [HOSTS] if request.param == "preallocated" else []
     ctx = Context(settings)
     ctx.kernel_ready()
     yield settings, ctx
@@ -75,11 +74,12 @@ def _both_sets_hold_the_database(ctx) -> None:
     assert kernel_health(ctx, ctx.state.revision).in_sync
 
 
-def test_preallocated_band_holds_exactly_what_is_written(instance):
+def test_band_written_by_threads_holds_exactly_what_is_written(instance):
     settings, ctx = instance
     DropList(ctx).import_list("big", OLD)
+    want = 0 if settings.prealloc else abi.BPF_F_NO_PREALLOC
     for name in (HOSTS, abi.set_map(HOSTS, 1)):
-        assert _flags(settings, name) & abi.BPF_F_NO_PREALLOC == 0, name
+        assert _flags(settings, name) & abi.BPF_F_NO_PREALLOC == want, name
     for name in ("xc_v4_l24", "xc_v6_l128"):  # not named: made as the objects declare them
         assert _flags(settings, name) == abi.MAP_SPECS[name].flags == abi.BPF_F_NO_PREALLOC
     _both_sets_hold_the_database(ctx)

@@ -27,7 +27,7 @@ PERCPU_TYPES = {BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, 10}
 ARRAY_TYPES = {BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PROG_ARRAY}
 
 BATCH_CHUNK = 65536
-PARALLEL_MIN = 2 * BATCH_CHUNK  # entries from which a preallocated hash is written on several threads
+PARALLEL_MIN = 2 * BATCH_CHUNK  # entries from which a hash is written on several threads
 MAX_WRITERS = 4
 BPF_F_NO_PREALLOC = 1
 BPF_MAP_TYPE_ARRAY_OF_MAPS = 12
@@ -334,10 +334,11 @@ class Map:
 
     def _spread(self, count: int, write: Callable[[int, int], None]) -> None:
         """Run write(start, end) over [0, count): in one call, or, for a
-        big batch into a preallocated hash, in contiguous parts on several
-        threads (the syscalls run without the GIL). Every part runs to its
-        end; the first failure is raised (a full map first)."""
-        parts = min(os.cpu_count() or 1, MAX_WRITERS) if self.preallocated and count >= PARALLEL_MIN else 1
+        big batch into a hash, in contiguous parts on several threads (the
+        syscalls run without the GIL; buckets lock one by one, and elements
+        come from per-CPU caches, preallocated or not). Every part runs to
+        its end; the first failure is raised (a full map first)."""
+        parts = min(os.cpu_count() or 1, MAX_WRITERS) if self.type in HASH_TYPES and count >= PARALLEL_MIN else 1
         if parts == 1:
             write(0, count)
             return

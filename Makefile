@@ -72,7 +72,11 @@ test-unit: deps
 demo: deps bpf
 	$(PY) -m xdpctl.demo
 
+# xdpctl's own modules compiled first, as a wheel's install does: the
+# editable tree's are not, and with PYTHONDONTWRITEBYTECODE set every CLI
+# run would compile them again.
 bench: deps bpf
+	$(PY) -m compileall -q xdpctl api >/dev/null
 	$(PY) -m bench.run
 
 clean:

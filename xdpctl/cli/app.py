@@ -17,7 +17,7 @@ import typer.core
 from ..core.errors import XdpctlError
 from .verbs import LazyVerbs
 
-if TYPE_CHECKING:  # loaded when a verb asks for its settings (pydantic-settings costs start-up time)
+if TYPE_CHECKING:  # loaded when a verb asks for its settings
     from ..config import Settings
     from ..core.context import Context
 

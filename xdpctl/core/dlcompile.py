@@ -535,8 +535,8 @@ def compile_mgmt(rules: Iterable[Rule], out: Compiled) -> None:
 
 
 # -- driver ------------------------------------------------------------------
-_EQ = [bytes(int(i == v) for i in range(256)) for v in range(256)]  # byte == v, as a translate table
-_NOT01 = bytes(int(i == 0) for i in range(256))
+_EQ = [bytes(v) + b"\x01" + bytes(255 - v) for v in range(256)]  # byte == v, as a translate table
+_NOT01 = _EQ[0]
 
 
 def compile_full(rules: Iterable[Rule]) -> Compiled:

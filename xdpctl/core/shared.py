@@ -37,9 +37,10 @@ class SharedMaps:
     def ensure(self):
         missing = [m for m in self.NAMES if not os.path.exists(os.path.join(self.dir, m))]
         if missing:
-            from .hooks import check_shared_pins  # the attach model (netlink) only when maps are made
+            if self.ctx.state.attachments():  # the attach model (netlink) only when hooks are recorded
+                from .hooks import check_shared_pins
 
-            check_shared_pins(self.ctx, missing)
+                check_shared_pins(self.ctx, missing)
             bpffs.makedirs(self.dir)
             objects.load(objects.object_path(self.object_name()), pin_path=self._pin,
                          max_entries=abi.with_sets(self.ctx.settings.capacity),

@@ -294,6 +294,28 @@ def test_errors_in_late_chunks_have_the_right_line(monkeypatch):
     assert got[200] == Prefix(6, 0x20010DB8 << 96, 32) and len(got) == 501
 
 
+def test_ipv6_host_duplicates_across_chunks(monkeypatch):
+    """IPv6 /128s are checked for duplicates by one sort at the end, from
+    chunks of hosts only, chunks that also hold shorter prefixes, and
+    chunks the line-by-line path took: a duplicate between any two is found
+    and named by both lines."""
+    monkeypatch.setattr(px, "_CHUNK", 64)
+    hosts = [f"2001:db8::{i:x}" for i in range(1, 301)]
+    assert len(px.parse_prefix_text("\n".join(hosts))) == 300
+    cases = {
+        "hosts only": hosts + [hosts[6]],
+        "written as /128": hosts + [hosts[6] + "/128"],
+        "beside a /64": hosts[:150] + ["2001:db8:1::/64"] + hosts[150:] + [hosts[6]],
+        "in a line-by-line chunk": ["::ffff:1.2.3.4"] + hosts + [hosts[5]],
+    }
+    for what, lines in cases.items():
+        e = err(px.parse_prefix_text, "\n".join(lines))
+        first = lines.index(lines[-1].removesuffix("/128")) + 1
+        assert (e.code, e.lineno, e.other_lineno) == ("duplicate", len(lines), first), what
+        assert len(px.parse_prefix_text("\n".join(lines), allow_duplicates=True)) == len(lines) - 1, what
+    assert px._distinct128([]) == 0
+
+
 def test_parse_lines_and_file(tmp_path):
     assert px.parse_prefix_lines(["10.0.0.0/8\n", "# x\n", "192.0.2.1\r\n"]) == \
         [Prefix(4, 0x0A000000, 8), Prefix(4, 0xC0000201, 32)]

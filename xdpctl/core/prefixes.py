@@ -18,7 +18,7 @@ import socket
 import sys
 from array import array
 from collections import deque
-from itertools import accumulate, repeat
+from itertools import accumulate, compress, repeat
 from operator import and_, itemgetter
 from typing import Iterable, NamedTuple
 
@@ -406,12 +406,17 @@ def _slashes(text: str, lines: list[str], plens: list[int], table: dict) -> list
     return idx
 
 
-def _nets(family: int, lines: list[str]) -> list[int]:
-    """The addresses of the lines as integers (C-level inet_pton passes)."""
+def _nets(family: int, lines: list[str]) -> tuple[list[int], bytes]:
+    """The addresses of the lines as integers, and packed (C-level
+    inet_pton passes)."""
     try:
         raw = b"".join(map(socket.inet_pton, repeat(_AF[family]), lines))
     except (OSError, ValueError):
         raise _Reject from None
+    return _ints(family, raw), raw
+
+
+def _ints(family: int, raw: bytes) -> list[int]:
     if family == 6:
         size = len(raw)
         cuts = map(slice, range(0, size, 16), range(16, size + 16, 16))
@@ -423,10 +428,12 @@ def _nets(family: int, lines: list[str]) -> list[int]:
     return arr.tolist()
 
 
-def _fast_chunk(text: str, out: list, seen32: list, other: set) -> tuple[int, int]:
+def _fast_chunk(text: str, out: list, seen32: list, seen128: list, other: set) -> tuple[int, int]:
     """Parse one chunk of single-family text: append Prefixes to out, the
-    networks of IPv4 /32 entries to seen32 (an array per chunk) and the
-    other entries to other; return the numbers of both. Raises _Reject on anything unusual
+    networks of IPv4 /32 entries to seen32 (an array per chunk), those of
+    IPv6 /128 entries to seen128 (packed, 16 bytes each; a chunk's /128s
+    only when it has nothing else) and the other entries to other; return
+    the numbers of hosts and others. Raises _Reject on anything unusual
     (both families, IPv4-mapped addresses, bad syntax, host bits). out may
     have grown when it raises."""
     family = 6 if ":" in text else 4
@@ -439,7 +446,7 @@ def _fast_chunk(text: str, out: list, seen32: list, other: set) -> tuple[int, in
     bits = _BITS[family]
     plens = [bits] * n
     idx = _slashes(text, lines, plens, _PLEN4 if family == 4 else _PLEN6)
-    nets = _nets(family, lines)
+    nets, raw = _nets(family, lines)
     mark = len(out)
     out.extend(map(_PREFIX_NEW, repeat(Prefix), zip(repeat(family), nets, plens)))
     masks = _MASK4 if family == 4 else _MASK6
@@ -451,8 +458,18 @@ def _fast_chunk(text: str, out: list, seen32: list, other: set) -> tuple[int, in
     if family == 6:
         if any(a >> 32 == _MAPPED_HI for a in nets):
             raise _Reject
-        other.update(out[mark:])
-        return 0, n
+        # hosts' duplicates are found by one sort at the end, the others' by a set
+        short = [i for i, p in zip(idx, sp) if p != 128] if idx else []
+        if not short:
+            seen128.append(raw)
+            return n, 0
+        hosts = bytearray(b"\x01") * n
+        for i in short:
+            hosts[i] = 0
+        seen128.append(b"".join(compress(map(raw.__getitem__, map(slice, range(0, 16 * n, 16),
+                                                                   range(16, 16 * n + 16, 16))), hosts)))
+        other.update(out[mark + i] for i in short)
+        return n - len(short), len(short)
     n_short = 0
     if idx:
         short = [(i, a, p) for i, a, p in zip(idx, sn, sp) if p != 32]
@@ -475,6 +492,22 @@ def _distinct(parts: list) -> int:
     return int(srt.size and 1 + np.count_nonzero(srt[1:] != srt[:-1]))
 
 
+def _distinct128(parts: list) -> int:
+    """How many distinct 16-byte addresses packed blobs hold together: one
+    sort of a 64-bit mix of each; only when two mixes collide, one sort of
+    the addresses themselves."""
+    import numpy as np
+
+    words = np.frombuffer(b"".join(parts), np.uint64).reshape(-1, 2)
+    if not len(words):
+        return 0
+    mix = np.sort(words[:, 0] ^ (words[:, 1] * np.uint64(0x9E3779B97F4A7C15)))
+    if not np.count_nonzero(mix[1:] == mix[:-1]):
+        return len(words)
+    srt = words[np.lexsort((words[:, 1], words[:, 0]))]
+    return int(1 + np.count_nonzero((srt[1:] != srt[:-1]).any(axis=1)))
+
+
 def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> list[Prefix]:
     """Parse a whole block-list file's text. Returns the prefixes in file
     order; raises PrefixError naming the first bad line (or, for a
@@ -489,10 +522,11 @@ def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> l
         text = text[1:]
     with collector_paused():  # millions of small objects, no cycles
         out: list[Prefix] = []
-        # Duplicates: the /32 networks must be distinct (arrays, sorted once
-        # at the end), and so must the other prefixes (a set; counted as
-        # they are added).
+        # Duplicates: the IPv4 /32 and IPv6 /128 networks must be distinct
+        # (arrays and packed blobs, sorted once at the end), and so must the
+        # other prefixes (a set; counted as they are added).
         seen32: list = []
+        seen128: list = []
         other: set = set()
         n32 = n_other = 0
         pos, end_all, lineno = 0, len(text), 1
@@ -503,7 +537,7 @@ def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> l
                 chunk = text[pos:end]
                 mark = len(out)
                 try:
-                    a, b = _fast_chunk(chunk, out, seen32, other)
+                    a, b = _fast_chunk(chunk, out, seen32, seen128, other)
                 except _Reject:
                     del out[mark:]
                     got = _slow(chunk.split("\n"), lineno, False)
@@ -513,6 +547,9 @@ def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> l
                         if p.family == 4 and p.plen == 32:
                             seen32[-1].append(p.net)
                             a += 1
+                        elif p.plen == 128:
+                            seen128.append(p.net.to_bytes(16, "big"))
+                            a += 1
                         else:
                             other.add(p)
                             b += 1
@@ -521,7 +558,7 @@ def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> l
                 n_other += b
                 lineno += chunk.count("\n")
                 pos = end
-            if _distinct(seen32) != n32 or len(other) != n_other:
+            if _distinct(seen32) + _distinct128(seen128) != n32 or len(other) != n_other:
                 raise _Reject  # a duplicate somewhere
         except (_Reject, PrefixError):
             # the line-by-line pass names the first problem in file order

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from xdpctl.core import prefixes as px
 from xdpctl.core.errors import cut
+from xdpctl.core.rules.members import Members
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.validate import LIST_NAME_PATTERN, list_members
 from xdpctl.core.views import ChangeView, ListChangeView, ListDetailView, ListsView
@@ -172,7 +173,7 @@ async def put_list(
     rev = expected_revision(revision, header_rev)
 
     def work() -> ListChangeView:
-        prefixes = list_members(parse(), allow_empty)
+        prefixes = Members.of(list_members(parse(), allow_empty))  # the prefix objects go here
 
         def change(d: DropList) -> ListChangeView:
             return d.import_list(name, prefixes, action=action or "deny", dst=bool(dst), comment=comment,

@@ -244,6 +244,7 @@ def import_(
 ) -> None:
     """Import a block list file as a named list (replacing that list atomically)."""
     from ..core.fleet.mode import rule_set
+    from ..core.rules.members import Members
     from ..core.rules.validate import list_members
 
     def body():
@@ -251,7 +252,7 @@ def import_(
         with _import_progress(file, as_json) as prog:
             task = prog.add_task(f"read {name}", total=None)
             prog.refresh()
-            pfx = list_members(_read_prefixes(file), allow_empty)
+            pfx = Members.of(list_members(_read_prefixes(file), allow_empty))  # the prefix objects go here
             prog.update(task, description=f"write {name}", total=len(pfx), completed=0)
             with ctx() as c:
                 res = rule_set(c).import_list(

@@ -107,7 +107,7 @@ def rule_of(value: bytes) -> RuleSpec:
                          comment=d["comment"], mgmt=d.get("mgmt", False))
 
 
-def pack_members(prefixes: list[px.Prefix]) -> bytes:
+def pack_members(prefixes: "list[px.Prefix] | Members") -> bytes:
     """A list's members as its chunks hold them, joined: the columnar blob of
     the state's lists table (xdpctl.core.rules.members), a fifth to a third
     of the text's size, and unpacked with array operations."""

@@ -21,6 +21,7 @@ from typing import Iterator
 from .. import prefixes as px
 from ..errors import NotFound, RevisionConflict, ValidationError
 from ..rules import validate
+from ..rules.members import Members
 from ..rules.validate import RuleSpec
 from ..views import (ChangeView, ListChangeView, ListDetailView, ListsView, ListView, PolicyView, RevisionView,
                      RulesView, RuleView)
@@ -181,8 +182,8 @@ class Fleet(FleetStore):
         rev = self.commit([put(self.layout.policy, policy)], expected_revision)
         return PolicyView(policy=policy, revision=rev, changed=changed)
 
-    def import_list(self, name: str, prefixes: list[px.Prefix], *, action: str = "deny", dst: bool = False,
-                    comment: str | None = None, ttl: str | None = None, source: str | None = None,
+    def import_list(self, name: str, prefixes: list[px.Prefix] | Members, *, action: str = "deny",
+                    dst: bool = False, comment: str | None = None, ttl: str | None = None, source: str | None = None,
                     expected_revision: int | None = None, progress=None) -> ListChangeView:
         """Write the members as chunks of a new version, then switch the manifest."""
         validate.list_name(name)

@@ -28,8 +28,16 @@ class Members:
         self.nets4, self.plens4, self.nets6, self.plens6 = nets4, plens4, nets6, plens6
         self.n4, self.n6 = len(nets4), len(nets6)
 
+    def __len__(self) -> int:
+        return self.n4 + self.n6
+
     @classmethod
-    def of(cls, prefixes: list[px.Prefix]) -> "Members":
+    def of(cls, prefixes: "list[px.Prefix] | Members") -> "Members":
+        """Members from prefixes (a Members as it is). A caller that builds
+        them at once and keeps no list lets a million prefix objects go
+        before the import's other peaks."""
+        if isinstance(prefixes, Members):
+            return prefixes
         if not prefixes:
             return cls([], b"", [], b"")
         fams_b = bytes(map(itemgetter(0), prefixes))

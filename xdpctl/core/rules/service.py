@@ -337,7 +337,7 @@ class DropList:
     def import_list(
         self,
         name: str,
-        prefixes: list[px.Prefix],
+        prefixes: list[px.Prefix] | Members,
         *,
         action: str = "deny",
         dst: bool = False,

@@ -374,6 +374,8 @@ def diff_entries(cur: tuple[bytes, bytes, int], table: dlc.Table, ks: int, vs: i
         ci, wi, gone, new = _pair_words(ck, wk)
     else:
         ci, wi, gone, new = _pair_rows(ck, wk, words)
+    if vs % 8 == 0:  # compared as 64-bit words: an eighth of the comparison's booleans
+        cv, wv = cv.view(np.uint64), wv.view(np.uint64)
     changed = (cv[ci] != wv[wi]).any(axis=1)
     upd = np.concatenate([new, wi[changed]])
     old = np.concatenate([ci[changed], gone])

@@ -220,15 +220,36 @@ def _read_prefixes(file: str):
 BIG_FILE = 256 * 1024  # bytes of a block-list file (about 15,000 prefixes) worth a progress bar
 
 
+class _NoProgress:
+    """A progress bar's calls, showing nothing: a run without a bar does
+    not import rich."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def add_task(self, *args, **kwargs) -> int:
+        return 0
+
+    def refresh(self) -> None:
+        pass
+
+    def update(self, *args, **kwargs) -> None:
+        pass
+
+
 def _import_progress(file: str, as_json: bool):
     """One bar on stderr (a terminal only) for both phases of an import:
     reading the file, then writing the kernel's tables."""
+    big = file == "-" or (os.path.isfile(file) and os.path.getsize(file) >= BIG_FILE)
+    if as_json or not sys.stderr.isatty() or not big:
+        return _NoProgress()
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    big = file == "-" or (os.path.isfile(file) and os.path.getsize(file) >= BIG_FILE)
-    show = not as_json and sys.stderr.isatty() and big
     return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-                    console=err.console, disable=not show)
+                    console=err.console)
 
 
 @app.command("import")

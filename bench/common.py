@@ -148,6 +148,28 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGHUP, handler)
 
 
+def _busy_s() -> float:
+    """CPU seconds the machine has been busy (every CPU, since boot)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq = map(int, f.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(limit_s: float = 10.0, step_s: float = 0.25, busy_max: float = 0.15) -> float:
+    """Wait until the machine is idle (less than ``busy_max`` of one CPU
+    busy over a step, this process's own sleep included), at most
+    ``limit_s``; the seconds waited. Removing a pinned hash of a million
+    entries, or an nft set, frees them in the kernel's workers for about a
+    second afterwards: without this, that work lands in the next timed run."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit_s:
+        b0 = _busy_s()
+        time.sleep(step_s)
+        if (_busy_s() - b0) / step_s < busy_max:
+            break
+    return time.perf_counter() - t0
+
+
 def temp_dir(label: str) -> str:
     d = tempfile.mkdtemp(prefix=f"{TAG}-{label}-")
     CLEANUP.push(f"remove {d}", lambda: shutil.rmtree(d, ignore_errors=True))

@@ -14,7 +14,7 @@ import os
 import subprocess
 
 from . import rulesets
-from .common import log, median, pin_dir, spread, temp_dir
+from .common import log, median, pin_dir, settle, spread, temp_dir
 
 
 def _xdpctl() -> list[str]:
@@ -80,6 +80,7 @@ class Instance:
         from xdpctl.kernel import bpffs
 
         bpffs.remove_tree(self.pins)
+        settle()  # the kernel frees the maps' entries after the pins go
 
 
 def _write(work: str, family: int, kind: str, count: int, seed: int = 20240601) -> str:
@@ -148,7 +149,10 @@ def _nft_load(work: str, prefix_file: str) -> dict:
         f.write("table inet xcbench_plain {\n  set s { type ipv4_addr; size %d; elements = {\n" % (len(addrs) + 1))
         f.write(",\n".join(addrs))
         f.write("\n  } }\n}\n")
-    return run_child(["unshare", "-n", "nft", "-f", path])
+    try:
+        return run_child(["unshare", "-n", "nft", "-f", path])
+    finally:
+        settle()  # the set is freed as the namespace goes
 
 
 def single_change_rows(work: str, big: int, tries: int) -> dict:

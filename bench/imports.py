@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from .common import REPO_DIR, VENV_BIN, log, pin_dir, temp_dir
+from .common import REPO_DIR, VENV_BIN, log, pin_dir, settle, temp_dir
 from . import rulesets
 
 
@@ -60,6 +60,7 @@ def run_cli(path: str, label: str) -> dict:
     p = subprocess.run(args, capture_output=True, text=True, env=_env())
     dt = time.perf_counter() - t
     _remove_pins(pins)
+    settle()
     out = {"s": dt, "rc": p.returncode}
     if p.returncode != 0:
         out["error"] = (p.stderr or p.stdout).strip()[-500:]
@@ -115,6 +116,7 @@ def worker(path: str, pins: str, state: str, gc_off: bool) -> dict:
     finally:
         ctx.close()
         bpffs.remove_tree(pins)
+        settle()
 
 
 def _max_rss_mb() -> float:

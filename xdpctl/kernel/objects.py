@@ -81,30 +81,20 @@ def load(
         err = ctypes.get_errno() or errno.EINVAL
         raise BpfError(f"open BPF object {path}", err, _log_tail())
     try:
-        m = L.bpf_object__next_map(obj, None)
-        while m:
-            name = L.bpf_map__name(m).decode()
-            if not name.startswith("."):
-                _configure_map(m, name, pin_path(name), max_entries or {}, map_flags or {})
-            m = L.bpf_object__next_map(obj, m)
+        for m, name in _maps(obj):
+            _configure_map(m, name, pin_path(name), max_entries or {}, map_flags or {})
         if not programs:
             _autoload_off(obj)
         ret = L.bpf_object__load(obj)
         if ret < 0:
             raise BpfError(f"load {os.path.basename(path)}", -ret, _log_tail())
         out = Loaded(path)
-        p = L.bpf_object__next_program(obj, None)
-        while p and programs:
-            pname = L.bpf_program__name(p).decode()
-            out.progs[pname] = os.dup(L.bpf_program__fd(p))
-            p = L.bpf_object__next_program(obj, p)
-        m = L.bpf_object__next_map(obj, None)
-        while m:
-            name = L.bpf_map__name(m).decode()
+        for p in _programs(obj) if programs else ():
+            out.progs[L.bpf_program__name(p).decode()] = os.dup(L.bpf_program__fd(p))
+        for m, name in _maps(obj):
             fd = L.bpf_map__fd(m)
-            if fd >= 0 and not name.startswith("."):
+            if fd >= 0:
                 out.maps[name] = os.dup(fd)
-            m = L.bpf_object__next_map(obj, m)
         for pname, ppath in (pin_progs or {}).items():
             os.makedirs(os.path.dirname(ppath), mode=0o700, exist_ok=True)
             if os.path.exists(ppath):
@@ -131,11 +121,30 @@ def _configure_map(m, name: str, pp: str | None, max_entries: dict[str, int], ma
         L.check(L.bpf_map__set_map_flags(m, flags), f"set flags of {name}")
 
 
+def _each(obj, step):
+    """The object's maps or programs (libbpf handles), in order; ``step``
+    is bpf_object__next_map or bpf_object__next_program."""
+    h = step(obj, None)
+    while h:
+        yield h
+        h = step(obj, h)
+
+
+def _maps(obj):
+    """(handle, name) of the object's own maps (not .rodata, .bss, ...)."""
+    for m in _each(obj, L.bpf_object__next_map):
+        name = L.bpf_map__name(m).decode()
+        if not name.startswith("."):
+            yield m, name
+
+
+def _programs(obj):
+    return _each(obj, L.bpf_object__next_program)
+
+
 def _autoload_off(obj) -> None:
-    p = L.bpf_object__next_program(obj, None)
-    while p:
+    for p in _programs(obj):
         L.check(L.bpf_program__set_autoload(p, False), f"skip program {L.bpf_program__name(p).decode()}")
-        p = L.bpf_object__next_program(obj, p)
 
 
 def _log_tail() -> str | None:

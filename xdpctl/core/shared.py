@@ -31,7 +31,9 @@ class SharedMaps:
         """The object whose load creates the group's maps."""
         raise NotImplementedError
 
-    def _pin(self, name: str) -> str | None:
+    def pin_path(self, name: str) -> str | None:
+        """Where a map of the group is pinned (None: not one of the group's):
+        a loader's pin_path, so an object loaded over the group reuses its maps."""
         return os.path.join(self.dir, name) if name in self.NAMES else None
 
     def ensure(self):
@@ -42,7 +44,7 @@ class SharedMaps:
 
                 check_shared_pins(self.ctx, missing)
             bpffs.makedirs(self.dir)
-            objects.load(objects.object_path(self.object_name()), pin_path=self._pin,
+            objects.load(objects.object_path(self.object_name()), pin_path=self.pin_path,
                          max_entries=abi.with_sets(self.ctx.settings.capacity),
                          map_flags=abi.prealloc_flags(self.ctx.settings.prealloc), programs=False).close()
         for m in self.NAMES:

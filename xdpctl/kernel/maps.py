@@ -328,8 +328,10 @@ class Map:
     # -- batches
     @property
     def preallocated(self) -> bool:
-        """A hash whose elements were allocated when it was made: writes
-        take no allocation, so they scale across CPUs."""
+        """A hash whose elements were allocated when it was made: an insert
+        takes no allocation, and a deleted element goes to the next insert
+        at once (xdpctl.core.rules.tables waits for running programs before
+        a catch-up frees one)."""
         return self.type in HASH_TYPES and not self.flags & BPF_F_NO_PREALLOC
 
     def _spread(self, count: int, write: Callable[[int, int], None]) -> None:

@@ -21,7 +21,7 @@ def run(kt, what: str, requests) -> None:
     """Run the builder once per (operation, set, clear, bands, start,
     count) of ``requests``, loaded once over ``kt``'s pinned maps;
     ``what`` names the work in an error."""
-    with objects.load(objects.object_path(OBJECT), pin_path=kt._pin) as obj:  # the maps as pinned
+    with objects.load(objects.object_path(OBJECT), pin_path=kt.pin_path) as obj:  # the maps as pinned
         fd = obj.prog_fd(PROGRAM)
         for op, rule_set, clear, bands, start, count in requests:
             frame = _FRAME.pack(rule_set, int(clear), bands, op, start, count).ljust(64, b"\0")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+
 import pydantic
 from pydantic import ConfigDict, Field, field_validator
 

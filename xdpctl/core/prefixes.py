@@ -431,9 +431,9 @@ def _ints(family: int, raw: bytes) -> list[int]:
 def _fast_chunk(text: str, out: list, seen32: list, seen128: list, other: set) -> tuple[int, int]:
     """Parse one chunk of single-family text: append Prefixes to out, the
     networks of IPv4 /32 entries to seen32 (an array per chunk), those of
-    IPv6 /128 entries to seen128 (packed, 16 bytes each; a chunk's /128s
-    only when it has nothing else) and the other entries to other; return
-    the numbers of hosts and others. Raises _Reject on anything unusual
+    IPv6 /128 entries to seen128 (packed, 16 bytes each, a blob per chunk)
+    and the other entries to other; return the numbers of hosts and
+    others. Raises _Reject on anything unusual
     (both families, IPv4-mapped addresses, bad syntax, host bits). out may
     have grown when it raises."""
     family = 6 if ":" in text else 4
@@ -547,7 +547,7 @@ def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> l
                         if p.family == 4 and p.plen == 32:
                             seen32[-1].append(p.net)
                             a += 1
-                        elif p.plen == 128:
+                        elif p.family == 6 and p.plen == 128:
                             seen128.append(p.net.to_bytes(16, "big"))
                             a += 1
                         else:

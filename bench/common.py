@@ -170,6 +170,15 @@ def settle(limit_s: float = 10.0, step_s: float = 0.25, busy_max: float = 0.15) 
     return time.perf_counter() - t0
 
 
+def remove_pins(path: str) -> None:
+    """Remove a pin directory, then wait for the kernel to free its maps
+    (settle): a timed run after it starts on an idle machine."""
+    from xdpctl.kernel import bpffs
+
+    bpffs.remove_tree(path)
+    settle()
+
+
 def temp_dir(label: str) -> str:
     d = tempfile.mkdtemp(prefix=f"{TAG}-{label}-")
     CLEANUP.push(f"remove {d}", lambda: shutil.rmtree(d, ignore_errors=True))

@@ -14,7 +14,7 @@ import os
 import subprocess
 
 from . import rulesets
-from .common import log, median, pin_dir, settle, spread, temp_dir
+from .common import log, median, pin_dir, remove_pins, settle, spread, temp_dir
 
 
 def _xdpctl() -> list[str]:
@@ -77,10 +77,7 @@ class Instance:
         return total / 2**20
 
     def close(self) -> None:
-        from xdpctl.kernel import bpffs
-
-        bpffs.remove_tree(self.pins)
-        settle()  # the kernel frees the maps' entries after the pins go
+        remove_pins(self.pins)
 
 
 def _write(work: str, family: int, kind: str, count: int, seed: int = 20240601) -> str:

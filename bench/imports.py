@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from .common import REPO_DIR, VENV_BIN, log, pin_dir, settle, temp_dir
+from .common import REPO_DIR, VENV_BIN, log, pin_dir, remove_pins, temp_dir
 from . import rulesets
 
 
@@ -47,20 +47,13 @@ def _env() -> dict:
     return env
 
 
-def _remove_pins(path: str) -> None:
-    from xdpctl.kernel import bpffs
-
-    bpffs.remove_tree(path)
-
-
 def run_cli(path: str, label: str) -> dict:
     pins, state = pin_dir(f"cli{label}"), temp_dir(f"cli{label}")
     args = _xdpctl() + ["--pin-dir", pins, "--state-dir", state, "import", path, "--list", "bench", "--json"]
     t = time.perf_counter()
     p = subprocess.run(args, capture_output=True, text=True, env=_env())
     dt = time.perf_counter() - t
-    _remove_pins(pins)
-    settle()
+    remove_pins(pins)
     out = {"s": dt, "rc": p.returncode}
     if p.returncode != 0:
         out["error"] = (p.stderr or p.stdout).strip()[-500:]
@@ -78,7 +71,7 @@ def run_worker(path: str, label: str, gc_off: bool = False) -> dict:
     pins, state = pin_dir(f"api{label}"), temp_dir(f"api{label}")
     args = [_python(), "-m", "bench.imports", "worker", path, pins, state] + (["--gc-off"] if gc_off else [])
     p = subprocess.run(args, capture_output=True, text=True, env=_env(), cwd=REPO_DIR)
-    _remove_pins(pins)
+    remove_pins(pins)
     if p.returncode != 0:
         return {"error": (p.stderr or p.stdout).strip()[-800:]}
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -92,7 +85,6 @@ def worker(path: str, pins: str, state: str, gc_off: bool) -> dict:
     from xdpctl.core import prefixes as px
     from xdpctl.core.context import Context
     from xdpctl.core.rules.service import DropList
-    from xdpctl.kernel import bpffs
 
     from .instrument import Profiler
 
@@ -115,8 +107,7 @@ def worker(path: str, pins: str, state: str, gc_off: bool) -> dict:
                 "max_rss_mb": _max_rss_mb()}
     finally:
         ctx.close()
-        bpffs.remove_tree(pins)
-        settle()
+        remove_pins(pins)
 
 
 def _max_rss_mb() -> float:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.validate import RuleSpec, check_unique, each, spec, specs
 from xdpctl.core.views import ChangeView, RulesView
 
-from ..deps import Service, expected_revision, get_service, if_match
+from ..deps import Service, change, expected_revision, get_service, if_match
 from ..models import PAGE_DEFAULT, PAGE_MAX, AllowIn, PrefixesIn, RuleIn, RuleMatch, RulesAdd, RulesDelete, error_responses
 from .common import bulk, etag
 
@@ -50,13 +52,17 @@ def _rule_spec(r: RuleIn) -> RuleSpec:
                 ttl=r.ttl, mgmt=r.mgmt)
 
 
-def _add(svc: Service, rules: list[RuleSpec], update: bool, revision: int | None) -> ChangeView:
-    return svc.rule_set(lambda d: d.add(rules, expected_revision=revision, source=SOURCE, update=update))
+async def _add(svc: Service, build: Callable[[], list[RuleSpec]], items: int, update: bool,
+               revision: int | None) -> ChangeView:
+    """The rules ``build`` makes (it raises the 422s), added where
+    deps.change runs them."""
+    return await change(svc, lambda d: d.add(build(), expected_revision=revision, source=SOURCE, update=update),
+                        items)
 
 
 @router.post("/rules", status_code=201, response_model=ChangeView, responses=_ADDED)
-def add_rules(body: RulesAdd, response: Response, header_rev: int | None = Depends(if_match),
-              svc: Service = Depends(get_service)) -> ChangeView:
+async def add_rules(body: RulesAdd, response: Response, header_rev: int | None = Depends(if_match),
+                    svc: Service = Depends(get_service)) -> ChangeView:
     """Add rules, all or nothing: one bad item (422, naming its index), an
     existing rule without ``update`` (409) or a revision mismatch (412) and
     nothing changes."""
@@ -67,7 +73,8 @@ def add_rules(body: RulesAdd, response: Response, header_rev: int | None = Depen
         check_unique(out)
         return out
 
-    return _change(response, _add(svc, bulk("rules", build), body.update, rev), created_status=True)
+    res = await _add(svc, lambda: bulk("rules", build), len(body.rules), body.update, rev)
+    return _change(response, res, created_status=True)
 
 
 def _prefix_specs(body: PrefixesIn, action: str, mgmt: bool = False) -> list[RuleSpec]:
@@ -77,27 +84,27 @@ def _prefix_specs(body: PrefixesIn, action: str, mgmt: bool = False) -> list[Rul
 
 
 @router.post("/block", status_code=201, response_model=ChangeView, responses=_ADDED)
-def block(body: PrefixesIn, response: Response, header_rev: int | None = Depends(if_match),
-          svc: Service = Depends(get_service)) -> ChangeView:
+async def block(body: PrefixesIn, response: Response, header_rev: int | None = Depends(if_match),
+                svc: Service = Depends(get_service)) -> ChangeView:
     """Deny traffic from prefixes (to them with ``dst``; to a port with
     ``proto`` and ``port``)."""
     rev = expected_revision(body.revision, header_rev)
-    rules = _prefix_specs(body, "deny")
-    return _change(response, _add(svc, rules, body.update, rev), created_status=True)
+    res = await _add(svc, lambda: _prefix_specs(body, "deny"), len(body.prefixes), body.update, rev)
+    return _change(response, res, created_status=True)
 
 
 @router.post("/allow", status_code=201, response_model=ChangeView, responses=_ADDED)
-def allow(body: AllowIn, response: Response, header_rev: int | None = Depends(if_match),
-          svc: Service = Depends(get_service)) -> ChangeView:
+async def allow(body: AllowIn, response: Response, header_rev: int | None = Depends(if_match),
+                svc: Service = Depends(get_service)) -> ChangeView:
     """Allow prefixes: a hole in a deny (longest prefix wins), or admission
     under policy deny."""
     rev = expected_revision(body.revision, header_rev)
-    rules = _prefix_specs(body, "allow", body.mgmt)
-    return _change(response, _add(svc, rules, body.update, rev), created_status=True)
+    res = await _add(svc, lambda: _prefix_specs(body, "allow", body.mgmt), len(body.prefixes), body.update, rev)
+    return _change(response, res, created_status=True)
 
 
 @router.delete("/rules/{id}", response_model=ChangeView, responses=error_responses(401, 404, 412, 422))
-def delete_rule(
+async def delete_rule(
     response: Response,
     id: int = Path(ge=1, le=2**32 - 1, description="rule id"),  # noqa: A002 (the path says id)
     revision: int | None = Query(None, ge=0, le=2**63 - 1),
@@ -106,7 +113,7 @@ def delete_rule(
 ) -> ChangeView:
     """Remove one individually managed rule by id."""
     rev = expected_revision(revision, header_rev)
-    return _change(response, svc.rule_set(lambda d: d.remove(ids=[id], expected_revision=rev)))
+    return _change(response, await change(svc, lambda d: d.remove(ids=[id], expected_revision=rev), 1))
 
 
 def _match_spec(m: RuleMatch) -> RuleSpec:
@@ -114,13 +121,13 @@ def _match_spec(m: RuleMatch) -> RuleSpec:
 
 
 @router.post("/rules/delete", response_model=ChangeView, responses=error_responses(401, 404, 409, 412, 422))
-def delete_rules(body: RulesDelete, response: Response, header_rev: int | None = Depends(if_match),
-                 svc: Service = Depends(get_service)) -> ChangeView:
+async def delete_rules(body: RulesDelete, response: Response, header_rev: int | None = Depends(if_match),
+                       svc: Service = Depends(get_service)) -> ChangeView:
     """Remove rules by match and/or by id, all or nothing."""
     rev = expected_revision(body.revision, header_rev)
-    matches = bulk("rules", lambda: each(body.rules, _match_spec))
 
     def remove(d: DropList) -> ChangeView:
+        matches = bulk("rules", lambda: each(body.rules, _match_spec))
         return d.remove(matches, ids=list(body.ids), expected_revision=rev)
 
-    return _change(response, svc.rule_set(remove))
+    return _change(response, await change(svc, remove, len(body.rules) + len(body.ids)))

@@ -20,8 +20,19 @@ if TYPE_CHECKING:
 _DENIED_WORDS = ("unable to open", "readonly", "read-only", "permission", "access")
 
 
+class WouldBlock(Exception):
+    """A change asked not to wait (``Context.no_wait``) would have to: the
+    writer lock is held elsewhere, or it needs a whole-image write. Raised
+    before anything is changed; the caller runs it again where it may wait."""
+
+
 class Context:
     """Settings plus lazily opened state; one per CLI run or API process."""
+
+    # Set by a caller that must not wait (the service's event loop): the
+    # writer lock is only tried, and whole-image writes are refused, both
+    # with WouldBlock before anything has changed.
+    no_wait = False
 
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or load_settings()
@@ -34,18 +45,30 @@ class Context:
             self._state = open_state(self.settings.db_path)
         return self._state
 
-    def pinned_map(self, path: str) -> Map:
+    def pins_in(self, directory: str) -> dict[str, tuple[int, int]]:
+        """The pins in a directory by name, each as (device, inode): one
+        directory read (the inode comes with each entry), for
+        :meth:`pinned_map`. Empty when the directory does not exist."""
+        try:
+            dev = os.stat(directory).st_dev
+            with os.scandir(directory) as it:
+                return {e.name: (dev, e.inode()) for e in it}
+        except FileNotFoundError:
+            return {}
+
+    def pinned_map(self, path: str, pin: tuple[int, int] | None = None) -> Map:
         """The map pinned at ``path``, opened once for this context (the
         service's changes then open no map): opened again when the pin is a
         new one (pins removed and made again, ``restore``), checked by the
-        pin's inode on every call."""
+        pin's inode on every call (``pin``: as :meth:`pins_in` just read it)."""
         from ..kernel.maps import Map
 
-        try:
-            st = os.stat(path)
-            pin: tuple[int, int] | None = (st.st_dev, st.st_ino)
-        except OSError:
-            pin = None  # no pin: opening it fails with the kernel's error
+        if pin is None:
+            try:
+                st = os.stat(path)
+                pin = (st.st_dev, st.st_ino)
+            except OSError:
+                pass  # no pin: opening it fails with the kernel's error
         known = self._pinned.pop(path, None)
         if known is not None and pin is not None and known[0] == pin:
             self._pinned[path] = known
@@ -74,9 +97,22 @@ class Context:
     def writer(self) -> Iterator[State]:
         """Serialise writers: pin-directory lock, then one SQLite transaction."""
         self.kernel_ready()
-        with bpffs.DirLock(self.settings.pin_dir):
+        lock = bpffs.DirLock(self.settings.pin_dir, wait=not self.no_wait)
+        try:
+            lock.__enter__()
+        except BlockingIOError:
+            raise WouldBlock("another writer holds the pin directory") from None
+        try:
             with self.state.tx():
                 yield self.state
+        finally:
+            lock.__exit__(None, None, None)
+
+    def long_write(self) -> None:
+        """Called before a whole-image write (compile and sync of the rule
+        set): a caller that must not wait gets WouldBlock."""
+        if self.no_wait:
+            raise WouldBlock("a whole-image write")
 
     def __enter__(self) -> "Context":
         return self

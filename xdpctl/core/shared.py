@@ -37,7 +37,8 @@ class SharedMaps:
         return os.path.join(self.dir, name) if name in self.NAMES else None
 
     def ensure(self):
-        missing = [m for m in self.NAMES if not os.path.exists(os.path.join(self.dir, m))]
+        pins = self.ctx.pins_in(self.dir)
+        missing = [m for m in self.NAMES if m not in pins]
         if missing:
             if self.ctx.state.attachments():  # the attach model (netlink) only when hooks are recorded
                 from .hooks import check_shared_pins
@@ -47,9 +48,10 @@ class SharedMaps:
             objects.load(objects.object_path(self.object_name()), pin_path=self.pin_path,
                          max_entries=abi.with_sets(self.ctx.settings.capacity),
                          map_flags=abi.prealloc_flags(self.ctx.settings.prealloc), programs=False).close()
+            pins = self.ctx.pins_in(self.dir)
         for m in self.NAMES:
             if m not in self.maps:
-                self.maps[m] = self.ctx.pinned_map(os.path.join(self.dir, m))
+                self.maps[m] = self.ctx.pinned_map(os.path.join(self.dir, m), pins.get(m))
         return self
 
     def __getitem__(self, name: str) -> maps.Map:

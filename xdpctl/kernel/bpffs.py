@@ -70,16 +70,23 @@ def remove_tree(path: str) -> None:
 
 
 class DirLock:
-    """Exclusive flock on a directory: serialises xdpctl writers."""
+    """Exclusive flock on a directory: serialises xdpctl writers. With
+    ``wait=False`` a lock held elsewhere is BlockingIOError at once."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, wait: bool = True):
         self.path = path
+        self.wait = wait
         self.fd = -1
 
     def __enter__(self) -> "DirLock":
         makedirs(self.path)
         self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX if self.wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            os.close(self.fd)
+            self.fd = -1
+            raise
         return self
 
     def __exit__(self, *exc) -> None:

@@ -66,11 +66,12 @@ class SqlRuleIndex(dlc.RuleIndex):
         rows = self.state.address_rules_in(rule.family, rule.dir, (rule.plen, band.hi),
                                            (addr_bytes(rule.family, rule.net), addr_bytes(rule.family, last)))
         full = (1 << bits) - 1
-        for p in range(band.lo, rule.plen):
-            anc = rule.net & (full ^ ((1 << (bits - p)) - 1))
-            row = self.state.address_rule(rule.family, rule.dir, p, addr_bytes(rule.family, anc))
-            if row is not None:
-                rows.append(row)
+        ancestors = {p: addr_bytes(rule.family, rule.net & (full ^ ((1 << (bits - p)) - 1)))
+                     for p in range(band.lo, rule.plen)}
+        if ancestors:  # one query for every (length, network) pair; the ancestors are the matching pairs
+            rows += [row for row in self.state.address_rules_at(rule.family, rule.dir, list(ancestors),
+                                                                 sorted(set(ancestors.values())))
+                     if ancestors[row.plen] == row.addr]
         for row in rows:
             r = row_to_rule(row, self.now_wall, self.now_kns)
             self.cache[(r.family, r.dir, r.plen, r.net)] = r

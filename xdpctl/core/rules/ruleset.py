@@ -116,16 +116,12 @@ class _Seen:
 
 def config_flags(state: State) -> int:
     """The xc_cfg flags the stored rule set needs (which lookups to make)."""
-    flags = 0
-    if state.has_dst_rules():
-        flags |= int(abi.CfgFlag.HAVE_DST)
-    if state.has_port_rules():
-        flags |= int(abi.CfgFlag.HAVE_PORT)
-    if state.has_v6_address_rules(V6_TRIE_LENS):
-        flags |= int(abi.CfgFlag.HAVE_V6TRIE)
-    if state.mgmt_rule_rows():
-        flags |= int(abi.CfgFlag.HAVE_MGMT)
-    return flags | state.list_flags()
+    dst, port, v6trie, mgmt, flags = state.rule_set_facts(V6_TRIE_LENS)
+    for have, flag in ((dst, abi.CfgFlag.HAVE_DST), (port, abi.CfgFlag.HAVE_PORT),
+                       (v6trie, abi.CfgFlag.HAVE_V6TRIE), (mgmt, abi.CfgFlag.HAVE_MGMT)):
+        if have:
+            flags |= int(flag)
+    return flags
 
 
 def mgmt_rules(state: State, now_wall: float, now_kns: int) -> list[dlc.Rule]:

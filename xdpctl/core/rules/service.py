@@ -199,6 +199,7 @@ class DropList:
             return self._finish(kt)
 
     def _full_sync(self, kt: KernelTables, progress=None, repair: bool = False) -> SyncReport:
+        self.ctx.long_write()
         return kt.sync_to(ruleset.compile_stored(self.state), progress, repair)
 
     def _write_changes(self, kt: KernelTables, added_ids: list[int], removed: list[dlc.Rule]) -> None:

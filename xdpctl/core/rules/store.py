@@ -475,6 +475,12 @@ class State:
         return self._rules(f"{_ADDRESS_RULE} AND plen BETWEEN ? AND ? AND addr BETWEEN ? AND ?",
                            (family, dir, *plens, *addrs))
 
+    def address_rules_at(self, family: int, dir: int, plens: list[int], addrs: list[bytes]) -> list[RuleRow]:
+        """Address rules of a direction with any of these lengths and any of
+        these networks (every pair: one search of the index each)."""
+        return self._rules(f"{_ADDRESS_RULE} AND plen IN ({_marks(len(plens))}) AND addr IN ({_marks(len(addrs))})",
+                           (family, dir, *plens, *addrs))
+
     def address_rule(self, family: int, dir: int, plen: int, addr: bytes) -> RuleRow | None:
         rows = self._rules(f"{_ADDRESS_RULE} AND plen=? AND addr=?", (family, dir, plen, addr))
         return rows[0] if rows else None
@@ -587,21 +593,23 @@ class State:
         return [RuleRow(*r) for r in self.db.execute(
             f"SELECT {RULE_COLS} FROM rules WHERE mgmt<>0 AND anyaddr=0 AND proto=0 ORDER BY id")]
 
-    def has_port_rules(self) -> bool:
-        return self.db.execute("SELECT 1 FROM rules WHERE proto<>0 LIMIT 1").fetchone() is not None
-
-    def has_v6_address_rules(self, plens: list[int]) -> bool:
-        """Any IPv6 address rule with one of these prefix lengths?"""
-        q = (f"SELECT 1 FROM rules WHERE family=6 AND dir IN (0, 1) AND proto=0 AND port=0 AND anyaddr=0 "
-             f"AND plen IN ({_marks(len(plens))}) LIMIT 1")  # all of it in the index rules_match
-        return bool(plens) and self.db.execute(q, plens).fetchone() is not None
-
-    def list_flags(self) -> int:
-        """The xc_cfg flags every list needs, or-ed."""
+    def rule_set_facts(self, v6_plens: list[int]) -> tuple[bool, bool, bool, bool, int]:
+        """What the xc_cfg flags say about the stored rule set, in one
+        statement: any destination rule or list, any port rule, any IPv6
+        address rule with one of ``v6_plens``, any management prefix; and
+        the flags every list needs, or-ed. Each answered from an index."""
+        q = ("SELECT EXISTS(SELECT 1 FROM rules WHERE dir=1 AND proto=0)"
+             " OR EXISTS(SELECT 1 FROM lists WHERE dir=1 AND count>0),"
+             " EXISTS(SELECT 1 FROM rules WHERE proto<>0),"
+             " EXISTS(SELECT 1 FROM rules WHERE family=6 AND dir IN (0, 1) AND proto=0 AND port=0 AND anyaddr=0"
+             f" AND plen IN ({_marks(len(v6_plens))})),"  # all of it in the index rules_match
+             " EXISTS(SELECT 1 FROM rules WHERE mgmt<>0 AND anyaddr=0 AND proto=0),"
+             " (SELECT group_concat(DISTINCT flags) FROM lists)")
+        dst, port, v6, mgmt, lists = self.db.execute(q, v6_plens).fetchone()
         flags = 0
-        for (f,) in self.db.execute("SELECT flags FROM lists"):
-            flags |= f
-        return flags
+        for f in (lists or "").split(","):
+            flags |= int(f) if f else 0
+        return bool(dst), bool(port), bool(v6), bool(mgmt), flags
 
     # -- load balancer: VIPs and backends
     def lb_vips(self) -> list[VipRow]:

@@ -114,9 +114,9 @@ def _parse_items(items: list) -> list[px.Prefix]:
                        value=cut(exc.value), index=exc.index) from None
 
 
-def _parse_text(raw: bytes) -> list[px.Prefix]:
+def _parse_text(raw: bytes) -> Members:
     try:
-        return px.parse_prefix_text(raw)
+        return Members.parse(raw)
     except px.PrefixError as exc:
         raise ApiError(422, "validation_error", f"body {exc}; nothing was imported", line=exc.lineno) from None
 

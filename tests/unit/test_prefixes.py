@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from xdpctl.core import prefixes as px
 from xdpctl.core.prefixes import Prefix, PrefixError
+from xdpctl.core.rules.members import Members
 
 
 def err(fn, *a, **kw) -> PrefixError:
@@ -361,6 +363,64 @@ def test_fast_path_equals_slow_path(lines, dups_ok, chunk):
             assert px.parse_prefix_text(text, allow_duplicates=dups_ok) == want
     finally:
         px._CHUNK = saved
+
+
+# Plain IPv4 text goes to columns without prefix objects; it must agree
+# with the parser on anything, and give way to it on any problem.
+_v4_plain = st.one_of(
+    _line.filter(lambda l: l != "" and not set(l) - set("0123456789./")),
+    st.sampled_from(["01.2.3.4", "1.2.3.04/32", "1.2.3.4/032", "1.2.3.256", "1.2.3.999", "1.2.3.4/33",
+                     "1.2.3.4.5", "1/2.3.4", "1.2.3.4//8", "1..2.3", ".1.2.3", "1.2.3.4/", "1000.2.3.4",
+                     "0.0.0.0/0", "0.0.0.0", "255.255.255.255", "10.0.0.0/8", "10.0.0.1/8", "1.2.3.0/24"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_v4_plain, max_size=40), st.booleans(), st.sampled_from([8, 64, 1 << 20]))
+def test_ipv4_columns_equal_the_parser_or_give_way(lines, newline_at_end, chunk):
+    text = "\n".join(lines) + ("\n" if newline_at_end else "")
+    saved, px._V4_CHUNK = px._V4_CHUNK, chunk  # small chunks: many steps
+    try:
+        got = px.ipv4_columns(text)
+    finally:
+        px._V4_CHUNK = saved
+    try:
+        want = px.parse_prefix_text(text)
+    except PrefixError:
+        assert got is None  # the parser names the problem
+        return
+    if not lines or "" in lines:
+        assert got is None  # blank lines: not plain text
+        return
+    if any(re.search(r"/0\d", line) for line in lines):
+        assert got is None  # a length with a leading zero: the parser reads it
+        return
+    assert got is not None, text
+    assert got == ([p.net for p in want], bytes(p.plen for p in want))
+    m = Members.parse(text)
+    assert (m.nets4, m.plens4, m.n6) == (got[0], got[1], 0)
+
+
+@pytest.mark.parametrize("text", ["10.0.0.1\n# c\n10.0.0.2\n", "10.0.0.1\r\n10.0.0.2\r\n", "2001:db8::1\n10.0.0.1\n",
+                                  " 10.0.0.1\n", "10.0.0.1\n\n10.0.0.2", "\ufeff10.0.0.1\n10.0.0.2\n"])
+def test_other_text_goes_to_the_parser(text):
+    """Comments, CRs, IPv6, spaces, blank lines: ipv4_columns says no (a
+    byte-order mark alone it skips), Members.parse gives the parser's answer."""
+    if text.startswith("\ufeff"):
+        assert px.ipv4_columns(text.encode()) == ([0x0A000001, 0x0A000002], b"\x20\x20")
+    else:
+        assert px.ipv4_columns(text) is None
+    want = px.parse_prefix_text(text)
+    m = Members.parse(text)
+    assert m.prefixes() == sorted(want, key=lambda p: p.family)
+
+
+def test_members_parse_names_the_bad_line():
+    for text, line in (("10.0.0.1\n10.0.0.256\n", 2), ("10.0.0.1\n10.0.0.2\n10.0.0.1\n", 3),
+                       ("10.0.0.0/8\n10.0.0.1/8\n", 2)):
+        with pytest.raises(PrefixError) as ei:
+            Members.parse(text)
+        assert ei.value.lineno == line
 
 
 def test_large_list_round_trip():

@@ -206,13 +206,15 @@ def lists(
 def _read_prefixes(file: str):
     from ..core import prefixes as px
     from ..core.errors import ValidationError
+    from ..core.rules.members import Members
 
     try:
         if file == "-":
-            return px.parse_prefix_text(sys.stdin.read())
+            return Members.parse(sys.stdin.read())
         if not os.path.isfile(file):
             raise ValidationError(f"{file}: no such file", field="file", value=file)
-        return px.load_prefix_file(file)
+        with open(file, "rb") as f:
+            return Members.parse(f.read())
     except px.PrefixError as exc:
         raise ValidationError(f"{file}: {exc}; nothing was imported", field="file", value=exc.text) from None
 
@@ -273,7 +275,7 @@ def import_(
         with _import_progress(file, as_json) as prog:
             task = prog.add_task(f"read {name}", total=None)
             prog.refresh()
-            pfx = Members.of(list_members(_read_prefixes(file), allow_empty))  # the prefix objects go here
+            pfx = Members.of(list_members(_read_prefixes(file), allow_empty))
             prog.update(task, description=f"write {name}", total=len(pfx), completed=0)
             with ctx() as c:
                 res = rule_set(c).import_list(

@@ -53,6 +53,17 @@ class Members:
         return cls(list(compress(nets, m4)), bytes(compress(plens, m4)),
                    list(compress(nets, m6)), bytes(compress(plens, m6)))
 
+    @classmethod
+    def parse(cls, text: str | bytes) -> "Members":
+        """A block-list text's members. Plain IPv4 text becomes columns at
+        once (px.ipv4_columns: no object per prefix); any other text, or
+        plain text with a problem, goes through px.parse_prefix_text, which
+        raises PrefixError naming the first bad line."""
+        cols = px.ipv4_columns(text)
+        if cols is not None:
+            return cls(cols[0], cols[1], [], b"")
+        return cls.of(px.parse_prefix_text(text))
+
     def flags(self, dst: bool) -> int:
         flags = int(abi.CfgFlag.HAVE_DST) if dst and (self.n4 or self.n6) else 0
         if any(dlc.band_of(6, p) is None for p in set(self.plens6)):

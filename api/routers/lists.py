@@ -106,9 +106,9 @@ def _json_body(raw: bytes) -> tuple[ListPrefixes, list]:
     return body, items
 
 
-def _parse_items(items: list) -> list[px.Prefix]:
+def _parse_items(items: list) -> Members:
     try:
-        return px.parse_prefix_items(items)
+        return Members.parse_items(items)
     except px.PrefixItemError as exc:
         raise ApiError(422, "validation_error", f"{exc}; nothing was imported", field="prefixes",
                        value=cut(exc.value), index=exc.index) from None

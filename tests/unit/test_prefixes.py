@@ -415,6 +415,30 @@ def test_other_text_goes_to_the_parser(text):
     assert m.prefixes() == sorted(want, key=lambda p: p.family)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_v4_plain, min_size=1, max_size=30))
+def test_members_of_json_items_equal_the_parser(items):
+    try:
+        want = px.parse_prefix_items(items)
+    except px.PrefixItemError as e:
+        with pytest.raises(px.PrefixItemError) as ei:
+            Members.parse_items(items)
+        assert (str(ei.value), ei.value.index) == (str(e), e.index)
+        return
+    m = Members.parse_items(items)
+    assert (m.nets4, m.plens4, m.n6) == ([p.net for p in want], bytes(p.plen for p in want), 0)
+
+
+def test_members_of_json_items_name_the_bad_item():
+    for items, index in ((["10.0.0.1", ""], 1), (["10.0.0.1", 7], 1), (["10.0.0.1", "10.0.0.1/32"], 1),
+                         (["10.0.0.1", "10.0.0.2 # x"], 1), (["10.0.0.0/8", "10.0.0.1/8"], 1)):
+        with pytest.raises(px.PrefixItemError) as ei:
+            Members.parse_items(items)
+        assert ei.value.index == index, items
+    assert Members.parse_items(["2001:db8::1", "10.0.0.1"]).prefixes() == \
+        [Prefix(4, 0x0A000001, 32), Prefix(6, 0x20010DB8 << 96 | 1, 128)]
+
+
 def test_members_parse_names_the_bad_line():
     for text, line in (("10.0.0.1\n10.0.0.256\n", 2), ("10.0.0.1\n10.0.0.2\n10.0.0.1\n", 3),
                        ("10.0.0.0/8\n10.0.0.1/8\n", 2)):

@@ -416,9 +416,8 @@ def _compile_v4_hash(band: Band, minor: list[Rule], fast, out: Compiled) -> None
     fset = None
     if fast is not None and fast[0]:
         fhks, fids, facts, fexps = fast
-        fset = set(fhks)
-        if len(fset) != len(fhks):
-            raise _FastDup
+        fhks = array("Q", fhks)
+        fset = _fast_keys_within(fhks, minor)
         keys.append(_key4_bytes(fhks))
         vals.append(_vals_col(fids, facts, 32, fexps))
         count += len(fhks)
@@ -458,6 +457,26 @@ def _compile_v4_hash(band: Band, minor: list[Rule], fast, out: Compiled) -> None
 
 class _FastDup(Exception):
     pass
+
+
+def _fast_keys_within(hks: array, minor: list[Rule]) -> set[int]:
+    """The /32 keys (hks) that lie in the range of one of the band's other
+    rules, where they hold their key against it: one sort of the keys
+    (raises _FastDup when two are equal), then a search per rule."""
+    import numpy as np
+
+    srt = np.sort(np.frombuffer(hks, np.uint64))
+    if np.count_nonzero(srt[1:] == srt[:-1]):
+        raise _FastDup
+    if not minor:
+        return set()
+    lo = np.array([r.net | (r.dir << 32) for r in minor], np.uint64)
+    hi = lo + np.array([1 << (32 - r.plen) for r in minor], np.uint64)
+    out: set[int] = set()
+    for i, j in zip(np.searchsorted(srt, lo).tolist(), np.searchsorted(srt, hi).tolist()):
+        if j > i:
+            out.update(srt[i:j].tolist())
+    return out
 
 
 def _compile_l16(minor: list[Rule], out: Compiled) -> None:
@@ -694,16 +713,15 @@ def _fast_set(rules, cols, dirs_b: bytes, acts_b: bytes, fastmask: bytes | None,
     return (f_hks, f_ids, f_acts_b, f_exps), have_dst
 
 
-def _sort_rest(rules, rest: bytes, per_band: dict[str, list[Rule]], trie6: list[Rule],
+def _sort_rest(cols: tuple, rest: bytes, per_band: dict[str, list[Rule]], trie6: list[Rule],
                l4: list[Rule]) -> int:
     """Check the rules ``rest`` selects (those outside the columnar sets)
     one by one and sort each into its table; returns the config flags they
-    need."""
+    need. ``cols``: the rule set's columns."""
     flags = 0
-    for i in compress(range(len(rules)), rest):
-        r = rules[i]
-        if type(r) is not Rule:
-            r = Rule(*r)
+    idx = list(compress(range(len(rest)), rest))
+    get = itemgetter(*idx) if len(idx) > 1 else (lambda col: (col[idx[0]],))
+    for r in map(Rule, *map(get, cols)):
         validate_rule(r)
         if r.proto is not None:
             l4.append(r)
@@ -744,7 +762,7 @@ def _take_apart(rules) -> _Split:
                 flags |= CfgFlag.HAVE_DST
             rest = 0 if mask6 is None else rest & ~int.from_bytes(mask6, "little")
         if rest:
-            flags |= _sort_rest(rules, rest.to_bytes(n, "little"), per_band, trie6, l4)
+            flags |= _sort_rest(cols, rest.to_bytes(n, "little"), per_band, trie6, l4)
     if trie6:
         flags |= CfgFlag.HAVE_V6TRIE
     return _Split(fast, fastmask, host6, per_band, trie6, l4, flags)

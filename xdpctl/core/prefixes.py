@@ -649,6 +649,25 @@ def parse_prefix_items(items: list) -> list[Prefix]:
     string, not exactly one line of prefix (a line break or a comment
     character is text-body syntax), not valid Unicode, empty, invalid, or a
     duplicate of an earlier one."""
+    text = items_text(items)
+    try:
+        out = parse_prefix_text(text)
+    except PrefixError as exc:
+        i = (exc.lineno or 1) - 1
+        if exc.code == "duplicate" and exc.other_lineno:
+            raise PrefixItemError(i, items[i], f"{items[i].strip()} duplicates prefixes[{exc.other_lineno - 1}]",
+                                  exc.code, other_index=exc.other_lineno - 1) from None
+        raise PrefixItemError(i, items[i], exc.reason, exc.code) from None
+    if len(out) != len(items):  # the parser skips blank lines
+        i = next(i for i, s in enumerate(items) if not s.strip())
+        raise PrefixItemError(i, "", "an empty string is not a prefix")
+    return out
+
+
+def items_text(items: list) -> str:
+    """Items of a JSON list body as one block-list text, a line each;
+    PrefixItemError for an item that is not one line of text (see
+    parse_prefix_items)."""
     try:
         text = "\n".join(items)
     except TypeError:
@@ -663,18 +682,7 @@ def parse_prefix_items(items: list) -> list[Prefix]:
     except UnicodeEncodeError as exc:  # a lone surrogate (\udXXX escapes) is no text
         i = text.count("\n", 0, exc.start)
         raise PrefixItemError(i, ascii(items[i]), f"{ascii(items[i])} is not valid Unicode") from None
-    try:
-        out = parse_prefix_text(text)
-    except PrefixError as exc:
-        i = (exc.lineno or 1) - 1
-        if exc.code == "duplicate" and exc.other_lineno:
-            raise PrefixItemError(i, items[i], f"{items[i].strip()} duplicates prefixes[{exc.other_lineno - 1}]",
-                                  exc.code, other_index=exc.other_lineno - 1) from None
-        raise PrefixItemError(i, items[i], exc.reason, exc.code) from None
-    if len(out) != len(items):  # the parser skips blank lines
-        i = next(i for i, s in enumerate(items) if not s.strip())
-        raise PrefixItemError(i, "", "an empty string is not a prefix")
-    return out
+    return text
 
 
 def parse_prefix_lines(lines: Iterable[str], *, start: int = 1,

@@ -64,6 +64,17 @@ class Members:
             return cls(cols[0], cols[1], [], b"")
         return cls.of(px.parse_prefix_text(text))
 
+    @classmethod
+    def parse_items(cls, items: list) -> "Members":
+        """The members of a JSON list body, one prefix per item: plain IPv4
+        items become columns at once, like Members.parse; anything else, or
+        a problem, goes through px.parse_prefix_items, which raises
+        PrefixItemError naming the item."""
+        cols = px.ipv4_columns(px.items_text(items)) if items else None
+        if cols is not None and len(cols[0]) == len(items):
+            return cls(cols[0], cols[1], [], b"")
+        return cls.of(px.parse_prefix_items(items))
+
     def flags(self, dst: bool) -> int:
         flags = int(abi.CfgFlag.HAVE_DST) if dst and (self.n4 or self.n6) else 0
         if any(dlc.band_of(6, p) is None for p in set(self.plens6)):

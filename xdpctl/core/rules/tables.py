@@ -377,10 +377,21 @@ def diff_entries(cur: tuple[bytes, bytes, int], table: dlc.Table, ks: int, vs: i
     if vs % 8 == 0:  # compared as 64-bit words: an eighth of the comparison's booleans
         cv, wv = cv.view(np.uint64), wv.view(np.uint64)
     changed = (cv[ci] != wv[wi]).any(axis=1)
-    upd = np.concatenate([new, wi[changed]])
-    old = np.concatenate([ci[changed], gone])
-    return Diff(wk[upd].tobytes(), wv[upd].tobytes(), len(upd), wk[new].tobytes(), len(new),
-                ck[old].tobytes(), cv[old].tobytes(), len(old), ck[gone].tobytes(), len(gone))
+    # writes: the image's new keys and changed values; the undo record: the map's entries those
+    # replace or delete. Indexes ascending (from masks): every row in order is the bytes as they came
+    upd_mask = np.zeros(len(wk), bool)
+    upd_mask[new] = upd_mask[wi[changed]] = True
+    old_mask = np.zeros(len(ck), bool)
+    old_mask[gone] = old_mask[ci[changed]] = True
+    upd, old = np.flatnonzero(upd_mask), np.flatnonzero(old_mask)
+
+    def take(rows, idx, raw: bytes) -> bytes:
+        if len(idx) == len(rows):  # all of them (a replace): no gather, no copy
+            return raw if len(raw) == rows.nbytes else rows.tobytes()
+        return rows[idx].tobytes()
+
+    return Diff(take(wk, upd, table.keys), take(wv, upd, table.values), len(upd), take(wk, new, table.keys),
+                len(new), take(ck, old, cur[0]), take(cv, old, cur[1]), len(old), take(ck, gone, cur[0]), len(gone))
 
 
 def _as_words(rows):
@@ -400,14 +411,17 @@ def _pair_words(ck, wk):
     import numpy as np
 
     c, w = _as_words(ck), _as_words(wk)
-    oc = np.argsort(c)
-    sc = c[oc]
-    pos = np.searchsorted(sc, w)
+    oc, ow = np.argsort(c), np.argsort(w)
+    sc, sw = c[oc], w[ow]
+    pos = np.searchsorted(sc, sw)  # sorted needles: the search walks forward
     pos[pos == len(sc)] = 0
-    found = sc[pos] == w if len(sc) else np.zeros(len(w), bool)
-    held = np.zeros(len(sc), bool)
-    held[pos[found]] = True
-    return oc[pos[found]], np.flatnonzero(found), oc[~held], np.flatnonzero(~found)
+    found = sc[pos] == sw if len(sc) else np.zeros(len(w), bool)
+    ci, wi = oc[pos[found]], ow[found]
+    held, taken = np.zeros(len(c), bool), np.zeros(len(w), bool)
+    held[ci] = True
+    taken[wi] = True
+    # the keys of one side only, in their own order: the rows they pick are read in order
+    return ci, wi, np.flatnonzero(~held), np.flatnonzero(~taken)
 
 
 def _pair_rows(ck, wk, words: int):

@@ -471,9 +471,12 @@ class State:
     def address_rules_in(self, family: int, dir: int, plens: tuple[int, int],
                          addrs: tuple[bytes, bytes]) -> list[RuleRow]:
         """Address rules of a direction with lengths and networks in the
-        given closed ranges."""
-        return self._rules(f"{_ADDRESS_RULE} AND plen BETWEEN ? AND ? AND addr BETWEEN ? AND ?",
-                           (family, dir, *plens, *addrs))
+        given closed ranges. The lengths are listed (IN), not a range: after
+        a range on plen the index could not narrow addr, and every rule of
+        those lengths would be read."""
+        lens = list(range(plens[0], plens[1] + 1))
+        return self._rules(f"{_ADDRESS_RULE} AND plen IN ({_marks(len(lens))}) AND addr BETWEEN ? AND ?",
+                           (family, dir, *lens, *addrs))
 
     def address_rules_at(self, family: int, dir: int, plens: list[int], addrs: list[bytes]) -> list[RuleRow]:
         """Address rules of a direction with any of these lengths and any of

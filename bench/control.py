@@ -229,6 +229,8 @@ def table(res: dict) -> str:
         ("`xdpctl version` (start-up alone)", cli(s["startup"])),
         (f"POST /v1/block one /32, {n:,} list loaded, p50 / p99", singles(r.get("block_with_list"))),
         ("POST /v1/block one /32, no list, p50 / p99", singles(r.get("block_no_list"))),
+        (f"POST /v1/block one /32, {r.get('others', 0):,} other rules present, p50 / p99",
+         singles(r.get("block_beside_rules"))),
         (f"nft -f the same {n:,} addresses, plain hash set", cli(res["nft_plain_set"])),
     ]
     pre = res.get("prealloc") or {}

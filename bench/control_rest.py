@@ -4,7 +4,8 @@ uvicorn, a child process) and a client here.
 single   POST /v1/block of one /32, N times in a row: p50 / p99 (ms), first
          with no list, then with a list of ``count`` members alone.
 bulk     the list removed, POST /v1/block with 10,000 prefixes (the JSON
-         item limit) until 100,000 rules are present: seconds per request.
+         item limit) until 100,000 rules are present: seconds per request;
+         then the singles again beside those rules.
 put      PUT /v1/lists/big, ``count`` prefixes as text/plain, alone and
          with those 100,000 rules present; then as JSON ({"prefixes":
          [...]}) beside them.
@@ -102,6 +103,7 @@ def _measure(client, proc: subprocess.Popen, list_text: str, n: int, others: int
         client.post("/v1/block", json=body).raise_for_status()
         bulk.append(time.perf_counter() - t)
     out["bulk_10k_s"] = {"median": median(bulk), "n": len(bulk)}
+    out["block_beside_rules"] = _singles(client, n, 202)
     log(f"control: PUT /v1/lists {list_text.count(chr(10)):,} prefixes beside {others:,} rules")
     out["service_hwm_mb"] = _hwm_mb(proc.pid)  # before the list rows: the peak of everything else
     _reset_hwm(proc.pid)

@@ -147,8 +147,10 @@ class HealthChecker:
         """One round; ``force``: every VIP's check is due now."""
         now = time.monotonic()
         st = self.ctx.state
-        vips = {r.id: r for r in st.lb_vips()}
         rows = st.lb_backends()
+        if not rows:  # nothing to check or resolve (the service's rounds every 0.1 s cost two reads)
+            return LbHealthView(revision=st.revision, checked=time.time(), probes=[])
+        vips = {r.id: r for r in st.lb_vips()}
         where = places(self.ctx)
         resolve = force or now >= self.next_resolve
         macs = self._macs(where, rows, solicit=True) if resolve else {}

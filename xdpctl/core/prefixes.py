@@ -29,7 +29,7 @@ __all__ = [
     "PrefixError", "Prefix", "parse_prefix", "parse_address", "format_prefix",
     "format_address", "prefix_contains", "parse_proto", "proto_name",
     "parse_port", "parse_duration", "parse_prefix_text", "parse_prefix_lines",
-    "load_prefix_file", "ipv4_columns", "PROTOCOLS",
+    "load_prefix_file", "ipv4_columns", "ipv6_columns", "PROTOCOLS",
 ]
 
 
@@ -428,6 +428,14 @@ def _ints(family: int, raw: bytes) -> list[int]:
     return arr.tolist()
 
 
+def _any_mapped(raw: bytes) -> bool:
+    """Is any of the packed IPv6 addresses IPv4-mapped (::ffff:0:0/96)?"""
+    import numpy as np
+
+    w = np.frombuffer(raw, ">u4").reshape(-1, 4)
+    return bool(np.count_nonzero((w[:, 0] == 0) & (w[:, 1] == 0) & (w[:, 2] == _MAPPED_HI)))
+
+
 def _fast_chunk(text: str, out: list, seen32: list, seen128: list, other: set) -> tuple[int, int]:
     """Parse one chunk of single-family text: append Prefixes to out, the
     networks of IPv4 /32 entries to seen32 (an array per chunk), those of
@@ -456,7 +464,7 @@ def _fast_chunk(text: str, out: list, seen32: list, seen128: list, other: set) -
         if list(map(and_, sn, map(masks.__getitem__, sp))) != list(sn):
             raise _Reject  # host bits set
     if family == 6:
-        if any(a >> 32 == _MAPPED_HI for a in nets):
+        if _any_mapped(raw):
             raise _Reject
         # hosts' duplicates are found by one sort at the end, the others' by a set
         short = [i for i, p in zip(idx, sp) if p != 128] if idx else []
@@ -640,6 +648,53 @@ def _v4_chunk(np, a):
     if np.count_nonzero(net.astype(np.uint64) & host):
         return None
     return net, plen.astype(np.uint8)
+
+
+_V6_TEXT = b"0123456789abcdefABCDEF:/\n"  # all that plain IPv6 text holds
+
+
+def ipv6_columns(data: str | bytes) -> tuple[list[int], bytes, bytes] | None:
+    """Plain IPv6 text (one address or address/len per line and nothing
+    else: no comment, blank line, space or dotted quad) as columns, without
+    an object per line: the networks, the prefix lengths and the networks
+    packed (16 bytes each), in file order. None for any other text and for
+    any problem in it (see ipv4_columns): parse_prefix_text names it."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if not data or b":" not in data or data.translate(None, _V6_TEXT):
+        return None
+    text = data.decode("ascii")
+    lines = text.split("\n")
+    if not lines[-1]:
+        lines.pop()
+    if "" in lines:
+        return None
+    n = len(lines)
+    plens = [128] * n
+    with collector_paused():
+        try:
+            idx = _slashes(text, lines, plens, _PLEN6)
+            nets, raw = _nets(6, lines)
+        except _Reject:
+            return None
+        if _any_mapped(raw):
+            return None  # IPv4-mapped: an IPv4 prefix, the parser's business
+        if not idx:
+            return (nets, bytes(plens), raw) if _distinct128([raw]) == n else None
+        short = {(nets[i], plens[i]) for i in idx if plens[i] != 128}
+        if any(a & _MASK6[p] != a for a, p in short):
+            return None  # host bits
+        hosts = bytearray(b"\x01") * n
+        for i in idx:
+            hosts[i] = plens[i] == 128
+        n128 = n - sum(1 for i in idx if plens[i] != 128)
+        blob = b"".join(compress(map(raw.__getitem__, map(slice, range(0, 16 * n, 16), range(16, 16 * n + 16, 16))),
+                                 hosts)) if n128 != n else raw
+        if _distinct128([blob]) != n128 or len(short) != n - n128:
+            return None  # a duplicate
+        return nets, bytes(plens), raw
 
 
 def parse_prefix_items(items: list) -> list[Prefix]:

@@ -24,9 +24,10 @@ HDR = struct.Struct("=II")
 class Members:
     """A list's members as columns, IPv4 ones first (rule-id order)."""
 
-    def __init__(self, nets4: list, plens4: bytes, nets6: list, plens6: bytes):
+    def __init__(self, nets4: list, plens4: bytes, nets6: list, plens6: bytes, packed6: bytes | None = None):
         self.nets4, self.plens4, self.nets6, self.plens6 = nets4, plens4, nets6, plens6
         self.n4, self.n6 = len(nets4), len(nets6)
+        self.packed6 = packed6  # nets6 packed (16 bytes each, big-endian) when the parser had them
 
     def __len__(self) -> int:
         return self.n4 + self.n6
@@ -55,13 +56,17 @@ class Members:
 
     @classmethod
     def parse(cls, text: str | bytes) -> "Members":
-        """A block-list text's members. Plain IPv4 text becomes columns at
-        once (px.ipv4_columns: no object per prefix); any other text, or
+        """A block-list text's members. Plain IPv4 or IPv6 text becomes
+        columns at once (px.ipv4_columns, px.ipv6_columns: no object per
+        prefix); any other text (both families, comments ...), or
         plain text with a problem, goes through px.parse_prefix_text, which
         raises PrefixError naming the first bad line."""
         cols = px.ipv4_columns(text)
         if cols is not None:
             return cls(cols[0], cols[1], [], b"")
+        cols6 = px.ipv6_columns(text)
+        if cols6 is not None:
+            return cls([], b"", *cols6)
         return cls.of(px.parse_prefix_text(text))
 
     @classmethod
@@ -122,5 +127,5 @@ class Members:
             self.plens4,
             nets4.tobytes(),
             self.plens6,
-            px.pack_v6(self.nets6),
+            self.packed6 if self.packed6 is not None else px.pack_v6(self.nets6),
         ))

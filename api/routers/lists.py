@@ -163,7 +163,9 @@ async def put_list(
         ttl = _merge("ttl", ttl, body.ttl)
         comment = _merge("comment", comment, body.comment)
         revision = _merge("revision", revision, body.revision)
-        parse = lambda: _parse_items(items)  # noqa: E731
+        held = [items]  # a million strings: let go once they are columns, before the import's peak
+        del items
+        parse = lambda: _parse_items(held.pop())  # noqa: E731
     elif ctype in _TEXT_TYPES:
         parse = lambda: _parse_text(raw)  # noqa: E731
     else:

@@ -410,10 +410,14 @@ _v6_plain = st.one_of(
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(_v6_plain, max_size=40), st.booleans())
-def test_ipv6_columns_equal_the_parser_or_give_way(lines, newline_at_end):
+@given(st.lists(_v6_plain, max_size=40), st.booleans(), st.sampled_from([1, 16, 64, 1 << 18]))
+def test_ipv6_columns_equal_the_parser_or_give_way(lines, newline_at_end, chunk):
     text = "\n".join(lines) + ("\n" if newline_at_end else "")
-    got = px.ipv6_columns(text)
+    saved, px._CHUNK = px._CHUNK, chunk  # small chunks: many pieces, duplicates across them
+    try:
+        got = px.ipv6_columns(text)
+    finally:
+        px._CHUNK = saved
     try:
         want = px.parse_prefix_text(text)
     except PrefixError:

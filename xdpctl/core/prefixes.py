@@ -658,43 +658,60 @@ def ipv6_columns(data: str | bytes) -> tuple[list[int], bytes, bytes] | None:
     else: no comment, blank line, space or dotted quad) as columns, without
     an object per line: the networks, the prefix lengths and the networks
     packed (16 bytes each), in file order. None for any other text and for
-    any problem in it (see ipv4_columns): parse_prefix_text names it."""
+    any problem in it (see ipv4_columns): parse_prefix_text names it. The
+    text goes a chunk at a time (_CHUNK), so its lines are never all held."""
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     if not data or b":" not in data or data.translate(None, _V6_TEXT):
         return None
-    text = data.decode("ascii")
-    lines = text.split("\n")
-    if not lines[-1]:
-        lines.pop()
-    if "" in lines:
-        return None
-    n = len(lines)
-    plens = [128] * n
+    nets: list[int] = []
+    plens = bytearray()
+    packed: list[bytes] = []   # every network, packed
+    hosts: list[bytes] = []    # the /128 ones, packed (their duplicates: one sort at the end)
+    short: set = set()         # the others (their duplicates: a set)
+    n_short = 0
+    pos = 0
     with collector_paused():
-        try:
-            idx = _slashes(text, lines, plens, _PLEN6)
-            nets, raw = _nets(6, lines)
-        except _Reject:
-            return None
-        if _any_mapped(raw):
-            return None  # IPv4-mapped: an IPv4 prefix, the parser's business
-        if not idx:
-            return (nets, bytes(plens), raw) if _distinct128([raw]) == n else None
-        short = {(nets[i], plens[i]) for i in idx if plens[i] != 128}
-        if any(a & _MASK6[p] != a for a, p in short):
-            return None  # host bits
-        hosts = bytearray(b"\x01") * n
-        for i in idx:
-            hosts[i] = plens[i] == 128
-        n128 = n - sum(1 for i in idx if plens[i] != 128)
-        blob = b"".join(compress(map(raw.__getitem__, map(slice, range(0, 16 * n, 16), range(16, 16 * n + 16, 16))),
-                                 hosts)) if n128 != n else raw
-        if _distinct128([blob]) != n128 or len(short) != n - n128:
+        while pos < len(data):
+            end = data.find(b"\n", pos + _CHUNK)
+            end = len(data) if end < 0 else end + 1
+            text = data[pos:end].decode("ascii")
+            pos = end
+            if text.endswith("\n"):
+                text = text[:-1]
+            lines = text.split("\n")
+            if "" in lines:
+                return None
+            n = len(lines)
+            lens = [128] * n
+            try:
+                idx = _slashes(text, lines, lens, _PLEN6)
+                got, raw = _nets(6, lines)
+            except _Reject:
+                return None
+            if _any_mapped(raw):
+                return None  # IPv4-mapped: an IPv4 prefix, the parser's business
+            nets += got
+            plens += bytes(lens)
+            packed.append(raw)
+            if not idx:
+                hosts.append(raw)
+                continue
+            mine = [(got[i], lens[i]) for i in idx if lens[i] != 128]
+            if any(a & _MASK6[p] != a for a, p in mine):
+                return None  # host bits
+            short.update(mine)
+            n_short += len(mine)
+            keep = bytearray(b"\x01") * n
+            for i in idx:
+                keep[i] = lens[i] == 128
+            hosts.append(b"".join(compress(map(raw.__getitem__, map(slice, range(0, 16 * n, 16),
+                                                                     range(16, 16 * n + 16, 16))), keep)))
+        if _distinct128(hosts) != len(nets) - n_short or len(short) != n_short:
             return None  # a duplicate
-        return nets, bytes(plens), raw
+    return nets, bytes(plens), b"".join(packed)
 
 
 def parse_prefix_items(items: list) -> list[Prefix]:

@@ -365,6 +365,23 @@ def test_fast_path_equals_slow_path(lines, dups_ok, chunk):
         px._CHUNK = saved
 
 
+def _columns_and_parser(columns, chunk_name: str, chunk: int, text: str) -> tuple:
+    """What a columns function gives for the text with chunks of ``chunk``
+    (small: many pieces, duplicates across them), and what the parser
+    gives: None when it raises, and then the columns gave way too."""
+    saved = getattr(px, chunk_name)
+    setattr(px, chunk_name, chunk)
+    try:
+        got = columns(text)
+    finally:
+        setattr(px, chunk_name, saved)
+    try:
+        return got, px.parse_prefix_text(text)
+    except PrefixError:
+        assert got is None  # the parser names the problem
+        return got, None
+
+
 # Plain IPv4 text goes to columns without prefix objects; it must agree
 # with the parser on anything, and give way to it on any problem.
 _v4_plain = st.one_of(
@@ -379,15 +396,8 @@ _v4_plain = st.one_of(
 @given(st.lists(_v4_plain, max_size=40), st.booleans(), st.sampled_from([8, 64, 1 << 20]))
 def test_ipv4_columns_equal_the_parser_or_give_way(lines, newline_at_end, chunk):
     text = "\n".join(lines) + ("\n" if newline_at_end else "")
-    saved, px._V4_CHUNK = px._V4_CHUNK, chunk  # small chunks: many steps
-    try:
-        got = px.ipv4_columns(text)
-    finally:
-        px._V4_CHUNK = saved
-    try:
-        want = px.parse_prefix_text(text)
-    except PrefixError:
-        assert got is None  # the parser names the problem
+    got, want = _columns_and_parser(px.ipv4_columns, "_V4_CHUNK", chunk, text)
+    if want is None:
         return
     if not lines or "" in lines:
         assert got is None  # blank lines: not plain text
@@ -413,15 +423,8 @@ _v6_plain = st.one_of(
 @given(st.lists(_v6_plain, max_size=40), st.booleans(), st.sampled_from([1, 16, 64, 1 << 18]))
 def test_ipv6_columns_equal_the_parser_or_give_way(lines, newline_at_end, chunk):
     text = "\n".join(lines) + ("\n" if newline_at_end else "")
-    saved, px._CHUNK = px._CHUNK, chunk  # small chunks: many pieces, duplicates across them
-    try:
-        got = px.ipv6_columns(text)
-    finally:
-        px._CHUNK = saved
-    try:
-        want = px.parse_prefix_text(text)
-    except PrefixError:
-        assert got is None  # the parser names the problem
+    got, want = _columns_and_parser(px.ipv6_columns, "_CHUNK", chunk, text)
+    if want is None:
         return
     if got is None:  # the parser's business: no lines, blank ones, mapped addresses, a zero-led length
         assert not lines or "" in lines or any(px.parse_prefix(line).family == 4 for line in lines) \

@@ -82,8 +82,8 @@ def run_worker(path: str, label: str, gc_off: bool = False) -> dict:
 # ---------------------------------------------------------------------------
 def worker(path: str, pins: str, state: str, gc_off: bool) -> dict:
     from tests.support.progs import temp_settings
-    from xdpctl.core import prefixes as px
     from xdpctl.core.context import Context
+    from xdpctl.core.rules.members import Members
     from xdpctl.core.rules.service import DropList
 
     from .instrument import Profiler
@@ -96,7 +96,8 @@ def worker(path: str, pins: str, state: str, gc_off: bool) -> dict:
         if gc_off:
             gc.disable()
         t0 = time.perf_counter()
-        pfx = px.load_prefix_file(path)
+        with open(path, "rb") as f:  # as `xdpctl import` and PUT /v1/lists read a list
+            pfx = Members.parse(f.read())
         t1 = time.perf_counter()
         prof.watch_db(ctx.state)
         res = DropList(ctx).import_list("bench", pfx, source=path)

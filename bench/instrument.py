@@ -18,8 +18,10 @@ from typing import Callable
 # Targets that do not exist in the xdpctl being measured are skipped and
 # listed (Profiler.missing; the report names them as problems of the run).
 TARGETS: list[tuple[str, str, str]] = [
-    ("xdpctl.core.prefixes", "load_prefix_file", "read file"),
-    ("xdpctl.core.prefixes", "parse_prefix_text", "parse text"),
+    ("xdpctl.core.rules.members", "Members.parse", "parse: other"),
+    ("xdpctl.core.prefixes", "ipv4_columns", "parse plain IPv4 text to columns"),
+    ("xdpctl.core.prefixes", "ipv6_columns", "parse plain IPv6 text to columns"),
+    ("xdpctl.core.prefixes", "parse_prefix_text", "parse text (line parser)"),
     ("xdpctl.core.rules.service", "DropList._expire_pending", "expiry check"),
     ("xdpctl.core.rules.members", "Members.of", "members -> columns"),
     ("xdpctl.core.rules.members", "Members.pack", "pack members blob"),

@@ -420,8 +420,8 @@ def _peer_sections(s: dict, tr: dict | None, cfg: dict) -> list[str]:
     if im:
         out += [f"## 5. Import time, {_n(cfg.get('import_count', 0))} prefixes", "",
                 "Fresh state dir and pin dir each time. CLI: `xdpctl import FILE` as a subprocess (wall). "
-                "parse + import_list: `prefixes.load_prefix_file` + `DropList.import_list` in a fresh Python "
-                "process. GC off: the same with Python's garbage collector disabled.", "",
+                "parse + import_list: the file read and `Members.parse` (as the CLI and `PUT /v1/lists` parse a list) + "
+                "`DropList.import_list` in a fresh Python process. GC off: the same with Python's garbage collector disabled.", "",
                 imports(im, cfg), "",
                 "### Where import time goes (self time per step, fresh process, GC on)", "",
                 import_breakdown(im, cfg), ""]

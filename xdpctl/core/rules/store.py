@@ -131,6 +131,10 @@ MIGRATIONS = (
 RULE_COLS = "id, family, addr, plen, dir, action, proto, port, anyaddr, mgmt, comment, source, created, expires"
 LIST_COLS = "name, count, dir, action, comment, source, created, expires, id_base, entries, flags"
 _ADDRESS_RULE = "family=? AND dir=? AND proto=0 AND port=0 AND anyaddr=0"
+# What makes a rule (or a list) need a config flag, each in a partial index
+_DST_RULE, _DST_LIST = "dir=1 AND proto=0", "dir=1 AND count>0"
+_PORT_RULE = "proto<>0"
+_MGMT_RULE = "mgmt<>0 AND anyaddr=0 AND proto=0"
 _CHUNK = 500  # ids per IN (...) statement
 _BUSY_MS = 30_000  # how long a statement waits for another connection's lock
 
@@ -588,25 +592,25 @@ class State:
         return min(vals) if vals else None
 
     def has_dst_rules(self) -> bool:
-        return bool(self.db.execute("SELECT 1 FROM rules WHERE dir=1 AND proto=0 LIMIT 1").fetchone()
-                    or self.db.execute("SELECT 1 FROM lists WHERE dir=1 AND count>0 LIMIT 1").fetchone())
+        return bool(self.db.execute(f"SELECT 1 FROM rules WHERE {_DST_RULE} LIMIT 1").fetchone()
+                    or self.db.execute(f"SELECT 1 FROM lists WHERE {_DST_LIST} LIMIT 1").fetchone())
 
     def mgmt_rule_rows(self) -> list[RuleRow]:
         """Management prefixes (allow rules on an address)."""
         return [RuleRow(*r) for r in self.db.execute(
-            f"SELECT {RULE_COLS} FROM rules WHERE mgmt<>0 AND anyaddr=0 AND proto=0 ORDER BY id")]
+            f"SELECT {RULE_COLS} FROM rules WHERE {_MGMT_RULE} ORDER BY id")]
 
     def rule_set_facts(self, v6_plens: list[int]) -> tuple[bool, bool, bool, bool, int]:
         """What the xc_cfg flags say about the stored rule set, in one
         statement: any destination rule or list, any port rule, any IPv6
         address rule with one of ``v6_plens``, any management prefix; and
         the flags every list needs, or-ed. Each answered from an index."""
-        q = ("SELECT EXISTS(SELECT 1 FROM rules WHERE dir=1 AND proto=0)"
-             " OR EXISTS(SELECT 1 FROM lists WHERE dir=1 AND count>0),"
-             " EXISTS(SELECT 1 FROM rules WHERE proto<>0),"
+        q = (f"SELECT EXISTS(SELECT 1 FROM rules WHERE {_DST_RULE})"
+             f" OR EXISTS(SELECT 1 FROM lists WHERE {_DST_LIST}),"
+             f" EXISTS(SELECT 1 FROM rules WHERE {_PORT_RULE}),"
              " EXISTS(SELECT 1 FROM rules WHERE family=6 AND dir IN (0, 1) AND proto=0 AND port=0 AND anyaddr=0"
              f" AND plen IN ({_marks(len(v6_plens))})),"  # all of it in the index rules_match
-             " EXISTS(SELECT 1 FROM rules WHERE mgmt<>0 AND anyaddr=0 AND proto=0),"
+             f" EXISTS(SELECT 1 FROM rules WHERE {_MGMT_RULE}),"
              " (SELECT group_concat(DISTINCT flags) FROM lists)")
         dst, port, v6, mgmt, lists = self.db.execute(q, v6_plens).fetchone()
         flags = 0

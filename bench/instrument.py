@@ -20,7 +20,7 @@ from typing import Callable
 TARGETS: list[tuple[str, str, str]] = [
     ("xdpctl.core.rules.members", "Members.parse", "parse: other"),
     ("xdpctl.core.prefixes", "ipv4_columns", "parse plain IPv4 text to columns"),
-    ("xdpctl.core.prefixes", "ipv6_columns", "parse plain IPv6 text to columns"),
+    ("xdpctl.core.prefixes", "text_columns", "parse other text to columns"),
     ("xdpctl.core.prefixes", "parse_prefix_text", "parse text (line parser)"),
     ("xdpctl.core.rules.service", "DropList._expire_pending", "expiry check"),
     ("xdpctl.core.rules.members", "Members.of", "members -> columns"),

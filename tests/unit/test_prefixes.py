@@ -419,26 +419,47 @@ _v6_plain = st.one_of(
 )
 
 
+def _by_family(want: list[Prefix]) -> tuple:
+    """What text_columns gives for the parser's prefixes."""
+    v4, v6 = [p for p in want if p.family == 4], [p for p in want if p.family == 6]
+    return ([p.net for p in v4], bytes(p.plen for p in v4), [p.net for p in v6], bytes(p.plen for p in v6),
+            px.pack_v6([p.net for p in v6]))
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_v6_plain, max_size=40), st.booleans(), st.sampled_from([1, 16, 64, 1 << 18]))
-def test_ipv6_columns_equal_the_parser_or_give_way(lines, newline_at_end, chunk):
+def test_ipv6_text_columns_equal_the_parser(lines, newline_at_end, chunk):
     text = "\n".join(lines) + ("\n" if newline_at_end else "")
-    got, want = _columns_and_parser(px.ipv6_columns, "_CHUNK", chunk, text)
+    got, want = _columns_and_parser(px.text_columns, "_CHUNK", chunk, text)
     if want is None:
         return
-    if got is None:  # the parser's business: no lines, blank ones, mapped addresses, a zero-led length
-        assert not lines or "" in lines or any(px.parse_prefix(line).family == 4 for line in lines) \
+    if got is None:  # the parser's business: mapped addresses, a zero-led length
+        assert any(px.parse_prefix(line).family == 4 for line in lines) \
             or any(re.search(r"/0\d", line) for line in lines), text
         return
-    assert got == ([p.net for p in want], bytes(p.plen for p in want), px.pack_v6([p.net for p in want]))
+    assert got == _by_family(want)
     m = Members.parse(text)
-    assert (m.nets6, m.plens6, m.n4) == (got[0], got[1], 0)
+    assert (m.nets6, m.plens6, m.n4) == (got[2], got[3], 0)
     assert Members.unpack(m.pack()).prefixes() == want
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_line, max_size=40), st.booleans(), st.sampled_from([1, 16, 64, 1 << 18]))
+def test_text_columns_equal_the_parser_or_give_way(lines, newline_at_end, chunk):
+    """Any text, comments and both families included: text_columns gives
+    the parser's prefixes by family, or gives way to it; Members.parse
+    gives the parser's answer either way."""
+    text = "\n".join(lines) + ("\n" if newline_at_end else "")
+    got, want = _columns_and_parser(px.text_columns, "_CHUNK", chunk, text)
+    if want is None:
+        return
+    assert got is None or got == _by_family(want)
+    assert Members.parse(text).prefixes() == sorted(want, key=lambda p: p.family)
 
 
 @pytest.mark.parametrize("text", ["10.0.0.1\n# c\n10.0.0.2\n", "10.0.0.1\r\n10.0.0.2\r\n", "2001:db8::1\n10.0.0.1\n",
                                   " 10.0.0.1\n", "10.0.0.1\n\n10.0.0.2", "\ufeff10.0.0.1\n10.0.0.2\n"])
-def test_other_text_goes_to_the_parser(text):
+def test_other_text_goes_past_ipv4_columns(text):
     """Comments, CRs, IPv6, spaces, blank lines: ipv4_columns says no (a
     byte-order mark alone it skips), Members.parse gives the parser's answer."""
     if text.startswith("\ufeff"):

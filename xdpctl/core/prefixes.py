@@ -29,7 +29,7 @@ __all__ = [
     "PrefixError", "Prefix", "parse_prefix", "parse_address", "format_prefix",
     "format_address", "prefix_contains", "parse_proto", "proto_name",
     "parse_port", "parse_duration", "parse_prefix_text", "parse_prefix_lines",
-    "load_prefix_file", "ipv4_columns", "ipv6_columns", "PROTOCOLS",
+    "load_prefix_file", "ipv4_columns", "text_columns", "PROTOCOLS",
 ]
 
 
@@ -436,59 +436,73 @@ def _any_mapped(raw: bytes) -> bool:
     return bool(np.count_nonzero((w[:, 0] == 0) & (w[:, 1] == 0) & (w[:, 2] == _MAPPED_HI)))
 
 
-def _fast_chunk(text: str, out: list, seen32: list, seen128: list, other: set) -> tuple[int, int]:
-    """Parse one chunk of single-family text: append Prefixes to out, the
-    networks of IPv4 /32 entries to seen32 (an array per chunk), those of
-    IPv6 /128 entries to seen128 (packed, 16 bytes each, a blob per chunk)
-    and the other entries to other; return the numbers of hosts and
-    others. Raises _Reject on anything unusual
-    (both families, IPv4-mapped addresses, bad syntax, host bits). out may
-    have grown when it raises."""
+class _Chunk(NamedTuple):
+    """One chunk of single-family text as columns (_chunk_columns)."""
+
+    family: int
+    nets: list[int]
+    plens: list[int]
+    raw: bytes          # the networks packed (4 or 16 bytes each, big-endian)
+    short: list[int]    # indexes of the entries shorter than a host
+
+
+def _chunk_columns(text: str) -> _Chunk | None:
+    """One chunk of single-family text (comments and blank lines allowed)
+    as columns; None when it holds no entry. Raises _Reject on anything
+    unusual: both families, IPv4-mapped addresses, bad syntax, host bits."""
     family = 6 if ":" in text else 4
     if family == 6 and "." in text:
         raise _Reject  # IPv4 lines or IPv4-mapped addresses: the line-by-line path
     lines, text = _chunk_lines(text)
     n = len(lines)
     if not n:
-        return 0, 0
+        return None
     bits = _BITS[family]
     plens = [bits] * n
     idx = _slashes(text, lines, plens, _PLEN4 if family == 4 else _PLEN6)
     nets, raw = _nets(family, lines)
-    mark = len(out)
-    out.extend(map(_PREFIX_NEW, repeat(Prefix), zip(repeat(family), nets, plens)))
-    masks = _MASK4 if family == 4 else _MASK6
+    short: list[int] = []
     if idx:
+        masks = _MASK4 if family == 4 else _MASK6
         sn = itemgetter(*idx)(nets) if len(idx) > 1 else (nets[idx[0]],)
         sp = itemgetter(*idx)(plens) if len(idx) > 1 else (plens[idx[0]],)
         if list(map(and_, sn, map(masks.__getitem__, sp))) != list(sn):
             raise _Reject  # host bits set
-    if family == 6:
-        if _any_mapped(raw):
-            raise _Reject
-        # hosts' duplicates are found by one sort at the end, the others' by a set
-        short = [i for i, p in zip(idx, sp) if p != 128] if idx else []
-        if not short:
-            seen128.append(raw)
-            return n, 0
-        hosts = bytearray(b"\x01") * n
-        for i in short:
-            hosts[i] = 0
-        seen128.append(b"".join(compress(map(raw.__getitem__, map(slice, range(0, 16 * n, 16),
-                                                                   range(16, 16 * n + 16, 16))), hosts)))
-        other.update(out[mark + i] for i in short)
-        return n - len(short), len(short)
-    n_short = 0
-    if idx:
-        short = [(i, a, p) for i, a, p in zip(idx, sn, sp) if p != 32]
-        if short:
-            n_short = len(short)
-            other.update((4, a, p) for _, a, p in short)
-            # keep only /32 networks for seen32: blank the others out
-            deque(map(nets.__setitem__, [i for i, _, _ in short], repeat(None)), maxlen=0)
-            nets = [a for a in nets if a is not None]
-    seen32.append(array("I", nets))
-    return n - n_short, n_short
+        short = [i for i, p in zip(idx, sp) if p != bits]
+    if family == 6 and _any_mapped(raw):
+        raise _Reject
+    return _Chunk(family, nets, plens, raw, short)
+
+
+def _hosts_of(c: _Chunk):
+    """The chunk's host networks, for the one sort that finds their
+    duplicates: IPv4 as an array of u32, IPv6 packed."""
+    if c.short:
+        keep = bytearray(b"\x01") * len(c.nets)
+        for i in c.short:
+            keep[i] = 0
+    if c.family == 4:
+        return array("I", compress(c.nets, keep) if c.short else c.nets)
+    if not c.short:
+        return c.raw
+    n = len(c.nets)
+    return b"".join(compress(map(c.raw.__getitem__, map(slice, range(0, 16 * n, 16), range(16, 16 * n + 16, 16))),
+                             keep))
+
+
+def _fast_chunk(text: str, out: list, seen32: list, seen128: list, other: set) -> tuple[int, int]:
+    """Parse one chunk of single-family text: append Prefixes to out, the
+    networks of its hosts (IPv4 /32, IPv6 /128) to seen32 or seen128 (one
+    array or packed blob per chunk) and the other entries to other; return
+    the numbers of hosts and others. Raises _Reject as _chunk_columns."""
+    c = _chunk_columns(text)
+    if c is None:
+        return 0, 0
+    mark = len(out)
+    out.extend(map(_PREFIX_NEW, repeat(Prefix), zip(repeat(c.family), c.nets, c.plens)))
+    (seen32 if c.family == 4 else seen128).append(_hosts_of(c))
+    other.update(out[mark + i] for i in c.short)
+    return len(c.nets) - len(c.short), len(c.short)
 
 
 def _distinct(parts: list) -> int:
@@ -516,18 +530,32 @@ def _distinct128(parts: list) -> int:
     return int(1 + np.count_nonzero((srt[1:] != srt[:-1]).any(axis=1)))
 
 
-def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> list[Prefix]:
-    """Parse a whole block-list file's text. Returns the prefixes in file
-    order; raises PrefixError naming the first bad line (or, for a
-    duplicate, both lines). With allow_duplicates, later duplicates are
-    dropped silently."""
+def _decoded(text: str | bytes) -> str:
+    """A block list's text: UTF-8 (else Latin-1) bytes decoded, a byte-order mark dropped."""
     if isinstance(text, (bytes, bytearray, memoryview)):
         try:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError:
             text = bytes(text).decode("latin-1")
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _chunks(text: str):
+    """The text in pieces of about _CHUNK characters, each ending at a line end."""
+    pos, end_all = 0, len(text)
+    while pos < end_all:
+        end = text.find("\n", pos + _CHUNK)
+        end = end_all if end < 0 else end + 1
+        yield text[pos:end]
+        pos = end
+
+
+def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> list[Prefix]:
+    """Parse a whole block-list file's text. Returns the prefixes in file
+    order; raises PrefixError naming the first bad line (or, for a
+    duplicate, both lines). With allow_duplicates, later duplicates are
+    dropped silently."""
+    text = _decoded(text)
     with collector_paused():  # millions of small objects, no cycles
         out: list[Prefix] = []
         # Duplicates: the IPv4 /32 and IPv6 /128 networks must be distinct
@@ -537,12 +565,9 @@ def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> l
         seen128: list = []
         other: set = set()
         n32 = n_other = 0
-        pos, end_all, lineno = 0, len(text), 1
+        lineno = 1
         try:
-            while pos < end_all:
-                end = text.find("\n", pos + _CHUNK)
-                end = end_all if end < 0 else end + 1
-                chunk = text[pos:end]
+            for chunk in _chunks(text):
                 mark = len(out)
                 try:
                     a, b = _fast_chunk(chunk, out, seen32, seen128, other)
@@ -565,7 +590,6 @@ def parse_prefix_text(text: str | bytes, *, allow_duplicates: bool = False) -> l
                 n32 += a
                 n_other += b
                 lineno += chunk.count("\n")
-                pos = end
             if _distinct(seen32) + _distinct128(seen128) != n32 or len(other) != n_other:
                 raise _Reject  # a duplicate somewhere
         except (_Reject, PrefixError):
@@ -650,68 +674,40 @@ def _v4_chunk(np, a):
     return net, plen.astype(np.uint8)
 
 
-_V6_TEXT = b"0123456789abcdefABCDEF:/\n"  # all that plain IPv6 text holds
-
-
-def ipv6_columns(data: str | bytes) -> tuple[list[int], bytes, bytes] | None:
-    """Plain IPv6 text (one address or address/len per line and nothing
-    else: no comment, blank line, space or dotted quad) as columns, without
-    an object per line: the networks, the prefix lengths and the networks
-    packed (16 bytes each), in file order. None for any other text and for
-    any problem in it (see ipv4_columns): parse_prefix_text names it. The
-    text goes a chunk at a time (_CHUNK), so its lines are never all held."""
-    if isinstance(data, str):
-        data = data.encode("utf-8", "surrogatepass")
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    if not data or b":" not in data or data.translate(None, _V6_TEXT):
-        return None
-    nets: list[int] = []
-    plens = bytearray()
-    packed: list[bytes] = []   # every network, packed
-    hosts: list[bytes] = []    # the /128 ones, packed (their duplicates: one sort at the end)
-    short: set = set()         # the others (their duplicates: a set)
-    n_short = 0
-    pos = 0
+def text_columns(data: str | bytes) -> tuple[list[int], bytes, list[int], bytes, bytes] | None:
+    """Block-list text as columns by family, without an object per line:
+    IPv4 networks and lengths, IPv6 networks, lengths and networks packed
+    (16 bytes each), each family in file order. The chunks of
+    parse_prefix_text's fast path, comments and blank lines allowed. None
+    when a chunk holds both families, for anything the fast path leaves to
+    the line-by-line one, and for any problem: parse_prefix_text then names
+    it."""
+    text = _decoded(data)
+    cols: dict[int, tuple[list, bytearray, list]] = {4: ([], bytearray(), []), 6: ([], bytearray(), [])}
+    seen = {4: [], 6: []}  # the hosts of each chunk, for one sort at the end
+    other: set = set()
+    n_hosts = 0
     with collector_paused():
-        while pos < len(data):
-            end = data.find(b"\n", pos + _CHUNK)
-            end = len(data) if end < 0 else end + 1
-            text = data[pos:end].decode("ascii")
-            pos = end
-            if text.endswith("\n"):
-                text = text[:-1]
-            lines = text.split("\n")
-            if "" in lines:
-                return None
-            n = len(lines)
-            lens = [128] * n
-            try:
-                idx = _slashes(text, lines, lens, _PLEN6)
-                got, raw = _nets(6, lines)
-            except _Reject:
-                return None
-            if _any_mapped(raw):
-                return None  # IPv4-mapped: an IPv4 prefix, the parser's business
-            nets += got
-            plens += bytes(lens)
-            packed.append(raw)
-            if not idx:
-                hosts.append(raw)
-                continue
-            mine = [(got[i], lens[i]) for i in idx if lens[i] != 128]
-            if any(a & _MASK6[p] != a for a, p in mine):
-                return None  # host bits
-            short.update(mine)
-            n_short += len(mine)
-            keep = bytearray(b"\x01") * n
-            for i in idx:
-                keep[i] = lens[i] == 128
-            hosts.append(b"".join(compress(map(raw.__getitem__, map(slice, range(0, 16 * n, 16),
-                                                                     range(16, 16 * n + 16, 16))), keep)))
-        if _distinct128(hosts) != len(nets) - n_short or len(short) != n_short:
+        try:
+            for chunk in _chunks(text):
+                c = _chunk_columns(chunk)
+                if c is None:
+                    continue
+                nets, plens, packed = cols[c.family]
+                nets += c.nets
+                plens += bytes(c.plens)
+                if c.family == 6:  # kept for the stored blob
+                    packed.append(c.raw)
+                seen[c.family].append(_hosts_of(c))
+                other.update((c.family, c.nets[i], c.plens[i]) for i in c.short)
+                n_hosts += len(c.nets) - len(c.short)
+        except _Reject:
+            return None
+        if _distinct(seen[4]) + _distinct128(seen[6]) != n_hosts or \
+                len(other) != len(cols[4][0]) + len(cols[6][0]) - n_hosts:
             return None  # a duplicate
-    return nets, bytes(plens), b"".join(packed)
+    (n4, p4, _), (n6, p6, b6) = cols[4], cols[6]
+    return n4, bytes(p4), n6, bytes(p6), b"".join(b6)
 
 
 def parse_prefix_items(items: list) -> list[Prefix]:

@@ -55,29 +55,33 @@ class Members:
                    list(compress(nets, m6)), bytes(compress(plens, m6)))
 
     @classmethod
+    def _columns(cls, text: str | bytes) -> "Members | None":
+        """Text straight to columns, no object per prefix: plain IPv4 text
+        by numpy (px.ipv4_columns), else any text whose chunks each hold
+        one family (px.text_columns); None for the line-by-line parser."""
+        v4 = px.ipv4_columns(text)
+        if v4 is not None:
+            return cls(v4[0], v4[1], [], b"")
+        cols = px.text_columns(text)
+        return None if cols is None else cls(*cols)
+
+    @classmethod
     def parse(cls, text: str | bytes) -> "Members":
-        """A block-list text's members. Plain IPv4 or IPv6 text becomes
-        columns at once (px.ipv4_columns, px.ipv6_columns: no object per
-        prefix); any other text (both families, comments ...), or
-        plain text with a problem, goes through px.parse_prefix_text, which
-        raises PrefixError naming the first bad line."""
-        cols = px.ipv4_columns(text)
-        if cols is not None:
-            return cls(cols[0], cols[1], [], b"")
-        cols6 = px.ipv6_columns(text)
-        if cols6 is not None:
-            return cls([], b"", *cols6)
-        return cls.of(px.parse_prefix_text(text))
+        """A block-list text's members, as columns where it can
+        (_columns); any other text, or text with a problem, goes through
+        px.parse_prefix_text, which raises PrefixError naming the first
+        bad line."""
+        m = cls._columns(text)
+        return m if m is not None else cls.of(px.parse_prefix_text(text))
 
     @classmethod
     def parse_items(cls, items: list) -> "Members":
-        """The members of a JSON list body, one prefix per item: plain IPv4
-        items become columns at once, like Members.parse; anything else, or
-        a problem, goes through px.parse_prefix_items, which raises
-        PrefixItemError naming the item."""
-        cols = px.ipv4_columns(px.items_text(items)) if items else None
-        if cols is not None and len(cols[0]) == len(items):
-            return cls(cols[0], cols[1], [], b"")
+        """The members of a JSON list body, one prefix per item, as columns
+        like Members.parse; anything else, or a problem, goes through
+        px.parse_prefix_items, which raises PrefixItemError naming the item."""
+        m = cls._columns(px.items_text(items)) if items else None
+        if m is not None and len(m) == len(items):  # else an empty item: the parser names it
+            return m
         return cls.of(px.parse_prefix_items(items))
 
     def flags(self, dst: bool) -> int:

@@ -15,6 +15,7 @@ import typer
 import typer.core
 
 from ..core.errors import XdpctlError
+from . import coerce
 from .verbs import LazyVerbs
 
 if TYPE_CHECKING:  # loaded when a verb asks for its settings
@@ -43,6 +44,9 @@ def _usage_words(self) -> str:
 
 if _usage_name is not None:
     typer.core.TyperArgument._usage_display_name = _usage_words
+
+# Plain values skip typer's per-parameter pydantic adapters (coerce.py).
+coerce.install(getattr(typer.core, "_TyperParameter", object))
 
 app = typer.Typer(
     cls=LazyVerbs,

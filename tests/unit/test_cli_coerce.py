@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from xdpctl.cli import app, coerce
+from xdpctl.cli import app, coerce  # importing the CLI installs the quick path
 
-assert app.app is not None  # importing the CLI installs the quick path
+assert isinstance(app, typer.Typer)
 PARAM = getattr(typer.core, "_TyperParameter", None)
 QUICK = getattr(getattr(PARAM, "get_runtime_param", None), "original", None)
 

@@ -28,7 +28,7 @@ from xdpctl.core import prefixes as px
 
 V4_LO, V4_HI = 0x01000000, 0xE0000000          # 1.0.0.0 .. 223.255.255.255
 V4_MISS_NET, V4_MISS_PLEN = 0xC6120000, 15     # 198.18.0.0/15
-V6_LO = 0x2 << 125                             # 2000::/3
+V6_LO = 0x1 << 125                             # 2000::/3 (global unicast: top bits 001)
 V6_MISS_NET, V6_MISS_PLEN = 0x3FFF << 112, 20  # 3fff::/20
 
 # Prefix-length weights of the 5 % non-host prefixes. IPv4: what public

@@ -148,3 +148,29 @@ def test_all_rules_merges_rules_and_lists_as_the_oracle(state):
     got = ruleset.all_rules(state, 0.0, 0, pending=("a", dl.RuleColumns.of(pending)))
     assert sorted(got) == sorted(tuple(r) for r in _merged(rules, in_b + pending))
     assert len(got) < len(rules) + len(in_b) + len(pending)  # some were hidden
+
+
+@pytest.mark.parametrize("kind", ["hosts", "hosts sharing /64s", "mixed lengths", "one", "none"])
+def test_key_columns_are_sorted_records(kind):
+    """sorted_keys against a plain sort of (length, network, position)
+    records, for the shapes its IPv6 order takes apart: one length with
+    distinct high words, one length with ties in them, several lengths."""
+    rng = random.Random(kind)
+    if kind == "hosts":
+        v6 = [px.Prefix(6, (0x2001 << 112) | rng.getrandbits(112), 128) for _ in range(3000)]
+    elif kind == "hosts sharing /64s":
+        nets = [(0x20010DB8 << 96) | (rng.randrange(40) << 64) | rng.getrandbits(64) for _ in range(3000)]
+        v6 = [px.Prefix(6, n, 128) for n in nets]
+    elif kind == "mixed lengths":
+        v6 = [_rand_prefix(rng, 6) for _ in range(3000)]
+    else:
+        v6 = [px.Prefix(6, 0x20010DB8 << 96, 32)] if kind == "one" else []
+    v4 = [_rand_prefix(rng, 4) for _ in range(500)]
+    m = Members.of(_unique(v4 + v6))
+    rec4, rec6 = listindex.sorted_keys(m.pack())
+    members = m.prefixes()
+    want = {4: [], 6: []}
+    for i, p in enumerate(members):
+        size = 4 if p.family == 4 else 16
+        want[p.family].append(bytes([p.plen]) + p.net.to_bytes(size, "big") + i.to_bytes(4, "big"))
+    assert rec4 == b"".join(sorted(want[4])) and rec6 == b"".join(sorted(want[6]))

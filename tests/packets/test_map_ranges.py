@@ -1,10 +1,15 @@
 """Batch reads of ARRAY ranges (xdpctl.kernel.maps.Map.lookup_range) return
 exactly the entries asked for, on a real kernel map: the shared rule-hit
-array that list statistics are read from."""
+array that list statistics are read from. Batch writes and deletes take
+their keys and values from bytes without copying them, from any other
+buffer by a copy, and leave the caller's bytes as they were."""
 
 from __future__ import annotations
 
 import os
+import random
+
+import pytest
 
 from xdpctl import abi
 from xdpctl.core.rules.tables import KernelTables
@@ -41,3 +46,35 @@ def test_list_statistics_include_the_first_member(ctx) -> None:
         finally:
             kt.maps.clear()
         assert got == {i: abi.RuleHits(3, i + 3, 7, ((1, i), (0, 0), (2, 3))) for i in ids}
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_batch_writes_take_any_buffer_and_leave_it_unchanged(ctx, kind) -> None:
+    """update_batch / delete_batch on a real hash band, big enough to be
+    written on several threads: the map holds exactly what was written,
+    then exactly what the delete left; the inputs are unchanged."""
+    kt = KernelTables(ctx).ensure()
+    try:
+        m = kt.table("xc_v4_l32", 0)
+        n = maps.PARALLEL_MIN + 4321
+        rng = random.Random(kind.__name__)
+        addrs = rng.sample(range(1 << 32), n)
+        keys = b"".join(abi.U32.pack(0) + a.to_bytes(4, "big") for a in addrs)
+        vals = b"".join(i.to_bytes(4, "little") * (m.value_size // 4) for i in range(n))
+        before = (bytes(keys), bytes(vals))
+        m.update_batch(kind(keys), kind(vals), n)
+        got_k, got_v, count = m.dump()
+        size = m.key_size
+        got = {got_k[i * size:(i + 1) * size]: got_v[i * m.value_size:(i + 1) * m.value_size] for i in range(count)}
+        want = {keys[i * size:(i + 1) * size]: vals[i * m.value_size:(i + 1) * m.value_size] for i in range(n)}
+        assert count == n and got == want
+        gone = keys[:size * (n // 2)]
+        m.delete_batch(kind(gone), n // 2)
+        got_k, _v, count = m.dump()
+        assert count == n - n // 2
+        assert {got_k[i * size:(i + 1) * size] for i in range(count)} == set(list(want)[n // 2:])
+        assert (keys, vals) == before
+        m.delete_batch(keys[size * (n // 2):], n - n // 2)
+        assert m.dump()[2] == 0
+    finally:
+        kt.close()

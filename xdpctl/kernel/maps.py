@@ -132,6 +132,21 @@ def obj_pin(fd: int, path: str) -> None:
     L.check(L.bpf_obj_pin(fd, path.encode()), f"pin {path}")
 
 
+
+def _read_only(data) -> tuple[int, object]:
+    """The address of bytes a batch call only reads (keys, values), and the
+    object that keeps them there. A bytes object is passed where it is,
+    uncopied (a million entries are tens of MB); a writable buffer too;
+    anything else is copied."""
+    if isinstance(data, bytes):
+        ptr = ctypes.c_char_p(data)  # points into the bytes object itself
+        return ctypes.cast(ptr, ctypes.c_void_p).value or 0, ptr
+    try:
+        view = (ctypes.c_char * len(data)).from_buffer(data)
+    except (TypeError, ValueError):
+        view = ctypes.create_string_buffer(bytes(data), len(data))
+    return ctypes.addressof(view), view
+
 class Map:
     """An open BPF map. Owns its fd unless ``owned=False``."""
 
@@ -373,9 +388,8 @@ class Map:
             return
         if len(keys) != count * self.key_size or len(values) != count * self.buf_size:
             raise ValueError(f"map {self.name}: batch of {count} has wrong key/value bytes")
-        kbuf = ctypes.create_string_buffer(keys, len(keys))
-        vbuf = ctypes.create_string_buffer(values, len(values))
-        kaddr, vaddr = ctypes.addressof(kbuf), ctypes.addressof(vbuf)
+        kin, vin = _read_only(keys), _read_only(values)  # (address, what keeps it alive)
+        kaddr, vaddr = kin[0], vin[0]
 
         def write(start: int, end: int) -> None:
             opts = L.BatchOpts(ctypes.sizeof(L.BatchOpts), flags, 0)
@@ -403,8 +417,8 @@ class Map:
     def delete_batch(self, keys: bytes, count: int) -> None:
         if count == 0:
             return
-        kbuf = ctypes.create_string_buffer(keys, len(keys))
-        kaddr = ctypes.addressof(kbuf)
+        kin = _read_only(keys)
+        kaddr = kin[0]
 
         def delete(start: int, end: int) -> None:
             opts = L.BatchOpts(ctypes.sizeof(L.BatchOpts), 0, 0)

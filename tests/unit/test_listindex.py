@@ -134,7 +134,7 @@ def test_lists_without_key_columns_are_named_until_filled(state):
 def test_all_rules_merges_rules_and_lists_as_the_oracle(state):
     """The compiler's input: a rule hides a list member with its match, an
     earlier list a later one's; a list being imported stands for the
-    stored one of its name."""
+    stored one of its name, in its place by name (here "a", before "b")."""
     from xdpctl.core.rules import ruleset
 
     rules, members = _store(state, random.Random(12), True)
@@ -146,7 +146,7 @@ def test_all_rules_merges_rules_and_lists_as_the_oracle(state):
                    [tuple(_rand_prefix(rng, rng.choice((4, 6)))) for _ in range(30)])
     pending = [dl.Rule(50000 + i, f, n, p, 0, DENY) for i, (f, n, p) in enumerate(pfxs)]
     got = ruleset.all_rules(state, 0.0, 0, pending=("a", dl.RuleColumns.of(pending)))
-    assert sorted(got) == sorted(tuple(r) for r in _merged(rules, in_b + pending))
+    assert sorted(got) == sorted(tuple(r) for r in _merged(rules, pending + in_b))
     assert len(got) < len(rules) + len(in_b) + len(pending)  # some were hidden
 
 

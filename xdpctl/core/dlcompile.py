@@ -991,8 +991,13 @@ def plan_remove(rule: Rule, index: RuleIndex) -> Plan:
         return _plan_l4(rule, False)
     plan = Plan()
     band = _BAND_BY_LEN[(rule.family, rule.plen)]
-    if band is None:
-        plan.delete(V6_TRIE, abi.pack_trie6_key(rule.dir, rule.net, rule.plen))
+    if band is None:  # the entry goes, or passes to a list member it hid (same prefix)
+        key = abi.pack_trie6_key(rule.dir, rule.net, rule.plen)
+        heir = index.best_covering(rule.family, rule.dir, rule.net, rule.plen, rule.plen, rule.id)
+        if heir is not None:
+            plan.put(V6_TRIE, key, _val(heir))
+        else:
+            plan.delete(V6_TRIE, key)
         return plan
     held = _held_by_longer(rule, band, index)
     fam, d = rule.family, rule.dir

@@ -220,7 +220,7 @@ class Map:
         v = ctypes.create_string_buffer(bytes(value), max(len(value), 1))
         ret = L.bpf_map_update_elem(self.fd, k, v, flags)
         if ret == -errno.E2BIG or ret == -errno.ENOSPC:
-            raise CapacityError(f"map {self.name} is full ({self.max_entries} entries)")
+            raise CapacityError(self._full())
         L.check(ret, self._what("update"))
 
     def update_fd(self, key: int, fd: int) -> None:
@@ -378,6 +378,10 @@ class Map:
         if errors:
             raise next((e for e in errors if isinstance(e, CapacityError)), errors[0])
 
+    def _full(self) -> str:
+        """The message of a full map, one for single and batch writes."""
+        return f"map {self.name} is full: {self.max_entries} entries (raise its capacity in the xdpctl config)"
+
     def update_batch(self, keys: bytes, values: bytes, count: int, flags: int = 0) -> None:
         """Write ``count`` packed entries. Raises CapacityError when full.
 
@@ -405,10 +409,7 @@ class Map:
                     ctypes.byref(opts),
                 )
                 if ret in (-errno.E2BIG, -errno.ENOSPC):
-                    raise CapacityError(
-                        f"map {self.name} is full: {self.max_entries} entries "
-                        f"(raise its capacity in the xdpctl config)"
-                    )
+                    raise CapacityError(self._full())
                 L.check(ret, self._what("update_batch"))
                 done += n
 

@@ -21,11 +21,19 @@ from .store import State
 V6_TRIE_LENS = [p for p in range(129) if dlc.band_of(6, p) is None]
 
 
-def list_columns(state: State, now_wall: float, now_kns: int, skip: str | None = None) -> list[dlc.RuleColumns]:
-    """Every list's members as compiler columns, lists by name."""
-    return [Members.unpack(row.entries).columns(row.id_base, row.dir, row.action,
-                                                wall_to_kernel_ns(row.expires, now_wall, now_kns))
-            for row in state.list_rows() if row.name != skip]
+def list_columns(state: State, now_wall: float, now_kns: int,
+                 pending: tuple[str, dlc.RuleColumns] | None = None) -> list[dlc.RuleColumns]:
+    """Every list's members as compiler columns, lists by name (an earlier
+    list wins a match over a later one). ``pending``: a list being imported
+    (name, members), not stored yet; it stands, in its name's place, for
+    the stored list of that name."""
+    named = [(row.name, Members.unpack(row.entries).columns(row.id_base, row.dir, row.action,
+                                                            wall_to_kernel_ns(row.expires, now_wall, now_kns)))
+             for row in state.list_rows() if pending is None or row.name != pending[0]]
+    if pending is not None:
+        named.append(pending)
+        named.sort(key=lambda nc: nc[0])
+    return [cols for _name, cols in named]
 
 
 def all_rules(state: State, now_wall: float, now_kns: int,
@@ -34,9 +42,7 @@ def all_rules(state: State, now_wall: float, now_kns: int,
     ``pending``: a list being imported (name, members), not stored yet; it
     stands for the stored list of that name."""
     rules = _stored_rules(state, now_wall, now_kns)
-    lists = list_columns(state, now_wall, now_kns, skip=pending[0] if pending else None)
-    if pending is not None:
-        lists.append(pending[1])
+    lists = list_columns(state, now_wall, now_kns, pending)
     if not lists:
         return dlc.RuleColumns.of(rules)
     seen = _Seen([(r.family, r.dir, r.plen, r.net) for r in rules if r.proto is None])

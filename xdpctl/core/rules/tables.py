@@ -283,21 +283,23 @@ def _apply_plan(kt: KernelTables, plan: dlc.Plan, rule_set: int, undo: Undo | No
         new_keys: list[bytes] = []
         if undo is not None:
             undo.append((mo, b"", b"", 0, b"", 0))
-        for k, v in mp.updates.items():
-            old = mo.lookup(k)
-            mo.update(k, v)
-            if old is None:
-                new_keys.append(k)
-            else:
-                old_vals.setdefault(k, old)
-        for k in mp.deletes:
-            old = mo.lookup(k)
-            if old is not None:
-                mo.delete(k)
-                old_vals.setdefault(k, old)
-        if undo is not None:
-            undo[-1] = (mo, b"".join(old_vals), b"".join(old_vals.values()), len(old_vals),
-                        b"".join(new_keys), len(new_keys))
+        try:
+            for k, v in mp.updates.items():
+                old = mo.lookup(k)
+                mo.update(k, v)
+                if old is None:
+                    new_keys.append(k)
+                else:
+                    old_vals.setdefault(k, old)
+            for k in mp.deletes:
+                old = mo.lookup(k)
+                if old is not None:
+                    mo.delete(k)
+                    old_vals.setdefault(k, old)
+        finally:  # a write that fails part way (a full map) is undone as far as it got
+            if undo is not None:
+                undo[-1] = (mo, b"".join(old_vals), b"".join(old_vals.values()), len(old_vals),
+                            b"".join(new_keys), len(new_keys))
 
 
 def _sync_map(mo: maps.Map, name: str, table: dlc.Table, undo: Undo | None,

@@ -69,7 +69,7 @@ def test_import_failing_in_the_kernel_mid_batch_changes_nothing(instance, tmp_pa
     with maps.Map.from_pin(os.path.join(settings.shared_map_dir, standby)) as m:
         assert m.max_entries == CAPACITY and len(dict(m.items())) == N
 
-    new_file = tmp_path / "big.txt"
+    new_file = tmp_path / "big.txt"  # this small a list is written as a delta: single writes, then undone
     new_file.write_text("".join(f"{px.format_prefix(p, bare=True)}\n" for p in NEW))
     env = {k: v for k, v in os.environ.items() if not k.startswith("XDPCTL_")}
     env["PYTHONPATH"] = str(REPO)

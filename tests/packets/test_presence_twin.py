@@ -13,7 +13,7 @@ from tests.support.progs import DropListProbe, temp_settings
 from xdpctl import abi
 from xdpctl.core import prefixes as px
 from xdpctl.core.context import Context
-from xdpctl.core.rules import presence
+from xdpctl.core.rules import presence, service
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import read_pinned_config
 from xdpctl.kernel import bpffs, maps
@@ -84,7 +84,8 @@ def _import(d: DropList, prefixes: list[str]):
     return d.import_list("twin", [px.parse_prefix(p) for p in prefixes])
 
 
-def test_a_full_write_copies_the_bitmap_to_the_twin_word_for_word(ctx) -> None:
+def test_a_full_write_copies_the_bitmap_to_the_twin_word_for_word(ctx, monkeypatch) -> None:
+    monkeypatch.setattr(service, "BULK_THRESHOLD", 0)  # these small imports go as whole images, not deltas
     d = DropList(ctx)
     _import(d, ["10.7.0.1", "10.7.0.2", "2001:db8:7::1", "2001:db8:8::/48"])
     cfg = read_pinned_config(ctx)

@@ -363,9 +363,6 @@ class DropList:
             expires = now + t if t else None
             d = 1 if dst else 0
             pending = cols.columns(base, d, act, wall_to_kernel_ns(expires))
-            kns = kernel_ns()
-            compiled = ruleset.compile_rules(ruleset.all_rules(state, now, kns, pending=(name, pending)),
-                                             ruleset.mgmt_rules(state, now, kns))
 
             def store() -> ListRow:
                 entries = cols.pack()
@@ -373,7 +370,15 @@ class DropList:
                 state.replace_list(row, listindex.sorted_keys(entries))
                 return row
 
-            report, row = _beside(lambda: kt.sync_to(compiled, progress), store)
+            gone = state.list_row(name) if old else None
+            if n + (old[1] if old else 0) <= BULK_THRESHOLD and kt.at_revision(state.revision):
+                row = store()  # a small list: a delta, whatever else is loaded
+                report = self._write_list_delta(kt, pending, gone)
+            else:
+                kns = kernel_ns()
+                compiled = ruleset.compile_rules(ruleset.all_rules(state, now, kns, pending=(name, pending)),
+                                                 ruleset.mgmt_rules(state, now, kns))
+                report, row = _beside(lambda: kt.sync_to(compiled, progress), store)
             if old:
                 kt.zero_stats(range(old[0], old[0] + old[1]))
             rev = self._finish(kt)
@@ -383,14 +388,48 @@ class DropList:
                                   map_entries_written=report.written, map_entries_deleted=report.deleted,
                                   notes=[note])
 
+    def _write_list_delta(self, kt: KernelTables, members: dlc.RuleColumns, gone: ListRow | None) -> SyncReport:
+        """Write the kernel for a small list just stored (``members``, its
+        rules) in place of ``gone`` (the list it replaced, or None), as a
+        delta: each old member's keys are planned again without it, and
+        each new member that wins its match (no rule or earlier list holds
+        the same prefix) is added. The index reads the stored state, so the
+        plans are those of the full compile, key by key."""
+        old = []
+        if gone is not None:
+            old = list(map(dlc.Rule._make, Members.unpack(gone.entries).columns(gone.id_base, gone.dir,
+                                                                                gone.action, 0)))
+        index = SqlRuleIndex(self.state)
+        plan = dlc.Plan()
+        try:
+            for r in old:
+                index.prepare(r)
+                plan.merge(dlc.plan_remove(r, index))
+            for r in map(dlc.Rule._make, members):
+                index.prepare(r)
+                won = index.best_covering(r.family, r.dir, r.net, r.plen, r.plen, -1)
+                if won is not None and won.id == r.id:
+                    plan.merge(dlc.plan_add(won, index))
+        finally:
+            index.close()
+        kt.apply(plan)
+        report = SyncReport(self.state.revision)
+        report.written = sum(len(mp.updates) for mp in plan.values())
+        report.deleted = sum(len(mp.deletes) for mp in plan.values())
+        return report
+
     def remove_list(self, name: str, expected_revision: int | None = None) -> ChangeView:
         with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
             state.check_revision(expected_revision)
             span = state.list_span(name)
             if span is None:
                 raise NotFound(f"no list named {name!r}", field="name", value=name)
+            gone = state.list_row(name) if span[1] <= BULK_THRESHOLD else None
             state.delete_list(name)
-            self._full_sync(kt)
+            if gone is not None and kt.at_revision(state.revision):
+                self._write_list_delta(kt, Members.of([]).columns(1, 0, 0, 0), gone)
+            else:
+                self._full_sync(kt)
             kt.zero_stats(range(span[0], span[0] + span[1]))
             rev = self._finish(kt)
             return ChangeView(revision=rev, notes=[f"removed list {name} ({span[1]} prefixes)"])

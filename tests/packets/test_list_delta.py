@@ -1,0 +1,136 @@
+"""A small list is written as a delta, whatever else is loaded.
+
+Importing, replacing or removing a list of up to BULK_THRESHOLD members
+(with the kernel at the stored revision) plans each member's keys with the
+SQL index instead of compiling every rule and list: the kernel must end up
+exactly where a full compile puts it. The oracle is the full compile:
+after every change both rule sets must hold, entry for entry,
+the compiled image of the stored state (deadlines aside: each compile
+turns a TTL's wall time into kernel time anew). Rules, a big list and
+the small lists share prefixes, so members hidden by a rule or by an
+earlier list (by name), and members that take over from a later list, all
+occur; a TTL list adds fallbacks.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xdpctl import abi
+from xdpctl.core import prefixes as px
+from xdpctl.core.rules import ruleset
+from xdpctl.core.rules import service as svc
+from xdpctl.core.rules.service import DropList
+from xdpctl.core.rules.tables import KernelTables
+from xdpctl.core.rules.validate import spec
+
+POOL4 = [f"10.1.{a}.{b}/32" for a in range(4) for b in range(0, 256, 37)] + \
+        [f"10.1.{a}.0/24" for a in range(4)] + ["10.1.0.0/16", "10.0.0.0/8", "10.1.2.0/23", "10.1.0.128/25"]
+POOL6 = [f"2001:db8:{a}::{b}/128" for a in range(3) for b in range(1, 6)] + \
+        [f"2001:db8:{a}::/64" for a in range(3)] + ["2001:db8::/48", "2001:db8::/32", "2001:db8::/40",
+                                                      "2001:db8:1::/60"]
+POOL = POOL4 + POOL6
+
+
+@pytest.fixture
+def full_syncs(monkeypatch):
+    """How many whole-image writes the core made."""
+    calls = []
+    real = KernelTables.sync_to
+
+    def counted(self, *a, **k):
+        calls.append(1)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(KernelTables, "sync_to", counted)
+    return calls
+
+
+def _pfx(items):
+    return [px.parse_prefix(p) for p in items]
+
+
+def _entries(keys: bytes, vals: bytes, n: int, ks: int, vs: int) -> dict:
+    """key -> rule value with both deadlines zeroed: a TTL is stored as a
+    wall time and turned into kernel time by each compile, a few µs apart."""
+    out = {}
+    for i in range(n):
+        v = list(abi.RULE_VAL.unpack_from(vals, i * vs))
+        v[4] = v[9] = 0
+        if any(v):
+            out[keys[i * ks:(i + 1) * ks]] = tuple(v)
+    return out
+
+
+def _assert_in_sync(d: DropList, after: object = None) -> None:
+    """Both rule sets hold what a full compile of the stored state gives."""
+    want = ruleset.compile_stored(d.state)
+    with KernelTables(d.ctx) as kt:
+        for name in want:
+            t = want[name]
+            for rule_set in (0, 1):
+                m = kt.table(name, rule_set)
+                got = _entries(*m.dump(), m.key_size, m.value_size)
+                assert got == _entries(t.keys, t.values, t.count, m.key_size, m.value_size), \
+                    (after, name, rule_set)
+
+
+op = st.tuples(st.sampled_from(["import", "import", "remove"]), st.sampled_from(["a", "k", "z"]),
+               st.lists(st.sampled_from(POOL), max_size=12, unique=True), st.sampled_from(["deny", "allow"]),
+               st.sampled_from([None, "1h"]), st.booleans())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rules=st.lists(st.sampled_from(POOL), max_size=10, unique=True), seed=st.integers(0, 2**16),
+       ops=st.lists(op, min_size=1, max_size=6))
+def test_small_list_changes_equal_a_full_compile(ctx, full_syncs, rules, seed, ops) -> None:
+    d = DropList(ctx)
+    for name in [lst.name for lst in d.lists(with_stats=False)]:
+        d.remove_list(name)
+    if d.rules(with_stats=False):
+        d.remove(ids=[r.id for r in d.rules(with_stats=False)])
+    rng = random.Random(seed)
+    if rules:
+        d.add([spec(p, action=rng.choice(["deny", "allow"])) for p in rules])
+    # a list bigger than the delta's limit, named between the small ones: a full write
+    big = rng.sample(POOL, 20) + [f"10.3.{i >> 8}.{i & 255}/32" for i in range(svc.BULK_THRESHOLD)]
+    d.import_list("m", _pfx(big))
+    _assert_in_sync(d)
+    before = len(full_syncs)
+    for kind, name, members, action, ttl, dst in ops:
+        if kind == "remove":
+            if any(lst.name == name for lst in d.lists(with_stats=False)):
+                d.remove_list(name)
+        else:
+            d.import_list(name, _pfx(members), action=action, ttl=ttl, dst=dst)
+        _assert_in_sync(d, (rules, kind, name, members, action, ttl, dst))
+    assert len(full_syncs) == before  # no change of the ops wrote the whole image
+
+
+def test_a_big_list_still_goes_as_a_whole_image(ctx, full_syncs) -> None:
+    d = DropList(ctx)
+    d.import_list("small", _pfx(POOL[:5]))
+    assert full_syncs == []
+    d.import_list("big", _pfx([f"10.4.{i >> 8}.{i & 255}/32" for i in range(svc.BULK_THRESHOLD + 1)]))
+    assert len(full_syncs) == 1
+    d.remove_list("big")
+    assert len(full_syncs) == 2
+    _assert_in_sync(d)
+
+
+def test_a_big_list_takes_a_match_from_a_later_list(ctx) -> None:
+    """The whole-image path orders lists by name too, the list being
+    imported in its name's place: a big list named before a small one wins
+    their shared prefix at once, as the stored state says."""
+    d = DropList(ctx)
+    d.import_list("z", _pfx(["10.1.0.0/32"]), action="allow")
+    d.import_list("b", _pfx(["10.1.0.0/32"] + [f"10.4.{i >> 8}.{i & 255}/32" for i in range(svc.BULK_THRESHOLD)]))
+    _assert_in_sync(d)
+    with KernelTables(ctx) as kt:
+        m = kt.table("xc_v4_l32", kt.found.active)
+        v = abi.RULE_VAL.unpack(m.lookup(abi.U32.pack(0) + bytes([10, 1, 0, 0])))
+    assert v[:2] == (d.get_list("b").id_base, abi.Action.DENY)

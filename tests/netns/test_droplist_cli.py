@@ -239,8 +239,8 @@ def test_full_map_is_a_clear_error_and_changes_nothing(dl_env, tmp_path) -> None
 
     res = env.cli("import", str(big_list), "--list", "many", ok=False)
     assert res.returncode == 6, res.stderr
-    line = res.error_line()
-    assert "xc_v4_l32" in line and "holds 4" in line and "nothing was changed" in line
+    line = res.error_line()  # a list this small goes as a delta: the write finds the map full and is undone
+    assert "xc_v4_l32" in line and "4 entries" in line and "full" in line
     assert env.snapshot() == before
 
     for args in (["block", "198.51.100.3", "198.51.100.4", "198.51.100.5"],  # one /32 too many

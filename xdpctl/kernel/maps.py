@@ -132,7 +132,6 @@ def obj_pin(fd: int, path: str) -> None:
     L.check(L.bpf_obj_pin(fd, path.encode()), f"pin {path}")
 
 
-
 def _read_only(data) -> tuple[int, object]:
     """The address of bytes a batch call only reads (keys, values), and the
     object that keeps them there. A bytes object is passed where it is,
@@ -146,6 +145,7 @@ def _read_only(data) -> tuple[int, object]:
     except (TypeError, ValueError):
         view = ctypes.create_string_buffer(bytes(data), len(data))
     return ctypes.addressof(view), view
+
 
 class Map:
     """An open BPF map. Owns its fd unless ``owned=False``."""

@@ -16,9 +16,15 @@ from ..errors import ValidationError
 from .clock import kernel_ns, wall_to_kernel_ns
 from .index import match_to_rule, row_to_rule
 from .members import Members
-from .store import State
+from .store import ListRow, State
 
 V6_TRIE_LENS = [p for p in range(129) if dlc.band_of(6, p) is None]
+
+
+def member_columns(row: ListRow, now_wall: float, now_kns: int) -> dlc.RuleColumns:
+    """A stored list's members as compiler input (rule ids from its id_base)."""
+    return Members.unpack(row.entries).columns(row.id_base, row.dir, row.action,
+                                               wall_to_kernel_ns(row.expires, now_wall, now_kns))
 
 
 def list_columns(state: State, now_wall: float, now_kns: int,
@@ -27,8 +33,7 @@ def list_columns(state: State, now_wall: float, now_kns: int,
     list wins a match over a later one). ``pending``: a list being imported
     (name, members), not stored yet; it stands, in its name's place, for
     the stored list of that name."""
-    named = [(row.name, Members.unpack(row.entries).columns(row.id_base, row.dir, row.action,
-                                                            wall_to_kernel_ns(row.expires, now_wall, now_kns)))
+    named = [(row.name, member_columns(row, now_wall, now_kns))
              for row in state.list_rows() if pending is None or row.name != pending[0]]
     if pending is not None:
         named.append(pending)

@@ -202,28 +202,52 @@ class DropList:
         self.ctx.long_write()
         return kt.sync_to(ruleset.compile_stored(self.state), progress, repair)
 
+    def _small(self, kt: KernelTables, n: int) -> bool:
+        """May a change of ``n`` rules or list members (old and new) be
+        written as a delta? Only into sets that hold the stored revision."""
+        return n <= BULK_THRESHOLD and kt.at_revision(self.state.revision)
+
     def _write_changes(self, kt: KernelTables, added_ids: list[int], removed: list[dlc.Rule]) -> None:
         """Write the kernel for rules just inserted/updated (by id) and rules
         just deleted from the database; full compile for large changes."""
-        if len(added_ids) + len(removed) > BULK_THRESHOLD or not kt.at_revision(self.state.revision):
-            self._full_sync(kt)  # a delta only applies to sets that hold the stored revision
+        if not self._small(kt, len(added_ids) + len(removed)):
+            self._full_sync(kt)
             return
         now_wall, now_kns = time.time(), kernel_ns()
+        added = [(row_to_rule(row, now_wall, now_kns), bool(row.mgmt)) for row in self.state.rules_by_ids(added_ids)]
+        self._write_delta(kt, [(r, False) for r in removed], added)
+
+    def _write_delta(self, kt: KernelTables, removed: list[tuple[dlc.Rule, bool | None]],
+                     added: list[tuple[dlc.Rule, bool | None]]) -> SyncReport:
+        """Write the kernel for rules and list members just taken out of
+        (``removed``) and put into (``added``) the database, each with its
+        management flag (None: a list member, which has no xc_mgmt entry).
+        Each is planned with the SQL index over the stored state, so its
+        keys get what the full compile gives them; an added address rule
+        that does not hold its match (a rule or an earlier list's member has
+        the same prefix) changes nothing."""
         index = SqlRuleIndex(self.state)
         plan = dlc.Plan()
         try:
-            for r in removed:
+            for r, mgmt in removed:
                 index.prepare(r)
                 plan.merge(dlc.plan_remove(r, index))
-                _plan_mgmt(plan, r, False)
-            for row in self.state.rules_by_ids(added_ids):
-                r = row_to_rule(row, now_wall, now_kns)
+                if mgmt is not None:
+                    _plan_mgmt(plan, r, mgmt)
+            for r, mgmt in added:
                 index.prepare(r)
+                if r.proto is None and r.family:
+                    holder = index.best_covering(r.family, r.dir, r.net, r.plen, r.plen, -1)
+                    if holder is None or holder.id != r.id:
+                        continue
                 plan.merge(dlc.plan_add(r, index))
-                _plan_mgmt(plan, r, bool(row.mgmt))
+                if mgmt is not None:
+                    _plan_mgmt(plan, r, mgmt)
         finally:
             index.close()
         kt.apply(plan)
+        return SyncReport(self.state.revision, sum(len(mp.updates) for mp in plan.values()),
+                          sum(len(mp.deletes) for mp in plan.values()))
 
     def _delete_rows(self, kt: KernelTables, rows: list[RuleRow]) -> None:
         now_wall, now_kns = time.time(), kernel_ns()
@@ -370,10 +394,10 @@ class DropList:
                 state.replace_list(row, listindex.sorted_keys(entries))
                 return row
 
-            gone = state.list_row(name) if old else None
-            if n + (old[1] if old else 0) <= BULK_THRESHOLD and kt.at_revision(state.revision):
-                row = store()  # a small list: a delta, whatever else is loaded
-                report = self._write_list_delta(kt, pending, gone)
+            if self._small(kt, n + (old[1] if old else 0)):  # a delta, whatever else is loaded
+                gone = _members(ruleset.member_columns(state.list_row(name), now, kernel_ns())) if old else []
+                row = store()
+                report = self._write_delta(kt, gone, _members(pending))
             else:
                 kns = kernel_ns()
                 compiled = ruleset.compile_rules(ruleset.all_rules(state, now, kns, pending=(name, pending)),
@@ -388,46 +412,17 @@ class DropList:
                                   map_entries_written=report.written, map_entries_deleted=report.deleted,
                                   notes=[note])
 
-    def _write_list_delta(self, kt: KernelTables, members: dlc.RuleColumns, gone: ListRow | None) -> SyncReport:
-        """Write the kernel for a small list just stored (``members``, its
-        rules) in place of ``gone`` (the list it replaced, or None), as a
-        delta: each old member's keys are planned again without it, and
-        each new member that wins its match (no rule or earlier list holds
-        the same prefix) is added. The index reads the stored state, so the
-        plans are those of the full compile, key by key."""
-        old = []
-        if gone is not None:
-            old = list(map(dlc.Rule._make, Members.unpack(gone.entries).columns(gone.id_base, gone.dir,
-                                                                                gone.action, 0)))
-        index = SqlRuleIndex(self.state)
-        plan = dlc.Plan()
-        try:
-            for r in old:
-                index.prepare(r)
-                plan.merge(dlc.plan_remove(r, index))
-            for r in map(dlc.Rule._make, members):
-                index.prepare(r)
-                won = index.best_covering(r.family, r.dir, r.net, r.plen, r.plen, -1)
-                if won is not None and won.id == r.id:
-                    plan.merge(dlc.plan_add(won, index))
-        finally:
-            index.close()
-        kt.apply(plan)
-        report = SyncReport(self.state.revision)
-        report.written = sum(len(mp.updates) for mp in plan.values())
-        report.deleted = sum(len(mp.deletes) for mp in plan.values())
-        return report
-
     def remove_list(self, name: str, expected_revision: int | None = None) -> ChangeView:
         with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
             state.check_revision(expected_revision)
             span = state.list_span(name)
             if span is None:
                 raise NotFound(f"no list named {name!r}", field="name", value=name)
-            gone = state.list_row(name) if span[1] <= BULK_THRESHOLD else None
+            small = self._small(kt, span[1])
+            gone = _members(ruleset.member_columns(state.list_row(name), time.time(), kernel_ns())) if small else []
             state.delete_list(name)
-            if gone is not None and kt.at_revision(state.revision):
-                self._write_list_delta(kt, Members.of([]).columns(1, 0, 0, 0), gone)
+            if small:
+                self._write_delta(kt, gone, [])
             else:
                 self._full_sync(kt)
             kt.zero_stats(range(span[0], span[0] + span[1]))
@@ -486,6 +481,11 @@ class DropList:
                 report.written += 1
             report.revision = self.revision()
             return report
+
+
+def _members(cols: dlc.RuleColumns) -> list[tuple[dlc.Rule, None]]:
+    """List members for DropList._write_delta (no management entries)."""
+    return [(dlc.Rule._make(t), None) for t in cols]
 
 
 def _plan_mgmt(plan: dlc.Plan, r: dlc.Rule, mgmt: bool) -> None:

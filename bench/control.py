@@ -153,12 +153,25 @@ def _nft_load(work: str, prefix_file: str) -> dict:
 
 
 def single_change_rows(work: str, big: int, tries: int) -> dict:
-    """`xdpctl block` of one /32, with nothing and with ``big`` list members
-    loaded; `xdpctl version` (start-up alone) for scale; map memory."""
+    """`xdpctl block` of one /32, and the import and removal of a 1-prefix
+    list, with nothing and with ``big`` list members loaded; `xdpctl
+    version` (start-up alone) for scale; map memory."""
     out: dict = {"startup": _summary([run_child(_xdpctl() + ["version"]) for _ in range(tries)])}
     inst = Instance("single")
+    small = os.path.join(work, "small-list.txt")
+    with open(small, "w") as f:
+        f.write("10.252.0.1\n")
+
+    def small_lists(label: str) -> None:
+        imports, removals = [], []
+        for i in range(tries):
+            imports.append(inst.cli("import", small, "--list", f"small{i}"))
+            removals.append(inst.cli("unblock", "--list", f"small{i}"))
+        out[f"small_import_{label}"], out[f"small_remove_{label}"] = _summary(imports), _summary(removals)
+
     try:
         out["block_empty"] = _summary([inst.cli("block", f"10.250.0.{i + 1}") for i in range(tries)])
+        small_lists("empty")
         for n in (big // 2, big):
             log(f"control: import {n:,} members, then {tries} single blocks")
             path = _write(work, 4, "exact", n, seed=11 + n)
@@ -169,9 +182,11 @@ def single_change_rows(work: str, big: int, tries: int) -> dict:
             if n != big:
                 inst.cli("unblock", "--list", f"big{n}")
         out["block_big"] = _summary([inst.cli("block", f"10.251.0.{i + 1}") for i in range(tries)])
+        small_lists("big")
         out["big"] = big
     finally:
         inst.close()
+        os.unlink(small)
     return out
 
 
@@ -226,6 +241,10 @@ def table(res: dict) -> str:
     rows = [
         (f"`xdpctl block` one /32, {s['big']:,} list members loaded", cli(s["block_big"])),
         ("`xdpctl block` one /32, nothing loaded", cli(s["block_empty"])),
+        (f"`xdpctl import` of a 1-prefix list, {s['big']:,} list members loaded", cli(s["small_import_big"])),
+        ("`xdpctl import` of a 1-prefix list, nothing loaded", cli(s["small_import_empty"])),
+        (f"`xdpctl unblock --list` of it, {s['big']:,} list members loaded", cli(s["small_remove_big"])),
+        ("`xdpctl unblock --list` of it, nothing loaded", cli(s["small_remove_empty"])),
         ("`xdpctl version` (start-up alone)", cli(s["startup"])),
         (f"POST /v1/block one /32, {n:,} list loaded, p50 / p99", singles(r.get("block_with_list"))),
         ("POST /v1/block one /32, no list, p50 / p99", singles(r.get("block_no_list"))),

@@ -36,18 +36,20 @@ def sorted_keys(entries: bytes) -> tuple[bytes, bytes]:
     order4 = np.argsort((plens4.astype(np.uint64) << 32) | nets4.astype(np.uint64), kind="stable")
     rec4 = np.empty(n4, dtype=[("p", "u1"), ("n", ">u4"), ("i", ">u4")])
     rec4["p"], rec4["n"], rec4["i"] = plens4[order4], nets4[order4], order4
-    order6 = _order6(np, plens6, nets6)
+    order6 = _order6(plens6, nets6)
     rec6 = np.empty(n6, dtype=[("p", "u1"), ("h", ">u8"), ("l", ">u8"), ("i", ">u4")])
     rec6["p"], rec6["h"], rec6["l"] = plens6[order6], nets6[order6, 0], nets6[order6, 1]
     rec6["i"] = order6 + n4
     return rec4.tobytes(), rec6.tobytes()
 
 
-def _order6(np, plens, nets):
+def _order6(plens, nets):
     """The order of IPv6 keys by (length, high word, low word). A list of
     one length whose high words are all distinct (hosts of distinct /64s,
     the usual block list of /128s) needs one sort of the high words, not
     three passes; any tie and it is the three-key sort."""
+    import numpy as np
+
     hi = nets[:, 0]
     if len(hi) > 1 and not np.count_nonzero(plens != plens[0]):
         order = np.argsort(hi, kind="stable")

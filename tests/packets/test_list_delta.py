@@ -20,6 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support import emulation as emu
+from tests.support.progs import kernel_rule_set
 from xdpctl import abi
 from xdpctl.core import prefixes as px
 from xdpctl.core.rules import ruleset
@@ -54,29 +56,26 @@ def _pfx(items):
     return [px.parse_prefix(p) for p in items]
 
 
-def _entries(keys: bytes, vals: bytes, n: int, ks: int, vs: int) -> dict:
-    """key -> rule value with both deadlines zeroed: a TTL is stored as a
-    wall time and turned into kernel time by each compile, a few µs apart."""
+def _without_deadlines(tables: dict) -> dict:
+    """{map: {key: value}} with both deadlines of every value zeroed: a TTL
+    is stored as a wall time and turned into kernel time by each compile,
+    a few µs apart."""
     out = {}
-    for i in range(n):
-        v = list(abi.RULE_VAL.unpack_from(vals, i * vs))
-        v[4] = v[9] = 0
-        if any(v):
-            out[keys[i * ks:(i + 1) * ks]] = tuple(v)
+    for name, entries in tables.items():
+        rows = {}
+        for k, v in entries.items():
+            f = list(abi.RULE_VAL.unpack(v[:abi.RULE_VAL.size]))
+            f[4] = f[9] = 0
+            rows[k] = tuple(f)
+        out[name] = rows
     return out
 
 
 def _assert_in_sync(d: DropList, after: object = None) -> None:
     """Both rule sets hold what a full compile of the stored state gives."""
-    want = ruleset.compile_stored(d.state)
-    with KernelTables(d.ctx) as kt:
-        for name in want:
-            t = want[name]
-            for rule_set in (0, 1):
-                m = kt.table(name, rule_set)
-                got = _entries(*m.dump(), m.key_size, m.value_size)
-                assert got == _entries(t.keys, t.values, t.count, m.key_size, m.value_size), \
-                    (after, name, rule_set)
+    want = _without_deadlines(emu.tables_to_state(ruleset.compile_stored(d.state)))
+    for rule_set in (0, 1):
+        assert _without_deadlines(kernel_rule_set(d.ctx, rule_set)) == want, (after, rule_set)
 
 
 op = st.tuples(st.sampled_from(["import", "import", "remove"]), st.sampled_from(["a", "k", "z"]),

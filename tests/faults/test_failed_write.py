@@ -2,10 +2,10 @@
 nothing behind.
 
 The /32 map is made small (capacity 64). A list of 40 hosts is replaced by
-40 other hosts: the new image fits, but the standby set is written entries
-first, deletions after, so the kernel refuses the batch once the map is
-full, with part of the new hosts already written. The real `xdpctl import`
-then fails with the capacity error (exit 6); the database keeps the old
+70 other hosts. A list this small is written as a delta, with no capacity
+check ahead: the old hosts are deleted, the new ones written until the
+kernel refuses the 65th, with the old hosts gone and 64 new ones written
+in the standby set. The real `xdpctl import` then fails with the capacity error (exit 6); the database keeps the old
 revision, the active set is exactly the old compile under the old
 generation (map contents and a packet through the drop-list program), and
 the standby set has been put back: it mirrors the active set again, health
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 HOSTS, CAPACITY, N = "xc_v4_l32", 64, 40
 OLD = [px.Prefix(4, 0x0A000000 + i, 32) for i in range(N)]  # 10.0.0.0 ..
-NEW = [px.Prefix(4, 0x0B000000 + i, 32) for i in range(N)]  # 11.0.0.0 ..
+NEW = [px.Prefix(4, 0x0B000000 + i, 32) for i in range(CAPACITY + 6)]  # 11.0.0.0 ..: more than fit
 OLD_ADDR, NEW_ADDR = "10.0.0.7", "11.0.0.7"
 
 

@@ -284,17 +284,17 @@ def _apply_plan(kt: KernelTables, plan: dlc.Plan, rule_set: int, undo: Undo | No
         if undo is not None:
             undo.append((mo, b"", b"", 0, b"", 0))
         try:
+            for k in mp.deletes:  # first: the map never holds more than the plan leaves in it
+                old = mo.lookup(k)
+                if old is not None:
+                    mo.delete(k)
+                    old_vals.setdefault(k, old)
             for k, v in mp.updates.items():
                 old = mo.lookup(k)
                 mo.update(k, v)
                 if old is None:
                     new_keys.append(k)
                 else:
-                    old_vals.setdefault(k, old)
-            for k in mp.deletes:
-                old = mo.lookup(k)
-                if old is not None:
-                    mo.delete(k)
                     old_vals.setdefault(k, old)
         finally:  # a write that fails part way (a full map) is undone as far as it got
             if undo is not None:
@@ -324,8 +324,8 @@ def _sync_map(mo: maps.Map, name: str, table: dlc.Table, undo: Undo | None,
         undo.append((mo, d.old_keys, d.old_vals, d.n_old, d.new_keys, d.n_new))
     if writes is not None:
         writes.append((name, d.upd_keys, d.upd_vals, d.n_upd, d.dels, d.n_del))
+    mo.delete_batch(d.dels, d.n_del)  # first: a replace needs room for the result only, not old + new
     mo.update_batch(d.upd_keys, d.upd_vals, d.n_upd)
-    mo.delete_batch(d.dels, d.n_del)
     return d.n_upd, d.n_del
 
 
@@ -335,8 +335,8 @@ def _replay(kt: "KernelTables", rule_set: int, writes: list) -> SyncReport:
     report = SyncReport(revision=0)
     for name, upd_keys, upd_vals, n_upd, dels, n_del in writes:
         mo = kt.table(name, rule_set)
-        mo.update_batch(upd_keys, upd_vals, n_upd)
         mo.delete_batch(dels, n_del)
+        mo.update_batch(upd_keys, upd_vals, n_upd)
         report.per_map[name] = (n_upd, n_del)
         report.written += n_upd
         report.deleted += n_del

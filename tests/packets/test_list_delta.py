@@ -14,6 +14,7 @@ occur; a TTL list adds fallbacks.
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -25,7 +26,7 @@ from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_s
 from xdpctl import abi
 from xdpctl.core import prefixes as px
 from xdpctl.core.context import Context
-from xdpctl.core.rules import ruleset
+from xdpctl.core.rules import clock, index, ruleset
 from xdpctl.core.rules import service as svc
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import KernelTables
@@ -158,3 +159,30 @@ def test_a_small_replace_needs_room_for_its_result_only(tmp_path) -> None:
         ctx.close()
         bpffs.remove_tree(settings.pin_dir)
 
+
+def test_members_that_expire_together_get_no_fallback(ctx, monkeypatch) -> None:
+    """A /32 inside a /25 of the same TTL list (or of one `add` with a TTL)
+    expires with it, so the full compile gives the /32's keys no fallback.
+    A change reads the wall clock and the kernel's coarse clock (tick
+    resolution) more than once: a delta that converted the members' wall
+    deadline with one read and the index's with another gave the /25 a
+    deadline up to a tick later than the /32's, hence a fallback, now and
+    then. Here the kernel clock runs 50 ms (more than a tick) ahead at
+    each read, so every second read shows that; the kernel must still hold
+    the full compile, fallbacks included."""
+    ticks = itertools.count()
+
+    def skewed() -> int:
+        return clock.kernel_ns() + 50_000_000 * next(ticks)
+
+    monkeypatch.setattr(svc, "kernel_ns", skewed)
+    monkeypatch.setattr(index, "kernel_ns", skewed)
+    d = DropList(ctx)
+    d.import_list("a", _pfx(["10.1.0.128/25", "10.1.0.148/32"]), ttl="1h")
+    d.add([spec("10.2.0.0/25", ttl="1h"), spec("10.2.0.5/32", ttl="1h")])
+    _assert_in_sync(d)
+    with KernelTables(ctx) as kt:
+        m = kt.table("xc_v4_l32", kt.found.active)
+        for addr in ([10, 1, 0, 148], [10, 2, 0, 5]):
+            v = abi.RULE_VAL.unpack(m.lookup(abi.U32.pack(0) + bytes(addr)))
+            assert v[2] == 32 and v[5:8] == (0, 0, 0), (addr, v)  # the /32, no fallback

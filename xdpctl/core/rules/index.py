@@ -42,10 +42,13 @@ class SqlRuleIndex(dlc.RuleIndex):
     from memory. A /0 expands to 65,536 keys: this keeps that at one query.
     """
 
-    def __init__(self, state: State):
+    def __init__(self, state: State, now_wall: float | None = None, now_kns: int | None = None):
+        """``now_wall``, ``now_kns``: the time pair deadlines are converted
+        with (the change's own, so they compare equal where their wall
+        times do); read now when not given."""
         self.state = state
-        self.now_wall = time.time()
-        self.now_kns = kernel_ns()
+        self.now_wall = time.time() if now_wall is None else now_wall
+        self.now_kns = kernel_ns() if now_kns is None else now_kns
         self.lists = ListsIndex(state, self.now_wall, self.now_kns)
         self.cache: dict[tuple[int, int, int, int], dlc.Rule] = {}
         self.scope: tuple | None = None  # (family, dir, net, plen, lo, hi) the cache answers for

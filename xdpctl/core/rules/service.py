@@ -34,6 +34,7 @@ BULK_THRESHOLD = 2000  # more rules than this in one change: full compile + diff
 DETAIL_LIMIT = 1000  # members shown with one list unless a limit is given
 
 Stats = dict[int, abi.RuleHits]
+Clock = tuple[float, int]  # (time.time(), kernel_ns()) read together
 
 
 def rule_view(row: RuleRow, stats: Stats | None = None) -> RuleView:
@@ -207,26 +208,29 @@ class DropList:
         written as a delta? Only into sets that hold the stored revision."""
         return n <= BULK_THRESHOLD and kt.at_revision(self.state.revision)
 
-    def _write_changes(self, kt: KernelTables, added_ids: list[int], removed: list[dlc.Rule]) -> None:
+    def _write_changes(self, kt: KernelTables, added_ids: list[int], removed: list[dlc.Rule],
+                       clock: Clock) -> None:
         """Write the kernel for rules just inserted/updated (by id) and rules
         just deleted from the database; full compile for large changes."""
         if not self._small(kt, len(added_ids) + len(removed)):
             self._full_sync(kt)
             return
-        now_wall, now_kns = time.time(), kernel_ns()
-        added = [(row_to_rule(row, now_wall, now_kns), bool(row.mgmt)) for row in self.state.rules_by_ids(added_ids)]
-        self._write_delta(kt, [(r, False) for r in removed], added)
+        added = [(row_to_rule(row, *clock), bool(row.mgmt)) for row in self.state.rules_by_ids(added_ids)]
+        self._write_delta(kt, [(r, False) for r in removed], added, clock)
 
     def _write_delta(self, kt: KernelTables, removed: list[tuple[dlc.Rule, bool | None]],
-                     added: list[tuple[dlc.Rule, bool | None]]) -> SyncReport:
+                     added: list[tuple[dlc.Rule, bool | None]], clock: Clock) -> SyncReport:
         """Write the kernel for rules and list members just taken out of
         (``removed``) and put into (``added``) the database, each with its
         management flag (None: a list member, which has no xc_mgmt entry).
         Each is planned with the SQL index over the stored state, so its
         keys get what the full compile gives them; an added address rule
         that does not hold its match (a rule or an earlier list's member has
-        the same prefix) changes nothing."""
-        index = SqlRuleIndex(self.state)
+        the same prefix) changes nothing. ``clock``: the (wall, kernel) time
+        pair every deadline of the change was converted with; the index
+        converts with it too, so two equal wall deadlines stay equal (a
+        fallback must outlive its rule, as in the full compile)."""
+        index = SqlRuleIndex(self.state, *clock)
         plan = dlc.Plan()
         try:
             for r, mgmt in removed:
@@ -250,11 +254,11 @@ class DropList:
                           sum(len(mp.deletes) for mp in plan.values()))
 
     def _delete_rows(self, kt: KernelTables, rows: list[RuleRow]) -> None:
-        now_wall, now_kns = time.time(), kernel_ns()
-        rules = [row_to_rule(r, now_wall, now_kns) for r in rows]
+        clock = _clock()
+        rules = [row_to_rule(r, *clock) for r in rows]
         ids = [r.id for r in rows]
         self.state.delete_rules(ids)
-        self._write_changes(kt, added_ids=[], removed=rules)
+        self._write_changes(kt, added_ids=[], removed=rules, clock=clock)
         kt.zero_stats(ids)
 
     # ----------------------------------------------------------- rules
@@ -284,7 +288,8 @@ class DropList:
         self._expire_pending()
         with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
             state.check_revision(expected_revision)
-            now = time.time()
+            clock = _clock()
+            now = clock[0]
             new_specs, upd = [], []
             for s in specs:
                 row = state.rule_by_key(s.key())
@@ -299,7 +304,7 @@ class DropList:
                 state.update_rule(rid, s.action, s.comment, now + s.ttl if s.ttl else None, s.mgmt)
             changed_ids = ids + [rid for _s, rid in upd]
             kt.zero_stats(ids)
-            self._write_changes(kt, added_ids=changed_ids, removed=[])
+            self._write_changes(kt, added_ids=changed_ids, removed=[], clock=clock)
             rev = self._finish(kt)
             views = {r.id: rule_view(r) for r in state.rules_by_ids(changed_ids)}
             return ChangeView(revision=rev, added=[views[i] for i in ids], updated=[views[rid] for _s, rid in upd])
@@ -383,10 +388,11 @@ class DropList:
             n = cols.n4 + cols.n6
             # the new range must not overlap the old one: both live during the swap
             base = state.allocate_ids(n, kt["xc_rule_stats"].max_entries) if n else 1
-            now = time.time()
+            clock = _clock()  # every deadline of this change is converted with this one pair
+            now, kns = clock
             expires = now + t if t else None
             d = 1 if dst else 0
-            pending = cols.columns(base, d, act, wall_to_kernel_ns(expires))
+            pending = cols.columns(base, d, act, wall_to_kernel_ns(expires, now, kns))
 
             def store() -> ListRow:
                 entries = cols.pack()
@@ -395,11 +401,10 @@ class DropList:
                 return row
 
             if self._small(kt, n + (old[1] if old else 0)):  # a delta, whatever else is loaded
-                gone = _members(ruleset.member_columns(state.list_row(name), now, kernel_ns())) if old else []
+                gone = _members(ruleset.member_columns(state.list_row(name), now, kns)) if old else []
                 row = store()
-                report = self._write_delta(kt, gone, _members(pending))
+                report = self._write_delta(kt, gone, _members(pending), clock)
             else:
-                kns = kernel_ns()
                 compiled = ruleset.compile_rules(ruleset.all_rules(state, now, kns, pending=(name, pending)),
                                                  ruleset.mgmt_rules(state, now, kns))
                 report, row = _beside(lambda: kt.sync_to(compiled, progress), store)
@@ -419,10 +424,11 @@ class DropList:
             if span is None:
                 raise NotFound(f"no list named {name!r}", field="name", value=name)
             small = self._small(kt, span[1])
-            gone = _members(ruleset.member_columns(state.list_row(name), time.time(), kernel_ns())) if small else []
+            clock = _clock()
+            gone = _members(ruleset.member_columns(state.list_row(name), *clock)) if small else []
             state.delete_list(name)
             if small:
-                self._write_delta(kt, gone, [])
+                self._write_delta(kt, gone, [], clock)
             else:
                 self._full_sync(kt)
             kt.zero_stats(range(span[0], span[0] + span[1]))
@@ -481,6 +487,11 @@ class DropList:
                 report.written += 1
             report.revision = self.revision()
             return report
+
+
+def _clock() -> Clock:
+    """Now on both clocks, read once for a change: (wall, kernel ns)."""
+    return time.time(), kernel_ns()
 
 
 def _members(cols: dlc.RuleColumns) -> list[tuple[dlc.Rule, None]]:

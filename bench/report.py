@@ -71,15 +71,12 @@ def drop_path(res: dict, cfg: dict) -> str:
                      _ns(cm), _x(cm, _get(bx, "chain_match")),
                      _ns(cmi), _x(cmi, _get(bx, "chain_miss")),
                      _ns(_get(x, "chain_prefix")),
-                     _ns(_get(x, "alone_match")), _x(_get(x, "alone_match"), _get(bx, "alone_match")),
-                     _ns(_get(x, "alone_miss")), _x(_get(x, "alone_miss"), _get(bx, "alone_miss")),
                      _s(e.get("xdpctl_load_s"), 1)])
         if e["count"] == max(r["count"] for r in raw):
             for k in ("chain_match", "chain_miss"):
                 if _get(x, k) and _get(bx, k):
                     worst[(e["family"], e["kind"], k)] = _get(x, k) / _get(bx, k)
-    out = [table(["family", "set", "rules", "hook match", "×1", "miss", "×1", "prefix match",
-                  "droplist alone match", "×1", "alone miss", "×1", "load s"], rows)]
+    out = [table(["family", "set", "rules", "hook match", "×1", "miss", "×1", "prefix match", "load s"], rows)]
     if worst:
         top = max(worst.values())
         biggest = max(r["count"] for r in raw)
@@ -166,10 +163,9 @@ def attribution(res: dict, cfg: dict) -> str:
         add("xdpctl parser alone (bpf/include/parse.h)", p[f"parse_v{fam}"]["ns"])
         if e1:
             x = e1["xdpctl"]
-            add("droplist, non-IP frame (parse, cfg, counters, chain)", _get(x, "alone_nonip"))
-            add("droplist, miss (every band looked up)", _get(x, "alone_miss"))
-            add("droplist, match (one lookup + rule stats)", _get(x, "alone_match"))
-            add("hook program, drop list on, match", _get(x, "chain_match"))
+            add("hook program, drop list on, non-IP frame (parse, cfg, counters)", _get(x, "chain_nonip"))
+            add("hook program, drop list on, miss (no rule covers the source)", _get(x, "chain_miss"))
+            add("hook program, drop list on, match (lookup, rule stats)", _get(x, "chain_match"))
             add("LPM baseline, match (1 trie entry)", _get(e1["lpm"], "match"))
         for name, label in (("ktime8", "8 × bpf_ktime_get_boot_ns"), ("coarse8", "8 × bpf_ktime_get_coarse_ns"),
                             ("jiffies8", "8 × bpf_jiffies64"), ("atomic8", "8 × atomic add (array value)"),
@@ -347,7 +343,7 @@ def _header(results: dict) -> list[str]:
 def _testrun_sections(tr: dict, cfg: dict) -> list[str]:
     out = ["## 1. Drop path per packet, BPF_PROG_TEST_RUN (ns/pkt)", "",
            "xdpctl's real objects: the hook program `xdp_hook` with the drop-list stage on (the column "
-           "'hook match'), and the stand-alone drop-list program where measured; maps filled by `DropList.import_list`. match = source has a /32 (/128) rule, "
+           "'hook match'); maps filled by `DropList.import_list`. match = source has a /32 (/128) rule, "
            "miss = source in a range no rule covers, prefix match = source covered only by a shorter prefix "
            "(IPv4 /20-/24, IPv6 /49-/56). ×1 = ratio to the same column with 1 rule. "
            "load s = wall time of `DropList.import_list` in the bench process.", "",

@@ -18,6 +18,16 @@ def kernel_ns() -> int:
     return time.clock_gettime_ns(CLOCK_MONOTONIC_COARSE)
 
 
+Clock = tuple[float, int]  # (time.time(), kernel_ns()) read together
+
+
+def clock_pair() -> Clock:
+    """Now on both clocks, read once for a whole change: every deadline of
+    the change is converted with this pair, so deadlines equal on the wall
+    clock stay equal on the kernel's (which moves a tick at a time)."""
+    return time.time(), kernel_ns()
+
+
 def wall_to_kernel_ns(expires: float | None, now_wall: float | None = None, now_kns: int | None = None) -> int:
     """A wall-clock deadline on the kernel clock (0: never)."""
     if expires is None:

@@ -7,13 +7,12 @@ earlier list (by name) over a later one.
 
 from __future__ import annotations
 
-import time
 from itertools import compress
 
 from ... import abi
 from .. import dlcompile as dlc
 from ..errors import ValidationError
-from .clock import kernel_ns, wall_to_kernel_ns
+from .clock import clock_pair, wall_to_kernel_ns
 from .index import match_to_rule, row_to_rule
 from .members import Members
 from .store import ListRow, State
@@ -152,5 +151,5 @@ def compile_rules(rules, mgmt: list[dlc.Rule]) -> dlc.Compiled:
 
 def compile_stored(state: State) -> dlc.Compiled:
     """The kernel image of the whole stored rule set, as of now."""
-    now_wall, now_kns = time.time(), kernel_ns()
+    now_wall, now_kns = clock_pair()
     return compile_rules(all_rules(state, now_wall, now_kns), mgmt_rules(state, now_wall, now_kns))

@@ -22,7 +22,7 @@ from ..errors import Conflict, NotFound, ValidationError
 from ..views import (ChangeView, ExpireView, ListChangeView, ListDetailView, ListsView, ListView, PolicyView,
                      RevisionView, RulesView, RuleView)
 from . import listindex, ruleset, validate
-from .clock import kernel_ns, kernel_ns_to_wall, wall_to_kernel_ns
+from .clock import Clock, clock_pair, kernel_ns_to_wall, wall_to_kernel_ns
 from .index import SqlRuleIndex, row_to_rule
 from .hits import hits_by_hook, sum_hits
 from .members import Members
@@ -34,7 +34,6 @@ BULK_THRESHOLD = 2000  # more rules than this in one change: full compile + diff
 DETAIL_LIMIT = 1000  # members shown with one list unless a limit is given
 
 Stats = dict[int, abi.RuleHits]
-Clock = tuple[float, int]  # (time.time(), kernel_ns()) read together
 
 
 def rule_view(row: RuleRow, stats: Stats | None = None) -> RuleView:
@@ -254,7 +253,7 @@ class DropList:
                           sum(len(mp.deletes) for mp in plan.values()))
 
     def _delete_rows(self, kt: KernelTables, rows: list[RuleRow]) -> None:
-        clock = _clock()
+        clock = clock_pair()
         rules = [row_to_rule(r, *clock) for r in rows]
         ids = [r.id for r in rows]
         self.state.delete_rules(ids)
@@ -288,7 +287,7 @@ class DropList:
         self._expire_pending()
         with self.ctx.writer() as state, KernelTables(self.ctx) as kt:
             state.check_revision(expected_revision)
-            clock = _clock()
+            clock = clock_pair()
             now = clock[0]
             new_specs, upd = [], []
             for s in specs:
@@ -312,7 +311,7 @@ class DropList:
     def _find_in_lists(self, s: RuleSpec) -> str | None:
         if s.prefix is None or s.proto is not None:
             return None
-        lists = listindex.ListsIndex(self.state, time.time(), kernel_ns())
+        lists = listindex.ListsIndex(self.state, *clock_pair())
         try:
             hit = lists.lookup(s.prefix.family, s.dir, s.prefix.plen, s.prefix.net)
         finally:
@@ -388,7 +387,7 @@ class DropList:
             n = cols.n4 + cols.n6
             # the new range must not overlap the old one: both live during the swap
             base = state.allocate_ids(n, kt["xc_rule_stats"].max_entries) if n else 1
-            clock = _clock()  # every deadline of this change is converted with this one pair
+            clock = clock_pair()  # every deadline of this change is converted with this one pair
             now, kns = clock
             expires = now + t if t else None
             d = 1 if dst else 0
@@ -424,7 +423,7 @@ class DropList:
             if span is None:
                 raise NotFound(f"no list named {name!r}", field="name", value=name)
             small = self._small(kt, span[1])
-            clock = _clock()
+            clock = clock_pair()
             gone = _members(ruleset.member_columns(state.list_row(name), *clock)) if small else []
             state.delete_list(name)
             if small:
@@ -487,11 +486,6 @@ class DropList:
                 report.written += 1
             report.revision = self.revision()
             return report
-
-
-def _clock() -> Clock:
-    """Now on both clocks, read once for a change: (wall, kernel ns)."""
-    return time.time(), kernel_ns()
 
 
 def _members(cols: dlc.RuleColumns) -> list[tuple[dlc.Rule, None]]:

@@ -43,11 +43,29 @@ def pytest_collection_modifyitems(
 
 
 @pytest.fixture
-def ctx(tmp_path):
-    """A core context on its own pin and state directories (root: it mounts
-    bpffs if needed and creates the pin directory), removed afterwards."""
-    c = Context(temp_settings(str(tmp_path / "state")))
-    c.kernel_ready()
-    yield c
-    c.close()
-    bpffs.remove_tree(c.settings.pin_dir)
+def make_ctx(tmp_path):
+    """make_ctx(prealloc=[...], **capacity): a core context on its own pin
+    and state directories (root: it mounts bpffs if needed and creates the
+    pin directory), with those map capacities and preallocated bands;
+    every one made is closed and its pins removed afterwards."""
+    made: list[Context] = []
+
+    def make(prealloc: list[str] | None = None, **capacity) -> Context:
+        settings = temp_settings(str(tmp_path / ("state" if not made else f"state{len(made)}")), **capacity)
+        if prealloc is not None:
+            settings.prealloc = prealloc
+        c = Context(settings)
+        made.append(c)
+        c.kernel_ready()
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+        bpffs.remove_tree(c.settings.pin_dir)
+
+
+@pytest.fixture
+def ctx(make_ctx):
+    """A core context with the default capacities (make_ctx())."""
+    return make_ctx()

@@ -22,15 +22,14 @@ from pathlib import Path
 import pytest
 
 from tests.support import emulation as emu
-from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set, temp_settings
+from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set
 from xdpctl import abi
 from xdpctl.core import prefixes as px
-from xdpctl.core.context import Context
 from xdpctl.core.errors import CapacityError
 from xdpctl.core.rules import ruleset
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import kernel_health, read_pinned_config
-from xdpctl.kernel import bpffs, maps
+from xdpctl.kernel import maps
 
 pytestmark = pytest.mark.root
 
@@ -42,13 +41,9 @@ OLD_ADDR, NEW_ADDR = "10.0.0.7", "11.0.0.7"
 
 
 @pytest.fixture
-def instance(tmp_path):
-    settings = temp_settings(str(tmp_path / "state"), **{HOSTS: CAPACITY})
-    ctx = Context(settings)
-    ctx.kernel_ready()
-    yield settings, ctx
-    ctx.close()
-    bpffs.remove_tree(settings.pin_dir)
+def instance(make_ctx):
+    ctx = make_ctx(**{HOSTS: CAPACITY})
+    return ctx.settings, ctx
 
 
 def _probe(settings) -> tuple[int, int]:

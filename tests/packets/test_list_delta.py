@@ -22,16 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support import emulation as emu
-from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set, temp_settings
+from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set
 from xdpctl import abi
 from xdpctl.core import prefixes as px
-from xdpctl.core.context import Context
 from xdpctl.core.rules import clock, index, ruleset
 from xdpctl.core.rules import service as svc
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import KernelTables
 from xdpctl.core.rules.validate import spec
-from xdpctl.kernel import bpffs
 
 POOL4 = [f"10.1.{a}.{b}/32" for a in range(4) for b in range(0, 256, 37)] + \
         [f"10.1.{a}.0/24" for a in range(4)] + ["10.1.0.0/16", "10.0.0.0/8", "10.1.2.0/23", "10.1.0.128/25"]
@@ -138,26 +136,20 @@ def test_a_big_list_takes_a_match_from_a_later_list(ctx) -> None:
     assert v[:2] == (d.get_list("b").id_base, abi.Action.DENY)
 
 
-def test_a_small_replace_needs_room_for_its_result_only(tmp_path) -> None:
+def test_a_small_replace_needs_room_for_its_result_only(make_ctx) -> None:
     """A delta deletes before it writes: a list replaced by as many other
     hosts fits a band that could not hold both, and the kernel drops the
     new hosts only."""
-    settings = temp_settings(str(tmp_path / "state"), xc_v4_l32=64)
-    ctx = Context(settings)
-    ctx.kernel_ready()
-    try:
-        d = DropList(ctx)
-        old = [f"10.5.0.{i}/32" for i in range(1, 41)]
-        new = [f"10.6.0.{i}/32" for i in range(1, 41)]
-        d.import_list("a", _pfx(old))
-        d.import_list("a", _pfx(new))  # 40 + 40 > 64; 40 fit
-        _assert_in_sync(d)
-        with DropListProbe(settings) as p:
-            assert [p.source_match(a)[0] for a in ("10.5.0.7", "10.6.0.7", "10.7.0.7")] == \
-                [XDP_PASS, XDP_DROP, XDP_PASS]
-    finally:
-        ctx.close()
-        bpffs.remove_tree(settings.pin_dir)
+    ctx = make_ctx(xc_v4_l32=64)
+    d = DropList(ctx)
+    old = [f"10.5.0.{i}/32" for i in range(1, 41)]
+    new = [f"10.6.0.{i}/32" for i in range(1, 41)]
+    d.import_list("a", _pfx(old))
+    d.import_list("a", _pfx(new))  # 40 + 40 > 64; 40 fit
+    _assert_in_sync(d)
+    with DropListProbe(ctx.settings) as p:
+        assert [p.source_match(a)[0] for a in ("10.5.0.7", "10.6.0.7", "10.7.0.7")] == \
+            [XDP_PASS, XDP_DROP, XDP_PASS]
 
 
 def test_members_that_expire_together_get_no_fallback(ctx, monkeypatch) -> None:

@@ -23,16 +23,15 @@ from pathlib import Path
 import pytest
 
 from tests.support import emulation as emu
-from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set, temp_settings
+from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set
 from xdpctl import abi
 from xdpctl.config import Settings
 from xdpctl.core import prefixes as px
-from xdpctl.core.context import Context
 from xdpctl.core.errors import CapacityError
 from xdpctl.core.rules import ruleset, tables
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import kernel_health, read_pinned_config
-from xdpctl.kernel import bpffs, maps
+from xdpctl.kernel import maps
 
 pytestmark = pytest.mark.root
 
@@ -47,14 +46,9 @@ BIGGER_ADDR = "12.0.1.44"
 
 
 @pytest.fixture(params=["preallocated", "allocated-on-insert"])
-def instance(tmp_path, request):
-    settings = temp_settings(str(tmp_path / "state"), **{HOSTS: CAPACITY})
-    settings.prealloc = [HOSTS] if request.param == "preallocated" else []
-    ctx = Context(settings)
-    ctx.kernel_ready()
-    yield settings, ctx
-    ctx.close()
-    bpffs.remove_tree(settings.pin_dir)
+def instance(make_ctx, request):
+    ctx = make_ctx(prealloc=[HOSTS] if request.param == "preallocated" else [], **{HOSTS: CAPACITY})
+    return ctx.settings, ctx
 
 
 def _flags(settings, name: str) -> int:

@@ -9,28 +9,23 @@ import os
 import numpy as np
 import pytest
 
-from tests.support.progs import DropListProbe, temp_settings
+from tests.support.progs import DropListProbe
 from xdpctl import abi
 from xdpctl.core import prefixes as px
-from xdpctl.core.context import Context
 from xdpctl.core.rules import presence, service
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import read_pinned_config
-from xdpctl.kernel import bpffs, maps
+from xdpctl.kernel import maps
 
 F = abi.CfgFlag
 DROP, MISS = abi.DlReason.DROP_SRC, abi.DlReason.PASS_NOMATCH
 
 
 @pytest.fixture
-def ctx(tmp_path):
+def ctx(make_ctx):
     """The suite's context with a small rule-stats array: the probe reads
     its own whole array around every packet."""
-    c = Context(temp_settings(str(tmp_path / "state"), xc_rule_stats=65536))
-    c.kernel_ready()
-    yield c
-    c.close()
-    bpffs.remove_tree(c.settings.pin_dir)
+    return make_ctx(xc_rule_stats=65536)
 
 
 def _bits_map(ctx, rule_set: int) -> maps.Map:

@@ -324,7 +324,8 @@ def serve(settings: Settings | None = None, host: str = DEFAULT_HOST, port: int 
     if agent is not None:
         agent.start()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)
+        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False,
+                    loop="uvloop", http="httptools")
     finally:
         if agent is not None:
             agent.stop()

@@ -62,9 +62,9 @@ def verdicts(ctx, addrs: list[str]) -> list[tuple[int, abi.DlReason, int | None]
         probe.loaded.close()
 
 
-@pytest.mark.parametrize("walk", [False, True], ids=["bits-from-python", "bits-from-kernel-walk"])
+@pytest.mark.parametrize("walk", [False, True], ids=["bits-from-python", "bits-from-image-columns"])
 def test_flags_and_bitmap_describe_the_active_set(ctx, monkeypatch, walk: bool) -> None:
-    if walk:  # as a set of more than SMALL keys is rebuilt
+    if walk:  # as a set of more than SMALL keys is rebuilt: from the image's key columns
         monkeypatch.setattr(presence, "SMALL", 0)
     d = DropList(ctx)
     d.add([spec("10.1.2.3"), spec("2001:db8:1::/48")])
@@ -120,7 +120,7 @@ def test_empty_band_flags_follow_deltas_without_asking_untouched_bands(ctx) -> N
                 assert presence.empty_bands(kt, s) == cfg.flags & bands, (op, prefix, s)
 
 
-@pytest.mark.parametrize("walk", [False, True], ids=["bits-from-python", "bits-from-kernel-walk"])
+@pytest.mark.parametrize("walk", [False, True], ids=["bits-from-python", "bits-from-image-columns"])
 def test_trie_entries_set_the_bits_they_cover(ctx, monkeypatch, walk: bool) -> None:
     """An IPv6 address whose bit is clear is not looked up at all, trie
     included: every trie entry (a length no band has) sets the bits of the

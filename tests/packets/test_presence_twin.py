@@ -1,6 +1,8 @@
 """A full write gives the twin set the standby set's presence bitmap
 word for word (copied in the kernel, either direction), and the data path
-reading the twin still finds every rule and nothing else."""
+reading the twin still finds every rule and nothing else. A full write
+rebuilds the bitmap exactly (the bits of keys it deleted go), and a full
+write that fails after that puts the old keys' bits back with the keys."""
 
 from __future__ import annotations
 
@@ -52,6 +54,9 @@ def key_bits(ctx, rule_set: int) -> set[int]:
     for band in presence.BANDS:
         with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, abi.set_map(band, rule_set))) as m:
             out.update(presence.bit_of(band, k) for k in m.keys())
+    with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, abi.set_map(presence.TRIE, rule_set))) as m:
+        for k in m.keys():
+            out.update(presence.trie_bits(k))
     return out
 
 
@@ -97,9 +102,61 @@ def test_a_full_write_copies_the_bitmap_to_the_twin_word_for_word(ctx, monkeypat
     assert cfg.active == 0 and cfg.flags & F.HAVE_BITS
     b = words(ctx, 1)
     assert b == words(ctx, 0) and mark_of(b) == cfg.generation
-    assert junk not in bits_of(b) and key_bits(ctx, 1) == key_bits(ctx, 0) <= bits_of(b)
+    assert junk not in bits_of(b) and key_bits(ctx, 1) == key_bits(ctx, 0) == bits_of(b)
 
     ids = {v.prefix: v.id for v in d.rules_view(list_name="twin").rules}
     probe = ["10.7.9.9", "2001:db8:9::5", "10.7.0.1", "2001:db8:7::1", "203.0.113.77"]
     want = [(1, DROP, ids["10.7.9.9/32"]), (1, DROP, ids["2001:db8:9::/48"])] + [(2, MISS, None)] * 3
     assert verdicts_in(ctx, 1, probe) == want  # the twin, read as the data path reads it after the next flip
+
+
+OLD = ["10.1.0.1", "10.1.1.1", "2001:db8:1::1", "2400::/12"]  # the /12: a trie entry, 2^15 bits
+NEW = ["10.2.0.1", "10.2.1.1", "2001:db8:2::1"]
+
+
+@pytest.fixture
+def columns(monkeypatch):
+    """Full writes (no delta) whose bitmap comes from the image's key
+    columns, as for a set above presence.SMALL keys."""
+    monkeypatch.setattr(service, "BULK_THRESHOLD", 0)
+    monkeypatch.setattr(presence, "SMALL", 0)
+
+
+def test_a_replace_clears_the_bits_of_the_keys_it_deleted(ctx, columns) -> None:
+    d = DropList(ctx)
+    _import(d, OLD)
+    _import(d, NEW)
+    cfg = read_pinned_config(ctx)
+    for s in (0, 1):
+        raw = words(ctx, s)
+        assert bits_of(raw) == key_bits(ctx, s) and len(bits_of(raw)) == 3 and mark_of(raw) == cfg.generation
+    ids = {v.prefix: v.id for v in d.rules_view(list_name="twin").rules}
+    assert verdicts_in(ctx, cfg.active, ["10.2.1.1", "2001:db8:2::1", "10.1.1.1", "2400:1::1"]) == [
+        (1, DROP, ids["10.2.1.1/32"]), (1, DROP, ids["2001:db8:2::1/128"]), (2, MISS, None), (2, MISS, None)]
+
+
+def test_a_full_write_failing_after_its_rebuild_gives_the_old_keys_their_bits_back(ctx, columns, monkeypatch) -> None:
+    from xdpctl.core.rules.store import State
+
+    d = DropList(ctx)
+    _import(d, OLD)
+    before = read_pinned_config(ctx)
+    standby = 1 - before.active
+    old_bits = key_bits(ctx, standby)
+    assert bits_of(words(ctx, standby)) == old_bits and len(old_bits) == 3 + (1 << 15)
+
+    def no_room(self, row, keys):  # the database side fails once the kernel side (bitmap included) is done
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m, pytest.raises(OSError, match="No space left"):
+        m.setattr(State, "replace_list", no_room)
+        _import(d, NEW)
+    cfg = read_pinned_config(ctx)
+    assert cfg == before  # the active set, the revision and the standby's "in sync" as found
+    raw = words(ctx, standby)
+    assert key_bits(ctx, standby) == old_bits == bits_of(raw) and mark_of(raw) == presence.REBUILT
+    ids = {v.prefix: v.id for v in d.rules_view(list_name="twin").rules}
+    # the set the next change writes and makes active, read as the data path will
+    assert verdicts_in(ctx, standby, ["10.1.1.1", "2001:db8:1::1", "2400:1::1", "10.2.1.1"]) == [
+        (1, DROP, ids["10.1.1.1/32"]), (1, DROP, ids["2001:db8:1::1/128"]), (1, DROP, ids["2400::/12"]),
+        (2, MISS, None)]

@@ -28,6 +28,7 @@ REBUILT = (1 << 64) - 2  # mark: rebuilt from the set's keys, whatever revision 
 SMALL = 4096  # hash-band keys up to which a rebuild sets the bits from Python
 TRIE = "xc_v6_trie"  # its entries set the bits they cover too (always from Python)
 V6_BIT_PLEN = 3 + 24  # an IPv6 bit stands for a /27
+_CHUNK = 1 << 18  # keys per step of image_words
 ALL_ONES = (1 << 64) - 1
 
 
@@ -89,20 +90,67 @@ def set_key_bits(kt, rule_set: int, keys, trie_keys=()) -> None:
             m.update(k, (old | mask).to_bytes(8, "little"))
 
 
-def rebuild(kt, rule_set: int, exact: bool, compiled) -> None:
-    """Set the bit of every key of the set's hash bands, which hold the
-    ``compiled`` image (clearing the bitmap first when ``exact``), then mark
-    it REBUILT. Not exact: bits of keys a failed change will restore stay
-    set. Large sets are walked in the kernel (a walk visits every bucket of
-    a band, about 0.1 s at default capacities); up to SMALL keys are set
-    from here."""
-    small = sum(compiled[b].count for b in BANDS) <= SMALL
-    walk = 0 if small else sum(1 << i for i, band in enumerate(BANDS) if compiled[band].count)
-    if walk or exact:
-        builder.run(kt, f"presence bitmap of set {'AB'[rule_set]}", [(builder.BUILD, rule_set, exact, walk, 0, 0)])
-    bands = ((band, k) for band in BANDS for k in _keys(compiled[band], kt.table(band, rule_set))) if small else ()
-    set_key_bits(kt, rule_set, bands, _keys(compiled[TRIE], kt.table(TRIE, rule_set)))
+def rebuild(kt, rule_set: int, compiled) -> None:
+    """Make the set's bitmap exactly the bits of the ``compiled`` image it
+    now holds (hash-band keys and trie entries), then mark it REBUILT: the
+    kernel clears it, then the words that have a bit are written. Up to
+    SMALL keys the bits are set a key at a time; above, the words come
+    from the image's key columns at once (image_words). A change that fails
+    after this puts the set's old keys back, and with them their bits
+    (repair)."""
+    builder.run(kt, f"presence bitmap of set {'AB'[rule_set]}", [(builder.BUILD, rule_set, True, 0, 0, 0)])
+    if sum(compiled[b].count for b in BANDS) <= SMALL:
+        bands = ((band, k) for band in BANDS for k in _keys(compiled[band], kt.table(band, rule_set)))
+        set_key_bits(kt, rule_set, bands, _keys(compiled[TRIE], kt.table(TRIE, rule_set)))
+    else:
+        _write_words(kt.table(abi.BITS_MAP, rule_set), image_words(compiled, kt, rule_set))
     _mark(kt, rule_set, REBUILT)
+
+
+def repair(kt, rule_set: int) -> None:
+    """Make the set's bitmap exactly the bits of the keys it holds, read
+    from the kernel (a failed change put back keys whose bits a rebuild
+    had cleared): a walk of its non-empty hash bands in the kernel, its
+    trie entries from here; then marked REBUILT."""
+    walk = sum(1 << i for i, band in enumerate(BANDS) if kt.table(band, rule_set).has_entries())
+    builder.run(kt, f"presence bitmap of set {'AB'[rule_set]}", [(builder.BUILD, rule_set, True, walk, 0, 0)])
+    set_key_bits(kt, rule_set, (), kt.table(TRIE, rule_set).keys())
+    _mark(kt, rule_set, REBUILT)
+
+
+def image_words(compiled, kt, rule_set: int):
+    """The bitmap words (uint64, BITS_WORDS of them) of an image's hash-band
+    keys and trie entries, from the key columns: no object per key."""
+    import numpy as np
+
+    words = np.zeros(abi.BITS_WORDS, np.uint64)
+    one = np.uint64(1)
+    for band in BANDS:
+        t = compiled[band]
+        ks = kt.table(band, rule_set).key_size
+        rows = np.frombuffer(t.keys, np.uint8, t.count * ks).reshape(t.count, ks)
+        for at in range(0, t.count, _CHUNK):  # a chunk at a time: a few MB of temporaries, not tens
+            part = rows[at:at + _CHUNK]
+            d = np.ascontiguousarray(part[:, :4]).view(np.uint32)[:, 0].astype(np.uint32)
+            top = np.ascontiguousarray(part[:, 4:8]).view(">u4")[:, 0].astype(np.uint32)
+            if band in V4_BANDS:
+                bits = (d << 24) | (top >> 8)
+            else:
+                bits = abi.BITS_V4_BITS + ((d << 24) | ((top >> abi.BITS_V6_SHIFT) & 0xFFFFFF))
+            np.bitwise_or.at(words, bits >> 6, one << (bits & 63).astype(np.uint64))
+    trie: dict[int, int] = {}
+    _trie_words(trie, _keys(compiled[TRIE], kt.table(TRIE, rule_set)))
+    for w, mask in trie.items():
+        words[w] |= np.uint64(mask)
+    return words
+
+
+def _write_words(m, words) -> None:
+    """Write the words that have a bit into a cleared bitmap (one batch)."""
+    import numpy as np
+
+    idx = np.flatnonzero(words).astype(np.uint32)
+    m.update_batch(idx.tobytes(), words[idx].tobytes(), len(idx))
 
 
 def copy(kt, src: int, dst: int) -> None:

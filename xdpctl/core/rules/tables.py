@@ -177,6 +177,7 @@ class KernelTables(SharedMaps):
         """Undo what this change wrote to the standby set; then it mirrors
         the active set again. A failure here is raised, naming what could
         not be undone; the set stays marked stale."""
+        image = any(not isinstance(w, dlc.Plan) for w in self._wrote)  # its bitmap was rebuilt
         undo, self._undo, self._wrote = self._undo, [], []
         failed = []
         for mo, old_keys, old_vals, n_old, new_keys, n_new in reversed(undo):
@@ -186,12 +187,17 @@ class KernelTables(SharedMaps):
                 if n_old:
                     mo.update_batch(old_keys, old_vals, n_old)
             except Exception as exc:
-                failed.append((mo.name, n_new + n_old, exc))
+                failed.append((f"{n_new + n_old} entries of {mo.name}", exc))
+        if image and not failed:
+            try:  # the keys put back need their bits again
+                presence.repair(self, self.standby)
+            except Exception as exc:
+                failed.append((f"the presence bitmap of set {SET_NAMES[self.standby]}", exc))
         if not failed:
             self._write_cfg(self.cfg._replace(synced=self.found.synced))
             return
-        what = "; ".join(f"{n} entries of {name} ({exc})" for name, n, exc in failed)
-        err = next((e.errno for _n, _c, e in failed if isinstance(e, BpfError)), errno.EIO)
+        what = "; ".join(f"{name} ({exc})" for name, exc in failed)
+        err = next((e.errno for _n, e in failed if isinstance(e, BpfError)), errno.EIO)
         raise BpfError(f"a failed change could not be undone in the standby rule set: {what}", err,
                        hint="the active set is unchanged; {action:restore} rewrites the standby set") from cause
 
@@ -466,7 +472,7 @@ def _sync_set(kt: KernelTables, compiled: dlc.Compiled, rule_set: int, undo: Und
         done += compiled[name].count
         if progress:
             progress(done, total)
-    presence.rebuild(kt, rule_set, exact=undo is None, compiled=compiled)
+    presence.rebuild(kt, rule_set, compiled)
     return report
 
 

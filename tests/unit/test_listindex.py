@@ -174,3 +174,26 @@ def test_key_columns_are_sorted_records(kind):
         size = 4 if p.family == 4 else 16
         want[p.family].append(bytes([p.plen]) + p.net.to_bytes(size, "big") + i.to_bytes(4, "big"))
     assert rec4 == b"".join(sorted(want[4])) and rec6 == b"".join(sorted(want[6]))
+
+
+def test_stored_columns_are_the_rows_as_rules(state):
+    """The individual rules as compiler columns equal each row as
+    row_to_rule makes it: L4 rules on any address (with and without a
+    port), ports on prefixes, both directions, both families, deadlines."""
+    from xdpctl.core.rules import ruleset
+    from xdpctl.core.rules.index import row_to_rule
+
+    rng = random.Random(21)
+    rows = []
+    for rid, p in enumerate(_unique([_rand_prefix(rng, rng.choice((4, 6))) for _ in range(60)]), start=1):
+        proto, port = rng.choice([(0, 0), (0, 0), (6, 443), (17, 0)])
+        expires = rng.choice([None, None, 1000.0 + rid])
+        rows.append(RuleRow(rid, p.family, addr_bytes(p.family, p.net), p.plen, rng.choice((0, 1)),
+                            rng.choice((DENY, ALLOW)), proto, port, 0, 0, None, None, 0.0, expires))
+    rows.append(RuleRow(100, 0, b"", 0, 0, DENY, 6, 22, 1, 0, None, None, 0.0, None))   # any address, port 22
+    rows.append(RuleRow(101, 0, b"", 0, 1, DENY, 17, 0, 1, 0, None, None, 0.0, 1500.0))  # any address, any port
+    state.insert_rules(rows)
+    now_wall, now_kns = 1200.0, 5_000_000_000
+    want = [tuple(row_to_rule(r, now_wall, now_kns)) for r in sorted(rows, key=lambda r: r.id)]
+    assert list(ruleset.stored_columns(state, now_wall, now_kns)) == want
+    assert any(w[8] == 0 for w in want) and any(w[8] > 0 for w in want) and any(w[1] == 0 for w in want)

@@ -7,13 +7,13 @@ earlier list (by name) over a later one.
 
 from __future__ import annotations
 
-from itertools import compress
+from itertools import compress, repeat
 
 from ... import abi
 from .. import dlcompile as dlc
 from ..errors import ValidationError
 from .clock import clock_pair, wall_to_kernel_ns
-from .index import match_to_rule, row_to_rule
+from .index import row_to_rule
 from .members import Members
 from .store import ListRow, State
 
@@ -45,12 +45,13 @@ def all_rules(state: State, now_wall: float, now_kns: int,
     """Every rule, individual and list members, deduplicated by match.
     ``pending``: a list being imported (name, members), not stored yet; it
     stands for the stored list of that name."""
-    rules = _stored_rules(state, now_wall, now_kns)
+    rules = stored_columns(state, now_wall, now_kns)
     lists = list_columns(state, now_wall, now_kns, pending)
     if not lists:
-        return dlc.RuleColumns.of(rules)
-    seen = _Seen([(r.family, r.dir, r.plen, r.net) for r in rules if r.proto is None])
-    parts = [dlc.RuleColumns.of(rules)]
+        return rules
+    _ids, fams, nets, plens, dirs, _acts, protos = rules.cols[:7]
+    seen = _Seen([m for m, proto in zip(zip(fams, dirs, plens, nets), protos) if proto is None])
+    parts = [rules]
     for i, cols in enumerate(lists):
         keep = seen.fresh(cols)
         if keep is not None:
@@ -62,9 +63,22 @@ def all_rules(state: State, now_wall: float, now_kns: int,
     return dlc.RuleColumns.concat(parts)
 
 
-def _stored_rules(state: State, now_wall: float, now_kns: int) -> list[dlc.Rule]:
-    """The individually managed rules as compiler input."""
-    return [match_to_rule(*m, now_wall, now_kns) for m in state.rule_matches()]
+def stored_columns(state: State, now_wall: float, now_kns: int) -> dlc.RuleColumns:
+    """The individually managed rules as compiler columns, in id order:
+    each row as index.match_to_rule makes it, without a Rule per row."""
+    rows = state.rule_matches()
+    if not rows:
+        return dlc.RuleColumns.of([])
+    ids, fams, addrs, plens, dirs, acts, protos, ports, anys, exps = map(list, zip(*rows))
+    nets = list(map(int.from_bytes, addrs, repeat("big")))
+    if any(anys):  # L4 rules on any address: no family, network or length; proto and port as stored
+        for i in compress(range(len(ids)), anys):
+            fams[i] = nets[i] = plens[i] = 0
+    protos = [p if a else p or None for p, a in zip(protos, anys)]
+    ports = [p if a else p or None for p, a in zip(ports, anys)]
+    exps = [wall_to_kernel_ns(e, now_wall, now_kns) for e in exps] if any(e is not None for e in exps) \
+        else [0] * len(ids)
+    return dlc.RuleColumns(ids, bytes(fams), nets, bytes(plens), bytes(dirs), bytes(acts), protos, ports, exps)
 
 
 class _Seen:

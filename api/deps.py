@@ -19,8 +19,9 @@ import os
 import re
 import secrets
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -161,7 +162,9 @@ class Service:
         self.read_token = read_token
         self.options = options
         self.ctx = ServiceContext(settings)
+        self.ctx.defer_catch_up = True  # a whole-image change is answered once it is live (changing())
         self.lock = threading.RLock()
+        self._catching_up = False  # a thread is on its way to run the deferred catch-up
         self._readers = threading.local()
         self._read_contexts: list[Context] = []
         self._read_contexts_lock = threading.Lock()
@@ -174,13 +177,43 @@ class Service:
         self.registry = None  # the Prometheus registry (api.metrics), set by create_app
         self.checkpointer: Checkpointer | None = None  # started and stopped with the app (api.app)
 
+    @contextmanager
+    def changing(self) -> Iterator[None]:
+        """The lock for a call of the core with the process's context. A
+        whole-image change flips xc_cfg and is answered; the other rule
+        set's catch-up (DropList.catch_up) runs after the call in a thread
+        of its own under this lock, or first thing in the next call that
+        gets the lock before it, so every change starts from both sets in
+        sync, as the CLI leaves them."""
+        with self.lock:
+            self.settle()
+            try:
+                yield
+            finally:
+                if self.ctx.pending_catch_up is not None and not self._catching_up:
+                    self._catching_up = True
+                    threading.Thread(target=self._catch_up_later, name="xdpctl-catch-up", daemon=True).start()
+
+    def settle(self) -> None:
+        """Run the deferred catch-up, if any (the caller holds the lock)."""
+        if self.ctx.pending_catch_up is not None:
+            try:
+                DropList(self.ctx).catch_up()
+            except Exception as exc:  # the set stays stale: the next change rewrites it
+                log.warning("catch-up of the other rule set failed: %s", exc)
+
+    def _catch_up_later(self) -> None:
+        with self.lock:
+            self._catching_up = False
+            self.settle()
+
     def run(self, fn: Callable[[Context], T]) -> T:
         """Call the core with the process's context, one caller at a time."""
-        with self.lock:
+        with self.changing():
             return fn(self.ctx)
 
     def droplist(self, fn: Callable[[DropList], T]) -> T:
-        with self.lock:
+        with self.changing():
             return fn(DropList(self.ctx))
 
     def read_context(self) -> Context:
@@ -199,7 +232,7 @@ class Service:
     def rule_set(self, fn: Callable[[DropList | Fleet], T]) -> T:
         """A change of the desired drop list: local, or the fleet's in etcd
         (fleet mode: ``settings.etcd``; xdpctl.core.fleet.mode)."""
-        with self.lock:
+        with self.changing():
             return fn(rule_set(self.ctx))
 
     def try_now(self, fn: Callable[[DropList], T]) -> tuple[bool, T | None]:
@@ -211,6 +244,8 @@ class Service:
         if not self.lock.acquire(blocking=False):
             return False, None
         try:
+            if self.ctx.pending_catch_up is not None:  # changing() runs it first, in the pool
+                return False, None
             target = rule_set(self.ctx)
             if not isinstance(target, DropList):
                 return False, None
@@ -240,6 +275,7 @@ class Service:
                 c.close()
             self._read_contexts.clear()
         with self.lock:
+            self.settle()  # both sets in sync before the service goes
             self.ctx.close()
 
 

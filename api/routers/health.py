@@ -34,6 +34,7 @@ def _db(svc: Service) -> tuple[DbHealthView, int | None, KernelHealth]:
         return (DbHealthView(ok=True, path=path, detail="busy: a change is being applied"), svc.last_revision,
                 kernel_health(svc.ctx))
     try:
+        svc.settle()  # a change's deferred catch-up is part of that change
         rev = svc.ctx.state.revision
         svc.last_revision = rev
         return DbHealthView(ok=True, path=path), rev, kernel_health(svc.ctx, rev)

@@ -102,7 +102,10 @@ def kernel_match(settings: Settings, addr: str) -> abi.RuleVal | None:
 
 def _entry_of(settings: Settings, addr: str, rid: int) -> abi.RuleVal:
     """The value (or fallback half) holding rule ``rid`` among the map
-    entries a source lookup of ``addr`` can reach."""
+    entries a source lookup of ``addr`` can reach in the active rule set
+    (the other one may be stale: a catch-up the service has deferred)."""
+    with maps.Map.from_pin(os.path.join(settings.shared_map_dir, "xc_cfg")) as m:
+        active = abi.unpack_config(m.lookup(abi.U32.pack(0))).active
     ip = ipaddress.ip_address(addr)
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
@@ -114,10 +117,10 @@ def _entry_of(settings: Settings, addr: str, rid: int) -> abi.RuleVal:
         where = [(f"xc_v6_l{n}", abi.pack_key6(0, a >> (128 - n) << (128 - n))) for n in (128, 64, 48, 32)]
     values = []
     for name, key in where:
-        with maps.Map.from_pin(os.path.join(settings.shared_map_dir, name)) as m:
+        with maps.Map.from_pin(os.path.join(settings.shared_map_dir, abi.set_map(name, active))) as m:
             values.append(m.lookup(key))
     if ip.version == 6:
-        with maps.Map.from_pin(os.path.join(settings.shared_map_dir, "xc_v6_trie")) as m:
+        with maps.Map.from_pin(os.path.join(settings.shared_map_dir, abi.set_map("xc_v6_trie", active))) as m:
             values += [v for _k, v in m.items()]
     for raw in filter(None, values):
         v = abi.unpack_rule_val(raw)

@@ -14,13 +14,15 @@ import threading
 import pytest
 
 from api_helpers import kernel_match
-from tests.support.progs import DropListProbe
+from tests.support import emulation as emu
+from tests.support.progs import DropListProbe, kernel_rule_set
 from xdpctl import abi
 from xdpctl.api.deps import NOW_ITEMS
 from xdpctl.core.context import Context, WouldBlock
 from xdpctl.core.rules import validate
+from xdpctl.core.rules import ruleset
 from xdpctl.core.rules.service import BULK_THRESHOLD, DropList
-from xdpctl.core.rules.tables import read_pinned_config
+from xdpctl.core.rules.tables import STALE, read_pinned_config
 from xdpctl.kernel import bpffs
 
 
@@ -91,6 +93,54 @@ def test_a_small_change_runs_on_the_event_loop(server, client):
         assert rv is not None and rv.action == abi.Action.DENY
     with Context(server.settings) as ctx:
         assert read_pinned_config(ctx).generation == r.json()["revision"]
+
+
+def test_a_whole_image_change_is_answered_live_and_the_next_change_waits_for_its_catch_up(server, client,
+                                                                                          monkeypatch):
+    """A list of more than BULK_THRESHOLD members is a whole-image write:
+    the PUT is answered once xc_cfg has flipped (the list is enforced), with
+    the other set marked stale and its catch-up left to a thread (held back
+    here). /healthz runs that catch-up before it reports, and so does the
+    next change before it writes: each then finds both sets in sync."""
+    svc = server.app.state.xdpctl
+    go = threading.Event()
+    real = type(svc)._catch_up_later
+
+    def held(self) -> None:
+        go.wait(60)
+        real(self)
+
+    monkeypatch.setattr(type(svc), "_catch_up_later", held)
+    hosts = [f"10.231.{i // 250}.{i % 250 + 1}" for i in range(BULK_THRESHOLD + 1)]
+    try:
+        for step in ("health", "change"):
+            r = client.put("/v1/lists/deferred", content="\n".join(hosts if step == "health" else hosts[1:]),
+                           headers={"Content-Type": "text/plain"})
+            assert r.status_code in (200, 201), r.text
+            rev = r.json()["revision"]
+            with Context(server.settings) as ctx:
+                cfg = read_pinned_config(ctx)
+            assert cfg.generation == rev and cfg.synced == STALE and svc.ctx.pending_catch_up is not None
+            rv = kernel_match(server.settings, hosts[-1])
+            assert rv is not None and rv.action == abi.Action.DENY and rv.plen == 32
+            if step == "health":
+                h = client.get("/healthz")
+                assert h.status_code == 200 and h.json()["kernel"]["in_sync"] is True, h.text
+            else:
+                b = client.post("/v1/block", json={"prefixes": ["198.18.76.1"]})
+                assert b.status_code == 201 and b.json()["revision"] == rev + 1, b.text
+                assert kernel_match(server.settings, "198.18.76.1") is not None
+                assert kernel_match(server.settings, hosts[0]) is None  # left the list with the second PUT
+            assert svc.ctx.pending_catch_up is None
+            with Context(server.settings) as ctx:
+                cfg = read_pinned_config(ctx)
+                assert cfg.synced == cfg.generation == client.get("/v1/revision").json()["revision"]
+                want = emu.tables_to_state(ruleset.compile_stored(ctx.state))
+                assert kernel_rule_set(ctx, 0) == want and kernel_rule_set(ctx, 1) == want
+    finally:
+        go.set()
+        client.delete("/v1/lists/deferred")
+        client.post("/v1/rules/delete", json={"rules": [{"prefix": "198.18.76.1/32"}]})
 
 
 @pytest.mark.parametrize("items", [2, NOW_ITEMS + 1])

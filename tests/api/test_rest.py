@@ -328,8 +328,10 @@ def test_restore_repairs_the_kernel(client: httpx.Client, server: Running) -> No
     assert r.status_code == 201, r.text
     rid = r.json()["added"][0]["id"]
     key = abi.pack_key4(0, int.from_bytes(bytes([100, 80, 0, 0]), "big"))
-    with maps.Map.from_pin(os.path.join(server.settings.shared_map_dir, "xc_v4_l24")) as m:
-        assert m.delete(key)  # drift: the kernel lost the entry
+    with maps.Map.from_pin(os.path.join(server.settings.shared_map_dir, "xc_cfg")) as m:
+        active = abi.unpack_config(m.lookup(abi.U32.pack(0))).active
+    with maps.Map.from_pin(os.path.join(server.settings.shared_map_dir, abi.set_map("xc_v4_l24", active))) as m:
+        assert m.delete(key)  # drift: the active set lost the entry
     assert kernel_match(server.settings, "100.80.0.9") is None
 
     r = client.post("/v1/restore")

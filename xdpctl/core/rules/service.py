@@ -187,10 +187,24 @@ class DropList:
     # ----------------------------------------------------------- kernel writes
     def _finish(self, kt: KernelTables) -> int:
         """Bump the revision and make it the kernel's (xc_cfg flips to the
-        set just written, then the other set catches up)."""
+        set just written, then the other set catches up: at once, or, in a
+        context that defers it (the service's), once the change has been
+        answered, by catch_up())."""
         rev = self.state.bump_revision()
-        kt.commit(POLICIES[self.policy()], ruleset.config_flags(self.state), rev)
+        kt.commit(POLICIES[self.policy()], ruleset.config_flags(self.state), rev, defer=self.ctx.defer_catch_up)
+        if kt.deferred is not None:
+            self.ctx.pending_catch_up = kt.deferred
         return rev
+
+    def catch_up(self) -> bool:
+        """Write the other set of the last whole-image change this context
+        deferred (Context.pending_catch_up), under the writer lock; False
+        when there was none, or a later writer made it moot."""
+        job, self.ctx.pending_catch_up = self.ctx.pending_catch_up, None
+        if job is None:
+            return False
+        with self.ctx.writer(), KernelTables(self.ctx) as kt:
+            return kt.catch_up(job)
 
     def bump_revision(self) -> int:
         """Bump the revision for a change outside the drop list (the caller

@@ -55,6 +55,16 @@ class SyncReport:
         return self.written + self.deleted
 
 
+class CatchUp(NamedTuple):
+    """The twin of a whole-image write, left stale by a commit told to
+    defer it: set ``rule_set`` is to hold ``compiled``, the image of
+    ``revision`` that the active set holds."""
+
+    revision: int
+    rule_set: int
+    compiled: dlc.Compiled
+
+
 class KernelTables(SharedMaps):
     """The shared drop-list maps, created (by loading the drop-list object
     once) if bpffs does not have them yet; one change at a time (the
@@ -70,6 +80,7 @@ class KernelTables(SharedMaps):
         self._wrote: list = []           # what this change wrote to the standby set (plans, images)
         self._undo: Undo = []            # how to put the standby set back until the flip
         self.catch_up_error: str | None = None
+        self.deferred: CatchUp | None = None  # the catch-up a commit left to catch_up()
 
     def object_name(self) -> str:
         return "xdp_droplist"
@@ -129,13 +140,16 @@ class KernelTables(SharedMaps):
         self._wrote.append((compiled, writes))
         return _sync_set(self, compiled, self.standby, self._undo, progress, writes)
 
-    def commit(self, policy: int, flags: int, revision: int) -> SyncReport | None:
+    def commit(self, policy: int, flags: int, revision: int, defer: bool = False) -> SyncReport | None:
         """Make ``revision`` the kernel's: flip xc_cfg to the standby set
         (with policy, flags and generation, one update), then write the same
         change into the other set and mark both in sync. A failed catch-up
         does not undo the change: the set stays marked stale (health reports
         it, the next change or a restore rewrites it). Returns what the
-        catch-up wrote (None when nothing was written)."""
+        catch-up wrote (None when nothing was written). ``defer``: a change
+        that wrote one whole image leaves its catch-up in ``deferred`` (for
+        catch_up(), later, under the writer lock) and returns None once
+        the flip is done."""
         old = self.cfg
         if not self._wrote:  # nothing written: the active set's bands are as found
             synced = revision if old.synced == old.generation else STALE
@@ -152,6 +166,9 @@ class KernelTables(SharedMaps):
         self._write_cfg(abi.Config(policy, flags, revision, self.standby, STALE))
         self._undo = []
         wrote, self._wrote = self._wrote, []
+        if defer and len(wrote) == 1 and not isinstance(wrote[0], dlc.Plan):
+            self.deferred = CatchUp(revision, old.active, wrote[0][0])
+            return None
         report = SyncReport(revision)
         try:
             if _reuses_elements(self, old.active, wrote):
@@ -172,6 +189,29 @@ class KernelTables(SharedMaps):
         self._empty = empty
         self._write_cfg(self.cfg._replace(synced=revision))
         return report
+
+    def catch_up(self, job: CatchUp) -> bool:
+        """Bring the set a deferred commit left stale to the image of its
+        revision, compared entry by entry (whatever a writer that died in
+        the meantime left in it), and mark both sets in sync. Only while
+        xc_cfg is as that commit left it: any later change has rewritten or
+        will rewrite the set itself (False). A failure leaves the set
+        stale, as a failed catch-up in commit does."""
+        cfg = self.cfg
+        if (cfg.generation, cfg.active, cfg.synced) != (job.revision, 1 - job.rule_set, STALE):
+            return False
+        try:
+            if any(self.table(n, job.rule_set).preallocated for n in abi.RULE_MAPS):
+                maps.wait_for_programs()  # no packet still reads the set the catch-up rewrites
+            _sync_set(self, job.compiled, job.rule_set, None, None)
+            presence.settle(self, job.rule_set, 0, job.revision, 0)
+        except Exception as exc:
+            self.catch_up_error = (f"set {SET_NAMES[job.rule_set]} of the rule tables was not brought to "
+                                   f"revision {job.revision}: {exc}")
+            log.warning("%s", self.catch_up_error)
+            return False
+        self._write_cfg(cfg._replace(synced=job.revision))
+        return True
 
     def _roll_back(self, cause: BaseException) -> None:
         """Undo what this change wrote to the standby set; then it mirrors

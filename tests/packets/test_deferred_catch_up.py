@@ -1,0 +1,111 @@
+"""The service answers a whole-image change once it is live and writes the
+other rule set afterwards (Context.defer_catch_up, DropList.catch_up): in
+between, xc_cfg names the new revision's set and marks the other one
+stale, and the data path enforces the new revision. The catch-up compares
+the stale set with the image entry by entry, so whatever a writer that died
+in between left in it goes; a change by another writer in between makes it
+moot (that writer rewrote the set). Every way, both sets end up holding the
+compile of the stored state, and health says so."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.support import emulation as emu
+from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set
+from xdpctl import abi
+from xdpctl.core import prefixes as px
+from xdpctl.core.context import Context
+from xdpctl.core.rules import ruleset, service
+from xdpctl.core.rules.service import DropList
+from xdpctl.core.rules.tables import STALE, kernel_health, read_pinned_config
+from xdpctl.core.rules.validate import spec
+from xdpctl.kernel import maps
+
+DROP, MISS = abi.DlReason.DROP_SRC, abi.DlReason.PASS_NOMATCH
+FEED = ["10.3.0.1", "10.3.0.2", "10.3.1.0/24", "2001:db8:3::1"]
+
+
+@pytest.fixture
+def ctx(make_ctx, monkeypatch):
+    """The service's kind of context; every change here is a whole image."""
+    monkeypatch.setattr(service, "BULK_THRESHOLD", 0)
+    c = make_ctx(xc_rule_stats=65536)
+    c.defer_catch_up = True
+    return c
+
+
+def _compiled(ctx) -> dict:
+    return emu.tables_to_state(ruleset.compile_stored(DropList(ctx).state))
+
+
+def _both_hold_the_compile(ctx) -> None:
+    cfg = read_pinned_config(ctx)
+    assert cfg.synced == cfg.generation == DropList(ctx).revision()
+    want = _compiled(ctx)
+    assert kernel_rule_set(ctx, 0) == want and kernel_rule_set(ctx, 1) == want
+    assert kernel_health(ctx, cfg.generation).in_sync
+
+
+def _verdict(ctx, addr: str) -> tuple[int, abi.DlReason]:
+    with DropListProbe(ctx.settings) as probe:
+        retval, reason, _rid = probe.source_match(addr)
+    return retval, reason
+
+
+def _stale_after_import(ctx) -> tuple[DropList, abi.Config, abi.Config]:
+    """A list imported with its catch-up deferred: (drop list, xc_cfg
+    before, after)."""
+    d = DropList(ctx)
+    d.add([spec("192.0.2.1")])
+    assert d.catch_up() is True
+    before = read_pinned_config(ctx)
+    rev = d.import_list("feed", [px.parse_prefix(p) for p in FEED]).revision
+    after = read_pinned_config(ctx)
+    assert ctx.pending_catch_up is not None
+    assert (after.generation, after.active, after.synced) == (rev, 1 - before.active, STALE)
+    return d, before, after
+
+
+def test_a_deferred_change_is_enforced_before_its_catch_up(ctx) -> None:
+    d, before, after = _stale_after_import(ctx)
+    want = _compiled(ctx)
+    assert kernel_rule_set(ctx, after.active) == want  # the new revision, whole
+    assert kernel_rule_set(ctx, before.active) != want  # the other set: still the old one
+    assert _verdict(ctx, "10.3.1.77") == (XDP_DROP, DROP) and _verdict(ctx, "2001:db8:3::1") == (XDP_DROP, DROP)
+    assert _verdict(ctx, "10.3.2.1") == (XDP_PASS, MISS)
+    h = kernel_health(ctx, after.generation)
+    assert h.in_sync is False and "standby rule set" in h.detail
+
+    assert d.catch_up() is True and ctx.pending_catch_up is None
+    _both_hold_the_compile(ctx)
+    assert d.catch_up() is False  # nothing left
+
+
+def test_a_catch_up_rewrites_what_a_dead_writer_left_in_the_stale_set(ctx) -> None:
+    d, before, _after = _stale_after_import(ctx)
+    stale = before.active
+    path = os.path.join(ctx.settings.shared_map_dir, abi.set_map("xc_v4_l32", stale))
+    with maps.Map.from_pin(path) as m:  # as a writer killed mid-write leaves it: a key no image has
+        junk = abi.U32.pack(0) + bytes([203, 0, 113, 9])
+        m.update(junk, next(iter(m.items()))[1])
+    assert d.catch_up() is True
+    _both_hold_the_compile(ctx)
+    with maps.Map.from_pin(path) as m:
+        assert m.lookup(junk) is None
+
+
+def test_a_change_by_another_writer_makes_a_deferred_catch_up_moot(ctx) -> None:
+    d, _before, after = _stale_after_import(ctx)
+    other = Context(ctx.settings)  # another process's writer (the CLI): no deferral, finds the set stale
+    try:
+        DropList(other).add([spec("198.51.100.7")])
+    finally:
+        other.close()
+    cfg = read_pinned_config(ctx)
+    assert cfg.generation == after.generation + 1 and cfg.synced == cfg.generation
+    assert d.catch_up() is False and ctx.pending_catch_up is None
+    _both_hold_the_compile(ctx)
+    assert _verdict(ctx, "198.51.100.7") == (XDP_DROP, DROP) and _verdict(ctx, "10.3.0.2") == (XDP_DROP, DROP)

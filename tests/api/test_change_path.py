@@ -22,7 +22,7 @@ from xdpctl.core.context import Context, WouldBlock
 from xdpctl.core.rules import validate
 from xdpctl.core.rules import ruleset
 from xdpctl.core.rules.service import BULK_THRESHOLD, DropList
-from xdpctl.core.rules.tables import STALE, read_pinned_config
+from xdpctl.core.rules.tables import DEFERRED, read_pinned_config
 from xdpctl.kernel import bpffs
 
 
@@ -120,7 +120,7 @@ def test_a_whole_image_change_is_answered_live_and_the_next_change_waits_for_its
             rev = r.json()["revision"]
             with Context(server.settings) as ctx:
                 cfg = read_pinned_config(ctx)
-            assert cfg.generation == rev and cfg.synced == STALE and svc.ctx.pending_catch_up is not None
+            assert cfg.generation == rev and cfg.synced == DEFERRED and svc.ctx.pending_catch_up is not None
             rv = kernel_match(server.settings, hosts[-1])
             assert rv is not None and rv.action == abi.Action.DENY and rv.plen == 32
             if step == "health":

@@ -22,7 +22,7 @@ from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_s
 from xdpctl import abi
 from xdpctl.core.context import Context
 from xdpctl.core.rules import ruleset
-from xdpctl.core.rules.tables import STALE, kernel_health, read_pinned_config
+from xdpctl.core.rules.tables import DEFERRED, kernel_health, read_pinned_config
 from xdpctl.kernel import bpffs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,11 +74,11 @@ def test_kill_during_the_catch_up_after_an_answered_change(tmp_path) -> None:
         rev = r.json()["revision"]
         with Context(settings) as ctx:
             cfg = read_pinned_config(ctx)
-            assert (cfg.generation, cfg.synced) == (rev, STALE), "the catch-up was not under way"
+            assert (cfg.generation, cfg.synced) == (rev, DEFERRED), "the catch-up was not under way"
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
             cfg = read_pinned_config(ctx)
-            assert (cfg.generation, cfg.synced) == (rev, STALE)  # killed before the catch-up finished
+            assert (cfg.generation, cfg.synced) == (rev, DEFERRED)  # killed before the catch-up finished
             assert ctx.state.revision == rev
             want = emu.tables_to_state(ruleset.compile_stored(ctx.state))
             assert kernel_rule_set(ctx, cfg.active) == want
@@ -87,7 +87,7 @@ def test_kill_during_the_catch_up_after_an_answered_change(tmp_path) -> None:
                 assert probe.source_match(_host(HOSTS - 1))[:2] == (XDP_DROP, abi.DlReason.DROP_SRC)
                 assert probe.source_match(_host(HOSTS))[:2] == (XDP_PASS, abi.DlReason.PASS_NOMATCH)
             h = kernel_health(ctx, rev)
-            assert h.in_sync is False and not h.ok and "standby rule set" in h.detail
+            assert h.in_sync is False and not h.ok and "restore" in h.detail
 
         proc = _serve(settings, port)  # its start restores
         r = _wait_up(proc, url)

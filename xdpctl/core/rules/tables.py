@@ -33,6 +33,7 @@ from . import builder, presence
 SET_MAPS = tuple(abi.set_map(m, s) for s in (0, 1) for m in abi.SET_TABLES)
 SHARED_DL_MAPS = SET_MAPS + ("xc_cfg", "xc_rule_stats")
 STALE = (1 << 64) - 1  # xc_config.synced: the standby set holds no known generation
+DEFERRED = STALE - 1   # stale too, untouched since the flip: its catch-up is the flipping writer's (CatchUp)
 SET_NAMES = ("A", "B")
 ZERO_IN_KERNEL = 4096  # ids of a range from which zero_stats loads the builder rather than writing zeros
 
@@ -58,11 +59,13 @@ class SyncReport:
 class CatchUp(NamedTuple):
     """The twin of a whole-image write, left stale by a commit told to
     defer it: set ``rule_set`` is to hold ``compiled``, the image of
-    ``revision`` that the active set holds."""
+    ``revision`` that the active set holds; ``writes``: what the standby
+    set took, to replay (None: compare entry by entry)."""
 
     revision: int
     rule_set: int
     compiled: dlc.Compiled
+    writes: list | None
 
 
 class KernelTables(SharedMaps):
@@ -163,11 +166,13 @@ class KernelTables(SharedMaps):
         mirrored = self.found.synced == self.found.generation
         empty = presence.empty_bands(self, self.standby, self._empty if mirrored else None, _touched(self._wrote))
         flags |= presence.settle(self, self.standby, self.found.synced, revision, empty)
-        self._write_cfg(abi.Config(policy, flags, revision, self.standby, STALE))
+        defer = defer and len(self._wrote) == 1 and not isinstance(self._wrote[0], dlc.Plan)
+        self._write_cfg(abi.Config(policy, flags, revision, self.standby, DEFERRED if defer else STALE))
         self._undo = []
         wrote, self._wrote = self._wrote, []
-        if defer and len(wrote) == 1 and not isinstance(wrote[0], dlc.Plan):
-            self.deferred = CatchUp(revision, old.active, wrote[0][0])
+        if defer:
+            compiled, writes = wrote[0]
+            self.deferred = CatchUp(revision, old.active, compiled, writes if mirrored else None)
             return None
         report = SyncReport(revision)
         try:
@@ -181,9 +186,7 @@ class KernelTables(SharedMaps):
                     rep = _sync_set(self, compiled, old.active, None, None, None, writes if mirrored else None)
                     report.written, report.deleted = report.written + rep.written, report.deleted + rep.deleted
         except Exception as exc:
-            self.catch_up_error = (f"set {SET_NAMES[old.active]} of the rule tables was not brought to "
-                                   f"revision {revision}: {exc}")
-            log.warning("%s", self.catch_up_error)
+            self._catch_up_failed(old.active, revision, exc)
             return report
         presence.settle(self, old.active, old.generation, revision, empty)  # now the standby's twin
         self._empty = empty
@@ -192,26 +195,32 @@ class KernelTables(SharedMaps):
 
     def catch_up(self, job: CatchUp) -> bool:
         """Bring the set a deferred commit left stale to the image of its
-        revision, compared entry by entry (whatever a writer that died in
-        the meantime left in it), and mark both sets in sync. Only while
-        xc_cfg is as that commit left it: any later change has rewritten or
-        will rewrite the set itself (False). A failure leaves the set
-        stale, as a failed catch-up in commit does."""
+        revision and mark both sets in sync: by replaying the standby set's
+        writes when nothing touched the set since the flip (xc_cfg.synced
+        still DEFERRED), else by comparing it with the image entry by entry
+        (a writer that died in between marked it STALE and may have left
+        anything in it). Only while xc_cfg is at that revision with that
+        set standing by: any later change rewrote the set itself (False).
+        A failure leaves the set stale, as a failed catch-up in commit does."""
         cfg = self.cfg
-        if (cfg.generation, cfg.active, cfg.synced) != (job.revision, 1 - job.rule_set, STALE):
+        if (cfg.generation, cfg.active) != (job.revision, 1 - job.rule_set) or cfg.synced not in (DEFERRED, STALE):
             return False
+        replay = job.writes if cfg.synced == DEFERRED else None
         try:
-            if any(self.table(n, job.rule_set).preallocated for n in abi.RULE_MAPS):
+            if _reuses_elements(self, job.rule_set, [(job.compiled, replay)]):
                 maps.wait_for_programs()  # no packet still reads the set the catch-up rewrites
-            _sync_set(self, job.compiled, job.rule_set, None, None)
+            _sync_set(self, job.compiled, job.rule_set, None, None, None, replay)
             presence.settle(self, job.rule_set, 0, job.revision, 0)
         except Exception as exc:
-            self.catch_up_error = (f"set {SET_NAMES[job.rule_set]} of the rule tables was not brought to "
-                                   f"revision {job.revision}: {exc}")
-            log.warning("%s", self.catch_up_error)
+            self._catch_up_failed(job.rule_set, job.revision, exc)
             return False
         self._write_cfg(cfg._replace(synced=job.revision))
         return True
+
+    def _catch_up_failed(self, rule_set: int, revision: int, exc: BaseException) -> None:
+        self.catch_up_error = (f"set {SET_NAMES[rule_set]} of the rule tables was not brought to "
+                               f"revision {revision}: {exc}")
+        log.warning("%s", self.catch_up_error)
 
     def _roll_back(self, cause: BaseException) -> None:
         """Undo what this change wrote to the standby set; then it mirrors
@@ -576,6 +585,10 @@ def kernel_health(ctx: Context, db_revision: int | None = None) -> KernelHealth:
         if cfg.generation != db_revision:
             h.detail = (f"the kernel is at revision {cfg.generation}, the database at {db_revision}: "
                         "{action:restore} repairs it")
+        elif cfg.synced == DEFERRED:
+            h.detail = (f"the standby rule set (set {SET_NAMES[1 - cfg.active]}) is not at revision "
+                        f"{cfg.generation} yet: the service that wrote it is catching it up (if it has "
+                        "stopped, {action:restore} repairs it)")
         else:
             h.detail = (f"the standby rule set (set {SET_NAMES[1 - cfg.active]}) is not at revision "
                         f"{cfg.generation}: a write did not finish; {{action:restore}} repairs it")

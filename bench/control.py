@@ -235,7 +235,10 @@ def table(res: dict) -> str:
         return f"{row['median']:.2f} s (min {row['min']:.2f}, spread {row['spread']:.0%}), {row['rss_mb']:.0f} MB"
 
     def singles(row: dict) -> str:
-        return f"{row['p50_ms']:.2f} / {row['p99_ms']:.2f} ms" if row else "-"
+        if not row:
+            return "-"
+        worst = f" (slowest of {row['n']}: {row['max_ms']:.2f} ms)" if "max_ms" in row and "n" in row else ""
+        return f"{row['p50_ms']:.2f} / {row['p99_ms']:.2f} ms{worst}"
 
     n = res["count"]
     rows = [
@@ -246,7 +249,8 @@ def table(res: dict) -> str:
         (f"`xdpctl unblock --list` of it, {s['big']:,} list members loaded", cli(s["small_remove_big"])),
         ("`xdpctl unblock --list` of it, nothing loaded", cli(s["small_remove_empty"])),
         ("`xdpctl version` (start-up alone)", cli(s["startup"])),
-        (f"POST /v1/block one /32, {n:,} list loaded, p50 / p99", singles(r.get("block_with_list"))),
+        (f"POST /v1/block one /32, {n:,} list loaded (the first right after the list's PUT), p50 / p99",
+         singles(r.get("block_with_list"))),
         ("POST /v1/block one /32, no list, p50 / p99", singles(r.get("block_no_list"))),
         (f"POST /v1/block one /32, {r.get('others', 0):,} other rules present, p50 / p99",
          singles(r.get("block_beside_rules"))),

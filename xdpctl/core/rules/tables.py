@@ -57,15 +57,15 @@ class SyncReport:
 
 
 class CatchUp(NamedTuple):
-    """The twin of a whole-image write, left stale by a commit told to
-    defer it: set ``rule_set`` is to hold ``compiled``, the image of
-    ``revision`` that the active set holds; ``writes``: what the standby
-    set took, to replay (None: compare entry by entry)."""
+    """What the set that stood by before a flip takes to hold ``revision``
+    too: ``wrote``, the change's plans and whole images, each image as
+    (compiled, the standby set's writes to replay, or None: compare entry
+    by entry); ``held``, the revision it held before."""
 
     revision: int
     rule_set: int
-    compiled: dlc.Compiled
-    writes: list | None
+    held: int
+    wrote: list
 
 
 class KernelTables(SharedMaps):
@@ -170,57 +170,56 @@ class KernelTables(SharedMaps):
         self._write_cfg(abi.Config(policy, flags, revision, self.standby, DEFERRED if defer else STALE))
         self._undo = []
         wrote, self._wrote = self._wrote, []
+        # the standby set's writes replay on its twin when it mirrored it
+        job = CatchUp(revision, old.active, old.generation,
+                      [w if isinstance(w, dlc.Plan) else (w[0], w[1] if mirrored else None) for w in wrote])
         if defer:
-            compiled, writes = wrote[0]
-            self.deferred = CatchUp(revision, old.active, compiled, writes if mirrored else None)
+            self.deferred = job
             return None
-        report = SyncReport(revision)
-        try:
-            if _reuses_elements(self, old.active, wrote):
-                maps.wait_for_programs()  # no packet still reads the set the catch-up rewrites
-            for w in wrote:
-                if isinstance(w, dlc.Plan):
-                    _apply_plan(self, w, old.active, None)
-                else:
-                    compiled, writes = w  # the standby set's writes replay on its twin when it mirrored it
-                    rep = _sync_set(self, compiled, old.active, None, None, None, writes if mirrored else None)
-                    report.written, report.deleted = report.written + rep.written, report.deleted + rep.deleted
-        except Exception as exc:
-            self._catch_up_failed(old.active, revision, exc)
-            return report
-        presence.settle(self, old.active, old.generation, revision, empty)  # now the standby's twin
-        self._empty = empty
-        self._write_cfg(self.cfg._replace(synced=revision))
+        report, done = self._catch_up(job)
+        if done:
+            self._empty = empty
         return report
 
     def catch_up(self, job: CatchUp) -> bool:
-        """Bring the set a deferred commit left stale to the image of its
-        revision and mark both sets in sync: by replaying the standby set's
+        """Run a catch-up a commit deferred: replaying the standby set's
         writes when nothing touched the set since the flip (xc_cfg.synced
-        still DEFERRED), else by comparing it with the image entry by entry
+        still DEFERRED), else comparing it with the image entry by entry
         (a writer that died in between marked it STALE and may have left
         anything in it). Only while xc_cfg is at that revision with that
-        set standing by: any later change rewrote the set itself (False).
-        A failure leaves the set stale, as a failed catch-up in commit does."""
+        set standing by: any later change rewrote the set itself (False)."""
         cfg = self.cfg
         if (cfg.generation, cfg.active) != (job.revision, 1 - job.rule_set) or cfg.synced not in (DEFERRED, STALE):
             return False
-        replay = job.writes if cfg.synced == DEFERRED else None
-        try:
-            if _reuses_elements(self, job.rule_set, [(job.compiled, replay)]):
-                maps.wait_for_programs()  # no packet still reads the set the catch-up rewrites
-            _sync_set(self, job.compiled, job.rule_set, None, None, None, replay)
-            presence.settle(self, job.rule_set, 0, job.revision, 0)
-        except Exception as exc:
-            self._catch_up_failed(job.rule_set, job.revision, exc)
-            return False
-        self._write_cfg(cfg._replace(synced=job.revision))
-        return True
+        if cfg.synced == STALE:
+            job = job._replace(wrote=[(compiled, None) for compiled, _writes in job.wrote])
+        return self._catch_up(job)[1]
 
-    def _catch_up_failed(self, rule_set: int, revision: int, exc: BaseException) -> None:
-        self.catch_up_error = (f"set {SET_NAMES[rule_set]} of the rule tables was not brought to "
-                               f"revision {revision}: {exc}")
-        log.warning("%s", self.catch_up_error)
+    def _catch_up(self, job: CatchUp) -> tuple[SyncReport, bool]:
+        """Write a flipped change into the other set and mark both in sync.
+        A failure does not undo the change: the set is left marked STALE
+        (health reports it, the next change or a restore rewrites it).
+        Returns what was written, and whether it all was."""
+        report = SyncReport(job.revision)
+        try:
+            if _reuses_elements(self, job.rule_set, job.wrote):
+                maps.wait_for_programs()  # no packet still reads the set the catch-up rewrites
+            for w in job.wrote:
+                if isinstance(w, dlc.Plan):
+                    _apply_plan(self, w, job.rule_set, None)
+                else:
+                    rep = _sync_set(self, w[0], job.rule_set, None, None, None, w[1])
+                    report.written, report.deleted = report.written + rep.written, report.deleted + rep.deleted
+            presence.settle(self, job.rule_set, job.held, job.revision, 0)  # flags unused: the set is not made active
+        except Exception as exc:
+            self.catch_up_error = (f"set {SET_NAMES[job.rule_set]} of the rule tables was not brought to "
+                                   f"revision {job.revision}: {exc}")
+            log.warning("%s", self.catch_up_error)
+            if self.cfg.synced != STALE:
+                self._write_cfg(self.cfg._replace(synced=STALE))
+            return report, False
+        self._write_cfg(self.cfg._replace(synced=job.revision))
+        return report, True
 
     def _roll_back(self, cause: BaseException) -> None:
         """Undo what this change wrote to the standby set; then it mirrors

@@ -119,3 +119,22 @@ def test_a_change_by_another_writer_makes_a_deferred_catch_up_moot(ctx) -> None:
     assert d.catch_up() is False and ctx.pending_catch_up is None
     _both_hold_the_compile(ctx)
     assert _verdict(ctx, "198.51.100.7") == (XDP_DROP, DROP) and _verdict(ctx, "10.3.0.2") == (XDP_DROP, DROP)
+
+
+def test_a_failed_deferred_catch_up_leaves_the_set_stale_for_the_next_change(ctx, monkeypatch) -> None:
+    d, _before, after = _stale_after_import(ctx)
+
+    def no_room(*_a, **_k):
+        raise OSError(12, "Cannot allocate memory")
+
+    with monkeypatch.context() as m:
+        m.setattr(tables, "_sync_set", no_room)
+        assert d.catch_up() is False
+    cfg = read_pinned_config(ctx)
+    assert (cfg.generation, cfg.synced) == (after.generation, STALE)
+    h = kernel_health(ctx, after.generation)
+    assert h.in_sync is False and "a write did not finish" in h.detail
+    assert _verdict(ctx, "10.3.0.2") == (XDP_DROP, DROP)  # the active set is untouched
+    d.add([spec("198.51.100.8")])  # finds the set stale: a whole image, compared with what it holds
+    assert d.catch_up() is True
+    _both_hold_the_compile(ctx)

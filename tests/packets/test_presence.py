@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from tests.support.progs import DropListProbe
 from xdpctl import abi
 from xdpctl.core.rules import presence
@@ -62,10 +60,7 @@ def verdicts(ctx, addrs: list[str]) -> list[tuple[int, abi.DlReason, int | None]
         probe.loaded.close()
 
 
-@pytest.mark.parametrize("walk", [False, True], ids=["bits-from-python", "bits-from-image-columns"])
-def test_flags_and_bitmap_describe_the_active_set(ctx, monkeypatch, walk: bool) -> None:
-    if walk:  # as a set of more than SMALL keys is rebuilt: from the image's key columns
-        monkeypatch.setattr(presence, "SMALL", 0)
+def test_flags_and_bitmap_describe_the_active_set(ctx) -> None:
     d = DropList(ctx)
     d.add([spec("10.1.2.3"), spec("2001:db8:1::/48")])
     cfg = read_pinned_config(ctx)
@@ -120,13 +115,10 @@ def test_empty_band_flags_follow_deltas_without_asking_untouched_bands(ctx) -> N
                 assert presence.empty_bands(kt, s) == cfg.flags & bands, (op, prefix, s)
 
 
-@pytest.mark.parametrize("walk", [False, True], ids=["bits-from-python", "bits-from-image-columns"])
-def test_trie_entries_set_the_bits_they_cover(ctx, monkeypatch, walk: bool) -> None:
+def test_trie_entries_set_the_bits_they_cover(ctx) -> None:
     """An IPv6 address whose bit is clear is not looked up at all, trie
     included: every trie entry (a length no band has) sets the bits of the
     /27s it covers, from a full write and from a delta alike."""
-    if walk:
-        monkeypatch.setattr(presence, "SMALL", 0)
     d = DropList(ctx)
     d.add([spec("2001:db8:1::1"), spec("2001:db8:a0::/44"), spec("2400::/12")])  # /44 and /12: trie entries
     cfg = read_pinned_config(ctx)

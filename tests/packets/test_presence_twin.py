@@ -115,14 +115,12 @@ NEW = ["10.2.0.1", "10.2.1.1", "2001:db8:2::1"]
 
 
 @pytest.fixture
-def columns(monkeypatch):
-    """Full writes (no delta) whose bitmap comes from the image's key
-    columns, as for a set above presence.SMALL keys."""
+def full_writes(monkeypatch):
+    """Every change a whole image (no delta): its bitmap is rebuilt."""
     monkeypatch.setattr(service, "BULK_THRESHOLD", 0)
-    monkeypatch.setattr(presence, "SMALL", 0)
 
 
-def test_a_replace_clears_the_bits_of_the_keys_it_deleted(ctx, columns) -> None:
+def test_a_replace_clears_the_bits_of_the_keys_it_deleted(ctx, full_writes) -> None:
     d = DropList(ctx)
     _import(d, OLD)
     _import(d, NEW)
@@ -135,7 +133,7 @@ def test_a_replace_clears_the_bits_of_the_keys_it_deleted(ctx, columns) -> None:
         (1, DROP, ids["10.2.1.1/32"]), (1, DROP, ids["2001:db8:2::1/128"]), (2, MISS, None), (2, MISS, None)]
 
 
-def test_a_full_write_failing_after_its_rebuild_gives_the_old_keys_their_bits_back(ctx, columns, monkeypatch) -> None:
+def test_a_full_write_failing_after_its_rebuild_gives_the_old_keys_their_bits_back(ctx, full_writes, monkeypatch) -> None:
     from xdpctl.core.rules.store import State
 
     d = DropList(ctx)

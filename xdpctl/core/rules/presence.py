@@ -25,7 +25,6 @@ V4_BANDS = ("xc_v4_l32", "xc_v4_l24")
 V6_BANDS = ("xc_v6_l128", "xc_v6_l64", "xc_v6_l48", "xc_v6_l32")
 BANDS = V4_BANDS + V6_BANDS  # in the order of the builder's band bits (bits.h)
 REBUILT = (1 << 64) - 2  # mark: rebuilt from the set's keys, whatever revision it holds
-SMALL = 4096  # hash-band keys up to which a rebuild sets the bits from Python
 TRIE = "xc_v6_trie"  # its entries set the bits they cover too (always from Python)
 V6_BIT_PLEN = 3 + 24  # an IPv6 bit stands for a /27
 _CHUNK = 1 << 18  # keys per step of image_words
@@ -93,17 +92,12 @@ def set_key_bits(kt, rule_set: int, keys, trie_keys=()) -> None:
 def rebuild(kt, rule_set: int, compiled) -> None:
     """Make the set's bitmap exactly the bits of the ``compiled`` image it
     now holds (hash-band keys and trie entries), then mark it REBUILT: the
-    kernel clears it, then the words that have a bit are written. Up to
-    SMALL keys the bits are set a key at a time; above, the words come
-    from the image's key columns at once (image_words). A change that fails
-    after this puts the set's old keys back, and with them their bits
-    (repair)."""
+    kernel clears it, then the words that have a bit, computed from the
+    image's key columns (image_words), are written in one batch. A change
+    that fails after this puts the set's old keys back, and with them their
+    bits (repair)."""
     builder.run(kt, f"presence bitmap of set {'AB'[rule_set]}", [(builder.BUILD, rule_set, True, 0, 0, 0)])
-    if sum(compiled[b].count for b in BANDS) <= SMALL:
-        bands = ((band, k) for band in BANDS for k in _keys(compiled[band], kt.table(band, rule_set)))
-        set_key_bits(kt, rule_set, bands, _keys(compiled[TRIE], kt.table(TRIE, rule_set)))
-    else:
-        _write_words(kt.table(abi.BITS_MAP, rule_set), image_words(compiled, kt, rule_set))
+    _write_words(kt.table(abi.BITS_MAP, rule_set), image_words(compiled, kt, rule_set))
     _mark(kt, rule_set, REBUILT)
 
 

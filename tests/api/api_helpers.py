@@ -18,6 +18,8 @@ import uvicorn
 from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe
 from xdpctl import abi
 from xdpctl.config import Settings
+from xdpctl.core.context import Context
+from xdpctl.core.rules.tables import read_pinned_config
 from xdpctl.kernel import maps
 
 TOKEN = "test-token-" + os.urandom(8).hex()
@@ -104,8 +106,8 @@ def _entry_of(settings: Settings, addr: str, rid: int) -> abi.RuleVal:
     """The value (or fallback half) holding rule ``rid`` among the map
     entries a source lookup of ``addr`` can reach in the active rule set
     (the other one may be stale: a catch-up the service has deferred)."""
-    with maps.Map.from_pin(os.path.join(settings.shared_map_dir, "xc_cfg")) as m:
-        active = abi.unpack_config(m.lookup(abi.U32.pack(0))).active
+    with Context(settings) as ctx:
+        active = read_pinned_config(ctx).active
     ip = ipaddress.ip_address(addr)
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped

@@ -13,6 +13,8 @@ from api_helpers import SMALL, Running, kernel_match
 
 from xdpctl.api.deps import TOKEN_ENV, load_token, token_path
 from xdpctl import abi
+from xdpctl.core.context import Context
+from xdpctl.core.rules.tables import read_pinned_config
 from xdpctl.kernel import maps
 from tests.support.progs import temp_settings
 
@@ -328,8 +330,8 @@ def test_restore_repairs_the_kernel(client: httpx.Client, server: Running) -> No
     assert r.status_code == 201, r.text
     rid = r.json()["added"][0]["id"]
     key = abi.pack_key4(0, int.from_bytes(bytes([100, 80, 0, 0]), "big"))
-    with maps.Map.from_pin(os.path.join(server.settings.shared_map_dir, "xc_cfg")) as m:
-        active = abi.unpack_config(m.lookup(abi.U32.pack(0))).active
+    with Context(server.settings) as ctx:
+        active = read_pinned_config(ctx).active
     with maps.Map.from_pin(os.path.join(server.settings.shared_map_dir, abi.set_map("xc_v4_l24", active))) as m:
         assert m.delete(key)  # drift: the active set lost the entry
     assert kernel_match(server.settings, "100.80.0.9") is None

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 from api_helpers import Running, kernel_match
@@ -21,10 +17,8 @@ from xdpctl.core.context import Context
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.validate import spec
 from xdpctl.kernel import bpffs
+from tests.support import serve
 from tests.support.progs import temp_settings
-
-REPO = Path(__file__).resolve().parents[2]
-
 
 def test_health_degraded_until_restore(start_server) -> None:
     srv = start_server(expire_interval=0)
@@ -88,33 +82,15 @@ def test_a_cli_writer_beside_the_service(client: httpx.Client, server: Running) 
     assert client.delete("/v1/lists/side").status_code == 200
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_entry_point(tmp_path) -> None:
     """`python -m xdpctl.api.app` (serve()) with default map sizes: starts on
     loopback, takes the token from the environment, stops on SIGTERM."""
     settings = temp_settings(str(tmp_path / "state"), f"api-{os.getpid()}-serve")
-    port = _free_port()
-    env = {**os.environ, "XDPCTL_API_TOKEN": "serve-token"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xdpctl.api.app", "--port", str(port), "--pin-dir", settings.pin_dir,
-         "--state-dir", settings.state_dir, "--expire-interval", "0"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    port = serve.free_port()
+    proc = serve.start(settings, port, "serve-token", output=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                r = httpx.get(url + "/healthz", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the service did not start"
-                time.sleep(0.1)
+        r = serve.wait_up(proc, url)
         assert r.status_code == 200 and r.json()["status"] == "ok", r.text
         assert httpx.post(url + "/v1/expire").status_code == 401
         r = httpx.post(url + "/v1/expire", headers={"Authorization": "Bearer serve-token"})

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 
 from tests.support import emulation as emu
+from tests.support import serve
 from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set, temp_settings
 from xdpctl import abi
 from xdpctl.core.context import Context
@@ -25,34 +21,8 @@ from xdpctl.core.rules import ruleset
 from xdpctl.core.rules.tables import DEFERRED, kernel_health, read_pinned_config
 from xdpctl.kernel import bpffs
 
-REPO = Path(__file__).resolve().parents[2]
 TOKEN = "kill-service-token"
 HOSTS = 500_000  # a catch-up of this many entries takes far longer than reading xc_cfg and a kill
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(settings, port: int) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "xdpctl.api.app", "--port", str(port), "--pin-dir", settings.pin_dir,
-         "--state-dir", settings.state_dir, "--expire-interval", "0"],
-        cwd=REPO, env={**os.environ, "XDPCTL_API_TOKEN": TOKEN}, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-
-
-def _wait_up(proc: subprocess.Popen, url: str) -> httpx.Response:
-    deadline = time.monotonic() + 60  # bounds the wait for the start (a restore), asserts nothing
-    while True:
-        assert proc.poll() is None, "the service exited"
-        try:
-            return httpx.get(url + "/healthz", timeout=5)
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.1)
 
 
 def _host(i: int) -> str:
@@ -61,12 +31,12 @@ def _host(i: int) -> str:
 
 def test_kill_during_the_catch_up_after_an_answered_change(tmp_path) -> None:
     settings = temp_settings(str(tmp_path / "state"), f"killsvc-{os.getpid()}")
-    port = _free_port()
+    port = serve.free_port()
     url = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    proc = _serve(settings, port)
+    proc = serve.start(settings, port, TOKEN)
     try:
-        assert _wait_up(proc, url).status_code == 200
+        assert serve.wait_up(proc, url).status_code == 200
         body = "\n".join(_host(i) for i in range(HOSTS))
         r = httpx.put(url + "/v1/lists/feed", content=body, headers={**auth, "Content-Type": "text/plain"},
                       timeout=300)
@@ -89,8 +59,8 @@ def test_kill_during_the_catch_up_after_an_answered_change(tmp_path) -> None:
             h = kernel_health(ctx, rev)
             assert h.in_sync is False and not h.ok and "restore" in h.detail
 
-        proc = _serve(settings, port)  # its start restores
-        r = _wait_up(proc, url)
+        proc = serve.start(settings, port, TOKEN)  # its start restores
+        r = serve.wait_up(proc, url)
         assert r.status_code == 200 and r.json()["kernel"]["in_sync"] is True, r.text
         with Context(settings) as ctx:
             cfg = read_pinned_config(ctx)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "netns"))
 
 from helpers_droplist import DlEnv, cli_env, wait_until  # noqa: E402
+from tests.support.serve import free_port  # noqa: E402
 from xdpctl.core.context import Context  # noqa: E402
 from xdpctl.core.fleet.agent import META_REVISION  # noqa: E402
 from xdpctl.core.fleet.kv import Etcd, EtcdOptions  # noqa: E402
@@ -44,12 +44,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(item.path).resolve().parents:
             item.add_marker(pytest.mark.root)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def etcd_binary() -> str:

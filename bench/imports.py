@@ -188,8 +188,7 @@ def run(cfg) -> dict:
     from . import control
 
     out["control"] = control.run(cfg)
-    out["control_md"] = control.table(out["control"])
-    log("import: control-plane rows\n" + out["control_md"])
+    log("import: control-plane rows\n" + control.table(out["control"]))
     return out
 
 

@@ -421,14 +421,13 @@ def _peer_sections(s: dict, tr: dict | None, cfg: dict) -> list[str]:
                 imports(im, cfg), "",
                 "### Where import time goes (self time per step, fresh process, GC on)", "",
                 import_breakdown(im, cfg), ""]
-        if im.get("control_md"):
+        if im.get("control"):
             from . import control
 
-            md = control.table(im["control"]) if im.get("control") else im["control_md"]  # as this code writes it
             out += ["## 5b. Control plane: single changes beside big lists, CLI with CLI, REST", "",
                     "Every CLI row runs `xdpctl` as a child with fresh pin and state directories (wall time, the "
                     "child's peak RSS); REST rows use a real `xdpctl serve` (bench/control.py, "
-                    "bench/control_rest.py).", "", md, ""]
+                    "bench/control_rest.py).", "", control.table(im["control"]), ""]
     return out
 
 

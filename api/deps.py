@@ -164,7 +164,6 @@ class Service:
         self.ctx = ServiceContext(settings)
         self.ctx.defer_catch_up = True  # a whole-image change is answered once it is live (changing())
         self.lock = threading.RLock()
-        self._catching_up = False  # a thread is on its way to run the deferred catch-up
         self._readers = threading.local()
         self._read_contexts: list[Context] = []
         self._read_contexts_lock = threading.Lock()
@@ -190,8 +189,7 @@ class Service:
             try:
                 yield
             finally:
-                if self.ctx.pending_catch_up is not None and not self._catching_up:
-                    self._catching_up = True
+                if self.ctx.pending_catch_up is not None:
                     threading.Thread(target=self._catch_up_later, name="xdpctl-catch-up", daemon=True).start()
 
     def settle(self) -> None:
@@ -204,8 +202,7 @@ class Service:
 
     def _catch_up_later(self) -> None:
         with self.lock:
-            self._catching_up = False
-            self.settle()
+            self.settle()  # nothing left when a call that got the lock first has run it
 
     def run(self, fn: Callable[[Context], T]) -> T:
         """Call the core with the process's context, one caller at a time."""

@@ -25,7 +25,7 @@ def row_to_rule(row: RuleRow, now_wall: float, now_kns: int) -> dlc.Rule:
 
 def match_to_rule(rid: int, family: int, addr: bytes, plen: int, dir: int, action: int, proto: int, port: int,
                   anyaddr: int, expires: float | None, now_wall: float, now_kns: int) -> dlc.Rule:
-    """A row of State.rule_matches() (or those fields of a RuleRow) as a Rule."""
+    """A stored rule's match fields (those of a RuleRow) as a Rule."""
     exp = wall_to_kernel_ns(expires, now_wall, now_kns)
     if anyaddr:
         return dlc.Rule(rid, 0, 0, 0, dir, action, proto, port, exp)

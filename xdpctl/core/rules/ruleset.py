@@ -7,6 +7,7 @@ earlier list (by name) over a later one.
 
 from __future__ import annotations
 
+import operator
 from itertools import compress, repeat
 
 from ... import abi
@@ -18,6 +19,9 @@ from .members import Members
 from .store import ListRow, State
 
 V6_TRIE_LENS = [p for p in range(129) if dlc.band_of(6, p) is None]
+# _keep cuts a list's columns around at most this many dropped members
+# (else it filters them item by item)
+CUT_MAX = 4096
 
 
 def member_columns(row: ListRow, now_wall: float, now_kns: int) -> dlc.RuleColumns:
@@ -49,14 +53,12 @@ def all_rules(state: State, now_wall: float, now_kns: int,
     lists = list_columns(state, now_wall, now_kns, pending)
     if not lists:
         return rules
-    _ids, fams, nets, plens, dirs, _acts, protos = rules.cols[:7]
-    seen = _Seen([m for m, proto in zip(zip(fams, dirs, plens, nets), protos) if proto is None])
+    seen = _Seen.of_rules(rules)
     parts = [rules]
     for i, cols in enumerate(lists):
         keep = seen.fresh(cols)
         if keep is not None:
-            cols = dlc.RuleColumns(*[list(compress(c, keep)) if not isinstance(c, bytes)
-                                     else bytes(compress(c, keep)) for c in cols.cols])
+            cols = _keep(cols, keep)
         if i + 1 < len(lists):
             seen.add(cols)
         parts.append(cols)
@@ -66,19 +68,65 @@ def all_rules(state: State, now_wall: float, now_kns: int,
 def stored_columns(state: State, now_wall: float, now_kns: int) -> dlc.RuleColumns:
     """The individually managed rules as compiler columns, in id order:
     each row as index.match_to_rule makes it, without a Rule per row."""
-    rows = state.rule_matches()
-    if not rows:
+    import numpy as np
+
+    ids, fields, addrs, extra = state.rule_matches()
+    if not ids:
         return dlc.RuleColumns.of([])
-    ids, fams, addrs, plens, dirs, acts, protos, ports, anys, exps = map(list, zip(*rows))
-    nets = list(map(int.from_bytes, addrs, repeat("big")))
-    if any(anys):  # L4 rules on any address: no family, network or length; proto and port as stored
-        for i in compress(range(len(ids)), anys):
-            fams[i] = nets[i] = plens[i] = 0
-    protos = [p if a else p or None for p, a in zip(protos, anys)]
-    ports = [p if a else p or None for p, a in zip(ports, anys)]
-    exps = [wall_to_kernel_ns(e, now_wall, now_kns) for e in exps] if any(e is not None for e in exps) \
-        else [0] * len(ids)
-    return dlc.RuleColumns(ids, bytes(fams), nets, bytes(plens), bytes(dirs), bytes(acts), protos, ports, exps)
+    n = len(ids)
+    idv, f = np.array(ids, np.int64), np.array(fields, np.uint32)
+    fam = (f >> 24).astype(np.uint8)
+    size = np.select([fam == 4, fam == 6], [4, 16], 0)
+    raw, start = np.frombuffer(addrs, np.uint8), np.cumsum(size) - size
+    nets = np.zeros(n, object)
+    for family, width, kind in ((4, 4, ">u4"), (6, 16, None)):
+        pos = np.flatnonzero(fam == family)
+        if pos.size:
+            rows = raw[start[pos][:, None] + np.arange(width)]
+            nets[pos] = rows.view(kind).ravel().tolist() if kind else \
+                [int.from_bytes(r, "big") for r in map(bytes, rows)]
+    if n > 1 and not (idv[1:] > idv[:-1]).all():  # the scan's order: put in id order
+        order = np.argsort(idv, kind="stable")
+        idv, f, nets = idv[order], f[order], nets[order]
+    ids, nets = idv.tolist(), nets.tolist()
+    fields = f.astype("<u4").view(np.uint8).reshape(n, 4)  # action, dir, plen, family
+    acts, dirs, plens, fams = (fields[:, i].tobytes() for i in range(4))
+    protos, ports, exps = [None] * n, [None] * n, [0] * n
+    if extra:
+        fams, plens = bytearray(fams), bytearray(plens)
+        at = np.searchsorted(idv, np.array([e[0] for e in extra], np.int64)).tolist()
+        for i, (_rid, proto, port, anyaddr, expires) in zip(at, extra):
+            if anyaddr:  # an L4 rule on any address: no family, network or length; proto and port as stored
+                fams[i] = nets[i] = plens[i] = 0
+                protos[i], ports[i] = proto, port
+            else:
+                protos[i], ports[i] = proto or None, port or None
+            exps[i] = wall_to_kernel_ns(expires, now_wall, now_kns)
+        fams, plens = bytes(fams), bytes(plens)
+    return dlc.RuleColumns(ids, fams, nets, plens, dirs, acts, protos, ports, exps)
+
+
+def _keep(cols: dlc.RuleColumns, keep: bytes) -> dlc.RuleColumns:
+    """The rows of cols whose byte in keep is 1. A few rows dropped (a list
+    that repeats a handful of rules): the columns are cut around them, not
+    rebuilt one item at a time."""
+    import numpy as np
+
+    gone = np.flatnonzero(np.frombuffer(keep, np.uint8) == 0).tolist()
+    if len(gone) > CUT_MAX:
+        return dlc.RuleColumns(*[list(compress(c, keep)) if not isinstance(c, bytes) else bytes(compress(c, keep))
+                                 for c in cols.cols])
+    bounds = list(zip([0] + [i + 1 for i in gone], gone + [len(cols)]))
+    out = []
+    for c in cols.cols:
+        if isinstance(c, bytes):
+            out.append(b"".join([c[a:b] for a, b in bounds]))
+        else:
+            kept: list = []
+            for a, b in bounds:
+                kept += c[a:b]
+            out.append(kept)
+    return dlc.RuleColumns(*out)
 
 
 class _Seen:
@@ -86,14 +134,28 @@ class _Seen:
     sorted array of 64-bit keys (dir << 40 | plen << 32 | net), searched
     once per list; IPv6 ones in a set."""
 
-    def __init__(self, matches: list[tuple]):
-        self.v6 = {m for m in matches if m[0] == 6}
+    def __init__(self) -> None:
+        self.v6: set[tuple] = set()
         self.v4 = None  # no IPv4 match yet
-        v4 = [(d << 40) | (p << 32) | n for f, d, p, n in matches if f == 4]
-        if v4:
-            import numpy as np
 
-            self.v4 = np.sort(np.array(v4, np.uint64))
+    @classmethod
+    def of_rules(cls, rules: dlc.RuleColumns) -> "_Seen":
+        """The matches of the individual rules that have no port (an L4
+        rule does not take a list member's match)."""
+        import numpy as np
+
+        seen = cls()
+        _ids, fams, nets, plens, dirs, _acts, protos = rules.cols[:7]
+        plain = np.fromiter(map(operator.is_, protos, repeat(None)), bool, len(rules))
+        fam = np.frombuffer(fams, np.uint8)
+        seen.v6 = {(6, dirs[i], plens[i], nets[i]) for i in np.flatnonzero(plain & (fam == 6)).tolist()}
+        pos = np.flatnonzero(plain & (fam == 4))
+        if pos.size:
+            net = np.array([nets[i] for i in pos.tolist()], np.uint64)
+            d = np.frombuffer(dirs, np.uint8)[pos].astype(np.uint64)
+            p = np.frombuffer(plens, np.uint8)[pos].astype(np.uint64)
+            seen.v4 = np.sort((d << np.uint64(40)) | (p << np.uint64(32)) | net)
+        return seen
 
     @staticmethod
     def _keys4(cols: dlc.RuleColumns):

@@ -33,7 +33,7 @@ def sorted_keys(entries: bytes) -> tuple[bytes, bytes]:
     o += 5 * n4
     plens6 = np.frombuffer(entries, np.uint8, n6, o)
     nets6 = np.frombuffer(entries, ">u8", 2 * n6, o + n6).reshape(n6, 2).astype(np.uint64)  # native: sorts faster
-    order4 = np.argsort((plens4.astype(np.uint64) << 32) | nets4.astype(np.uint64), kind="stable")
+    order4 = _order4(plens4, nets4)
     rec4 = np.empty(n4, dtype=[("p", "u1"), ("n", ">u4"), ("i", ">u4")])
     rec4["p"], rec4["n"], rec4["i"] = plens4[order4], nets4[order4], order4
     order6 = _order6(plens6, nets6)
@@ -41,6 +41,20 @@ def sorted_keys(entries: bytes) -> tuple[bytes, bytes]:
     rec6["p"], rec6["h"], rec6["l"] = plens6[order6], nets6[order6, 0], nets6[order6, 1]
     rec6["i"] = order6 + n4
     return rec4.tobytes(), rec6.tobytes()
+
+
+def _order4(plens, nets):
+    """The order of IPv4 keys by (length, network); keys are unique. Up to
+    2^24 keys, the position rides in the low bits of each 64-bit
+    (length, network) key and one plain sort orders them (numpy's sort of
+    integers is several times faster than its argsort here)."""
+    import numpy as np
+
+    keys = (plens.astype(np.uint64) << np.uint64(32)) | nets.astype(np.uint64)
+    if len(keys) > 1 << 24:
+        return np.argsort(keys)
+    srt = np.sort((keys << np.uint64(24)) | np.arange(len(keys), dtype=np.uint64))
+    return (srt & np.uint64((1 << 24) - 1)).astype(np.intp)
 
 
 def _order6(plens, nets):
@@ -52,7 +66,7 @@ def _order6(plens, nets):
 
     hi = nets[:, 0]
     if len(hi) > 1 and not np.count_nonzero(plens != plens[0]):
-        order = np.argsort(hi, kind="stable")
+        order = np.argsort(hi)
         srt = hi[order]
         if not np.count_nonzero(srt[1:] == srt[:-1]):
             return order

@@ -98,7 +98,7 @@ def test_a_set_whose_bits_were_not_kept_is_not_trusted_until_rebuilt(ctx) -> Non
 
 
 def test_empty_band_flags_follow_deltas_without_asking_untouched_bands(ctx) -> None:
-    """A small change asks only the bands it writes; after a run of deltas
+    """A small change asks only the bands it deletes from; after a run of deltas
     that fill and empty bands, xc_cfg's empty-band flags equal what every
     band of both sets really holds."""
     from xdpctl.core.rules.tables import KernelTables

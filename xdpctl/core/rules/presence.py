@@ -163,17 +163,22 @@ def _keys(table, m):
     return (table.keys[i * n:(i + 1) * n] for i in range(table.count))
 
 
-def empty_bands(kt, rule_set: int, known: int | None = None, touched: set[str] | None = None) -> int:
+def empty_bands(kt, rule_set: int, known: int | None = None, touched: set[str] | None = None,
+                filled: set[str] = frozenset()) -> int:
     """The NO_* flags of the set's empty hash bands. A band outside
     ``touched`` takes its flag from ``known`` (the flags of a set with the
     same contents before this change: xc_cfg's, written by the last
-    settle); every other band is asked (get_next_key walks the buckets of
-    an empty hash map: about 0.5 ms at default capacities, so a small
-    change asks only the bands it wrote). ``known`` None: ask every band."""
+    settle); a band in ``filled`` holds a key this change put there; every
+    other band is asked (get_next_key walks the buckets of a hash map up
+    to its first key: about 0.5 ms for an empty band at default capacities,
+    up to 2 ms for a band of a few keys, so a small change asks only the
+    bands it deleted from). ``known`` None: ask every band."""
     flags = 0
     for band, flag in abi.BAND_EMPTY_FLAG.items():
         if known is not None and touched is not None and band not in touched:
             flags |= known & int(flag)
+        elif band in filled:
+            continue
         elif not kt.table(band, rule_set).has_entries():
             flags |= int(flag)
     return flags

@@ -164,7 +164,7 @@ class KernelTables(SharedMaps):
         # The standby set mirrored the active one when this change began
         # (found in sync): the bands this change did not write are as found.
         mirrored = self.found.synced == self.found.generation
-        empty = presence.empty_bands(self, self.standby, self._empty if mirrored else None, _touched(self._wrote))
+        empty = presence.empty_bands(self, self.standby, self._empty if mirrored else None, *_touched(self._wrote))
         flags |= presence.settle(self, self.standby, self.found.synced, revision, empty)
         defer = defer and len(self._wrote) == 1 and not isinstance(self._wrote[0], dlc.Plan)
         self._write_cfg(abi.Config(policy, flags, revision, self.standby, DEFERRED if defer else STALE))
@@ -318,14 +318,22 @@ def _reuses_elements(kt: KernelTables, rule_set: int, wrote: list) -> bool:
     return False
 
 
-def _touched(wrote: list) -> set[str] | None:
-    """The maps a change's plans wrote; None when it wrote a whole image."""
+def _touched(wrote: list) -> tuple[set[str] | None, set[str]]:
+    """The maps a change's plans wrote (None when it wrote a whole image),
+    and those of them that hold a key for sure: the last plan that wrote
+    the map put a key into it (a plan's puts follow its deletes)."""
     out: set[str] = set()
+    filled: set[str] = set()
     for w in wrote:
         if not isinstance(w, dlc.Plan):
-            return None
-        out.update(w)
-    return out
+            return None, set()
+        for name, mp in w.items():
+            out.add(name)
+            if mp.updates:
+                filled.add(name)
+            else:
+                filled.discard(name)
+    return out, filled
 
 
 def _apply_plan(kt: KernelTables, plan: dlc.Plan, rule_set: int, undo: Undo | None) -> None:

@@ -33,3 +33,22 @@ def test_diff_matches_dicts(ks, n_cur, n_want):
     assert set(_split(d.dels, ks)) == set(cur) - set(want) and d.n_del == len(set(cur) - set(want))
     old = dict(zip(_split(d.old_keys, ks), _split(d.old_vals, vs)))
     assert d.n_old == len(old) and old == {k: v for k, v in cur.items() if k not in want or want[k] != v}
+
+
+@pytest.mark.parametrize("ks", [8, 20])
+@pytest.mark.parametrize("where", ["after", "before", "middle"])
+def test_diff_of_an_image_that_adds_one_run(ks, where):
+    """The image holds the map's entries unchanged plus one run of new
+    ones (a list written beside rules): the writes are that run, as a slice
+    of the image, new keys and values in step."""
+    rng = random.Random(f"{ks}-{where}")
+    vs = 32
+    cur = {rng.randbytes(ks): rng.randbytes(vs) for _ in range(200)}
+    run = {rng.randbytes(ks): rng.randbytes(vs) for _ in range(500)}
+    items = list(cur.items())
+    cut = {"after": len(items), "before": 0, "middle": 100}[where]
+    want = dict(items[:cut] + list(run.items()) + items[cut:])
+    d = diff_entries(_pack(cur), dl.Table(*_pack(want)), ks, vs)
+    assert (d.n_upd, d.n_new, d.n_old, d.n_del) == (500, 500, 0, 0)
+    assert d.upd_keys == b"".join(run) and d.upd_vals == b"".join(run.values())
+    assert sorted(_split(d.new_keys, ks)) == sorted(run)

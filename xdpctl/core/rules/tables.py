@@ -452,6 +452,10 @@ def diff_entries(cur: tuple[bytes, bytes, int], table: dlc.Table, ks: int, vs: i
     def take(rows, idx, raw: bytes) -> bytes:
         if len(idx) == len(rows):  # all of them (a replace): no gather, no copy
             return raw if len(raw) == rows.nbytes else rows.tobytes()
+        if len(idx) > 1 and idx[-1] - idx[0] + 1 == len(idx) and (np.diff(idx) == 1).all():
+            # one run of rows in order (a list written beside rules): a slice
+            w = rows.shape[1] * rows.itemsize
+            return raw[idx[0] * w:(idx[-1] + 1) * w]
         return rows[idx].tobytes()
 
     return Diff(take(wk, upd, table.keys), take(wv, upd, table.values), len(upd), take(wk, new, table.keys),
@@ -462,6 +466,8 @@ def _as_words(rows):
     """Keys of at most 8 bytes as one uint64 each (zero-padded)."""
     import numpy as np
 
+    if rows.shape[1] == 8:
+        return rows.view(np.uint64)[:, 0]
     out = np.zeros((len(rows), 8), np.uint8)
     out[:, :rows.shape[1]] = rows
     return out.view(np.uint64)[:, 0]

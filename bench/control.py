@@ -240,6 +240,16 @@ def table(res: dict) -> str:
         worst = f" (slowest of {row['n']}: {row['max_ms']:.2f} ms)" if "max_ms" in row and "n" in row else ""
         return f"{row['p50_ms']:.2f} / {row['p99_ms']:.2f} ms{worst}"
 
+    def put(r: dict, key: str, extra: str = "") -> str:
+        """A PUT row: median of its runs with min and spread (a run before
+        the rows had runs: its one time)."""
+        if not r.get(f"{key}_s"):
+            return "-"
+        runs = r.get(key)
+        if runs:
+            return f"{runs['median']:.2f} s (min {runs['min']:.2f}, spread {runs['spread']:.0%}, {runs['n']} runs){extra}"
+        return f"{r[f'{key}_s']:.2f} s{extra}"
+
     n = res["count"]
     rows = [
         (f"`xdpctl block` one /32, {s['big']:,} list members loaded", cli(s["block_big"])),
@@ -269,13 +279,11 @@ def table(res: dict) -> str:
          + (f"; {pre['maps_mb_at_rest']:.0f} MB with {PREALLOC['XDPCTL_PREALLOC']} preallocated" if pre else "")),
         ("POST /v1/block, 10,000 prefixes as JSON (the item limit)",
          f"{r['bulk_10k_s']['median']:.2f} s" if r.get("bulk_10k_s", {}).get("n") else "-"),
-        (f"PUT /v1/lists {n:,} text, alone", f"{r['put_list_alone_s']:.2f} s" if r.get("put_list_alone_s") else "-"),
+        (f"PUT /v1/lists {n:,} text, alone", put(r, "put_list_alone")),
         (f"PUT /v1/lists {n:,} text, {r.get('others', 0):,} other rules present",
-         f"{r['put_list_s']:.2f} s, service peak {r.get('put_list_hwm_mb', r['service_hwm_mb']):.0f} MB"
-         if r else "-"),
+         put(r, "put_list", f", service peak {r.get('put_list_hwm_mb', r.get('service_hwm_mb', 0)):.0f} MB")),
         (f"PUT /v1/lists {n:,} prefixes as JSON, {r.get('others', 0):,} other rules present",
-         f"{r['put_list_json_s']:.2f} s, service peak {r['put_list_json_hwm_mb']:.0f} MB"
-         if r.get("put_list_json_s") else "-"),
+         put(r, "put_list_json", f", service peak {r.get('put_list_json_hwm_mb', 0):.0f} MB")),
     ]
     rows += [(f"kernel maps (memlock) at {k[len('maps_mb_'):]} members", f"{v:.0f} MB")
              for k, v in s.items() if k.startswith("maps_mb_")]

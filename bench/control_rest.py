@@ -8,7 +8,8 @@ bulk     the list removed, POST /v1/block with 10,000 prefixes (the JSON
          then the singles again beside those rules.
 put      PUT /v1/lists/big, ``count`` prefixes as text/plain, alone and
          with those 100,000 rules present; then as JSON ({"prefixes":
-         [...]}) beside them.
+         [...]}) beside them: each row PUT_RUNS times (the list removed
+         and the service settled in between), median and spread.
 memory   the service's peak RSS (VmHWM) before the last two PUT rows, and
          in each of them (the peak is reset before each).
 """
@@ -21,9 +22,10 @@ import socket
 import subprocess
 import time
 
-from .common import log, median, pin_dir, temp_dir
+from .common import log, median, pin_dir, spread, temp_dir
 
 TOKEN = "xcbench-token-0123456789abcdef"
+PUT_RUNS = 3  # PUTs per PUT row
 
 
 def _free_port() -> int:
@@ -89,11 +91,41 @@ def _reset_hwm(pid: int) -> None:
         f.write("5")
 
 
-def _measure(client, proc: subprocess.Popen, list_text: str, n: int, others: int) -> dict:
+def _settle(client) -> None:
+    """Let the service finish a change's deferred catch-up (GET /healthz
+    runs a pending one first), so the next timed request starts clean."""
+    client.get("/healthz")
+
+
+def _puts(client, proc: subprocess.Popen | None, body: str | bytes, ctype: str, runs: int) -> dict:
+    """PUT the list ``runs`` times (removed and settled in between; the
+    last one left in place, its catch-up not waited for): median, min,
+    max and spread of the seconds, and with ``proc`` the service's peak
+    RSS over the runs (reset before each)."""
+    times, hwm = [], 0.0
+    for i in range(runs):
+        if i:
+            _settle(client)
+            client.delete("/v1/lists/big").raise_for_status()
+            _settle(client)
+        if proc is not None:
+            _reset_hwm(proc.pid)
+        times.append(_put(client, body, ctype))
+        if proc is not None:
+            hwm = max(hwm, _hwm_mb(proc.pid))
+    out = {"median": median(times), "min": min(times), "max": max(times), "spread": spread(times), "n": runs}
+    if proc is not None:
+        out["hwm_mb"] = hwm
+    return out
+
+
+def _measure(client, proc: subprocess.Popen, list_text: str, n: int, others: int, runs: int = PUT_RUNS) -> dict:
     """Singles with no list, then with the list alone; the list goes, the
-    other rules come (bulk), and the list is PUT again beside them."""
+    other rules come (bulk), and the list is PUT again beside them. Each
+    PUT row is ``runs`` PUTs of the list."""
     out: dict = {"block_no_list": _singles(client, n, 200), "others": others}
-    out["put_list_alone_s"] = _put(client, list_text)
+    alone = _puts(client, None, list_text, "text/plain", runs)
+    out["put_list_alone_s"], out["put_list_alone"] = alone["median"], alone
     out["block_with_list"] = _singles(client, n, 201)
     client.delete("/v1/lists/big").raise_for_status()
     bulk = []
@@ -104,17 +136,17 @@ def _measure(client, proc: subprocess.Popen, list_text: str, n: int, others: int
         bulk.append(time.perf_counter() - t)
     out["bulk_10k_s"] = {"median": median(bulk), "n": len(bulk)}
     out["block_beside_rules"] = _singles(client, n, 202)
-    log(f"control: PUT /v1/lists {list_text.count(chr(10)):,} prefixes beside {others:,} rules")
+    log(f"control: PUT /v1/lists {list_text.count(chr(10)):,} prefixes beside {others:,} rules ({runs} runs)")
     out["service_hwm_mb"] = _hwm_mb(proc.pid)  # before the list rows: the peak of everything else
-    _reset_hwm(proc.pid)
-    out["put_list_s"] = _put(client, list_text)
-    out["put_list_hwm_mb"] = _hwm_mb(proc.pid)
+    beside = _puts(client, proc, list_text, "text/plain", runs)
+    out["put_list_s"], out["put_list_hwm_mb"], out["put_list"] = beside["median"], beside["hwm_mb"], beside
+    _settle(client)
     client.delete("/v1/lists/big").raise_for_status()
+    _settle(client)
     body = json.dumps({"prefixes": list_text.split()}).encode()
-    log(f"control: PUT /v1/lists {len(body):,} bytes of JSON beside {others:,} rules")
-    _reset_hwm(proc.pid)
-    out["put_list_json_s"] = _put(client, body, "application/json")
-    out["put_list_json_hwm_mb"] = _hwm_mb(proc.pid)
+    log(f"control: PUT /v1/lists {len(body):,} bytes of JSON beside {others:,} rules ({runs} runs)")
+    js = _puts(client, proc, body, "application/json", runs)
+    out["put_list_json_s"], out["put_list_json_hwm_mb"], out["put_list_json"] = js["median"], js["hwm_mb"], js
     return out
 
 

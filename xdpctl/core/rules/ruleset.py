@@ -145,31 +145,40 @@ class _Seen:
         import numpy as np
 
         seen = cls()
-        _ids, fams, nets, plens, dirs, _acts, protos = rules.cols[:7]
-        plain = np.fromiter(map(operator.is_, protos, repeat(None)), bool, len(rules))
-        fam = np.frombuffer(fams, np.uint8)
-        seen.v6 = {(6, dirs[i], plens[i], nets[i]) for i in np.flatnonzero(plain & (fam == 6)).tolist()}
-        pos = np.flatnonzero(plain & (fam == 4))
-        if pos.size:
-            net = np.array([nets[i] for i in pos.tolist()], np.uint64)
-            d = np.frombuffer(dirs, np.uint8)[pos].astype(np.uint64)
-            p = np.frombuffer(plens, np.uint8)[pos].astype(np.uint64)
-            seen.v4 = np.sort((d << np.uint64(40)) | (p << np.uint64(32)) | net)
+        plain = np.fromiter(map(operator.is_, rules.cols[6], repeat(None)), bool, len(rules))
+        fam = np.frombuffer(rules.cols[1], np.uint8)
+        seen._take(rules, np.flatnonzero(plain & (fam == 4)), np.flatnonzero(plain & (fam == 6)))
         return seen
 
     @staticmethod
-    def _keys4(cols: dlc.RuleColumns):
-        """The IPv4 members' keys and their positions (IPv4 members come first in a list)."""
+    def _keys4(cols: dlc.RuleColumns, pos=None):
+        """The 64-bit keys of the IPv4 rows at ``pos`` (default: every IPv4
+        row; a list's IPv4 members come first), and those positions."""
         import numpy as np
 
         _ids, fams, nets, plens, dirs = cols.cols[:5]
-        n4 = fams.count(4)
-        first = fams.startswith(b"\x04" * n4)
-        pos = np.arange(n4) if first else np.flatnonzero(np.frombuffer(fams, np.uint8) == 4)
-        net = np.array(nets[:n4] if first else [nets[i] for i in pos], np.uint64)
+        if pos is None and fams.startswith(b"\x04" * fams.count(4)):
+            pos = np.arange(fams.count(4))
+            net = nets[:len(pos)]
+        else:
+            pos = _positions(fams, 4) if pos is None else pos
+            net = [nets[i] for i in pos.tolist()]
         d = np.frombuffer(dirs, np.uint8)[pos].astype(np.uint64)
         p = np.frombuffer(plens, np.uint8)[pos].astype(np.uint64)
-        return (d << np.uint64(40)) | (p << np.uint64(32)) | net, pos
+        return (d << np.uint64(40)) | (p << np.uint64(32)) | np.array(net, np.uint64), pos
+
+    def _take(self, cols: dlc.RuleColumns, pos4=None, pos6=None) -> None:
+        """Add the matches of rows of cols: the IPv4 ones at pos4, the IPv6
+        ones at pos6 (default: every row of the family)."""
+        import numpy as np
+
+        n4 = cols.cols[1].count(4) if pos4 is None else len(pos4)
+        if n4:
+            keys = self._keys4(cols, pos4)[0]
+            self.v4 = np.sort(keys if self.v4 is None else np.concatenate((self.v4, keys)))
+        _ids, fams, nets, plens, dirs = cols.cols[:5]
+        pos6 = _positions(fams, 6) if pos6 is None else pos6
+        self.v6.update((6, dirs[i], plens[i], nets[i]) for i in pos6.tolist())
 
     def fresh(self, cols: dlc.RuleColumns) -> bytes | None:
         """Which members of a list no earlier rule or list has taken (one
@@ -185,19 +194,20 @@ class _Seen:
             drop[pos] = self.v4[at] == keys  # one sorted search (numpy's isin hashes: slower)
         if self.v6 and cols.cols[1].count(6):
             _ids, fams, nets, plens, dirs = cols.cols[:5]
-            for i in np.flatnonzero(np.frombuffer(fams, np.uint8) == 6).tolist():
+            for i in _positions(fams, 6).tolist():
                 drop[i] = (6, dirs[i], plens[i], nets[i]) in self.v6
         return (~drop).astype(np.uint8).tobytes() if drop.any() else None
 
     def add(self, cols: dlc.RuleColumns) -> None:
-        if cols.cols[1].count(4):
-            import numpy as np
+        """Add every match of a list's members."""
+        self._take(cols)
 
-            keys = self._keys4(cols)[0]
-            self.v4 = np.sort(keys if self.v4 is None else np.concatenate((self.v4, keys)))
-        if cols.cols[1].count(6):
-            _ids, fams, nets, plens, dirs = cols.cols[:5]
-            self.v6.update((6, dirs[i], plens[i], nets[i]) for i in range(len(cols)) if fams[i] == 6)
+
+def _positions(fams: bytes, family: int):
+    """The rows of a family column that hold ``family``."""
+    import numpy as np
+
+    return np.flatnonzero(np.frombuffer(fams, np.uint8) == family)
 
 
 def config_flags(state: State) -> int:

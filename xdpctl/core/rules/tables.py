@@ -452,8 +452,7 @@ def diff_entries(cur: tuple[bytes, bytes, int], table: dlc.Table, ks: int, vs: i
     def take(rows, idx, raw: bytes) -> bytes:
         if len(idx) == len(rows):  # all of them (a replace): no gather, no copy
             return raw if len(raw) == rows.nbytes else rows.tobytes()
-        if len(idx) > 1 and idx[-1] - idx[0] + 1 == len(idx) and (np.diff(idx) == 1).all():
-            # one run of rows in order (a list written beside rules): a slice
+        if len(idx) > 1 and (np.diff(idx) == 1).all():  # one run of rows in order (a list beside rules): a slice
             w = rows.shape[1] * rows.itemsize
             return raw[idx[0] * w:(idx[-1] + 1) * w]
         return rows[idx].tobytes()

@@ -50,6 +50,14 @@ def spread(xs: Iterable[float]) -> float:
     return (max(xs) - min(xs)) / m if m else 0.0
 
 
+def summary(samples: list[dict], key: str = "s") -> dict:
+    """Runs of one row (each a dict with ``key`` seconds and ``rss_mb``):
+    median, min, max, spread, count, the peak RSS, and the runs' errors."""
+    xs = [s[key] for s in samples]
+    return {"median": median(xs), "min": min(xs), "max": max(xs), "spread": spread(xs), "n": len(xs),
+            "rss_mb": max(s["rss_mb"] for s in samples), "errors": [s["error"] for s in samples if "error" in s]}
+
+
 @contextlib.contextmanager
 def every_cpu():
     """Let the calling thread (and what it starts) run on every CPU for the

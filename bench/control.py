@@ -14,7 +14,7 @@ import os
 import subprocess
 
 from . import rulesets
-from .common import log, median, pin_dir, remove_pins, settle, spread, temp_dir
+from .common import log, pin_dir, remove_pins, settle, summary, temp_dir
 
 
 def _xdpctl() -> list[str]:
@@ -85,12 +85,6 @@ def _write(work: str, family: int, kind: str, count: int, seed: int = 20240601) 
     return rs.write(os.path.join(work, f"v{family}-{kind}-{count}-{seed}.txt"))
 
 
-def _summary(samples: list[dict], key: str = "s") -> dict:
-    xs = [s[key] for s in samples]
-    return {"median": median(xs), "min": min(xs), "max": max(xs), "spread": spread(xs), "n": len(xs),
-            "rss_mb": max(s["rss_mb"] for s in samples), "errors": [s["error"] for s in samples if "error" in s]}
-
-
 # The bands the preallocated rows make preallocated (settings.prealloc)
 PREALLOC = {"XDPCTL_PREALLOC": "xc_v4_l32,xc_v6_l128"}
 
@@ -113,7 +107,7 @@ def import_rows(work: str, count: int, runs: int, env: dict | None = None, peers
                 samples.append(inst.cli("import", path, "--list", "bench"))
             finally:
                 inst.close()
-        out[f"import_{label}"] = _summary(samples)
+        out[f"import_{label}"] = summary(samples)
     other = _write(work, 4, "exact", count, seed=7)
     samples = []
     for i in range(runs):
@@ -124,7 +118,7 @@ def import_rows(work: str, count: int, runs: int, env: dict | None = None, peers
             samples.append(inst.cli("import", other, "--list", "bench"))
         finally:
             inst.close()
-    out["replace_v4_exact"] = _summary(samples)
+    out["replace_v4_exact"] = summary(samples)
     inst = Instance(f"rest{tag}", env)
     try:
         inst.cli("import", _write(work, 4, "exact", 1), "--list", "one")
@@ -132,7 +126,7 @@ def import_rows(work: str, count: int, runs: int, env: dict | None = None, peers
     finally:
         inst.close()
     if peers:
-        out["nft_plain_set"] = _summary([_nft_load(work, v4) for _ in range(runs)])
+        out["nft_plain_set"] = summary([_nft_load(work, v4) for _ in range(runs)])
     return out
 
 
@@ -156,7 +150,7 @@ def single_change_rows(work: str, big: int, tries: int) -> dict:
     """`xdpctl block` of one /32, and the import and removal of a 1-prefix
     list, with nothing and with ``big`` list members loaded; `xdpctl
     version` (start-up alone) for scale; map memory."""
-    out: dict = {"startup": _summary([run_child(_xdpctl() + ["version"]) for _ in range(tries)])}
+    out: dict = {"startup": summary([run_child(_xdpctl() + ["version"]) for _ in range(tries)])}
     inst = Instance("single")
     small = os.path.join(work, "small-list.txt")
     with open(small, "w") as f:
@@ -167,10 +161,10 @@ def single_change_rows(work: str, big: int, tries: int) -> dict:
         for i in range(tries):
             imports.append(inst.cli("import", small, "--list", f"small{i}"))
             removals.append(inst.cli("unblock", "--list", f"small{i}"))
-        out[f"small_import_{label}"], out[f"small_remove_{label}"] = _summary(imports), _summary(removals)
+        out[f"small_import_{label}"], out[f"small_remove_{label}"] = summary(imports), summary(removals)
 
     try:
-        out["block_empty"] = _summary([inst.cli("block", f"10.250.0.{i + 1}") for i in range(tries)])
+        out["block_empty"] = summary([inst.cli("block", f"10.250.0.{i + 1}") for i in range(tries)])
         small_lists("empty")
         for n in (big // 2, big):
             log(f"control: import {n:,} members, then {tries} single blocks")
@@ -181,7 +175,7 @@ def single_change_rows(work: str, big: int, tries: int) -> dict:
             out[f"import_{n}"] = imp
             if n != big:
                 inst.cli("unblock", "--list", f"big{n}")
-        out["block_big"] = _summary([inst.cli("block", f"10.251.0.{i + 1}") for i in range(tries)])
+        out["block_big"] = summary([inst.cli("block", f"10.251.0.{i + 1}") for i in range(tries)])
         small_lists("big")
         out["big"] = big
     finally:
@@ -231,8 +225,11 @@ def table(res: dict) -> str:
     """The rows as a markdown table (medians; spread = (max-min)/median)."""
     s, r = res["single"], res.get("rest", {})
 
+    def timed(row: dict) -> str:
+        return f"{row['median']:.2f} s (min {row['min']:.2f}, spread {row['spread']:.0%}"
+
     def cli(row: dict) -> str:
-        return f"{row['median']:.2f} s (min {row['min']:.2f}, spread {row['spread']:.0%}), {row['rss_mb']:.0f} MB"
+        return f"{timed(row)}), {row['rss_mb']:.0f} MB"
 
     def singles(row: dict) -> str:
         if not row:
@@ -247,7 +244,7 @@ def table(res: dict) -> str:
             return "-"
         runs = r.get(key)
         if runs:
-            return f"{runs['median']:.2f} s (min {runs['min']:.2f}, spread {runs['spread']:.0%}, {runs['n']} runs){extra}"
+            return f"{timed(runs)}, {runs['n']} runs){extra}"
         return f"{r[f'{key}_s']:.2f} s{extra}"
 
     n = res["count"]

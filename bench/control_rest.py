@@ -22,7 +22,7 @@ import socket
 import subprocess
 import time
 
-from .common import log, median, pin_dir, spread, temp_dir
+from .common import log, median, pin_dir, summary, temp_dir
 
 TOKEN = "xcbench-token-0123456789abcdef"
 PUT_RUNS = 3  # PUTs per PUT row
@@ -99,10 +99,10 @@ def _settle(client) -> None:
 
 def _puts(client, proc: subprocess.Popen | None, body: str | bytes, ctype: str, runs: int) -> dict:
     """PUT the list ``runs`` times (removed and settled in between; the
-    last one left in place, its catch-up not waited for): median, min,
-    max and spread of the seconds, and with ``proc`` the service's peak
-    RSS over the runs (reset before each)."""
-    times, hwm = [], 0.0
+    last one left in place, its catch-up not waited for): the row's
+    summary, with ``proc`` the service's peak RSS over the runs as rss_mb
+    (reset before each)."""
+    samples = []
     for i in range(runs):
         if i:
             _settle(client)
@@ -110,13 +110,9 @@ def _puts(client, proc: subprocess.Popen | None, body: str | bytes, ctype: str, 
             _settle(client)
         if proc is not None:
             _reset_hwm(proc.pid)
-        times.append(_put(client, body, ctype))
-        if proc is not None:
-            hwm = max(hwm, _hwm_mb(proc.pid))
-    out = {"median": median(times), "min": min(times), "max": max(times), "spread": spread(times), "n": runs}
-    if proc is not None:
-        out["hwm_mb"] = hwm
-    return out
+        t = _put(client, body, ctype)
+        samples.append({"s": t, "rss_mb": _hwm_mb(proc.pid) if proc is not None else 0.0})
+    return summary(samples)
 
 
 def _measure(client, proc: subprocess.Popen, list_text: str, n: int, others: int, runs: int = PUT_RUNS) -> dict:
@@ -139,14 +135,14 @@ def _measure(client, proc: subprocess.Popen, list_text: str, n: int, others: int
     log(f"control: PUT /v1/lists {list_text.count(chr(10)):,} prefixes beside {others:,} rules ({runs} runs)")
     out["service_hwm_mb"] = _hwm_mb(proc.pid)  # before the list rows: the peak of everything else
     beside = _puts(client, proc, list_text, "text/plain", runs)
-    out["put_list_s"], out["put_list_hwm_mb"], out["put_list"] = beside["median"], beside["hwm_mb"], beside
+    out["put_list_s"], out["put_list_hwm_mb"], out["put_list"] = beside["median"], beside["rss_mb"], beside
     _settle(client)
     client.delete("/v1/lists/big").raise_for_status()
     _settle(client)
     body = json.dumps({"prefixes": list_text.split()}).encode()
     log(f"control: PUT /v1/lists {len(body):,} bytes of JSON beside {others:,} rules ({runs} runs)")
     js = _puts(client, proc, body, "application/json", runs)
-    out["put_list_json_s"], out["put_list_json_hwm_mb"], out["put_list_json"] = js["median"], js["hwm_mb"], js
+    out["put_list_json_s"], out["put_list_json_hwm_mb"], out["put_list_json"] = js["median"], js["rss_mb"], js
     return out
 
 

@@ -1,6 +1,9 @@
 """kill -9 of a real `xdpctl import` never leaves the kernel between revisions.
 
-A list is replaced by a larger one in a CLI subprocess, killed with SIGKILL
+A list is replaced by a larger one in a CLI subprocess (with --settle: the
+command itself catches the other set up, before its database commit;
+tests/faults/test_cli_catch_up.py kills the child that does it without
+--settle), killed with SIGKILL
 at points read from the kernel while it runs (the test polls xc_cfg and the
 rule maps, no timing): before the flip (the standby set just marked stale,
 then at spread points of its write: the first, a quarter, half and three
@@ -71,7 +74,7 @@ def _import(settings, path: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("XDPCTL_")}
     env["PYTHONPATH"] = str(REPO)
     return subprocess.Popen([sys.executable, "-m", "xdpctl.cli", "--pin-dir", settings.pin_dir, "--state-dir",
-                             settings.state_dir, "import", path, "--list", "big"],
+                             settings.state_dir, "--settle", "import", path, "--list", "big"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO, env=env)
 
 

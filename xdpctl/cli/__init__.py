@@ -15,11 +15,15 @@ one line on stderr and a non-zero exit code (the README's exit-code table).
 
 from __future__ import annotations
 
-from .app import app
+from .app import Global, app, hand_off
 
 
 def main() -> None:
-    app()
+    Global.detach = True
+    try:
+        app()
+    finally:
+        hand_off()
 
 
 __all__ = ["app", "main"]

@@ -7,6 +7,7 @@ and a non-zero exit code (see xdpctl/core/errors.py for the codes).
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from typing import TYPE_CHECKING, Optional
@@ -91,6 +92,12 @@ def say(text: str, stream=None) -> None:
 class Global:
     overrides: dict[str, str] = {}   # the global options given
     settings: Settings | None = None
+    # A whole-image change's catch-up of the other rule set: handed to a
+    # child process when the command ends (main(), not an in-process run),
+    # unless --settle; pending here until then.
+    detach = False
+    settle = False
+    pending: list = []               # (settings, rules.tables.CatchUp)
 
 
 @app.callback()
@@ -113,12 +120,17 @@ def _global(
     etcd_user: Optional[str] = typer.Option(None, "--etcd-user", metavar="NAME", help="etcd user (etcd auth)"),
     etcd_password: Optional[str] = typer.Option(None, "--etcd-password", metavar="PASSWORD",
                                                 help="etcd password (prefer $XDPCTL_ETCD_PASSWORD)"),
+    settle: bool = typer.Option(False, "--settle",
+                                help="return only once both rule sets hold the change (by default a command "
+                                     "that rewrote a whole rule set returns once the change is enforced, and a "
+                                     "child process brings the standby set up to it; the next writer waits)"),
 ) -> None:
     given = (("pin_dir", pin_dir), ("state_dir", state_dir), ("etcd", etcd), ("etcd_prefix", etcd_prefix),
              ("etcd_ca", etcd_ca), ("etcd_cert", etcd_cert), ("etcd_key", etcd_key), ("etcd_user", etcd_user),
              ("etcd_password", etcd_password))
     Global.overrides = {name: value for name, value in given if value}
     Global.settings = None
+    Global.settle = settle
 
 
 def settings() -> Settings:
@@ -135,10 +147,57 @@ def settings() -> Settings:
     return Global.settings
 
 
-def ctx() -> Context:
+def ctx(settle_later: bool = False) -> Context:
+    """The command's context. ``settle_later``: a change that rewrites a
+    whole rule set leaves the other set's catch-up to a child process
+    started as the command ends (hand_off()), when run as the xdpctl
+    command and without --settle."""
+    run_pending()  # a second context of one command starts from both sets in sync
+    c = _cli_context()(settings())
+    c.defer_catch_up = settle_later and Global.detach and not Global.settle
+    return c
+
+
+@functools.cache
+def _cli_context() -> type:
     from ..core.context import Context
 
-    return Context(settings())
+    class CliContext(Context):
+        """Keeps a catch-up its change deferred for hand_off()."""
+
+        def close(self) -> None:
+            job, self.pending_catch_up = self.pending_catch_up, None
+            if job is not None:
+                Global.pending.append((self.settings, job))
+            super().close()
+
+    return CliContext
+
+
+def run_pending() -> None:
+    """Run the catch-ups left so far, in this process."""
+    if Global.pending:
+        from ..core.rules import handoff
+
+        jobs, Global.pending = Global.pending, []
+        for s, job in jobs:
+            handoff.run(s, job)
+
+
+def hand_off() -> None:
+    """As the command ends: the last catch-up left to a child process of
+    its own (earlier ones, if any, first, here)."""
+    if Global.pending:
+        from ..core.rules import handoff
+
+        *first, (s, job) = Global.pending
+        Global.pending = first
+        run_pending()
+        try:
+            handoff.detach(s, job)
+        except OSError as exc:  # no fork: the catch-up runs here
+            say(f"xdpctl: note: catching up the standby rule set here ({exc})", sys.stderr)
+            handoff.run(s, job)
 
 
 def emit_json(obj) -> None:

@@ -99,7 +99,7 @@ def apply(
 
     def body():
         text = _read_file(file)
-        with ctx() as c:
+        with ctx(settle_later=True) as c:
             view = core_apply(DropList(c), text, dry_run=dry_run, expected_revision=revision)
         _render_apply(view, as_json)
 

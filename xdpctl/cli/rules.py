@@ -63,7 +63,7 @@ def _add(action, prefixes, dst, proto, port, ttl, comment, revision, update, as_
     def body():
         rules = specs(prefixes, action=action, dst=dst, proto=proto, port=port, comment=comment, ttl=ttl,
                       mgmt=mgmt)
-        with ctx() as c:
+        with ctx(settle_later=True) as c:
             res = rule_set(c).add(rules, expected_revision=revision, source="cli", update=update)
         _render_change(res, as_json)
 
@@ -105,7 +105,7 @@ def unblock(
     from ..core.rules.validate import specs
 
     def body():
-        with ctx() as c:
+        with ctx(settle_later=True) as c:
             d = rule_set(c)
             if list_name:
                 res = d.remove_list(list_name, expected_revision=revision)
@@ -277,7 +277,7 @@ def import_(
             prog.refresh()
             pfx = Members.of(list_members(_read_prefixes(file), allow_empty))
             prog.update(task, description=f"write {name}", total=len(pfx), completed=0)
-            with ctx() as c:
+            with ctx(settle_later=True) as c:
                 res = rule_set(c).import_list(
                     name, pfx, action=action, dst=dst, comment=comment, ttl=ttl,
                     source=os.path.abspath(file) if file != "-" else "stdin", expected_revision=revision,

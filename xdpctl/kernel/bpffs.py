@@ -71,15 +71,18 @@ def remove_tree(path: str) -> None:
 
 class DirLock:
     """Exclusive flock on a directory: serialises xdpctl writers. With
-    ``wait=False`` a lock held elsewhere is BlockingIOError at once."""
+    ``wait=False`` a lock held elsewhere is BlockingIOError at once; with
+    ``create=False`` a missing directory is FileNotFoundError."""
 
-    def __init__(self, path: str, wait: bool = True):
+    def __init__(self, path: str, wait: bool = True, create: bool = True):
         self.path = path
         self.wait = wait
+        self.create = create
         self.fd = -1
 
     def __enter__(self) -> "DirLock":
-        makedirs(self.path)
+        if self.create:
+            makedirs(self.path)
         self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX if self.wait else fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -599,8 +599,9 @@ def kernel_health(ctx: Context, db_revision: int | None = None) -> KernelHealth:
                         "{action:restore} repairs it")
         elif cfg.synced == DEFERRED:
             h.detail = (f"the standby rule set (set {SET_NAMES[1 - cfg.active]}) is not at revision "
-                        f"{cfg.generation} yet: the service that wrote it is catching it up (if it has "
-                        "stopped, {action:restore} repairs it)")
+                        f"{cfg.generation} yet: the process that made the change (the service, or the child "
+                        "an xdpctl command left) is catching it up; if it has stopped, the next change "
+                        "or {action:restore} rewrites it")
         else:
             h.detail = (f"the standby rule set (set {SET_NAMES[1 - cfg.active]}) is not at revision "
                         f"{cfg.generation}: a write did not finish; {{action:restore}} repairs it")

@@ -52,10 +52,14 @@ def spread(xs: Iterable[float]) -> float:
 
 def summary(samples: list[dict], key: str = "s") -> dict:
     """Runs of one row (each a dict with ``key`` seconds and ``rss_mb``):
-    median, min, max, spread, count, the peak RSS, and the runs' errors."""
+    median, min, max, spread, count, the peak RSS, and the runs' errors;
+    the median of "settled_s" too when every run has one."""
     xs = [s[key] for s in samples]
-    return {"median": median(xs), "min": min(xs), "max": max(xs), "spread": spread(xs), "n": len(xs),
-            "rss_mb": max(s["rss_mb"] for s in samples), "errors": [s["error"] for s in samples if "error" in s]}
+    out = {"median": median(xs), "min": min(xs), "max": max(xs), "spread": spread(xs), "n": len(xs),
+           "rss_mb": max(s["rss_mb"] for s in samples), "errors": [s["error"] for s in samples if "error" in s]}
+    if all("settled_s" in s for s in samples):  # a CLI change: until the writer lock was free again
+        out["settled"] = median([s["settled_s"] for s in samples])
+    return out
 
 
 @contextlib.contextmanager

@@ -26,24 +26,35 @@ def _xdpctl() -> list[str]:
 # Forks the child from a small process and reports its wait4 figures: a
 # child forked from the bench itself would count the bench's own pages
 # (held before exec) in its peak RSS.
+# Given a directory (argv[1], else ""), it then takes that directory's
+# flock, xdpctl's writer lock: a change that rewrote a whole rule set
+# returns once enforced and leaves the other set's catch-up to a process of
+# its own that holds the lock until done ("settled_s": both sets in sync).
 _SPAWN = """
-import json, os, subprocess, sys, time
+import fcntl, json, os, subprocess, sys, time
 t = time.perf_counter()
-p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 err = p.stderr.read()
 _pid, status, ru = os.wait4(p.pid, 0)
-print(json.dumps({"s": time.perf_counter() - t, "rss_mb": ru.ru_maxrss / 1024,
-                  "rc": os.waitstatus_to_exitcode(status), "err": err.decode(errors="replace")[-400:]}))
+out = {"s": time.perf_counter() - t, "rss_mb": ru.ru_maxrss / 1024,
+       "rc": os.waitstatus_to_exitcode(status), "err": err.decode(errors="replace")[-400:]}
+if sys.argv[1] and os.path.isdir(sys.argv[1]):
+    fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    out["settled_s"] = time.perf_counter() - t
+    os.close(fd)
+print(json.dumps(out))
 """
 
 
-def run_child(args: list[str], env: dict | None = None) -> dict:
+def run_child(args: list[str], env: dict | None = None, settle_dir: str | None = None) -> dict:
     """Run a child (this tree's xdpctl first on its path, ``env`` added to
     the environment): wall seconds from fork to exit, peak RSS (MB), exit
-    status."""
+    status; with ``settle_dir`` (a pin directory) also the seconds until
+    its writer lock is free ("settled_s")."""
     from .imports import _env, _python
 
-    p = subprocess.run([_python(), "-c", _SPAWN, *args], capture_output=True, text=True,
+    p = subprocess.run([_python(), "-c", _SPAWN, settle_dir or "", *args], capture_output=True, text=True,
                        env={**_env(), **(env or {})})
     if p.returncode:
         return {"s": float("nan"), "rss_mb": float("nan"), "rc": p.returncode, "error": p.stderr[-400:]}
@@ -62,7 +73,8 @@ class Instance:
         self.env = env
 
     def cli(self, *args: str) -> dict:
-        return run_child(_xdpctl() + ["--pin-dir", self.pins, "--state-dir", self.state, *args], self.env)
+        return run_child(_xdpctl() + ["--pin-dir", self.pins, "--state-dir", self.state, *args], self.env,
+                         settle_dir=self.pins)
 
     def map_memory_mb(self) -> float:
         """memlock of every pinned map, from fdinfo."""
@@ -229,7 +241,9 @@ def table(res: dict) -> str:
         return f"{row['median']:.2f} s (min {row['min']:.2f}, spread {row['spread']:.0%}"
 
     def cli(row: dict) -> str:
-        return f"{timed(row)}), {row['rss_mb']:.0f} MB"
+        later = row.get("settled")
+        both = f"; both rule sets in sync after {later:.2f} s" if later and later - row["median"] >= 0.01 else ""
+        return f"{timed(row)}), {row['rss_mb']:.0f} MB{both}"
 
     def singles(row: dict) -> str:
         if not row:

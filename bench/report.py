@@ -259,11 +259,12 @@ def imports(res: dict, cfg: dict) -> str:
     for e in res.get("sets", []):
         api, cli, nogc = e.get("api", {}), e.get("cli", {}), e.get("api_nogc", {})
         rows.append([f"IPv{e['family']}", e["kind"], _n(e["count"]),
-                     _s(cli.get("s")) if "error" not in cli else "failed",
+                     _s(cli.get("s")) if "error" not in cli else "failed", _s(cli.get("settled_s")),
                      _s(api.get("total_s")), _s(api.get("parse_s")), _s(api.get("import_list_s")),
                      _s(nogc.get("total_s")) if nogc else "-",
                      "met" if (cli.get("s") or 99) < TARGET_IMPORT_S else "MISSED"])
-    out = [table(["family", "set", "prefixes", "xdpctl import (CLI) s", "parse + import_list s", "parse s",
+    out = [table(["family", "set", "prefixes", "xdpctl import (CLI) s", "CLI, both rule sets in sync s",
+                  "parse + import_list s", "parse s",
                   "import_list s", "same, GC off s", f"< {TARGET_IMPORT_S:g} s"], rows)]
     kw = res.get("kernel_write")
     if kw:

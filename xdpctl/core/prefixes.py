@@ -610,6 +610,8 @@ def ipv4_columns(data: str | bytes) -> tuple[list[int], bytes] | None:
     leading zero, host bits, a duplicate): parse_prefix_text then parses
     it, and names the problem. numpy works a megabyte at a time."""
     if isinstance(data, str):
+        if ":" in data:  # IPv6 text: not encoded only to find that out
+            return None
         data = data.encode("utf-8", "surrogatepass")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]

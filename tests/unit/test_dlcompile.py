@@ -16,6 +16,7 @@ from tests.support import model
 from xdpctl import abi
 from xdpctl.abi import Action, CfgFlag, DlReason, Policy
 from xdpctl.core import dlcompile as dl
+from xdpctl.core import prefixes as px
 from xdpctl.core.dlcompile import Rule, RuleError
 
 DENY, ALLOW = int(Action.DENY), int(Action.ALLOW)
@@ -879,3 +880,30 @@ def test_compile_large_random_v6_against_reference():
         c = dl.compile_full(rs)
         assert compiled_sparse(c) == reference_state(rs)
         assert dl.compile_full([tuple(r) for r in rs])["xc_v6_l128"] == c["xc_v6_l128"]
+
+
+def test_parsed_ipv6_hosts_compile_from_their_packed_networks_as_from_the_integers():
+    """A list parsed from text carries its IPv6 networks packed
+    (RuleColumns.packed6): the /128 image built from them is the one the
+    integers give, checked against the reference; beside other rules (the
+    columns rebuilt, no packed networks) too."""
+    from xdpctl.core.rules.members import Members
+
+    rnd = random.Random(13)
+    addrs = sorted({rnd.getrandbits(128) for _ in range(3000)})
+    text = "".join(f"{px.format_address(6, a)}\n" for a in addrs)
+    m = Members.parse(text)
+    assert m.packed6 is not None and m.nets6 == addrs
+    cols = m.columns(100, 0, int(Action.DENY), 0)
+    assert cols.packed6 == m.packed6
+    plain = dl.RuleColumns(*cols.cols)
+    assert plain.packed6 is None
+    got, want = dl.compile_full(cols), dl.compile_full(plain)
+    assert got["xc_v6_l128"] == want["xc_v6_l128"] and got["xc_v6_l128"].count == len(addrs)
+    rules = [Rule(*r) for r in cols]
+    assert compiled_sparse(got) == reference_state(rules)
+    beside = dl.RuleColumns.concat([dl.RuleColumns.of([Rule(1, 4, 0x0A000000, 8, 0, DENY, None, None, 0)]), cols])
+    assert beside.packed6 is None
+    assert compiled_sparse(dl.compile_full(beside)) == reference_state([Rule(1, 4, 0x0A000000, 8, 0, DENY, None,
+                                                                             None, 0)] + rules)
+    assert Members.unpack(m.pack()).packed6 == m.packed6

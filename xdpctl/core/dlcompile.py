@@ -67,11 +67,14 @@ class RuleColumns:
     members compile without a million tuples. Indexing and iteration give
     plain 9-tuples."""
 
-    __slots__ = ("cols", "n")
+    __slots__ = ("cols", "n", "packed6")
 
-    def __init__(self, ids, fams, nets, plens, dirs, acts, protos, ports, exps):
+    def __init__(self, ids, fams, nets, plens, dirs, acts, protos, ports, exps, packed6: bytes | None = None):
         self.cols = (ids, fams, nets, plens, dirs, acts, protos, ports, exps)
         self.n = len(ids)
+        # the networks of the IPv6 rows, packed (16 bytes each, big-endian, in
+        # row order), when the caller has them (a parser's): not packed again
+        self.packed6 = packed6
         if any(len(c) != self.n for c in self.cols):
             raise ValueError("rule columns of different lengths")
 
@@ -677,15 +680,17 @@ def _host_columns(cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, n: int
     return f_ids, sel(nets), f_dirs_b, f_acts_b, f_exps
 
 
-def _host6_table(rules, cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, n: int) -> tuple:
+def _host6_table(rules, cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, n: int,
+                 packed: bytes | None = None) -> tuple:
     """The xc_v6_l128 image of the plain IPv6 /128 rules, built as columns
     (each rule is one key of its own), and whether any matches the
-    destination. Two rules with the same key raise RuleError."""
+    destination. Two rules with the same key raise RuleError. ``packed``:
+    their networks packed already (RuleColumns.packed6)."""
     import numpy as np
 
     try:
         ids, nets, f_dirs_b, acts, exps = _host_columns(cols, dirs_b, acts_b, mask, n)
-        addrs = pack_v6(nets)  # range check too
+        addrs = packed if packed is not None and len(packed) == 16 * n else pack_v6(nets)  # range check too
     except (ValueError, OverflowError, TypeError):
         _validate_all(rules)
     keys = np.zeros((n, KEY_SIZE[V6_L128]), np.uint8)
@@ -757,7 +762,8 @@ def _take_apart(rules) -> _Split:
         mask6 = _fast_mask(n, fams_b, plens_b, cols[6], cols[7], family=6) if _LE else bytes(n)
         n6 = n if mask6 is None else mask6.count(1)
         if n6:
-            host6, have_dst = _host6_table(rules, cols, dirs_b, acts_b, mask6, n6)
+            packed = getattr(rules, "packed6", None) if fams_b.count(6) == n6 else None  # all of them
+            host6, have_dst = _host6_table(rules, cols, dirs_b, acts_b, mask6, n6, packed)
             if have_dst:
                 flags |= CfgFlag.HAVE_DST
             rest = 0 if mask6 is None else rest & ~int.from_bytes(mask6, "little")

@@ -103,8 +103,9 @@ class Members:
         o += 4 * n4
         plens6 = blob[o:o + n6]
         o += n6
-        nets6 = [int.from_bytes(blob[o + 16 * i:o + 16 * i + 16], "big") for i in range(n6)]
-        return cls(nets4.tolist(), plens4, nets6, plens6)
+        packed6 = blob[o:o + 16 * n6]
+        nets6 = [int.from_bytes(packed6[16 * i:16 * i + 16], "big") for i in range(n6)]
+        return cls(nets4.tolist(), plens4, nets6, plens6, packed6)
 
     def prefixes(self) -> list[px.Prefix]:
         """Members in rule-id order."""
@@ -118,7 +119,7 @@ class Members:
         return dlc.RuleColumns(
             array("I", range(base, base + n)), b"\x04" * self.n4 + b"\x06" * self.n6,
             self.nets4 + self.nets6, self.plens4 + self.plens6, bytes([d]) * n, bytes([action]) * n,
-            none, none, [expires_ns] * n)
+            none, none, [expires_ns] * n, self.packed6)
 
     def pack(self) -> bytes:
         """The stored blob: header, IPv4 lengths, IPv4 networks (big-endian),

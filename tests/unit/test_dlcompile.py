@@ -907,3 +907,29 @@ def test_parsed_ipv6_hosts_compile_from_their_packed_networks_as_from_the_intege
     assert compiled_sparse(dl.compile_full(beside)) == reference_state([Rule(1, 4, 0x0A000000, 8, 0, DENY, None,
                                                                              None, 0)] + rules)
     assert Members.unpack(m.pack()).packed6 == m.packed6
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_columnar_split_of_a_band_gives_the_loops_bytes(seed, monkeypatch):
+    """_alone_columns (a band of 64 rules or more, no /32 key inside its
+    rules) writes exactly the bytes, in the same order, that _clusters and
+    the rule-by-rule loop write; rules overlapping or not, both directions,
+    deadlines; checked against the reference too."""
+    rnd = random.Random(seed)
+    free = (20, 24, 28)[seed % 3]  # narrow: many clusters; wide: mostly lone rules
+    lens = [17, 19, 20, 22, 24, 25, 27, 30, 31] + [32] * (4 if seed % 2 else 0)  # /32 ones: l32 keeps the loop
+    rules, seen = [], set()
+    while len(rules) < 2000:
+        plen, d = rnd.choice(lens), rnd.randint(0, 1)
+        net = (0x0A000000 | rnd.getrandbits(free)) & mask(4, plen)
+        if (d, plen, net) not in seen:
+            seen.add((d, plen, net))
+            rules.append(Rule(len(rules) + 1, 4, net, plen, d, rnd.choice([DENY, ALLOW]), None, None,
+                              rnd.choice([0, 0, 123])))
+    monkeypatch.setattr(dl, "_COLUMNS_MIN", 2)
+    cols = dl.compile_full(rules)
+    monkeypatch.setattr(dl, "_COLUMNS_MIN", 10**9)
+    loop = dl.compile_full(rules)
+    for m in ("xc_v4_l32", "xc_v4_l24"):
+        assert (cols[m].keys, cols[m].values, cols[m].count) == (loop[m].keys, loop[m].values, loop[m].count), m
+    assert compiled_sparse(cols) == reference_state(rules)

@@ -424,8 +424,15 @@ def _compile_v4_hash(band: Band, minor: list[Rule], fast, out: Compiled) -> None
         keys.append(_key4_bytes(fhks))
         vals.append(_vals_col(fids, facts, 32, fexps))
         count += len(fhks)
-    alone, clusters = _clusters(minor)
     shift = 32 - band.stride          # 0 for l32, 8 for l24
+    if fset is None and len(minor) >= _COLUMNS_MIN:
+        clusters, (k, v, c) = _alone_columns(minor, band.stride)
+        keys.append(k)
+        vals.append(v)
+        count += c
+        alone: list[Rule] = []
+    else:
+        alone, clusters = _clusters(minor)
     vbyte = 7 if band.stride == 32 else 6   # byte of the key that varies
     single: dict[int, Rule] = {}      # hk -> rule, for keys done one by one
     for r in alone:
@@ -456,6 +463,47 @@ def _compile_v4_hash(band: Band, minor: list[Rule], fast, out: Compiled) -> None
         vals.append(b"".join(map(_val, single.values())))
         count += len(hks)
     out[band.map] = Table(b"".join(keys), b"".join(vals), count)
+
+
+_COLUMNS_MIN = 64  # rules of a band from which _alone_columns does the work of _clusters and the loop
+
+
+def _alone_columns(minor: list[Rule], stride: int) -> tuple[list[list[Rule]], tuple[bytes, bytes, int]]:
+    """_clusters and the image of the rules that overlap no other, as
+    columns (little-endian hosts): the clusters of overlapping rules as
+    _clusters gives them, and (keys, values, count) of the others, in the
+    order the one-rule-at-a-time loop writes them (rules by (dir, net,
+    plen), each rule's keys ascending)."""
+    import numpy as np
+
+    n = len(minor)
+    ids, _f, nets, plens, dirs, acts, _p, _q, exps = zip(*minor)
+    net, pl, dr = np.array(nets, np.int64), np.array(plens, np.int64), np.array(dirs, np.int64)
+    order = np.lexsort((pl, net, dr))  # by dir, then net, then plen (stable, as sorted())
+    lo = (dr[order] << 32) | net[order]
+    end = lo | ((np.int64(1) << (32 - pl[order])) - 1)
+    top = np.maximum.accumulate(end)
+    new = np.ones(n, bool)
+    new[1:] = lo[1:] > top[:-1]  # a rule starts a cluster when no earlier one reaches it
+    gid = np.cumsum(new) - 1
+    lone = np.bincount(gid)[gid] == 1
+    grouped = order[~lone]
+    cuts = np.flatnonzero(np.diff(gid[~lone])) + 1
+    clusters = [[minor[i] for i in g] for g in np.split(grouped, cuts)] if grouped.size else []
+    a = order[lone]
+    cnt = np.int64(1) << (stride - pl[a])
+    total = int(cnt.sum())
+    rep = np.repeat(np.arange(a.size), cnt)
+    off = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    keys = np.empty((total, 2), np.uint32)
+    keys[:, 0] = dr[a][rep]
+    keys[:, 1] = (net[a][rep] + (off << (32 - stride))).astype(">u4").view(np.uint32)
+    vals = np.zeros((total, VAL_SIZE // 4), np.uint32)
+    vals[:, 0] = np.array(ids, np.uint32)[a][rep]
+    vals[:, 1] = (np.array(acts, np.uint32)[a] | (pl[a].astype(np.uint32) << 8))[rep]
+    e = np.array(exps, np.uint64)[a][rep]
+    vals[:, 2], vals[:, 3] = e & np.uint64(0xFFFFFFFF), e >> np.uint64(32)
+    return clusters, (keys.tobytes(), vals.tobytes(), total)
 
 
 class _FastDup(Exception):
@@ -672,11 +720,20 @@ def _host_columns(cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, n: int
     if f_dirs_b.count(0) + f_dirs_b.count(1) != n or \
             f_acts_b.count(Action.DENY) + f_acts_b.count(Action.ALLOW) != n:
         raise ValueError
-    f_ids = array("I", sel(ids))
+    if mask is not None and isinstance(ids, array) and ids.typecode == "I" and len(ids) == len(mask):
+        import numpy as np  # a list's ids: picked by the mask at array speed
+
+        f_ids = array("I")
+        f_ids.frombytes(np.frombuffer(ids, np.uint32)[np.frombuffer(mask, np.bool_)].tobytes())
+    else:
+        f_ids = array("I", sel(ids))
     if f_ids.count(0):
         raise ValueError
-    f_exps = sel(exps)
-    array("Q", f_exps)          # range check
+    if exps.count(0) == len(exps):  # no deadline (a list's members have one value): nothing to pick or check
+        f_exps = exps if mask is None else [0] * n
+    else:
+        f_exps = sel(exps)
+        array("Q", f_exps)          # range check
     return f_ids, sel(nets), f_dirs_b, f_acts_b, f_exps
 
 

@@ -9,6 +9,8 @@ BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -Wno-unused-function \
 	-I bpf/include -I $(ARCH_INC)
 BPF_OUT := xdpctl/bpf
 BPF_HDRS := $(wildcard bpf/include/*.h)
+NATIVE_CFLAGS := -O2 -fPIC -shared -Wall -Wextra -Werror
+NATIVE_SO := xdpctl/native/libxcnative.so
 XDP_SRCS := $(wildcard bpf/xdp/*.bpf.c)
 TC_SRCS := $(wildcard bpf/tc/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/xdp/%.bpf.c,$(BPF_OUT)/xdp_%.o,$(XDP_SRCS)) \
@@ -21,9 +23,9 @@ SWAGGER_UI := api/static/vendor/swagger-ui/swagger-ui-bundle.js
 STAMP_APT := .deps-apt.stamp
 STAMP_VENV := $(VENV)/.installed.stamp
 
-.PHONY: all deps bpf wheel test test-unit demo bench clean distclean
+.PHONY: all deps bpf native wheel test test-unit demo bench clean distclean
 
-all: bpf
+all: bpf native
 
 $(STAMP_APT):
 	@missing=""; for p in $(APT_PKGS); do \
@@ -58,29 +60,35 @@ $(BPF_OUT)/tc_%.o: bpf/tc/%.bpf.c $(BPF_HDRS) | $(STAMP_APT)
 
 bpf: $(BPF_OBJS)
 
+# Userspace helpers in C (xdpctl/native): the IPv4 list parser.
+$(NATIVE_SO): native/prefixes.c | $(STAMP_APT)
+	$(CC) $(NATIVE_CFLAGS) $< -o $@
+
+native: $(NATIVE_SO)
+
 # A wheel needs the objects (setup.py refuses to build one without them).
-wheel: deps bpf
+wheel: deps bpf native
 	$(PY) -m pip wheel -qq --no-deps -w dist .
 	rm -rf build *.egg-info
 
-test: deps bpf
+test: deps bpf native
 	$(PY) -m pytest -q --durations=20 tests
 
 test-unit: deps
 	$(PY) -m pytest -q tests/unit
 
-demo: deps bpf
+demo: deps bpf native
 	$(PY) -m xdpctl.demo
 
 # xdpctl's own modules compiled first, as a wheel's install does: the
 # editable tree's are not, and with PYTHONDONTWRITEBYTECODE set every CLI
 # run would compile them again.
-bench: deps bpf
+bench: deps bpf native
 	$(PY) -m compileall -q xdpctl api >/dev/null
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(BPF_OUT)/*.o build dist *.egg-info .pytest_cache
+	rm -rf $(BPF_OUT)/*.o $(NATIVE_SO) build dist *.egg-info .pytest_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean

@@ -6,8 +6,9 @@
   installs alike.
 - Test-only code is not shipped (xdpctl.testing, if present in the tree).
 - A wheel must carry the compiled BPF objects (xdpctl/bpf/*.o, built by
-  ``make bpf``): building one without them is an error, not a wheel that
-  fails at the first attach. Editable installs are exempt (``make deps``
+  ``make bpf``) and the C helpers (xdpctl/native/libxcnative.so, ``make
+  native``): building one without them is an error, not a wheel that
+  fails at the first attach or imports lists at numpy speed. Editable installs are exempt (``make deps``
   installs before ``make bpf``, and they read the objects from the tree).
   Likewise Swagger UI's bundle for /docs, which `make deps` fetches
   (tools/fetch_swagger_ui.py) instead of keeping it in git.
@@ -24,6 +25,7 @@ from setuptools.errors import FileError
 HERE = os.path.dirname(os.path.abspath(__file__))
 API = "xdpctl.api"
 BPF_OUT = os.path.join("xdpctl", "bpf")
+NATIVE_SO = os.path.join("xdpctl", "native", "libxcnative.so")
 SWAGGER_UI = os.path.join("api", "static", "vendor", "swagger-ui", "swagger-ui-bundle.js")
 
 
@@ -53,6 +55,8 @@ class BuildPyWithObjects(build_py):
                 raise FileError(
                     f"{BPF_OUT} lacks the compiled BPF objects ({', '.join(missing)}): "
                     "run `make bpf` before building a wheel")
+            if not os.path.exists(os.path.join(HERE, NATIVE_SO)):
+                raise FileError(f"{NATIVE_SO} is missing: run `make native` before building a wheel")
             if not os.path.exists(os.path.join(HERE, SWAGGER_UI)):
                 raise FileError(f"{SWAGGER_UI} is missing (fetched, not kept in git): run `make deps` "
                                 "before building a wheel")
@@ -64,7 +68,7 @@ setup(
     + ["xdpctl.bpf", API]
     + [f"{API}.{name}" for name in find_packages("api")],
     package_dir={API: "api"},
-    package_data={"xdpctl.bpf": ["*.o"],
+    package_data={"xdpctl.bpf": ["*.o"], "xdpctl.native": ["*.so"],
                   API: ["static/**/*"]},  # the /ui page and the vendored uPlot and Swagger UI
     cmdclass={"build_py": BuildPyWithObjects},
 )

@@ -5,10 +5,12 @@ import ipaddress
 import random
 import re
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xdpctl import native
 from xdpctl.core import prefixes as px
 from xdpctl.core.prefixes import Prefix, PrefixError
 from xdpctl.core.rules.members import Members
@@ -409,6 +411,34 @@ def test_ipv4_columns_equal_the_parser_or_give_way(lines, newline_at_end, chunk)
     assert got == ([p.net for p in want], bytes(p.plen for p in want))
     m = Members.parse(text)
     assert (m.nets4, m.plens4, m.n6) == (got[0], got[1], 0)
+
+
+def test_the_c_parser_is_built():
+    """`make native` built the C helper: without it imports fall back to
+    numpy, correct but slower, and the test below would compare numpy with itself."""
+    assert native.lib() is not None, f"{native.PATH} missing: run `make native`"
+
+
+_v4_noise = st.sampled_from(["", " ", "#", ":", "\r", "a", "\x00", "/", ".", "0", "\n", "\n\n", "\xff"])
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.one_of(_v4_plain, _v4_noise), max_size=40), st.sampled_from(["\n", ""]), st.sampled_from([8, 64]))
+def test_the_c_parser_gives_the_numpy_columns(lines, end, chunk):
+    """Both engines of ipv4_columns, on any text (stray bytes included):
+    the same networks and lengths in the same order, or both None."""
+    data = ("\n".join(lines) + end).encode("utf-8", "surrogatepass")
+    saved, px._V4_CHUNK = px._V4_CHUNK, chunk
+    try:
+        want = None if not data else px._ipv4_numpy(np, data)
+    finally:
+        px._V4_CHUNK = saved
+    got = None if not data else native.ipv4_columns(data)
+    if want is None:
+        assert got is None, data
+    else:
+        assert got is not None, data
+        assert (got[0].tolist(), got[1].tobytes()) == (want[0].tolist(), want[1].tobytes())
 
 
 _v6_plain = st.one_of(

@@ -1,0 +1,46 @@
+"""xdpctl's userspace helpers in C (native/*.c, built by ``make native``
+into this folder as libxcnative.so and shipped with the package like the
+BPF objects), called through ctypes: the calls run without the GIL.
+
+Each helper has a numpy twin in the module that uses it; the twin runs
+when the library is missing (a tree before ``make native``), and the unit
+tests hold the two to the same answers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libxcnative.so")
+
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+
+def lib() -> ctypes.CDLL | None:
+    """The library, loaded once; None when it was not built."""
+    global _lib, _tried
+    if not _tried:
+        _tried = True
+        if os.path.exists(PATH):
+            _lib = ctypes.CDLL(PATH)
+            f = _lib.xc_ipv4_columns
+            f.restype = ctypes.c_long
+            f.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    return _lib
+
+
+def ipv4_columns(data: bytes):
+    """Plain IPv4 text (bytes, no byte-order mark) as (networks as uint32,
+    lengths as uint8) numpy arrays in text order, duplicates included; None
+    when the text is not plain IPv4. Raises RuntimeError without the library."""
+    import numpy as np
+
+    c = lib()
+    if c is None:
+        raise RuntimeError(f"{PATH} is missing: run `make native`")
+    cap = data.count(b"\n") + 1
+    nets, plens = np.empty(cap, np.uint32), np.empty(cap, np.uint8)
+    n = c.xc_ipv4_columns(data, len(data), nets.ctypes.data, plens.ctypes.data, cap)
+    return None if n < 0 else (nets[:n], plens[:n])

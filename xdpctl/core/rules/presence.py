@@ -118,7 +118,6 @@ def image_words(compiled, kt, rule_set: int):
     import numpy as np
 
     words = np.zeros(abi.BITS_WORDS, np.uint64)
-    one = np.uint64(1)
     for band in BANDS:
         t = compiled[band]
         ks = kt.table(band, rule_set).key_size
@@ -131,12 +130,25 @@ def image_words(compiled, kt, rule_set: int):
                 bits = (d << 24) | (top >> 8)
             else:
                 bits = abi.BITS_V4_BITS + ((d << 24) | ((top >> abi.BITS_V6_SHIFT) & 0xFFFFFF))
-            np.bitwise_or.at(words, bits >> 6, one << (bits & 63).astype(np.uint64))
+            _or_bits(np, words, bits)
     trie: dict[int, int] = {}
     _trie_words(trie, _keys(compiled[TRIE], kt.table(TRIE, rule_set)))
     for w, mask in trie.items():
         words[w] |= np.uint64(mask)
     return words
+
+
+def _or_bits(np, words, bits) -> None:
+    """Set bits (uint32 bit numbers) in words: sorted, the bits of one word
+    are or-ed together (reduceat) and each word written once (a third of
+    what np.bitwise_or.at costs for a million bits)."""
+    if not len(bits):
+        return
+    bits = np.sort(bits)
+    idx = bits >> 6
+    starts = np.flatnonzero(np.concatenate(([True], idx[1:] != idx[:-1])))
+    masks = np.left_shift(np.uint64(1), (bits & 63).astype(np.uint64))
+    words[idx[starts]] |= np.bitwise_or.reduceat(masks, starts)
 
 
 def _write_words(m, words) -> None:

@@ -641,6 +641,29 @@ def test_expired_entry_gives_way_to_shorter_rule_of_its_band():
     assert emu.kernel_lookup(c, 4, 0, 0x0A000005, now_ns=T).rule_id == 1
 
 
+@pytest.mark.parametrize("under", [None, Rule(900, 4, 0x0A000010, 28), Rule(901, 4, 0x0A000000, 24, 1)])
+def test_a_ttl_host_list_gets_fallbacks_only_where_a_shorter_rule_lies_under_it(under):
+    """A TTL list of /32s is as short as its band's shortest rule unless
+    something shorter shares the band: then its keys inside that rule carry
+    it as fallback (compared with the key-by-key reference), else none has
+    one, and the compile does not look (a list's columns, Rule objects)."""
+    from xdpctl.core.rules.members import Members
+
+    T = 10**18
+    hosts = [0x0A000000 + i for i in range(0, 64, 3)] + [0x0B000001]
+    m = Members(hosts, b"\x20" * len(hosts), [], b"")
+    rules = [Rule(1 + i, 4, a, 32, 0, DENY, None, None, T) for i, a in enumerate(hosts)]
+    extra = [] if under is None else [under]
+    for given in [rules + extra] + ([] if extra else [m.columns(1, 0, int(DENY), T)]):
+        assert compiled_sparse(dl.compile_full(given)) == reference_state(rules + extra)
+    c = tables(rules + extra)
+    inside = [a for a in hosts if under is not None and under.dir == 0 and a & mask(4, under.plen) == under.net]
+    assert len(inside) == (0 if under is None or under.dir else 5)
+    for a in hosts:
+        got = emu.kernel_lookup(c, 4, 0, a, now_ns=T)
+        assert (got.rule_id if got else None) == (under.id if a in inside else None)
+
+
 def test_trie_retries_past_expired_entries():
     T = 1000
     base = 0x20010000 << 96

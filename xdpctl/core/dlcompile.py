@@ -352,19 +352,17 @@ def _key4_bytes(hks) -> bytes:
 
 def _vals_col(ids, acts, plen: int, exps) -> bytes:
     """Packed xc_rule_val for columns of rules of one prefix length:
-    u32 rule_id | u8 action, u8 plen, u16 flags | u64 expires_ns."""
+    u32 rule_id | u8 action, u8 plen, u16 flags | u64 expires_ns. ids: ints
+    (an array "I" as it is), acts: action bytes, exps: ints."""
+    import numpy as np
+
     n = len(ids)
-    va = array("I", bytes(VAL_SIZE * n))
-    va[0::8] = ids if isinstance(ids, array) else array("I", ids)
-    ap = {a: a | (plen << 8) for a in set(acts)}
-    if len(ap) == 1:
-        va[1::8] = array("I", [ap[next(iter(ap))]]) * n
-    else:
-        va[1::8] = array("I", map(ap.__getitem__, acts))
+    va = np.zeros((n, VAL_SIZE // 4), np.uint32)
+    va[:, 0] = np.frombuffer(ids, np.uint32) if isinstance(ids, array) and ids.itemsize == 4 else ids
+    a = np.frombuffer(acts, np.uint8) if isinstance(acts, (bytes, bytearray)) else np.asarray(acts, np.uint8)
+    va[:, 1] = a.astype(np.uint32) | np.uint32(plen << 8)
     if exps.count(0) != n:
-        e = array("I", array("Q", exps).tobytes())  # [low, high] halves
-        va[2::8] = e[0::2]
-        va[3::8] = e[1::2]
+        va[:, 2:4] = np.asarray(exps, np.uint64).view(np.uint32).reshape(n, 2)  # [low, high] halves
     return va.tobytes()  # fallbacks (words 4..7) are filled by _add_fallbacks
 
 
@@ -629,9 +627,12 @@ def _add_fallbacks(rules: list, out: Compiled) -> None:
     """Give every key won by a rule with a deadline its same-band fallback."""
     if isinstance(rules, RuleColumns) and not any(rules.cols[8]):
         return
+    may = _may_fall_back(rules)
+    if not may:
+        return
     ttl = []
     for r in rules:
-        if r[8] and r[6] is None and r[1] and _BAND_BY_LEN.get((r[1], r[3])) is not None:
+        if r[8] and r[6] is None and (r[1], r[3]) in may:
             ttl.append(r if type(r) is Rule else Rule(*r))
     if not ttl:
         return
@@ -657,6 +658,29 @@ def _add_fallbacks(rules: list, out: Compiled) -> None:
     for m, d in changed.items():
         out[m] = Table(b"".join(d.keys()), b"".join(d.values()), len(d))
     out._state = None
+
+
+def _may_fall_back(rules: list) -> set[tuple[int, int]]:
+    """The (family, prefix length) of the band rules that may have a
+    fallback: a rule's fallback is a shorter rule of its band, so a rule as
+    short as the shortest rule of its band has none (a TTL list of hosts
+    with nothing shorter beside it: no rule index, no walk over its keys).
+    Counted over every rule's family and length, L4 rules too (a length
+    they add only makes the set larger)."""
+    import numpy as np
+
+    if isinstance(rules, RuleColumns):
+        fams, plens = bytes(rules.cols[1]), bytes(rules.cols[3])
+    else:
+        fams, plens = bytes(r[1] for r in rules), bytes(r[3] for r in rules)
+    pair = np.frombuffer(fams, np.uint8).astype(np.uint16) << 8 | np.frombuffer(plens, np.uint8)
+    present = [(int(x) >> 8, int(x) & 255) for x in np.flatnonzero(np.bincount(pair, minlength=1))]
+    shortest: dict[str, int] = {}
+    for f, p in present:
+        b = _BAND_BY_LEN.get((f, p))
+        if b is not None:
+            shortest[b.map] = min(p, shortest.get(b.map, p))
+    return {(f, p) for f, p in present if (b := _BAND_BY_LEN.get((f, p))) is not None and p > shortest[b.map]}
 
 
 def _validate_all(rules) -> None:

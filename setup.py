@@ -6,9 +6,10 @@
   installs alike.
 - Test-only code is not shipped (xdpctl.testing, if present in the tree).
 - A wheel must carry the compiled BPF objects (xdpctl/bpf/*.o, built by
-  ``make bpf``) and the C helpers (xdpctl/native/libxcnative.so, ``make
+  ``make bpf``) and the C helpers (xdpctl/native/libxcnative.so.1, ``make
   native``): building one without them is an error, not a wheel that
-  fails at the first attach or imports lists at numpy speed. Editable installs are exempt (``make deps``
+  fails at the first attach or imports lists at numpy speed. The library
+  makes the wheel one for this platform. Editable installs are exempt (``make deps``
   installs before ``make bpf``, and they read the objects from the tree).
   Likewise Swagger UI's bundle for /docs, which `make deps` fetches
   (tools/fetch_swagger_ui.py) instead of keeping it in git.
@@ -20,12 +21,13 @@ import os
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
+from setuptools.dist import Distribution
 from setuptools.errors import FileError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 API = "xdpctl.api"
 BPF_OUT = os.path.join("xdpctl", "bpf")
-NATIVE_SO = os.path.join("xdpctl", "native", "libxcnative.so")
+NATIVE_SO = os.path.join("xdpctl", "native", "libxcnative.so.1")
 SWAGGER_UI = os.path.join("api", "static", "vendor", "swagger-ui", "swagger-ui-bundle.js")
 
 
@@ -63,12 +65,21 @@ class BuildPyWithObjects(build_py):
         super().run()
 
 
+class WithNativeCode(Distribution):
+    """The wheel holds a shared library built for this machine: it is
+    tagged for this interpreter and platform, not as pure Python."""
+
+    def has_ext_modules(self) -> bool:
+        return True
+
+
 setup(
+    distclass=WithNativeCode,
     packages=find_packages(include=["xdpctl", "xdpctl.*"], exclude=["xdpctl.testing", "xdpctl.testing.*"])
     + ["xdpctl.bpf", API]
     + [f"{API}.{name}" for name in find_packages("api")],
     package_dir={API: "api"},
-    package_data={"xdpctl.bpf": ["*.o"], "xdpctl.native": ["*.so"],
+    package_data={"xdpctl.bpf": ["*.o"], "xdpctl.native": ["libxcnative.so.*"],
                   API: ["static/**/*"]},  # the /ui page and the vendored uPlot and Swagger UI
     cmdclass={"build_py": BuildPyWithObjects},
 )

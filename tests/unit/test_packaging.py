@@ -4,8 +4,8 @@ installed into a fresh virtualenv that holds only the runtime dependencies.
 - every module of the installed package imports with those dependencies;
 - no generic top-level ``api`` module lands in site-packages (the REST
   layer is ``xdpctl.api``);
-- the wheel carries the compiled BPF objects, and a tree without them does
-  not build a wheel at all;
+- the wheel carries the compiled BPF objects and the C helpers (a wheel
+  for this platform), and a tree without either does not build a wheel;
 - a non-root user gets exit 77 (and root a clear exit 12) when the state
   database cannot be opened, from a world-readable installed copy, so the
   test works when the checkout itself lives in a 0700 directory.
@@ -56,11 +56,16 @@ def expected_objects() -> list[str]:
                   for kind in ("xdp", "tc") for src in (REPO / "bpf" / kind).glob("*.bpf.c"))
 
 
-def copy_tree(dst: Path, objects: bool = True) -> Path:
+NATIVE = Path("xdpctl") / "native" / "libxcnative.so.1"
+
+
+def copy_tree(dst: Path, objects: bool = True, native: bool = True) -> Path:
     shutil.copytree(REPO, dst, ignore=SKIP)
     if not objects:
         for obj in (dst / "xdpctl" / "bpf").glob("*.o"):
             obj.unlink()
+    if not native:
+        (dst / NATIVE).unlink()
     return dst
 
 
@@ -99,6 +104,7 @@ def open_to_all(root: Path) -> None:
 def installed() -> Iterator[Installed]:
     missing = [o for o in expected_objects() if not (REPO / "xdpctl" / "bpf" / o).exists()]
     assert not missing, f"BPF objects missing ({', '.join(missing)}): run `make bpf` first"
+    assert (REPO / NATIVE).exists(), f"{NATIVE} missing: run `make native` first"
     root = Path(tempfile.mkdtemp(prefix="xdpctl-pkg-"))
     try:
         root.chmod(0o755)
@@ -167,6 +173,26 @@ def test_wheel_carries_the_bpf_objects(installed: Installed) -> None:
         assert shipped == expected_objects()
         for name in shipped:
             assert whl.read(f"xdpctl/bpf/{name}")[:4] == b"\x7fELF", name
+
+
+def test_wheel_carries_the_native_helpers_and_says_its_platform(installed: Installed) -> None:
+    """The C helpers ship in the wheel, the installed package loads them,
+    and the wheel is tagged for this platform (it holds machine code)."""
+    with zipfile.ZipFile(installed.wheel) as whl:
+        assert whl.read(NATIVE.as_posix())[:4] == b"\x7fELF"
+    assert not installed.wheel.name.endswith("-none-any.whl"), installed.wheel.name
+    res = run([installed.python, "-I", "-c", "from xdpctl import native; print(native.lib() is not None)"],
+              cwd=installed.root)
+    assert res.returncode == 0 and res.stdout.strip() == "True", res.stdout + res.stderr
+
+
+def test_wheel_without_native_helpers_does_not_build(tmp_path: Path) -> None:
+    src = copy_tree(tmp_path / "src", native=False)
+    res = build_wheel(src, tmp_path / "dist")
+    assert res.returncode != 0
+    out = res.stdout + res.stderr
+    assert "libxcnative.so.1 is missing" in out and "make native" in out, out
+    assert not list((tmp_path / "dist").glob("*.whl"))
 
 
 def test_wheel_without_bpf_objects_does_not_build(tmp_path: Path) -> None:

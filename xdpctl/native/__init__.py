@@ -1,6 +1,7 @@
-"""xdpctl's userspace helpers in C (native/*.c, built by ``make native``
-into this folder as libxcnative.so and shipped with the package like the
-BPF objects), called through ctypes: the calls run without the GIL.
+"""xdpctl's userspace helpers in C (native/*.c), built by ``make native``
+into this folder as libxcnative.so.1 (a name that no import takes for an
+extension module), shipped with the package like the BPF objects and
+called through ctypes: the calls run without the GIL.
 
 Each helper has a numpy twin in the module that uses it; the twin runs
 when the library is missing (a tree before ``make native``), and the unit
@@ -12,7 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libxcnative.so")
+PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libxcnative.so.1")
 
 _lib: ctypes.CDLL | None = None
 _tried = False

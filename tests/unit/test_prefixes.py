@@ -487,6 +487,20 @@ def test_text_columns_equal_the_parser_or_give_way(lines, newline_at_end, chunk)
     assert Members.parse(text).prefixes() == sorted(want, key=lambda p: p.family)
 
 
+@pytest.mark.parametrize("chunk", [16, 1 << 18])
+def test_a_feed_of_both_families_with_comments_goes_to_columns(chunk):
+    """Interleaved families, comments holding ':' and '.', spaces and CRs:
+    still columns (split by family, each in file order), the parser's
+    prefixes; an IPv4-mapped address among them gives way to the parser."""
+    text = ("# feed from https://example.net:8443/list.txt\r\n10.0.0.1 ; first\n2001:db8::1\n"
+            "  192.0.2.0/24\t# a net\n2001:db8:1::/48 ; v6 net\n\n198.51.100.7\n2001:db8::2 # 1.2.3.4\n")
+    got, want = _columns_and_parser(px.text_columns, "_CHUNK", chunk, text)
+    assert got is not None and got == _by_family(want) and len(want) == 6
+    mapped = text + "::ffff:10.0.0.9\n"
+    assert _columns_and_parser(px.text_columns, "_CHUNK", chunk, mapped)[0] is None
+    assert Members.parse(mapped).prefixes() == sorted(px.parse_prefix_text(mapped), key=lambda p: p.family)
+
+
 @pytest.mark.parametrize("text", ["10.0.0.1\n# c\n10.0.0.2\n", "10.0.0.1\r\n10.0.0.2\r\n", "2001:db8::1\n10.0.0.1\n",
                                   " 10.0.0.1\n", "10.0.0.1\n\n10.0.0.2", "\ufeff10.0.0.1\n10.0.0.2\n"])
 def test_other_text_goes_past_ipv4_columns(text):

@@ -458,6 +458,14 @@ def _chunk_columns(text: str) -> _Chunk | None:
     n = len(lines)
     if not n:
         return None
+    if family == 4 and native.lib() is not None:
+        got = native.ipv4_columns(text.encode("utf-8", "surrogatepass"))
+        if got is not None:  # else the lines below accept it (a zero-led length) or refuse it
+            import numpy as np
+
+            nets4, plens4 = got
+            return _Chunk(4, nets4.tolist(), plens4.tolist(), nets4.astype(">u4").tobytes(),
+                          np.flatnonzero(plens4 != 32).tolist())
     bits = _BITS[family]
     plens = [bits] * n
     idx = _slashes(text, lines, plens, _PLEN4 if family == 4 else _PLEN6)
@@ -689,14 +697,32 @@ def _v4_chunk(np, a):
     return net, plen.astype(np.uint8)
 
 
+def _by_family(chunk: str) -> list[str]:
+    """A chunk as texts of one family each, for columns kept by family: its
+    comments dropped (a URL in one holds both ':' and '.'), then its lines
+    split by ':' (IPv6) or not, each family's lines in their order. An
+    IPv4-mapped address stays among the IPv6 lines, whose '.' sends the
+    text to the parser."""
+    if ":" not in chunk or "." not in chunk:
+        return [chunk]
+    if "#" in chunk or ";" in chunk:
+        chunk = _COMMENT_RE.sub("", chunk)
+        if ":" not in chunk or "." not in chunk:
+            return [chunk]
+    v4, v6 = [], []
+    for line in chunk.split("\n"):
+        (v6 if ":" in line else v4).append(line)
+    return ["\n".join(v4), "\n".join(v6)]
+
+
 def text_columns(data: str | bytes) -> tuple[list[int], bytes, list[int], bytes, bytes] | None:
     """Block-list text as columns by family, without an object per line:
     IPv4 networks and lengths, IPv6 networks, lengths and networks packed
     (16 bytes each), each family in file order. The chunks of
-    parse_prefix_text's fast path, comments and blank lines allowed. None
-    when a chunk holds both families, for anything the fast path leaves to
-    the line-by-line one, and for any problem: parse_prefix_text then names
-    it."""
+    parse_prefix_text's fast path, comments and blank lines allowed, a
+    chunk of both families split by family (_by_family). None for anything
+    the fast path leaves to the line-by-line one (IPv4-mapped addresses),
+    and for any problem: parse_prefix_text then names it."""
     text = _decoded(data)
     cols: dict[int, tuple[list, bytearray, list]] = {4: ([], bytearray(), []), 6: ([], bytearray(), [])}
     seen = {4: [], 6: []}  # the hosts of each chunk, for one sort at the end
@@ -704,8 +730,7 @@ def text_columns(data: str | bytes) -> tuple[list[int], bytes, list[int], bytes,
     n_hosts = 0
     with collector_paused():
         try:
-            for chunk in _chunks(text):
-                c = _chunk_columns(chunk)
+            for c in map(_chunk_columns, (part for chunk in _chunks(text) for part in _by_family(chunk))):
                 if c is None:
                     continue
                 nets, plens, packed = cols[c.family]

@@ -654,8 +654,8 @@ def test_a_ttl_host_list_gets_fallbacks_only_where_a_shorter_rule_lies_under_it(
     m = Members(hosts, b"\x20" * len(hosts), [], b"")
     rules = [Rule(1 + i, 4, a, 32, 0, DENY, None, None, T) for i, a in enumerate(hosts)]
     extra = [] if under is None else [under]
-    for given in [rules + extra] + ([] if extra else [m.columns(1, 0, int(DENY), T)]):
-        assert compiled_sparse(dl.compile_full(given)) == reference_state(rules + extra)
+    for rule_set in [rules + extra] + ([] if extra else [m.columns(1, 0, int(DENY), T)]):
+        assert compiled_sparse(dl.compile_full(rule_set)) == reference_state(rules + extra)
     c = tables(rules + extra)
     inside = [a for a in hosts if under is not None and under.dir == 0 and a & mask(4, under.plen) == under.net]
     assert len(inside) == (0 if under is None or under.dir else 5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -349,20 +350,36 @@ _line = st.one_of(
 )
 
 
+@contextmanager
+def _engine(c_helper: bool):
+    """The parsers with the C helper, or as a tree without it runs them."""
+    if c_helper:
+        assert native.lib() is not None
+        yield
+        return
+    saved = native._lib, native._tried
+    native._lib, native._tried = None, True
+    try:
+        yield
+    finally:
+        native._lib, native._tried = saved
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_line, max_size=40), st.booleans(), st.sampled_from([1, 16, 64, 1 << 18]))
-def test_fast_path_equals_slow_path(lines, dups_ok, chunk):
+@given(st.lists(_line, max_size=40), st.booleans(), st.sampled_from([1, 16, 64, 1 << 18]), st.booleans())
+def test_fast_path_equals_slow_path(lines, dups_ok, chunk, c_helper):
     text = "\n".join(lines)
     saved, px._CHUNK = px._CHUNK, chunk  # small chunks: many fast-path pieces
     try:
-        try:
-            want = px._slow(text.split("\n"), 1, dups_ok)
-        except PrefixError as e:
-            with pytest.raises(PrefixError) as ei:
-                px.parse_prefix_text(text, allow_duplicates=dups_ok)
-            assert (str(ei.value), ei.value.lineno) == (str(e), e.lineno)
-        else:
-            assert px.parse_prefix_text(text, allow_duplicates=dups_ok) == want
+        with _engine(c_helper):
+            try:
+                want = px._slow(text.split("\n"), 1, dups_ok)
+            except PrefixError as e:
+                with pytest.raises(PrefixError) as ei:
+                    px.parse_prefix_text(text, allow_duplicates=dups_ok)
+                assert (str(ei.value), ei.value.lineno) == (str(e), e.lineno)
+            else:
+                assert px.parse_prefix_text(text, allow_duplicates=dups_ok) == want
     finally:
         px._CHUNK = saved
 
@@ -474,17 +491,18 @@ def test_ipv6_text_columns_equal_the_parser(lines, newline_at_end, chunk):
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(_line, max_size=40), st.booleans(), st.sampled_from([1, 16, 64, 1 << 18]))
-def test_text_columns_equal_the_parser_or_give_way(lines, newline_at_end, chunk):
-    """Any text, comments and both families included: text_columns gives
-    the parser's prefixes by family, or gives way to it; Members.parse
-    gives the parser's answer either way."""
+@given(st.lists(_line, max_size=40), st.booleans(), st.sampled_from([1, 16, 64, 1 << 18]), st.booleans())
+def test_text_columns_equal_the_parser_or_give_way(lines, newline_at_end, chunk, c_helper):
+    """Any text, comments and both families included, with the C helper
+    or without: text_columns gives the parser's prefixes by family, or
+    gives way to it; Members.parse gives the parser's answer either way."""
     text = "\n".join(lines) + ("\n" if newline_at_end else "")
-    got, want = _columns_and_parser(px.text_columns, "_CHUNK", chunk, text)
-    if want is None:
-        return
-    assert got is None or got == _by_family(want)
-    assert Members.parse(text).prefixes() == sorted(want, key=lambda p: p.family)
+    with _engine(c_helper):
+        got, want = _columns_and_parser(px.text_columns, "_CHUNK", chunk, text)
+        if want is None:
+            return
+        assert got is None or got == _by_family(want)
+        assert Members.parse(text).prefixes() == sorted(want, key=lambda p: p.family)
 
 
 @pytest.mark.parametrize("chunk", [16, 1 << 18])

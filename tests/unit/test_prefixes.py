@@ -436,6 +436,24 @@ def test_the_c_parser_is_built():
     assert native.lib() is not None, f"{native.PATH} missing: run `make native`"
 
 
+@pytest.mark.parametrize("content", [b"", b"not a shared object", None])
+def test_a_library_that_will_not_load_leaves_the_parse_to_numpy(tmp_path, content):
+    """A missing file, or one the loader refuses (built elsewhere, cut
+    short): no error, the same columns from the numpy reader."""
+    text = "10.0.0.1\n10.0.0.0/8\n192.0.2.0/24\n"
+    want = px.ipv4_columns(text)
+    bad = tmp_path / "libxcnative.so.1"
+    if content is not None:
+        bad.write_bytes(content)
+    saved = native.PATH, native._lib, native._tried
+    native.PATH, native._lib, native._tried = str(bad), None, False
+    try:
+        assert native.lib() is None
+        assert px.ipv4_columns(text) == want == ([0x0A000001, 0x0A000000, 0xC0000200], b"\x20\x08\x18")
+    finally:
+        native.PATH, native._lib, native._tried = saved
+
+
 _v4_noise = st.sampled_from(["", " ", "#", ":", "\r", "a", "\x00", "/", ".", "0", "\n", "\n\n", "\xff"])
 
 

@@ -20,15 +20,20 @@ _tried = False
 
 
 def lib() -> ctypes.CDLL | None:
-    """The library, loaded once; None when it was not built."""
+    """The library, loaded once; None when it was not built, or cannot be
+    loaded here (built for another machine, a stale build without a
+    symbol): the numpy twins then do the work."""
     global _lib, _tried
     if not _tried:
         _tried = True
-        if os.path.exists(PATH):
-            _lib = ctypes.CDLL(PATH)
-            f = _lib.xc_ipv4_columns
-            f.restype = ctypes.c_long
-            f.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        try:
+            got = ctypes.CDLL(PATH)
+            f = got.xc_ipv4_columns
+        except (OSError, AttributeError):
+            return None
+        f.restype = ctypes.c_long
+        f.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        _lib = got
     return _lib
 
 

@@ -664,6 +664,51 @@ def test_a_ttl_host_list_gets_fallbacks_only_where_a_shorter_rule_lies_under_it(
         assert (got.rule_id if got else None) == (under.id if a in inside else None)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_ttl_rules_over_sparse_shorter_rules_get_the_reference_fallbacks(seed):
+    """Many TTL rules beside a few shorter rules of their bands (IPv4 /32
+    hosts over /25-/31, /20-/24 over /17-/19, IPv6 /128 over /121-/127,
+    both directions, deadlines before and after): the fallbacks the compile
+    looks up only under those shorter rules are the key-by-key reference's,
+    as columns and as Rule objects."""
+    rnd = random.Random(seed)
+    T = 10**12
+    nets4 = [0x0A000000, 0x0A000100, 0xC0A80000, 0xC0A81000]
+    v6 = 0x20010DB8 << 96
+    rules, seen, rid = [], set(), 1
+
+    def add(fam, net, plen, d, exp):
+        nonlocal rid
+        if (fam, net, plen, d) in seen:
+            return
+        seen.add((fam, net, plen, d))
+        rules.append(Rule(rid, fam, net, plen, d, DENY if rnd.random() < 0.8 else ALLOW, None, None, exp))
+        rid += 1
+
+    deadlines = [0, T // 2, T, 2 * T]
+    for _ in range(300):  # TTL hosts and short TTL nets
+        d = rnd.randrange(2)
+        base = rnd.choice(nets4)
+        add(4, base | rnd.randrange(256), 32, d, T)
+        p = rnd.randrange(20, 25)
+        add(4, (base | rnd.randrange(1 << 12) << 8) & mask(4, p), p, d, rnd.choice(deadlines[1:]))
+        add(6, v6 | rnd.randrange(1 << 10), 128, d, T)
+    for _ in range(12):  # a few rules under them
+        d = rnd.randrange(2)
+        base = rnd.choice(nets4)
+        p = rnd.randrange(25, 32)
+        add(4, (base | rnd.randrange(256)) & mask(4, p), p, d, rnd.choice(deadlines))
+        p = rnd.randrange(17, 20)
+        add(4, base & mask(4, p), p, d, rnd.choice(deadlines))
+        p = rnd.randrange(121, 128)
+        add(6, (v6 | rnd.randrange(1 << 10)) & mask(6, p), p, d, rnd.choice(deadlines))
+    want = reference_state(rules)
+    assert compiled_sparse(dl.compile_full(rules)) == want
+    assert compiled_sparse(dl.compile_full(dl.RuleColumns.of(rules))) == want
+    fallbacks = sum(v[16:20] != bytes(4) for m in want.values() for v in m.values())  # a fallback rule id
+    assert fallbacks > 20  # the sets do exercise fallbacks
+
+
 def test_trie_retries_past_expired_entries():
     T = 1000
     base = 0x20010000 << 96

@@ -624,30 +624,64 @@ def compile_full(rules: Iterable[Rule]) -> Compiled:
 
 
 def _add_fallbacks(rules: list, out: Compiled) -> None:
-    """Give every key won by a rule with a deadline its same-band fallback."""
+    """Give every key won by a rule with a deadline its same-band fallback
+    (_fallback: the longest shorter rule of the band covering the key that
+    outlives it). Only a rule of a band holding such a TTL rule, shorter
+    than the longest of them, can be a fallback (``under``); a key that no
+    rule of ``under`` covers has none and is not looked up (a TTL list of
+    hosts beside a few shorter rules: the keys inside those rules only)."""
     if isinstance(rules, RuleColumns) and not any(rules.cols[8]):
         return
     may = _may_fall_back(rules)
     if not may:
         return
-    ttl = []
+    longest: dict[str, int] = {}
+    for f, p in may:
+        m = _BAND_BY_LEN[(f, p)].map
+        longest[m] = max(p, longest.get(m, 0))
+    ttl, under = [], []
     for r in rules:
-        if r[8] and r[6] is None and (r[1], r[3]) in may:
-            ttl.append(r if type(r) is Rule else Rule(*r))
+        if r[6] is not None or not r[1]:
+            continue
+        b = _BAND_BY_LEN.get((r[1], r[3]))
+        if b is None or b.map not in longest:
+            continue
+        if r[8] and (r[1], r[3]) in may:
+            ttl.append(r)
+        if r[3] < longest[b.map]:
+            under.append(r if type(r) is Rule else Rule(*r))
     if not ttl:
         return
-    index = MemoryRuleIndex(r if type(r) is Rule else Rule(*r) for r in rules if r[6] is None and r[1])
+    index = MemoryRuleIndex(under)
+    held = {_addr_key(u) for u in under}
+    # (family, dir, band) -> (length, network mask) of the lengths ``under`` has there
+    shorter: dict[tuple[int, int, str], list[tuple[int, int]]] = {}
+    for f, d_, p in {(u.family, u.dir, u.plen) for u in under}:
+        full = (1 << _BITS[f]) - 1
+        shorter.setdefault((f, d_, _BAND_BY_LEN[(f, p)].map), []).append((p, full ^ ((1 << (_BITS[f] - p)) - 1)))
     ks = KEY_SIZE
     changed: dict[str, dict[bytes, bytes]] = {}
-    for r in ttl:
-        band = _BAND_BY_LEN[(r.family, r.plen)]
-        d = changed.get(band.map)
-        if d is None:
-            t = out[band.map]
-            k_sz = ks[band.map]
-            d = changed[band.map] = {t.keys[i * k_sz:(i + 1) * k_sz]: t.values[i * VAL_SIZE:(i + 1) * VAL_SIZE]
-                                     for i in range(t.count)}
-        for a in _band_keys(band, r):
+    for t in ttl:
+        fam, dr, tplen = t[1], t[4], t[3]
+        band = _BAND_BY_LEN[(fam, tplen)]
+        below = shorter.get((fam, dr, band.map))
+        if not below:
+            continue
+        r = None
+        for a in _band_keys(band, t if type(t) is Rule else Rule(*t)) if tplen < band.stride else (t[2],):
+            for p, mask in below:
+                if p < tplen and (fam, dr, p, a & mask) in held:
+                    break
+            else:
+                continue  # nothing under this key to fall back to
+            if r is None:
+                r = t if type(t) is Rule else Rule(*t)
+            d = changed.get(band.map)
+            if d is None:
+                tb = out[band.map]
+                k_sz = ks[band.map]
+                d = changed[band.map] = {tb.keys[i * k_sz:(i + 1) * k_sz]: tb.values[i * VAL_SIZE:(i + 1) * VAL_SIZE]
+                                         for i in range(tb.count)}
             k = _band_key(band, r.dir, a)
             v = d.get(k)
             if v is None or abi.U32.unpack_from(v)[0] != r.id:

@@ -7,7 +7,6 @@ and a non-zero exit code (see xdpctl/core/errors.py for the codes).
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from typing import TYPE_CHECKING, Optional
@@ -97,7 +96,7 @@ class Global:
     # unless --settle; pending here until then.
     detach = False
     settle = False
-    pending: list = []               # (settings, rules.tables.CatchUp)
+    deferring: list = []             # the contexts that may leave a catch-up (Context.pending_catch_up)
 
 
 @app.callback()
@@ -152,34 +151,31 @@ def ctx(settle_later: bool = False) -> Context:
     whole rule set leaves the other set's catch-up to a child process
     started as the command ends (hand_off()), when run as the xdpctl
     command and without --settle."""
+    from ..core.context import Context
+
     run_pending()  # a second context of one command starts from both sets in sync
-    c = _cli_context()(settings())
-    c.defer_catch_up = settle_later and Global.detach and not Global.settle
+    c = Context(settings())
+    if settle_later and Global.detach and not Global.settle:
+        c.defer_catch_up = True
+        Global.deferring.append(c)
     return c
 
 
-@functools.cache
-def _cli_context() -> type:
-    from ..core.context import Context
-
-    class CliContext(Context):
-        """Keeps a catch-up its change deferred for hand_off()."""
-
-        def close(self) -> None:
-            job, self.pending_catch_up = self.pending_catch_up, None
-            if job is not None:
-                Global.pending.append((self.settings, job))
-            super().close()
-
-    return CliContext
+def _pending() -> list:
+    """The catch-ups the command's contexts left, as (settings, job), taken."""
+    jobs = [(c.settings, c.pending_catch_up) for c in Global.deferring if c.pending_catch_up is not None]
+    for c in Global.deferring:
+        c.pending_catch_up = None
+    Global.deferring = []
+    return jobs
 
 
 def run_pending() -> None:
     """Run the catch-ups left so far, in this process."""
-    if Global.pending:
+    jobs = _pending()
+    if jobs:
         from ..core.rules import handoff
 
-        jobs, Global.pending = Global.pending, []
         for s, job in jobs:
             handoff.run(s, job)
 
@@ -187,12 +183,13 @@ def run_pending() -> None:
 def hand_off() -> None:
     """As the command ends: the last catch-up left to a child process of
     its own (earlier ones, if any, first, here)."""
-    if Global.pending:
+    jobs = _pending()
+    if jobs:
         from ..core.rules import handoff
 
-        *first, (s, job) = Global.pending
-        Global.pending = first
-        run_pending()
+        *first, (s, job) = jobs
+        for s0, job0 in first:
+            handoff.run(s0, job0)
         try:
             handoff.detach(s, job)
         except OSError as exc:  # no fork: the catch-up runs here

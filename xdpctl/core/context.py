@@ -33,10 +33,12 @@ class Context:
     # writer lock is only tried, and whole-image writes are refused, both
     # with WouldBlock before anything has changed.
     no_wait = False
-    # Set by the service: a change that wrote a whole image flips xc_cfg
-    # and leaves the other set's catch-up (rules.tables.CatchUp) here, for
-    # DropList.catch_up() once the change is answered; until then that set
-    # is marked stale and any other writer rewrites it in full.
+    # Set by the service and by the xdpctl command: a change that wrote a
+    # whole image flips xc_cfg and leaves the other set's catch-up
+    # (rules.tables.CatchUp) here, for DropList.catch_up() once the change
+    # is answered (the command's goes to a child process: rules.handoff);
+    # until then that set is marked DEFERRED and a writer that gets the
+    # lock first rewrites it in full.
     defer_catch_up = False
     pending_catch_up = None
 

@@ -29,7 +29,6 @@ from ..context import Context
 from .tables import SHARED_DL_MAPS, CatchUp, KernelTables
 
 
-
 def _lock(settings: Settings, wait: bool) -> bpffs.DirLock | None:
     """The writer lock, taken; None when the pin directory is gone (or,
     not waiting, when another writer holds it)."""

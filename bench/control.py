@@ -31,7 +31,8 @@ def _xdpctl() -> list[str]:
 # returns once enforced and leaves the other set's catch-up to a process of
 # its own that holds the lock until done ("settled_s": both sets in sync).
 _SPAWN = """
-import fcntl, json, os, subprocess, sys, time
+import json, os, subprocess, sys, time
+from xdpctl.kernel.bpffs import DirLock
 t = time.perf_counter()
 p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 err = p.stderr.read()
@@ -39,10 +40,8 @@ _pid, status, ru = os.wait4(p.pid, 0)
 out = {"s": time.perf_counter() - t, "rss_mb": ru.ru_maxrss / 1024,
        "rc": os.waitstatus_to_exitcode(status), "err": err.decode(errors="replace")[-400:]}
 if sys.argv[1] and os.path.isdir(sys.argv[1]):
-    fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    out["settled_s"] = time.perf_counter() - t
-    os.close(fd)
+    with DirLock(sys.argv[1], create=False):
+        out["settled_s"] = time.perf_counter() - t
 print(json.dumps(out))
 """
 

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import fcntl
 import json
 import os
 import subprocess
 import sys
 import time
+
+from xdpctl.kernel import bpffs
 
 from .common import REPO_DIR, VENV_BIN, log, pin_dir, remove_pins, temp_dir
 from . import rulesets
@@ -59,10 +60,8 @@ def run_cli(path: str, label: str) -> dict:
     dt = time.perf_counter() - t
     out = {"s": dt, "rc": p.returncode}
     if os.path.isdir(pins):  # the other rule set's catch-up (a process of its own) holds the writer lock
-        fd = os.open(pins, os.O_RDONLY | os.O_DIRECTORY)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        out["settled_s"] = time.perf_counter() - t
-        os.close(fd)
+        with bpffs.DirLock(pins, create=False):
+            out["settled_s"] = time.perf_counter() - t
     remove_pins(pins)
     if p.returncode != 0:
         out["error"] = (p.stderr or p.stdout).strip()[-500:]

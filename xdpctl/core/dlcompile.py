@@ -350,19 +350,20 @@ def _key4_bytes(hks) -> bytes:
     return out.tobytes()
 
 
-def _vals_col(ids, acts, plen: int, exps) -> bytes:
-    """Packed xc_rule_val for columns of rules of one prefix length:
-    u32 rule_id | u8 action, u8 plen, u16 flags | u64 expires_ns. ids: ints
-    (an array "I" as it is), acts: action bytes, exps: ints."""
+def _vals_col(ids, acts, plen, exps) -> bytes:
+    """Packed xc_rule_val for columns of rules: u32 rule_id | u8 action,
+    u8 plen, u16 flags | u64 expires_ns. ids: ints (an array "I" as it
+    is), acts: action bytes or ints, plen: one length for all or a uint32
+    column, exps: ints; numpy arrays as they are."""
     import numpy as np
 
     n = len(ids)
     va = np.zeros((n, VAL_SIZE // 4), np.uint32)
     va[:, 0] = np.frombuffer(ids, np.uint32) if isinstance(ids, array) and ids.itemsize == 4 else ids
     a = np.frombuffer(acts, np.uint8) if isinstance(acts, (bytes, bytearray)) else np.asarray(acts, np.uint8)
-    va[:, 1] = a.astype(np.uint32) | np.uint32(plen << 8)
-    if exps.count(0) != n:
-        va[:, 2:4] = np.asarray(exps, np.uint64).view(np.uint32).reshape(n, 2)  # [low, high] halves
+    va[:, 1] = a.astype(np.uint32) | (np.asarray(plen, np.uint32) << np.uint32(8))
+    if isinstance(exps, np.ndarray) or exps.count(0) != n:
+        va[:, 2:4] = np.ascontiguousarray(exps, np.uint64).view(np.uint32).reshape(n, 2)  # [low, high] halves
     return va.tobytes()  # fallbacks (words 4..7) are filled by _add_fallbacks
 
 
@@ -496,12 +497,9 @@ def _alone_columns(minor: list[Rule], stride: int) -> tuple[list[list[Rule]], tu
     keys = np.empty((total, 2), np.uint32)
     keys[:, 0] = dr[a][rep]
     keys[:, 1] = (net[a][rep] + (off << (32 - stride))).astype(">u4").view(np.uint32)
-    vals = np.zeros((total, VAL_SIZE // 4), np.uint32)
-    vals[:, 0] = np.array(ids, np.uint32)[a][rep]
-    vals[:, 1] = (np.array(acts, np.uint32)[a] | (pl[a].astype(np.uint32) << 8))[rep]
-    e = np.array(exps, np.uint64)[a][rep]
-    vals[:, 2], vals[:, 3] = e & np.uint64(0xFFFFFFFF), e >> np.uint64(32)
-    return clusters, (keys.tobytes(), vals.tobytes(), total)
+    vals = _vals_col(np.array(ids, np.uint32)[a][rep], np.array(acts, np.uint8)[a][rep],
+                     pl[a].astype(np.uint32)[rep], np.array(exps, np.uint64)[a][rep])
+    return clusters, (keys.tobytes(), vals, total)
 
 
 class _FastDup(Exception):

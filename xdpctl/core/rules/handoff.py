@@ -26,7 +26,7 @@ import threading
 from ...config import Settings
 from ...kernel import bpffs
 from ..context import Context
-from .tables import SHARED_DL_MAPS, CatchUp, KernelTables
+from .tables import CatchUp, run_catch_up
 
 
 def _lock(settings: Settings, wait: bool) -> bpffs.DirLock | None:
@@ -39,22 +39,17 @@ def _lock(settings: Settings, wait: bool) -> bpffs.DirLock | None:
 
 
 def run(settings: Settings, job: CatchUp, lock: bpffs.DirLock | None = None) -> bool:
-    """Run a deferred catch-up in this process: under the writer lock
-    (``lock`` if taken already, else waiting for it), replay the job into
-    the set that stood by (KernelTables.catch_up). Creates nothing: when
-    the pin directory or the shared maps are gone (removed since), there is
-    nothing to catch up. False when nothing was written (gone, or a later
-    change made it moot)."""
+    """Run a deferred catch-up in this process, under the writer lock
+    (``lock`` if taken already, else waiting for it; not Context.writer,
+    which would take it again on a descriptor of its own): tables.run_catch_up.
+    False when nothing was written (the pin directory or the maps gone, or
+    a later change made it moot)."""
     lock = lock or _lock(settings, wait=True)
     if lock is None:
         return False
     try:
         with Context(settings) as ctx:
-            pins = ctx.pins_in(settings.shared_map_dir)
-            if any(m not in pins for m in SHARED_DL_MAPS):
-                return False
-            with KernelTables(ctx) as kt:
-                return kt.catch_up(job)
+            return run_catch_up(ctx, job)
     finally:
         lock.__exit__(None, None, None)
 

@@ -27,7 +27,7 @@ from .index import SqlRuleIndex, row_to_rule
 from .hits import hits_by_hook, sum_hits
 from .members import Members
 from .store import ListRow, RuleRow, State
-from .tables import KernelTables, SyncReport, rule_stats
+from .tables import KernelTables, SyncReport, rule_stats, run_catch_up
 from .validate import ACTION_NAMES, DIR_NAMES, POLICIES, RuleSpec
 
 BULK_THRESHOLD = 2000  # more rules than this in one change: full compile + diff
@@ -203,8 +203,8 @@ class DropList:
         job, self.ctx.pending_catch_up = self.ctx.pending_catch_up, None
         if job is None:
             return False
-        with self.ctx.writer(), KernelTables(self.ctx) as kt:
-            return kt.catch_up(job)
+        with self.ctx.writer():
+            return run_catch_up(self.ctx, job)
 
     def bump_revision(self) -> int:
         """Bump the revision for a change outside the drop list (the caller

@@ -537,6 +537,19 @@ def _sync_set(kt: KernelTables, compiled: dlc.Compiled, rule_set: int, undo: Und
     return report
 
 
+def run_catch_up(ctx: Context, job: CatchUp) -> bool:
+    """Run a deferred catch-up (the caller holds the writer lock): the
+    service's after its answer, the child an xdpctl command leaves. Creates
+    nothing: when the shared maps' pins are gone since the change, there is
+    no set to catch up here (restore pins the running maps again and
+    rewrites both sets). False when nothing was written (KernelTables.catch_up)."""
+    pins = ctx.pins_in(ctx.settings.shared_map_dir)
+    if any(m not in pins for m in SHARED_DL_MAPS):
+        return False
+    with KernelTables(ctx) as kt:
+        return kt.catch_up(job)
+
+
 def rule_stats(ctx: Context, ids: list[int]) -> dict[int, abi.RuleHits]:
     """Hits per rule id (the total and each hook kind's, last hit), read
     without creating any map: {} when the shared maps do not exist yet."""

@@ -54,18 +54,18 @@ def run(settings: Settings, job: CatchUp, lock: bpffs.DirLock | None = None) -> 
         lock.__exit__(None, None, None)
 
 
-def detach(settings: Settings, job: CatchUp) -> int | None:
+def detach(settings: Settings, job: CatchUp) -> None:
     """Hand a deferred catch-up to a child process of its own (a new
-    session, standard streams on /dev/null) and return its pid once the
-    child has tried the writer lock: from then on it holds the lock, or
+    session, standard streams on /dev/null) and return once the child has
+    tried the writer lock: from then on it holds the lock, or
     another writer got it first (the child waits for it), so whoever takes
     the lock after this returns comes after the catch-up. This process may
     exit at once. A process with other threads alive is not forked (a lock
     one of them holds would stay held in the child): the catch-up then runs
-    here, before returning None."""
+    here, before returning."""
     if threading.active_count() > 1:
         run(settings, job)
-        return None
+        return
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -79,7 +79,7 @@ def detach(settings: Settings, job: CatchUp) -> int | None:
             os.read(tried, 1)  # a byte once it has tried; end of file if it died first
         finally:
             os.close(tried)
-        return pid
+        return
     code = 1
     try:  # the child: never returns into the caller
         os.close(tried)

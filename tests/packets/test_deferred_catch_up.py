@@ -138,3 +138,57 @@ def test_a_failed_deferred_catch_up_leaves_the_set_stale_for_the_next_change(ctx
     d.add([spec("198.51.100.8")])  # finds the set stale: a whole image, compared with what it holds
     assert d.catch_up() is True
     _both_hold_the_compile(ctx)
+
+
+@pytest.fixture
+def delta_ctx(make_ctx, monkeypatch):
+    """The service's kind of context where a list change beside a bigger
+    list is a delta (listdelta) whose one plan is deferred like an image."""
+    monkeypatch.setattr(service, "BULK_THRESHOLD", 4)
+    monkeypatch.setattr(service, "LIST_DELTA_RATIO", 1)
+    monkeypatch.setattr(tables, "DEFER_PLAN_MIN", 1)
+    c = make_ctx(xc_rule_stats=65536)
+    c.defer_catch_up = True
+    d = DropList(c)
+    d.import_list("big", [px.parse_prefix(f"10.9.0.{i}") for i in range(60)])
+    assert d.catch_up() is True
+    return c
+
+
+def _deferred_delta(ctx) -> tuple[DropList, abi.Config]:
+    d = DropList(ctx)
+    res = d.import_list("feed", [px.parse_prefix(p) for p in FEED + ["10.3.0.3", "10.3.0.4", "10.3.0.5"]])
+    assert "as a delta (6 hosts directly)" in res.notes[0], res.notes  # the /24 is planned
+    after = read_pinned_config(ctx)
+    assert after.synced == DEFERRED and isinstance(ctx.pending_catch_up.wrote[0], service.dlc.Plan)
+    return d, after
+
+
+def test_a_deferred_list_delta_is_replayed(delta_ctx, monkeypatch) -> None:
+    d, after = _deferred_delta(delta_ctx)
+    assert kernel_rule_set(delta_ctx, after.active) == _compiled(delta_ctx)
+    assert _verdict(delta_ctx, "10.3.0.4") == (XDP_DROP, DROP) and _verdict(delta_ctx, "10.3.1.9") == (XDP_DROP, DROP)
+
+    def no_compare(*_a):
+        raise AssertionError("an untouched set replays the plan, it is not compared")
+
+    with monkeypatch.context() as m:
+        m.setattr(tables, "diff_entries", no_compare)
+        assert d.catch_up() is True
+    _both_hold_the_compile(delta_ctx)
+
+
+def test_a_deferred_list_delta_leaves_a_stale_set_to_the_next_change(delta_ctx) -> None:
+    """A plan replays onto an untouched set only: once a writer that died
+    marked the set STALE (it may hold anything), the catch-up writes
+    nothing and the next change rewrites that set whole."""
+    d, after = _deferred_delta(delta_ctx)
+    with KernelTables(delta_ctx) as kt:
+        kt._begin_write()
+    assert d.catch_up() is False
+    cfg = read_pinned_config(delta_ctx)
+    assert (cfg.generation, cfg.synced) == (after.generation, STALE)
+    assert _verdict(delta_ctx, "10.3.0.4") == (XDP_DROP, DROP)  # the active set is untouched
+    d.add([spec("198.51.100.9")])
+    assert d.catch_up() is True
+    _both_hold_the_compile(delta_ctx)

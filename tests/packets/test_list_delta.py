@@ -88,19 +88,31 @@ op = st.tuples(st.sampled_from(["import", "import", "remove"]), st.sampled_from(
 @given(rules=st.lists(st.sampled_from(POOL), max_size=10, unique=True), seed=st.integers(0, 2**16),
        ops=st.lists(op, min_size=1, max_size=6))
 def test_small_list_changes_equal_a_full_compile(ctx, full_syncs, rules, seed, ops) -> None:
+    rng = random.Random(seed)
+    # a list bigger than the delta's limit, named between the small ones: a full write
+    d = _start(ctx, rules, rng, rng.sample(POOL, 20) + [f"10.3.{i >> 8}.{i & 255}/32"
+                                                         for i in range(svc.BULK_THRESHOLD)])
+    before = len(full_syncs)
+    _run_ops(d, rules, ops)
+    assert len(full_syncs) == before  # no change of the ops wrote the whole image
+
+
+def _start(ctx, rules: list, rng: random.Random, big: list) -> DropList:
+    """A drop list holding only ``rules`` (random actions) and list "m"."""
     d = DropList(ctx)
     for name in [lst.name for lst in d.lists(with_stats=False)]:
         d.remove_list(name)
     if d.rules(with_stats=False):
         d.remove(ids=[r.id for r in d.rules(with_stats=False)])
-    rng = random.Random(seed)
     if rules:
         d.add([spec(p, action=rng.choice(["deny", "allow"])) for p in rules])
-    # a list bigger than the delta's limit, named between the small ones: a full write
-    big = rng.sample(POOL, 20) + [f"10.3.{i >> 8}.{i & 255}/32" for i in range(svc.BULK_THRESHOLD)]
     d.import_list("m", _pfx(big))
     _assert_in_sync(d)
-    before = len(full_syncs)
+    return d
+
+
+def _run_ops(d: DropList, rules: list, ops: list) -> None:
+    """Each op, then both sets against the full compile."""
     for kind, name, members, action, ttl, dst in ops:
         if kind == "remove":
             if any(lst.name == name for lst in d.lists(with_stats=False)):
@@ -108,7 +120,6 @@ def test_small_list_changes_equal_a_full_compile(ctx, full_syncs, rules, seed, o
         else:
             d.import_list(name, _pfx(members), action=action, ttl=ttl, dst=dst)
         _assert_in_sync(d, (rules, kind, name, members, action, ttl, dst))
-    assert len(full_syncs) == before  # no change of the ops wrote the whole image
 
 
 def test_a_big_list_still_goes_as_a_whole_image(ctx, full_syncs) -> None:
@@ -178,3 +189,86 @@ def test_members_that_expire_together_get_no_fallback(ctx, monkeypatch) -> None:
         for addr in ([10, 1, 0, 148], [10, 2, 0, 5]):
             v = abi.RULE_VAL.unpack(m.lookup(abi.U32.pack(0) + bytes(addr)))
             assert v[2] == 32 and v[5:8] == (0, 0, 0), (addr, v)  # the /32, no fallback
+
+
+@pytest.fixture
+def list_deltas(monkeypatch):
+    """The list changes written as a delta beyond BULK_THRESHOLD
+    (listdelta.split answered), and how many of their members were alone."""
+    from xdpctl.core.rules import listdelta
+
+    taken = []
+    real = listdelta.split
+
+    def counted(*a, **k):
+        sp = real(*a, **k)
+        if sp is not None:
+            taken.append(sp.alone)
+        return sp
+
+    monkeypatch.setattr(listdelta, "split", counted)
+    return taken
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rules=st.lists(st.sampled_from(POOL), max_size=10, unique=True), seed=st.integers(0, 2**16),
+       ops=st.lists(op, min_size=1, max_size=6))
+def test_big_list_changes_equal_a_full_compile(ctx, monkeypatch, list_deltas, rules, seed, ops) -> None:
+    """Past BULK_THRESHOLD (here 4), a list change beside much more than it
+    changes is split: hosts nothing else touches are written directly, the
+    other members are planned one by one. Same oracle as the small changes:
+    both sets hold the full compile of the stored state after every change,
+    with rules, an earlier and a later list sharing prefixes with the list,
+    hosts inside its own shorter members, TTLs and both directions."""
+    monkeypatch.setattr(svc, "BULK_THRESHOLD", 4)
+    monkeypatch.setattr(svc, "LIST_DELTA_RATIO", 1)
+    rng = random.Random(seed)
+    d = _start(ctx, rules, rng, rng.sample(POOL, 12) + [f"10.3.0.{i}/32" for i in range(40)])
+    _run_ops(d, rules, ops)
+
+
+def test_list_deltas_are_taken_and_hold_alone_hosts(ctx, monkeypatch, list_deltas) -> None:
+    """The property above takes the split path, with alone hosts, for a
+    fixed mix too (a guard that it does not quietly fall back)."""
+    monkeypatch.setattr(svc, "BULK_THRESHOLD", 6)  # the replace plans 5 members one by one
+    monkeypatch.setattr(svc, "LIST_DELTA_RATIO", 1)
+    d = DropList(ctx)
+    d.add([spec("10.1.0.0/32"), spec("10.1.0.128/25", action="allow")])
+    d.import_list("m", _pfx([f"10.3.0.{i}/32" for i in range(40)] + ["10.1.1.0/32"]))
+    d.import_list("k", _pfx(["10.1.0.0/32", "10.1.0.148/32", "10.1.1.0/32", "10.1.2.0/24", "2001:db8::1/128"]
+                            + [f"10.4.0.{i}/32" for i in range(6)]))
+    _assert_in_sync(d)
+    d.import_list("k", _pfx(["10.1.0.185/32", "2001:db8::2/128"] + [f"10.4.0.{i}/32" for i in range(3, 12)]))
+    _assert_in_sync(d)
+    d.remove_list("k")
+    _assert_in_sync(d)
+    # created: 6 10.4 hosts + the IPv6 host; replaced: those 7 out, 9 + 1 in; removed: those 10
+    assert list_deltas == [7, 17, 10]
+
+
+def test_a_big_list_beside_a_bigger_one_is_a_delta(ctx, full_syncs, list_deltas) -> None:
+    """At the real thresholds: a 2,500-host list created, replaced and
+    removed beside 20,000 other members writes no whole image, and the
+    kernel holds the full compile each time; a dropped host passes once its
+    list no longer has it."""
+    d = DropList(ctx)
+    d.import_list("big", _pfx([f"10.20.{i >> 8}.{i & 255}/32" for i in range(20_000)]))
+    before = len(full_syncs)
+    first = [f"10.30.{i >> 8}.{i & 255}/32" for i in range(2_500)]
+    second = [f"10.30.{i >> 8}.{i & 255}/32" for i in range(1_000, 3_600)]
+    d.import_list("feed", _pfx(first))
+    _assert_in_sync(d)
+    with DropListProbe(ctx.settings) as p:
+        assert [p.source_match(a)[0] for a in ("10.30.0.5", "10.30.13.0", "10.20.3.3")] == \
+            [XDP_DROP, XDP_PASS, XDP_DROP]
+    d.import_list("feed", _pfx(second))
+    _assert_in_sync(d)
+    with DropListProbe(ctx.settings) as p:
+        assert [p.source_match(a)[0] for a in ("10.30.0.5", "10.30.13.0", "10.30.5.0", "10.20.3.3")] == \
+            [XDP_PASS, XDP_DROP, XDP_DROP, XDP_DROP]
+    d.remove_list("feed")
+    _assert_in_sync(d)
+    with DropListProbe(ctx.settings) as p:
+        assert [p.source_match(a)[0] for a in ("10.30.13.0", "10.20.3.3")] == [XDP_PASS, XDP_DROP]
+    assert len(full_syncs) == before
+    assert list_deltas == [2_500, 5_100, 2_600]

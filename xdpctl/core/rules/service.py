@@ -21,7 +21,7 @@ from ..context import Context
 from ..errors import Conflict, NotFound, ValidationError
 from ..views import (ChangeView, ExpireView, ListChangeView, ListDetailView, ListsView, ListView, PolicyView,
                      RevisionView, RulesView, RuleView)
-from . import listindex, ruleset, validate
+from . import listdelta, listindex, ruleset, validate
 from .clock import Clock, clock_pair, kernel_ns_to_wall, wall_to_kernel_ns
 from .index import SqlRuleIndex, row_to_rule
 from .hits import hits_by_hook, sum_hits
@@ -31,6 +31,12 @@ from .tables import KernelTables, SyncReport, rule_stats, run_catch_up
 from .validate import ACTION_NAMES, DIR_NAMES, POLICIES, RuleSpec
 
 BULK_THRESHOLD = 2000  # more rules than this in one change: full compile + diff
+# A bigger list change is still a delta (listdelta) when at most BULK_THRESHOLD of its
+# members need the planner, it changes at most LIST_DELTA_MAX members, and everything
+# else loaded is at least LIST_DELTA_RATIO times the members it changes (a whole image
+# costs about as much per entry loaded as the delta per member changed, times the ratio).
+LIST_DELTA_MAX = 250_000
+LIST_DELTA_RATIO = 4
 DETAIL_LIMIT = 1000  # members shown with one list unless a limit is given
 
 Stats = dict[int, abi.RuleHits]
@@ -221,6 +227,13 @@ class DropList:
         written as a delta? Only into sets that hold the stored revision."""
         return n <= BULK_THRESHOLD and kt.at_revision(self.state.revision)
 
+    def _list_delta_ok(self, kt: KernelTables, n: int) -> bool:
+        """May a list change of ``n`` members (old and new) be tried as a
+        delta (listdelta) rather than a whole image? Into sets that hold the
+        stored revision, when the change is small beside what is loaded."""
+        return (n <= LIST_DELTA_MAX and kt.at_revision(self.state.revision)
+                and n * LIST_DELTA_RATIO <= self.state.loaded_count())
+
     def _write_changes(self, kt: KernelTables, added_ids: list[int], removed: list[dlc.Rule],
                        clock: Clock) -> None:
         """Write the kernel for rules just inserted/updated (by id) and rules
@@ -232,7 +245,8 @@ class DropList:
         self._write_delta(kt, [(r, False) for r in removed], added, clock)
 
     def _write_delta(self, kt: KernelTables, removed: list[tuple[dlc.Rule, bool | None]],
-                     added: list[tuple[dlc.Rule, bool | None]], clock: Clock) -> SyncReport:
+                     added: list[tuple[dlc.Rule, bool | None]], clock: Clock,
+                     plan: dlc.Plan | None = None) -> SyncReport:
         """Write the kernel for rules and list members just taken out of
         (``removed``) and put into (``added``) the database, each with its
         management flag (None: a list member, which has no xc_mgmt entry).
@@ -242,9 +256,10 @@ class DropList:
         the same prefix) changes nothing. ``clock``: the (wall, kernel) time
         pair every deadline of the change was converted with; the index
         converts with it too, so two equal wall deadlines stay equal (a
-        fallback must outlive its rule, as in the full compile)."""
+        fallback must outlive its rule, as in the full compile). ``plan``:
+        entries already planned (a list's alone hosts, listdelta), merged first."""
         index = SqlRuleIndex(self.state, *clock)
-        plan = dlc.Plan()
+        plan = dlc.Plan() if plan is None else plan
         try:
             for r, mgmt in removed:
                 index.prepare(r)
@@ -407,17 +422,38 @@ class DropList:
             d = 1 if dst else 0
             pending = cols.columns(base, d, act, wall_to_kernel_ns(expires, now, kns))
 
+            packed: list = []
+
+            def blob() -> tuple[bytes, tuple[bytes, bytes]]:  # the members blob and its key columns, made once
+                if not packed:
+                    entries = cols.pack()
+                    packed.append((entries, listindex.sorted_keys(entries)))
+                return packed[0]
+
             def store() -> ListRow:
-                entries = cols.pack()
+                entries, keys = blob()
                 row = ListRow(name, n, d, act, comment, source, now, expires, base, entries, cols.flags(dst))
-                state.replace_list(row, listindex.sorted_keys(entries))
+                state.replace_list(row, keys)
                 return row
 
-            if self._small(kt, n + (old[1] if old else 0)):  # a delta, whatever else is loaded
+            changed = n + (old[1] if old else 0)
+            small = self._small(kt, changed)  # a delta, whatever else is loaded
+            sp = None
+            if not small and self._list_delta_ok(kt, changed):
+                new = listdelta.Version(blob()[1], base, d, act, wall_to_kernel_ns(expires, now, kns))
+                sp = listdelta.split(state, name, listdelta.stored_version(state, name, now, kns), new,
+                                     BULK_THRESHOLD)
+            how = "as a delta"
+            if sp is not None:  # a big list change, still a delta: its hosts alone, the rest planned
+                row = store()
+                report = self._write_delta(kt, _members(sp.removed), _members(sp.added), clock, sp.plan)
+                how = f"as a delta ({sp.alone} hosts directly)"
+            elif small:
                 gone = _members(ruleset.member_columns(state.list_row(name), now, kns)) if old else []
                 row = store()
                 report = self._write_delta(kt, gone, _members(pending), clock)
             else:
+                how = "as a whole rule set"
                 compiled = ruleset.compile_rules(ruleset.all_rules(state, now, kns, pending=(name, pending)),
                                                  ruleset.mgmt_rules(state, now, kns))
                 report, row = _beside(lambda: kt.sync_to(compiled, progress), store)
@@ -425,7 +461,7 @@ class DropList:
                 kt.zero_stats(range(old[0], old[0] + old[1]))
             rev = self._finish(kt)
             note = (f"list {name}: {n} prefixes, rule ids {base}..{base + max(n, 1) - 1}; "
-                    f"{report.written} map entries written, {report.deleted} deleted")
+                    f"{report.written} map entries written, {report.deleted} deleted, {how}")
             return ListChangeView(revision=rev, created=old is None, list=list_view(row),
                                   map_entries_written=report.written, map_entries_deleted=report.deleted,
                                   notes=[note])
@@ -438,9 +474,15 @@ class DropList:
                 raise NotFound(f"no list named {name!r}", field="name", value=name)
             small = self._small(kt, span[1])
             clock = clock_pair()
+            sp = None
+            if not small and self._list_delta_ok(kt, span[1]):
+                sp = listdelta.split(state, name, listdelta.stored_version(state, name, *clock), None,
+                                     BULK_THRESHOLD)
             gone = _members(ruleset.member_columns(state.list_row(name), *clock)) if small else []
             state.delete_list(name)
-            if small:
+            if sp is not None:
+                self._write_delta(kt, _members(sp.removed), [], clock, sp.plan)
+            elif small:
                 self._write_delta(kt, gone, [], clock)
             else:
                 self._full_sync(kt)

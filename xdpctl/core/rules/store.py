@@ -549,6 +549,11 @@ class State:
     def has_lists(self) -> bool:
         return self.db.execute("SELECT 1 FROM lists LIMIT 1").fetchone() is not None
 
+    def loaded_count(self) -> int:
+        """Rules plus list members stored: about the entries a rule set holds."""
+        return self.db.execute("SELECT (SELECT COUNT(*) FROM rules) + "
+                               "(SELECT COALESCE(SUM(count), 0) FROM lists)").fetchone()[0]
+
     def list_heads(self) -> list[tuple[str, int, int, int, float | None]]:
         """(name, dir, action, id_base, expires) of every list, by name."""
         return self.db.execute("SELECT name, dir, action, id_base, expires FROM lists ORDER BY name").fetchall()

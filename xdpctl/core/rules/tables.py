@@ -36,6 +36,7 @@ STALE = (1 << 64) - 1  # xc_config.synced: the standby set holds no known genera
 DEFERRED = STALE - 1   # stale too, untouched since the flip: its catch-up is the flipping writer's (CatchUp)
 SET_NAMES = ("A", "B")
 ZERO_IN_KERNEL = 4096  # ids of a range from which zero_stats loads the builder rather than writing zeros
+DEFER_PLAN_MIN = 2000  # entries of a change's one plan from which its catch-up may be deferred, as an image's
 
 Progress = Callable[[int, int], None]
 Undo = list  # (map, old keys, old values, count, new keys, count), packed: how to put a map back
@@ -152,7 +153,8 @@ class KernelTables(SharedMaps):
         catch-up wrote (None when nothing was written). ``defer``: a change
         that wrote one whole image leaves its catch-up in ``deferred`` (for
         catch_up(), later, under the writer lock) and returns None once
-        the flip is done."""
+        the flip is done; so does a change that wrote one plan of at least
+        DEFER_PLAN_MIN entries (a big list's delta)."""
         old = self.cfg
         if not self._wrote:  # nothing written: the active set's bands are as found
             synced = revision if old.synced == old.generation else STALE
@@ -166,7 +168,8 @@ class KernelTables(SharedMaps):
         mirrored = self.found.synced == self.found.generation
         empty = presence.empty_bands(self, self.standby, self._empty if mirrored else None, *_touched(self._wrote))
         flags |= presence.settle(self, self.standby, self.found.synced, revision, empty)
-        defer = defer and len(self._wrote) == 1 and not isinstance(self._wrote[0], dlc.Plan)
+        defer = defer and len(self._wrote) == 1 and (not isinstance(self._wrote[0], dlc.Plan)
+                                                     or self._wrote[0].size() >= DEFER_PLAN_MIN)
         self._write_cfg(abi.Config(policy, flags, revision, self.standby, DEFERRED if defer else STALE))
         self._undo = []
         wrote, self._wrote = self._wrote, []
@@ -187,9 +190,13 @@ class KernelTables(SharedMaps):
         still DEFERRED), else comparing it with the image entry by entry
         (a writer that died in between marked it STALE and may have left
         anything in it). Only while xc_cfg is at that revision with that
-        set standing by: any later change rewrote the set itself (False)."""
+        set standing by: any later change rewrote the set itself (False).
+        A plan replays onto an untouched set only: on a STALE one it is not
+        written (False), and the next change writes the set whole."""
         cfg = self.cfg
         if (cfg.generation, cfg.active) != (job.revision, 1 - job.rule_set) or cfg.synced not in (DEFERRED, STALE):
+            return False
+        if cfg.synced == STALE and any(isinstance(w, dlc.Plan) for w in job.wrote):
             return False
         if cfg.synced == STALE:
             job = job._replace(wrote=[(compiled, None) for compiled, _writes in job.wrote])

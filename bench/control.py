@@ -157,10 +157,14 @@ def _nft_load(work: str, prefix_file: str) -> dict:
         settle()  # the set is freed as the namespace goes
 
 
+FEED = 10_000  # hosts of the list a feed refresh replaces
+
+
 def single_change_rows(work: str, big: int, tries: int) -> dict:
-    """`xdpctl block` of one /32, and the import and removal of a 1-prefix
-    list, with nothing and with ``big`` list members loaded; `xdpctl
-    version` (start-up alone) for scale; map memory."""
+    """`xdpctl block` of one /32, the import and removal of a 1-prefix
+    list, and a feed refresh (a FEED-host list replaced by another FEED
+    hosts, half of them new), with nothing and with ``big`` list members
+    loaded; `xdpctl version` (start-up alone) for scale; map memory."""
     out: dict = {"startup": summary([run_child(_xdpctl() + ["version"]) for _ in range(tries)])}
     inst = Instance("single")
     small = os.path.join(work, "small-list.txt")
@@ -174,9 +178,23 @@ def single_change_rows(work: str, big: int, tries: int) -> dict:
             removals.append(inst.cli("unblock", "--list", f"small{i}"))
         out[f"small_import_{label}"], out[f"small_remove_{label}"] = summary(imports), summary(removals)
 
+    feeds = [_write(work, 4, "exact", FEED // 2, seed=31 + i) for i in range(tries + 1)]
+
+    def feed(label: str) -> None:  # the list holds feeds[i] and feeds[i + 1]: each refresh swaps half
+        merged = []
+        for i in range(tries + 1):
+            path = os.path.join(work, f"feed{i}.txt")
+            with open(feeds[i]) as a, open(feeds[(i + 1) % len(feeds)]) as b, open(path, "w") as f:
+                f.write(a.read() + b.read())
+            merged.append(path)
+        inst.cli("import", merged[0], "--list", "feed")
+        out[f"feed_replace_{label}"] = summary([inst.cli("import", m, "--list", "feed") for m in merged[1:]])
+        inst.cli("unblock", "--list", "feed")
+
     try:
         out["block_empty"] = summary([inst.cli("block", f"10.250.0.{i + 1}") for i in range(tries)])
         small_lists("empty")
+        feed("empty")
         for n in (big // 2, big):
             log(f"control: import {n:,} members, then {tries} single blocks")
             path = _write(work, 4, "exact", n, seed=11 + n)
@@ -188,6 +206,7 @@ def single_change_rows(work: str, big: int, tries: int) -> dict:
                 inst.cli("unblock", "--list", f"big{n}")
         out["block_big"] = summary([inst.cli("block", f"10.251.0.{i + 1}") for i in range(tries)])
         small_lists("big")
+        feed("big")
         out["big"] = big
     finally:
         inst.close()
@@ -268,6 +287,10 @@ def table(res: dict) -> str:
         ("`xdpctl import` of a 1-prefix list, nothing loaded", cli(s["small_import_empty"])),
         (f"`xdpctl unblock --list` of it, {s['big']:,} list members loaded", cli(s["small_remove_big"])),
         ("`xdpctl unblock --list` of it, nothing loaded", cli(s["small_remove_empty"])),
+        (f"`xdpctl import` refreshing a {FEED:,}-host list (half its hosts new), {s['big']:,} list members loaded",
+         cli(s["feed_replace_big"]) if "feed_replace_big" in s else "-"),
+        (f"`xdpctl import` refreshing a {FEED:,}-host list (half its hosts new), nothing loaded",
+         cli(s["feed_replace_empty"]) if "feed_replace_empty" in s else "-"),
         ("`xdpctl version` (start-up alone)", cli(s["startup"])),
         (f"POST /v1/block one /32, {n:,} list loaded (the first right after the list's PUT), p50 / p99",
          singles(r.get("block_with_list"))),

@@ -211,15 +211,16 @@ def _reap(pid: int) -> None:
 
 
 def test_a_big_list_delta_leaves_its_catch_up_too_and_a_killed_child_to_the_next_change(tmp_path) -> None:
-    """A list refreshed beside a much bigger one is written as a delta
-    (listdelta), not a whole image; its catch-up (a replay of that delta)
-    is left to the child as well, and killing it mid-way is repaired the
-    same way."""
-    feed_file = _write(tmp_path / "feed.txt", NEW_FIRST, 20_000)
+    """A list refreshed beside another is written as a delta (listdelta:
+    its hosts as columns), not a whole image; its catch-up (a replay of
+    those writes) is left to the child as well, and killing it mid-way is
+    repaired the same way. The list is big enough for the replay to be
+    caught under way."""
+    feed_file = _write(tmp_path / "feed.txt", NEW_FIRST, 150_000)
 
     def setup(ctx: Context) -> None:
-        DropList(ctx).import_list("big", _hosts(0x0D000000, 200_000))  # not EXTRA (12.0.0.1)
-        DropList(ctx).import_list("feed", _hosts(OLD_FIRST, 20_000))
+        DropList(ctx).import_list("big", _hosts(0x0D000000, 50_000))  # not EXTRA (12.0.0.1)
+        DropList(ctx).import_list("feed", _hosts(OLD_FIRST, 150_000))
 
     _kill_rounds(tmp_path, setup, ["import", feed_file, "--list", "feed", "--json"],
-                 says="as a delta (40000 hosts directly)")  # 20,000 out, 20,000 in
+                 says="as a delta (300000 hosts directly)")  # 150,000 out, 150,000 in

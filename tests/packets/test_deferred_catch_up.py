@@ -155,18 +155,30 @@ def delta_ctx(make_ctx, monkeypatch):
     return c
 
 
-def _deferred_delta(ctx) -> tuple[DropList, abi.Config]:
+def _deferred_delta(ctx, ttl: str | None = None) -> tuple[DropList, abi.Config]:
+    """A list replaced beside a bigger one: a delta, its catch-up deferred.
+    Its alone hosts go as columns, then its /24 as a plan; with a TTL on
+    the list (old values not known to the byte), all of it as one plan."""
     d = DropList(ctx)
-    res = d.import_list("feed", [px.parse_prefix(p) for p in FEED + ["10.3.0.3", "10.3.0.4", "10.3.0.5"]])
-    assert "as a delta (6 hosts directly)" in res.notes[0], res.notes  # the /24 is planned
+    d.import_list("feed", [px.parse_prefix(p) for p in ("10.3.0.9", "10.3.0.10")], ttl=ttl)
+    assert d.catch_up() is True
+    res = d.import_list("feed", [px.parse_prefix(p) for p in FEED + ["10.3.0.3", "10.3.0.4", "10.3.0.5"]], ttl=ttl)
+    assert "as a delta (8 hosts directly)" in res.notes[0], res.notes  # 2 out, 6 in; the /24 is planned
     after = read_pinned_config(ctx)
-    assert after.synced == DEFERRED and isinstance(ctx.pending_catch_up.wrote[0], service.dlc.Plan)
+    wrote = ctx.pending_catch_up.wrote
+    assert after.synced == DEFERRED
+    if ttl is None:
+        assert len(wrote) == 2 and wrote[0][0] is None and isinstance(wrote[1], service.dlc.Plan)
+    else:
+        assert len(wrote) == 1 and isinstance(wrote[0], service.dlc.Plan)
     return d, after
 
 
-def test_a_deferred_list_delta_is_replayed(delta_ctx, monkeypatch) -> None:
-    d, after = _deferred_delta(delta_ctx)
-    assert kernel_rule_set(delta_ctx, after.active) == _compiled(delta_ctx)
+@pytest.mark.parametrize("ttl", [None, "1h"])
+def test_a_deferred_list_delta_is_replayed(delta_ctx, monkeypatch, ttl) -> None:
+    d, after = _deferred_delta(delta_ctx, ttl)
+    assert emu.without_deadlines(kernel_rule_set(delta_ctx, after.active)) == \
+        emu.without_deadlines(_compiled(delta_ctx))
     assert _verdict(delta_ctx, "10.3.0.4") == (XDP_DROP, DROP) and _verdict(delta_ctx, "10.3.1.9") == (XDP_DROP, DROP)
 
     def no_compare(*_a):
@@ -175,14 +187,18 @@ def test_a_deferred_list_delta_is_replayed(delta_ctx, monkeypatch) -> None:
     with monkeypatch.context() as m:
         m.setattr(tables, "diff_entries", no_compare)
         assert d.catch_up() is True
-    _both_hold_the_compile(delta_ctx)
+    cfg = read_pinned_config(delta_ctx)
+    assert cfg.synced == cfg.generation and kernel_health(delta_ctx, cfg.generation).in_sync
+    want = emu.without_deadlines(_compiled(delta_ctx))
+    assert [emu.without_deadlines(kernel_rule_set(delta_ctx, s)) for s in (0, 1)] == [want, want]
 
 
-def test_a_deferred_list_delta_leaves_a_stale_set_to_the_next_change(delta_ctx) -> None:
+@pytest.mark.parametrize("ttl", [None, "1h"])
+def test_a_deferred_list_delta_leaves_a_stale_set_to_the_next_change(delta_ctx, ttl) -> None:
     """A plan replays onto an untouched set only: once a writer that died
     marked the set STALE (it may hold anything), the catch-up writes
     nothing and the next change rewrites that set whole."""
-    d, after = _deferred_delta(delta_ctx)
+    d, after = _deferred_delta(delta_ctx, ttl)
     with KernelTables(delta_ctx) as kt:
         kt._begin_write()
     assert d.catch_up() is False
@@ -191,4 +207,7 @@ def test_a_deferred_list_delta_leaves_a_stale_set_to_the_next_change(delta_ctx) 
     assert _verdict(delta_ctx, "10.3.0.4") == (XDP_DROP, DROP)  # the active set is untouched
     d.add([spec("198.51.100.9")])
     assert d.catch_up() is True
-    _both_hold_the_compile(delta_ctx)
+    cfg = read_pinned_config(delta_ctx)
+    assert cfg.synced == cfg.generation and kernel_health(delta_ctx, cfg.generation).in_sync
+    want = emu.without_deadlines(_compiled(delta_ctx))
+    assert [emu.without_deadlines(kernel_rule_set(delta_ctx, s)) for s in (0, 1)] == [want, want]

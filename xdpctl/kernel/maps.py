@@ -283,6 +283,13 @@ class Map:
         for key, val in self._lookup_batch_all(start_index=start, stop_index=end):
             yield int.from_bytes(key, "little"), val
 
+    def values_range(self, start: int, count: int) -> bytes:
+        """ARRAY maps: the values of entries start .. start+count-1, packed
+        (batch lookups; no object per entry)."""
+        end = min(start + count, self.max_entries)
+        parts = [v for _k, v, _n in self._batches(start_index=start, stop_index=end)]
+        return b"".join(parts)[:(end - start) * self.buf_size]
+
     def _lookup_batch_all(self, start_index: int | None = None,
                           stop_index: int | None = None) -> Iterator[tuple[bytes, bytes]]:
         seen = start_index or 0

@@ -15,7 +15,11 @@ that something else touches) goes through the planner's index
 
 Found with array operations over the lists' sorted key columns
 (listindex) and one query of the rules table per family: no compile, no
-read of the kernel's maps.
+read of the kernel's maps. The standby set holds exactly the old version's
+alone hosts' entries, so their writes come as a whole image's diff would
+give them (Split.columns, written in batches); only an old version with a
+deadline (kernel values no change reproduces to the byte) has them planned
+one by one too (Split.plan).
 """
 
 from __future__ import annotations
@@ -47,13 +51,88 @@ class Version(NamedTuple):
 
 
 class Split(NamedTuple):
-    """A list change taken apart: the plan of its alone hosts, and its
-    other members as rules (for the planner's index)."""
+    """A list change taken apart: its alone hosts, per version and family
+    (key records), and its other members as rules (for the planner's index)."""
 
-    plan: dlc.Plan
-    removed: list   # Rule: old members that are not alone
-    added: list     # Rule: new members that are not alone
-    alone: int      # host members (old and new) written directly
+    old: Version | None
+    new: Version | None
+    alone_old: dict  # family -> records of the old version's alone hosts
+    alone_new: dict  # family -> records of the new version's alone hosts
+    removed: list    # Rule: old members that are not alone
+    added: list      # Rule: new members that are not alone
+
+    @property
+    def alone(self) -> int:
+        """Host members (old and new) written directly."""
+        return sum(len(r) for r in self.alone_old.values()) + sum(len(r) for r in self.alone_new.values())
+
+    def plan(self) -> dlc.Plan:
+        """The alone hosts as a plan: the old version's deleted, the new
+        version's written (a key in both: written). The other members'
+        plans go after it."""
+        plan = dlc.Plan()
+        for alone, v in ((self.alone_old, self.old), (self.alone_new, self.new)):
+            for fam, rec in alone.items():
+                keys, vals = _entries(rec, fam, v)
+                ks, vs = len(keys) // max(len(rec), 1), abi.RULE_VAL.size
+                for j in range(len(rec)):
+                    if v is self.new:
+                        plan.put(BAND[fam], keys[j * ks:(j + 1) * ks], vals[j * vs:(j + 1) * vs])
+                    else:
+                        plan.delete(BAND[fam], keys[j * ks:(j + 1) * ks])
+        return plan
+
+    @property
+    def columnar(self) -> bool:
+        """May the alone hosts go as columns (columns(), then the other
+        members as a plan)? When the old version's entries are known to the
+        byte: no deadline (a deadline is the kernel's clock, converted anew
+        by each change)."""
+        return self.old is None or not self.old.expires_ns
+
+    def columns(self) -> dict:
+        """Per band, the alone hosts' writes as a whole image's diff gives
+        them (tables.Diff, packed): the old version's entries go (deleted,
+        or rewritten where the new version has the key: its rule ids are new,
+        so every value changes) and the new version's are written. Written
+        before the other members' plans: a key an old alone host leaves may
+        be one a new shorter member takes."""
+        import numpy as np
+
+        from .tables import Diff
+
+        out = {}
+        for fam in (4, 6):
+            o, w = self.alone_old.get(fam, ()), self.alone_new.get(fam, ())
+            if not len(o) and not len(w):
+                continue
+            ok, ov = _entries(o, fam, self.old) if len(o) else (b"", b"")
+            wk, wv = _entries(w, fam, self.new) if len(w) else (b"", b"")
+            kept = np.zeros(len(o), bool)   # old keys the new version has
+            fresh = np.ones(len(w), bool)   # new keys the old version lacks
+            if len(o) and len(w) and self.old.dir == self.new.dir:  # else no key is in both
+                on, wn = (o["n"].astype(np.uint32), w["n"].astype(np.uint32)) if fam == 4 else (o["n"], w["n"])
+                at = np.minimum(np.searchsorted(wn, on), len(wn) - 1)  # both sorted: one search serves both sides
+                kept = wn[at] == on
+                fresh[at[kept]] = False
+            ks = len(ok) // len(o) if len(o) else len(wk) // len(w)
+            dels = np.frombuffer(ok, np.uint8).reshape(-1, ks)[~kept].tobytes() if len(o) else b""
+            new = np.frombuffer(wk, np.uint8).reshape(-1, ks)[fresh].tobytes() if len(w) else b""
+            out[BAND[fam]] = Diff(wk, wv, len(w), new, int(fresh.sum()), ok, ov, len(o), dels,
+                                  len(o) - int(kept.sum()))
+        return out
+
+
+def _entries(rec, family: int, v: Version) -> tuple[bytes, bytes]:
+    """Packed band keys and values of alone host records of a version."""
+    import numpy as np
+
+    keys = np.empty(len(rec), [("d", "=u4"), ("n", ">u4" if family == 4 else "V16")])
+    keys["d"], keys["n"] = v.dir, rec["n"]
+    ids = (rec["i"].astype(np.int64) + v.base).astype(np.uint32)
+    vals = dlc._vals_col(ids, bytes([v.action]) * len(rec), HOST[family],
+                         np.full(len(rec), v.expires_ns, np.uint64))
+    return keys.tobytes(), vals
 
 
 def _records(blob, family: int):
@@ -163,13 +242,11 @@ def split(state: State, name: str, old: Version | None, new: Version | None, lim
     ``limit`` members are not alone hosts (a whole image is cheaper)."""
     import numpy as np
 
-    dirs = {v.dir for v in (old, new) if v is not None}
-    others = {d: Others(state, name, d) for d in dirs}
-    plan = dlc.Plan()
-    removed: list[dlc.Rule] = []
-    added: list[dlc.Rule] = []
-    alone = 0
-    for version, out in ((old, removed), (new, added)):
+    others = {v.dir: None for v in (old, new) if v is not None}
+    for d in others:
+        others[d] = Others(state, name, d)
+    sp = Split(old, new, {}, {}, [], [])
+    for version, alone, out in ((old, sp.alone_old, sp.removed), (new, sp.alone_new, sp.added)):
         if version is None:
             continue
         for fam, blob in ((4, version.keys[0]), (6, version.keys[1])):
@@ -177,39 +254,15 @@ def split(state: State, name: str, old: Version | None, new: Version | None, lim
             if not len(rec):
                 continue
             hosts = _span(rec, HOST[fam], HOST[fam])
+            if len(sp.removed) + len(sp.added) + len(rec) - len(hosts) > limit:  # before any search
+                return None
             own = {p: _span(rec, p, p)["n"].astype(np.uint32) for p in SHORT4} if fam == 4 else None
             ok = others[version.dir].alone(fam, hosts["n"], own)
-            rest = len(rec) - int(ok.sum())
-            if len(removed) + len(added) + rest > limit:
+            if len(sp.removed) + len(sp.added) + len(rec) - int(ok.sum()) > limit:
                 return None
-            for r in _rules(rec[:len(rec) - len(hosts)], fam, version):
-                out.append(r)
-            for r in _rules(hosts[~ok], fam, version):
-                out.append(r)
-            mine = hosts[ok]
-            alone += len(mine)
-            keys = _keys(fam, version.dir, mine["n"])
-            if out is removed:
-                for k in keys:
-                    plan.delete(BAND[fam], k)
-            else:
-                ids = (mine["i"].astype(np.int64) + version.base).astype(np.uint32)
-                vals = dlc._vals_col(ids, bytes([version.action]) * len(mine), HOST[fam],
-                                     np.full(len(mine), version.expires_ns, np.uint64))
-                vs = abi.RULE_VAL.size
-                for j, k in enumerate(keys):
-                    plan.put(BAND[fam], k, vals[j * vs:(j + 1) * vs])
-    return Split(plan, removed, added, alone)
-
-
-def _keys(family: int, dir: int, nets) -> list[bytes]:
-    """Band keys (xc_key4 / xc_key6) of host networks."""
-    import numpy as np
-
-    rec = np.empty(len(nets), [("d", "=u4"), ("n", ">u4" if family == 4 else "V16")])
-    rec["d"], rec["n"] = dir, nets
-    raw, w = rec.tobytes(), rec.itemsize
-    return [raw[o:o + w] for o in range(0, len(raw), w)]
+            out += _rules(rec[:len(rec) - len(hosts)], fam, version) + _rules(hosts[~ok], fam, version)
+            alone[fam] = hosts[ok]
+    return sp
 
 
 def _rules(rec, family: int, v: Version) -> list[dlc.Rule]:

@@ -29,6 +29,7 @@ TRIE = "xc_v6_trie"  # its entries set the bits they cover too (always from Pyth
 V6_BIT_PLEN = 3 + 24  # an IPv6 bit stands for a /27
 _CHUNK = 1 << 18  # keys per step of image_words
 ALL_ONES = (1 << 64) - 1
+WORDS_ONE_BY_ONE = 4096  # add_keys: more words than this and the whole bitmap is read and merged
 
 
 def bit_of(band: str, key: bytes) -> int:
@@ -120,22 +121,54 @@ def image_words(compiled, kt, rule_set: int):
     words = np.zeros(abi.BITS_WORDS, np.uint64)
     for band in BANDS:
         t = compiled[band]
-        ks = kt.table(band, rule_set).key_size
-        rows = np.frombuffer(t.keys, np.uint8, t.count * ks).reshape(t.count, ks)
-        for at in range(0, t.count, _CHUNK):  # a chunk at a time: a few MB of temporaries, not tens
-            part = rows[at:at + _CHUNK]
-            d = np.ascontiguousarray(part[:, :4]).view(np.uint32)[:, 0].astype(np.uint32)
-            top = np.ascontiguousarray(part[:, 4:8]).view(">u4")[:, 0].astype(np.uint32)
-            if band in V4_BANDS:
-                bits = (d << 24) | (top >> 8)
-            else:
-                bits = abi.BITS_V4_BITS + ((d << 24) | ((top >> abi.BITS_V6_SHIFT) & 0xFFFFFF))
-            _or_bits(np, words, bits)
+        _band_bits(np, words, band, t.keys, t.count, kt.table(band, rule_set).key_size)
     trie: dict[int, int] = {}
     _trie_words(trie, _keys(compiled[TRIE], kt.table(TRIE, rule_set)))
     for w, mask in trie.items():
         words[w] |= np.uint64(mask)
     return words
+
+
+def _band_bits(np, words, band: str, keys: bytes, count: int, ks: int) -> None:
+    """Set the bits of a hash band's packed keys in words (uint64)."""
+    rows = np.frombuffer(keys, np.uint8, count * ks).reshape(count, ks)
+    for at in range(0, count, _CHUNK):  # a chunk at a time: a few MB of temporaries, not tens
+        part = rows[at:at + _CHUNK]
+        d = np.ascontiguousarray(part[:, :4]).view(np.uint32)[:, 0].astype(np.uint32)
+        top = np.ascontiguousarray(part[:, 4:8]).view(">u4")[:, 0].astype(np.uint32)
+        if band in V4_BANDS:
+            bits = (d << 24) | (top >> 8)
+        else:
+            bits = abi.BITS_V4_BITS + ((d << 24) | ((top >> abi.BITS_V6_SHIFT) & 0xFFFFFF))
+        _or_bits(np, words, bits)
+
+
+def add_keys(kt, rule_set: int, bands: dict) -> None:
+    """Set the bits of hash-band keys written into one set, given packed
+    per band: {band: (keys, count)}. Up to WORDS_ONE_BY_ONE words are read
+    and or-ed one at a time; more, and the span of words they fall in is
+    read (batch lookups), or-ed, and the words that changed are written in
+    one batch. Bits are only added: the set's mark stays as it was."""
+    import numpy as np
+
+    words = np.zeros(abi.BITS_WORDS, np.uint64)
+    for band, (keys, count) in bands.items():
+        _band_bits(np, words, band, keys, count, kt.table(band, rule_set).key_size)
+    idx = np.flatnonzero(words)
+    m = kt.table(abi.BITS_MAP, rule_set)
+    if len(idx) > WORDS_ONE_BY_ONE:
+        lo, hi = int(idx[0]), int(idx[-1]) + 1
+        cur = np.frombuffer(m.values_range(lo, hi - lo), np.uint64)
+        merged = cur | words[lo:hi]
+        changed = np.flatnonzero(merged != cur)
+        m.update_batch((changed + lo).astype(np.uint32).tobytes(), merged[changed].tobytes(), len(changed))
+        return
+    for w, mask in zip(idx.tolist(), words[idx].tolist()):
+        k = abi.U32.pack(w)
+        raw = m.lookup(k)
+        old = int.from_bytes(raw[:8], "little") if raw else 0
+        if old | mask != old:
+            m.update(k, (old | mask).to_bytes(8, "little"))
 
 
 def _or_bits(np, words, bits) -> None:

@@ -32,9 +32,10 @@ from .validate import ACTION_NAMES, DIR_NAMES, POLICIES, RuleSpec
 
 BULK_THRESHOLD = 2000  # more rules than this in one change: full compile + diff
 # A bigger list change is still a delta (listdelta) when at most BULK_THRESHOLD of its
-# members need the planner, it changes at most LIST_DELTA_MAX members, and everything
-# else loaded is at least LIST_DELTA_RATIO times the members it changes (a whole image
-# costs about as much per entry loaded as the delta per member changed, times the ratio).
+# members need the planner. When the old version has a deadline, its alone hosts are
+# planned one by one too: then only for at most LIST_DELTA_MAX members, with everything
+# else loaded at least LIST_DELTA_RATIO times the members it changes (a whole image
+# costs about as much per entry loaded as such a delta per member changed, times the ratio).
 LIST_DELTA_MAX = 250_000
 LIST_DELTA_RATIO = 4
 DETAIL_LIMIT = 1000  # members shown with one list unless a limit is given
@@ -227,12 +228,40 @@ class DropList:
         written as a delta? Only into sets that hold the stored revision."""
         return n <= BULK_THRESHOLD and kt.at_revision(self.state.revision)
 
-    def _list_delta_ok(self, kt: KernelTables, n: int) -> bool:
-        """May a list change of ``n`` members (old and new) be tried as a
-        delta (listdelta) rather than a whole image? Into sets that hold the
-        stored revision, when the change is small beside what is loaded."""
-        return (n <= LIST_DELTA_MAX and kt.at_revision(self.state.revision)
-                and n * LIST_DELTA_RATIO <= self.state.loaded_count())
+    def _write_split(self, kt: KernelTables, sp: listdelta.Split, clock: Clock,
+                     store: Callable[[], ListRow] | None = None) -> tuple[SyncReport, ListRow | None]:
+        """Write a list change taken apart (listdelta): its alone hosts as
+        columns (beside ``store``, the database side, when given) and then
+        the other members planned one by one, or all of it as one plan when
+        the old version's entries are not known to the byte. ``store`` runs
+        before any planning: the planner's index reads the stored state."""
+        row = None
+        if not sp.columnar:
+            row = store() if store else None
+            return self._write_delta(kt, _members(sp.removed), _members(sp.added), clock, sp.plan()), row
+        cols = sp.columns()
+        report = SyncReport(self.state.revision)
+        if cols and store:
+            report, row = _beside(lambda: kt.write_columns(cols), store)
+        else:
+            row = store() if store else None
+            if cols:
+                report = kt.write_columns(cols)
+        if sp.removed or sp.added:
+            rest = self._write_delta(kt, _members(sp.removed), _members(sp.added), clock)
+            report.written, report.deleted = report.written + rest.written, report.deleted + rest.deleted
+        return report, row
+
+    def _list_delta_ok(self, was: listdelta.Version | None, n: int) -> bool:
+        """May a list change of ``n`` members (old and new), from the stored
+        version ``was``, be tried as a delta (listdelta) rather than a whole
+        image (into sets that hold the stored revision)? Always when its
+        alone hosts can go as columns (no deadline on the old version: the
+        same batches a whole image writes, without its compile, read and
+        diff); else, every member planned one by one, only when the change
+        is small beside what is loaded."""
+        return (was is None or not was.expires_ns
+                or (n <= LIST_DELTA_MAX and n * LIST_DELTA_RATIO <= self.state.loaded_count()))
 
     def _write_changes(self, kt: KernelTables, added_ids: list[int], removed: list[dlc.Rule],
                        clock: Clock) -> None:
@@ -439,14 +468,14 @@ class DropList:
             changed = n + (old[1] if old else 0)
             small = self._small(kt, changed)  # a delta, whatever else is loaded
             sp = None
-            if not small and self._list_delta_ok(kt, changed):
-                new = listdelta.Version(blob()[1], base, d, act, wall_to_kernel_ns(expires, now, kns))
-                sp = listdelta.split(state, name, listdelta.stored_version(state, name, now, kns), new,
-                                     BULK_THRESHOLD)
+            if not small and kt.at_revision(state.revision):
+                was = listdelta.stored_version(state, name, now, kns)
+                if self._list_delta_ok(was, changed):
+                    new = listdelta.Version(blob()[1], base, d, act, wall_to_kernel_ns(expires, now, kns))
+                    sp = listdelta.split(state, name, was, new, BULK_THRESHOLD)
             how = "as a delta"
             if sp is not None:  # a big list change, still a delta: its hosts alone, the rest planned
-                row = store()
-                report = self._write_delta(kt, _members(sp.removed), _members(sp.added), clock, sp.plan)
+                report, row = self._write_split(kt, sp, clock, store)
                 how = f"as a delta ({sp.alone} hosts directly)"
             elif small:
                 gone = _members(ruleset.member_columns(state.list_row(name), now, kns)) if old else []
@@ -475,13 +504,14 @@ class DropList:
             small = self._small(kt, span[1])
             clock = clock_pair()
             sp = None
-            if not small and self._list_delta_ok(kt, span[1]):
-                sp = listdelta.split(state, name, listdelta.stored_version(state, name, *clock), None,
-                                     BULK_THRESHOLD)
+            if not small and kt.at_revision(state.revision):
+                was = listdelta.stored_version(state, name, *clock)
+                if self._list_delta_ok(was, span[1]):
+                    sp = listdelta.split(state, name, was, None, BULK_THRESHOLD)
             gone = _members(ruleset.member_columns(state.list_row(name), *clock)) if small else []
             state.delete_list(name)
             if sp is not None:
-                self._write_delta(kt, _members(sp.removed), [], clock, sp.plan)
+                self._write_split(kt, sp, clock)
             elif small:
                 self._write_delta(kt, gone, [], clock)
             else:

@@ -144,6 +144,25 @@ class KernelTables(SharedMaps):
         self._wrote.append((compiled, writes))
         return _sync_set(self, compiled, self.standby, self._undo, progress, writes)
 
+    def write_columns(self, diffs: dict) -> SyncReport:
+        """Write diffs computed without reading the standby set, from what
+        it is known to hold (a list's alone hosts, listdelta.Split.columns):
+        {map name: Diff}. Deletes first, then batches; undone if this change
+        fails before commit, replayed into the other set at commit like an
+        image's writes. The written keys' presence bits are set."""
+        for name, d in diffs.items():  # before any write; at least this: the kernel refuses what else overflows
+            _check_capacity(self.table(name, self.standby), d.n_upd)
+        self._begin_write()
+        writes: list = []
+        self._wrote.append((None, writes))  # no image: a catch-up replays the writes, or leaves the set
+        report = SyncReport(revision=0)
+        for name, d in diffs.items():
+            report.per_map[name] = _write_diff(self.table(name, self.standby), name, d, self._undo, writes)
+            report.written += d.n_upd
+            report.deleted += d.n_del
+        presence.add_keys(self, self.standby, {name: (d.upd_keys, d.n_upd) for name, d in diffs.items()})
+        return report
+
     def commit(self, policy: int, flags: int, revision: int, defer: bool = False) -> SyncReport | None:
         """Make ``revision`` the kernel's: flip xc_cfg to the standby set
         (with policy, flags and generation, one update), then write the same
@@ -151,10 +170,10 @@ class KernelTables(SharedMaps):
         does not undo the change: the set stays marked stale (health reports
         it, the next change or a restore rewrites it). Returns what the
         catch-up wrote (None when nothing was written). ``defer``: a change
-        that wrote one whole image leaves its catch-up in ``deferred`` (for
-        catch_up(), later, under the writer lock) and returns None once
-        the flip is done; so does a change that wrote one plan of at least
-        DEFER_PLAN_MIN entries (a big list's delta)."""
+        that wrote a whole image or columns (write_columns), or plans of at
+        least DEFER_PLAN_MIN entries in all (a big list's delta), leaves its
+        catch-up in ``deferred`` (for catch_up(), later, under the writer
+        lock) and returns None once the flip is done."""
         old = self.cfg
         if not self._wrote:  # nothing written: the active set's bands are as found
             synced = revision if old.synced == old.generation else STALE
@@ -168,8 +187,8 @@ class KernelTables(SharedMaps):
         mirrored = self.found.synced == self.found.generation
         empty = presence.empty_bands(self, self.standby, self._empty if mirrored else None, *_touched(self._wrote))
         flags |= presence.settle(self, self.standby, self.found.synced, revision, empty)
-        defer = defer and len(self._wrote) == 1 and (not isinstance(self._wrote[0], dlc.Plan)
-                                                     or self._wrote[0].size() >= DEFER_PLAN_MIN)
+        defer = defer and sum(w.size() if isinstance(w, dlc.Plan) else DEFER_PLAN_MIN
+                              for w in self._wrote) >= DEFER_PLAN_MIN
         self._write_cfg(abi.Config(policy, flags, revision, self.standby, DEFERRED if defer else STALE))
         self._undo = []
         wrote, self._wrote = self._wrote, []
@@ -191,12 +210,13 @@ class KernelTables(SharedMaps):
         (a writer that died in between marked it STALE and may have left
         anything in it). Only while xc_cfg is at that revision with that
         set standing by: any later change rewrote the set itself (False).
-        A plan replays onto an untouched set only: on a STALE one it is not
-        written (False), and the next change writes the set whole."""
+        A plan, or columns (write_columns), replays onto an untouched set
+        only: on a STALE one nothing is written (False), and the next change
+        writes the set whole."""
         cfg = self.cfg
         if (cfg.generation, cfg.active) != (job.revision, 1 - job.rule_set) or cfg.synced not in (DEFERRED, STALE):
             return False
-        if cfg.synced == STALE and any(isinstance(w, dlc.Plan) for w in job.wrote):
+        if cfg.synced == STALE and any(isinstance(w, dlc.Plan) or w[0] is None for w in job.wrote):
             return False
         if cfg.synced == STALE:
             job = job._replace(wrote=[(compiled, None) for compiled, _writes in job.wrote])
@@ -389,6 +409,12 @@ def _sync_map(mo: maps.Map, name: str, table: dlc.Table, undo: Undo | None,
     d = diff_entries(mo.dump(), table, mo.key_size, mo.value_size)
     if name == dlc.L16:  # an array: every slot is in the image, none is deleted
         d = d._replace(dels=b"", n_del=0)
+    return _write_diff(mo, name, d, undo, writes)
+
+
+def _write_diff(mo: maps.Map, name: str, d: "Diff", undo: Undo | None, writes: list | None) -> tuple[int, int]:
+    """Write a map's diff (deletes first), recording how to undo it and
+    what was written. Returns (entries written, entries deleted)."""
     if undo is not None:
         undo.append((mo, d.old_keys, d.old_vals, d.n_old, d.new_keys, d.n_new))
     if writes is not None:

@@ -252,16 +252,21 @@ class DropList:
             report.written, report.deleted = report.written + rest.written, report.deleted + rest.deleted
         return report, row
 
-    def _list_delta_ok(self, was: listdelta.Version | None, n: int) -> bool:
-        """May a list change of ``n`` members (old and new), from the stored
-        version ``was``, be tried as a delta (listdelta) rather than a whole
-        image (into sets that hold the stored revision)? Always when its
-        alone hosts can go as columns (no deadline on the old version: the
-        same batches a whole image writes, without its compile, read and
-        diff); else, every member planned one by one, only when the change
-        is small beside what is loaded."""
-        return (was is None or not was.expires_ns
-                or (n <= LIST_DELTA_MAX and n * LIST_DELTA_RATIO <= self.state.loaded_count()))
+    def _list_delta_ok(self, was: listdelta.Version | None, new: int, n: int) -> bool:
+        """May a list change of ``n`` members (old and new; ``new`` of them
+        in the new version), from the stored version ``was``, be tried as a
+        delta (listdelta) rather than a whole image (into sets that hold
+        the stored revision)? When its alone hosts can go as columns (no
+        deadline on the old version: the batches a whole image writes,
+        without its compile, read and diff), unless the new version is more
+        than twice what is loaded (a fresh list beside little: the image
+        costs no more, and it sorts the list's keys beside the kernel
+        write where the delta needs them first); else, every member planned
+        one by one, only when the change is small beside what is loaded."""
+        loaded = self.state.loaded_count()
+        if was is None or not was.expires_ns:
+            return new <= 2 * loaded
+        return n <= LIST_DELTA_MAX and n * LIST_DELTA_RATIO <= loaded
 
     def _write_changes(self, kt: KernelTables, added_ids: list[int], removed: list[dlc.Rule],
                        clock: Clock) -> None:
@@ -468,9 +473,10 @@ class DropList:
             changed = n + (old[1] if old else 0)
             small = self._small(kt, changed)  # a delta, whatever else is loaded
             sp = None
-            if not small and kt.at_revision(state.revision):
+            hosts = cols.plens4.count(32) + cols.plens6.count(128)
+            if not small and n - hosts <= BULK_THRESHOLD and kt.at_revision(state.revision):
                 was = listdelta.stored_version(state, name, now, kns)
-                if self._list_delta_ok(was, changed):
+                if self._list_delta_ok(was, n, changed):
                     new = listdelta.Version(blob()[1], base, d, act, wall_to_kernel_ns(expires, now, kns))
                     sp = listdelta.split(state, name, was, new, BULK_THRESHOLD)
             how = "as a delta"
@@ -506,7 +512,7 @@ class DropList:
             sp = None
             if not small and kt.at_revision(state.revision):
                 was = listdelta.stored_version(state, name, *clock)
-                if self._list_delta_ok(was, span[1]):
+                if self._list_delta_ok(was, 0, span[1]):
                     sp = listdelta.split(state, name, was, None, BULK_THRESHOLD)
             gone = _members(ruleset.member_columns(state.list_row(name), *clock)) if small else []
             state.delete_list(name)

@@ -29,11 +29,9 @@ from typing import NamedTuple
 from ... import abi
 from .. import dlcompile as dlc
 from .clock import wall_to_kernel_ns
-from .listindex import ADDR_BYTES
+from .listindex import ADDR_BYTES, open_keys, records
 from .store import State
 
-V4_REC = [("p", "u1"), ("n", ">u4"), ("i", ">u4")]
-V6_REC = [("p", "u1"), ("n", "V16"), ("i", ">u4")]
 SHORT4 = range(25, 32)  # the shorter lengths of the IPv4 /32 band (xc_v4_l32 holds /25../32)
 HOST = {4: 32, 6: 128}
 BAND = {4: "xc_v4_l32", 6: "xc_v6_l128"}
@@ -135,12 +133,6 @@ def _entries(rec, family: int, v: Version) -> tuple[bytes, bytes]:
     return keys.tobytes(), vals
 
 
-def _records(blob, family: int):
-    import numpy as np
-
-    return np.frombuffer(bytes(blob), V4_REC if family == 4 else V6_REC)
-
-
 def _span(rec, lo: int, hi: int):
     """The records with lo <= length <= hi (they are sorted by length)."""
     p = rec["p"]
@@ -183,7 +175,7 @@ class Others:
 
     def add_list(self, keys: tuple) -> None:
         """A list's key records (listindex.sorted_keys) as one more source."""
-        r4, r6 = _records(keys[0], 4), _records(keys[1], 6)
+        r4, r6 = records(keys[0], 4), records(keys[1], 6)
         self.hosts[4].append(_span(r4, 32, 32)["n"])
         self.hosts[6].append(_span(r6, 128, 128)["n"])
         for p in SHORT4:
@@ -211,19 +203,14 @@ class Others:
 
 
 def _stored_keys(state: State, name: str) -> tuple:
-    from .listindex import sorted_keys
-
-    blobs = state.open_list_keys(name)
-    if blobs is None:  # stored before the key columns existed
-        return sorted_keys(state.list_row(name).entries)
-    out = []
-    for b in blobs:
-        if isinstance(b, bytes):
-            out.append(b)
-        else:
-            out.append(b.read())
-            b.close()
-    return tuple(out)
+    """A stored list's key columns, read whole (bytes)."""
+    blobs = open_keys(state, name)
+    try:
+        return tuple(b if isinstance(b, bytes) else b.read() for b in blobs)
+    finally:
+        for b in blobs:
+            if not isinstance(b, bytes):
+                b.close()
 
 
 def stored_version(state: State, name: str, now_wall: float, now_kns: int) -> Version | None:
@@ -250,7 +237,7 @@ def split(state: State, name: str, old: Version | None, new: Version | None, lim
         if version is None:
             continue
         for fam, blob in ((4, version.keys[0]), (6, version.keys[1])):
-            rec = _records(blob, fam)
+            rec = records(blob, fam)
             if not len(rec):
                 continue
             hosts = _span(rec, HOST[fam], HOST[fam])

@@ -20,6 +20,8 @@ from .members import HDR
 from .store import State
 
 ADDR_BYTES = {4: 4, 6: 16}
+# numpy dtypes of a key column's records: length, network (big-endian), position
+RECORD = {4: [("p", "u1"), ("n", ">u4"), ("i", ">u4")], 6: [("p", "u1"), ("n", "V16"), ("i", ">u4")]}
 
 
 def sorted_keys(entries: bytes) -> tuple[bytes, bytes]:
@@ -34,13 +36,28 @@ def sorted_keys(entries: bytes) -> tuple[bytes, bytes]:
     plens6 = np.frombuffer(entries, np.uint8, n6, o)
     nets6 = np.frombuffer(entries, ">u8", 2 * n6, o + n6).reshape(n6, 2).astype(np.uint64)  # native: sorts faster
     order4 = _order4(plens4, nets4)
-    rec4 = np.empty(n4, dtype=[("p", "u1"), ("n", ">u4"), ("i", ">u4")])
+    rec4 = np.empty(n4, dtype=RECORD[4])
     rec4["p"], rec4["n"], rec4["i"] = plens4[order4], nets4[order4], order4
     order6 = _order6(plens6, nets6)
-    rec6 = np.empty(n6, dtype=[("p", "u1"), ("h", ">u8"), ("l", ">u8"), ("i", ">u4")])
-    rec6["p"], rec6["h"], rec6["l"] = plens6[order6], nets6[order6, 0], nets6[order6, 1]
-    rec6["i"] = order6 + n4
+    rec6 = np.empty(n6, dtype=RECORD[6])
+    rec6["p"], rec6["i"] = plens6[order6], order6 + n4
+    rec6["n"] = np.ascontiguousarray(nets6[order6].astype(">u8")).view("V16").ravel()
     return rec4.tobytes(), rec6.tobytes()
+
+
+def records(blob, family: int):
+    """A key column (bytes, or a blob handle read whole) as records (RECORD)."""
+    import numpy as np
+
+    return np.frombuffer(blob if isinstance(blob, bytes) else blob.read(), RECORD[family])
+
+
+def open_keys(state: State, name: str) -> tuple:
+    """A stored list's key columns (IPv4, IPv6): blob handles (the caller
+    closes them) or bytes; made from its members for a list stored before
+    the key columns existed."""
+    blobs = state.open_list_keys(name)
+    return sorted_keys(state.list_row(name).entries) if blobs is None else blobs
 
 
 def _order4(plens, nets):
@@ -128,11 +145,8 @@ class ListsIndex:
         self.lists: list[_List] = []
         self._open: list = []
         for name, d, action, id_base, expires in state.list_heads():
-            blobs = state.open_list_keys(name)
-            if blobs is None:  # stored before the key columns existed
-                blobs = sorted_keys(state.list_row(name).entries)
-            else:
-                self._open += [b for b in blobs if not isinstance(b, bytes)]
+            blobs = open_keys(state, name)
+            self._open += [b for b in blobs if not isinstance(b, bytes)]
             cols = {4: _Column(blobs[0], 4), 6: _Column(blobs[1], 6)}
             self.lists.append(_List(name, d, action, id_base, wall_to_kernel_ns(expires, now_wall, now_kns), cols))
 

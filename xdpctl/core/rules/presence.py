@@ -81,8 +81,13 @@ def set_key_bits(kt, rule_set: int, keys, trie_keys=()) -> None:
         b = bit_of(band, key)
         words[b >> 6] = words.get(b >> 6, 0) | (1 << (b & 63))
     _trie_words(words, trie_keys)
-    m = kt.table(abi.BITS_MAP, rule_set)
-    for w, mask in words.items():
+    _or_words(kt.table(abi.BITS_MAP, rule_set), words.items())
+
+
+def _or_words(m, words) -> None:
+    """Or (word, mask) pairs into the bitmap, reading and writing a word at
+    a time (only the words that gain a bit are written)."""
+    for w, mask in words:
         k = abi.U32.pack(w)
         raw = m.lookup(k)
         old = int.from_bytes(raw[:8], "little") if raw else 0
@@ -163,12 +168,7 @@ def add_keys(kt, rule_set: int, bands: dict) -> None:
         changed = np.flatnonzero(merged != cur)
         m.update_batch((changed + lo).astype(np.uint32).tobytes(), merged[changed].tobytes(), len(changed))
         return
-    for w, mask in zip(idx.tolist(), words[idx].tolist()):
-        k = abi.U32.pack(w)
-        raw = m.lookup(k)
-        old = int.from_bytes(raw[:8], "little") if raw else 0
-        if old | mask != old:
-            m.update(k, (old | mask).to_bytes(8, "little"))
+    _or_words(m, zip(idx.tolist(), words[idx].tolist()))
 
 
 def _or_bits(np, words, bits) -> None:

@@ -32,9 +32,16 @@ from .clock import wall_to_kernel_ns
 from .listindex import ADDR_BYTES, open_keys, records
 from .store import State
 
-SHORT4 = range(25, 32)  # the shorter lengths of the IPv4 /32 band (xc_v4_l32 holds /25../32)
-HOST = {4: 32, 6: 128}
-BAND = {4: "xc_v4_l32", 6: "xc_v6_l128"}
+_HOST_BAND = {4: dlc.band_of(4, 32), 6: dlc.band_of(6, 128)}  # where a host goes (the IPv6 one holds /128 only)
+HOST = {f: b.hi for f, b in _HOST_BAND.items()}
+BAND = {f: b.map for f, b in _HOST_BAND.items()}
+KEY_SIZE = {f: dlc.KEY_SIZE[b.map] for f, b in _HOST_BAND.items()}
+SHORT4 = range(_HOST_BAND[4].lo, _HOST_BAND[4].hi)  # the shorter lengths the IPv4 hosts' band holds too
+
+
+def non_hosts(members) -> int:
+    """Members (listdelta needs few of them) that are not hosts."""
+    return len(members) - members.plens4.count(HOST[4]) - members.plens6.count(HOST[6])
 
 
 class Version(NamedTuple):
@@ -72,7 +79,7 @@ class Split(NamedTuple):
         for alone, v in ((self.alone_old, self.old), (self.alone_new, self.new)):
             for fam, rec in alone.items():
                 keys, vals = _entries(rec, fam, v)
-                ks, vs = len(keys) // max(len(rec), 1), abi.RULE_VAL.size
+                ks, vs = KEY_SIZE[fam], abi.RULE_VAL.size
                 for j in range(len(rec)):
                     if v is self.new:
                         plan.put(BAND[fam], keys[j * ks:(j + 1) * ks], vals[j * vs:(j + 1) * vs])
@@ -110,10 +117,9 @@ class Split(NamedTuple):
             fresh = np.ones(len(w), bool)   # new keys the old version lacks
             if len(o) and len(w) and self.old.dir == self.new.dir:  # else no key is in both
                 on, wn = (o["n"].astype(np.uint32), w["n"].astype(np.uint32)) if fam == 4 else (o["n"], w["n"])
-                at = np.minimum(np.searchsorted(wn, on), len(wn) - 1)  # both sorted: one search serves both sides
-                kept = wn[at] == on
+                kept, at = _find_sorted(on, wn)  # both sorted: one search serves both sides
                 fresh[at[kept]] = False
-            ks = len(ok) // len(o) if len(o) else len(wk) // len(w)
+            ks = KEY_SIZE[fam]
             dels = np.frombuffer(ok, np.uint8).reshape(-1, ks)[~kept].tobytes() if len(o) else b""
             new = np.frombuffer(wk, np.uint8).reshape(-1, ks)[fresh].tobytes() if len(w) else b""
             out[BAND[fam]] = Diff(wk, wv, len(w), new, int(fresh.sum()), ok, ov, len(o), dels,
@@ -139,15 +145,20 @@ def _span(rec, lo: int, hi: int):
     return rec[int(p.searchsorted(lo, "left")):int(p.searchsorted(hi, "right"))]
 
 
-def _in_sorted(q, sorted_nets):
-    """Which of q are in a sorted array."""
+def _find_sorted(q, sorted_nets):
+    """Which of q are in a sorted array, and where (a position per q;
+    meaningful where found)."""
     import numpy as np
 
     if not len(sorted_nets) or not len(q):
-        return np.zeros(len(q), bool)
-    i = np.searchsorted(sorted_nets, q)
-    i[i >= len(sorted_nets)] = 0
-    return sorted_nets[i] == q
+        return np.zeros(len(q), bool), np.zeros(len(q), np.intp)
+    at = np.minimum(np.searchsorted(sorted_nets, q), len(sorted_nets) - 1)
+    return sorted_nets[at] == q, at
+
+
+def _in_sorted(q, sorted_nets):
+    """Which of q are in a sorted array."""
+    return _find_sorted(q, sorted_nets)[0]
 
 
 class Others:
@@ -161,9 +172,9 @@ class Others:
 
         self.hosts: dict[int, list] = {4: [], 6: []}
         self.short: dict[int, list] = {p: [] for p in SHORT4}
-        for fam, lo in ((4, SHORT4.start), (6, HOST[6])):
+        for fam, band in _HOST_BAND.items():
             width = ADDR_BYTES[fam]
-            rows = state.address_rules_in(fam, dir, (lo, HOST[fam]), (bytes(width), b"\xff" * width))
+            rows = state.address_rules_in(fam, dir, (band.lo, band.hi), (bytes(width), b"\xff" * width))
             for p in sorted({r.plen for r in rows}):
                 raw = b"".join(sorted(r.addr for r in rows if r.plen == p))
                 nets = np.frombuffer(raw, ">u4" if fam == 4 else "V16")
@@ -176,8 +187,8 @@ class Others:
     def add_list(self, keys: tuple) -> None:
         """A list's key records (listindex.sorted_keys) as one more source."""
         r4, r6 = records(keys[0], 4), records(keys[1], 6)
-        self.hosts[4].append(_span(r4, 32, 32)["n"])
-        self.hosts[6].append(_span(r6, 128, 128)["n"])
+        self.hosts[4].append(_span(r4, HOST[4], HOST[4])["n"])
+        self.hosts[6].append(_span(r6, HOST[6], HOST[6])["n"])
         for p in SHORT4:
             nets = _span(r4, p, p)["n"]
             if len(nets):

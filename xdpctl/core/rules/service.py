@@ -9,6 +9,7 @@ and writes it, with the policy and the lookup flags, to the config entry.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -252,6 +253,21 @@ class DropList:
             report.written, report.deleted = report.written + rest.written, report.deleted + rest.deleted
         return report, row
 
+    def _split(self, kt: KernelTables, name: str, n: int, clock: Clock, members: Members | None = None,
+               new: Callable[[], listdelta.Version] | None = None) -> listdelta.Split | None:
+        """A change of list ``name`` past the small delta's size (``n``
+        members, old and new) taken apart (listdelta), or None: a whole
+        image. ``members`` and ``new``: the new version (None: the list is
+        removed), as columns and (made only if needed) as a Version."""
+        if not kt.at_revision(self.state.revision):
+            return None
+        if members is not None and listdelta.non_hosts(members) > BULK_THRESHOLD:
+            return None  # known before anything is sorted
+        was = listdelta.stored_version(self.state, name, *clock)
+        if not self._list_delta_ok(was, len(members) if members is not None else 0, n):
+            return None
+        return listdelta.split(self.state, name, was, new() if new else None, BULK_THRESHOLD)
+
     def _list_delta_ok(self, was: listdelta.Version | None, new: int, n: int) -> bool:
         """May a list change of ``n`` members (old and new; ``new`` of them
         in the new version), from the stored version ``was``, be tried as a
@@ -456,13 +472,10 @@ class DropList:
             d = 1 if dst else 0
             pending = cols.columns(base, d, act, wall_to_kernel_ns(expires, now, kns))
 
-            packed: list = []
-
+            @functools.cache
             def blob() -> tuple[bytes, tuple[bytes, bytes]]:  # the members blob and its key columns, made once
-                if not packed:
-                    entries = cols.pack()
-                    packed.append((entries, listindex.sorted_keys(entries)))
-                return packed[0]
+                entries = cols.pack()
+                return entries, listindex.sorted_keys(entries)
 
             def store() -> ListRow:
                 entries, keys = blob()
@@ -472,13 +485,9 @@ class DropList:
 
             changed = n + (old[1] if old else 0)
             small = self._small(kt, changed)  # a delta, whatever else is loaded
-            sp = None
-            hosts = cols.plens4.count(32) + cols.plens6.count(128)
-            if not small and n - hosts <= BULK_THRESHOLD and kt.at_revision(state.revision):
-                was = listdelta.stored_version(state, name, now, kns)
-                if self._list_delta_ok(was, n, changed):
-                    new = listdelta.Version(blob()[1], base, d, act, wall_to_kernel_ns(expires, now, kns))
-                    sp = listdelta.split(state, name, was, new, BULK_THRESHOLD)
+            sp = None if small else self._split(
+                kt, name, changed, clock, cols,
+                lambda: listdelta.Version(blob()[1], base, d, act, wall_to_kernel_ns(expires, now, kns)))
             how = "as a delta"
             if sp is not None:  # a big list change, still a delta: its hosts alone, the rest planned
                 report, row = self._write_split(kt, sp, clock, store)
@@ -509,11 +518,7 @@ class DropList:
                 raise NotFound(f"no list named {name!r}", field="name", value=name)
             small = self._small(kt, span[1])
             clock = clock_pair()
-            sp = None
-            if not small and kt.at_revision(state.revision):
-                was = listdelta.stored_version(state, name, *clock)
-                if self._list_delta_ok(was, 0, span[1]):
-                    sp = listdelta.split(state, name, was, None, BULK_THRESHOLD)
+            sp = None if small else self._split(kt, name, span[1], clock)
             gone = _members(ruleset.member_columns(state.list_row(name), *clock)) if small else []
             state.delete_list(name)
             if sp is not None:

@@ -157,9 +157,10 @@ class KernelTables(SharedMaps):
         self._wrote.append((None, writes))  # no image: a catch-up replays the writes, or leaves the set
         report = SyncReport(revision=0)
         for name, d in diffs.items():
-            report.per_map[name] = _write_diff(self.table(name, self.standby), name, d, self._undo, writes)
-            report.written += d.n_upd
-            report.deleted += d.n_del
+            written, deleted = report.per_map[name] = _write_diff(self.table(name, self.standby), name, d,
+                                                                 self._undo, writes)
+            report.written += written
+            report.deleted += deleted
         presence.add_keys(self, self.standby, {name: (d.upd_keys, d.n_upd) for name, d in diffs.items()})
         return report
 

@@ -61,12 +61,21 @@ class CatchUp(NamedTuple):
     """What the set that stood by before a flip takes to hold ``revision``
     too: ``wrote``, the change's plans and whole images, each image as
     (compiled, the standby set's writes to replay, or None: compare entry
-    by entry); ``held``, the revision it held before."""
+    by entry), columns (write_columns) as (None, their writes: no image to
+    compare with); ``held``, the revision it held before."""
 
     revision: int
     rule_set: int
     held: int
     wrote: list
+
+    def images(self) -> "CatchUp | None":
+        """The same catch-up comparing the set with each image entry by
+        entry (for a set that may hold anything), or None when a write has
+        no image (a plan, columns): only a replay can write it."""
+        if any(isinstance(w, dlc.Plan) or w[0] is None for w in self.wrote):
+            return None
+        return self._replace(wrote=[(compiled, None) for compiled, _writes in self.wrote])
 
 
 class KernelTables(SharedMaps):
@@ -217,11 +226,9 @@ class KernelTables(SharedMaps):
         cfg = self.cfg
         if (cfg.generation, cfg.active) != (job.revision, 1 - job.rule_set) or cfg.synced not in (DEFERRED, STALE):
             return False
-        if cfg.synced == STALE and any(isinstance(w, dlc.Plan) or w[0] is None for w in job.wrote):
-            return False
         if cfg.synced == STALE:
-            job = job._replace(wrote=[(compiled, None) for compiled, _writes in job.wrote])
-        return self._catch_up(job)[1]
+            job = job.images()
+        return job is not None and self._catch_up(job)[1]
 
     def _catch_up(self, job: CatchUp) -> tuple[SyncReport, bool]:
         """Write a flipped change into the other set and mark both in sync.

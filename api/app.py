@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xdpctl import __version__
+from xdpctl.core import arenas
 from xdpctl.config import Settings, load_settings
 from xdpctl.core.context import Context
 from xdpctl.core.lb.health import HealthThread
@@ -306,6 +307,7 @@ def serve(settings: Settings | None = None, host: str = DEFAULT_HOST, port: int 
           token: str | None = None, agent_node: str | None = None, **options: object) -> None:
     """Run the service with uvicorn until SIGINT/SIGTERM (blocks); with
     ``agent_node``, this host's fleet agent runs in the same process."""
+    arenas.limit()  # before the server's threads (xdpctl.core.arenas)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings or load_settings()
     agent = _agent(settings, agent_node) if agent_node else None

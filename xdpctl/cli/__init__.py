@@ -15,10 +15,12 @@ one line on stderr and a non-zero exit code (the README's exit-code table).
 
 from __future__ import annotations
 
+from ..core import arenas
 from .app import Global, app, hand_off
 
 
 def main() -> None:
+    arenas.limit()  # before any thread (the service's pool, the kernel writers)
     Global.detach = True
     try:
         app()

@@ -24,7 +24,7 @@ from xdpctl.core.rules import ruleset, service, tables
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import DEFERRED, STALE, KernelTables, kernel_health, read_pinned_config
 from xdpctl.core.rules.validate import spec
-from xdpctl.kernel import maps
+from xdpctl.kernel import bpffs, maps
 
 DROP, MISS = abi.DlReason.DROP_SRC, abi.DlReason.PASS_NOMATCH
 FEED = ["10.3.0.1", "10.3.0.2", "10.3.1.0/24", "2001:db8:3::1"]
@@ -211,3 +211,29 @@ def test_a_deferred_list_delta_leaves_a_stale_set_to_the_next_change(delta_ctx, 
     assert cfg.synced == cfg.generation and kernel_health(delta_ctx, cfg.generation).in_sync
     want = emu.without_deadlines(_compiled(delta_ctx))
     assert [emu.without_deadlines(kernel_rule_set(delta_ctx, s)) for s in (0, 1)] == [want, want]
+
+
+@pytest.mark.parametrize("gone", ["before the open", "between the listing and the opens"])
+def test_a_catch_up_whose_pins_go_under_it_creates_nothing(ctx, monkeypatch, gone) -> None:
+    """An operator removes the pin directory while a catch-up starts (the
+    CLI's child, the service's thread): the catch-up finds the pins gone,
+    at whichever step, and writes and creates nothing, no pin directory
+    with a partial set of new empty maps."""
+    _stale_after_import(ctx)
+    job, ctx.pending_catch_up = ctx.pending_catch_up, None
+    shared = ctx.settings.shared_map_dir
+    child = Context(ctx.settings)  # the child's own context: nothing opened yet
+    real = Context.pins_in
+
+    def racing(self, directory):
+        pins = real(self, directory)  # what the catch-up read; then the operator's rm -rf
+        ctx.close()
+        bpffs.remove_tree(ctx.settings.pin_dir)
+        return pins if gone == "between the listing and the opens" else real(self, directory)
+
+    monkeypatch.setattr(Context, "pins_in", racing)
+    try:
+        assert tables.run_catch_up(child, job) is False
+    finally:
+        child.close()
+    assert not os.path.exists(shared) and not os.path.exists(ctx.settings.pin_dir)

@@ -12,18 +12,26 @@ checking that no running program still reads maps whose pins were lost
 
 from __future__ import annotations
 
+import errno
 import os
 
 from .. import abi
 from ..kernel import bpffs, maps, objects
 from .context import Context
+from .errors import BpfError
+
+
+class PinsGone(Exception):
+    """A group opened with ``create`` False found some of its pins missing
+    (removed since the caller last saw them): nothing was created."""
 
 
 class SharedMaps:
     NAMES: tuple[str, ...] = ()   # the group's maps
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: Context, create: bool = True):
         self.ctx = ctx
+        self.create = create  # False: open what is pinned, or raise PinsGone
         self.dir = ctx.settings.shared_map_dir
         self.maps: dict[str, maps.Map] = {}
 
@@ -39,6 +47,8 @@ class SharedMaps:
     def ensure(self):
         pins = self.ctx.pins_in(self.dir)
         missing = [m for m in self.NAMES if m not in pins]
+        if missing and not self.create:
+            raise PinsGone(", ".join(missing))
         if missing:
             if self.ctx.state.attachments():  # the attach model (netlink) only when hooks are recorded
                 from .hooks import check_shared_pins
@@ -51,7 +61,12 @@ class SharedMaps:
             pins = self.ctx.pins_in(self.dir)
         for m in self.NAMES:
             if m not in self.maps:
-                self.maps[m] = self.ctx.pinned_map(os.path.join(self.dir, m), pins.get(m))
+                try:
+                    self.maps[m] = self.ctx.pinned_map(os.path.join(self.dir, m), pins.get(m))
+                except BpfError as exc:  # removed since the directory was read
+                    if self.create or exc.errno != errno.ENOENT:
+                        raise
+                    raise PinsGone(m) from exc
         return self
 
     def __getitem__(self, name: str) -> maps.Map:

@@ -27,7 +27,7 @@ from ...kernel import bpffs, maps
 from .. import dlcompile as dlc
 from ..context import Context
 from ..errors import BpfError, CapacityError
-from ..shared import SharedMaps
+from ..shared import PinsGone, SharedMaps
 from . import builder, presence
 
 SET_MAPS = tuple(abi.set_map(m, s) for s in (0, 1) for m in abi.SET_TABLES)
@@ -85,8 +85,8 @@ class KernelTables(SharedMaps):
 
     NAMES = SHARED_DL_MAPS
 
-    def __init__(self, ctx: Context):
-        super().__init__(ctx)
+    def __init__(self, ctx: Context, create: bool = True):
+        super().__init__(ctx, create)
         self.cfg = abi.Config(0, 0, 0)   # xc_cfg as it is
         self.found = self.cfg            # xc_cfg as this change found it (flags: those the rules ask for)
         self._empty = 0                  # the active set's empty-band flags as found
@@ -581,14 +581,14 @@ def _sync_set(kt: KernelTables, compiled: dlc.Compiled, rule_set: int, undo: Und
 def run_catch_up(ctx: Context, job: CatchUp) -> bool:
     """Run a deferred catch-up (the caller holds the writer lock): the
     service's after its answer, the child an xdpctl command leaves. Creates
-    nothing: when the shared maps' pins are gone since the change, there is
-    no set to catch up here (restore pins the running maps again and
-    rewrites both sets). False when nothing was written (KernelTables.catch_up)."""
-    pins = ctx.pins_in(ctx.settings.shared_map_dir)
-    if any(m not in pins for m in SHARED_DL_MAPS):
+    nothing: when the shared maps' pins are gone since the change, or go
+    while it opens them, there is no set to catch up here (restore pins
+    the running maps again and rewrites both sets). False when nothing was written (KernelTables.catch_up)."""
+    try:
+        with KernelTables(ctx, create=False) as kt:
+            return kt.catch_up(job)
+    except PinsGone:
         return False
-    with KernelTables(ctx) as kt:
-        return kt.catch_up(job)
 
 
 def rule_stats(ctx: Context, ids: list[int]) -> dict[int, abi.RuleHits]:

@@ -275,7 +275,7 @@ def _write(d: DropList, p: Plan, kt: KernelTables) -> list[int]:
     (one full sync into the standby set: the switch is atomic). Returns
     the ids of the rules added."""
     state, now = d.state, time.time()
-    cap = kt["xc_rule_stats"].max_entries
+    cap = kt.max_entries("xc_rule_stats")
     gone = [r.id for r in p.remove]
     state.delete_rules(gone)
     ids = state.free_ids(len(p.add), cap) if p.add else []

@@ -17,6 +17,7 @@ import os
 
 from .. import abi
 from ..kernel import bpffs, maps, objects
+from .background import Background
 from .context import Context
 from .errors import BpfError
 
@@ -33,7 +34,8 @@ class SharedMaps:
         self.ctx = ctx
         self.create = create  # False: open what is pinned, or raise PinsGone
         self.dir = ctx.settings.shared_map_dir
-        self.maps: dict[str, maps.Map] = {}
+        self._maps: dict[str, maps.Map] = {}
+        self._making: tuple[objects.Opened, Background[None]] | None = None  # ensure(early=True)
 
     def object_name(self) -> str:
         """The object whose load creates the group's maps."""
@@ -44,7 +46,30 @@ class SharedMaps:
         a loader's pin_path, so an object loaded over the group reuses its maps."""
         return os.path.join(self.dir, name) if name in self.NAMES else None
 
-    def ensure(self):
+    @property
+    def maps(self) -> dict[str, maps.Map]:
+        """The group's maps by name (made first, if they are being made)."""
+        if self._making is not None:
+            self._made()
+        return self._maps
+
+    @property
+    def making(self) -> bool:
+        """Are the group's maps being made (in a thread: ensure(early=True))?
+        Until the first use of :attr:`maps`; they start empty."""
+        return self._making is not None
+
+    def max_entries(self, name: str) -> int:
+        """A map's size; while the maps are being made, the size it is made with."""
+        if self._making is not None:
+            return abi.with_sets(self.ctx.settings.capacity).get(name) or abi.MAP_SPECS[name].max_entries
+        return self.maps[name].max_entries
+
+    def ensure(self, early: bool = False):
+        """Open the group's maps, making the missing ones. ``early``: the
+        making (libbpf creating and pinning maps: in the kernel, without the
+        GIL) runs in a thread while the caller goes on; the first use of
+        :attr:`maps` waits for it."""
         pins = self.ctx.pins_in(self.dir)
         missing = [m for m in self.NAMES if m not in pins]
         if missing and not self.create:
@@ -55,25 +80,53 @@ class SharedMaps:
 
                 check_shared_pins(self.ctx, missing)
             bpffs.makedirs(self.dir)
-            objects.load(objects.object_path(self.object_name()), pin_path=self.pin_path,
-                         max_entries=abi.with_sets(self.ctx.settings.capacity),
-                         map_flags=abi.prealloc_flags(self.ctx.settings.prealloc), programs=False).close()
+            if early:
+                opened = self._opened()  # the Python side here: the thread runs one C call
+                quietly = Background(opened.load_quietly, "xdpctl-map-create")
+                self._making = (opened, quietly)
+                return self
+            self._opened().load().close()
             pins = self.ctx.pins_in(self.dir)
+        self._open(pins)
+        return self
+
+    def _opened(self) -> objects.Opened:
+        """The group's object, opened to make the missing maps (no programs)."""
+        return objects.Opened(objects.object_path(self.object_name()), self.pin_path,
+                              abi.with_sets(self.ctx.settings.capacity),
+                              abi.prealloc_flags(self.ctx.settings.prealloc), programs=False)
+
+    def _made(self) -> None:
+        """Wait for the maps being made and open them. A failure there said
+        only its errno: the making is tried again here, libbpf's messages
+        on, so the error says why (a failed load has unpinned what it made)."""
+        (opened, quietly), self._making = self._making, None
+        quietly.result()
+        try:
+            opened.load().close()
+        except BpfError:
+            self._opened().load().close()
+        self._open(self.ctx.pins_in(self.dir))
+
+    def _open(self, pins: dict[str, tuple[int, int]]) -> None:
         for m in self.NAMES:
-            if m not in self.maps:
+            if m not in self._maps:
                 try:
-                    self.maps[m] = self.ctx.pinned_map(os.path.join(self.dir, m), pins.get(m))
+                    self._maps[m] = self.ctx.pinned_map(os.path.join(self.dir, m), pins.get(m))
                 except BpfError as exc:  # removed since the directory was read
                     if self.create or exc.errno != errno.ENOENT:
                         raise
                     raise PinsGone(m) from exc
-        return self
 
     def __getitem__(self, name: str) -> maps.Map:
         return self.maps[name]
 
     def close(self) -> None:
-        self.maps.clear()  # the context keeps them open
+        if self._making is not None:  # made for a change that failed before it used them
+            (opened, quietly), self._making = self._making, None
+            quietly.wait()
+            opened.close()  # the maps it made stay pinned
+        self._maps.clear()  # the context keeps them open
 
     def __enter__(self):
         return self.ensure()

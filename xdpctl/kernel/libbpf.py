@@ -101,6 +101,19 @@ def _print_cb(level, fmt, args):  # pragma: no cover - called from C
     return 0
 
 
+def quiet_load(obj) -> int:
+    """bpf_object__load with libbpf's messages off (each one would be handed
+    to Python, taking the GIL): so it runs in a thread of its own without
+    waiting for a busy one. A failure says only its errno."""
+    load()
+    api = globals()  # the bindings load() put there
+    api["libbpf_set_print"](_PRINT_FN())  # NULL: no messages
+    try:
+        return api["bpf_object__load"](obj)
+    finally:
+        api["libbpf_set_print"](_print_cb)
+
+
 def log_mark() -> int:
     with _LOG_LOCK:
         _LOG.append("\x00mark")

@@ -75,34 +75,63 @@ def load(
     pin paths (replacing what was pinned there). ``programs`` False:
     create the maps only, loading (and verifying) none of the programs.
     """
-    L.log_mark()
-    obj = L.bpf_object__open_file(path.encode(), None)
-    if not obj:
-        err = ctypes.get_errno() or errno.EINVAL
-        raise BpfError(f"open BPF object {path}", err, _log_tail())
-    try:
-        for m, name in _maps(obj):
-            _configure_map(m, name, pin_path(name), max_entries or {}, map_flags or {})
-        if not programs:
-            _autoload_off(obj)
-        ret = L.bpf_object__load(obj)
-        if ret < 0:
-            raise BpfError(f"load {os.path.basename(path)}", -ret, _log_tail())
-        out = Loaded(path)
-        for p in _programs(obj) if programs else ():
-            out.progs[L.bpf_program__name(p).decode()] = os.dup(L.bpf_program__fd(p))
-        for m, name in _maps(obj):
-            fd = L.bpf_map__fd(m)
-            if fd >= 0:
-                out.maps[name] = os.dup(fd)
-        for pname, ppath in (pin_progs or {}).items():
-            os.makedirs(os.path.dirname(ppath), mode=0o700, exist_ok=True)
-            if os.path.exists(ppath):
-                os.unlink(ppath)
-            obj_pin(out.prog_fd(pname), ppath)
-        return out
-    finally:
-        L.bpf_object__close(obj)
+    return Opened(path, pin_path, max_entries, map_flags, programs).load(pin_progs)
+
+
+class Opened:
+    """An object opened and configured for :func:`load` (its arguments),
+    not loaded yet. :meth:`load` makes it in the kernel; or
+    :meth:`load_quietly`, in a thread of the caller's while it goes on, and
+    then :meth:`load` takes its result. Closed by load()."""
+
+    def __init__(self, path: str, pin_path: Callable[[str], str | None], max_entries: dict[str, int] | None,
+                 map_flags: dict[str, int] | None, programs: bool):
+        L.log_mark()
+        self.path, self.programs = path, programs
+        self._ret: int | None = None
+        self.obj = L.bpf_object__open_file(path.encode(), None)
+        if not self.obj:
+            err = ctypes.get_errno() or errno.EINVAL
+            raise BpfError(f"open BPF object {path}", err, _log_tail())
+        try:
+            for m, name in _maps(self.obj):
+                _configure_map(m, name, pin_path(name), max_entries or {}, map_flags or {})
+            if not programs:
+                _autoload_off(self.obj)
+        except BaseException:
+            self.close()
+            raise
+
+    def load_quietly(self) -> None:
+        """The kernel side of load(), libbpf's messages off: no Python runs
+        in it (libbpf.quiet_load)."""
+        self._ret = L.quiet_load(self.obj)
+
+    def load(self, pin_progs: dict[str, str] | None = None) -> Loaded:
+        try:
+            ret = L.bpf_object__load(self.obj) if self._ret is None else self._ret
+            if ret < 0:
+                raise BpfError(f"load {os.path.basename(self.path)}", -ret, _log_tail())
+            out = Loaded(self.path)
+            for p in _programs(self.obj) if self.programs else ():
+                out.progs[L.bpf_program__name(p).decode()] = os.dup(L.bpf_program__fd(p))
+            for m, name in _maps(self.obj):
+                fd = L.bpf_map__fd(m)
+                if fd >= 0:
+                    out.maps[name] = os.dup(fd)
+            for pname, ppath in (pin_progs or {}).items():
+                os.makedirs(os.path.dirname(ppath), mode=0o700, exist_ok=True)
+                if os.path.exists(ppath):
+                    os.unlink(ppath)
+                obj_pin(out.prog_fd(pname), ppath)
+            return out
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.obj:
+            L.bpf_object__close(self.obj)
+            self.obj = None
 
 
 def _configure_map(m, name: str, pp: str | None, max_entries: dict[str, int], map_flags: dict[str, int]) -> None:

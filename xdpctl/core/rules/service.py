@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import threading
 import time
 from typing import Callable, Iterator
 
 from ... import abi
 from .. import dlcompile as dlc
 from .. import prefixes as px
+from ..background import Background
 from ..context import Context
 from ..errors import Conflict, NotFound, ValidationError
 from ..views import (ChangeView, ExpireView, ListChangeView, ListDetailView, ListsView, ListView, PolicyView,
@@ -376,7 +376,7 @@ class DropList:
                     new_specs.append(s)
                 else:
                     upd.append((s, row.id))
-            ids = state.free_ids(len(new_specs), kt["xc_rule_stats"].max_entries) if new_specs else []
+            ids = state.free_ids(len(new_specs), kt.max_entries("xc_rule_stats")) if new_specs else []
             state.insert_rules([_new_row(rid, s, source, now) for rid, s in zip(ids, new_specs)])
             for s, rid in upd:
                 state.update_rule(rid, s.action, s.comment, now + s.ttl if s.ttl else None, s.mgmt)
@@ -465,7 +465,7 @@ class DropList:
             old = state.list_span(name)
             n = cols.n4 + cols.n6
             # the new range must not overlap the old one: both live during the swap
-            base = state.allocate_ids(n, kt["xc_rule_stats"].max_entries) if n else 1
+            base = state.allocate_ids(n, kt.max_entries("xc_rule_stats")) if n else 1
             clock = clock_pair()  # every deadline of this change is converted with this one pair
             now, kns = clock
             expires = now + t if t else None
@@ -614,21 +614,10 @@ def _beside(kernel: Callable[[], SyncReport], db: Callable[[], ListRow]) -> tupl
     thread while this thread does the database side. Either failure is
     raised once both have finished: the caller's transaction then rolls the
     database back; a failed kernel write has undone itself."""
-    box: dict = {}
-
-    def write() -> None:
-        try:
-            box["report"] = kernel()
-        except BaseException as exc:  # re-raised below
-            box["error"] = exc
-
-    th = threading.Thread(target=write, name="xdpctl-map-write")
-    th.start()
+    write = Background(kernel, "xdpctl-map-write")
     try:
         row = db()
     finally:
-        th.join()
-    if "error" in box:
-        raise box["error"]
-    return box["report"], row
+        write.wait()
+    return write.result(), row
 

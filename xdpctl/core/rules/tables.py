@@ -98,14 +98,17 @@ class KernelTables(SharedMaps):
     def object_name(self) -> str:
         return "xdp_droplist"
 
-    def ensure(self) -> "KernelTables":
-        super().ensure()
-        self.cfg = self.read_config()
+    def ensure(self, early: bool = False) -> "KernelTables":
+        super().ensure(early)
+        self.cfg = abi.Config(0, 0, 0) if self.making else self.read_config()  # a new xc_cfg is zeros
         self.found = self.cfg._replace(flags=self.cfg.flags & ~abi.SET_FLAGS)  # as the rule set asks for it
         bands = int(abi.SET_FLAGS & ~abi.CfgFlag.HAVE_BITS)
         # the active set's empty bands: as the last settle wrote them; all when no set was ever written
         self._empty = bands if self.cfg.generation == 0 else self.cfg.flags & bands
         return self
+
+    def __enter__(self) -> "KernelTables":
+        return self.ensure(early=True)  # a first change compiles while its maps are made
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:

@@ -508,6 +508,50 @@ def test_ipv6_text_columns_equal_the_parser(lines, newline_at_end, chunk):
     assert Members.unpack(m.pack()).prefixes() == want
 
 
+_v6_forms = st.one_of(
+    _v6_plain,
+    st.builds(lambda a: ipaddress.IPv6Address(a).exploded, st.integers(0, 2**128 - 1)),
+    st.builds(lambda a, z: str(ipaddress.IPv6Address(a << z * 16)), st.integers(0, 2**32 - 1), st.integers(0, 6)),
+    st.builds(lambda a, p: f"{ipaddress.IPv6Address(a >> (128 - p) << (128 - p)).exploded.upper()}/{p}",
+              st.integers(0, 2**128 - 1), st.integers(0, 128)),
+)
+_v6_noise = st.sampled_from(["", " ", "#", ".", "\r", "x", "\x00", "/", ":", "::::", "1:", ":1", "\n", "12345::",
+                             "1::2::3", "::1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8::", "\xff"])
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.one_of(_v6_forms, _v6_noise), max_size=40), st.booleans())
+def test_ipv6_columns_equal_the_parser_or_give_way(lines, newline_at_end):
+    """The C helper's plain IPv6 text: the parser's networks (packed as
+    inet_pton packs them) and lengths in file order; on anything else
+    (blank lines, stray bytes, a dotted tail, an IPv4-mapped address, a
+    zero-led length, a problem the parser names) it gives way."""
+    text = "\n".join(lines) + ("\n" if newline_at_end else "")
+    got = px.ipv6_columns(text.encode("utf-8", "surrogatepass"))
+    try:
+        want = px.parse_prefix_text(text)
+    except PrefixError:
+        assert got is None, text
+        return
+    plain = bool(lines) and all(lines) and not any(re.search(r"/0\d|[^0-9a-fA-F:/]", line) for line in lines)
+    if not plain or any(p.family == 4 for p in want):
+        assert got is None, text
+        return
+    assert got is not None, text
+    assert got == ([p.net for p in want], bytes(p.plen for p in want), px.pack_v6([p.net for p in want]))
+    m = Members.parse(text)
+    assert (m.nets6, m.plens6, m.packed6, m.n4) == (*got, 0)
+
+
+def test_ipv6_columns_without_the_c_helper_give_way():
+    text = "2001:db8::1\n2001:db8::/32\n"
+    assert px.ipv6_columns(text) == ([0x20010DB8 << 96 | 1, 0x20010DB8 << 96], b"\x80\x20",
+                                     bytes.fromhex("20010db8000000000000000000000001" "20010db8" + "00" * 12))
+    with _engine(False):
+        assert px.ipv6_columns(text) is None
+        assert Members.parse(text).prefixes() == px.parse_prefix_text(text)
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_line, max_size=40), st.booleans(), st.sampled_from([1, 16, 64, 1 << 18]), st.booleans())
 def test_text_columns_equal_the_parser_or_give_way(lines, newline_at_end, chunk, c_helper):

@@ -19,7 +19,7 @@ import sys
 from array import array
 from collections import deque
 from itertools import accumulate, compress, repeat
-from operator import and_, itemgetter
+from operator import and_, itemgetter, lshift, or_
 from typing import Iterable, NamedTuple
 
 from .. import native
@@ -418,10 +418,11 @@ def _nets(family: int, lines: list[str]) -> tuple[list[int], bytes]:
 
 
 def _ints(family: int, raw: bytes) -> list[int]:
-    if family == 6:
-        size = len(raw)
-        cuts = map(slice, range(0, size, 16), range(16, size + 16, 16))
-        return list(map(int.from_bytes, map(raw.__getitem__, cuts), repeat("big")))
+    if family == 6:  # each as its two halves: two lists of small ints, then one shift and or
+        import numpy as np
+
+        halves = np.frombuffer(raw, ">u8").reshape(-1, 2)
+        return list(map(or_, map(lshift, halves[:, 0].tolist(), repeat(64)), halves[:, 1].tolist()))
     arr = array("I")
     arr.frombytes(raw)
     if sys.byteorder == "little":
@@ -619,13 +620,8 @@ def ipv4_columns(data: str | bytes) -> tuple[list[int], bytes] | None:
     leading zero, host bits, a duplicate): parse_prefix_text then parses
     it, and names the problem. The C helper reads the text in one pass
     (xdpctl.native); without it numpy works a megabyte at a time."""
-    if isinstance(data, str):
-        if ":" in data:  # IPv6 text: not encoded only to find that out
-            return None
-        data = data.encode("utf-8", "surrogatepass")
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    if not data or b":" in data:  # ':' first: IPv6 text at memchr speed
+    data = _plain_bytes(data, ":")  # ':': IPv6 text
+    if data is None:
         return None
     import numpy as np
 
@@ -637,6 +633,56 @@ def ipv4_columns(data: str | bytes) -> tuple[list[int], bytes] | None:
     if np.count_nonzero(keys[1:] == keys[:-1]):
         return None  # a duplicate
     return net.tolist(), plen.tobytes()
+
+
+def _plain_bytes(data: str | bytes, other: str) -> bytes | None:
+    """Text for a plain-text reader of one family: as bytes without a
+    byte-order mark; None when it is empty or holds ``other`` (a character
+    only the other family's text has), found at memchr speed, before any
+    encoding."""
+    if isinstance(data, str):
+        if other in data:
+            return None
+        data = data.encode("utf-8", "surrogatepass")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return None if not data or other.encode() in data else data
+
+
+def ipv6_columns(data: str | bytes) -> tuple[list[int], bytes, bytes] | None:
+    """Plain IPv6 text (one address or address/len per line and nothing
+    else) as columns by the C helper: the networks as integers, the prefix
+    lengths, the networks packed (16 bytes each), in file order. None for
+    any other text (a dotted IPv4 tail, comments, blank lines, spaces), for
+    any problem in it (host bits, a bad length, an IPv4-mapped address, a
+    duplicate), and without the library: text_columns then takes it, and
+    parse_prefix_text names a problem."""
+    data = _plain_bytes(data, ".") if native.lib() is not None else None  # '.': IPv4 text, a dotted tail
+    if data is None:
+        return None
+    got = native.ipv6_columns(data)
+    if got is None:
+        return None
+    packed, plens = got
+    if _duplicate6(packed, plens):
+        return None
+    return _ints(6, packed), plens, packed
+
+
+def _duplicate6(packed: bytes, plens: bytes) -> bool:
+    """Do two of the packed IPv6 networks have the same length too? One
+    sort of a 64-bit mix of each; only when two mixes collide, one sort of
+    the networks and lengths themselves."""
+    import numpy as np
+
+    words = np.frombuffer(packed, np.uint64).reshape(-1, 2)
+    lens = np.frombuffer(plens, np.uint8).astype(np.uint64)
+    mix = np.sort(words[:, 0] ^ (words[:, 1] * np.uint64(0x9E3779B97F4A7C15)) ^ (lens << np.uint64(56)))
+    if not np.count_nonzero(mix[1:] == mix[:-1]):
+        return False
+    order = np.lexsort((lens, words[:, 1], words[:, 0]))
+    w, ln = words[order], lens[order]
+    return bool(np.count_nonzero((w[1:] == w[:-1]).all(axis=1) & (ln[1:] == ln[:-1])))
 
 
 def _ipv4_numpy(np, data: bytes):

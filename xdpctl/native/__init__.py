@@ -28,11 +28,12 @@ def lib() -> ctypes.CDLL | None:
         _tried = True
         try:
             got = ctypes.CDLL(PATH)
-            f = got.xc_ipv4_columns
+            fns = (got.xc_ipv4_columns, got.xc_ipv6_columns)
         except (OSError, AttributeError):
             return None
-        f.restype = ctypes.c_long
-        f.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        for f in fns:
+            f.restype = ctypes.c_long
+            f.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
         _lib = got
     return _lib
 
@@ -50,3 +51,17 @@ def ipv4_columns(data: bytes):
     nets, plens = np.empty(cap, np.uint32), np.empty(cap, np.uint8)
     n = c.xc_ipv4_columns(data, len(data), nets.ctypes.data, plens.ctypes.data, cap)
     return None if n < 0 else (nets[:n], plens[:n])
+
+
+def ipv6_columns(data: bytes):
+    """Plain IPv6 text (bytes, no byte-order mark) as (networks packed, 16
+    bytes each in network order; lengths as bytes) in text order,
+    duplicates included; None when the text is not plain IPv6 (or has host
+    bits, or an IPv4-mapped address). Raises RuntimeError without the library."""
+    c = lib()
+    if c is None:
+        raise RuntimeError(f"{PATH} is missing: run `make native`")
+    cap = data.count(b"\n") + 1  # lines (the last may lack its newline)
+    nets, plens = ctypes.create_string_buffer(16 * cap), ctypes.create_string_buffer(cap)
+    n = c.xc_ipv6_columns(data, len(data), nets, plens, cap)
+    return None if n < 0 else (ctypes.string_at(nets, 16 * n), ctypes.string_at(plens, n))

@@ -56,12 +56,16 @@ class Members:
 
     @classmethod
     def _columns(cls, text: str | bytes) -> "Members | None":
-        """Text straight to columns, no object per prefix: plain IPv4 text
-        by numpy (px.ipv4_columns), else any text whose chunks each hold
+        """Text straight to columns, no object per prefix: plain IPv4 or
+        IPv6 text by the C helper (px.ipv4_columns, px.ipv6_columns: IPv4
+        by numpy without it), else any text whose chunks each hold
         one family (px.text_columns); None for the line-by-line parser."""
         v4 = px.ipv4_columns(text)
         if v4 is not None:
             return cls(v4[0], v4[1], [], b"")
+        v6 = px.ipv6_columns(text)
+        if v6 is not None:
+            return cls([], b"", *v6)
         cols = px.text_columns(text)
         return None if cols is None else cls(*cols)
 

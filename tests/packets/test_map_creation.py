@@ -45,3 +45,18 @@ def test_a_failed_making_fails_the_change_and_leaves_nothing(make_ctx) -> None:
     assert "load xdp_droplist.o" in str(err.value) and "libbpf:" in str(err.value)  # told again, loudly
     assert DropList(ctx).revision() == 0 and DropList(ctx).lists() == []
     assert os.listdir(ctx.settings.shared_map_dir) == []
+
+
+def test_a_map_that_is_pinned_keeps_its_size_while_the_missing_ones_are_made(make_ctx) -> None:
+    """One pin lost (and no hook recorded): only the missing map is made;
+    the rule-id space is the pinned array's, not what the settings say now."""
+    ctx = make_ctx(xc_rule_stats=65536)
+    DropList(ctx).import_list("feed", HOSTS[:10])
+    ctx.close()
+    os.unlink(os.path.join(ctx.settings.shared_map_dir, "xc_v4_l24"))
+    ctx.settings.capacity["xc_rule_stats"] = 131072
+    with KernelTables(ctx) as kt:
+        assert kt.making
+        assert kt.max_entries("xc_v4_l24") == ctx.settings.capacity["xc_v4_l24"]  # being made: as asked
+        assert kt.max_entries("xc_rule_stats") == 65536  # pinned: waits for the making, reads the map
+        assert not kt.making and kt["xc_v4_l24"].max_entries == ctx.settings.capacity["xc_v4_l24"]

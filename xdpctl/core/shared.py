@@ -36,6 +36,7 @@ class SharedMaps:
         self.dir = ctx.settings.shared_map_dir
         self._maps: dict[str, maps.Map] = {}
         self._making: tuple[objects.Opened, Background[None]] | None = None  # ensure(early=True)
+        self._missing: frozenset[str] = frozenset()  # the maps being made
 
     def object_name(self) -> str:
         """The object whose load creates the group's maps."""
@@ -60,8 +61,8 @@ class SharedMaps:
         return self._making is not None
 
     def max_entries(self, name: str) -> int:
-        """A map's size; while the maps are being made, the size it is made with."""
-        if self._making is not None:
+        """A map's size; while it is being made, the size it is made with."""
+        if self._making is not None and name in self._missing:
             return abi.with_sets(self.ctx.settings.capacity).get(name) or abi.MAP_SPECS[name].max_entries
         return self.maps[name].max_entries
 
@@ -83,7 +84,7 @@ class SharedMaps:
             if early:
                 opened = self._opened()  # the Python side here: the thread runs one C call
                 quietly = Background(opened.load_quietly, "xdpctl-map-create")
-                self._making = (opened, quietly)
+                self._making, self._missing = (opened, quietly), frozenset(missing)
                 return self
             self._opened().load().close()
             pins = self.ctx.pins_in(self.dir)
@@ -101,11 +102,13 @@ class SharedMaps:
         only its errno: the making is tried again here, libbpf's messages
         on, so the error says why (a failed load has unpinned what it made)."""
         (opened, quietly), self._making = self._making, None
-        quietly.result()
         try:
+            quietly.result()
             opened.load().close()
         except BpfError:
             self._opened().load().close()
+        finally:
+            opened.close()
         self._open(self.ctx.pins_in(self.dir))
 
     def _open(self, pins: dict[str, tuple[int, int]]) -> None:

@@ -104,7 +104,10 @@ def _print_cb(level, fmt, args):  # pragma: no cover - called from C
 def quiet_load(obj) -> int:
     """bpf_object__load with libbpf's messages off (each one would be handed
     to Python, taking the GIL): so it runs in a thread of its own without
-    waiting for a busy one. A failure says only its errno."""
+    waiting for a busy one. A failure says only its errno. The print
+    function is process-wide: another thread's libbpf messages in the
+    meantime are not captured either (xdpctl loads one object at a time,
+    under the writer lock)."""
     load()
     api = globals()  # the bindings load() put there
     api["libbpf_set_print"](_PRINT_FN())  # NULL: no messages

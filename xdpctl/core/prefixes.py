@@ -524,20 +524,23 @@ def _distinct(parts: list) -> int:
     return int(srt.size and 1 + np.count_nonzero(srt[1:] != srt[:-1]))
 
 
-def _distinct128(parts: list) -> int:
-    """How many distinct 16-byte addresses packed blobs hold together: one
+def _distinct128(parts: list, lens: bytes | None = None) -> int:
+    """How many distinct 16-byte addresses packed blobs hold together (with
+    ``lens``, distinct (address, length) pairs, a length per address): one
     sort of a 64-bit mix of each; only when two mixes collide, one sort of
-    the addresses themselves."""
+    the addresses (and lengths) themselves."""
     import numpy as np
 
     words = np.frombuffer(b"".join(parts), np.uint64).reshape(-1, 2)
     if not len(words):
         return 0
-    mix = np.sort(words[:, 0] ^ (words[:, 1] * np.uint64(0x9E3779B97F4A7C15)))
+    ln = np.zeros(len(words), np.uint64) if lens is None else np.frombuffer(lens, np.uint8).astype(np.uint64)
+    mix = np.sort(words[:, 0] ^ (words[:, 1] * np.uint64(0x9E3779B97F4A7C15)) ^ (ln << np.uint64(56)))
     if not np.count_nonzero(mix[1:] == mix[:-1]):
         return len(words)
-    srt = words[np.lexsort((words[:, 1], words[:, 0]))]
-    return int(1 + np.count_nonzero((srt[1:] != srt[:-1]).any(axis=1)))
+    order = np.lexsort((ln, words[:, 1], words[:, 0]))
+    w, ln = words[order], ln[order]
+    return int(1 + np.count_nonzero((w[1:] != w[:-1]).any(axis=1) | (ln[1:] != ln[:-1])))
 
 
 def _decoded(text: str | bytes) -> str:
@@ -664,25 +667,9 @@ def ipv6_columns(data: str | bytes) -> tuple[list[int], bytes, bytes] | None:
     if got is None:
         return None
     packed, plens = got
-    if _duplicate6(packed, plens):
-        return None
+    if _distinct128([packed], plens) != len(plens):
+        return None  # a duplicate
     return _ints(6, packed), plens, packed
-
-
-def _duplicate6(packed: bytes, plens: bytes) -> bool:
-    """Do two of the packed IPv6 networks have the same length too? One
-    sort of a 64-bit mix of each; only when two mixes collide, one sort of
-    the networks and lengths themselves."""
-    import numpy as np
-
-    words = np.frombuffer(packed, np.uint64).reshape(-1, 2)
-    lens = np.frombuffer(plens, np.uint8).astype(np.uint64)
-    mix = np.sort(words[:, 0] ^ (words[:, 1] * np.uint64(0x9E3779B97F4A7C15)) ^ (lens << np.uint64(56)))
-    if not np.count_nonzero(mix[1:] == mix[:-1]):
-        return False
-    order = np.lexsort((lens, words[:, 1], words[:, 0]))
-    w, ln = words[order], lens[order]
-    return bool(np.count_nonzero((w[1:] == w[:-1]).all(axis=1) & (ln[1:] == ln[:-1])))
 
 
 def _ipv4_numpy(np, data: bytes):

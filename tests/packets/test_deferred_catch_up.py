@@ -20,7 +20,7 @@ from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_s
 from xdpctl import abi
 from xdpctl.core import prefixes as px
 from xdpctl.core.context import Context
-from xdpctl.core.rules import ruleset, service, tables
+from xdpctl.core.rules import builder, ruleset, service, tables
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import DEFERRED, STALE, KernelTables, kernel_health, read_pinned_config
 from xdpctl.core.rules.validate import spec
@@ -237,3 +237,29 @@ def test_a_catch_up_whose_pins_go_under_it_creates_nothing(ctx, monkeypatch, gon
     finally:
         child.close()
     assert not os.path.exists(shared) and not os.path.exists(ctx.settings.pin_dir)
+
+
+def test_pins_removed_while_a_catch_up_writes_are_not_made_again(ctx, monkeypatch) -> None:
+    """The pins go while a catch-up is under way (it has the maps open):
+    its presence-bitmap builder loads over the open maps by fd, so nothing
+    is made again in bpffs (it used to reload the builder by pin path, and
+    libbpf made the directory and a whole new set of empty maps)."""
+    _stale_after_import(ctx)
+    job, ctx.pending_catch_up = ctx.pending_catch_up, None
+    child = Context(ctx.settings)
+    real = builder.run
+    gone = []
+
+    def pins_removed_first(kt, what, requests):
+        if not gone:
+            ctx.close()
+            bpffs.remove_tree(ctx.settings.pin_dir)  # the operator's rm -rf, mid catch-up
+            gone.append(what)
+        return real(kt, what, requests)
+
+    monkeypatch.setattr(builder, "run", pins_removed_first)
+    try:
+        assert tables.run_catch_up(child, job) is True  # written into the open (now unpinned) maps
+    finally:
+        child.close()
+    assert gone and not os.path.exists(ctx.settings.pin_dir)

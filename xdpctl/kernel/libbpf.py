@@ -219,6 +219,7 @@ _SIGNATURES = {
     "bpf_map__name": (c_char_p, c_void_p),
     "bpf_map__fd": (c_int, c_void_p),
     "bpf_map__set_pin_path": (c_int, c_void_p, c_char_p),
+    "bpf_map__reuse_fd": (c_int, c_void_p, c_int),
     "bpf_map__set_max_entries": (c_int, c_void_p, c_uint32),
     "bpf_map__map_flags": (c_uint32, c_void_p),
     "bpf_map__set_map_flags": (c_int, c_void_p, c_uint32),

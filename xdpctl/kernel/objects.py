@@ -64,6 +64,7 @@ def load(
     pin_progs: dict[str, str] | None = None,
     map_flags: dict[str, int] | None = None,
     programs: bool = True,
+    reuse: dict[str, int] | None = None,
 ) -> Loaded:
     """Open, configure and load one object.
 
@@ -74,8 +75,10 @@ def load(
     ``map_flags`` where they name it. ``pin_progs`` maps program names to
     pin paths (replacing what was pinned there). ``programs`` False:
     create the maps only, loading (and verifying) none of the programs.
+    ``reuse`` names maps by the fd of one open already (libbpf checks
+    they match): those are neither looked up in bpffs nor ever created.
     """
-    return Opened(path, pin_path, max_entries, map_flags, programs).load(pin_progs)
+    return Opened(path, pin_path, max_entries, map_flags, programs, reuse).load(pin_progs)
 
 
 class Opened:
@@ -85,7 +88,7 @@ class Opened:
     then :meth:`load` takes its result. Closed by load()."""
 
     def __init__(self, path: str, pin_path: Callable[[str], str | None], max_entries: dict[str, int] | None,
-                 map_flags: dict[str, int] | None, programs: bool):
+                 map_flags: dict[str, int] | None, programs: bool, reuse: dict[str, int] | None = None):
         L.log_mark()
         self.path, self.programs = path, programs
         self._ret: int | None = None
@@ -95,7 +98,10 @@ class Opened:
             raise BpfError(f"open BPF object {path}", err, _log_tail())
         try:
             for m, name in _maps(self.obj):
-                _configure_map(m, name, pin_path(name), max_entries or {}, map_flags or {})
+                if reuse and name in reuse:
+                    L.check(L.bpf_map__reuse_fd(m, reuse[name]), f"reuse the open map {name}")
+                else:
+                    _configure_map(m, name, pin_path(name), max_entries or {}, map_flags or {})
             if not programs:
                 _autoload_off(self.obj)
         except BaseException:

@@ -19,9 +19,10 @@ _FRAME = struct.Struct("=BBBBII")  # set, clear, bands, operation, start, count
 
 def run(kt, what: str, requests) -> None:
     """Run the builder once per (operation, set, clear, bands, start,
-    count) of ``requests``, loaded once over ``kt``'s pinned maps;
-    ``what`` names the work in an error."""
-    with objects.load(objects.object_path(OBJECT), pin_path=kt.pin_path) as obj:  # the maps as pinned
+    count) of ``requests``, loaded once over the maps ``kt`` has open
+    (by fd, not by pin: pins removed meanwhile, say under a catch-up,
+    are not made again); ``what`` names the work in an error."""
+    with objects.load(objects.object_path(OBJECT), reuse={n: kt.maps[n].fd for n in kt.NAMES}) as obj:
         fd = obj.prog_fd(PROGRAM)
         for op, rule_set, clear, bands, start, count in requests:
             frame = _FRAME.pack(rule_set, int(clear), bands, op, start, count).ljust(64, b"\0")

@@ -14,7 +14,7 @@ from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe
 from xdpctl.core import prefixes as px
 from xdpctl.core.errors import BpfError
 from xdpctl.core.rules.service import DropList
-from xdpctl.core.rules.tables import SHARED_DL_MAPS, KernelTables
+from xdpctl.core.rules.tables import SHARED_DL_MAPS, KernelTables, read_pinned_config
 
 pytestmark = pytest.mark.root
 
@@ -55,8 +55,13 @@ def test_a_map_that_is_pinned_keeps_its_size_while_the_missing_ones_are_made(mak
     ctx.close()
     os.unlink(os.path.join(ctx.settings.shared_map_dir, "xc_v4_l24"))
     ctx.settings.capacity["xc_rule_stats"] = 131072
+    pinned = read_pinned_config(ctx)
+    assert pinned.generation == 1 and pinned.active == 1  # the change went to set B
     with KernelTables(ctx) as kt:
         assert kt.making
+        assert kt.cfg == pinned  # xc_cfg was pinned: read as it is (the sets and revision it names), not as new
         assert kt.max_entries("xc_v4_l24") == ctx.settings.capacity["xc_v4_l24"]  # being made: as asked
-        assert kt.max_entries("xc_rule_stats") == 65536  # pinned: waits for the making, reads the map
-        assert not kt.making and kt["xc_v4_l24"].max_entries == ctx.settings.capacity["xc_v4_l24"]
+        assert kt.max_entries("xc_rule_stats") == 65536  # pinned: read from the map, open already
+        assert kt.making  # nothing so far needed the maps being made
+        assert kt["xc_v4_l24"].max_entries == ctx.settings.capacity["xc_v4_l24"]  # waits for the making
+        assert not kt.making

@@ -56,15 +56,20 @@ class SharedMaps:
 
     @property
     def making(self) -> bool:
-        """Are the group's maps being made (in a thread: ensure(early=True))?
-        Until the first use of :attr:`maps`; they start empty."""
+        """Are missing maps of the group being made (in a thread:
+        ensure(early=True))? Until the first use of :attr:`maps` or of one
+        of them; they start empty."""
         return self._making is not None
+
+    def being_made(self, name: str) -> bool:
+        """Is this map one of those being made (not pinned when the group was opened)?"""
+        return self._making is not None and name in self._missing
 
     def max_entries(self, name: str) -> int:
         """A map's size; while it is being made, the size it is made with."""
-        if self._making is not None and name in self._missing:
+        if self.being_made(name):
             return abi.with_sets(self.ctx.settings.capacity).get(name) or abi.MAP_SPECS[name].max_entries
-        return self.maps[name].max_entries
+        return self[name].max_entries
 
     def ensure(self, early: bool = False):
         """Open the group's maps, making the missing ones. ``early``: the
@@ -82,13 +87,14 @@ class SharedMaps:
                 check_shared_pins(self.ctx, missing)
             bpffs.makedirs(self.dir)
             if early:
+                self._open(pins, [m for m in self.NAMES if m in pins])  # what is pinned: usable at once
                 opened = self._opened()  # the Python side here: the thread runs one C call
                 quietly = Background(opened.load_quietly, "xdpctl-map-create")
                 self._making, self._missing = (opened, quietly), frozenset(missing)
                 return self
             self._opened().load().close()
             pins = self.ctx.pins_in(self.dir)
-        self._open(pins)
+        self._open(pins, self.NAMES)
         return self
 
     def _opened(self) -> objects.Opened:
@@ -109,10 +115,10 @@ class SharedMaps:
             self._opened().load().close()
         finally:
             opened.close()
-        self._open(self.ctx.pins_in(self.dir))
+        self._open(self.ctx.pins_in(self.dir), self.NAMES)
 
-    def _open(self, pins: dict[str, tuple[int, int]]) -> None:
-        for m in self.NAMES:
+    def _open(self, pins: dict[str, tuple[int, int]], names) -> None:
+        for m in names:
             if m not in self._maps:
                 try:
                     self._maps[m] = self.ctx.pinned_map(os.path.join(self.dir, m), pins.get(m))
@@ -122,7 +128,8 @@ class SharedMaps:
                     raise PinsGone(m) from exc
 
     def __getitem__(self, name: str) -> maps.Map:
-        return self.maps[name]
+        """One map: at once if it was pinned already, else once made."""
+        return self._maps[name] if name in self._maps else self.maps[name]
 
     def close(self) -> None:
         if self._making is not None:  # made for a change that failed before it used them

@@ -100,7 +100,7 @@ class KernelTables(SharedMaps):
 
     def ensure(self, early: bool = False) -> "KernelTables":
         super().ensure(early)
-        self.cfg = abi.Config(0, 0, 0) if self.making else self.read_config()  # a new xc_cfg is zeros
+        self.cfg = abi.Config(0, 0, 0) if self.being_made("xc_cfg") else self.read_config()  # a new one is zeros
         self.found = self.cfg._replace(flags=self.cfg.flags & ~abi.SET_FLAGS)  # as the rule set asks for it
         bands = int(abi.SET_FLAGS & ~abi.CfgFlag.HAVE_BITS)
         # the active set's empty bands: as the last settle wrote them; all when no set was ever written
@@ -297,7 +297,7 @@ class KernelTables(SharedMaps):
         self._write_cfg(self.cfg._replace(policy=policy, flags=flags, generation=generation))
 
     def read_config(self) -> abi.Config:
-        raw = self.maps["xc_cfg"].lookup(abi.U32.pack(0))
+        raw = self["xc_cfg"].lookup(abi.U32.pack(0))
         return abi.unpack_config(raw) if raw else abi.Config(0, 0, 0)
 
     def read(self, name: str) -> dict[bytes, bytes]:

@@ -108,13 +108,12 @@ def quiet_load(obj) -> int:
     function is process-wide: another thread's libbpf messages in the
     meantime are not captured either (xdpctl loads one object at a time,
     under the writer lock)."""
-    load()
-    api = globals()  # the bindings load() put there
-    api["libbpf_set_print"](_PRINT_FN())  # NULL: no messages
+    lib = load()
+    lib.libbpf_set_print(_PRINT_FN())  # NULL: no messages
     try:
-        return api["bpf_object__load"](obj)
+        return lib.bpf_object__load(obj)
     finally:
-        api["libbpf_set_print"](_print_cb)
+        lib.libbpf_set_print(_print_cb)
 
 
 def log_mark() -> int:

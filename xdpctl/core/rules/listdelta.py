@@ -240,9 +240,7 @@ def split(state: State, name: str, old: Version | None, new: Version | None, lim
     ``limit`` members are not alone hosts (a whole image is cheaper)."""
     import numpy as np
 
-    others = {v.dir: None for v in (old, new) if v is not None}
-    for d in others:
-        others[d] = Others(state, name, d)
+    others = {d: Others(state, name, d) for d in {v.dir for v in (old, new) if v is not None}}
     sp = Split(old, new, {}, {}, [], [])
     for version, alone, out in ((old, sp.alone_old, sp.removed), (new, sp.alone_new, sp.added)):
         if version is None:

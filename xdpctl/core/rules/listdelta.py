@@ -55,6 +55,13 @@ class Version(NamedTuple):
     expires_ns: int
 
 
+def exact(old: Version | None) -> bool:
+    """Are the kernel's entries of a stored version (None: no list) known to
+    the byte? When it has no deadline: a deadline is the kernel's clock,
+    converted anew by each change."""
+    return old is None or not old.expires_ns
+
+
 class Split(NamedTuple):
     """A list change taken apart: its alone hosts, per version and family
     (key records), and its other members as rules (for the planner's index)."""
@@ -90,10 +97,8 @@ class Split(NamedTuple):
     @property
     def columnar(self) -> bool:
         """May the alone hosts go as columns (columns(), then the other
-        members as a plan)? When the old version's entries are known to the
-        byte: no deadline (a deadline is the kernel's clock, converted anew
-        by each change)."""
-        return self.old is None or not self.old.expires_ns
+        members as a plan)? When the old version's entries are known (exact)."""
+        return exact(self.old)
 
     def columns(self) -> dict:
         """Per band, the alone hosts' writes as a whole image's diff gives

@@ -280,7 +280,7 @@ class DropList:
         write where the delta needs them first); else, every member planned
         one by one, only when the change is small beside what is loaded."""
         loaded = self.state.loaded_count()
-        if was is None or not was.expires_ns:
+        if listdelta.exact(was):
             return new <= 2 * loaded
         return n <= LIST_DELTA_MAX and n * LIST_DELTA_RATIO <= loaded
 

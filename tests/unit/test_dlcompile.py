@@ -979,13 +979,16 @@ def test_parsed_ipv6_hosts_compile_from_their_packed_networks_as_from_the_intege
 
 @pytest.mark.parametrize("seed", range(4))
 def test_the_columnar_split_of_a_band_gives_the_loops_bytes(seed, monkeypatch):
-    """_alone_columns (a band of 64 rules or more, no /32 key inside its
-    rules) writes exactly the bytes, in the same order, that _clusters and
-    the rule-by-rule loop write; rules overlapping or not, both directions,
-    deadlines; checked against the reference too."""
+    """From 64 rules up, the IPv4 rules shorter than /32 are checked and
+    sorted into their bands as columns (_v4_band_rules), and _alone_columns
+    does the work of _clusters for a band: every table gets exactly the
+    bytes, in the same order, that the rule-by-rule loops write; rules
+    overlapping or not, /32 keys inside shorter rules of xc_v4_l32 (they
+    keep their key) or none, both directions, deadlines, a few rules of
+    other kinds beside; checked against the reference too."""
     rnd = random.Random(seed)
     free = (20, 24, 28)[seed % 3]  # narrow: many clusters; wide: mostly lone rules
-    lens = [17, 19, 20, 22, 24, 25, 27, 30, 31] + [32] * (4 if seed % 2 else 0)  # /32 ones: l32 keeps the loop
+    lens = [12, 16, 17, 19, 20, 22, 24, 25, 27, 30, 31] + [32] * (4 if seed % 2 else 0)
     rules, seen = [], set()
     while len(rules) < 2000:
         plen, d = rnd.choice(lens), rnd.randint(0, 1)
@@ -994,10 +997,42 @@ def test_the_columnar_split_of_a_band_gives_the_loops_bytes(seed, monkeypatch):
             seen.add((d, plen, net))
             rules.append(Rule(len(rules) + 1, 4, net, plen, d, rnd.choice([DENY, ALLOW]), None, None,
                               rnd.choice([0, 0, 123])))
+    n = len(rules)
+    rules += [Rule(n + 1, 6, 0x20010DB8 << 96, 32, 0, DENY), Rule(n + 2, 6, 0x20010DB8 << 96 | 1 << 60, 70, 1, ALLOW),
+              Rule(n + 3, 4, 0x0A000000, 8, 0, DENY, 6, 22), Rule(n + 4, 0, 0, 0, 1, ALLOW, 17, 53)]
+    rnd.shuffle(rules)
     monkeypatch.setattr(dl, "_COLUMNS_MIN", 2)
     cols = dl.compile_full(rules)
     monkeypatch.setattr(dl, "_COLUMNS_MIN", 10**9)
     loop = dl.compile_full(rules)
-    for m in ("xc_v4_l32", "xc_v4_l24"):
+    for m in abi.RULE_MAPS:
         assert (cols[m].keys, cols[m].values, cols[m].count) == (loop[m].keys, loop[m].values, loop[m].count), m
+    assert cols.flags == loop.flags
     assert compiled_sparse(cols) == reference_state(rules)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(net=0x0A000001), "host bits set in net"),
+    (dict(id=0), "id 0 out of range"),
+    (dict(id=2**32), "id 4294967296 out of range"),
+    (dict(net=2**32), "is not an IPv4 address"),
+    (dict(plen=33), "plen 33 out of range 0..32"),
+    (dict(dir=2), "dir 2 is not 0"),
+    (dict(action=0), "action 0 is not DENY"),
+    (dict(expires_ns=-1), "expires_ns -1 out of range"),
+    (dict(net=0x0A000000, plen=24), None),  # the key of rule 1: the later of the two is named
+])
+def test_a_bad_rule_among_many_shorter_ipv4_prefixes_is_named(bad, message):
+    """The columnar check of the IPv4 rules shorter than /32 gives way to
+    the rule-by-rule one, which names the rule and the problem."""
+    rules = [Rule(i + 1, 4, 0x0A000000 + (i << 8), 24) for i in range(200)]
+    rules += [Rule(1000 + i, 4, 0x0B000000 + i, 32) for i in range(50)]
+    culprit = Rule(**{**Rule(500, 4, 0x0C000000, 24)._asdict(), **bad})
+    for at in (0, 100, len(rules)):
+        with pytest.raises(RuleError) as ei:
+            dl.compile_full(rules[:at] + [culprit] + rules[at:])
+        if message is None:
+            first, second = (culprit.id, 1) if at else (1, culprit.id)
+            assert str(ei.value).startswith(f"rule {first}: same key as rule {second} ")
+        else:
+            assert str(ei.value).startswith(f"rule {culprit.id}:") and message in str(ei.value)

@@ -328,9 +328,20 @@ def _find_dup(rules: Iterable[Rule], keyf=_addr_key) -> None:
         seen[k] = r
 
 
-def _check_unique(minor: list[Rule]) -> None:
-    if len({_addr_key(r) for r in minor}) != len(minor):
-        _find_dup(minor)
+def _check_unique(minor: list[Rule], v4: bool = False) -> None:
+    """Raise RuleError when two rules of a table have the same key. ``v4``:
+    the rules are IPv4 address rules (a band's), checked with one sort of
+    packed keys from _COLUMNS_MIN rules up."""
+    if v4 and len(minor) >= _COLUMNS_MIN:
+        import numpy as np
+
+        _i, _f, nets, plens, dirs = list(zip(*minor))[:5]
+        k = np.array(nets, np.int64) | np.array(plens, np.int64) << 32 | np.array(dirs, np.int64) << 40
+        if np.unique(k).size == k.size:
+            return
+    elif len({_addr_key(r) for r in minor}) == len(minor):
+        return
+    _find_dup(minor)
 
 
 # -- IPv4, columnar ----------------------------------------------------------
@@ -365,6 +376,15 @@ def _vals_col(ids, acts, plen, exps) -> bytes:
     if isinstance(exps, np.ndarray) or exps.count(0) != n:
         va[:, 2:4] = np.ascontiguousarray(exps, np.uint64).view(np.uint32).reshape(n, 2)  # [low, high] halves
     return va.tobytes()  # fallbacks (words 4..7) are filled by _add_fallbacks
+
+
+def _rule_vals(rules: list[Rule]) -> bytes:
+    """The xc_rule_val of each rule, no fallbacks (as _val gives them):
+    as columns from _COLUMNS_MIN rules up."""
+    if len(rules) < _COLUMNS_MIN:
+        return b"".join(map(_val, rules))
+    ids, _f, _n, plens, _d, acts, _p, _q, exps = zip(*rules)
+    return _vals_col(array("I", ids), bytes(acts), array("I", plens), list(exps))
 
 
 def _clusters(minor: list[Rule]) -> tuple[list[Rule], list[list[Rule]]]:
@@ -411,25 +431,25 @@ def _compile_v4_hash(band: Band, minor: list[Rule], fast, out: Compiled) -> None
     third), so they are a repeated template with that byte filled from a
     running sequence. Overlapping rules and keys taken by /32 rules go key
     by key."""
-    _check_unique(minor)
+    _check_unique(minor, v4=True)
     keys: list[bytes] = []
     vals: list[bytes] = []
     count = 0
-    fset = None
+    fset = srt = None
     if fast is not None and fast[0]:
         fhks, fids, facts, fexps = fast
         fhks = array("Q", fhks)
-        fset = _fast_keys_within(fhks, minor)
+        srt, fset = _fast_keys_within(fhks, minor)
         keys.append(_key4_bytes(fhks))
         vals.append(_vals_col(fids, facts, 32, fexps))
         count += len(fhks)
     shift = 32 - band.stride          # 0 for l32, 8 for l24
-    if fset is None and len(minor) >= _COLUMNS_MIN:
-        clusters, (k, v, c) = _alone_columns(minor, band.stride)
+    if len(minor) >= _COLUMNS_MIN:
+        # alone: only the lone rules with /32 keys inside them, done key by key below
+        clusters, alone, (k, v, c) = _alone_columns(minor, band.stride, srt if fset else None)
         keys.append(k)
         vals.append(v)
         count += c
-        alone: list[Rule] = []
     else:
         alone, clusters = _clusters(minor)
     vbyte = 7 if band.stride == 32 else 6   # byte of the key that varies
@@ -459,7 +479,7 @@ def _compile_v4_hash(band: Band, minor: list[Rule], fast, out: Compiled) -> None
     if single:
         hks = list(single.keys())
         keys.append(_key4_bytes(hks))
-        vals.append(b"".join(map(_val, single.values())))
+        vals.append(_rule_vals(list(single.values())))
         count += len(hks)
     out[band.map] = Table(b"".join(keys), b"".join(vals), count)
 
@@ -467,12 +487,15 @@ def _compile_v4_hash(band: Band, minor: list[Rule], fast, out: Compiled) -> None
 _COLUMNS_MIN = 64  # rules of a band from which _alone_columns does the work of _clusters and the loop
 
 
-def _alone_columns(minor: list[Rule], stride: int) -> tuple[list[list[Rule]], tuple[bytes, bytes, int]]:
+def _alone_columns(minor: list[Rule], stride: int, fast_keys=None) -> tuple[list[list[Rule]], list[Rule],
+                                                                             tuple[bytes, bytes, int]]:
     """_clusters and the image of the rules that overlap no other, as
     columns (little-endian hosts): the clusters of overlapping rules as
-    _clusters gives them, and (keys, values, count) of the others, in the
-    order the one-rule-at-a-time loop writes them (rules by (dir, net,
-    plen), each rule's keys ascending)."""
+    _clusters gives them, the lone rules with a key of ``fast_keys`` (the
+    /32 rules' sorted hash keys, or None) inside them, in _clusters'
+    order (they go key by key), and (keys, values, count) of the other
+    lone rules, in the order the one-rule-at-a-time loop writes them (rules
+    by (dir, net, plen), each rule's keys ascending)."""
     import numpy as np
 
     n = len(minor)
@@ -490,6 +513,13 @@ def _alone_columns(minor: list[Rule], stride: int) -> tuple[list[list[Rule]], tu
     cuts = np.flatnonzero(np.diff(gid[~lone])) + 1
     clusters = [[minor[i] for i in g] for g in np.split(grouped, cuts)] if grouped.size else []
     a = order[lone]
+    held: list[Rule] = []
+    if fast_keys is not None and a.size:
+        lo_a = ((dr[a] << 32) | net[a]).astype(np.uint64)
+        hi_a = lo_a + (np.uint64(1) << (32 - pl[a]).astype(np.uint64))
+        has = np.searchsorted(fast_keys, hi_a) > np.searchsorted(fast_keys, lo_a)
+        held = [minor[i] for i in a[has].tolist()]
+        a = a[~has]
     cnt = np.int64(1) << (stride - pl[a])
     total = int(cnt.sum())
     rep = np.repeat(np.arange(a.size), cnt)
@@ -499,36 +529,38 @@ def _alone_columns(minor: list[Rule], stride: int) -> tuple[list[list[Rule]], tu
     keys[:, 1] = (net[a][rep] + (off << (32 - stride))).astype(">u4").view(np.uint32)
     vals = _vals_col(np.array(ids, np.uint32)[a][rep], np.array(acts, np.uint8)[a][rep],
                      pl[a].astype(np.uint32)[rep], np.array(exps, np.uint64)[a][rep])
-    return clusters, (keys.tobytes(), vals, total)
+    return clusters, held, (keys.tobytes(), vals, total)
 
 
 class _FastDup(Exception):
     pass
 
 
-def _fast_keys_within(hks: array, minor: list[Rule]) -> set[int]:
-    """The /32 keys (hks) that lie in the range of one of the band's other
-    rules, where they hold their key against it: one sort of the keys
-    (raises _FastDup when two are equal), then a search per rule."""
+def _fast_keys_within(hks: array, minor: list[Rule]) -> tuple:
+    """The /32 keys (hks) sorted, and the set of those that lie in the
+    range of one of the band's other rules, where they hold their key
+    against it: one sort of the keys (raises _FastDup when two are equal),
+    then a search per rule."""
     import numpy as np
 
     srt = np.sort(np.frombuffer(hks, np.uint64))
     if np.count_nonzero(srt[1:] == srt[:-1]):
         raise _FastDup
     if not minor:
-        return set()
-    lo = np.array([r.net | (r.dir << 32) for r in minor], np.uint64)
-    hi = lo + np.array([1 << (32 - r.plen) for r in minor], np.uint64)
+        return srt, set()
+    _i, _f, nets, plens, dirs = list(zip(*minor))[:5]
+    lo = np.array(nets, np.uint64) | np.array(dirs, np.uint64) << np.uint64(32)
+    hi = lo + (np.uint64(1) << (32 - np.array(plens, np.uint64)))
+    first, last = np.searchsorted(srt, lo), np.searchsorted(srt, hi)
     out: set[int] = set()
-    for i, j in zip(np.searchsorted(srt, lo).tolist(), np.searchsorted(srt, hi).tolist()):
-        if j > i:
-            out.update(srt[i:j].tolist())
-    return out
+    for i in np.flatnonzero(last > first).tolist():
+        out.update(srt[first[i]:last[i]].tolist())
+    return srt, out
 
 
 def _compile_l16(minor: list[Rule], out: Compiled) -> None:
     minor.sort(key=itemgetter(3))
-    _check_unique(minor)
+    _check_unique(minor, v4=True)
     if not minor:
         out[L16] = Table(_L16_IMAGE_KEYS(), bytes(VAL_SIZE * L16_ENTRIES), L16_ENTRIES)
         return
@@ -765,6 +797,13 @@ def _fast_mask(n: int, fams_b: bytes, plens_b: bytes, protos, ports, family: int
     return m.to_bytes(n, "little")
 
 
+def _no_zero_id(ids: array) -> bool:
+    """Whether no id of an array "I" is 0 (array.count compares item by item)."""
+    import numpy as np
+
+    return bool(np.frombuffer(ids, np.uint32).all())
+
+
 def _host_columns(cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, n: int) -> tuple:
     """The columns (ids, nets, dirs, actions, deadlines) of the rules a
     mask selects, the ids, directions, actions and deadlines checked;
@@ -783,7 +822,7 @@ def _host_columns(cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, n: int
         f_ids.frombytes(np.frombuffer(ids, np.uint32)[np.frombuffer(mask, np.bool_)].tobytes())
     else:
         f_ids = array("I", sel(ids))
-    if f_ids.count(0):
+    if n and not _no_zero_id(f_ids):
         raise ValueError
     if exps.count(0) == len(exps):  # no deadline (a list's members have one value): nothing to pick or check
         f_exps = exps if mask is None else [0] * n
@@ -831,12 +870,72 @@ def _fast_set(rules, cols, dirs_b: bytes, acts_b: bytes, fastmask: bytes | None,
     return (f_hks, f_ids, f_acts_b, f_exps), have_dst
 
 
-def _sort_rest(cols: tuple, rest: bytes, per_band: dict[str, list[Rule]], trie6: list[Rule],
+_V4_BAND_IDX = bytes(0 if p <= 16 else 1 if p <= 24 else 2 for p in range(33)) + bytes(223)  # plen -> l16, l24, l32
+_V4_BAND_MAPS = ("xc_v4_l16", "xc_v4_l24", "xc_v4_l32")
+
+
+def _v4_band_rules(cols: tuple, byte_cols: tuple, rest: bytes, per_band: dict[str, list[Rule]]) -> tuple | None:
+    """The IPv4 address rules among those ``rest`` selects, checked as
+    columns (as the fast set is) and sorted into their bands' lists in rule
+    order; returns (what ``rest`` leaves for the rule-by-rule loop, the
+    config flags they need), or None when they are fewer than _COLUMNS_MIN
+    or a column has a bad value (the loop then names the rule)."""
+    import numpy as np
+
+    n = len(rest)
+    fams_b, plens_b, dirs_b, acts_b = byte_cols
+    m = int.from_bytes(rest, "little") & int.from_bytes(fams_b.translate(_EQ[4]), "little")
+    for c in cols[6:8]:  # protocol, port: None for an address rule
+        if c.count(None) != n:
+            m &= int.from_bytes(bytes(map(is_, c, repeat(None))), "little")
+    mask = m.to_bytes(n, "little")
+    k = mask.count(1)
+    if k < _COLUMNS_MIN:
+        return None
+    sel = np.frombuffer(mask, np.bool_)
+    get = itemgetter(*np.flatnonzero(sel).tolist())  # k > 1: a tuple
+    plens, dirs, acts = (np.frombuffer(b, np.uint8)[sel].tobytes() for b in (plens_b, dirs_b, acts_b))
+    try:
+        if isinstance(cols[0], array) and cols[0].typecode == "I":
+            ids = array("I", np.frombuffer(cols[0], np.uint32)[sel].tobytes())
+        else:
+            ids = array("I", get(cols[0]))
+        net_col = get(cols[2])
+        nets = array("I", net_col)
+        exps = [0] * k if cols[8].count(0) == n else get(cols[8])
+        array("Q", exps)
+    except (ValueError, OverflowError, TypeError):
+        return None
+    if (not _no_zero_id(ids) or max(plens) > 32 or dirs.count(0) + dirs.count(1) != k
+            or acts.count(Action.DENY) + acts.count(Action.ALLOW) != k):
+        return None
+    host = (np.int64(1) << (32 - np.frombuffer(plens, np.uint8).astype(np.int64))) - 1
+    if np.any(np.frombuffer(nets, np.uint32) & host):
+        return None
+    fam = bytes([4]) * k
+    nones = [None] * k
+    bands = plens.translate(_V4_BAND_IDX)
+    for b, name in enumerate(_V4_BAND_MAPS):
+        bm = bands.translate(_EQ[b])
+        if bm.count(1):
+            per_band[name] = list(map(Rule, compress(ids, bm), fam, compress(net_col, bm), compress(plens, bm),
+                                      compress(dirs, bm), compress(acts, bm), nones, nones, compress(exps, bm)))
+    left = (int.from_bytes(rest, "little") & ~m).to_bytes(n, "little")
+    return left, int(CfgFlag.HAVE_DST) if dirs.count(1) else 0
+
+
+def _sort_rest(cols: tuple, byte_cols: tuple, rest: bytes, per_band: dict[str, list[Rule]], trie6: list[Rule],
                l4: list[Rule]) -> int:
-    """Check the rules ``rest`` selects (those outside the columnar sets)
-    one by one and sort each into its table; returns the config flags they
-    need. ``cols``: the rule set's columns."""
+    """Sort the rules ``rest`` selects (those outside the columnar sets)
+    into their tables, checked: the IPv4 address rules as columns
+    (_v4_band_rules), the others one by one; returns the config flags they
+    need. ``cols``, ``byte_cols``: the rule set's columns (_columns)."""
     flags = 0
+    v4 = _v4_band_rules(cols, byte_cols, rest, per_band)
+    if v4 is not None:
+        rest, flags = v4
+        if not rest.count(1):
+            return flags
     idx = list(compress(range(len(rest)), rest))
     get = itemgetter(*idx) if len(idx) > 1 else (lambda col: (col[idx[0]],))
     for r in map(Rule, *map(get, cols)):
@@ -881,7 +980,8 @@ def _take_apart(rules) -> _Split:
                 flags |= CfgFlag.HAVE_DST
             rest = 0 if mask6 is None else rest & ~int.from_bytes(mask6, "little")
         if rest:
-            flags |= _sort_rest(cols, rest.to_bytes(n, "little"), per_band, trie6, l4)
+            flags |= _sort_rest(cols, (fams_b, plens_b, dirs_b, acts_b), rest.to_bytes(n, "little"), per_band,
+                                trie6, l4)
     if trie6:
         flags |= CfgFlag.HAVE_V6TRIE
     return _Split(fast, fastmask, host6, per_band, trie6, l4, flags)

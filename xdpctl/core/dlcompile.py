@@ -797,6 +797,14 @@ def _fast_mask(n: int, fams_b: bytes, plens_b: bytes, protos, ports, family: int
     return m.to_bytes(n, "little")
 
 
+def _pick(col, mask: bytes, size: int = 1) -> bytes:
+    """The items a 0/1 byte mask selects from a column of bytes (or, with
+    ``size`` 4, of an array "I"), packed: at array speed."""
+    import numpy as np
+
+    return np.frombuffer(col, np.uint8 if size == 1 else np.uint32)[np.frombuffer(mask, np.bool_)].tobytes()
+
+
 def _no_zero_id(ids: array) -> bool:
     """Whether no id of an array "I" is 0 (array.count compares item by item)."""
     import numpy as np
@@ -810,16 +818,13 @@ def _host_columns(cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, n: int
     raises ValueError, OverflowError or TypeError on a bad one."""
     ids, _fams, nets, _plens, _dirs, _acts, _protos, _ports, exps = cols
     sel = (lambda col: col) if mask is None else (lambda col: list(compress(col, mask)))
-    f_dirs_b = dirs_b if mask is None else bytes(compress(dirs_b, mask))
-    f_acts_b = acts_b if mask is None else bytes(compress(acts_b, mask))
+    f_dirs_b = dirs_b if mask is None else _pick(dirs_b, mask)
+    f_acts_b = acts_b if mask is None else _pick(acts_b, mask)
     if f_dirs_b.count(0) + f_dirs_b.count(1) != n or \
             f_acts_b.count(Action.DENY) + f_acts_b.count(Action.ALLOW) != n:
         raise ValueError
     if mask is not None and isinstance(ids, array) and ids.typecode == "I" and len(ids) == len(mask):
-        import numpy as np  # a list's ids: picked by the mask at array speed
-
-        f_ids = array("I")
-        f_ids.frombytes(np.frombuffer(ids, np.uint32)[np.frombuffer(mask, np.bool_)].tobytes())
+        f_ids = array("I", _pick(ids, mask, 4))  # a list's ids: picked by the mask at array speed
     else:
         f_ids = array("I", sel(ids))
     if n and not _no_zero_id(f_ids):
@@ -892,12 +897,11 @@ def _v4_band_rules(cols: tuple, byte_cols: tuple, rest: bytes, per_band: dict[st
     k = mask.count(1)
     if k < _COLUMNS_MIN:
         return None
-    sel = np.frombuffer(mask, np.bool_)
-    get = itemgetter(*np.flatnonzero(sel).tolist())  # k > 1: a tuple
-    plens, dirs, acts = (np.frombuffer(b, np.uint8)[sel].tobytes() for b in (plens_b, dirs_b, acts_b))
+    get = itemgetter(*np.flatnonzero(np.frombuffer(mask, np.bool_)).tolist())  # k > 1: a tuple
+    plens, dirs, acts = (_pick(b, mask) for b in (plens_b, dirs_b, acts_b))
     try:
         if isinstance(cols[0], array) and cols[0].typecode == "I":
-            ids = array("I", np.frombuffer(cols[0], np.uint32)[sel].tobytes())
+            ids = array("I", _pick(cols[0], mask, 4))
         else:
             ids = array("I", get(cols[0]))
         net_col = get(cols[2])

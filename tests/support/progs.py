@@ -202,8 +202,14 @@ def kernel_rule_set(ctx: Context, rule_set: int) -> dict:
     out = {}
     for name in abi.RULE_MAPS:
         with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, abi.set_map(name, rule_set))) as m:
-            if name == dlc.L16:
-                out[name] = {abi.U32.pack(i): v[:dlc.VAL_SIZE] for i, v in m.lookup_range(0, m.max_entries)}
+            bs = m.buf_size
+            if name == dlc.L16:  # every index, values read as packed batches
+                vals = m.values_range(0, m.max_entries)
+                out[name] = dict(zip([abi.U32.pack(i) for i in range(m.max_entries)],
+                                     [vals[i:i + dlc.VAL_SIZE] for i in range(0, m.max_entries * bs, bs)]))
             else:
-                out[name] = dict(m.items())
+                keys, vals, n = m.dump()
+                ks = m.key_size
+                out[name] = dict(zip([keys[i:i + ks] for i in range(0, n * ks, ks)],
+                                     [vals[i:i + bs] for i in range(0, n * bs, bs)]))
     return out

@@ -328,16 +328,34 @@ def _find_dup(rules: Iterable[Rule], keyf=_addr_key) -> None:
         seen[k] = r
 
 
-def _check_unique(minor: list[Rule], v4: bool = False) -> None:
-    """Raise RuleError when two rules of a table have the same key. ``v4``:
-    the rules are IPv4 address rules (a band's), checked with one sort of
-    packed keys from _COLUMNS_MIN rules up."""
-    if v4 and len(minor) >= _COLUMNS_MIN:
+class _V4Cols(NamedTuple):
+    """An IPv4 band's rules as columns, made once per band: ids, actions
+    and deadlines as they are; networks, lengths and directions as int64
+    arrays."""
+
+    ids: tuple
+    nets: object
+    plens: object
+    dirs: object
+    acts: tuple
+    exps: tuple
+
+    @classmethod
+    def of(cls, minor: list[Rule]) -> "_V4Cols":
         import numpy as np
 
-        _i, _f, nets, plens, dirs = list(zip(*minor))[:5]
-        k = np.array(nets, np.int64) | np.array(plens, np.int64) << 32 | np.array(dirs, np.int64) << 40
-        if np.unique(k).size == k.size:
+        ids, _f, nets, plens, dirs, acts, _p, _q, exps = zip(*minor)
+        return cls(ids, np.array(nets, np.int64), np.array(plens, np.int64), np.array(dirs, np.int64), acts, exps)
+
+
+def _check_unique(minor: list[Rule], v4: _V4Cols | None = None) -> None:
+    """Raise RuleError when two rules of a table have the same key. ``v4``:
+    the rules (IPv4 address rules, a band's) as columns, checked with one
+    sort of packed keys from _COLUMNS_MIN rules up."""
+    if v4 is not None and len(minor) >= _COLUMNS_MIN:
+        import numpy as np
+
+        if np.unique(v4.nets | v4.plens << 32 | v4.dirs << 40).size == len(minor):
             return
     elif len({_addr_key(r) for r in minor}) == len(minor):
         return
@@ -431,7 +449,8 @@ def _compile_v4_hash(band: Band, minor: list[Rule], fast, out: Compiled) -> None
     third), so they are a repeated template with that byte filled from a
     running sequence. Overlapping rules and keys taken by /32 rules go key
     by key."""
-    _check_unique(minor, v4=True)
+    v4 = _V4Cols.of(minor) if minor else None
+    _check_unique(minor, v4)
     keys: list[bytes] = []
     vals: list[bytes] = []
     count = 0
@@ -439,14 +458,14 @@ def _compile_v4_hash(band: Band, minor: list[Rule], fast, out: Compiled) -> None
     if fast is not None and fast[0]:
         fhks, fids, facts, fexps = fast
         fhks = array("Q", fhks)
-        srt, fset = _fast_keys_within(fhks, minor)
+        srt, fset = _fast_keys_within(fhks, v4)
         keys.append(_key4_bytes(fhks))
         vals.append(_vals_col(fids, facts, 32, fexps))
         count += len(fhks)
     shift = 32 - band.stride          # 0 for l32, 8 for l24
     if len(minor) >= _COLUMNS_MIN:
         # alone: only the lone rules with /32 keys inside them, done key by key below
-        clusters, alone, (k, v, c) = _alone_columns(minor, band.stride, srt if fset else None)
+        clusters, alone, (k, v, c) = _alone_columns(minor, v4, band.stride, srt if fset else None)
         keys.append(k)
         vals.append(v)
         count += c
@@ -487,7 +506,7 @@ def _compile_v4_hash(band: Band, minor: list[Rule], fast, out: Compiled) -> None
 _COLUMNS_MIN = 64  # rules of a band from which _alone_columns does the work of _clusters and the loop
 
 
-def _alone_columns(minor: list[Rule], stride: int, fast_keys=None) -> tuple[list[list[Rule]], list[Rule],
+def _alone_columns(minor: list[Rule], v4: _V4Cols, stride: int, fast_keys=None) -> tuple[list[list[Rule]], list[Rule],
                                                                              tuple[bytes, bytes, int]]:
     """_clusters and the image of the rules that overlap no other, as
     columns (little-endian hosts): the clusters of overlapping rules as
@@ -499,8 +518,7 @@ def _alone_columns(minor: list[Rule], stride: int, fast_keys=None) -> tuple[list
     import numpy as np
 
     n = len(minor)
-    ids, _f, nets, plens, dirs, acts, _p, _q, exps = zip(*minor)
-    net, pl, dr = np.array(nets, np.int64), np.array(plens, np.int64), np.array(dirs, np.int64)
+    ids, net, pl, dr, acts, exps = v4
     order = np.lexsort((pl, net, dr))  # by dir, then net, then plen (stable, as sorted())
     lo = (dr[order] << 32) | net[order]
     end = lo | ((np.int64(1) << (32 - pl[order])) - 1)
@@ -536,7 +554,7 @@ class _FastDup(Exception):
     pass
 
 
-def _fast_keys_within(hks: array, minor: list[Rule]) -> tuple:
+def _fast_keys_within(hks: array, v4: _V4Cols | None) -> tuple:
     """The /32 keys (hks) sorted, and the set of those that lie in the
     range of one of the band's other rules, where they hold their key
     against it: one sort of the keys (raises _FastDup when two are equal),
@@ -546,11 +564,10 @@ def _fast_keys_within(hks: array, minor: list[Rule]) -> tuple:
     srt = np.sort(np.frombuffer(hks, np.uint64))
     if np.count_nonzero(srt[1:] == srt[:-1]):
         raise _FastDup
-    if not minor:
+    if v4 is None:
         return srt, set()
-    _i, _f, nets, plens, dirs = list(zip(*minor))[:5]
-    lo = np.array(nets, np.uint64) | np.array(dirs, np.uint64) << np.uint64(32)
-    hi = lo + (np.uint64(1) << (32 - np.array(plens, np.uint64)))
+    lo = (v4.nets | v4.dirs << 32).astype(np.uint64)
+    hi = lo + (np.uint64(1) << (32 - v4.plens).astype(np.uint64))
     first, last = np.searchsorted(srt, lo), np.searchsorted(srt, hi)
     out: set[int] = set()
     for i in np.flatnonzero(last > first).tolist():
@@ -560,7 +577,7 @@ def _fast_keys_within(hks: array, minor: list[Rule]) -> tuple:
 
 def _compile_l16(minor: list[Rule], out: Compiled) -> None:
     minor.sort(key=itemgetter(3))
-    _check_unique(minor, v4=True)
+    _check_unique(minor, _V4Cols.of(minor) if len(minor) >= _COLUMNS_MIN else None)
     if not minor:
         out[L16] = Table(_L16_IMAGE_KEYS(), bytes(VAL_SIZE * L16_ENTRIES), L16_ENTRIES)
         return
@@ -897,21 +914,13 @@ def _v4_band_rules(cols: tuple, byte_cols: tuple, rest: bytes, per_band: dict[st
     k = mask.count(1)
     if k < _COLUMNS_MIN:
         return None
-    get = itemgetter(*np.flatnonzero(np.frombuffer(mask, np.bool_)).tolist())  # k > 1: a tuple
-    plens, dirs, acts = (_pick(b, mask) for b in (plens_b, dirs_b, acts_b))
-    try:
-        if isinstance(cols[0], array) and cols[0].typecode == "I":
-            ids = array("I", _pick(cols[0], mask, 4))
-        else:
-            ids = array("I", get(cols[0]))
-        net_col = get(cols[2])
+    try:  # checked as the fast set is, and the networks' range
+        ids, net_col, dirs, acts, exps = _host_columns(cols, dirs_b, acts_b, mask, k)
         nets = array("I", net_col)
-        exps = [0] * k if cols[8].count(0) == n else get(cols[8])
-        array("Q", exps)
     except (ValueError, OverflowError, TypeError):
         return None
-    if (not _no_zero_id(ids) or max(plens) > 32 or dirs.count(0) + dirs.count(1) != k
-            or acts.count(Action.DENY) + acts.count(Action.ALLOW) != k):
+    plens = _pick(plens_b, mask)
+    if max(plens) > 32:
         return None
     host = (np.int64(1) << (32 - np.frombuffer(plens, np.uint8).astype(np.int64))) - 1
     if np.any(np.frombuffer(nets, np.uint32) & host):

@@ -45,7 +45,8 @@ def empty_state() -> TableState:
     return st
 
 
-def _split(buf: bytes, size: int, count: int) -> list[bytes]:
+def split_packed(buf: bytes, size: int, count: int) -> list[bytes]:
+    """``count`` records of ``size`` bytes packed back to back, one bytes each."""
     return [buf[i:i + size] for i in range(0, size * count, size)]
 
 
@@ -76,8 +77,8 @@ def tables_to_state(c: Mapping[str, Table]) -> TableState:
         if m == L16 and t.count == L16_ENTRIES and t.keys == _L16_IMAGE:
             keys = _L16_KEYS
         else:
-            keys = _split(t.keys, KEY_SIZE[m], t.count)
-        st[m] = dict(zip(keys, _split(t.values, VAL_SIZE, t.count)))
+            keys = split_packed(t.keys, KEY_SIZE[m], t.count)
+        st[m] = dict(zip(keys, split_packed(t.values, VAL_SIZE, t.count)))
         if len(st[m]) != t.count:
             raise ValueError(f"{m}: duplicate keys in the image")
     return st

@@ -20,6 +20,7 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import Ether
 
+from tests.support.emulation import split_packed
 from xdpctl import abi
 from xdpctl.config import Settings
 from xdpctl.core import counters
@@ -202,14 +203,11 @@ def kernel_rule_set(ctx: Context, rule_set: int) -> dict:
     out = {}
     for name in abi.RULE_MAPS:
         with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, abi.set_map(name, rule_set))) as m:
-            bs = m.buf_size
             if name == dlc.L16:  # every index, values read as packed batches
-                vals = m.values_range(0, m.max_entries)
-                out[name] = dict(zip([abi.U32.pack(i) for i in range(m.max_entries)],
-                                     [vals[i:i + dlc.VAL_SIZE] for i in range(0, m.max_entries * bs, bs)]))
+                n = m.max_entries
+                vals = split_packed(m.values_range(0, n), m.buf_size, n)
+                out[name] = dict(zip([abi.U32.pack(i) for i in range(n)], [v[:dlc.VAL_SIZE] for v in vals]))
             else:
                 keys, vals, n = m.dump()
-                ks = m.key_size
-                out[name] = dict(zip([keys[i:i + ks] for i in range(0, n * ks, ks)],
-                                     [vals[i:i + bs] for i in range(0, n * bs, bs)]))
+                out[name] = dict(zip(split_packed(keys, m.key_size, n), split_packed(vals, m.buf_size, n)))
     return out

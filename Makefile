@@ -71,11 +71,16 @@ wheel: deps bpf native
 	$(PY) -m pip wheel -qq --no-deps -w dist .
 	rm -rf build *.egg-info
 
+# The suite in TEST_JOBS pytest-xdist workers (one per CPU of a 2-core
+# machine): its tests make their own namespaces, pin and state directories
+# and ports, so they run side by side. TEST_JOBS=0 runs them in one process.
+TEST_JOBS ?= 2
+
 test: deps bpf native
-	$(PY) -m pytest -q --durations=20 tests
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal --durations=20 tests
 
 test-unit: deps
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal tests/unit
 
 demo: deps bpf native
 	$(PY) -m xdpctl.demo

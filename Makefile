@@ -75,12 +75,13 @@ wheel: deps bpf native
 # machine): its tests make their own namespaces, pin and state directories
 # and ports, so they run side by side. TEST_JOBS=0 runs them in one process.
 TEST_JOBS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
 test: deps bpf native
-	$(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal --durations=20 tests
+	$(PYTEST) --durations=20 tests
 
 test-unit: deps
-	$(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal tests/unit
+	$(PYTEST) tests/unit
 
 demo: deps bpf native
 	$(PY) -m xdpctl.demo

@@ -506,8 +506,8 @@ def _compile_v4_hash(band: Band, minor: list[Rule], fast, out: Compiled) -> None
 _COLUMNS_MIN = 64  # rules of a band from which _alone_columns does the work of _clusters and the loop
 
 
-def _alone_columns(minor: list[Rule], v4: _V4Cols, stride: int, fast_keys=None) -> tuple[list[list[Rule]], list[Rule],
-                                                                             tuple[bytes, bytes, int]]:
+def _alone_columns(minor: list[Rule], v4: _V4Cols, stride: int,
+                   fast_keys=None) -> tuple[list[list[Rule]], list[Rule], tuple[bytes, bytes, int]]:
     """_clusters and the image of the rules that overlap no other, as
     columns (little-endian hosts): the clusters of overlapping rules as
     _clusters gives them, the lone rules with a key of ``fast_keys`` (the

@@ -59,3 +59,39 @@ def test_the_address_questions_of_a_change_search_down_to_the_address(state, rul
         plan = _plan(state, q)
         assert "rules_match" in plan and ("addr=?" in plan or "addr>?" in plan), (q, plan)
         assert "plen>?" not in plan and "plen<?" not in plan, (q, plan)
+
+
+def _replanned(state: State) -> dict[str, int]:
+    """Questions about rules that SQLite prepared again after the first
+    time, with how often (sqlite_stmt: the statements the connection holds
+    prepared, as Python's statement cache keeps them; the schema's own
+    PRAGMAs are prepared again by the migration's ALTERs)."""
+    return {sql: n for sql, n in state.db.execute("SELECT sql, reprep FROM sqlite_stmt")
+            if n and "FROM rules" in sql}
+
+
+def test_the_rule_questions_are_planned_once_whatever_their_values(state):
+    """A value bound where a partial index's WHERE names the column
+    (``dir=?`` beside rules_dst's ``dir=1``) made SQLite plan the statement
+    again on every run, several times the lookup's own cost. Each question
+    is asked with values that differ in each such column; none may be
+    planned again."""
+    a4, a6 = addr_bytes(4, 0x0A000105), addr_bytes(6, (0x20010DB8 << 96) + 7)
+    now = time.time()
+    for fam, addr, plens in ((4, a4, (24, 32)), (6, a6, (64, 128))):
+        for d in (0, 1, 0):
+            for proto, port, anyaddr in ((0, 0, 0), (6, 80, 0), (17, 53, 1)):
+                state.rule_by_key((fam, d, proto, port, anyaddr, plens[1], addr))
+                state.l4_zero_rule(d, proto or 6, port or 80, anyaddr=bool(anyaddr))
+                state.l4_rules(d, proto or 6, port or 80, fam)
+            state.address_rule(fam, d, plens[1], addr)
+            state.address_rules_in(fam, d, plens, (addr, addr))
+            state.address_rules_at(fam, d, list(plens), [addr])
+            state.rule_rows(match=(fam, plens[1], addr))
+            state.expired_rules(now + d)
+            state.anything_expired(now + d)
+            state.rule_set_facts(V6_TRIE_LENS)
+    assert state.rule_by_key((4, 0, 0, 0, 0, 32, a4)).id == 0x105
+    asked = [sql for sql, in state.db.execute("SELECT sql FROM sqlite_stmt") if "FROM rules" in sql]
+    assert len(asked) >= 9, asked
+    assert _replanned(state) == {}

@@ -136,6 +136,13 @@ _ADDRESS_RULE = "family=? AND dir=? AND proto=0 AND port=0 AND anyaddr=0"
 _DST_RULE, _DST_LIST = "dir=1 AND proto=0", "dir=1 AND count>0"
 _PORT_RULE = "proto<>0"
 _MGMT_RULE = "mgmt<>0 AND anyaddr=0 AND proto=0"
+# Lookups by match name their index. Left to choose, SQLite plans such a
+# statement again on every run: a bound value compared with a column that a
+# partial index's WHERE names (``dir=?`` against rules_dst's ``dir=1``) may
+# make that index usable, so the plan is redone for each binding. That took
+# 40-85 us of a 10 us lookup (single changes make several; a bulk add one
+# per rule).
+_BY_MATCH = " INDEXED BY rules_match"
 _CHUNK = 500  # ids per IN (...) statement
 _BUSY_MS = 30_000  # how long a statement waits for another connection's lock
 
@@ -442,9 +449,14 @@ class State:
         )
 
     # -- rules: reads
-    def _rules(self, where: str = "", args: Iterable = ()) -> list[RuleRow]:
-        q = f"SELECT {RULE_COLS} FROM rules" + (f" WHERE {where}" if where else "")
+    def _rules(self, where: str = "", args: Iterable = (), index: str = "") -> list[RuleRow]:
+        q = f"SELECT {RULE_COLS} FROM rules{index}" + (f" WHERE {where}" if where else "")
         return list(map(RuleRow._make, self.db.execute(q, tuple(args))))
+
+    def _by_match(self, where: str, args: Iterable) -> list[RuleRow]:
+        """Rules found through the index of their match (rules_match), named:
+        see :data:`_BY_MATCH`."""
+        return self._rules(where, args, _BY_MATCH)
 
     def rule_matches(self) -> tuple[list[int], list[int], bytes, list[tuple]]:
         """Every rule as the compiler needs it, without a row object per
@@ -474,7 +486,7 @@ class State:
 
     def rule_by_key(self, key: tuple) -> RuleRow | None:
         """The rule with this match (RuleSpec.key() order), or None."""
-        rows = self._rules("family=? AND dir=? AND proto=? AND port=? AND anyaddr=? AND plen=? AND addr=?", key)
+        rows = self._by_match("family=? AND dir=? AND proto=? AND port=? AND anyaddr=? AND plen=? AND addr=?", key)
         return rows[0] if rows else None
 
     def rules_by_ids(self, ids: list[int]) -> list[RuleRow]:
@@ -490,23 +502,23 @@ class State:
         a range on plen the index could not narrow addr, and every rule of
         those lengths would be read."""
         lens = list(range(plens[0], plens[1] + 1))
-        return self._rules(f"{_ADDRESS_RULE} AND plen IN ({_marks(len(lens))}) AND addr BETWEEN ? AND ?",
-                           (family, dir, *lens, *addrs))
+        return self._by_match(f"{_ADDRESS_RULE} AND plen IN ({_marks(len(lens))}) AND addr BETWEEN ? AND ?",
+                              (family, dir, *lens, *addrs))
 
     def address_rules_at(self, family: int, dir: int, plens: list[int], addrs: list[bytes]) -> list[RuleRow]:
         """Address rules of a direction with any of these lengths and any of
         these networks (every pair: one search of the index each)."""
-        return self._rules(f"{_ADDRESS_RULE} AND plen IN ({_marks(len(plens))}) AND addr IN ({_marks(len(addrs))})",
-                           (family, dir, *plens, *addrs))
+        return self._by_match(f"{_ADDRESS_RULE} AND plen IN ({_marks(len(plens))}) AND addr IN "
+                              f"({_marks(len(addrs))})", (family, dir, *plens, *addrs))
 
     def address_rule(self, family: int, dir: int, plen: int, addr: bytes) -> RuleRow | None:
-        rows = self._rules(f"{_ADDRESS_RULE} AND plen=? AND addr=?", (family, dir, plen, addr))
+        rows = self._by_match(f"{_ADDRESS_RULE} AND plen=? AND addr=?", (family, dir, plen, addr))
         return rows[0] if rows else None
 
     def l4_zero_rule(self, dir: int, proto: int, port: int, anyaddr: bool) -> int | None:
         """Id of the L4 rule on any address (``anyaddr``) or on a /0 with
         this match, or None."""
-        q = "SELECT id FROM rules WHERE dir=? AND proto=? AND port=? AND " + \
+        q = f"SELECT id FROM rules{_BY_MATCH} WHERE family IN (0, 4, 6) AND dir=? AND proto=? AND port=? AND " + \
             ("anyaddr=1" if anyaddr else "anyaddr=0 AND plen=0")
         row = self.db.execute(q, (dir, proto, port)).fetchone()
         return row[0] if row else None
@@ -514,7 +526,7 @@ class State:
     def l4_rules(self, dir: int, proto: int, port: int, family: int) -> list[RuleRow]:
         """L4 rules of a direction for (proto, port) on a prefix of
         ``family`` or on any address."""
-        return self._rules("family IN (0, ?) AND dir=? AND proto=? AND port=?", (family, dir, proto, port))
+        return self._by_match("family IN (0, ?) AND dir=? AND proto=? AND port=?", (family, dir, proto, port))
 
     def expired_rules(self, now: float) -> list[RuleRow]:
         return self._rules("expires IS NOT NULL AND expires <= ?", (now,))

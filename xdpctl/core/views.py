@@ -23,7 +23,10 @@ class View(BaseModel):
 
 
 class HitsView(View):
-    """Packets and bytes one hook kind counted for a rule (or a list)."""
+    """Packets and bytes one hook kind counted for a rule (or a list).
+    Frozen: views of rules that have counted nothing share one instance."""
+
+    model_config = ConfigDict(frozen=True)
 
     packets: int = 0
     bytes: int = 0

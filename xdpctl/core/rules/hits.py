@@ -10,8 +10,16 @@ from ... import abi
 from ..views import HitsView
 
 
+_NONE = HitsView.model_construct(packets=0, bytes=0)
+
+
 def hits_by_hook(h: abi.RuleHits) -> dict[str, HitsView]:
-    """A rule's (or list's) hits per hook kind, as the views' ``hits``."""
+    """A rule's (or list's) hits per hook kind, as the views' ``hits``. A
+    rule that has counted nothing (every rule a change adds, most of a
+    page of rules) shares one zero view: a bulk add of 10,000 rules made
+    30,000 of them."""
+    if not h.packets and not h.bytes:
+        return dict.fromkeys(abi.HOOK_KINDS, _NONE)
     return {name: HitsView.model_construct(packets=h.hooks[k][0], bytes=h.hooks[k][1])
             for name, k in abi.HOOK_KINDS.items()}
 

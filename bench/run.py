@@ -1,7 +1,7 @@
 """`make bench`: run every measurement, write bench/results/, print tables.
 
-    .venv/bin/python -m bench.run            full set (about 10-12 minutes)
-    .venv/bin/python -m bench.run --quick    reduced set (about 2 minutes)
+    .venv/bin/python -m bench.run            full set (9-16 minutes on a 2-core VM)
+    .venv/bin/python -m bench.run --quick    reduced set (3-4 minutes)
     .venv/bin/python -m bench.run --only testrun,nft
 
 Sections: testrun (drop path + LPM baseline + cache-cold + attribution),
@@ -164,7 +164,7 @@ def _config(argv: list[str] | None) -> tuple[Config, str]:
     """The run's configuration and results directory, from the command line."""
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="reduced set, about 2 minutes")
+    ap.add_argument("--quick", action="store_true", help="reduced set, 3-4 minutes on a 2-core VM")
     ap.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)}")
     ap.add_argument("--out", default=RESULTS_DIR, help="results directory [bench/results]")
     ap.add_argument("--render", metavar="RUN_JSON",

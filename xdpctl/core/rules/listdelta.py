@@ -24,12 +24,14 @@ one by one too (Split.plan).
 
 from __future__ import annotations
 
+from itertools import groupby
+from operator import itemgetter
 from typing import NamedTuple
 
 from ... import abi
 from .. import dlcompile as dlc
 from .clock import wall_to_kernel_ns
-from .listindex import ADDR_BYTES, open_keys, records
+from .listindex import open_keys, records
 from .store import State
 
 _HOST_BAND = {4: dlc.band_of(4, 32), 6: dlc.band_of(6, 128)}  # where a host goes (the IPv6 one holds /128 only)
@@ -178,11 +180,8 @@ class Others:
         self.hosts: dict[int, list] = {4: [], 6: []}
         self.short: dict[int, list] = {p: [] for p in SHORT4}
         for fam, band in _HOST_BAND.items():
-            width = ADDR_BYTES[fam]
-            rows = state.address_rules_in(fam, dir, (band.lo, band.hi), (bytes(width), b"\xff" * width))
-            for p in sorted({r.plen for r in rows}):
-                raw = b"".join(sorted(r.addr for r in rows if r.plen == p))
-                nets = np.frombuffer(raw, ">u4" if fam == 4 else "V16")
+            for p, rows in groupby(state.address_nets(fam, dir, (band.lo, band.hi)), key=itemgetter(0)):
+                nets = np.frombuffer(b"".join(addr for _p, addr in rows), ">u4" if fam == 4 else "V16")
                 (self.hosts[fam] if p == HOST[fam] else self.short[p]).append(nets)
         for lname, ldir, _action, _base, _expires in state.list_heads():
             if lname == name or ldir != dir:

@@ -264,24 +264,22 @@ class DropList:
         if members is not None and listdelta.non_hosts(members) > BULK_THRESHOLD:
             return None  # known before anything is sorted
         was = listdelta.stored_version(self.state, name, *clock)
-        if not self._list_delta_ok(was, len(members) if members is not None else 0, n):
+        if not self._list_delta_ok(was, n):
             return None
         return listdelta.split(self.state, name, was, new() if new else None, BULK_THRESHOLD)
 
-    def _list_delta_ok(self, was: listdelta.Version | None, new: int, n: int) -> bool:
-        """May a list change of ``n`` members (old and new; ``new`` of them
-        in the new version), from the stored version ``was``, be tried as a
-        delta (listdelta) rather than a whole image (into sets that hold
-        the stored revision)? When its alone hosts can go as columns (no
-        deadline on the old version: the batches a whole image writes,
-        without its compile, read and diff), unless the new version is more
-        than twice what is loaded (a fresh list beside little: the image
-        costs no more, and it sorts the list's keys beside the kernel
-        write where the delta needs them first); else, every member planned
+    def _list_delta_ok(self, was: listdelta.Version | None, n: int) -> bool:
+        """May a list change of ``n`` members (old and new), from the stored
+        version ``was``, be tried as a delta (listdelta) rather than a whole
+        image (into sets that hold the stored revision)? Always when its
+        alone hosts can go as columns (no deadline on the old version: the
+        batches a whole image writes, without its compile of everything
+        loaded, its read and its diff; a fresh list beside nothing costs
+        the same either way, docs/internals.md); else, every member planned
         one by one, only when the change is small beside what is loaded."""
-        loaded = self.state.loaded_count()
         if listdelta.exact(was):
-            return new <= 2 * loaded
+            return True
+        loaded = self.state.loaded_count()
         return n <= LIST_DELTA_MAX and n * LIST_DELTA_RATIO <= loaded
 
     def _write_changes(self, kt: KernelTables, added_ids: list[int], removed: list[dlc.Rule],

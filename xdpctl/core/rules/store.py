@@ -505,6 +505,14 @@ class State:
         return self._by_match(f"{_ADDRESS_RULE} AND plen IN ({_marks(len(lens))}) AND addr BETWEEN ? AND ?",
                               (family, dir, *lens, *addrs))
 
+    def address_nets(self, family: int, dir: int, plens: tuple[int, int]) -> list[tuple[int, bytes]]:
+        """(plen, addr) of every address rule of a direction with a length in
+        the closed range, ordered by length, then address: read off the
+        index alone, no row object per rule (a list change beside 100,000
+        rules made as many)."""
+        return self.db.execute(f"SELECT plen, addr FROM rules{_BY_MATCH} WHERE {_ADDRESS_RULE} AND plen BETWEEN ? AND ? "
+                               "ORDER BY plen, addr", (family, dir, *plens)).fetchall()
+
     def address_rules_at(self, family: int, dir: int, plens: list[int], addrs: list[bytes]) -> list[RuleRow]:
         """Address rules of a direction with any of these lengths and any of
         these networks (every pair: one search of the index each)."""

@@ -468,7 +468,10 @@ class DropList:
             now, kns = clock
             expires = now + t if t else None
             d = 1 if dst else 0
-            pending = cols.columns(base, d, act, wall_to_kernel_ns(expires, now, kns))
+
+            @functools.cache
+            def pending() -> dlc.RuleColumns:  # the members as rules: a delta of their hosts needs none
+                return cols.columns(base, d, act, wall_to_kernel_ns(expires, now, kns))
 
             @functools.cache
             def blob() -> tuple[bytes, tuple[bytes, bytes]]:  # the members blob and its key columns, made once
@@ -493,10 +496,10 @@ class DropList:
             elif small:
                 gone = _members(ruleset.member_columns(state.list_row(name), now, kns)) if old else []
                 row = store()
-                report = self._write_delta(kt, gone, _members(pending), clock)
+                report = self._write_delta(kt, gone, _members(pending()), clock)
             else:
                 how = "as a whole rule set"
-                compiled = ruleset.compile_rules(ruleset.all_rules(state, now, kns, pending=(name, pending)),
+                compiled = ruleset.compile_rules(ruleset.all_rules(state, now, kns, pending=(name, pending())),
                                                  ruleset.mgmt_rules(state, now, kns))
                 report, row = _beside(lambda: kt.sync_to(compiled, progress), store)
             if old:

@@ -87,11 +87,12 @@ def test_the_rule_questions_are_planned_once_whatever_their_values(state):
             state.address_rule(fam, d, plens[1], addr)
             state.address_rules_in(fam, d, plens, (addr, addr))
             state.address_rules_at(fam, d, list(plens), [addr])
+            state.address_nets(fam, d, plens)
             state.rule_rows(match=(fam, plens[1], addr))
             state.expired_rules(now + d)
             state.anything_expired(now + d)
             state.rule_set_facts(V6_TRIE_LENS)
     assert state.rule_by_key((4, 0, 0, 0, 0, 32, a4)).id == 0x105
     asked = [sql for sql, in state.db.execute("SELECT sql FROM sqlite_stmt") if "FROM rules" in sql]
-    assert len(asked) >= 9, asked
+    assert len(asked) >= 10, asked
     assert _replanned(state) == {}

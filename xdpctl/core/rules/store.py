@@ -510,8 +510,8 @@ class State:
         the closed range, ordered by length, then address: read off the
         index alone, no row object per rule (a list change beside 100,000
         rules made as many)."""
-        return self.db.execute(f"SELECT plen, addr FROM rules{_BY_MATCH} WHERE {_ADDRESS_RULE} AND plen BETWEEN ? AND ? "
-                               "ORDER BY plen, addr", (family, dir, *plens)).fetchall()
+        return self.db.execute(f"SELECT plen, addr FROM rules{_BY_MATCH} WHERE {_ADDRESS_RULE} "
+                               "AND plen BETWEEN ? AND ? ORDER BY plen, addr", (family, dir, *plens)).fetchall()
 
     def address_rules_at(self, family: int, dir: int, plens: list[int], addrs: list[bytes]) -> list[RuleRow]:
         """Address rules of a direction with any of these lengths and any of

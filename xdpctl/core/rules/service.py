@@ -469,8 +469,7 @@ class DropList:
             expires = now + t if t else None
             d = 1 if dst else 0
 
-            @functools.cache
-            def pending() -> dlc.RuleColumns:  # the members as rules: a delta of their hosts needs none
+            def pending() -> dlc.RuleColumns:  # the members as rules (one path asks, once): a delta needs none
                 return cols.columns(base, d, act, wall_to_kernel_ns(expires, now, kns))
 
             @functools.cache

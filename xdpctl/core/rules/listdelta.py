@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 from ... import abi
 from .. import dlcompile as dlc
+from .. import prefixes as px
 from .clock import wall_to_kernel_ns
 from .listindex import open_keys, records
 from .store import State
@@ -266,9 +267,6 @@ def split(state: State, name: str, old: Version | None, new: Version | None, lim
 
 
 def _rules(rec, family: int, v: Version) -> list[dlc.Rule]:
-    if family == 4:
-        nets = rec["n"].astype(int).tolist()
-    else:
-        nets = [int.from_bytes(bytes(n), "big") for n in rec["n"]]
+    nets = rec["n"].astype(int).tolist() if family == 4 else px.unpack_v6(rec["n"].tobytes())
     return [dlc.Rule(v.base + int(i), family, n, int(p), v.dir, v.action, None, None, v.expires_ns)
             for p, n, i in zip(rec["p"].tolist(), nets, rec["i"].tolist())]

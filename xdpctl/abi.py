@@ -545,6 +545,7 @@ class MapType(enum.IntEnum):
 
 
 BPF_F_NO_PREALLOC = 1
+BPF_F_MMAPABLE = 1 << 10  # an ARRAY the writer may mmap (the presence bitmaps)
 
 
 class MapSpec(NamedTuple):
@@ -583,7 +584,7 @@ MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
     _spec("xc_v6_trie", "shared", MapType.LPM_TRIE, xc_trie6_key, xc_rule_val, 262144, BPF_F_NO_PREALLOC),
     _spec("xc_port_trie", "shared", MapType.LPM_TRIE, xc_port_key, xc_rule_val, 65536, BPF_F_NO_PREALLOC),
     _spec("xc_mgmt", "shared", MapType.LPM_TRIE, xc_trie6_key, xc_rule_val, 4096, BPF_F_NO_PREALLOC),
-    _spec("xc_bits", "shared", MapType.ARRAY, u32, u64, BITS_WORDS + 1),
+    _spec("xc_bits", "shared", MapType.ARRAY, u32, u64, BITS_WORDS + 1, BPF_F_MMAPABLE),
     _spec("xc_rule_stats", "shared", MapType.ARRAY, u32, xc_rule_stats, 2097152),
     # load balancer: per hook
     _spec("xc_lb_hook", "hook", MapType.ARRAY, u32, xc_lb_hook, 1),

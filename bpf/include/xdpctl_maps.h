@@ -157,6 +157,7 @@ struct { \
 struct { \
 	__uint(type, BPF_MAP_TYPE_ARRAY); \
 	__uint(max_entries, XC_BITS_ENTRIES); \
+	__uint(map_flags, BPF_F_MMAPABLE); \
 	__type(key, __u32); \
 	__type(value, __u64); \
 } xc_bits##sfx SEC(".maps");

@@ -7,6 +7,9 @@ until it is rebuilt."""
 from __future__ import annotations
 
 import os
+import random
+
+import pytest
 
 from tests.support.progs import DropListProbe
 from xdpctl import abi
@@ -151,3 +154,52 @@ def test_trie_bits_of_short_prefixes() -> None:
     assert presence.trie_bits(key("2001:db8::/32")) == range(v6 + 0x86D, v6 + 0x86D + 1)
     assert presence.trie_bits(key("2400::/12")) == range(v6 + 0x200000, v6 + 0x200000 + (1 << 15))
     assert presence.trie_bits(key("::/2")) == presence.trie_bits(key("2000::/3")) == range(v6, v6 + (1 << 24))
+
+
+def _bitmaps_made_without_mmap(ctx) -> None:
+    """Pin both sets' bitmaps as an xdpctl older than BPF_F_MMAPABLE made
+    them: the shared maps made later take them over (a pinned map keeps its
+    flags), and the writer has to write their words by syscall."""
+    from xdpctl.kernel import libbpf as L
+
+    os.makedirs(ctx.settings.shared_map_dir, exist_ok=True)
+    spec_ = abi.MAP_SPECS[abi.BITS_MAP]
+    for s in (0, 1):
+        fd = L.check(L.bpf_map_create(maps.BPF_MAP_TYPE_ARRAY, b"xc_bits", spec_.key_size, spec_.value_size,
+                                      spec_.max_entries, None), "create")
+        try:
+            maps.obj_pin(fd, os.path.join(ctx.settings.shared_map_dir, abi.set_map(abi.BITS_MAP, s)))
+        finally:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("mmapable", [True, False], ids=["mmapped", "by-syscall"])
+def test_a_big_list_sets_the_bits_of_its_keys_in_both_sets(make_ctx, mmapable) -> None:
+    """A list's hosts written as columns set their bits in the set written
+    and in its twin, straight through a mapping of the bitmap, or, in
+    bitmaps made before they could be mapped, by batched syscalls; then a
+    whole image rebuilds both from their keys the same either way."""
+    ctx = make_ctx(xc_rule_stats=65536)  # the probe reads every rule's hits per packet
+    if not mmapable:
+        _bitmaps_made_without_mmap(ctx)
+    rng = random.Random(8)
+    hosts = sorted({f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+                    for _ in range(6000)})  # ~6000 words: more than add_keys writes one by one
+    d = DropList(ctx)
+    d.import_list("feed", [spec(h).prefix for h in hosts])
+    for s in (0, 1):
+        with _map(ctx, abi.BITS_MAP, s) as m:
+            assert bool(m.flags & abi.BPF_F_MMAPABLE) is mmapable
+    for step in ("columns", "image"):
+        cfg = read_pinned_config(ctx)
+        assert cfg.flags & F.HAVE_BITS, step
+        for s in (0, 1):
+            bits, mark = bitmap(ctx, s)
+            assert bits == key_bits(ctx, s) and len(bits) > presence.WORDS_ONE_BY_ONE, (step, s)
+            assert mark in (cfg.generation, presence.REBUILT), (step, s)
+        (feed,) = d.lists_view(with_stats=False).lists
+        members = range(feed.id_base, feed.id_base + feed.count)
+        got = verdicts(ctx, [hosts[0], hosts[-1], "223.255.255.255"])
+        assert [g[:2] for g in got] == [(1, abi.DlReason.DROP_SRC)] * 2 + [(2, abi.DlReason.PASS_NOMATCH)], step
+        assert got[0][2] in members and got[1][2] in members and got[2][2] is None, step
+        d.sync()

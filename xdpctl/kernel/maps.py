@@ -6,8 +6,10 @@ not interpret them. Per-CPU maps return one value per possible CPU.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
+import mmap
 import os
 import threading
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ BATCH_CHUNK = 65536
 PARALLEL_MIN = 2 * BATCH_CHUNK  # entries from which a hash is written on several threads
 MAX_WRITERS = 4
 BPF_F_NO_PREALLOC = 1
+BPF_F_MMAPABLE = 1 << 10
 BPF_MAP_TYPE_ARRAY_OF_MAPS = 12
 HASH_TYPES = {BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_HASH}
 ENOTSUPP = 524  # kernel-internal errno some map types return for batch ops
@@ -282,6 +285,29 @@ class Map:
         end = min(start + count, self.max_entries)
         for key, val in self._lookup_batch_all(start_index=start, stop_index=end):
             yield int.from_bytes(key, "little"), val
+
+    @contextlib.contextmanager
+    def mapped(self) -> Iterator[memoryview | None]:
+        """An ARRAY map made with BPF_F_MMAPABLE: its values as one writable
+        shared mapping for the block (an aligned 8-byte store is one store
+        into the map, as the data path sees it; no syscall per word); None
+        for any other map (the caller writes by syscall). Views of it must
+        be dropped before the block ends."""
+        if self.type != BPF_MAP_TYPE_ARRAY or not self.flags & BPF_F_MMAPABLE:
+            yield None
+            return
+        size = self.max_entries * ((self.value_size + 7) & ~7)
+        mm = mmap.mmap(self.fd, -(-size // mmap.PAGESIZE) * mmap.PAGESIZE, mmap.MAP_SHARED,
+                       mmap.PROT_READ | mmap.PROT_WRITE)
+        view = memoryview(mm)[:size]
+        try:
+            yield view
+        finally:
+            try:
+                view.release()
+                mm.close()
+            except BufferError:  # a view outlived the block (an error on its way up): unmapped when it goes
+                pass
 
     def values_range(self, start: int, count: int) -> bytes:
         """ARRAY maps: the values of entries start .. start+count-1, packed

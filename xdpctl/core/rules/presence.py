@@ -161,6 +161,8 @@ def add_keys(kt, rule_set: int, bands: dict) -> None:
         _band_bits(np, words, band, keys, count, kt.table(band, rule_set).key_size)
     idx = np.flatnonzero(words)
     m = kt.table(abi.BITS_MAP, rule_set)
+    if _in_place(np, m, idx, words, lambda cur, new: cur | new):
+        return
     if len(idx) > WORDS_ONE_BY_ONE:
         lo, hi = int(idx[0]), int(idx[-1]) + 1
         cur = np.frombuffer(m.values_range(lo, hi - lo), np.uint64)
@@ -189,7 +191,22 @@ def _write_words(m, words) -> None:
     import numpy as np
 
     idx = np.flatnonzero(words).astype(np.uint32)
-    m.update_batch(idx.tobytes(), words[idx].tobytes(), len(idx))
+    if not _in_place(np, m, idx, words, lambda _cur, new: new):
+        m.update_batch(idx.tobytes(), words[idx].tobytes(), len(idx))
+
+
+def _in_place(np, m, idx, words, merge) -> bool:
+    """Store merge(current, words) at the words ``idx`` straight into a
+    bitmap made mmapable (one aligned 8-byte store per word; no read or
+    write syscall). False when the map is not (made by an xdpctl before
+    the flag): the caller writes by syscall."""
+    with m.mapped() as view:
+        if view is None:
+            return False
+        cur = np.frombuffer(view, np.uint64, abi.BITS_WORDS)
+        cur[idx] = merge(cur[idx], words[idx])
+        del cur
+    return True
 
 
 def copy(kt, src: int, dst: int) -> None:

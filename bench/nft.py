@@ -18,6 +18,9 @@ transmitting, receiving and classifying it. Receivers on veth b:
 
 floor-native   bench/bpf/xdp_drop.c, native XDP: receive + drop, nothing else
 xdpctl-native  xdpctl attach counter + droplist, native (driver) XDP
+hash-native    bench/bpf/xdp_hash_drop.c, native XDP: one plain hash of the
+               rule set's addresses looked up by source, nothing more (the
+               least any exact-address drop list pays)
 floor-generic  xdp_drop.c in generic XDP (an skb is built first)
 xdpctl-generic the same in generic XDP
 floor-nft      netdev ingress chain with a bare `counter drop`
@@ -151,6 +154,8 @@ class Traffic:
         CLEANUP.push("close xdp_drop", self.drop.close)
         self.drop_cnt = self.drop.map("drop_cnt")
         CLEANUP.push("close drop_cnt", self.drop_cnt.close)
+        self.hash_drop = None  # the plain-hash reference, loaded with each rule set (load_hash)
+        CLEANUP.push("close xdp_hash_drop", self._close_hash)
         st = temp_dir("traffic-state")
         s = temp_settings(st)
         s.pin_dir = pin_dir("traffic")
@@ -166,6 +171,23 @@ class Traffic:
             pass
         self.ctx.close()
         bpffs.remove_tree(self.ctx.settings.pin_dir)
+
+    # -- the plain-hash reference (bench/bpf/xdp_hash_drop.c)
+    def load_hash(self, rs: rulesets.RuleSet) -> None:
+        """A fresh xdp_hash_drop whose hash holds the rule set's addresses."""
+        self._close_hash()
+        self.hash_drop = objects.load(build.obj("xdp_hash_drop"))
+        with self.hash_drop.map("hash_src") as m:
+            m.update_batch(b"".join(n.to_bytes(4, "big") for n in rs.nets), bytes(4) * rs.count, rs.count)
+
+    def _close_hash(self) -> None:
+        if self.hash_drop is not None:
+            self.hash_drop.close()
+            self.hash_drop = None
+
+    def _hash_drops(self) -> int:
+        with self.hash_drop.map("hash_drop_cnt") as m:
+            return sum(struct.unpack("=Q", v[:8])[0] for v in m.lookup_percpu(struct.pack("=I", 0)) or [])
 
     # -- generator
     def send(self, frame: bytes, n: int) -> float:
@@ -240,6 +262,11 @@ class Traffic:
             rx.setup = attach
             rx.teardown = lambda: Hooks(self.ctx).detach(b.ifname, None, hook="xdp", netns=ns)
             out.append(rx)
+        out.append(Receiver(
+            "hash-native",
+            lambda: netlink.xdp_set(b.ifname, ns, self.hash_drop.prog_fd("xdp_hash_drop"), "native"),
+            lambda: netlink.xdp_set(b.ifname, ns, -1, "native"),
+            self._hash_drops))
         floor = (f"table netdev {FLOOR_TABLE} {{\n  chain ingress {{\n    type filter hook ingress device "
                  f"\"{b.ifname}\" priority -10; policy accept;\n    counter drop\n  }}\n}}\n")
 
@@ -294,6 +321,7 @@ def run(cfg) -> dict:
         try:
             log(f"traffic: {count:,} rules: xdpctl import + nft load")
             row["xdpctl_import_s"] = tr.import_rules(rs)
+            tr.load_hash(rs)
             path = write_ruleset(rs, tr.b.ifname, os.path.join(work, "t.nft"))
             row["nft_load_s"] = load_ruleset(tr.b.netns, path)
             os.unlink(path)

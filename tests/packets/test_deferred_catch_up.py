@@ -12,8 +12,6 @@ and health says so."""
 from __future__ import annotations
 
 import os
-import shutil
-import sqlite3
 
 import pytest
 
@@ -22,7 +20,7 @@ from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_s
 from xdpctl import abi
 from xdpctl.core import prefixes as px
 from xdpctl.core.context import Context
-from xdpctl.core.rules import builder, handoff, ruleset, service, tables
+from xdpctl.core.rules import builder, ruleset, service, tables
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import DEFERRED, STALE, KernelTables, kernel_health, read_pinned_config
 from xdpctl.core.rules.validate import spec
@@ -91,33 +89,6 @@ def test_a_deferred_change_is_enforced_before_its_catch_up(ctx, monkeypatch) -> 
         assert d.catch_up() is True and ctx.pending_catch_up is None
     _both_hold_the_compile(ctx)
     assert d.catch_up() is False  # nothing left
-
-
-def _lists_in_the_file(ctx, tmp_path) -> list[str]:
-    """The lists the database file holds, its log aside (a copy of the file alone)."""
-    copy = tmp_path / "file-alone.db"
-    shutil.copyfile(ctx.settings.db_path, copy)
-    db = sqlite3.connect(copy)
-    try:
-        if not db.execute("SELECT 1 FROM sqlite_master WHERE name='lists'").fetchone():
-            return []  # the file has not had even the schema copied into it
-        return [r[0] for r in db.execute("SELECT name FROM lists")]
-    finally:
-        db.close()
-
-
-def test_the_catch_up_copies_the_deferred_change_into_the_database_file(ctx, tmp_path) -> None:
-    """A deferred change's commit leaves its pages in the database's log
-    (committed, read by every connection); the process that runs the
-    catch-up (handoff.run, the command's child) copies them into the file
-    once it is done, so the command did not wait for that copy."""
-    d, _before, _after = _stale_after_import(ctx)
-    assert [v.name for v in d.lists_view(with_stats=False).lists] == ["feed"]
-    assert _lists_in_the_file(ctx, tmp_path) == []
-    job, ctx.pending_catch_up = ctx.pending_catch_up, None
-    assert handoff.run(ctx.settings, job) is True
-    assert _lists_in_the_file(ctx, tmp_path) == ["feed"]
-    _both_hold_the_compile(ctx)
 
 
 def test_a_catch_up_rewrites_what_a_dead_writer_left_in_the_stale_set(ctx) -> None:

@@ -14,13 +14,6 @@ takes the writer lock after it (the child holds it while it writes), and a
 writer that gets the lock first, or finds the child gone (killed, or the
 pins removed), rewrites the standby set in full, as after any interrupted
 write. Nothing here is needed for correctness of the active set.
-
-Such a change's commit does not checkpoint the database's log either
-(DropList._finish): its pages (a million-member list writes about 13 MB)
-are committed and read from the log, and :func:`run` copies them into the
-database file once the catch-up is done and the lock given back. A child
-killed before that leaves them to the next commit's checkpoint (SQLite's
-own, past 1,000 pages) or the service's checkpoint thread.
 """
 
 from __future__ import annotations
@@ -54,13 +47,11 @@ def run(settings: Settings, job: CatchUp, lock: bpffs.DirLock | None = None) -> 
     lock = lock or _lock(settings, wait=True)
     if lock is None:
         return False
-    with Context(settings) as ctx:
-        try:
-            done = run_catch_up(ctx, job)
-        finally:
-            lock.__exit__(None, None, None)
-        ctx.state.checkpoint()  # the change's pages, which its commit left in the log (DropList._finish)
-        return done
+    try:
+        with Context(settings) as ctx:
+            return run_catch_up(ctx, job)
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def detach(settings: Settings, job: CatchUp) -> None:

@@ -202,9 +202,6 @@ class DropList:
         kt.commit(POLICIES[self.policy()], ruleset.config_flags(self.state), rev, defer=self.ctx.defer_catch_up)
         if kt.deferred is not None:
             self.ctx.pending_catch_up = kt.deferred
-            # and the database file too: the commit leaves this big change in the log, whoever runs the
-            # catch-up copies it over (handoff.run; the service's checkpoint thread), not the answer
-            self.state.defer_checkpoints()
         return rev
 
     def catch_up(self) -> bool:

@@ -425,9 +425,9 @@ def test_ipv4_columns_equal_the_parser_or_give_way(lines, newline_at_end, chunk)
         assert got is None  # a length with a leading zero: the parser reads it
         return
     assert got is not None, text
-    assert got == ([p.net for p in want], bytes(p.plen for p in want))
+    assert (px.unpack_v4(got[0]), got[1]) == ([p.net for p in want], bytes(p.plen for p in want))
     m = Members.parse(text)
-    assert (m.nets4, m.plens4, m.n6) == (got[0], got[1], 0)
+    assert (m.packed4, m.nets4, m.plens4, m.n6) == (got[0], [p.net for p in want], got[1], 0)
 
 
 def test_the_c_parser_is_built():
@@ -449,7 +449,7 @@ def test_a_library_that_will_not_load_leaves_the_parse_to_numpy(tmp_path, conten
     native.PATH, native._lib, native._tried = str(bad), None, False
     try:
         assert native.lib() is None
-        assert px.ipv4_columns(text) == want == ([0x0A000001, 0x0A000000, 0xC0000200], b"\x20\x08\x18")
+        assert px.ipv4_columns(text) == want == (bytes([10, 0, 0, 1, 10, 0, 0, 0, 192, 0, 2, 0]), b"\x20\x08\x18")
     finally:
         native.PATH, native._lib, native._tried = saved
 
@@ -589,7 +589,7 @@ def test_other_text_goes_past_ipv4_columns(text):
     """Comments, CRs, IPv6, spaces, blank lines: ipv4_columns says no (a
     byte-order mark alone it skips), Members.parse gives the parser's answer."""
     if text.startswith("\ufeff"):
-        assert px.ipv4_columns(text.encode()) == ([0x0A000001, 0x0A000002], b"\x20\x20")
+        assert px.ipv4_columns(text.encode()) == (bytes([10, 0, 0, 1, 10, 0, 0, 2]), b"\x20\x20")
     else:
         assert px.ipv4_columns(text) is None
     want = px.parse_prefix_text(text)

@@ -105,6 +105,11 @@ def unpack_v6(raw: bytes) -> list[int]:
     return _ints(6, raw)
 
 
+def unpack_v4(raw: bytes) -> list[int]:
+    """Packed 4-byte big-endian IPv4 addresses as integers."""
+    return _ints(4, raw)
+
+
 def format_address(family: int, addr: int) -> str:
     return socket.inet_ntop(_AF[family], addr.to_bytes(4 if family == 4 else 16, "big"))
 
@@ -620,10 +625,12 @@ _V4_TEXT = b"0123456789./\n"  # all that plain IPv4 text holds
 _V4_CHUNK = 1 << 20  # bytes per step of ipv4_columns: its arrays stay a few MB
 
 
-def ipv4_columns(data: str | bytes) -> tuple[list[int], bytes] | None:
+def ipv4_columns(data: str | bytes) -> tuple[bytes, bytes] | None:
     """Plain IPv4 text (one a.b.c.d or a.b.c.d/len per line and nothing
     else: no comment, blank line or space) as columns, without an object
-    per line: the networks and the prefix lengths, in file order. None for
+    per line: the networks packed (4 bytes each, big-endian: no integer per
+    network, which a list written as a delta never needs; unpack_v4 makes
+    them) and the prefix lengths, in file order. None for
     any other text, and for any problem in it (a bad octet or length, a
     leading zero, host bits, a duplicate): parse_prefix_text then parses
     it, and names the problem. The C helper reads the text in one pass
@@ -640,7 +647,7 @@ def ipv4_columns(data: str | bytes) -> tuple[list[int], bytes] | None:
     keys = np.sort(plen.astype(np.uint64) << np.uint64(32) | net)
     if np.count_nonzero(keys[1:] == keys[:-1]):
         return None  # a duplicate
-    return net.tolist(), plen.tobytes()
+    return net.astype(">u4").tobytes(), plen.tobytes()
 
 
 def _plain_bytes(data: str | bytes, other: str) -> bytes | None:

@@ -29,6 +29,7 @@ from xdpctl.core.errors import CapacityError
 from xdpctl.core.rules import ruleset
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import kernel_health, read_pinned_config
+from xdpctl.core.rules.validate import spec
 from xdpctl.kernel import maps
 
 pytestmark = pytest.mark.root
@@ -92,3 +93,30 @@ def test_import_failing_in_the_kernel_mid_batch_changes_nothing(instance, tmp_pa
     cfg = read_pinned_config(ctx)  # a restore rewrites and flips, at the same revision
     assert (cfg.policy, cfg.flags, cfg.generation, cfg.synced) == (before.policy, before.flags, old_rev, old_rev)
     assert _probe(settings) == (XDP_DROP, XDP_PASS)
+
+
+def test_a_list_written_as_columns_failing_mid_batch_is_put_back(make_ctx):
+    """A list past the small delta's size goes as columns: its old hosts
+    deleted, the new ones batched. With other rules' hosts in the band the
+    batch overruns it part-way (the check ahead counts the list alone): the
+    change fails with the capacity error, and the undo puts the old hosts
+    back with the values they had (made only now, for the undo) before
+    anything is flipped."""
+    ctx = make_ctx(**{HOSTS: 4096}, xc_rule_stats=65536)
+    d = DropList(ctx)
+    d.add([spec(f"10.9.0.{i}") for i in range(1, 101)])  # 100 hosts beside the list
+    old = [px.Prefix(4, 0x0A100000 + i, 32) for i in range(2500)]  # 10.16.0.0 ..
+    new = [px.Prefix(4, 0x0B100000 + i, 32) for i in range(4050)]  # 11.16.0.0 ..: fits alone, not beside
+    assert "as a delta (2500 hosts directly)" in d.import_list("big", old).notes[0]
+    d.import_list("big", old)  # both sets written as columns once: the next standby holds the old list
+    old_rev, before = ctx.state.revision, read_pinned_config(ctx)
+    old_img = emu.tables_to_state(ruleset.compile_stored(ctx.state))
+    assert kernel_rule_set(ctx, 0) == old_img == kernel_rule_set(ctx, 1)
+
+    with pytest.raises(CapacityError):
+        d.import_list("big", new)
+    assert ctx.state.revision == old_rev and read_pinned_config(ctx) == before
+    assert kernel_rule_set(ctx, 0) == old_img == kernel_rule_set(ctx, 1)  # the standby set too: values and all
+    assert kernel_health(ctx, old_rev).in_sync
+    with DropListProbe(ctx.settings) as p:
+        assert [p.source_match(a)[0] for a in ("10.16.0.7", "11.16.0.7", "10.9.0.7")] == [XDP_DROP, XDP_PASS, XDP_DROP]

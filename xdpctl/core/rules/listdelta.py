@@ -24,6 +24,7 @@ one by one too (Split.plan).
 
 from __future__ import annotations
 
+import functools
 from itertools import groupby
 from operator import itemgetter
 from typing import NamedTuple
@@ -119,7 +120,8 @@ class Split(NamedTuple):
             o, w = self.alone_old.get(fam, ()), self.alone_new.get(fam, ())
             if not len(o) and not len(w):
                 continue
-            ok, ov = _entries(o, fam, self.old) if len(o) else (b"", b"")
+            ok = _keys(o, fam, self.old) if len(o) else b""
+            ov = functools.partial(_values, o, fam, self.old) if len(o) else b""  # made by an undo only
             wk, wv = _entries(w, fam, self.new) if len(w) else (b"", b"")
             kept = np.zeros(len(o), bool)   # old keys the new version has
             fresh = np.ones(len(w), bool)   # new keys the old version lacks
@@ -137,14 +139,24 @@ class Split(NamedTuple):
 
 def _entries(rec, family: int, v: Version) -> tuple[bytes, bytes]:
     """Packed band keys and values of alone host records of a version."""
+    return _keys(rec, family, v), _values(rec, family, v)
+
+
+def _keys(rec, family: int, v: Version) -> bytes:
+    """Packed band keys of alone host records of a version."""
     import numpy as np
 
     keys = np.empty(len(rec), [("d", "=u4"), ("n", ">u4" if family == 4 else "V16")])
     keys["d"], keys["n"] = v.dir, rec["n"]
+    return keys.tobytes()
+
+
+def _values(rec, family: int, v: Version) -> bytes:
+    """Packed values (xc_rule_val) of alone host records of a version."""
+    import numpy as np
+
     ids = (rec["i"].astype(np.int64) + v.base).astype(np.uint32)
-    vals = dlc._vals_col(ids, bytes([v.action]) * len(rec), HOST[family],
-                         np.full(len(rec), v.expires_ns, np.uint64))
-    return keys.tobytes(), vals
+    return dlc._vals_col(ids, bytes([v.action]) * len(rec), HOST[family], np.full(len(rec), v.expires_ns, np.uint64))
 
 
 def _span(rec, lo: int, hi: int):

@@ -271,7 +271,7 @@ class KernelTables(SharedMaps):
                 if n_new:
                     mo.delete_batch(new_keys, n_new)  # skips keys the failed write did not reach
                 if n_old:
-                    mo.update_batch(old_keys, old_vals, n_old)
+                    mo.update_batch(old_keys, old_vals() if callable(old_vals) else old_vals, n_old)
             except Exception as exc:
                 failed.append((f"{n_new + n_old} entries of {mo.name}", exc))
         if image and not failed:
@@ -456,7 +456,7 @@ class Diff(NamedTuple):
     new_keys: bytes   # keys the map does not hold yet
     n_new: int
     old_keys: bytes   # entries the write changes or deletes, as they are
-    old_vals: bytes
+    old_vals: bytes | Callable[[], bytes]  # or what makes them: read only to undo the write
     n_old: int
     dels: bytes       # keys the image does not have
     n_del: int

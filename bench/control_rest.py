@@ -175,7 +175,7 @@ def main() -> int:
     from .common import CLEANUP, temp_dir
 
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    posts = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    posts = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
     try:
         res = run(temp_dir("control"), count, posts)
     finally:

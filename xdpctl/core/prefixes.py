@@ -105,8 +105,16 @@ def unpack_v6(raw: bytes) -> list[int]:
     return _ints(6, raw)
 
 
+def pack_v4(nets: list[int]) -> bytes:
+    """IPv4 addresses packed as 4 big-endian bytes each."""
+    packed = array("I", nets)
+    if sys.byteorder == "little":
+        packed.byteswap()
+    return packed.tobytes()
+
+
 def unpack_v4(raw: bytes) -> list[int]:
-    """Packed 4-byte big-endian IPv4 addresses as integers."""
+    """The inverse of pack_v4: packed 4-byte addresses as integers."""
     return _ints(4, raw)
 
 

@@ -279,6 +279,6 @@ def split(state: State, name: str, old: Version | None, new: Version | None, lim
 
 
 def _rules(rec, family: int, v: Version) -> list[dlc.Rule]:
-    nets = rec["n"].astype(int).tolist() if family == 4 else px.unpack_v6(rec["n"].tobytes())
+    nets = (px.unpack_v4 if family == 4 else px.unpack_v6)(rec["n"].tobytes())
     return [dlc.Rule(v.base + int(i), family, n, int(p), v.dir, v.action, None, None, v.expires_ns)
             for p, n, i in zip(rec["p"].tolist(), nets, rec["i"].tolist())]

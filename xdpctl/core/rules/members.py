@@ -9,7 +9,6 @@ prefix lengths, n6 IPv6 networks (16 bytes each). Rule ids follow that order
 from __future__ import annotations
 
 import struct
-import sys
 from array import array
 from itertools import compress
 from operator import itemgetter
@@ -150,15 +149,7 @@ class Members:
         return b"".join((
             HDR.pack(self.n4, self.n6),
             self.plens4,
-            self.packed4 if self.packed4 is not None else _pack_v4(self.nets4),
+            self.packed4 if self.packed4 is not None else px.pack_v4(self.nets4),
             self.plens6,
             self.packed6 if self.packed6 is not None else px.pack_v6(self.nets6),
         ))
-
-
-def _pack_v4(nets: list[int]) -> bytes:
-    """IPv4 networks packed as 4 big-endian bytes each."""
-    packed = array("I", nets)
-    if sys.byteorder == "little":
-        packed.byteswap()
-    return packed.tobytes()

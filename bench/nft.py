@@ -187,7 +187,7 @@ class Traffic:
 
     def _hash_drops(self) -> int:
         with self.hash_drop.map("hash_drop_cnt") as m:
-            return sum(struct.unpack("=Q", v[:8])[0] for v in m.lookup_percpu(struct.pack("=I", 0)) or [])
+            return _percpu_total(m)
 
     # -- generator
     def send(self, frame: bytes, n: int) -> float:
@@ -234,8 +234,7 @@ class Traffic:
 
     # -- receivers
     def _drop_count(self) -> int:
-        vals = self.drop_cnt.lookup_percpu(struct.pack("=I", 0)) or []
-        return sum(struct.unpack("=Q", v[:8])[0] for v in vals)
+        return _percpu_total(self.drop_cnt)
 
     def _xdpctl_drops(self) -> int:
         v = counters.read(self.ctx, self.hook).verdicts
@@ -297,6 +296,12 @@ class Traffic:
 
     def close(self) -> None:
         nft(self.b.netns, "delete", "table", "netdev", TABLE, check=False)
+
+
+def _percpu_total(m) -> int:
+    """The u64 in slot 0 of a per-CPU array (a floor's or the reference's
+    drop count), summed over the CPUs."""
+    return sum(struct.unpack("=Q", v[:8])[0] for v in m.lookup_percpu(struct.pack("=I", 0)) or [])
 
 
 class Receiver:

@@ -332,12 +332,15 @@ def test_parse_lines_and_file(tmp_path):
 
 
 # The fast path must agree with the line-by-line path on anything.
-_line = st.one_of(
+_v4_built = st.one_of(
     st.builds(lambda a, p: f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}/{p}",
               st.integers(0, 2**32 - 1), st.integers(0, 33)),
     st.builds(lambda a, p: f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255 & ~((1 << (32 - p)) - 1)}/{p}"
               if p >= 24 else f"{a >> 24}.0.0.0/8", st.integers(0, 2**32 - 1), st.integers(24, 32)),
     st.builds(lambda a: f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}", st.integers(0, 2**32 - 1)),
+)
+_line = st.one_of(
+    _v4_built,
     st.sampled_from(["", "# c", "; c", "  ", "\t1.2.3.4 ", "1.2.3.4 ; SBL1", "1.2.3.4#x", "10.0.0.0/08",
                      "::ffff:1.2.3.4", "2001:db8::/32", "1.2.3", "1.2.3.4/", "x", "1.2.3.4\r", "0.0.0.0/0",
                      "1.2.3.4 5", "١.2.3.4", "1.2.3.4\x00"]),
@@ -403,10 +406,12 @@ def _columns_and_parser(columns, chunk_name: str, chunk: int, text: str) -> tupl
 
 # Plain IPv4 text goes to columns without prefix objects; it must agree
 # with the parser on anything, and give way to it on any problem.
+# Digits, dots and slashes only, drawn without a filter: a list of up to 30
+# filtered elements was rejected often enough to fail hypothesis' health check.
 _v4_plain = st.one_of(
-    _line.filter(lambda l: l != "" and not set(l) - set("0123456789./")),
-    st.sampled_from(["01.2.3.4", "1.2.3.04/32", "1.2.3.4/032", "1.2.3.256", "1.2.3.999", "1.2.3.4/33",
-                     "1.2.3.4.5", "1/2.3.4", "1.2.3.4//8", "1..2.3", ".1.2.3", "1.2.3.4/", "1000.2.3.4",
+    _v4_built,
+    st.sampled_from(["10.0.0.0/08", "1.2.3", "01.2.3.4", "1.2.3.04/32", "1.2.3.4/032", "1.2.3.256", "1.2.3.999",
+                     "1.2.3.4/33", "1.2.3.4.5", "1/2.3.4", "1.2.3.4//8", "1..2.3", ".1.2.3", "1.2.3.4/", "1000.2.3.4",
                      "0.0.0.0/0", "0.0.0.0", "255.255.255.255", "10.0.0.0/8", "10.0.0.1/8", "1.2.3.0/24"]),
 )
 

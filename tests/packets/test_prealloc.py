@@ -27,7 +27,7 @@ from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_s
 from xdpctl import abi
 from xdpctl.config import Settings
 from xdpctl.core import prefixes as px
-from xdpctl.core.errors import CapacityError
+from xdpctl.core.errors import CapacityError, ValidationError
 from xdpctl.core.rules import ruleset, tables
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import kernel_health, read_pinned_config
@@ -107,7 +107,7 @@ def test_band_written_by_threads_holds_exactly_what_is_written(instance, monkeyp
 def test_only_hash_bands_may_be_preallocated(tmp_path):
     assert Settings(prealloc="xc_v4_l32,xc_v6_l128").prealloc == ["xc_v4_l32", "xc_v6_l128"]
     assert Settings(prealloc="all").prealloc == list(abi.PREALLOCATABLE)
-    with pytest.raises(ValueError, match="cannot be preallocated: xc_v6_trie"):
+    with pytest.raises(ValidationError, match="setting prealloc: cannot be preallocated: xc_v6_trie"):
         Settings(prealloc=["xc_v6_trie"])
     pins = f"/sys/fs/bpf/xdpctl-test-{tmp_path.name[-12:]}"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("XDPCTL_")},

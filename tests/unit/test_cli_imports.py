@@ -4,7 +4,9 @@
   register, and ``xdpctl --help`` still lists them all;
 - ``xdpctl block`` (a real one, on its own pin and state directories,
   once the first change has created the maps) runs in a fresh interpreter
-  without importing the netlink, etcd, REST or table-rendering libraries; ``xdpctl version`` without the settings either.
+  without importing the netlink, etcd, REST, validation-model or
+  table-rendering libraries; ``xdpctl version`` without the settings
+  either.
 
 Module names, not times: speed is measured by ``make bench``.
 """
@@ -31,7 +33,10 @@ sys.argv[0] = "xdpctl"
 from xdpctl.cli import main
 main()
 """
-NEVER = ("pyroute2", "etcd3gw", "fastapi", "uvicorn", "starlette", "scapy", "numpy", "rich")
+# pydantic: the views and the settings are dataclasses; only the service and
+# typer's fallback coercion of unusual values load it.
+NEVER = ("pyroute2", "etcd3gw", "fastapi", "uvicorn", "starlette", "scapy", "numpy", "rich", "pydantic",
+         "pydantic_core")
 
 
 def _loaded(tmp_path, *argv: str) -> tuple[set[str], str]:

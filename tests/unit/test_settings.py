@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 
 from xdpctl import abi
-from xdpctl.config import DEFAULT_CAPACITY, DEFAULT_PIN_DIR, Settings, env_name, load_settings
+from xdpctl.config import DEFAULT_CAPACITY, DEFAULT_PIN_DIR, NAMES, Settings, env_name, load_settings
 from xdpctl.core.errors import ValidationError
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in Settings.model_fields:
+    for name in NAMES:
         monkeypatch.delenv(env_name(name), raising=False)
     return monkeypatch
 
@@ -48,11 +48,13 @@ def test_values_passed_in_win(clean_env) -> None:
 @pytest.mark.parametrize("name,text,said", [
     ("CAPACITY", "{xc_v4_l32: 4096}", "setting XDPCTL_CAPACITY: not JSON: Expecting property name"),
     ("CAPACITY", '{"xc_cfg": 4}', "setting XDPCTL_CAPACITY: not resizable: xc_cfg"),
-    ("CAPACITY", '{"xc_v4_l32": 0}', "setting XDPCTL_CAPACITY: sizes must be at least 1: xc_v4_l32"),
+    ("CAPACITY", '{"xc_v4_l32": 0}', "setting XDPCTL_CAPACITY: sizes must be integers of at least 1: xc_v4_l32"),
     ("PREALLOC", "xc_v6_trie", "setting XDPCTL_PREALLOC: cannot be preallocated: xc_v6_trie"),
-    ("API_MAX_BODY", "lots", "setting XDPCTL_API_MAX_BODY: Input should be a valid integer"),
-    ("API_PROTECT_READS", "maybe", "setting XDPCTL_API_PROTECT_READS: Input should be a valid boolean"),
-    ("API_EXPIRE_INTERVAL", "-1", "setting XDPCTL_API_EXPIRE_INTERVAL: Input should be greater than or equal to 0"),
+    ("API_MAX_BODY", "lots", "setting XDPCTL_API_MAX_BODY: should be an integer, not 'lots'"),
+    ("API_PROTECT_READS", "maybe", "setting XDPCTL_API_PROTECT_READS: should be true or false"),
+    ("API_EXPIRE_INTERVAL", "-1", "setting XDPCTL_API_EXPIRE_INTERVAL: should be at least 0"),
+    ("API_EXPIRE_INTERVAL", "nan", "setting XDPCTL_API_EXPIRE_INTERVAL: should be at least 0"),
+    ("API_MAX_BODY", "0", "setting XDPCTL_API_MAX_BODY: should be at least 1"),
 ])
 def test_a_bad_variable_is_named(clean_env, name, text, said) -> None:
     clean_env.setenv("XDPCTL_" + name, text)
@@ -62,6 +64,8 @@ def test_a_bad_variable_is_named(clean_env, name, text, said) -> None:
 
 
 def test_unknown_values_passed_in_are_refused() -> None:
-    with pytest.raises(ValidationError, match="setting bogus: Extra inputs are not permitted"):
+    with pytest.raises(ValidationError, match="setting bogus: unknown"):
         load_settings(bogus=1)
     assert Settings(prealloc="all").prealloc == list(abi.PREALLOCATABLE)
+    with pytest.raises(ValidationError, match="setting api_max_body: should be an integer"):
+        Settings(api_max_body=True)  # values passed in are checked as the environment's are

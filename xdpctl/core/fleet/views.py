@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import dataclasses
 
-from ..views import View
+from ..views import View, doc
 
 
 class FleetNodeView(View):
     name: str
-    state: str = Field(description="in-sync | behind | gone (its lease expired: the agent is not running)")
+    state: str = doc("in-sync | behind | gone (its lease expired: the agent is not running)")
     applied_revision: int | None
-    lag: int | None = Field(description="cluster revision minus applied revision")
-    local_revision: int | None = Field(None, description="the node's own rule-set revision")
-    health: str | None = Field(None, description="ok | error: the node's last apply")
+    lag: int | None = doc("cluster revision minus applied revision")
+    local_revision: int | None = doc("the node's own rule-set revision", None)
+    health: str | None = doc("ok | error: the node's last apply", None)
     error: str | None = None
-    attachments: list[str] = Field(default_factory=list)
-    updated: float | None = Field(None, description="when the node last reported (unix time)")
+    attachments: list[str] = dataclasses.field(default_factory=list)
+    updated: float | None = doc("when the node last reported (unix time)", None)
 
 
 class FleetStatusView(View):
     prefix: str
-    revision: int = Field(description="the rule set's cluster revision")
+    revision: int = doc("the rule set's cluster revision")
     etcd_revision: int
     nodes: list[FleetNodeView]

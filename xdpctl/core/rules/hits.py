@@ -10,7 +10,7 @@ from ... import abi
 from ..views import HitsView
 
 
-_NONE = HitsView.model_construct(packets=0, bytes=0)
+_NONE = HitsView(packets=0, bytes=0)
 
 
 def hits_by_hook(h: abi.RuleHits) -> dict[str, HitsView]:
@@ -20,7 +20,7 @@ def hits_by_hook(h: abi.RuleHits) -> dict[str, HitsView]:
     30,000 of them."""
     if not h.packets and not h.bytes:
         return dict.fromkeys(abi.HOOK_KINDS, _NONE)
-    return {name: HitsView.model_construct(packets=h.hooks[k][0], bytes=h.hooks[k][1])
+    return {name: HitsView(packets=h.hooks[k][0], bytes=h.hooks[k][1])
             for name, k in abi.HOOK_KINDS.items()}
 
 

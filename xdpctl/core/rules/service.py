@@ -47,7 +47,7 @@ Stats = dict[int, abi.RuleHits]
 def rule_view(row: RuleRow, stats: Stats | None = None) -> RuleView:
     pfx = None if row.anyaddr else px.format_prefix(px.Prefix(row.family, int.from_bytes(row.addr, "big"), row.plen))
     h = (stats or {}).get(row.id, abi.NO_HITS)
-    return RuleView.model_construct(
+    return RuleView(
         id=row.id, prefix=pfx, family=row.family, dir=DIR_NAMES[row.dir], action=ACTION_NAMES[row.action],
         proto=px.proto_name(row.proto) if row.proto else None, port=row.port or None, comment=row.comment,
         source=row.source, created=row.created, expires=row.expires, mgmt=bool(row.mgmt), list=None,
@@ -62,7 +62,7 @@ def _past(expires: float | None) -> bool:
 
 def list_view(row: ListRow, stats: Stats | None = None) -> ListView:
     h = sum_hits((stats or {}).values())
-    return ListView.model_construct(
+    return ListView(
         name=row.name, count=row.count, dir=DIR_NAMES[row.dir], action=ACTION_NAMES[row.action],
         comment=row.comment, source=row.source, created=row.created, expires=row.expires, id_base=row.id_base,
         sha256=hashlib.sha256(row.entries).hexdigest(), packets=h.packets, bytes=h.bytes, hits=hits_by_hook(h))
@@ -84,7 +84,7 @@ def member_views(row: ListRow, span: range, stats: Stats) -> list[RuleView]:
 def list_member_view(row: ListRow, rid: int, pfx: px.Prefix, stats: Stats) -> RuleView:
     """One member of a list (rule id ``rid``, prefix ``pfx``) as a rule."""
     h = stats.get(rid, abi.NO_HITS)
-    return RuleView.model_construct(
+    return RuleView(
         id=rid, prefix=px.format_prefix(pfx), family=pfx.family, dir=DIR_NAMES[row.dir],
         action=ACTION_NAMES[row.action], proto=None, port=None, comment=row.comment, source=row.source,
         created=row.created, expires=row.expires, mgmt=False, list=row.name, packets=h.packets, bytes=h.bytes,

@@ -62,7 +62,11 @@ class View:
 
     def to_json(self) -> dict:
         """The JSON document (what REST sends and ``--json`` prints)."""
-        return {name: _json(getattr(self, name)) for name in _shape(type(self)).shown}
+        shape, fields = _shape(type(self)), self.__dict__
+        out = {name: fields[name] for name in shape.shown}
+        for name in shape.nested:
+            out[name] = _json(out[name])
+        return out
 
 
 class _Shape(NamedTuple):
@@ -72,6 +76,7 @@ class _Shape(NamedTuple):
     defaults: dict[str, Any]
     factories: tuple[tuple[str, Callable[[], Any]], ...]
     shown: tuple[str, ...]          # the fields the JSON document holds
+    nested: tuple[str, ...]         # those of them that may hold views, lists or dicts
 
 
 @cache
@@ -83,7 +88,13 @@ def _shape(cls: type) -> _Shape:
         required=frozenset(f.name for f in fields if f.default is missing and f.default_factory is missing),
         defaults={f.name: f.default for f in fields if f.default is not missing},
         factories=tuple((f.name, f.default_factory) for f in fields if f.default_factory is not missing),
-        shown=tuple(f.name for f in fields if not f.metadata.get("exclude")))
+        shown=tuple(f.name for f in fields if not f.metadata.get("exclude")),
+        nested=tuple(f.name for f in fields if not f.metadata.get("exclude") and f.type not in _SCALARS))
+
+
+# Annotations (text: the module uses postponed annotations) of fields whose
+# value goes into the document as it is.
+_SCALARS = frozenset({"int", "float", "str", "bool", "int | None", "float | None", "str | None", "bool | None"})
 
 
 def _json(value: Any) -> Any:

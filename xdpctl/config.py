@@ -56,30 +56,20 @@ def _token(value: Any) -> str | None:
     return None if value is None else _text(value).strip() or None
 
 
-def _integer(least: int) -> Callable[[Any], int]:
-    def convert(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ValueError("should be an integer")
-        try:
-            number = int(value)
-        except ValueError:
-            raise ValueError(f"should be an integer, not {value!r}") from None
-        if number < least:
-            raise ValueError(f"should be at least {least}")
-        return number
-    return convert
+def _at_least(kind: type[int] | type[float], least: int) -> Callable[[Any], Any]:
+    """An integer (``kind`` int) or a number (float) of at least ``least``,
+    given as such or as text."""
+    what = "an integer" if kind is int else "a number"
 
-
-def _number(least: float) -> Callable[[Any], float]:
-    def convert(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ValueError("should be a number")
+    def convert(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (kind, int, str)):
+            raise ValueError(f"should be {what}")
         try:
-            number = float(value)
+            number = kind(value)
         except ValueError:
-            raise ValueError(f"should be a number, not {value!r}") from None
+            raise ValueError(f"should be {what}, not {value!r}") from None
         if not number >= least:  # also refuses nan
-            raise ValueError(f"should be at least {least:g}")
+            raise ValueError(f"should be at least {least}")
         return number
     return convert
 
@@ -87,17 +77,22 @@ def _number(least: float) -> Callable[[Any], float]:
 def _yes_no(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in _YES | _NO:
-        return value.strip().lower() in _YES
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in _YES or word in _NO:
+        return word in _YES
     raise ValueError(f"should be true or false (or 1/0, yes/no, on/off), not {value!r}")
+
+
+def _from_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
 
 
 def _capacity(value: Any) -> dict[str, int]:
     if isinstance(value, str):  # XDPCTL_CAPACITY='{"xc_v4_l32": 4194304}'
-        try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise ValueError(f"not JSON: {exc}") from None
+        value = _from_json(value)
     if not isinstance(value, dict):
         raise ValueError("should be a JSON object of map name -> size")
     unknown = sorted(set(value) - set(DEFAULT_CAPACITY))
@@ -112,10 +107,7 @@ def _capacity(value: Any) -> dict[str, int]:
 
 def _prealloc(value: Any) -> list[str]:
     if isinstance(value, str):  # XDPCTL_PREALLOC=xc_v4_l32,xc_v6_l128, all, or a JSON list
-        try:
-            value = json.loads(value) if value.lstrip().startswith("[") else value.split(",")
-        except ValueError as exc:
-            raise ValueError(f"not JSON: {exc}") from None
+        value = _from_json(value) if value.lstrip().startswith("[") else value.split(",")
     if not isinstance(value, (list, tuple)):
         raise ValueError("should be a list of map names")
     names = [str(v).strip() for v in value if str(v).strip()]
@@ -156,13 +148,14 @@ class Settings:
     api_token: str | None = _setting(_token, "the REST service's bearer token", repr=False)
     api_token_file: str | None = _setting(_optional_text, "file holding the REST service's bearer token")
     api_read_token: str | None = _setting(_token, "a token that may only read", repr=False)
-    api_expire_interval: float = _setting(_number(0), "seconds between the service's expiry runs (0: off)", 1.0)
+    api_expire_interval: float = _setting(_at_least(float, 0), "seconds between the service's expiry runs "
+                                                               "(0: off)", 1.0)
     api_protect_reads: bool = _setting(_yes_no, "the service requires a token for GETs under /v1 too", True)
     api_protect_metrics: bool = _setting(_yes_no, "the service requires a token for /metrics", True)
-    api_max_body: int = _setting(_integer(1), "largest request body, in bytes, of a list (PUT /v1/lists: "
+    api_max_body: int = _setting(_at_least(int, 1), "largest request body, in bytes, of a list (PUT /v1/lists: "
                                               "text/plain or JSON) or of a text/plain POST /v1/apply",
                                  DEFAULT_MAX_BODY)
-    api_max_json_body: int = _setting(_integer(1), "largest JSON request body, in bytes, of anything but a list",
+    api_max_json_body: int = _setting(_at_least(int, 1), "largest JSON request body, in bytes, of anything but a list",
                                       DEFAULT_MAX_JSON_BODY)
     etcd: str | None = _setting(_optional_text, "fleet mode: etcd endpoints, URL[,URL...]; the rule set and "
                                                 "the load balancer's VIPs are then written to and read from etcd")

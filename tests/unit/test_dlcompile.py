@@ -1036,3 +1036,16 @@ def test_a_bad_rule_among_many_shorter_ipv4_prefixes_is_named(bad, message):
             assert str(ei.value).startswith(f"rule {first}: same key as rule {second} ")
         else:
             assert str(ei.value).startswith(f"rule {culprit.id}:") and message in str(ei.value)
+
+
+@given(ids=st.lists(st.integers(1, 2**32 - 1), min_size=1, max_size=50), act=st.sampled_from(list(Action)),
+       plen=st.integers(0, 128), exp=st.one_of(st.just(0), st.integers(1, 2**64 - 1)))
+def test_values_of_one_action_and_deadline_for_all_equal_the_columns(ids, act, plen, exp) -> None:
+    """xc_rule_val columns (a list's hosts, listdelta): one action and one
+    deadline given as plain ints pack as the same columns given per rule."""
+    import numpy as np
+
+    per_rule = dl._vals_col(array("I", ids), bytes([act]) * len(ids), plen, np.full(len(ids), exp, np.uint64))
+    assert dl._vals_col(np.array(ids, np.uint32), int(act), plen, exp) == per_rule
+    assert [abi.RULE_VAL.unpack_from(per_rule, i * abi.RULE_VAL.size)[:5] for i in range(len(ids))] == \
+        [(i, act, plen, 0, exp) for i in ids]

@@ -382,16 +382,23 @@ def _key4_bytes(hks) -> bytes:
 def _vals_col(ids, acts, plen, exps) -> bytes:
     """Packed xc_rule_val for columns of rules: u32 rule_id | u8 action,
     u8 plen, u16 flags | u64 expires_ns. ids: ints (an array "I" as it
-    is), acts: action bytes or ints, plen: one length for all or a uint32
-    column, exps: ints; numpy arrays as they are."""
+    is), acts: action bytes or ints, or one action for all; plen: one
+    length for all or a uint32 column, exps: ints, or one deadline for
+    all; numpy arrays as they are."""
     import numpy as np
 
     n = len(ids)
     va = np.zeros((n, VAL_SIZE // 4), np.uint32)
     va[:, 0] = np.frombuffer(ids, np.uint32) if isinstance(ids, array) and ids.itemsize == 4 else ids
-    a = np.frombuffer(acts, np.uint8) if isinstance(acts, (bytes, bytearray)) else np.asarray(acts, np.uint8)
-    va[:, 1] = a.astype(np.uint32) | (np.asarray(plen, np.uint32) << np.uint32(8))
-    if isinstance(exps, np.ndarray) or exps.count(0) != n:
+    if isinstance(acts, int) and isinstance(plen, int):
+        va[:, 1] = acts | plen << 8
+    else:
+        a = np.frombuffer(acts, np.uint8) if isinstance(acts, (bytes, bytearray)) else np.asarray(acts, np.uint8)
+        va[:, 1] = a.astype(np.uint32) | (np.asarray(plen, np.uint32) << np.uint32(8))
+    if isinstance(exps, int):
+        if exps:
+            va[:, 2], va[:, 3] = exps & 0xFFFFFFFF, exps >> 32
+    elif isinstance(exps, np.ndarray) or exps.count(0) != n:
         va[:, 2:4] = np.ascontiguousarray(exps, np.uint64).view(np.uint32).reshape(n, 2)  # [low, high] halves
     return va.tobytes()  # fallbacks (words 4..7) are filled by _add_fallbacks
 

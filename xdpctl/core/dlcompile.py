@@ -390,16 +390,12 @@ def _vals_col(ids, acts, plen, exps) -> bytes:
     n = len(ids)
     va = np.zeros((n, VAL_SIZE // 4), np.uint32)
     va[:, 0] = np.frombuffer(ids, np.uint32) if isinstance(ids, array) and ids.itemsize == 4 else ids
-    if isinstance(acts, int) and isinstance(plen, int):
-        va[:, 1] = acts | plen << 8
-    else:
-        a = np.frombuffer(acts, np.uint8) if isinstance(acts, (bytes, bytearray)) else np.asarray(acts, np.uint8)
-        va[:, 1] = a.astype(np.uint32) | (np.asarray(plen, np.uint32) << np.uint32(8))
+    a = np.frombuffer(acts, np.uint8) if isinstance(acts, (bytes, bytearray)) else np.asarray(acts, np.uint8)
+    va[:, 1] = a.astype(np.uint32) | (np.asarray(plen, np.uint32) << np.uint32(8))  # one action or length: broadcast
     if isinstance(exps, int):
-        if exps:
-            va[:, 2], va[:, 3] = exps & 0xFFFFFFFF, exps >> 32
-    elif isinstance(exps, np.ndarray) or exps.count(0) != n:
-        va[:, 2:4] = np.ascontiguousarray(exps, np.uint64).view(np.uint32).reshape(n, 2)  # [low, high] halves
+        exps = [exps] if exps else []  # one deadline for all (broadcast), or none
+    if isinstance(exps, np.ndarray) or exps.count(0) != len(exps):
+        va[:, 2:4] = np.ascontiguousarray(exps, np.uint64).view(np.uint32).reshape(-1, 2)  # [low, high] halves
     return va.tobytes()  # fallbacks (words 4..7) are filled by _add_fallbacks
 
 

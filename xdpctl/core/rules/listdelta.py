@@ -113,7 +113,7 @@ class Split(NamedTuple):
         be one a new shorter member takes."""
         import numpy as np
 
-        from .tables import Diff
+        from .tables import Diff, pick
 
         out = {}
         for fam in (4, 6):
@@ -129,23 +129,11 @@ class Split(NamedTuple):
                 on, wn = (o["n"].astype(np.uint32), w["n"].astype(np.uint32)) if fam == 4 else (o["n"], w["n"])
                 kept, at = _find_sorted(on, wn)  # both sorted: one search serves both sides
                 fresh[at[kept]] = False
-            dels = _select(ok, fam, ~kept)
-            new = _select(wk, fam, fresh)
+            ks = KEY_SIZE[fam]
+            dels, new = pick(ok, ks, len(o), ~kept), pick(wk, ks, len(w), fresh)
             out[BAND[fam]] = Diff(wk, wv, len(w), new, int(fresh.sum()), ok, ov, len(o), dels,
                                   len(o) - int(kept.sum()))
         return out
-
-
-def _select(keys: bytes, family: int, which) -> bytes:
-    """The packed band keys where ``which`` (a bool column) is set: all of
-    them as they are; else each key as one item (a 1-D copy, a third of
-    what selecting rows of bytes costs)."""
-    import numpy as np
-
-    if which.all():
-        return keys
-    ks = KEY_SIZE[family]
-    return np.frombuffer(keys, np.uint64 if ks == 8 else f"V{ks}")[which].tobytes()
 
 
 def _entries(rec, family: int, v: Version) -> tuple[bytes, bytes]:

@@ -492,17 +492,27 @@ def diff_entries(cur: tuple[bytes, bytes, int], table: dlc.Table, ks: int, vs: i
     old_mask = np.zeros(len(ck), bool)
     old_mask[gone] = old_mask[ci[changed]] = True
     upd, old = np.flatnonzero(upd_mask), np.flatnonzero(old_mask)
+    n, m = table.count, cur[2]
+    return Diff(pick(table.keys, ks, n, upd), pick(table.values, vs, n, upd), len(upd), pick(table.keys, ks, n, new),
+                len(new), pick(cur[0], ks, m, old), pick(cur[1], vs, m, old), len(old), pick(cur[0], ks, m, gone),
+                len(gone))
 
-    def take(rows, idx, raw: bytes) -> bytes:
-        if len(idx) == len(rows):  # all of them (a replace): no gather, no copy
-            return raw if len(raw) == rows.nbytes else rows.tobytes()
-        if len(idx) > 1 and (np.diff(idx) == 1).all():  # one run of rows in order (a list beside rules): a slice
-            w = rows.shape[1] * rows.itemsize
-            return raw[idx[0] * w:(idx[-1] + 1) * w]
-        return rows[idx].tobytes()
 
-    return Diff(take(wk, upd, table.keys), take(wv, upd, table.values), len(upd), take(wk, new, table.keys),
-                len(new), take(ck, old, cur[0]), take(cv, old, cur[1]), len(old), take(ck, gone, cur[0]), len(gone))
+def pick(raw: bytes, size: int, n: int, which) -> bytes:
+    """The packed records of ``size`` bytes among the first ``n`` of
+    ``raw`` that ``which`` selects (a bool column, or ascending indexes):
+    all of them (a replace), the bytes as they are; one run of indexes in
+    order (a list beside rules), a slice; else gathered as one item each (a
+    column of ``size``-byte items: a fifth to a half of what gathering rows
+    of bytes costs)."""
+    import numpy as np
+
+    mask = which.dtype == bool
+    if which.all() if mask else len(which) == n:
+        return raw if len(raw) == n * size else raw[:n * size]
+    if not mask and len(which) > 1 and (np.diff(which) == 1).all():
+        return raw[which[0] * size:(which[-1] + 1) * size]
+    return np.frombuffer(raw, f"V{size}", n)[which].tobytes()
 
 
 def _as_words(rows):

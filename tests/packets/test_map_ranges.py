@@ -12,6 +12,7 @@ import random
 import pytest
 
 from xdpctl import abi
+from xdpctl.core.errors import CapacityError
 from xdpctl.core.rules.tables import KernelTables
 from xdpctl.kernel import maps
 
@@ -78,3 +79,80 @@ def test_batch_writes_take_any_buffer_and_leave_it_unchanged(ctx, kind) -> None:
         assert m.dump()[2] == 0
     finally:
         kt.close()
+
+
+def _entries(m: maps.Map, addrs: list[int], tag: int) -> tuple[bytes, bytes]:
+    """Packed entries of a /32 band for ``addrs`` (values name the entry
+    and ``tag``)."""
+    n = len(addrs)
+    keys = b"".join(abi.U32.pack(0) + a.to_bytes(4, "big") for a in addrs)
+    vals = b"".join((tag << 24 | i).to_bytes(4, "little") * (m.value_size // 4) for i in range(n))
+    return keys, vals
+
+
+def _held(m: maps.Map) -> dict[bytes, bytes]:
+    k, v, n = m.dump()
+    return {k[i * m.key_size:(i + 1) * m.key_size]: v[i * m.value_size:(i + 1) * m.value_size] for i in range(n)}
+
+
+@pytest.mark.parametrize("prealloc", [False, True], ids=["allocated-on-insert", "preallocated"])
+@pytest.mark.parametrize("shape", ["same", "more-writes", "more-deletes"])
+def test_a_replace_batch_fits_a_full_band_and_leaves_exactly_the_result(make_ctx, prealloc, shape) -> None:
+    """replace_batch on a real band filled to its last entry, big enough
+    for several writer threads and many turns of deletes and writes: it
+    never needs more room than before or after (the kernel refuses an
+    entry past max_entries), and the band then holds exactly the kept
+    old entries, the new ones and the rewritten ones."""
+    cap = maps.PARALLEL_MIN + 4321
+    ctx = make_ctx(prealloc=["xc_v4_l32"] if prealloc else [], xc_v4_l32=cap)
+    kt = KernelTables(ctx).ensure()
+    try:
+        m = kt.table("xc_v4_l32", 0)
+        assert m.preallocated == prealloc
+        cap = m.max_entries
+        rng = random.Random(shape)
+        n_del, n_new = {"same": (cap // 2, cap // 2), "more-writes": (cap // 3, cap // 2),
+                        "more-deletes": (cap // 2, cap // 3)}[shape]
+        start = cap - max(0, n_new - n_del)  # what the band holds before: full before or after
+        addrs = rng.sample(range(1 << 32), start + n_new)
+        old_k, old_v = _entries(m, addrs[:start], 1)
+        m.update_batch(old_k, old_v, start)
+        ks = m.key_size
+        new_k, new_v = _entries(m, addrs[start:], 2)
+        # writes: the new keys, then 1,000 kept keys with new values; deletes: the first n_del old keys
+        re_k = old_k[ks * n_del:ks * (n_del + 1000)]
+        re_v = b"".join((3 << 24 | i).to_bytes(4, "little") * (m.value_size // 4) for i in range(1000))
+        m.replace_batch(old_k[:ks * n_del], n_del, new_k + re_k, new_v + re_v, n_new + 1000)
+        want = {**_held_of(old_k[ks * n_del:], old_v[m.value_size * n_del:], ks, m.value_size),
+                **_held_of(new_k, new_v, ks, m.value_size), **_held_of(re_k, re_v, ks, m.value_size)}
+        assert len(want) == start - n_del + n_new <= cap
+        assert _held(m) == want
+    finally:
+        kt.close()
+
+
+def test_a_replace_batch_past_capacity_is_refused_as_full(make_ctx) -> None:
+    """More new entries than the deletes leave room for: CapacityError
+    naming the map, after every delete (the caller's undo puts back what
+    part of it was done)."""
+    ctx = make_ctx(prealloc=[], xc_v4_l32=maps.PARALLEL_MIN + 4321)
+    kt = KernelTables(ctx).ensure()
+    try:
+        m = kt.table("xc_v4_l32", 0)
+        cap, rng = m.max_entries, random.Random(7)
+        n_del = cap // 2
+        addrs = rng.sample(range(1 << 32), cap + n_del + 10)
+        old_k, old_v = _entries(m, addrs[:cap], 1)
+        m.update_batch(old_k, old_v, cap)
+        new_k, new_v = _entries(m, addrs[cap:], 2)
+        with pytest.raises(CapacityError, match="xc_v4_l32 is full"):
+            m.replace_batch(old_k[:m.key_size * n_del], n_del, new_k, new_v, n_del + 10)
+        held = _held(m)
+        assert len(held) == cap
+        assert not set(held) & {old_k[i * m.key_size:(i + 1) * m.key_size] for i in range(n_del)}
+    finally:
+        kt.close()
+
+
+def _held_of(keys: bytes, vals: bytes, ks: int, vs: int) -> dict[bytes, bytes]:
+    return {keys[i * ks:(i + 1) * ks]: vals[i * vs:(i + 1) * vs] for i in range(len(keys) // ks)}

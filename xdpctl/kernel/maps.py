@@ -31,6 +31,7 @@ ARRAY_TYPES = {BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PROG_
 BATCH_CHUNK = 65536
 PARALLEL_MIN = 2 * BATCH_CHUNK  # entries from which a hash is written on several threads
 MAX_WRITERS = 4
+TURN_CHUNK = 4096  # deletes, then as many writes, in turn (Map.replace_batch)
 BPF_F_NO_PREALLOC = 1
 BPF_F_MMAPABLE = 1 << 10
 BPF_MAP_TYPE_ARRAY_OF_MAPS = 12
@@ -423,6 +424,48 @@ class Map:
         """
         if count == 0:
             return
+        self._spread(count, self._writer(keys, values, count, flags))
+
+    def delete_batch(self, keys: bytes, count: int) -> None:
+        if count == 0:
+            return
+        self._spread(count, self._deleter(keys))
+
+    def replace_batch(self, dels: bytes, n_del: int, keys: bytes, values: bytes, n_upd: int) -> None:
+        """Delete ``n_del`` packed keys and write ``n_upd`` entries whose
+        keys are not among them: the map ends as after delete_batch then
+        update_batch, and never holds more than before or after.
+
+        In a hash allocated on insert the first min(n_del, n_upd) of each
+        go in turns, TURN_CHUNK deletes then as many writes in each part:
+        the allocator gives the elements the deletes free to the writes
+        once a grace period has passed, where all the deletes first hand
+        a million elements back to the kernel while the writes allocate a
+        million anew. A part writes only as many as it deleted, so nothing
+        is added before the deletes are done; the rest of the longer side
+        follows. Raises CapacityError when full; on failure part of it may
+        have been done (the caller owns rollback).
+        """
+        n = min(n_del, n_upd) if self.type in HASH_TYPES and self.flags & BPF_F_NO_PREALLOC else 0
+        write = self._writer(keys, values, n_upd) if n_upd else None
+        delete = self._deleter(dels)
+
+        def turns(a: int, b: int) -> None:
+            for s in range(a, b, TURN_CHUNK):
+                e = min(s + TURN_CHUNK, b)
+                delete(s, e)
+                write(s, e)
+
+        if n:
+            self._spread(n, turns)
+        if n_del > n:  # first: a replace needs room for the result only, not old + new
+            self._spread(n_del - n, lambda a, b: delete(n + a, n + b))
+        if n_upd > n:
+            self._spread(n_upd - n, lambda a, b: write(n + a, n + b))
+
+    def _writer(self, keys: bytes, values: bytes, count: int, flags: int = 0) -> Callable[[int, int], None]:
+        """write(start, end): entries start .. end - 1 of ``count`` packed
+        entries, BATCH_CHUNK a call."""
         if len(keys) != count * self.key_size or len(values) != count * self.buf_size:
             raise ValueError(f"map {self.name}: batch of {count} has wrong key/value bytes")
         kin, vin = _read_only(keys), _read_only(values)  # (address, what keeps it alive)
@@ -446,11 +489,12 @@ class Map:
                 L.check(ret, self._what("update_batch"))
                 done += n
 
-        self._spread(count, write)
+        write.keep = (kin, vin)  # type: ignore[attr-defined]
+        return write
 
-    def delete_batch(self, keys: bytes, count: int) -> None:
-        if count == 0:
-            return
+    def _deleter(self, keys: bytes) -> Callable[[int, int], None]:
+        """delete(start, end): keys start .. end - 1 of packed keys,
+        BATCH_CHUNK a call; a key the map does not hold is skipped."""
         kin = _read_only(keys)
         kaddr = kin[0]
 
@@ -470,7 +514,8 @@ class Map:
                     L.check(ret, self._what("delete_batch"))
                 done += n
 
-        self._spread(count, delete)
+        delete.keep = kin  # type: ignore[attr-defined]
+        return delete
 
     def clear(self) -> None:
         if self.type in ARRAY_TYPES:

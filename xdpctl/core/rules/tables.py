@@ -424,14 +424,14 @@ def _sync_map(mo: maps.Map, name: str, table: dlc.Table, undo: Undo | None,
 
 
 def _write_diff(mo: maps.Map, name: str, d: "Diff", undo: Undo | None, writes: list | None) -> tuple[int, int]:
-    """Write a map's diff (deletes first), recording how to undo it and
-    what was written. Returns (entries written, entries deleted)."""
+    """Write a map's diff (Map.replace_batch: never more entries than
+    before or after), recording how to undo it and what was written.
+    Returns (entries written, entries deleted)."""
     if undo is not None:
         undo.append((mo, d.old_keys, d.old_vals, d.n_old, d.new_keys, d.n_new))
     if writes is not None:
         writes.append((name, d.upd_keys, d.upd_vals, d.n_upd, d.dels, d.n_del))
-    mo.delete_batch(d.dels, d.n_del)  # first: a replace needs room for the result only, not old + new
-    mo.update_batch(d.upd_keys, d.upd_vals, d.n_upd)
+    mo.replace_batch(d.dels, d.n_del, d.upd_keys, d.upd_vals, d.n_upd)
     return d.n_upd, d.n_del
 
 
@@ -441,8 +441,7 @@ def _replay(kt: "KernelTables", rule_set: int, writes: list) -> SyncReport:
     report = SyncReport(revision=0)
     for name, upd_keys, upd_vals, n_upd, dels, n_del in writes:
         mo = kt.table(name, rule_set)
-        mo.delete_batch(dels, n_del)
-        mo.update_batch(upd_keys, upd_vals, n_upd)
+        mo.replace_batch(dels, n_del, upd_keys, upd_vals, n_upd)
         report.per_map[name] = (n_upd, n_del)
         report.written += n_upd
         report.deleted += n_del

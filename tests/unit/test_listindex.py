@@ -8,6 +8,7 @@ plan made with the oracle.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 
 import pytest
@@ -177,6 +178,27 @@ def test_key_columns_are_sorted_records(kind):
         size = 4 if p.family == 4 else 16
         want[p.family].append(bytes([p.plen]) + p.net.to_bytes(size, "big") + i.to_bytes(4, "big"))
     assert rec4 == b"".join(sorted(want[4])) and rec6 == b"".join(sorted(want[6]))
+
+
+@pytest.mark.parametrize("engine", ["native", "numpy"])
+def test_the_parsers_sort_gives_the_same_key_columns(engine, monkeypatch):
+    """Plain IPv4 text: the sort that checked it for duplicates
+    (Members.order4) orders its key column exactly as sorted_keys' own
+    sort and a plain sort of the records do, with either reader of the
+    text; text the columns do not take (both families) leaves no order."""
+    if engine == "numpy":
+        monkeypatch.setattr(px.native, "lib", lambda: None)
+    rng = random.Random(engine)
+    pfxs = _unique([_rand_prefix(rng, 4) for _ in range(5000)])
+    text = "".join(f"{ipaddress.ip_network((p.net, p.plen))}\n" for p in pfxs)
+    m = Members.parse(text)
+    assert m.order4 is not None and len(m.order4) == len(pfxs)
+    entries = m.pack()
+    got = listindex.sorted_keys(entries, m.order4)
+    want = b"".join(sorted(bytes([p.plen]) + p.net.to_bytes(4, "big") + i.to_bytes(4, "big")
+                           for i, p in enumerate(pfxs)))
+    assert got == listindex.sorted_keys(entries) == (want, b"")
+    assert Members.parse(text + "2001:db8::/32\n").order4 is None
 
 
 def test_stored_columns_are_the_rows_as_rules(state):

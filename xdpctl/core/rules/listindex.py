@@ -15,6 +15,7 @@ from bisect import bisect_left, bisect_right
 from typing import NamedTuple
 
 from .. import dlcompile as dlc
+from .. import prefixes as px
 from .clock import wall_to_kernel_ns
 from .members import HDR
 from .store import State
@@ -24,8 +25,9 @@ ADDR_BYTES = {4: 4, 6: 16}
 RECORD = {4: [("p", "u1"), ("n", ">u4"), ("i", ">u4")], 6: [("p", "u1"), ("n", "V16"), ("i", ">u4")]}
 
 
-def sorted_keys(entries: bytes) -> tuple[bytes, bytes]:
-    """The key columns (IPv4, IPv6) of a packed members blob."""
+def sorted_keys(entries: bytes, order4=None) -> tuple[bytes, bytes]:
+    """The key columns (IPv4, IPv6) of a packed members blob; ``order4``:
+    its IPv4 members' order when known (Members.order4)."""
     import numpy as np
 
     n4, n6 = HDR.unpack_from(entries)
@@ -35,7 +37,8 @@ def sorted_keys(entries: bytes) -> tuple[bytes, bytes]:
     o += 5 * n4
     plens6 = np.frombuffer(entries, np.uint8, n6, o)
     nets6 = np.frombuffer(entries, ">u8", 2 * n6, o + n6).reshape(n6, 2).astype(np.uint64)  # native: sorts faster
-    order4 = _order4(plens4, nets4)
+    if order4 is None:
+        order4 = _order4(plens4, nets4)
     rec4 = np.empty(n4, dtype=RECORD[4])
     rec4["p"], rec4["n"], rec4["i"] = plens4[order4], nets4[order4], order4
     order6 = _order6(plens6, nets6)
@@ -61,17 +64,11 @@ def open_keys(state: State, name: str) -> tuple:
 
 
 def _order4(plens, nets):
-    """The order of IPv4 keys by (length, network); keys are unique. Up to
-    2^24 keys, the position rides in the low bits of each 64-bit
-    (length, network) key and one plain sort orders them (numpy's sort of
-    integers is several times faster than its argsort here)."""
+    """The order of IPv4 keys by (length, network); keys are unique."""
     import numpy as np
 
-    keys = (plens.astype(np.uint64) << np.uint64(32)) | nets.astype(np.uint64)
-    if len(keys) > 1 << 24:
-        return np.argsort(keys)
-    srt = np.sort((keys << np.uint64(24)) | np.arange(len(keys), dtype=np.uint64))
-    return (srt & np.uint64((1 << 24) - 1)).astype(np.intp)
+    order = px.order_v4(plens, nets)[0]
+    return np.argsort((plens.astype(np.uint64) << np.uint64(32)) | nets.astype(np.uint64)) if order is None else order
 
 
 def _order6(plens, nets):

@@ -31,6 +31,7 @@ class Members:
         self.n4, self.n6 = len(plens4), len(plens6)
         self.packed4 = packed4  # nets4 packed (4 bytes each, big-endian) when the parser or the blob had them
         self.packed6 = packed6  # nets6 packed (16 bytes each, big-endian) when the parser had them
+        self.order4 = None  # IPv4 positions by (length, network) when the parser sorted them (px.order_v4)
 
     def __len__(self) -> int:
         return self.n4 + self.n6
@@ -82,9 +83,11 @@ class Members:
         IPv6 text by the C helper (px.ipv4_columns, px.ipv6_columns: IPv4
         by numpy without it), else any text whose chunks each hold
         one family (px.text_columns); None for the line-by-line parser."""
-        v4 = px.ipv4_columns(text)
+        v4 = px.ipv4_columns(text, with_order=True)
         if v4 is not None:
-            return cls(None, v4[1], [], b"", packed4=v4[0])
+            m = cls(None, v4[1], [], b"", packed4=v4[0])
+            m.order4 = v4[2]
+            return m
         v6 = px.ipv6_columns(text)
         if v6 is not None:
             return cls([], b"", None, v6[1], v6[0])

@@ -475,7 +475,7 @@ class DropList:
             @functools.cache
             def blob() -> tuple[bytes, tuple[bytes, bytes]]:  # the members blob and its key columns, made once
                 entries = cols.pack()
-                return entries, listindex.sorted_keys(entries)
+                return entries, listindex.sorted_keys(entries, cols.order4)
 
             def store() -> ListRow:
                 entries, keys = blob()

@@ -60,9 +60,9 @@ $(BPF_OUT)/tc_%.o: bpf/tc/%.bpf.c $(BPF_HDRS) | $(STAMP_APT)
 
 bpf: $(BPF_OBJS)
 
-# Userspace helpers in C (xdpctl/native): the IPv4 list parser.
-$(NATIVE_SO): native/prefixes.c | $(STAMP_APT)
-	$(CC) $(NATIVE_CFLAGS) $< -o $@
+# Userspace helpers in C (xdpctl/native): the list parsers and 64-bit word helpers.
+$(NATIVE_SO): native/prefixes.c native/words.c | $(STAMP_APT)
+	$(CC) $(NATIVE_CFLAGS) $^ -o $@
 
 native: $(NATIVE_SO)
 

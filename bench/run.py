@@ -105,8 +105,8 @@ def _product() -> dict:
         return p.stdout.strip() if p.returncode == 0 else ""
 
     commit = git("rev-parse", "--short", "HEAD") or "?"
-    # what is measured: the product, its BPF sources and the bench itself (untracked files too)
-    dirty = bool(git("status", "--porcelain", "--", "xdpctl", "bpf", "bench", "api"))
+    # what is measured: the product, its BPF and C helper sources and the bench itself (untracked files too)
+    dirty = bool(git("status", "--porcelain", "--", "xdpctl", "bpf", "native", "bench", "api"))
     return {"commit": commit, "dirty": dirty}
 
 

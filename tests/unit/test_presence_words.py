@@ -1,5 +1,6 @@
 """The presence bitmap's words of a compiled image (presence.image_words),
-computed with array operations, against one bit per key by bit_of."""
+computed with array operations (by the C helper, and by its numpy twin),
+against one bit per key by bit_of."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from xdpctl import abi
+from xdpctl import abi, native
 from xdpctl.core.rules import presence
 
 
@@ -36,10 +37,26 @@ def _image(rng: random.Random, n: int) -> tuple[dict, SimpleNamespace, set[int]]
     return compiled, kt, want
 
 
+@pytest.mark.parametrize("engine", ["native", "numpy"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_image_words_hold_exactly_the_bits_of_the_keys(seed):
+def test_image_words_hold_exactly_the_bits_of_the_keys(seed, engine, monkeypatch):
+    assert native.lib() is not None
+    if engine == "numpy":
+        monkeypatch.setattr(native, "lib", lambda: None)
     compiled, kt, want = _image(random.Random(seed), 5000)
     words = presence.image_words(compiled, kt, 0)
     got = set(np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little")).tolist())
     assert got == want
     assert len(want) > 100 and len({b >> 6 for b in want}) < len(want)  # words shared by several bits
+
+
+def test_the_c_helper_refuses_a_bit_past_the_words():
+    """A bit past the bitmap is an error, never a write past its end; a
+    bitmap it cannot write in place is refused before any bit is set."""
+    words = np.zeros(4, np.uint64)
+    native.or_bits(words, np.array([0, 65, 255, 65], np.uint32))
+    assert words.tolist() == [1, 2, 0, 1 << 63]
+    with pytest.raises(ValueError, match="past the 4 words"):
+        native.or_bits(words, np.array([256], np.uint32))
+    with pytest.raises(ValueError, match="contiguous, writable uint64"):
+        native.or_bits(np.zeros(8, np.uint64)[::2], np.array([1], np.uint32))

@@ -553,7 +553,7 @@ def _distinct128(parts: list, lens: bytes | None = None) -> int:
     if not len(words):
         return 0
     ln = np.zeros(len(words), np.uint64) if lens is None else np.frombuffer(lens, np.uint8).astype(np.uint64)
-    mix = np.sort(words[:, 0] ^ (words[:, 1] * np.uint64(0x9E3779B97F4A7C15)) ^ (ln << np.uint64(56)))
+    mix = sort_u64(words[:, 0] ^ (words[:, 1] * np.uint64(0x9E3779B97F4A7C15)) ^ (ln << np.uint64(56)))
     if not np.count_nonzero(mix[1:] == mix[:-1]):
         return len(words)
     order = np.lexsort((ln, words[:, 1], words[:, 0]))
@@ -661,6 +661,17 @@ def ipv4_columns(data: str | bytes, with_order: bool = False) -> tuple | None:
     return (*cols, order) if with_order else cols
 
 
+def sort_u64(words):
+    """A new uint64 array ``words`` sorted, maybe in place: by the C
+    helper's radix sort (xdpctl.native), else by numpy."""
+    import numpy as np
+
+    if native.lib() is None:
+        return np.sort(words)
+    native.sort_u64(words)
+    return words
+
+
 def order_v4(plens, nets) -> tuple:
     """IPv4 prefixes (lengths and networks as numpy arrays) sorted by
     (length, network): (their positions in that order, or None past 2^24
@@ -672,9 +683,9 @@ def order_v4(plens, nets) -> tuple:
 
     keys = (plens.astype(np.uint64) << np.uint64(32)) | nets.astype(np.uint64)
     if len(keys) > 1 << 24:
-        keys = np.sort(keys)
+        keys = sort_u64(keys)
         return None, not np.count_nonzero(keys[1:] == keys[:-1])
-    srt = np.sort((keys << np.uint64(24)) | np.arange(len(keys), dtype=np.uint64))
+    srt = sort_u64((keys << np.uint64(24)) | np.arange(len(keys), dtype=np.uint64))
     keys = srt >> np.uint64(24)
     return (srt & np.uint64((1 << 24) - 1)).astype(np.intp), not np.count_nonzero(keys[1:] == keys[:-1])
 

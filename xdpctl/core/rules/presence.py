@@ -18,7 +18,7 @@ revision without the mark, so its sets are not trusted until rebuilt.
 
 from __future__ import annotations
 
-from ... import abi
+from ... import abi, native
 from . import builder
 
 V4_BANDS = ("xc_v4_l32", "xc_v4_l24")
@@ -174,10 +174,14 @@ def add_keys(kt, rule_set: int, bands: dict) -> None:
 
 
 def _or_bits(np, words, bits) -> None:
-    """Set bits (uint32 bit numbers) in words: sorted, the bits of one word
-    are or-ed together (reduceat) and each word written once (a third of
-    what np.bitwise_or.at costs for a million bits)."""
+    """Set bits (uint32 bit numbers) in words: by the C helper (a million
+    bits: 65-90 ms -> a few), else sorted, the bits of one word or-ed
+    together (reduceat) and each word written once (a third of what
+    np.bitwise_or.at costs for a million bits)."""
     if not len(bits):
+        return
+    if native.lib() is not None:
+        native.or_bits(words, bits)
         return
     bits = np.sort(bits)
     idx = bits >> 6

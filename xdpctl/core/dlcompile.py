@@ -36,7 +36,7 @@ from typing import Iterable, NamedTuple
 from xdpctl import abi
 from xdpctl.abi import Action, CfgFlag
 from xdpctl.core.gcpause import collector_paused
-from xdpctl.core.prefixes import pack_v6
+from xdpctl.core.prefixes import pack_v6, sort_u64
 
 __all__ = [
     "Rule", "RuleColumns", "RuleError", "validate_rule", "band_of", "Band", "BANDS",
@@ -564,7 +564,7 @@ def _fast_keys_within(hks: array, v4: _V4Cols | None) -> tuple:
     then a search per rule."""
     import numpy as np
 
-    srt = np.sort(np.frombuffer(hks, np.uint64))
+    srt = sort_u64(np.frombuffer(hks, np.uint64).copy())
     if np.count_nonzero(srt[1:] == srt[:-1]):
         raise _FastDup
     if v4 is None:
@@ -876,7 +876,7 @@ def _host6_table(rules, cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, 
     keys[:, 4:] = np.frombuffer(addrs, np.uint8).reshape(n, 16)
     # duplicates: sort a 64-bit hash of each key; equal hashes are checked exactly
     halves = np.frombuffer(addrs, np.uint64).reshape(n, 2)
-    h = np.sort(halves[:, 0] * np.uint64(0x9E3779B97F4A7C15) ^ halves[:, 1] ^ dirs.astype(np.uint64))
+    h = sort_u64(halves[:, 0] * np.uint64(0x9E3779B97F4A7C15) ^ halves[:, 1] ^ dirs.astype(np.uint64))
     if (h[1:] == h[:-1]).any():
         _find_dup(Rule(*r) for r in (rules if mask is None else compress(rules, mask)))
     return Table(keys.tobytes(), _vals_col(ids, acts, 128, exps), n), bool(f_dirs_b.count(1))

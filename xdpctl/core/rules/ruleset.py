@@ -12,6 +12,7 @@ from itertools import compress, repeat
 
 from ... import abi
 from .. import dlcompile as dlc
+from .. import prefixes as px
 from ..errors import ValidationError
 from .clock import clock_pair, wall_to_kernel_ns
 from .index import row_to_rule
@@ -175,7 +176,7 @@ class _Seen:
         n4 = cols.cols[1].count(4) if pos4 is None else len(pos4)
         if n4:
             keys = self._keys4(cols, pos4)[0]
-            self.v4 = np.sort(keys if self.v4 is None else np.concatenate((self.v4, keys)))
+            self.v4 = px.sort_u64(keys if self.v4 is None else np.concatenate((self.v4, keys)))
         _ids, fams, nets, plens, dirs = cols.cols[:5]
         pos6 = _positions(fams, 6) if pos6 is None else pos6
         self.v6.update((6, dirs[i], plens[i], nets[i]) for i in pos6.tolist())

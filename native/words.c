@@ -9,6 +9,9 @@
  * 2^24) needs no pass. The words end sorted in place; tmp is room for n
  * more.
  *
+ * xc_argsort_u64 is the same sort carrying each word's position: the order
+ * of a list's IPv6 networks by their high words.
+ *
  * xc_or_bits sets bits in a bitmap of words (the presence bitmap of the
  * keys a change wrote), where numpy sorted the bits to or each word once.
  *
@@ -18,30 +21,48 @@
 #include <stdint.h>
 #include <string.h>
 
-void xc_sort_u64(uint64_t *a, uint64_t *tmp, size_t n)
+/* count[b][v]: how many words have byte b equal to v. */
+static void xc_count_bytes(const uint64_t *a, size_t n, size_t count[8][256])
 {
-	size_t count[8][256];
-	uint64_t *src = a, *dst = tmp, *t;
-	size_t i, b, sum, c;
+	size_t i, b;
 
-	memset(count, 0, sizeof(count));
+	memset(count, 0, 8 * 256 * sizeof(size_t));
 	for (i = 0; i < n; i++) {
 		uint64_t w = a[i];
 
 		for (b = 0; b < 8; b++)
 			count[b][(w >> (8 * b)) & 0xff]++;
 	}
+}
+
+/* Turn count[b] into the first slot of each byte value; 0 when every word
+ * has the same byte b (a pass that would move nothing). */
+static int xc_slots(size_t count[256], uint64_t first, unsigned shift, size_t n)
+{
+	size_t sum = 0, c, k;
+
+	if (n == 0 || count[(first >> shift) & 0xff] == n)
+		return 0;
+	for (c = 0; c < 256; c++) {
+		k = count[c];
+		count[c] = sum;
+		sum += k;
+	}
+	return 1;
+}
+
+void xc_sort_u64(uint64_t *a, uint64_t *tmp, size_t n)
+{
+	size_t count[8][256];
+	uint64_t *src = a, *dst = tmp, *t;
+	size_t i, b;
+
+	xc_count_bytes(a, n, count);
 	for (b = 0; b < 8; b++) {
 		unsigned shift = 8 * b;
 
-		if (n == 0 || count[b][(a[0] >> shift) & 0xff] == n)
-			continue; /* every word has this byte */
-		for (sum = 0, c = 0; c < 256; c++) {
-			size_t k = count[b][c];
-
-			count[b][c] = sum;
-			sum += k;
-		}
+		if (!xc_slots(count[b], src[0], shift, n))
+			continue;
 		for (i = 0; i < n; i++)
 			dst[count[b][(src[i] >> shift) & 0xff]++] = src[i];
 		t = src;
@@ -50,6 +71,42 @@ void xc_sort_u64(uint64_t *a, uint64_t *tmp, size_t n)
 	}
 	if (src != a)
 		memcpy(a, src, n * sizeof(*a));
+}
+
+/* The words k sorted in place as by xc_sort_u64, and idx the positions
+ * they came from (equal words in position order); tk and ti are room for
+ * n words and n positions. n is below 2^32. */
+void xc_argsort_u64(uint64_t *k, uint32_t *idx, size_t n, uint64_t *tk, uint32_t *ti)
+{
+	size_t count[8][256];
+	uint64_t *ks = k, *kd = tk, *kt;
+	uint32_t *is = idx, *id = ti, *it;
+	size_t i, b, slot;
+
+	xc_count_bytes(k, n, count);
+	for (i = 0; i < n; i++)
+		idx[i] = (uint32_t)i;
+	for (b = 0; b < 8; b++) {
+		unsigned shift = 8 * b;
+
+		if (!xc_slots(count[b], ks[0], shift, n))
+			continue;
+		for (i = 0; i < n; i++) {
+			slot = count[b][(ks[i] >> shift) & 0xff]++;
+			kd[slot] = ks[i];
+			id[slot] = is[i];
+		}
+		kt = ks;
+		ks = kd;
+		kd = kt;
+		it = is;
+		is = id;
+		id = it;
+	}
+	if (ks != k) {
+		memcpy(k, ks, n * sizeof(*k));
+		memcpy(idx, is, n * sizeof(*idx));
+	}
 }
 
 /* words[bit / 64] |= 1 << (bit % 64) for each of the n bits; -1 (the

@@ -501,6 +501,22 @@ def test_the_c_sort_gives_numpys_order(words, copies):
     assert px.sort_u64(np.array(words, dtype=np.uint64)).tolist() == sorted(words)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_u64_word, max_size=300), st.integers(0, 4))
+def test_the_c_argsort_gives_numpys_stable_order(words, copies):
+    """The radix sort carrying positions against numpy's stable argsort:
+    the same positions (equal words in position order) and the words
+    sorted in place; the twin (px.argsort_u64) leaves its input as it was."""
+    a = np.array(words * max(copies, 1), dtype=np.uint64)
+    want = np.argsort(a, kind="stable")
+    srt = a.copy()
+    assert native.argsort_u64(srt).tolist() == want.tolist()
+    assert srt.tolist() == a[want].tolist()
+    order, got = px.argsort_u64(a)
+    assert order.tolist() == want.tolist() and got.tolist() == sorted(a.tolist())
+    assert a.tolist() == (words * max(copies, 1))
+
+
 def test_the_c_sort_refuses_what_it_cannot_sort_in_place():
     """Only a contiguous, writable uint64 array: anything else is an error,
     never a sort of the wrong bytes."""
@@ -508,6 +524,8 @@ def test_the_c_sort_refuses_what_it_cannot_sort_in_place():
     for bad in (a[::2], a.astype(np.int64), np.frombuffer(a.tobytes(), np.uint64)):
         with pytest.raises(ValueError, match="contiguous, writable uint64"):
             native.sort_u64(bad)
+        with pytest.raises(ValueError, match="contiguous, writable uint64"):
+            native.argsort_u64(bad)
 
 
 _v6_plain = st.one_of(

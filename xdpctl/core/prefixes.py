@@ -672,6 +672,19 @@ def sort_u64(words):
     return words
 
 
+def argsort_u64(words) -> tuple:
+    """uint64 ``words`` (left as they are) in ascending order: (the
+    positions they came from, equal words in position order; the words
+    sorted). By the C helper's radix sort, else numpy's stable argsort."""
+    import numpy as np
+
+    if native.lib() is None or len(words) >= 1 << 32:
+        order = np.argsort(words, kind="stable")
+        return order, words[order]
+    srt = np.array(words, dtype=np.uint64, order="C")  # a copy: sorted in place
+    return native.argsort_u64(srt), srt
+
+
 def order_v4(plens, nets) -> tuple:
     """IPv4 prefixes (lengths and networks as numpy arrays) sorted by
     (length, network): (their positions in that order, or None past 2^24

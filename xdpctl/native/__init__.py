@@ -31,6 +31,7 @@ def lib() -> ctypes.CDLL | None:
             fns = (got.xc_ipv4_columns, got.xc_ipv6_columns)
             got.xc_sort_u64.restype = None
             got.xc_or_bits.restype = ctypes.c_long
+            got.xc_argsort_u64.restype = None
         except (OSError, AttributeError):
             return None
         for f in fns:
@@ -38,6 +39,8 @@ def lib() -> ctypes.CDLL | None:
             f.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
         got.xc_sort_u64.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
         got.xc_or_bits.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]
+        got.xc_argsort_u64.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+                                       ctypes.c_void_p]
         _lib = got
     return _lib
 
@@ -84,6 +87,25 @@ def sort_u64(words) -> None:
         raise ValueError("sort_u64 sorts a contiguous, writable uint64 array")
     tmp = np.empty_like(words)
     c.xc_sort_u64(words.ctypes.data, tmp.ctypes.data, len(words))
+
+
+def argsort_u64(words):
+    """Sort a contiguous uint64 numpy array in place, ascending, and return
+    the positions the words came from (uint32; equal words in position
+    order), as numpy's stable argsort orders them. Fewer than 2^32 words.
+    Raises RuntimeError without the library."""
+    import numpy as np
+
+    c = lib()
+    if c is None:
+        raise RuntimeError(f"{PATH} is missing: run `make native`")
+    if words.dtype != np.uint64 or not words.flags.c_contiguous or not words.flags.writeable:
+        raise ValueError("argsort_u64 sorts a contiguous, writable uint64 array")
+    if len(words) >= 1 << 32:
+        raise ValueError("argsort_u64 takes fewer than 2^32 words")
+    idx, tk, ti = np.empty(len(words), np.uint32), np.empty_like(words), np.empty(len(words), np.uint32)
+    c.xc_argsort_u64(words.ctypes.data, idx.ctypes.data, len(words), tk.ctypes.data, ti.ctypes.data)
+    return idx
 
 
 def or_bits(words, bits) -> None:

@@ -36,7 +36,7 @@ def sorted_keys(entries: bytes, order4=None) -> tuple[bytes, bytes]:
     nets4 = np.frombuffer(entries, ">u4", n4, o + n4)
     o += 5 * n4
     plens6 = np.frombuffer(entries, np.uint8, n6, o)
-    nets6 = np.frombuffer(entries, ">u8", 2 * n6, o + n6).reshape(n6, 2).astype(np.uint64)  # native: sorts faster
+    nets6 = np.frombuffer(entries, ">u8", 2 * n6, o + n6).reshape(n6, 2)
     if order4 is None:
         order4 = _order4(plens4, nets4)
     rec4 = np.empty(n4, dtype=RECORD[4])
@@ -44,7 +44,7 @@ def sorted_keys(entries: bytes, order4=None) -> tuple[bytes, bytes]:
     order6 = _order6(plens6, nets6)
     rec6 = np.empty(n6, dtype=RECORD[6])
     rec6["p"], rec6["i"] = plens6[order6], order6 + n4
-    rec6["n"] = np.ascontiguousarray(nets6[order6].astype(">u8")).view("V16").ravel()
+    rec6["n"] = np.frombuffer(entries, "V16", n6, o + n6)[order6]  # as stored: big-endian
     return rec4.tobytes(), rec6.tobytes()
 
 
@@ -78,13 +78,12 @@ def _order6(plens, nets):
     three passes; any tie and it is the three-key sort."""
     import numpy as np
 
-    hi = nets[:, 0]
+    hi = nets[:, 0].astype(np.uint64)  # native order: sorts faster
     if len(hi) > 1 and not np.count_nonzero(plens != plens[0]):
-        order = np.argsort(hi)
-        srt = hi[order]
+        order, srt = px.argsort_u64(hi)
         if not np.count_nonzero(srt[1:] == srt[:-1]):
             return order
-    return np.lexsort((nets[:, 1], hi, plens))
+    return np.lexsort((nets[:, 1].astype(np.uint64), hi, plens))
 
 
 class _Column:

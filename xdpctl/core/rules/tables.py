@@ -159,7 +159,8 @@ class KernelTables(SharedMaps):
     def write_columns(self, diffs: dict) -> SyncReport:
         """Write diffs computed without reading the standby set, from what
         it is known to hold (a list's alone hosts, listdelta.Split.columns):
-        {map name: Diff}. Deletes first, then batches; undone if this change
+        {map name: Diff}. Batches (Map.replace_batch: never more entries
+        than before or after); undone if this change
         fails before commit, replayed into the other set at commit like an
         image's writes. The written keys' presence bits are set."""
         for name, d in diffs.items():  # before any write; at least this: the kernel refuses what else overflows

@@ -688,10 +688,10 @@ def argsort_u64(words) -> tuple:
 def order_v4(plens, nets) -> tuple:
     """IPv4 prefixes (lengths and networks as numpy arrays) sorted by
     (length, network): (their positions in that order, or None past 2^24
-    of them; no two equal). One plain sort of 64-bit words with the
-    position in their low 24 bits: numpy sorts integers several times
-    faster than it argsorts them, and the parser's duplicate check and a
-    list's key columns (listindex) need the same sort."""
+    of them; no two equal). One plain sort (sort_u64) of 64-bit words
+    with the position in their low 24 bits, not an argsort; the parser's
+    duplicate check and a list's key columns (listindex) need the same
+    sort, so a parsed list is sorted once (Members.order4)."""
     import numpy as np
 
     keys = (plens.astype(np.uint64) << np.uint64(32)) | nets.astype(np.uint64)

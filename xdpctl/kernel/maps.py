@@ -437,14 +437,13 @@ class Map:
         update_batch, and never holds more than before or after.
 
         In a hash allocated on insert the first min(n_del, n_upd) of each
-        go in turns, TURN_CHUNK deletes then as many writes in each part:
-        the allocator gives the elements the deletes free to the writes
-        once a grace period has passed, where all the deletes first hand
-        a million elements back to the kernel while the writes allocate a
-        million anew. A part writes only as many as it deleted, so nothing
-        is added before the deletes are done; the rest of the longer side
-        follows. Raises CapacityError when full; on failure part of it may
-        have been done (the caller owns rollback).
+        go in turns, TURN_CHUNK deletes then as many writes in each part,
+        where all the deletes first freed a million elements and the
+        writes then allocated a million (measured faster: docs/internals.md,
+        "Performance of the control plane"). A part writes only as many as
+        it deleted, so nothing is added before the deletes are done; the
+        rest of the longer side follows. Raises CapacityError when full; on
+        failure part of it may have been done (the caller owns rollback).
         """
         n = min(n_del, n_upd) if self.type in HASH_TYPES and self.flags & BPF_F_NO_PREALLOC else 0
         write = self._writer(keys, values, n_upd) if n_upd else None
@@ -489,7 +488,7 @@ class Map:
                 L.check(ret, self._what("update_batch"))
                 done += n
 
-        write.keep = (kin, vin)  # type: ignore[attr-defined]
+        write.keep = (kin, vin)  # type: ignore[attr-defined]  # the bytes the addresses point into
         return write
 
     def _deleter(self, keys: bytes) -> Callable[[int, int], None]:
@@ -514,7 +513,7 @@ class Map:
                     L.check(ret, self._what("delete_batch"))
                 done += n
 
-        delete.keep = kin  # type: ignore[attr-defined]
+        delete.keep = kin  # type: ignore[attr-defined]  # the bytes the address points into
         return delete
 
     def clear(self) -> None:

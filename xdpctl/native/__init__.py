@@ -45,15 +45,32 @@ def lib() -> ctypes.CDLL | None:
     return _lib
 
 
+def _need() -> ctypes.CDLL:
+    """The library, for a helper without a twin of its own here."""
+    c = lib()
+    if c is None:
+        raise RuntimeError(f"{PATH} is missing: run `make native`")
+    return c
+
+
+def _in_place(words, what: str) -> ctypes.CDLL:
+    """The library, for a helper that works in place on ``words``: a
+    contiguous, writable uint64 array, else ValueError ("{what} a ...")."""
+    import numpy as np
+
+    c = _need()
+    if words.dtype != np.uint64 or not words.flags.c_contiguous or not words.flags.writeable:
+        raise ValueError(f"{what} a contiguous, writable uint64 array")
+    return c
+
+
 def ipv4_columns(data: bytes):
     """Plain IPv4 text (bytes, no byte-order mark) as (networks as uint32,
     lengths as uint8) numpy arrays in text order, duplicates included; None
     when the text is not plain IPv4. Raises RuntimeError without the library."""
     import numpy as np
 
-    c = lib()
-    if c is None:
-        raise RuntimeError(f"{PATH} is missing: run `make native`")
+    c = _need()
     cap = len(data) // 8 + 1  # a line takes at least 8 bytes ("0.0.0.0\n"; the last may lack the newline)
     nets, plens = np.empty(cap, np.uint32), np.empty(cap, np.uint8)
     n = c.xc_ipv4_columns(data, len(data), nets.ctypes.data, plens.ctypes.data, cap)
@@ -65,9 +82,7 @@ def ipv6_columns(data: bytes):
     bytes each in network order; lengths as bytes) in text order,
     duplicates included; None when the text is not plain IPv6 (or has host
     bits, or an IPv4-mapped address). Raises RuntimeError without the library."""
-    c = lib()
-    if c is None:
-        raise RuntimeError(f"{PATH} is missing: run `make native`")
+    c = _need()
     cap = data.count(b"\n") + 1  # lines (the last may lack its newline)
     nets, plens = ctypes.create_string_buffer(16 * cap), ctypes.create_string_buffer(cap)
     n = c.xc_ipv6_columns(data, len(data), nets, plens, cap)
@@ -80,11 +95,7 @@ def sort_u64(words) -> None:
     without the library."""
     import numpy as np
 
-    c = lib()
-    if c is None:
-        raise RuntimeError(f"{PATH} is missing: run `make native`")
-    if words.dtype != np.uint64 or not words.flags.c_contiguous or not words.flags.writeable:
-        raise ValueError("sort_u64 sorts a contiguous, writable uint64 array")
+    c = _in_place(words, "sort_u64 sorts")
     tmp = np.empty_like(words)
     c.xc_sort_u64(words.ctypes.data, tmp.ctypes.data, len(words))
 
@@ -96,11 +107,7 @@ def argsort_u64(words):
     Raises RuntimeError without the library."""
     import numpy as np
 
-    c = lib()
-    if c is None:
-        raise RuntimeError(f"{PATH} is missing: run `make native`")
-    if words.dtype != np.uint64 or not words.flags.c_contiguous or not words.flags.writeable:
-        raise ValueError("argsort_u64 sorts a contiguous, writable uint64 array")
+    c = _in_place(words, "argsort_u64 sorts")
     if len(words) >= 1 << 32:
         raise ValueError("argsort_u64 takes fewer than 2^32 words")
     idx, tk, ti = np.empty(len(words), np.uint32), np.empty_like(words), np.empty(len(words), np.uint32)
@@ -115,11 +122,7 @@ def or_bits(words, bits) -> None:
     RuntimeError without the library."""
     import numpy as np
 
-    c = lib()
-    if c is None:
-        raise RuntimeError(f"{PATH} is missing: run `make native`")
-    if words.dtype != np.uint64 or not words.flags.c_contiguous or not words.flags.writeable:
-        raise ValueError("or_bits sets bits in a contiguous, writable uint64 array")
+    c = _in_place(words, "or_bits sets bits in")
     bits = np.ascontiguousarray(bits, np.uint32)
     if c.xc_or_bits(words.ctypes.data, len(words), bits.ctypes.data, len(bits)) < 0:
         raise ValueError(f"a bit past the {len(words)} words")

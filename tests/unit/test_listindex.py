@@ -201,6 +201,27 @@ def test_the_parsers_sort_gives_the_same_key_columns(engine, monkeypatch):
     assert Members.parse(text + "2001:db8::/32\n").order4 is None
 
 
+@pytest.mark.parametrize("engine", ["native", "numpy"])
+def test_the_ipv4_order_past_the_position_bits_is_the_same(engine, monkeypatch):
+    """order_v4 past the positions its packed words carry (2^24 members;
+    lowered to 2^4 here) takes the argsort path: the same order, and the
+    same duplicate answer, as the packed sort gives."""
+    import numpy as np
+
+    if engine == "numpy":
+        monkeypatch.setattr(px.native, "lib", lambda: None)
+    rng = random.Random(engine)
+    pfxs = _unique([_rand_prefix(rng, 4) for _ in range(3000)])
+    plens = np.array([p.plen for p in pfxs], np.uint8)
+    nets = np.array([p.net for p in pfxs], np.uint32)
+    want = px.order_v4(plens, nets)
+    monkeypatch.setattr(px, "_POS_BITS", 4)
+    got = px.order_v4(plens, nets)
+    assert got[1] is want[1] is True and got[0].tolist() == want[0].tolist()
+    dup = px.order_v4(np.append(plens, plens[7]), np.append(nets, nets[7]))
+    assert dup[1] is False
+
+
 def test_stored_columns_are_the_rows_as_rules(state):
     """The individual rules as compiler columns equal each row as
     row_to_rule makes it: L4 rules on any address (with and without a

@@ -685,22 +685,26 @@ def argsort_u64(words) -> tuple:
     return native.argsort_u64(srt), srt
 
 
+_POS_BITS = 24  # order_v4: positions that ride in the low bits of a (length, network) word
+
+
 def order_v4(plens, nets) -> tuple:
     """IPv4 prefixes (lengths and networks as numpy arrays) sorted by
-    (length, network): (their positions in that order, or None past 2^24
-    of them; no two equal). One plain sort (sort_u64) of 64-bit words
-    with the position in their low 24 bits, not an argsort; the parser's
+    (length, network): (their positions in that order; no two equal). Up
+    to 2^24 of them, one plain sort (sort_u64) of 64-bit words with the
+    position in their low 24 bits; past that, argsort_u64. The parser's
     duplicate check and a list's key columns (listindex) need the same
     sort, so a parsed list is sorted once (Members.order4)."""
     import numpy as np
 
     keys = (plens.astype(np.uint64) << np.uint64(32)) | nets.astype(np.uint64)
-    if len(keys) > 1 << 24:
-        keys = sort_u64(keys)
-        return None, not np.count_nonzero(keys[1:] == keys[:-1])
-    srt = sort_u64((keys << np.uint64(24)) | np.arange(len(keys), dtype=np.uint64))
-    keys = srt >> np.uint64(24)
-    return (srt & np.uint64((1 << 24) - 1)).astype(np.intp), not np.count_nonzero(keys[1:] == keys[:-1])
+    if len(keys) > 1 << _POS_BITS:
+        order, keys = argsort_u64(keys)
+        return order, not np.count_nonzero(keys[1:] == keys[:-1])
+    bits = np.uint64(_POS_BITS)
+    srt = sort_u64((keys << bits) | np.arange(len(keys), dtype=np.uint64))
+    keys = srt >> bits
+    return (srt & np.uint64((1 << _POS_BITS) - 1)).astype(np.intp), not np.count_nonzero(keys[1:] == keys[:-1])
 
 
 def _plain_bytes(data: str | bytes, other: str) -> bytes | None:

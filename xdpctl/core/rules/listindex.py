@@ -38,7 +38,7 @@ def sorted_keys(entries: bytes, order4=None) -> tuple[bytes, bytes]:
     plens6 = np.frombuffer(entries, np.uint8, n6, o)
     nets6 = np.frombuffer(entries, ">u8", 2 * n6, o + n6).reshape(n6, 2)
     if order4 is None:
-        order4 = _order4(plens4, nets4)
+        order4 = px.order_v4(plens4, nets4)[0]
     rec4 = np.empty(n4, dtype=RECORD[4])
     rec4["p"], rec4["n"], rec4["i"] = plens4[order4], nets4[order4], order4
     order6 = _order6(plens6, nets6)
@@ -61,14 +61,6 @@ def open_keys(state: State, name: str) -> tuple:
     the key columns existed."""
     blobs = state.open_list_keys(name)
     return sorted_keys(state.list_row(name).entries) if blobs is None else blobs
-
-
-def _order4(plens, nets):
-    """The order of IPv4 keys by (length, network); keys are unique."""
-    import numpy as np
-
-    order = px.order_v4(plens, nets)[0]
-    return np.argsort((plens.astype(np.uint64) << np.uint64(32)) | nets.astype(np.uint64)) if order is None else order
 
 
 def _order6(plens, nets):

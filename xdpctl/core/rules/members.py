@@ -24,14 +24,15 @@ class Members:
     """A list's members as columns, IPv4 ones first (rule-id order)."""
 
     def __init__(self, nets4: list | None, plens4: bytes, nets6: list | None, plens6: bytes,
-                 packed6: bytes | None = None, packed4: bytes | None = None):
+                 packed6: bytes | None = None, packed4: bytes | None = None, order4=None):
         """``nets4`` / ``nets6`` None: made from ``packed4`` / ``packed6``
-        when first asked for."""
+        when first asked for. ``order4``: the IPv4 positions by (length,
+        network) when the parser sorted them (px.order_v4)."""
         self._nets4, self.plens4, self._nets6, self.plens6 = nets4, plens4, nets6, plens6
         self.n4, self.n6 = len(plens4), len(plens6)
         self.packed4 = packed4  # nets4 packed (4 bytes each, big-endian) when the parser or the blob had them
         self.packed6 = packed6  # nets6 packed (16 bytes each, big-endian) when the parser had them
-        self.order4 = None  # IPv4 positions by (length, network) when the parser sorted them (px.order_v4)
+        self.order4 = order4  # the key columns (listindex.sorted_keys) reuse it
 
     def __len__(self) -> int:
         return self.n4 + self.n6
@@ -85,9 +86,7 @@ class Members:
         one family (px.text_columns); None for the line-by-line parser."""
         v4 = px.ipv4_columns(text, with_order=True)
         if v4 is not None:
-            m = cls(None, v4[1], [], b"", packed4=v4[0])
-            m.order4 = v4[2]
-            return m
+            return cls(None, v4[1], [], b"", packed4=v4[0], order4=v4[2])
         v6 = px.ipv6_columns(text)
         if v6 is not None:
             return cls([], b"", None, v6[1], v6[0])

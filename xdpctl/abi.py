@@ -234,8 +234,8 @@ class xc_counter(ctypes.Structure):
 
 
 class xc_config(ctypes.Structure):
-    _fields_ = [("policy", u32), ("flags", u32), ("generation", u64), ("active", u32), ("pad", u32),
-                ("synced", u64)]
+    _fields_ = [("policy", u32), ("flags", u32), ("generation", u64), ("active", u32), ("dead_count", u32),
+                ("synced", u64), ("dead_base", u32), ("pad", u32)]
 
 
 class xc_rule_val(ctypes.Structure):
@@ -362,7 +362,7 @@ U32 = struct.Struct("=I")
 STAGES = struct.Struct("=IIII")                # xc_stages
 COUNTER = struct.Struct("=QQ")                 # xc_counter
 CONFIG = struct.Struct("=IIQ")                 # head of xc_config: policy, flags, generation
-CONFIG_FULL = struct.Struct("=IIQI4xQ")        # xc_config: the head, active set, synced
+CONFIG_FULL = struct.Struct("=IIQIIQI4x")      # xc_config: the head, active set, dead count, synced, dead base
 RULE_VAL = struct.Struct("=IBBHQIBBHQ")        # xc_rule_val (rule, then its same-band fallback)
 RULE_HALF = struct.Struct("=IBBHQ")            # one half of xc_rule_val
 KEY4 = struct.Struct("=I4s")                   # xc_key4 (addr as 4 bytes, big-endian)
@@ -467,9 +467,11 @@ def pack_stages(owner: int, stages: int, hook: int) -> bytes:
     return STAGES.pack(HOOK_MAGIC, owner, stages, hook)
 
 
-def pack_config(policy: int, flags: int, generation: int, active: int = 0, synced: int | None = None) -> bytes:
+def pack_config(policy: int, flags: int, generation: int, active: int = 0, synced: int | None = None,
+                dead_base: int = 0, dead_count: int = 0) -> bytes:
     """xc_config; synced defaults to generation (both sets hold it)."""
-    return CONFIG_FULL.pack(policy, flags, generation, active, generation if synced is None else synced)
+    return CONFIG_FULL.pack(policy, flags, generation, active, dead_count,
+                            generation if synced is None else synced, dead_base)
 
 
 class Config(NamedTuple):
@@ -478,10 +480,16 @@ class Config(NamedTuple):
     generation: int
     active: int = 0
     synced: int = 0
+    dead_base: int = 0   # rule ids dead_base .. +dead_count-1: entries the active set holds that read as absent
+    dead_count: int = 0
+
+    def pack(self) -> bytes:
+        return pack_config(*self)
 
 
 def unpack_config(b: bytes) -> Config:
-    return Config(*CONFIG_FULL.unpack(b[:CONFIG_FULL.size]))
+    policy, flags, generation, active, dead_count, synced, dead_base = CONFIG_FULL.unpack(b[:CONFIG_FULL.size])
+    return Config(policy, flags, generation, active, synced, dead_base, dead_count)
 
 
 def pack_mgmt_key(dir: int, family: int, addr: int, plen: int) -> bytes:

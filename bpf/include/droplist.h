@@ -15,7 +15,9 @@
  * entry with a deadline is met or a rule is hit (last_hit_ns).
  *
  * Every lookup goes to the active set of rule tables (struct xc_config,
- * read once per packet), so a packet sees the tables of one generation.
+ * read once per packet), so a packet sees the tables of one generation. A
+ * host-band entry of one of the config's dead rule ids (a replaced list's
+ * old hosts, deleted after the flip) is read as absent.
  */
 #ifndef XDPCTL_DROPLIST_H
 #define XDPCTL_DROPLIST_H
@@ -89,6 +91,23 @@ static __always_inline int xc_take(struct xc_match *m, const struct xc_rule_val 
 	return 1;
 }
 
+/* Rule ids the active set may still hold entries of, to be read as absent
+ * (struct xc_config dead_base, dead_count: a replaced list's old hosts). */
+struct xc_dead {
+	__u32 base;
+	__u32 count;
+};
+
+/* xc_take for the host bands, where a replaced list's entries may stay
+ * past the flip: an entry of a dead rule id is absent. */
+static __always_inline int xc_take_host(struct xc_match *m, const struct xc_rule_val *v,
+					struct xc_dead dead, __u64 *now)
+{
+	if (v && v->rule_id - dead.base < dead.count)
+		return 0;
+	return xc_take(m, v, now);
+}
+
 /* Table `name` of the active set (struct xc_config.active): set A is the
  * plain name, set B the name with _b. */
 #define XC_TBL(set, name) ((set) ? (void *)&name##_b : (void *)&name)
@@ -107,7 +126,7 @@ static __always_inline int xc_present(__u32 set, __u32 bit)
  * hashes are skipped when they hold nothing (cfg flags) or the presence
  * bitmap says no key of theirs covers the address's /24. */
 static __always_inline void xc_match4(struct xc_match *m, __u32 set, __u32 dir, __be32 addr,
-				      __u32 flags, __u64 *now)
+				      __u32 flags, struct xc_dead dead, __u64 *now)
 {
 	struct xc_key4 k = { .dir = dir, .addr = addr };
 	__u32 skip = flags, idx;
@@ -115,7 +134,7 @@ static __always_inline void xc_match4(struct xc_match *m, __u32 set, __u32 dir, 
 	if ((flags & XC_CFG_HAVE_BITS) && !xc_present(set, (dir << 24) | (bpf_ntohl(addr) >> 8)))
 		skip |= XC_CFG_NO_V4L32 | XC_CFG_NO_V4L24;
 	if (!(skip & XC_CFG_NO_V4L32) &&
-	    xc_take(m, bpf_map_lookup_elem(XC_TBL(set, xc_v4_l32), &k), now))
+	    xc_take_host(m, bpf_map_lookup_elem(XC_TBL(set, xc_v4_l32), &k), dead, now))
 		return;
 	k.addr = addr & bpf_htonl(0xffffff00);
 	if (!(skip & XC_CFG_NO_V4L24) &&
@@ -166,7 +185,7 @@ static __always_inline void xc_trie6(struct xc_match *m, __u32 set, __u32 dir,
  * the address's /27.
  */
 static __always_inline void xc_match6(struct xc_match *m, __u32 set, __u32 dir,
-				      const union xc_addr *a, __u32 flags, __u64 *now)
+				      const union xc_addr *a, __u32 flags, struct xc_dead dead, __u64 *now)
 {
 	struct xc_match t = {};
 	struct xc_key6 k;
@@ -178,7 +197,7 @@ static __always_inline void xc_match6(struct xc_match *m, __u32 set, __u32 dir,
 	k.dir = dir;
 	__builtin_memcpy(k.addr, a, 16);
 	if (!(flags & XC_CFG_NO_V6L128) &&
-	    xc_take(m, bpf_map_lookup_elem(XC_TBL(set, xc_v6_l128), &k), now))
+	    xc_take_host(m, bpf_map_lookup_elem(XC_TBL(set, xc_v6_l128), &k), dead, now))
 		return;
 	if (flags & XC_CFG_HAVE_V6TRIE)
 		xc_trie6(&t, set, dir, a, now);
@@ -207,17 +226,17 @@ trie:
 
 /* Longest address match of the packet's source (dir 0) or destination. */
 static __always_inline void xc_match_addr(struct xc_match *m, const struct xc_pkt *p, __u32 set,
-					  __u32 dir, __u32 cfg_flags, __u64 *now)
+					  __u32 dir, __u32 cfg_flags, struct xc_dead dead, __u64 *now)
 {
 	const union xc_addr *a = dir == XC_DIR_SRC ? &p->src : &p->dst;
 	__u32 mapped = dir == XC_DIR_SRC ? XC_PKT_SRC_V4MAPPED : XC_PKT_DST_V4MAPPED;
 
 	if (p->l3 == XC_L3_IPV4)
-		xc_match4(m, set, dir, a->v4, cfg_flags, now);
+		xc_match4(m, set, dir, a->v4, cfg_flags, dead, now);
 	else if (p->flags & mapped)
-		xc_match4(m, set, dir, a->w[3], cfg_flags, now);
+		xc_match4(m, set, dir, a->w[3], cfg_flags, dead, now);
 	else
-		xc_match6(m, set, dir, a, cfg_flags, now);
+		xc_match6(m, set, dir, a, cfg_flags, dead, now);
 }
 
 /*
@@ -312,7 +331,8 @@ static __always_inline int xc_consider(const struct xc_match *m, struct xc_match
  * directly and the verifier can inline it.
  */
 static __always_inline int xc_droplist_match(const struct xc_pkt *p, __u32 set, __u32 policy,
-					     __u32 flags, __u32 hook, __u32 *reason, __u32 *rule)
+					     __u32 flags, struct xc_dead dead, __u32 hook, __u32 *reason,
+					     __u32 *rule)
 {
 	struct xc_match m = {}, deny = {};
 	__u32 why = XC_DL_DROP_SRC;
@@ -329,12 +349,12 @@ static __always_inline int xc_droplist_match(const struct xc_pkt *p, __u32 set, 
 		}
 		m.act = XC_ACT_NONE;
 	}
-	xc_match_addr(&m, p, set, XC_DIR_SRC, flags, &now);
+	xc_match_addr(&m, p, set, XC_DIR_SRC, flags, dead, &now);
 	if (xc_consider(&m, &deny, &why, XC_DL_DROP_SRC))
 		goto allow;
 	if (flags & XC_CFG_HAVE_DST) {
 		m.act = XC_ACT_NONE;
-		xc_match_addr(&m, p, set, XC_DIR_DST, flags, &now);
+		xc_match_addr(&m, p, set, XC_DIR_DST, flags, dead, &now);
 		if (xc_consider(&m, &deny, &why, XC_DL_DROP_DST))
 			goto allow;
 	}
@@ -379,6 +399,7 @@ static __always_inline int xc_droplist_run(const struct xc_pkt *p, __u32 hook, s
 {
 	const struct xc_config *cfg;
 	__u32 zero = 0, policy = XC_POLICY_ALLOW, flags = 0, set = 0;
+	struct xc_dead dead = {};
 	__u32 reason, rule = 0;
 	int verdict = XC_PASS;
 
@@ -387,6 +408,8 @@ static __always_inline int xc_droplist_run(const struct xc_pkt *p, __u32 hook, s
 		policy = cfg->policy;
 		flags = cfg->flags;
 		set = cfg->active;
+		dead.base = cfg->dead_base;
+		dead.count = cfg->dead_count;
 	}
 
 	if (p->l3 == XC_L3_MALFORMED) {
@@ -399,9 +422,9 @@ static __always_inline int xc_droplist_run(const struct xc_pkt *p, __u32 hook, s
 	} else if (p->l3 != XC_L3_IPV4 && p->l3 != XC_L3_IPV6) {
 		reason = policy == XC_POLICY_DENY ? XC_DL_PASS_ALWAYS : XC_DL_PASS_NOMATCH;
 	} else if (set) {
-		verdict = xc_droplist_match(p, 1, policy, flags, hook, &reason, &rule);
+		verdict = xc_droplist_match(p, 1, policy, flags, dead, hook, &reason, &rule);
 	} else {
-		verdict = xc_droplist_match(p, 0, policy, flags, hook, &reason, &rule);
+		verdict = xc_droplist_match(p, 0, policy, flags, dead, hook, &reason, &rule);
 	}
 	xc_count(&xc_dl_cnt, reason, p->len);
 	res->reason = reason;

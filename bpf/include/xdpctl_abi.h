@@ -120,14 +120,23 @@ enum xc_policy {
  * the standby set, then names it active together with the new generation
  * in one update of this value, then writes the same change into the other
  * set. synced == generation: the standby set equals the active one.
+ *
+ * Dead ids: a change that replaces or removes a list may leave the old
+ * version's host entries (xc_v4_l32, xc_v6_l128) in the set it makes
+ * active, to be deleted after the flip; their rule ids are those of the old
+ * version, dead_base .. dead_base+dead_count-1, and the program reads such
+ * an entry as absent. dead_count is 0 once they are deleted (always so
+ * when synced == generation).
  */
 struct xc_config {          /* ARRAY xc_cfg, one entry, key 0 */
 	__u32 policy;       /* enum xc_policy */
 	__u32 flags;        /* XC_CFG_* */
 	__u64 generation;   /* the revision the active set holds */
 	__u32 active;       /* 0: set A, 1: set B */
-	__u32 pad;
+	__u32 dead_count;   /* rule ids dead_base .. dead_base+dead_count-1 are gone */
 	__u64 synced;       /* generation the standby set holds too (else stale) */
+	__u32 dead_base;
+	__u32 pad;
 };
 
 /*

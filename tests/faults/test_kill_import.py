@@ -31,7 +31,7 @@ from typing import Callable
 import pytest
 
 from tests.support import emulation as emu
-from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set, temp_settings
+from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set, split_dead, temp_settings
 from xdpctl import abi
 from xdpctl.core import prefixes as px
 from xdpctl.core.context import Context
@@ -185,8 +185,11 @@ def _check_after_kill(ctx: Context, settings, what: str, old_rev: int, old_img: 
     active = kernel_rule_set(ctx, cfg.active)
     if active == old_img:
         side, want_gen, want = "before", old_rev, (XDP_DROP, XDP_PASS)
-    else:
-        assert active == new_img, f"{what}: the active set is neither revision's compile"
+        assert cfg.dead_count == 0, (what, cfg)
+    else:  # the old list's hosts may stay beside it, under the dead ids the flip named: read as absent
+        live, dead = split_dead(active, cfg)
+        assert live == new_img, f"{what}: the active set is neither revision's compile"
+        assert set(dead) <= {HOSTS} and set(dead.get(HOSTS, ())) <= set(old_img[HOSTS]), what
         side, want_gen, want = "after", old_rev + 1, (XDP_PASS, XDP_DROP)
     assert cfg.generation == want_gen, (what, side, cfg)
     assert _probe(settings) == want, (what, side)

@@ -11,12 +11,13 @@ and health says so."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 import pytest
 
 from tests.support import emulation as emu
-from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set
+from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set, split_dead
 from xdpctl import abi
 from xdpctl.core import prefixes as px
 from xdpctl.core.context import Context
@@ -144,10 +145,14 @@ def test_a_failed_deferred_catch_up_leaves_the_set_stale_for_the_next_change(ctx
 def delta_ctx(make_ctx, monkeypatch):
     """The service's kind of context where a list change beside a bigger
     list is a delta (listdelta) whose one plan is deferred like an image."""
+    return _delta_ctx(make_ctx, monkeypatch)
+
+
+def _delta_ctx(make_ctx, monkeypatch, **capacity) -> Context:
     monkeypatch.setattr(service, "BULK_THRESHOLD", 4)
     monkeypatch.setattr(service, "LIST_DELTA_RATIO", 1)
     monkeypatch.setattr(tables, "DEFER_PLAN_MIN", 1)
-    c = make_ctx(xc_rule_stats=65536)
+    c = make_ctx(xc_rule_stats=65536, **capacity)
     c.defer_catch_up = True
     d = DropList(c)
     d.import_list("big", [px.parse_prefix(f"10.9.0.{i}") for i in range(60)])
@@ -176,10 +181,22 @@ def _deferred_delta(ctx, ttl: str | None = None) -> tuple[DropList, abi.Config]:
 
 @pytest.mark.parametrize("ttl", [None, "1h"])
 def test_a_deferred_list_delta_is_replayed(delta_ctx, monkeypatch, ttl) -> None:
+    """Without a TTL the old version's two hosts stay in the set made
+    active, under the dead ids xc_cfg names with the flip (read as absent),
+    until the catch-up deletes them; with one (columns not used) the plan
+    deleted them before the flip."""
     d, after = _deferred_delta(delta_ctx, ttl)
-    assert emu.without_deadlines(kernel_rule_set(delta_ctx, after.active)) == \
-        emu.without_deadlines(_compiled(delta_ctx))
+    live, dead = split_dead(kernel_rule_set(delta_ctx, after.active), after)
+    assert emu.without_deadlines(live) == emu.without_deadlines(_compiled(delta_ctx))
+    if ttl is None:  # the old version's two ids; the new version's seven come after them
+        new_base, _n = d.state.list_span("feed")
+        assert after.dead_count == 2 and after.dead_base + 2 <= new_base
+        assert sorted(dead) == ["xc_v4_l32"] and sorted(dead["xc_v4_l32"]) == \
+            sorted(abi.KEY4.pack(0, ipaddress.ip_address(a).packed) for a in ("10.3.0.9", "10.3.0.10"))
+    else:
+        assert dead == {} and after.dead_count == 0
     assert _verdict(delta_ctx, "10.3.0.4") == (XDP_DROP, DROP) and _verdict(delta_ctx, "10.3.1.9") == (XDP_DROP, DROP)
+    assert _verdict(delta_ctx, "10.3.0.9") == (XDP_PASS, MISS)  # the old version's host: gone, wherever its entry is
 
     def no_compare(*_a):
         raise AssertionError("an untouched set replays the plan, it is not compared")
@@ -189,6 +206,7 @@ def test_a_deferred_list_delta_is_replayed(delta_ctx, monkeypatch, ttl) -> None:
         assert d.catch_up() is True
     cfg = read_pinned_config(delta_ctx)
     assert cfg.synced == cfg.generation and kernel_health(delta_ctx, cfg.generation).in_sync
+    assert cfg.dead_count == 0 and _verdict(delta_ctx, "10.3.0.9") == (XDP_PASS, MISS)
     want = emu.without_deadlines(_compiled(delta_ctx))
     assert [emu.without_deadlines(kernel_rule_set(delta_ctx, s)) for s in (0, 1)] == [want, want]
 
@@ -263,3 +281,125 @@ def test_pins_removed_while_a_catch_up_writes_are_not_made_again(ctx, monkeypatc
     finally:
         child.close()
     assert gone and not os.path.exists(ctx.settings.pin_dir)
+
+
+# ---- a replaced list's hosts left past the flip (xc_config dead ids)
+
+def _feed(ctx, *prefixes: str) -> tuple[DropList, abi.Config]:
+    """List feed written (or removed, with no prefixes) as a delta whose
+    catch-up is pending: (drop list, xc_cfg after the flip)."""
+    d = DropList(ctx)
+    if prefixes:
+        d.import_list("feed", [px.parse_prefix(p) for p in prefixes])
+    else:
+        d.remove_list("feed")
+    cfg = read_pinned_config(ctx)
+    assert cfg.synced == DEFERRED and ctx.pending_catch_up is not None
+    return d, cfg
+
+
+def _left(ctx, cfg: abi.Config) -> dict:
+    """The active set's dead entries, after checking that the rest is
+    exactly the compile of the database."""
+    live, dead = split_dead(kernel_rule_set(ctx, cfg.active), cfg)
+    assert live == _compiled(ctx)
+    return dead
+
+
+def _keys(*addrs: str) -> list[bytes]:
+    out = []
+    for a in addrs:
+        ip = ipaddress.ip_address(a)
+        out.append(abi.KEY4.pack(0, ip.packed) if ip.version == 4 else abi.U32.pack(0) + ip.packed)
+    return sorted(out)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_a_removed_list_leaves_its_hosts_dead_until_the_catch_up(delta_ctx, family) -> None:
+    """Six hosts: more than a small change's four (a plan deletes those)."""
+    hosts = tuple(f"10.3.0.{i}" if family == 4 else f"2001:db8:5::{i}" for i in range(1, 7))
+    band = "xc_v4_l32" if family == 4 else "xc_v6_l128"
+    d, _cfg = _feed(delta_ctx, *hosts)
+    assert d.catch_up() is True
+    span = d.state.list_span("feed")
+    assert _verdict(delta_ctx, hosts[0]) == (XDP_DROP, DROP)
+    d, after = _feed(delta_ctx)
+    assert (after.dead_base, after.dead_count) == span
+    dead = _left(delta_ctx, after)
+    assert sorted(dead) == [band] and sorted(dead[band]) == _keys(*hosts)
+    assert [_verdict(delta_ctx, h) for h in hosts] == [(XDP_PASS, MISS)] * 6
+    assert _verdict(delta_ctx, "10.9.0.7") == (XDP_DROP, DROP)  # the other list's hosts: live
+    assert d.catch_up() is True
+    _both_hold_the_compile(delta_ctx)
+    assert read_pinned_config(delta_ctx).dead_count == 0
+    assert [_verdict(delta_ctx, h) for h in hosts] == [(XDP_PASS, MISS)] * 6
+
+
+def test_keys_a_new_member_takes_over_are_not_left_dead(delta_ctx) -> None:
+    """The old version's hosts .9 and .10 leave; the new version's /30
+    (planned after the hosts' columns) writes those very keys again: they
+    are live under the /30, and the catch-up must not delete them."""
+    d, _cfg = _feed(delta_ctx, "10.3.0.9", "10.3.0.10")
+    assert d.catch_up() is True
+    d, after = _feed(delta_ctx, "10.3.0.8/30", "10.3.0.20")
+    base, count = d.state.list_span("feed")
+    assert after.dead_count == 0 and _left(delta_ctx, after) == {}
+    with DropListProbe(delta_ctx.settings) as probe:
+        for host in ("10.3.0.9", "10.3.0.10", "10.3.0.11"):
+            retval, reason, rid = probe.source_match(host)
+            assert (retval, reason) == (XDP_DROP, DROP) and base <= rid < base + count, (host, rid)
+    assert d.catch_up() is True
+    _both_hold_the_compile(delta_ctx)
+    assert _verdict(delta_ctx, "10.3.0.9") == (XDP_DROP, DROP)
+
+
+def test_some_keys_taken_over_and_the_rest_left_dead(delta_ctx) -> None:
+    gone = ("10.3.0.33", "10.3.0.34", "10.3.0.35")
+    d, _cfg = _feed(delta_ctx, "10.3.0.9", "10.3.0.10", *gone)
+    assert d.catch_up() is True
+    span = d.state.list_span("feed")
+    d, after = _feed(delta_ctx, "10.3.0.8/30")
+    assert (after.dead_base, after.dead_count) == span
+    dead = _left(delta_ctx, after)
+    assert sorted(dead) == ["xc_v4_l32"] and sorted(dead["xc_v4_l32"]) == _keys(*gone)
+    assert _verdict(delta_ctx, "10.3.0.33") == (XDP_PASS, MISS) and _verdict(delta_ctx, "10.3.0.9") == (XDP_DROP, DROP)
+    assert d.catch_up() is True
+    _both_hold_the_compile(delta_ctx)
+
+
+def test_a_change_that_writes_nothing_keeps_the_dead_ids(delta_ctx) -> None:
+    """The process that held the catch-up died (its job is gone): a change
+    that writes no rule table (a revision bump) keeps the dead ids with the
+    set they describe; the next change that writes rewrites the sets whole."""
+    old = tuple(f"10.3.0.{i}" for i in range(9, 14))
+    d, _cfg = _feed(delta_ctx, *old)
+    assert d.catch_up() is True
+    d, after = _feed(delta_ctx, "10.3.0.20")
+    delta_ctx.pending_catch_up = None  # died with it
+    d.bump_revision()
+    cfg = read_pinned_config(delta_ctx)
+    assert (cfg.generation, cfg.active, cfg.dead_base, cfg.dead_count) == \
+        (after.generation + 1, after.active, after.dead_base, after.dead_count) and cfg.dead_count == 5
+    assert sorted(_left(delta_ctx, cfg)["xc_v4_l32"]) == _keys(*old)
+    assert _verdict(delta_ctx, "10.3.0.9") == (XDP_PASS, MISS) and _verdict(delta_ctx, "10.3.0.20") == (XDP_DROP, DROP)
+    d.add([spec("198.51.100.9")])
+    assert d.catch_up() is True
+    _both_hold_the_compile(delta_ctx)
+    assert read_pinned_config(delta_ctx).dead_count == 0 and _verdict(delta_ctx, "10.3.0.9") == (XDP_PASS, MISS)
+
+
+def test_a_band_that_cannot_hold_both_versions_takes_the_deletes_first(make_ctx, monkeypatch, caplog) -> None:
+    """64 slots in the /32 band: 60 hosts of list big, 2 of feed's old
+    version; its new version's 3 hosts do not fit beside the old ones, so
+    the old ones are deleted before the flip after all (nothing left dead)
+    and the change goes through."""
+    ctx = _delta_ctx(make_ctx, monkeypatch, xc_v4_l32=64)
+    d, _cfg = _feed(ctx, "10.3.0.9", "10.3.0.10")
+    assert d.catch_up() is True
+    with caplog.at_level("INFO", logger="xdpctl"):
+        d, after = _feed(ctx, "10.3.0.20", "10.3.0.21", "10.3.0.22")
+    assert "xc_v4_l32 cannot hold both versions of the list" in caplog.text  # the kernel refused the 65th
+    assert after.dead_count == 0 and _left(ctx, after) == {}
+    assert _verdict(ctx, "10.3.0.9") == (XDP_PASS, MISS) and _verdict(ctx, "10.3.0.22") == (XDP_DROP, DROP)
+    assert d.catch_up() is True
+    _both_hold_the_compile(ctx)

@@ -11,10 +11,14 @@ import os
 import pytest
 
 from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe
+from xdpctl import abi
 from xdpctl.core import prefixes as px
 from xdpctl.core.errors import BpfError
 from xdpctl.core.rules.service import DropList
-from xdpctl.core.rules.tables import SHARED_DL_MAPS, KernelTables, read_pinned_config
+from xdpctl.core.rules.tables import SHARED_DL_MAPS, KernelTables, kernel_health, read_pinned_config
+from xdpctl.core.rules.validate import spec
+from xdpctl.kernel import libbpf as L
+from xdpctl.kernel.maps import obj_pin
 
 pytestmark = pytest.mark.root
 
@@ -26,7 +30,8 @@ def test_the_first_change_makes_the_maps_beside_its_compile(make_ctx) -> None:
     assert not os.path.exists(ctx.settings.shared_map_dir)
     with KernelTables(ctx) as kt:
         assert kt.making  # the thread is making them
-        assert kt.cfg == (0, 0, 0, 0, 0) and kt.max_entries("xc_rule_stats") == ctx.settings.capacity["xc_rule_stats"]
+        assert kt.cfg == abi.Config(0, 0, 0)
+        assert kt.max_entries("xc_rule_stats") == ctx.settings.capacity["xc_rule_stats"]
         assert kt["xc_rule_stats"].max_entries == ctx.settings.capacity["xc_rule_stats"]  # waits, then opens
         assert not kt.making
     assert sorted(os.listdir(ctx.settings.shared_map_dir)) == sorted(SHARED_DL_MAPS)
@@ -65,3 +70,35 @@ def test_a_map_that_is_pinned_keeps_its_size_while_the_missing_ones_are_made(mak
         assert kt.making  # nothing so far needed the maps being made
         assert kt["xc_v4_l24"].max_entries == ctx.settings.capacity["xc_v4_l24"]  # waits for the making
         assert not kt.making
+
+
+def test_a_map_pinned_by_another_layout_is_refused_and_nothing_changes(make_ctx) -> None:
+    """xc_cfg pinned with the 32-byte value of an xdpctl before the dead
+    ids (a real array map of that size in its place): a change is refused
+    with the pin named and the way out, before anything is written; health
+    says the same; after the pins are removed, restore makes them anew."""
+    ctx = make_ctx()
+    d = DropList(ctx)
+    d.import_list("feed", HOSTS[:10])
+    ctx.close()
+    path = os.path.join(ctx.settings.shared_map_dir, "xc_cfg")
+    os.unlink(path)
+    fd = L.check(L.bpf_map_create(2, b"xc_cfg", 4, 32, 1, None), "create a 32-byte xc_cfg")  # BPF_MAP_TYPE_ARRAY
+    try:
+        obj_pin(fd, path)
+    finally:
+        L.close_fd(fd)
+    with pytest.raises(BpfError) as err:
+        d.add([spec("10.9.9.9")])
+    msg = str(err.value)
+    assert err.value.errno == errno.EINVAL and path in msg and "32-byte values" in msg and "40 bytes" in msg, msg
+    assert "restore" in err.value.hint
+    assert d.revision() == 1 and [r.prefix for r in d.rules()] == []
+    with pytest.raises(BpfError):
+        kernel_health(ctx, 1)
+    for name in os.listdir(ctx.settings.shared_map_dir):
+        os.unlink(os.path.join(ctx.settings.shared_map_dir, name))
+    d.sync()
+    assert read_pinned_config(ctx).generation == 1
+    with DropListProbe(ctx.settings) as p:
+        assert p.source_match("10.0.0.7")[0] == XDP_DROP

@@ -135,7 +135,8 @@ class DropListProbe:
     counters and rule statistics of its own: probing changes nothing the
     instance reports. Its config keeps the instance's IPv6-trie flag and
     turns destination, port and management lookups off, so only the source
-    decides, in the rule set that was active when the probe was made."""
+    decides, in the rule set that was active when the probe was made (with
+    the dead rule ids it had then)."""
 
     PRIVATE = frozenset({"xc_cfg", "xc_rule_stats"})
 
@@ -157,8 +158,9 @@ class DropListProbe:
             raw = m.lookup(abi.U32.pack(0))
         cfg = abi.unpack_config(raw)
         flags = cfg.flags & int(abi.CfgFlag.HAVE_V6TRIE)
-        with self.loaded.map("xc_cfg") as m:  # the instance's active rule set
-            m.update(abi.U32.pack(0), abi.pack_config(int(abi.Policy.ALLOW), flags, 0, cfg.active))
+        with self.loaded.map("xc_cfg") as m:  # the instance's active rule set, its dead ids
+            m.update(abi.U32.pack(0), abi.pack_config(int(abi.Policy.ALLOW), flags, 0, cfg.active, None,
+                                                      cfg.dead_base, cfg.dead_count))
 
     def source_match(self, addr: str) -> tuple[int, abi.DlReason, int | None]:
         """(retval, reason, rule id hit or None) for one ICMP packet from ``addr``."""
@@ -193,6 +195,19 @@ class DropListProbe:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def split_dead(tables: dict, cfg: abi.Config) -> tuple[dict, dict]:
+    """A set's contents (kernel_rule_set) without the entries xc_cfg names
+    dead (a replaced list's hosts left past the flip, read as absent), and
+    those entries, by map (only maps that hold some)."""
+    dead_ids = range(cfg.dead_base, cfg.dead_base + cfg.dead_count)
+    live, dead = {}, {}
+    for name, entries in tables.items():
+        live[name] = {k: v for k, v in entries.items() if abi.U32.unpack(v[:4])[0] not in dead_ids}
+        if len(live[name]) != len(entries):
+            dead[name] = {k: v for k, v in entries.items() if k not in live[name]}
+    return live, dead
 
 
 def kernel_rule_set(ctx: Context, rule_set: int) -> dict:

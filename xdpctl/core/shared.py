@@ -126,6 +126,7 @@ class SharedMaps:
                     if self.create or exc.errno != errno.ENOENT:
                         raise
                     raise PinsGone(m) from exc
+                check_layout(self._maps[m], os.path.join(self.dir, m))
 
     def __getitem__(self, name: str) -> maps.Map:
         """One map: at once if it was pinned already, else once made."""
@@ -143,3 +144,17 @@ class SharedMaps:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def check_layout(m: maps.Map, path: str) -> None:
+    """Refuse a pinned map whose entries are not this version's (pinned by
+    an xdpctl of another layout): reading or writing it would go wrong."""
+    name = os.path.basename(path)
+    spec = abi.MAP_SPECS.get(name) or abi.MAP_SPECS.get(name.removesuffix(abi.STANDBY_SUFFIX))
+    if spec is None or (m.key_size, m.value_size) == (spec.key_size, spec.value_size):
+        return
+    raise BpfError(f"the map pinned at {path} was made by another version of xdpctl ({m.key_size}-byte keys, "
+                   f"{m.value_size}-byte values; this version's are {spec.key_size} and {spec.value_size} bytes): "
+                   "nothing was changed", errno.EINVAL,
+                   hint="detach its hooks ({action:detach}), remove the pinned maps in "
+                        f"{os.path.dirname(path)} and run {{action:restore}}: it makes them anew and refills them")

@@ -58,6 +58,11 @@ class Version(NamedTuple):
     action: int
     expires_ns: int
 
+    @property
+    def ids(self) -> range:
+        """The rule ids of its members."""
+        return range(self.base, self.base + len(records(self.keys[0], 4)) + len(records(self.keys[1], 6)))
+
 
 def exact(old: Version | None) -> bool:
     """Are the kernel's entries of a stored version (None: no list) known to
@@ -97,6 +102,18 @@ class Split(NamedTuple):
                     else:
                         plan.delete(BAND[fam], keys[j * ks:(j + 1) * ks])
         return plan
+
+    def dead_ids(self) -> range | None:
+        """The old version's rule ids when the new version's are apart from
+        them (as import_list allocates them): every entry the columns
+        delete has one, none that the change writes does
+        (KernelTables.write_columns may leave the deletes past the flip)."""
+        if self.old is None:
+            return None
+        old = self.old.ids
+        if self.new is not None and (new := self.new.ids) and new.start < old.stop and old.start < new.stop:
+            return None
+        return old
 
     @property
     def columnar(self) -> bool:

@@ -243,11 +243,11 @@ class DropList:
         cols = sp.columns()
         report = SyncReport(self.state.revision)
         if cols and store:
-            report, row = _beside(lambda: kt.write_columns(cols), store)
+            report, row = _beside(lambda: kt.write_columns(cols, sp.dead_ids()), store)
         else:
             row = store() if store else None
             if cols:
-                report = kt.write_columns(cols)
+                report = kt.write_columns(cols, sp.dead_ids())
         if sp.removed or sp.added:
             rest = self._write_delta(kt, _members(sp.removed), _members(sp.added), clock)
             report.written, report.deleted = report.written + rest.written, report.deleted + rest.deleted

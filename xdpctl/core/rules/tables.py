@@ -27,7 +27,7 @@ from ...kernel import bpffs, maps
 from .. import dlcompile as dlc
 from ..context import Context
 from ..errors import BpfError, CapacityError
-from ..shared import PinsGone, SharedMaps
+from ..shared import PinsGone, SharedMaps, check_layout
 from . import builder, presence
 
 SET_MAPS = tuple(abi.set_map(m, s) for s in (0, 1) for m in abi.SET_TABLES)
@@ -37,6 +37,7 @@ DEFERRED = STALE - 1   # stale too, untouched since the flip: its catch-up is th
 SET_NAMES = ("A", "B")
 ZERO_IN_KERNEL = 4096  # ids of a range from which zero_stats loads the builder rather than writing zeros
 DEFER_PLAN_MIN = 2000  # entries of a change's one plan from which its catch-up may be deferred, as an image's
+DEFER_BANDS = ("xc_v4_l32", "xc_v6_l128")  # host bands whose deletes may be left past the flip (xc_config dead ids)
 
 Progress = Callable[[int, int], None]
 Undo = list  # (map, old keys, old values, count, new keys, count), packed: how to put a map back
@@ -62,12 +63,15 @@ class CatchUp(NamedTuple):
     too: ``wrote``, the change's plans and whole images, each image as
     (compiled, the standby set's writes to replay, or None: compare entry
     by entry), columns (write_columns) as (None, their writes: no image to
-    compare with); ``held``, the revision it held before."""
+    compare with); ``held``, the revision it held before. ``dead``: the
+    deletes the flip left in the set it made active, (map name, keys,
+    count), entries of the dead ids xc_cfg names (KernelTables.write_columns)."""
 
     revision: int
     rule_set: int
     held: int
     wrote: list
+    dead: tuple = ()
 
     def images(self) -> "CatchUp | None":
         """The same catch-up comparing the set with each image entry by
@@ -92,6 +96,7 @@ class KernelTables(SharedMaps):
         self._empty = 0                  # the active set's empty-band flags as found
         self._wrote: list = []           # what this change wrote to the standby set (plans, images)
         self._undo: Undo = []            # how to put the standby set back until the flip
+        self._dead: list = []            # deletes left past the flip: [dead ids, index in _wrote, {map: Diff}]
         self.catch_up_error: str | None = None
         self.deferred: CatchUp | None = None  # the catch-up a commit left to catch_up()
 
@@ -156,24 +161,40 @@ class KernelTables(SharedMaps):
         self._wrote.append((compiled, writes))
         return _sync_set(self, compiled, self.standby, self._undo, progress, writes)
 
-    def write_columns(self, diffs: dict) -> SyncReport:
+    def write_columns(self, diffs: dict, dead_ids: range | None = None) -> SyncReport:
         """Write diffs computed without reading the standby set, from what
         it is known to hold (a list's alone hosts, listdelta.Split.columns):
         {map name: Diff}. Batches (Map.replace_batch: never more entries
         than before or after); undone if this change
         fails before commit, replayed into the other set at commit like an
-        image's writes. The written keys' presence bits are set."""
+        image's writes. The written keys' presence bits are set.
+
+        ``dead_ids``: every entry the diffs delete belongs to a rule id of
+        this range, which no entry the change writes uses (a replaced or
+        removed list's old version). Then, as the first write of a change,
+        the deletes of a host band allocated on insert are left past the
+        flip: xc_cfg names the range with it, the data path reads those
+        entries as absent, and the catch-up deletes them (CatchUp.dead).
+        The command pays the writes only. A band that cannot hold both
+        versions at once takes its deletes first after all."""
         for name, d in diffs.items():  # before any write; at least this: the kernel refuses what else overflows
             _check_capacity(self.table(name, self.standby), d.n_upd)
+        defer = bool(dead_ids) and not self._wrote and not self._dead
         self._begin_write()
         writes: list = []
         self._wrote.append((None, writes))  # no image: a catch-up replays the writes, or leaves the set
         report = SyncReport(revision=0)
+        left: dict = {}
         for name, d in diffs.items():
-            written, deleted = report.per_map[name] = _write_diff(self.table(name, self.standby), name, d,
-                                                                 self._undo, writes)
+            mo = self.table(name, self.standby)
+            late = defer and d.n_del > 0 and name in DEFER_BANDS and not mo.preallocated
+            written, deleted = report.per_map[name] = _write_diff(mo, name, d, self._undo, writes, late)
+            if late and not deleted:
+                left[name] = d
             report.written += written
             report.deleted += deleted
+        if left:
+            self._dead = [dead_ids, len(self._wrote) - 1, left]
         presence.add_keys(self, self.standby, {name: (d.upd_keys, d.n_upd) for name, d in diffs.items()})
         return report
 
@@ -187,14 +208,16 @@ class KernelTables(SharedMaps):
         that wrote a whole image or columns (write_columns), or plans of at
         least DEFER_PLAN_MIN entries in all (a big list's delta), leaves its
         catch-up in ``deferred`` (for catch_up(), later, under the writer
-        lock) and returns None once the flip is done."""
+        lock) and returns None once the flip is done. Deletes that
+        write_columns left go into the job too (CatchUp.dead), their ids
+        named in xc_cfg with the flip."""
         old = self.cfg
-        if not self._wrote:  # nothing written: the active set's bands are as found
+        if not self._wrote:  # nothing written: the active set's bands are as found (dead entries too)
             synced = revision if old.synced == old.generation else STALE
             flags |= presence.settle(self, old.active, old.generation, revision, self._empty)
             if synced == revision:
                 presence.settle(self, self.standby, old.synced, revision, self._empty)
-            self._write_cfg(abi.Config(policy, flags, revision, old.active, synced))
+            self._write_cfg(old._replace(policy=policy, flags=flags, generation=revision, synced=synced))
             return None
         # The standby set mirrored the active one when this change began
         # (found in sync): the bands this change did not write are as found.
@@ -203,12 +226,14 @@ class KernelTables(SharedMaps):
         flags |= presence.settle(self, self.standby, self.found.synced, revision, empty)
         defer = defer and sum(w.size() if isinstance(w, dlc.Plan) else DEFER_PLAN_MIN
                               for w in self._wrote) >= DEFER_PLAN_MIN
-        self._write_cfg(abi.Config(policy, flags, revision, self.standby, DEFERRED if defer else STALE))
-        self._undo = []
+        dead, dead_ids = _left_dead(self._wrote, self._dead)
+        self._write_cfg(abi.Config(policy, flags, revision, self.standby, DEFERRED if defer else STALE,
+                                   dead_ids.start if dead else 0, len(dead_ids) if dead else 0))
+        self._undo, self._dead = [], []
         wrote, self._wrote = self._wrote, []
         # the standby set's writes replay on its twin when it mirrored it
         job = CatchUp(revision, old.active, old.generation,
-                      [w if isinstance(w, dlc.Plan) else (w[0], w[1] if mirrored else None) for w in wrote])
+                      [w if isinstance(w, dlc.Plan) else (w[0], w[1] if mirrored else None) for w in wrote], dead)
         if defer:
             self.deferred = job
             return None
@@ -250,6 +275,8 @@ class KernelTables(SharedMaps):
                     rep = _sync_set(self, w[0], job.rule_set, None, None, None, w[1])
                     report.written, report.deleted = report.written + rep.written, report.deleted + rep.deleted
             presence.settle(self, job.rule_set, job.held, job.revision, 0)  # flags unused: the set is not made active
+            for name, keys, n in job.dead:  # entries the data path reads as absent already: no wait
+                self.table(name, 1 - job.rule_set).delete_batch(keys, n)
         except Exception as exc:
             self.catch_up_error = (f"set {SET_NAMES[job.rule_set]} of the rule tables was not brought to "
                                    f"revision {job.revision}: {exc}")
@@ -257,7 +284,7 @@ class KernelTables(SharedMaps):
             if self.cfg.synced != STALE:
                 self._write_cfg(self.cfg._replace(synced=STALE))
             return report, False
-        self._write_cfg(self.cfg._replace(synced=job.revision))
+        self._write_cfg(self.cfg._replace(synced=job.revision, dead_base=0, dead_count=0))
         return report, True
 
     def _roll_back(self, cause: BaseException) -> None:
@@ -265,7 +292,7 @@ class KernelTables(SharedMaps):
         the active set again. A failure here is raised, naming what could
         not be undone; the set stays marked stale."""
         image = any(not isinstance(w, dlc.Plan) for w in self._wrote)  # its bitmap was rebuilt
-        undo, self._undo, self._wrote = self._undo, [], []
+        undo, self._undo, self._wrote, self._dead = self._undo, [], [], []
         failed = []
         for mo, old_keys, old_vals, n_old, new_keys, n_new in reversed(undo):
             try:
@@ -424,16 +451,67 @@ def _sync_map(mo: maps.Map, name: str, table: dlc.Table, undo: Undo | None,
     return _write_diff(mo, name, d, undo, writes)
 
 
-def _write_diff(mo: maps.Map, name: str, d: "Diff", undo: Undo | None, writes: list | None) -> tuple[int, int]:
+def _write_diff(mo: maps.Map, name: str, d: "Diff", undo: Undo | None, writes: list | None,
+                late: bool = False) -> tuple[int, int]:
     """Write a map's diff (Map.replace_batch: never more entries than
-    before or after), recording how to undo it and what was written.
+    before or after), recording how to undo it and what was written (its
+    deletes included). ``late``: the writes only, the deletes left to the
+    caller, unless the map cannot hold both (then as without it).
     Returns (entries written, entries deleted)."""
     if undo is not None:
         undo.append((mo, d.old_keys, d.old_vals, d.n_old, d.new_keys, d.n_new))
     if writes is not None:
         writes.append((name, d.upd_keys, d.upd_vals, d.n_upd, d.dels, d.n_del))
+    if late:
+        try:
+            mo.update_batch(d.upd_keys, d.upd_vals, d.n_upd)
+            return d.n_upd, 0
+        except CapacityError:  # full before all were written: the deletes make room, the writes go again
+            log.info("%s cannot hold both versions of the list: its deletes go before the flip", name)
     mo.replace_batch(d.dels, d.n_del, d.upd_keys, d.upd_vals, d.n_upd)
     return d.n_upd, d.n_del
+
+
+def _left_dead(wrote: list, dead: list) -> tuple[tuple, range | None]:
+    """The deletes write_columns left past the flip, as CatchUp.dead, and
+    their ids; without the keys a later write of the change put back (a
+    plan's, a later diff's), or none after a whole image (it compared the
+    set entry by entry: nothing is left)."""
+    if not dead:
+        return (), None
+    import numpy as np
+
+    ids, at, diffs = dead
+    later = wrote[at + 1:]
+    if any(not isinstance(w, dlc.Plan) and w[0] is not None for w in later):
+        return (), None
+    out = []
+    for name, d in diffs.items():
+        ks = len(d.dels) // d.n_del
+        put = _put_keys(later, name, ks)
+        keys = d.dels
+        if len(put):
+            gone = np.frombuffer(d.dels, f"V{ks}", d.n_del)
+            keys = gone[~np.isin(gone, put)].tobytes()
+        if keys:
+            out.append((name, keys, len(keys) // ks))
+    return tuple(out), ids if out else None
+
+
+def _put_keys(later: list, name: str, ks: int):
+    """Keys of map ``name`` that the writes in ``later`` put (plans' updates,
+    columns' writes), as an array of ks-byte items."""
+    import numpy as np
+
+    parts = []
+    for w in later:
+        if isinstance(w, dlc.Plan):
+            mp = w.get(name)
+            if mp is not None and mp.updates:
+                parts.append(b"".join(mp.updates))
+        else:
+            parts += [upd for n, upd, _v, cnt, _d, _nd in w[1] if n == name and cnt]
+    return np.frombuffer(b"".join(parts), f"V{ks}")
 
 
 def _replay(kt: "KernelTables", rule_set: int, writes: list) -> SyncReport:
@@ -677,7 +755,9 @@ def kernel_health(ctx: Context, db_revision: int | None = None) -> KernelHealth:
 
 def read_pinned_config(ctx: Context) -> abi.Config:
     """xc_cfg of the shared maps, read without creating anything."""
-    with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, "xc_cfg")) as m:
+    path = os.path.join(ctx.settings.shared_map_dir, "xc_cfg")
+    with maps.Map.from_pin(path) as m:
+        check_layout(m, path)
         raw = m.lookup(abi.U32.pack(0))
     return abi.unpack_config(raw) if raw else abi.Config(0, 0, 0)
 

@@ -43,6 +43,33 @@ finally:
 assert seen == [True] and gc.isenabled()
 """
 
+PAUSED_BESIDE_A_BACKGROUND_JOB = """
+import gc, threading
+from xdpctl.core.background import Background
+from xdpctl.core.gcpause import collector_paused
+stop = threading.Event()
+job = Background(stop.wait, "xdpctl-test")  # kernel work, as making maps: not counted
+try:
+    assert threading.active_count() == 2
+    with collector_paused() as paused:
+        assert paused and not gc.isenabled()
+finally:
+    stop.set()
+    job.result()
+assert gc.isenabled()
+stop = threading.Event()
+other = threading.Thread(target=stop.wait)  # any other thread still is
+other.start()
+job = Background(stop.wait, "xdpctl-test")
+try:
+    with collector_paused() as paused:
+        assert not paused and gc.isenabled()
+finally:
+    stop.set()
+    other.join()
+    job.result()
+"""
+
 
 def run(code: str) -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -55,3 +82,7 @@ def test_paused_when_the_only_thread() -> None:
 
 def test_not_paused_while_another_thread_runs() -> None:
     run(NOT_PAUSED_WITH_ANOTHER_THREAD)
+
+
+def test_paused_beside_background_jobs_only() -> None:
+    run(PAUSED_BESIDE_A_BACKGROUND_JOB)

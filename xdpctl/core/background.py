@@ -6,9 +6,17 @@ maps, writing a batch of entries), beside Python work of the caller's."""
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
+_THREADS: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()  # every Background's thread
+
+
+def running() -> int:
+    """Background threads alive now: they spend their time in the kernel
+    and make few Python objects (gcpause does not count them)."""
+    return sum(t.is_alive() for t in list(_THREADS))
 
 
 class Background(Generic[T]):
@@ -19,6 +27,7 @@ class Background(Generic[T]):
         self._value: T | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(fn,), name=name, daemon=True)
+        _THREADS.add(self._thread)
         self._thread.start()
 
     def _run(self, fn: Callable[[], T]) -> None:

@@ -10,14 +10,17 @@ import os
 
 import pytest
 
-from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe
+from tests.support import emulation as emu
+from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set
 from xdpctl import abi
 from xdpctl.core import prefixes as px
 from xdpctl.core.errors import BpfError
+from xdpctl.core.rules import ruleset, service
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import SHARED_DL_MAPS, KernelTables, kernel_health, read_pinned_config
 from xdpctl.core.rules.validate import spec
 from xdpctl.kernel import libbpf as L
+from xdpctl.kernel import maps
 from xdpctl.kernel.maps import obj_pin
 
 pytestmark = pytest.mark.root
@@ -102,3 +105,25 @@ def test_a_map_pinned_by_another_layout_is_refused_and_nothing_changes(make_ctx)
     assert read_pinned_config(ctx).generation == 1
     with DropListProbe(ctx.settings) as p:
         assert p.source_match("10.0.0.7")[0] == XDP_DROP
+
+
+def test_a_first_whole_image_takes_the_new_array_as_zeros(make_ctx, monkeypatch) -> None:
+    """The /16 array of a set this change made is compared with zeros, not
+    read back (a dump of its 131,072 slots); what it ends holding is the
+    compile all the same, in both sets, and a /12 drops."""
+    monkeypatch.setattr(service, "BULK_THRESHOLD", 0)  # every change a whole image
+    read = []
+    dump = maps.Map.dump
+    monkeypatch.setattr(maps.Map, "dump", lambda self: read.append(self.name) or dump(self))
+    ctx = make_ctx()
+    d = DropList(ctx)
+    d.add([spec("10.16.0.0/12"), spec("10.0.0.7")])
+    assert not [n for n in read if n.startswith("xc_v4_l16")], read
+    want = emu.tables_to_state(ruleset.compile_stored(ctx.state))
+    assert kernel_rule_set(ctx, 0) == want and kernel_rule_set(ctx, 1) == want
+    with DropListProbe(ctx.settings) as p:
+        assert p.source_match("10.20.1.1")[0] == XDP_DROP and p.source_match("10.32.1.1")[0] == XDP_PASS
+    d.add([spec("10.64.0.0/12")])  # the next image reads the array it compares with
+    assert [n for n in read if n.startswith("xc_v4_l16")], read
+    want = emu.tables_to_state(ruleset.compile_stored(ctx.state))
+    assert kernel_rule_set(ctx, 0) == want and kernel_rule_set(ctx, 1) == want

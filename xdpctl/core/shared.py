@@ -36,7 +36,7 @@ class SharedMaps:
         self.dir = ctx.settings.shared_map_dir
         self._maps: dict[str, maps.Map] = {}
         self._making: tuple[objects.Opened, Background[None]] | None = None  # ensure(early=True)
-        self._missing: frozenset[str] = frozenset()  # the maps being made
+        self._missing: frozenset[str] = frozenset()  # the maps this opening made (or is making)
 
     def object_name(self) -> str:
         """The object whose load creates the group's maps."""
@@ -64,6 +64,11 @@ class SharedMaps:
     def being_made(self, name: str) -> bool:
         """Is this map one of those being made (not pinned when the group was opened)?"""
         return self._making is not None and name in self._missing
+
+    def made_here(self, name: str) -> bool:
+        """Was this map made by this opening of the group (empty until
+        its caller writes it)?"""
+        return name in self._missing
 
     def max_entries(self, name: str) -> int:
         """A map's size; while it is being made, the size it is made with."""
@@ -93,6 +98,7 @@ class SharedMaps:
                 self._making, self._missing = (opened, quietly), frozenset(missing)
                 return self
             self._opened().load().close()
+            self._missing = frozenset(missing)
             pins = self.ctx.pins_in(self.dir)
         self._open(pins, self.NAMES)
         return self

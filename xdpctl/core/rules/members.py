@@ -138,10 +138,14 @@ class Members:
 
     def columns(self, base: int, d: int, action: int, expires_ns: int) -> dlc.RuleColumns:
         """Members as compiler input, rule ids from base."""
+        import numpy as np
+
         n = self.n4 + self.n6
         none = [None] * n
+        ids = array("I")
+        ids.frombytes(np.arange(base, base + n, dtype=np.uint32).tobytes())  # a quarter of array(range())'s time
         return dlc.RuleColumns(
-            array("I", range(base, base + n)), b"\x04" * self.n4 + b"\x06" * self.n6,
+            ids, b"\x04" * self.n4 + b"\x06" * self.n6,
             self.nets4 + self.nets6, self.plens4 + self.plens6, bytes([d]) * n, bytes([action]) * n,
             none, none, [expires_ns] * n, self.packed6)
 

@@ -158,8 +158,9 @@ class KernelTables(SharedMaps):
         did not mirror it) it is compared with the image entry by entry."""
         self._begin_write()
         writes: list | None = None if repair else []
+        first = not self._wrote
         self._wrote.append((compiled, writes))
-        return _sync_set(self, compiled, self.standby, self._undo, progress, writes)
+        return _sync_set(self, compiled, self.standby, self._undo, progress, writes, fresh=first)
 
     def write_columns(self, diffs: dict, dead_ids: range | None = None) -> SyncReport:
         """Write diffs computed without reading the standby set, from what
@@ -431,10 +432,11 @@ def _apply_plan(kt: KernelTables, plan: dlc.Plan, rule_set: int, undo: Undo | No
 
 
 def _sync_map(mo: maps.Map, name: str, table: dlc.Table, undo: Undo | None,
-              writes: list | None) -> tuple[int, int]:
+              writes: list | None, zeros: bool = False) -> tuple[int, int]:
     """Make one map equal its image; record how to undo it, and (in
-    ``writes``) what was written and deleted. Returns (entries written,
-    entries deleted)."""
+    ``writes``) what was written and deleted. ``zeros``: the map holds
+    what it was made with (an array: zeros, compared without reading it).
+    Returns (entries written, entries deleted)."""
     if name != dlc.L16 and not mo.has_entries():
         if table.count:
             _check_capacity(mo, table.count)
@@ -445,7 +447,8 @@ def _sync_map(mo: maps.Map, name: str, table: dlc.Table, undo: Undo | None,
             writes.append((name, table.keys, table.values, table.count, b"", 0))
         return table.count, 0
     _check_capacity(mo, table.count)
-    d = diff_entries(mo.dump(), table, mo.key_size, mo.value_size)
+    cur = (table.keys, bytes(table.count * mo.value_size), table.count) if zeros and name == dlc.L16 else mo.dump()
+    d = diff_entries(cur, table, mo.key_size, mo.value_size)
     if name == dlc.L16:  # an array: every slot is in the image, none is deleted
         d = d._replace(dels=b"", n_del=0)
     return _write_diff(mo, name, d, undo, writes)
@@ -646,10 +649,12 @@ def _pair_rows(ck, wk, words: int):
 
 
 def _sync_set(kt: KernelTables, compiled: dlc.Compiled, rule_set: int, undo: Undo | None,
-              progress: Progress | None, writes: list | None = None, replay: list | None = None) -> SyncReport:
+              progress: Progress | None, writes: list | None = None, replay: list | None = None,
+              fresh: bool = False) -> SyncReport:
     """Make every rule map of one set equal the compiled image: compared
     map by map (what was done goes to ``writes``), or, given ``replay``,
-    by repeating its twin's writes."""
+    by repeating its twin's writes. ``fresh``: nothing wrote the set in
+    this change before (a map made by it still holds what it was made with)."""
     if replay is not None:
         report = _replay(kt, rule_set, replay)
         presence.copy(kt, 1 - rule_set, rule_set)  # the twin's keys, so the twin's bits
@@ -658,7 +663,8 @@ def _sync_set(kt: KernelTables, compiled: dlc.Compiled, rule_set: int, undo: Und
     total = sum(compiled[m].count for m in abi.RULE_MAPS)
     done = 0
     for name in abi.RULE_MAPS:
-        written, deleted = _sync_map(kt.table(name, rule_set), name, compiled[name], undo, writes)
+        made = fresh and kt.made_here(abi.set_map(name, rule_set))
+        written, deleted = _sync_map(kt.table(name, rule_set), name, compiled[name], undo, writes, made)
         report.per_map[name] = (written, deleted)
         report.written += written
         report.deleted += deleted

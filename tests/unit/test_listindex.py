@@ -154,11 +154,16 @@ def test_all_rules_merges_rules_and_lists_as_the_oracle(state, monkeypatch, cut_
     assert len(got) < len(rules) + len(in_b) + len(pending)  # some were hidden
 
 
-@pytest.mark.parametrize("kind", ["hosts", "hosts sharing /64s", "mixed lengths", "one", "none"])
-def test_key_columns_are_sorted_records(kind):
+@pytest.mark.parametrize("engine", ["native", "numpy"])
+@pytest.mark.parametrize("kind", ["hosts", "hosts sharing /64s", "mixed lengths", "mixed lengths sharing /64s",
+                                  "one", "none"])
+def test_key_columns_are_sorted_records(kind, engine, monkeypatch):
     """sorted_keys against a plain sort of (length, network, position)
     records, for the shapes its IPv6 order takes apart: one length with
-    distinct high words, one length with ties in them, several lengths."""
+    distinct high words, one length with ties in them, several lengths
+    (with and without ties), by the C sorts and by numpy's."""
+    if engine == "numpy":
+        monkeypatch.setattr(px.native, "lib", lambda: None)
     rng = random.Random(kind)
     if kind == "hosts":
         v6 = [px.Prefix(6, (0x2001 << 112) | rng.getrandbits(112), 128) for _ in range(3000)]
@@ -167,6 +172,11 @@ def test_key_columns_are_sorted_records(kind):
         v6 = [px.Prefix(6, n, 128) for n in nets]
     elif kind == "mixed lengths":
         v6 = [_rand_prefix(rng, 6) for _ in range(3000)]
+    elif kind == "mixed lengths sharing /64s":  # ties in the high word within a length and across lengths
+        his = [(0x20010DB8 << 32) | rng.randrange(40) for _ in range(3000)]
+        v6 = [px.Prefix(6, (h << 64) | rng.getrandbits(64), 128) for h in his[:2000]]
+        v6 += [px.Prefix(6, h << 64, 64) for h in his[2000:2040]]
+        v6 += [px.Prefix(6, (h << 64) | (rng.getrandbits(8) << 56), 72) for h in his[2040:]]
     else:
         v6 = [px.Prefix(6, 0x20010DB8 << 96, 32)] if kind == "one" else []
     v4 = [_rand_prefix(rng, 4) for _ in range(500)]

@@ -126,13 +126,14 @@ class SharedMaps:
     def _open(self, pins: dict[str, tuple[int, int]], names) -> None:
         for m in names:
             if m not in self._maps:
+                path = os.path.join(self.dir, m)
                 try:
-                    self._maps[m] = self.ctx.pinned_map(os.path.join(self.dir, m), pins.get(m))
+                    self._maps[m] = self.ctx.pinned_map(path, pins.get(m))
                 except BpfError as exc:  # removed since the directory was read
                     if self.create or exc.errno != errno.ENOENT:
                         raise
                     raise PinsGone(m) from exc
-                check_layout(self._maps[m], os.path.join(self.dir, m))
+                check_layout(self._maps[m], path)
 
     def __getitem__(self, name: str) -> maps.Map:
         """One map: at once if it was pinned already, else once made."""
@@ -154,10 +155,14 @@ class SharedMaps:
 
 def check_layout(m: maps.Map, path: str) -> None:
     """Refuse a pinned map whose entries are not this version's (pinned by
-    an xdpctl of another layout): reading or writing it would go wrong."""
+    an xdpctl of another layout): reading or writing it would go wrong.
+    Checked once per opened map (the context keeps it open)."""
+    if getattr(m, "layout_checked", False):
+        return
     name = os.path.basename(path)
     spec = abi.MAP_SPECS.get(name) or abi.MAP_SPECS.get(name.removesuffix(abi.STANDBY_SUFFIX))
     if spec is None or (m.key_size, m.value_size) == (spec.key_size, spec.value_size):
+        m.layout_checked = True
         return
     raise BpfError(f"the map pinned at {path} was made by another version of xdpctl ({m.key_size}-byte keys, "
                    f"{m.value_size}-byte values; this version's are {spec.key_size} and {spec.value_size} bytes): "

@@ -96,7 +96,7 @@ class KernelTables(SharedMaps):
         self._empty = 0                  # the active set's empty-band flags as found
         self._wrote: list = []           # what this change wrote to the standby set (plans, images)
         self._undo: Undo = []            # how to put the standby set back until the flip
-        self._dead: list = []            # deletes left past the flip: [dead ids, index in _wrote, {map: Diff}]
+        self._late: tuple | None = None  # deletes the first write left past the flip: (dead ids, {map: Diff})
         self.catch_up_error: str | None = None
         self.deferred: CatchUp | None = None  # the catch-up a commit left to catch_up()
 
@@ -180,7 +180,7 @@ class KernelTables(SharedMaps):
         versions at once takes its deletes first after all."""
         for name, d in diffs.items():  # before any write; at least this: the kernel refuses what else overflows
             _check_capacity(self.table(name, self.standby), d.n_upd)
-        defer = bool(dead_ids) and not self._wrote and not self._dead
+        defer = bool(dead_ids) and not self._wrote  # the first write: nothing before it put a key it deletes
         self._begin_write()
         writes: list = []
         self._wrote.append((None, writes))  # no image: a catch-up replays the writes, or leaves the set
@@ -195,7 +195,7 @@ class KernelTables(SharedMaps):
             report.written += written
             report.deleted += deleted
         if left:
-            self._dead = [dead_ids, len(self._wrote) - 1, left]
+            self._late = (dead_ids, left)
         presence.add_keys(self, self.standby, {name: (d.upd_keys, d.n_upd) for name, d in diffs.items()})
         return report
 
@@ -227,10 +227,10 @@ class KernelTables(SharedMaps):
         flags |= presence.settle(self, self.standby, self.found.synced, revision, empty)
         defer = defer and sum(w.size() if isinstance(w, dlc.Plan) else DEFER_PLAN_MIN
                               for w in self._wrote) >= DEFER_PLAN_MIN
-        dead, dead_ids = _left_dead(self._wrote, self._dead)
+        dead, ids = _left_dead(self._wrote, self._late)
         self._write_cfg(abi.Config(policy, flags, revision, self.standby, DEFERRED if defer else STALE,
-                                   dead_ids.start if dead else 0, len(dead_ids) if dead else 0))
-        self._undo, self._dead = [], []
+                                   ids.start, len(ids)))
+        self._undo, self._late = [], None
         wrote, self._wrote = self._wrote, []
         # the standby set's writes replay on its twin when it mirrored it
         job = CatchUp(revision, old.active, old.generation,
@@ -293,7 +293,7 @@ class KernelTables(SharedMaps):
         the active set again. A failure here is raised, naming what could
         not be undone; the set stays marked stale."""
         image = any(not isinstance(w, dlc.Plan) for w in self._wrote)  # its bitmap was rebuilt
-        undo, self._undo, self._wrote, self._dead = self._undo, [], [], []
+        undo, self._undo, self._wrote, self._late = self._undo, [], [], None
         failed = []
         for mo, old_keys, old_vals, n_old, new_keys, n_new in reversed(undo):
             try:
@@ -475,19 +475,21 @@ def _write_diff(mo: maps.Map, name: str, d: "Diff", undo: Undo | None, writes: l
     return d.n_upd, d.n_del
 
 
-def _left_dead(wrote: list, dead: list) -> tuple[tuple, range | None]:
-    """The deletes write_columns left past the flip, as CatchUp.dead, and
-    their ids; without the keys a later write of the change put back (a
-    plan's, a later diff's), or none after a whole image (it compared the
-    set entry by entry: nothing is left)."""
-    if not dead:
-        return (), None
+def _left_dead(wrote: list, late: tuple | None) -> tuple[tuple, range]:
+    """The deletes the change's first write (write_columns) left past the
+    flip, as CatchUp.dead, and their ids (empty: none); without the keys a
+    later write of the change put back (a plan's, a later diff's), or none
+    after a whole image (it compared the set entry by entry: nothing is
+    left)."""
+    none = ((), range(0))
+    if late is None:
+        return none
     import numpy as np
 
-    ids, at, diffs = dead
-    later = wrote[at + 1:]
+    ids, diffs = late
+    later = wrote[1:]
     if any(not isinstance(w, dlc.Plan) and w[0] is not None for w in later):
-        return (), None
+        return none
     out = []
     for name, d in diffs.items():
         ks = len(d.dels) // d.n_del
@@ -498,7 +500,7 @@ def _left_dead(wrote: list, dead: list) -> tuple[tuple, range | None]:
             keys = gone[~np.isin(gone, put)].tobytes()
         if keys:
             out.append((name, keys, len(keys) // ks))
-    return tuple(out), ids if out else None
+    return (tuple(out), ids) if out else none
 
 
 def _put_keys(later: list, name: str, ks: int):

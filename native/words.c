@@ -51,32 +51,11 @@ static int xc_slots(size_t count[256], uint64_t first, unsigned shift, size_t n)
 	return 1;
 }
 
-void xc_sort_u64(uint64_t *a, uint64_t *tmp, size_t n)
-{
-	size_t count[8][256];
-	uint64_t *src = a, *dst = tmp, *t;
-	size_t i, b;
-
-	xc_count_bytes(a, n, count);
-	for (b = 0; b < 8; b++) {
-		unsigned shift = 8 * b;
-
-		if (!xc_slots(count[b], src[0], shift, n))
-			continue;
-		for (i = 0; i < n; i++)
-			dst[count[b][(src[i] >> shift) & 0xff]++] = src[i];
-		t = src;
-		src = dst;
-		dst = t;
-	}
-	if (src != a)
-		memcpy(a, src, n * sizeof(*a));
-}
-
-/* The words k sorted in place as by xc_sort_u64, and idx the positions
- * they came from (equal words in position order); tk and ti are room for
- * n words and n positions. n is below 2^32. */
-void xc_argsort_u64(uint64_t *k, uint32_t *idx, size_t n, uint64_t *tk, uint32_t *ti)
+/* Sort the n words k in place, least significant byte first; with idx,
+ * carry each word's position along (idx ends as the positions the words
+ * came from, equal words in position order). tk (and ti, with idx) are
+ * room for n more. */
+static void xc_radix(uint64_t *k, uint32_t *idx, size_t n, uint64_t *tk, uint32_t *ti)
 {
 	size_t count[8][256];
 	uint64_t *ks = k, *kd = tk, *kt;
@@ -84,29 +63,50 @@ void xc_argsort_u64(uint64_t *k, uint32_t *idx, size_t n, uint64_t *tk, uint32_t
 	size_t i, b, slot;
 
 	xc_count_bytes(k, n, count);
-	for (i = 0; i < n; i++)
-		idx[i] = (uint32_t)i;
 	for (b = 0; b < 8; b++) {
 		unsigned shift = 8 * b;
 
 		if (!xc_slots(count[b], ks[0], shift, n))
 			continue;
-		for (i = 0; i < n; i++) {
-			slot = count[b][(ks[i] >> shift) & 0xff]++;
-			kd[slot] = ks[i];
-			id[slot] = is[i];
+		if (is) {
+			for (i = 0; i < n; i++) {
+				slot = count[b][(ks[i] >> shift) & 0xff]++;
+				kd[slot] = ks[i];
+				id[slot] = is[i];
+			}
+			it = is;
+			is = id;
+			id = it;
+		} else {
+			for (i = 0; i < n; i++)
+				kd[count[b][(ks[i] >> shift) & 0xff]++] = ks[i];
 		}
 		kt = ks;
 		ks = kd;
 		kd = kt;
-		it = is;
-		is = id;
-		id = it;
 	}
 	if (ks != k) {
 		memcpy(k, ks, n * sizeof(*k));
-		memcpy(idx, is, n * sizeof(*idx));
+		if (is)
+			memcpy(idx, is, n * sizeof(*idx));
 	}
+}
+
+void xc_sort_u64(uint64_t *a, uint64_t *tmp, size_t n)
+{
+	xc_radix(a, NULL, n, tmp, NULL);
+}
+
+/* The words k sorted in place as by xc_sort_u64, and idx the positions
+ * they came from (equal words in position order); tk and ti are room for
+ * n words and n positions. n is below 2^32. */
+void xc_argsort_u64(uint64_t *k, uint32_t *idx, size_t n, uint64_t *tk, uint32_t *ti)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		idx[i] = (uint32_t)i;
+	xc_radix(k, idx, n, tk, ti);
 }
 
 /* words[bit / 64] |= 1 << (bit % 64) for each of the n bits; -1 (the

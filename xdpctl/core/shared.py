@@ -63,7 +63,7 @@ class SharedMaps:
 
     def being_made(self, name: str) -> bool:
         """Is this map one of those being made (not pinned when the group was opened)?"""
-        return self._making is not None and name in self._missing
+        return self._making is not None and self.made_here(name)
 
     def made_here(self, name: str) -> bool:
         """Was this map made by this opening of the group (empty until

@@ -2,7 +2,11 @@
 uvicorn, a child process) and a client here.
 
 single   POST /v1/block of one /32, N times in a row: p50 / p99 (ms), first
-         with no list, then with a list of ``count`` members alone.
+         with no list, then with a list of ``count`` members alone. Each
+         row starts from a settled service (no catch-up pending) on an
+         idle machine (common.settle): the kernel freeing maps an earlier
+         row or section removed, or the catch-up of the PUT before it,
+         would otherwise run beside the first requests on these 2 CPUs.
 bulk     the list removed, POST /v1/block with 10,000 prefixes (the JSON
          item limit) until 100,000 rules are present: seconds per request;
          then the singles again beside those rules.
@@ -22,7 +26,7 @@ import socket
 import subprocess
 import time
 
-from .common import log, median, pin_dir, summary, temp_dir
+from .common import log, median, pin_dir, settle, summary, temp_dir
 
 TOKEN = "xcbench-token-0123456789abcdef"
 PUT_RUNS = 3  # PUTs per PUT row
@@ -40,6 +44,8 @@ def _percentile(xs: list[float], q: float) -> float:
 
 
 def _singles(client, n: int, third: int) -> dict:
+    _settle(client)
+    settle()
     times = []
     for i in range(n):
         t = time.perf_counter()

@@ -20,12 +20,13 @@ import os
 import sys
 import threading
 
-from ..core import arenas
+from ..core import arenas, blas
 from .app import Global, app, hand_off
 
 
 def main() -> None:
     arenas.limit()  # before any thread (the service's pool, the kernel writers)
+    blas.one_thread()  # before numpy is imported (xdpctl.core.blas)
     Global.detach = True
     try:
         app()

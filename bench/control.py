@@ -294,7 +294,7 @@ def table(res: dict) -> str:
         (f"`xdpctl import` refreshing a {FEED:,}-host list (half its hosts new), nothing loaded",
          cli(s["feed_replace_empty"]) if "feed_replace_empty" in s else "-"),
         ("`xdpctl version` (start-up alone)", cli(s["startup"])),
-        (f"POST /v1/block one /32, {n:,} list loaded (the first right after the list's PUT), p50 / p99",
+        (f"POST /v1/block one /32, {n:,} list loaded, p50 / p99",
          singles(r.get("block_with_list"))),
         ("POST /v1/block one /32, no list, p50 / p99", singles(r.get("block_no_list"))),
         (f"POST /v1/block one /32, {r.get('others', 0):,} other rules present, p50 / p99",

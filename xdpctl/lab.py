@@ -32,7 +32,9 @@ Addresses
     and 2001:db8:n::/64; its first end takes host .1 / ::1, the second .2 /
     ::2. 203.0.113.0/24 (TEST-NET-3) is never assigned: tests use it as a
     spoofed or remote source. IPv6 addresses are added with IFA_F_NODAD and
-    DAD is off in lab namespaces, so they are usable at once.
+    DAD is off in lab namespaces, so they are usable at once; the link-local
+    address the kernel adds as a link comes up is tentative until its DAD
+    worker has run (later on a loaded machine), and setup waits for that.
 
 Namespace settings (see :data:`NETNS_SYSCTLS`)
     rp_filter is 0 (all, default and every lab interface) and accept_local is
@@ -64,7 +66,7 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2 import netns as pr_netns
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
+from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD, IFA_F_TENTATIVE
 
 from .core.procs import pid_alive
 from .kernel.netns import in_netns, netns_exists, netns_path, netns_socket, run_in_netns
@@ -560,6 +562,7 @@ class Lab:
             ipr.addr("add", index=idx, address=addr4, prefixlen=plen4)
         if addr6 is not None:
             ipr.addr("add", index=idx, address=addr6, prefixlen=plen6, flags=IFA_F_NODAD)
+        _wait_not_tentative(ipr, idx, ifname)
         mac = ipr.get_links(idx)[0].get("IFLA_ADDRESS").lower()
         return Endpoint(label=label, netns=self._namespaces[label], ifname=ifname, ifindex=idx, mac=mac,
                         ipv4=addr4, ipv6=addr6, ipv4_prefixlen=plen4, ipv6_prefixlen=plen6)
@@ -752,6 +755,21 @@ def _wait_oper_up(ipr: IPRoute, index: int, ifname: str, timeout: float = LINK_U
             return
         if time.monotonic() > deadline:
             raise LabError(f"{ifname} did not come up within {timeout:g}s (operstate {state})")
+        time.sleep(0.002)
+
+
+def _wait_not_tentative(ipr: IPRoute, index: int, ifname: str, timeout: float = LINK_UP_TIMEOUT) -> None:
+    """Wait until no IPv6 address of the link is tentative. With DAD off the
+    kernel still adds the link-local address as tentative when the link
+    comes up, and its DAD worker clears the flag a moment later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = [x.get("IFA_ADDRESS") for x in ipr.get_addr(index=index, family=socket.AF_INET6)
+                if (x.get("IFA_FLAGS") or x["flags"]) & IFA_F_TENTATIVE]
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"{ifname}: IPv6 address {busy[0]} still tentative after {timeout:g}s")
         time.sleep(0.002)
 
 

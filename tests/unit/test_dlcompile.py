@@ -977,6 +977,52 @@ def test_parsed_ipv6_hosts_compile_from_their_packed_networks_as_from_the_intege
     assert Members.unpack(m.pack()).packed6 == m.packed6
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_ipv6_hosts_among_other_lengths_are_picked_from_the_packed_networks(seed, monkeypatch):
+    """A parsed IPv6 list of several lengths: its /128 rows' packed
+    networks are picked out of RuleColumns.packed6 (every IPv6 row's), never
+    packed again from the integers; the image equals the one the integers
+    give and the reference. With IPv4 rows before them, a /128 with a port
+    (not a plain host) and destination rules too."""
+    from xdpctl.core import prefixes
+    from xdpctl.core.rules.members import Members
+
+    rnd = random.Random(100 + seed)
+    hosts = {rnd.getrandbits(128) for _ in range(2000)}
+    shorter = {(rnd.getrandbits(128) >> (128 - p)) << (128 - p): p
+               for p in (rnd.choice([32, 40, 48, 56, 60, 64, 100, 127]) for _ in range(300))}
+    lines = [f"{px.format_address(6, a)}\n" for a in hosts] + \
+            [f"{px.format_address(6, a)}/{p}\n" for a, p in shorter.items()]
+    rnd.shuffle(lines)
+    m = Members.parse("".join(lines))
+    assert m.packed6 is not None and m.n6 == len(lines) and len(set(m.plens6)) > 2
+    d = seed % 2
+    cols = m.columns(5000, d, int(Action.DENY), 0)
+    ip4 = dl.RuleColumns.of([Rule(1, 4, 0x0A000001, 32, 0, DENY, None, None, 0),
+                             Rule(2, 4, 0x0A010000, 16, 0, DENY, None, None, 0)])
+    port = [Rule(3, 6, max(hosts), 128, 0, DENY, 6, 443, 0)]
+
+    def cat(a, b):  # one column of two rule sets
+        return a + b if isinstance(a, bytes) and isinstance(b, bytes) else list(a) + list(b)
+
+    mixed = dl.RuleColumns(*map(cat, ip4.cols, cols.cols), packed6=cols.packed6)
+    with_port = dl.RuleColumns(*map(cat, mixed.cols, dl.RuleColumns.of(port).cols),
+                               packed6=cols.packed6 + max(hosts).to_bytes(16, "big"))
+
+    def no_packing(nets):
+        raise AssertionError("the /128 networks were packed again")
+
+    for rs in (cols, mixed, with_port):
+        want = dl.compile_full(dl.RuleColumns(*rs.cols))   # from the integers
+        with monkeypatch.context() as mp:
+            mp.setattr(dl, "pack_v6", no_packing)
+            got = dl.compile_full(rs)
+        assert got["xc_v6_l128"] == want["xc_v6_l128"] and got["xc_v6_l128"].count == len(hosts)
+        assert got.flags == want.flags and compiled_sparse(got) == compiled_sparse(want)
+        assert compiled_sparse(got) == reference_state([Rule(*r) for r in rs])
+    assert prefixes.pack_v6 is not no_packing
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_the_columnar_split_of_a_band_gives_the_loops_bytes(seed, monkeypatch):
     """From 64 rules up, the IPv4 rules shorter than /32 are checked and

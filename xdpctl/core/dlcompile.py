@@ -882,6 +882,24 @@ def _host6_table(rules, cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, 
     return Table(keys.tobytes(), _vals_col(ids, acts, 128, exps), n), bool(f_dirs_b.count(1))
 
 
+def _host6_packed(rules, fams_b: bytes, mask6: bytes | None, n6: int) -> bytes | None:
+    """The packed networks of the ``n6`` rows ``mask6`` selects (IPv6
+    /128 rules), taken from the rule set's own (RuleColumns.packed6: every
+    IPv6 row's) when it has them, else None (pack_v6 packs them). A list of
+    mixed IPv6 lengths picks its hosts' rows by numpy: 950k of 1M members,
+    0.17 s -> 0.01 s."""
+    packed = getattr(rules, "packed6", None)
+    nf6 = fams_b.count(6)
+    if packed is None or len(packed) != 16 * nf6:
+        return None
+    if nf6 == n6:
+        return packed  # every IPv6 row is a host
+    import numpy as np
+
+    rows = np.frombuffer(mask6, np.bool_)[np.frombuffer(fams_b, np.uint8) == 6]
+    return np.frombuffer(packed, np.uint8).reshape(nf6, 16)[rows].tobytes()
+
+
 def _fast_set(rules, cols, dirs_b: bytes, acts_b: bytes, fastmask: bytes | None, nfast: int) -> tuple:
     """The fast set as columns, checked column-wise: (hash keys, ids,
     actions, deadlines) and whether any rule matches the destination."""
@@ -990,8 +1008,8 @@ def _take_apart(rules) -> _Split:
         mask6 = _fast_mask(n, fams_b, plens_b, cols[6], cols[7], family=6) if _LE else bytes(n)
         n6 = n if mask6 is None else mask6.count(1)
         if n6:
-            packed = getattr(rules, "packed6", None) if fams_b.count(6) == n6 else None  # all of them
-            host6, have_dst = _host6_table(rules, cols, dirs_b, acts_b, mask6, n6, packed)
+            host6, have_dst = _host6_table(rules, cols, dirs_b, acts_b, mask6, n6,
+                                           _host6_packed(rules, fams_b, mask6, n6))
             if have_dst:
                 flags |= CfgFlag.HAVE_DST
             rest = 0 if mask6 is None else rest & ~int.from_bytes(mask6, "little")

@@ -1025,8 +1025,9 @@ def test_ipv6_hosts_among_other_lengths_are_picked_from_the_packed_networks(seed
 
 @pytest.mark.parametrize("seed", range(4))
 def test_the_columnar_split_of_a_band_gives_the_loops_bytes(seed, monkeypatch):
-    """From 64 rules up, the IPv4 rules shorter than /32 are checked and
-    sorted into their bands as columns (_v4_band_rules), and _alone_columns
+    """From 64 rules up, the IPv4 rules shorter than /32 and the IPv6 rules
+    other than plain /128s are checked and sorted into their tables as
+    columns (_band_rules), and _alone_columns
     does the work of _clusters for a band: every table gets exactly the
     bytes, in the same order, that the rule-by-rule loops write; rules
     overlapping or not, /32 keys inside shorter rules of xc_v4_l32 (they
@@ -1043,9 +1044,17 @@ def test_the_columnar_split_of_a_band_gives_the_loops_bytes(seed, monkeypatch):
             seen.add((d, plen, net))
             rules.append(Rule(len(rules) + 1, 4, net, plen, d, rnd.choice([DENY, ALLOW]), None, None,
                               rnd.choice([0, 0, 123])))
+    lens6 = [24, 30, 32, 33, 40, 44, 48, 52, 56, 60, 64, 65, 100, 127] + [128] * (3 if seed % 2 else 0)
+    while len(rules) < 2600:  # IPv6 rules of every table: the four bands and the trie
+        plen, d = rnd.choice(lens6), rnd.randint(0, 1)
+        net = (0x20010DB8 << 96 | rnd.getrandbits(free + 40) << 60) & mask(6, plen)
+        if (d, plen, net) not in seen:
+            seen.add((d, plen, net))
+            rules.append(Rule(len(rules) + 1, 6, net, plen, d, rnd.choice([DENY, ALLOW]), None, None,
+                              rnd.choice([0, 0, 123])))
     n = len(rules)
-    rules += [Rule(n + 1, 6, 0x20010DB8 << 96, 32, 0, DENY), Rule(n + 2, 6, 0x20010DB8 << 96 | 1 << 60, 70, 1, ALLOW),
-              Rule(n + 3, 4, 0x0A000000, 8, 0, DENY, 6, 22), Rule(n + 4, 0, 0, 0, 1, ALLOW, 17, 53)]
+    rules += [Rule(n + 3, 4, 0x0A000000, 8, 0, DENY, 6, 22), Rule(n + 4, 0, 0, 0, 1, ALLOW, 17, 53),
+              Rule(n + 5, 6, 0x20010DB8 << 96, 48, 0, DENY, 17, 53)]
     rnd.shuffle(rules)
     monkeypatch.setattr(dl, "_COLUMNS_MIN", 2)
     cols = dl.compile_full(rules)
@@ -1079,6 +1088,33 @@ def test_a_bad_rule_among_many_shorter_ipv4_prefixes_is_named(bad, message):
             dl.compile_full(rules[:at] + [culprit] + rules[at:])
         if message is None:
             first, second = (culprit.id, 1) if at else (1, culprit.id)
+            assert str(ei.value).startswith(f"rule {first}: same key as rule {second} ")
+        else:
+            assert str(ei.value).startswith(f"rule {culprit.id}:") and message in str(ei.value)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(net=0x20010DB8 << 96 | 1), "host bits set in net"),
+    (dict(net=1 << 128), "is not an IPv6 address"),
+    (dict(net=-(1 << 96)), "is not an IPv6 address"),
+    (dict(plen=129), "plen 129 out of range 0..128"),
+    (dict(id=0), "id 0 out of range"),
+    (dict(dir=2), "dir 2 is not 0"),
+    (None, None),  # the key of another rule: the later of the two is named
+])
+def test_a_bad_rule_among_many_ipv6_prefixes_is_named(bad, message):
+    """The columnar check of the IPv6 rules other than plain /128s gives
+    way to the rule-by-rule one, which names the rule and the problem."""
+    rules = [Rule(i + 1, 6, (0x20010DB8 << 96 | i << 88) & mask(6, plen), plen)
+             for i, plen in enumerate([64, 48, 100, 40] * 50)]
+    rules += [Rule(1000 + i, 6, 0x20010DB9 << 96 | i, 128) for i in range(50)]
+    twin = rules[7]
+    culprit = twin._replace(id=500) if bad is None else Rule(**{**Rule(500, 6, 0x20010DBA << 96, 64)._asdict(), **bad})
+    for at in (0, 100, len(rules)):
+        with pytest.raises(RuleError) as ei:
+            dl.compile_full(rules[:at] + [culprit] + rules[at:])
+        if message is None:
+            first, second = (culprit.id, twin.id) if at > 7 else (twin.id, culprit.id)
             assert str(ei.value).startswith(f"rule {first}: same key as rule {second} ")
         else:
             assert str(ei.value).startswith(f"rule {culprit.id}:") and message in str(ei.value)

@@ -207,6 +207,7 @@ L16 = "xc_v4_l16"
 V6_L128 = "xc_v6_l128"
 L16_ENTRIES = 2 * 65536
 
+_BANDS6 = ("xc_v6_l128", "xc_v6_l64", "xc_v6_l48", "xc_v6_l32", None)  # None: xc_v6_trie
 _BAND_BY_LEN: dict[tuple[int, int], Band | None] = {}
 for _f, _bits in _BITS.items():
     for _p in range(_bits + 1):
@@ -913,13 +914,22 @@ def _fast_set(rules, cols, dirs_b: bytes, acts_b: bytes, fastmask: bytes | None,
     return (f_hks, f_ids, f_acts_b, f_exps), have_dst
 
 
-_V4_BAND_IDX = bytes(0 if p <= 16 else 1 if p <= 24 else 2 for p in range(33)) + bytes(223)  # plen -> l16, l24, l32
-_V4_BAND_MAPS = ("xc_v4_l16", "xc_v4_l24", "xc_v4_l32")
+# prefix length -> the index of its table in _BAND_TABLES[family] (bytes.translate tables)
+_BAND_IDX = {
+    4: bytes(0 if p <= 16 else 1 if p <= 24 else 2 for p in range(33)) + bytes(223),
+    6: bytes(b for b in (_BANDS6.index(_BAND_BY_LEN[(6, p)].map if _BAND_BY_LEN[(6, p)] else None)
+                         for p in range(129))) + bytes(127),
+}
+_BAND_TABLES = {4: ("xc_v4_l16", "xc_v4_l24", "xc_v4_l32"), 6: _BANDS6}  # None: xc_v6_trie
+_HOST6 = [(1 << (128 - p)) - 1 for p in range(129)]
+_V6_END = 1 << 128
 
 
-def _v4_band_rules(cols: tuple, byte_cols: tuple, rest: bytes, per_band: dict[str, list[Rule]]) -> tuple | None:
-    """The IPv4 address rules among those ``rest`` selects, checked as
-    columns (as the fast set is) and sorted into their bands' lists in rule
+def _band_rules(family: int, cols: tuple, byte_cols: tuple, rest: bytes, per_band: dict[str, list[Rule]],
+                trie6: list[Rule]) -> tuple | None:
+    """The address rules of ``family`` among those ``rest`` selects,
+    checked as columns (as the fast set is) and sorted into their tables'
+    lists (a band's, or for IPv6 lengths no band holds, ``trie6``) in rule
     order; returns (what ``rest`` leaves for the rule-by-rule loop, the
     config flags they need), or None when they are fewer than _COLUMNS_MIN
     or a column has a bad value (the loop then names the rule)."""
@@ -927,7 +937,7 @@ def _v4_band_rules(cols: tuple, byte_cols: tuple, rest: bytes, per_band: dict[st
 
     n = len(rest)
     fams_b, plens_b, dirs_b, acts_b = byte_cols
-    m = int.from_bytes(rest, "little") & int.from_bytes(fams_b.translate(_EQ[4]), "little")
+    m = int.from_bytes(rest, "little") & int.from_bytes(fams_b.translate(_EQ[family]), "little")
     for c in cols[6:8]:  # protocol, port: None for an address rule
         if c.count(None) != n:
             m &= int.from_bytes(bytes(map(is_, c, repeat(None))), "little")
@@ -937,39 +947,49 @@ def _v4_band_rules(cols: tuple, byte_cols: tuple, rest: bytes, per_band: dict[st
         return None
     try:  # checked as the fast set is, and the networks' range
         ids, net_col, dirs, acts, exps = _host_columns(cols, dirs_b, acts_b, mask, k)
-        nets = array("I", net_col)
+        nets = array("I", net_col) if family == 4 else None
     except (ValueError, OverflowError, TypeError):
         return None
     plens = _pick(plens_b, mask)
-    if max(plens) > 32:
+    if max(plens) > _BITS[family]:
         return None
-    host = (np.int64(1) << (32 - np.frombuffer(plens, np.uint8).astype(np.int64))) - 1
-    if np.any(np.frombuffer(nets, np.uint32) & host):
+    if family == 4:
+        host = (np.int64(1) << (32 - np.frombuffer(plens, np.uint8).astype(np.int64))) - 1
+        if np.any(np.frombuffer(nets, np.uint32) & host):
+            return None
+    elif not all(type(a) is int and 0 <= a < _V6_END and not a & _HOST6[p] for a, p in zip(net_col, plens)):
         return None
-    fam = bytes([4]) * k
+    fam = bytes([family]) * k
     nones = [None] * k
-    bands = plens.translate(_V4_BAND_IDX)
-    for b, name in enumerate(_V4_BAND_MAPS):
+    bands = plens.translate(_BAND_IDX[family])
+    flags = int(CfgFlag.HAVE_DST) if dirs.count(1) else 0
+    for b, name in enumerate(_BAND_TABLES[family]):
         bm = bands.translate(_EQ[b])
         if bm.count(1):
-            per_band[name] = list(map(Rule, compress(ids, bm), fam, compress(net_col, bm), compress(plens, bm),
-                                      compress(dirs, bm), compress(acts, bm), nones, nones, compress(exps, bm)))
+            got = list(map(Rule, compress(ids, bm), fam, compress(net_col, bm), compress(plens, bm),
+                           compress(dirs, bm), compress(acts, bm), nones, nones, compress(exps, bm)))
+            if name is None:
+                trie6.extend(got)
+            else:
+                per_band[name].extend(got)
     left = (int.from_bytes(rest, "little") & ~m).to_bytes(n, "little")
-    return left, int(CfgFlag.HAVE_DST) if dirs.count(1) else 0
+    return left, flags
 
 
 def _sort_rest(cols: tuple, byte_cols: tuple, rest: bytes, per_band: dict[str, list[Rule]], trie6: list[Rule],
                l4: list[Rule]) -> int:
     """Sort the rules ``rest`` selects (those outside the columnar sets)
-    into their tables, checked: the IPv4 address rules as columns
-    (_v4_band_rules), the others one by one; returns the config flags they
-    need. ``cols``, ``byte_cols``: the rule set's columns (_columns)."""
+    into their tables, checked: the address rules of each family as
+    columns (_band_rules), the others one by one; returns the config flags
+    they need. ``cols``, ``byte_cols``: the rule set's columns (_columns)."""
     flags = 0
-    v4 = _v4_band_rules(cols, byte_cols, rest, per_band)
-    if v4 is not None:
-        rest, flags = v4
-        if not rest.count(1):
-            return flags
+    for family in (4, 6):
+        got = _band_rules(family, cols, byte_cols, rest, per_band, trie6)
+        if got is not None:
+            rest, more = got
+            flags |= more
+            if not rest.count(1):
+                return flags
     idx = list(compress(range(len(rest)), rest))
     get = itemgetter(*idx) if len(idx) > 1 else (lambda col: (col[idx[0]],))
     for r in map(Rule, *map(get, cols)):

@@ -1093,6 +1093,43 @@ def test_a_bad_rule_among_many_shorter_ipv4_prefixes_is_named(bad, message):
             assert str(ei.value).startswith(f"rule {culprit.id}:") and message in str(ei.value)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_an_ipv6_band_as_columns_gives_the_loops_bytes(seed, monkeypatch):
+    """_compile_band6 (the /32, /48 and /64 bands from _COLUMNS_MIN rules
+    up) writes the bytes, in the order, of _compile_plain's loop: rules
+    expanding to many keys, overlapping (the longer one takes a key),
+    nested in chains, both directions, deadlines; the reference agrees.
+    Below _COLUMNS_MIN the loop runs."""
+    rnd = random.Random(seed)
+    band = [b for b in dl.BANDS if b.map in ("xc_v6_l32", "xc_v6_l48", "xc_v6_l64")][seed % 3]
+    free = (band.hi - 16) if seed < 3 else 12   # wide: mostly apart; narrow: overlapping, nested
+    rules, seen = [], set()
+    while len(rules) < (300 if seed < 5 else 40):
+        plen, d = rnd.randint(band.lo, band.hi), rnd.randint(0, 1) if seed % 2 else 0
+        net = (0x2001 << 112 | rnd.getrandbits(free) << (128 - 16 - free)) & mask(6, plen)
+        if (d, plen, net) not in seen:
+            seen.add((d, plen, net))
+            rules.append(Rule(len(rules) + 7, 6, net, plen, d, rnd.choice([DENY, ALLOW]), None, None,
+                              rnd.choice([0, 0, 5 * 10**9])))
+    rnd.shuffle(rules)
+    calls = []
+    real = dl._compile_plain
+    monkeypatch.setattr(dl, "_compile_plain", lambda b, m, o: (calls.append(b.map), real(b, m, o)))
+    cols = dl.Compiled()
+    dl._compile_band6(band, list(rules), cols)
+    assert calls == ([] if len(rules) >= dl._COLUMNS_MIN else [band.map])
+    loop = dl.Compiled()
+    real(band, list(rules), loop)
+    t, want = cols[band.map], loop[band.map]
+    assert (t.keys, t.values, t.count) == (want.keys, want.values, want.count)
+    assert t.count > len(rules)  # shorter rules made many keys
+    if seed in (3, 4):  # and some keys twice: the longer rule took them
+        assert sum(1 << (band.stride - r.plen) for r in rules) > t.count
+    whole = dl.compile_full(rules)  # the fallbacks of rules with deadlines added to the values
+    assert (whole[band.map].keys, whole[band.map].count) == (want.keys, want.count)
+    assert compiled_sparse(whole) == reference_state(rules)
+
+
 @pytest.mark.parametrize("bad, message", [
     (dict(net=0x20010DB8 << 96 | 1), "host bits set in net"),
     (dict(net=1 << 128), "is not an IPv6 address"),

@@ -1168,3 +1168,57 @@ def test_values_of_one_action_and_deadline_for_all_equal_the_columns(ids, act, p
     assert dl._vals_col(np.array(ids, np.uint32), int(act), plen, exp) == per_rule
     assert [abi.RULE_VAL.unpack_from(per_rule, i * abi.RULE_VAL.size)[:5] for i in range(len(ids))] == \
         [(i, act, plen, 0, exp) for i in ids]
+
+
+@pytest.mark.parametrize("n4, n6", [(0, 5), (3, 0), (4, 6), (7, 2), (0, 0)])
+def test_a_networks_column_with_packed_ipv6_rows_reads_as_the_list(n4, n6):
+    """Nets6Later (a parsed list's networks, IPv6 rows packed): every
+    item, slice, iteration and masked pick equals the plain list's, before
+    and after the IPv6 integers are made; IPv4 rows alone make none."""
+    rnd = random.Random(n4 * 10 + n6)
+    v4, v6 = [rnd.getrandbits(32) for _ in range(n4)], [rnd.getrandbits(128) for _ in range(n6)]
+    full = v4 + v6
+    for _ in range(300):
+        col = dl.Nets6Later(list(v4), px.pack_v6(v6))
+        assert len(col) == len(full)
+        i = rnd.randint(-len(full) - 2, len(full) + 1)
+        if -len(full) <= i < len(full):
+            assert col[i] == full[i]
+        else:
+            with pytest.raises(IndexError):
+                col[i]
+        a, b, step = rnd.randint(-12, 12), rnd.randint(-12, 12), rnd.choice([1, 2, -1, -3])
+        assert col[a:b:step] == full[a:b:step]
+        mask = bytes(rnd.randint(0, 1) for _ in full)
+        fresh = dl.Nets6Later(list(v4), px.pack_v6(v6))
+        assert fresh.pick(mask) == list(compress(full, mask)) and fresh._all is None
+        if n4:
+            assert fresh[:n4] == v4 and fresh[n4 - 1] == v4[-1] and fresh._all is None
+        assert list(fresh) == full and fresh.pick(mask) == list(compress(full, mask))
+
+
+def test_a_parsed_list_compiles_without_its_hosts_as_integers(monkeypatch):
+    """A list of mixed IPv6 lengths, parsed (IPv6 text: the parser's
+    packed networks): its columns carry the networks packed (Nets6Later),
+    and the compile makes integers only for
+    the rows that are not plain /128 hosts; the image is the one of the
+    integers."""
+    from xdpctl.core.rules.members import Members
+
+    rnd = random.Random(21)
+    hosts = [rnd.getrandbits(128) for _ in range(1500)]
+    shorter = {(rnd.getrandbits(128) >> 80) << 80: 48 for _ in range(200)}
+    text = "".join([f"{px.format_address(6, a)}\n" for a in hosts] +
+                   [f"{px.format_address(6, a)}/{p}\n" for a, p in shorter.items()])
+    cols = Members.parse(text).columns(10, 0, int(Action.DENY), 0)
+    assert isinstance(cols.cols[2], dl.Nets6Later)
+    made = []
+    real = dl.unpack_v6
+    monkeypatch.setattr(dl, "unpack_v6", lambda raw: (made.append(len(raw) // 16), real(raw))[1])
+    got = dl.compile_full(cols)
+    assert made == [len(shorter)] and cols.cols[2]._all is None
+    monkeypatch.undo()
+    want = dl.compile_full(dl.RuleColumns(*(list(c) if i == 2 else c for i, c in enumerate(cols.cols))))
+    for m in abi.RULE_MAPS:
+        assert got[m] == want[m], m
+    assert got.flags == want.flags

@@ -31,12 +31,13 @@ from abc import ABC, abstractmethod
 from array import array
 from itertools import compress, repeat
 from operator import is_, itemgetter, lshift, or_
+from collections.abc import Sequence
 from typing import Iterable, NamedTuple
 
 from xdpctl import abi
 from xdpctl.abi import Action, CfgFlag
 from xdpctl.core.gcpause import collector_paused
-from xdpctl.core.prefixes import pack_v6, sort_u64
+from xdpctl.core.prefixes import pack_v6, sort_u64, unpack_v6
 
 __all__ = [
     "Rule", "RuleColumns", "RuleError", "validate_rule", "band_of", "Band", "BANDS",
@@ -60,6 +61,61 @@ class Rule(NamedTuple):
     proto: int | None = None    # 6/17/132 for an L4 rule
     port: int | None = None     # destination port 1..65535 for an L4 rule
     expires_ns: int = 0         # CLOCK_BOOTTIME deadline, 0 = never
+
+
+class Nets6Later(Sequence):
+    """A rule set's networks column whose IPv6 rows stay packed (16 bytes
+    each, big-endian) until asked for: IPv4 networks as integers, then the
+    IPv6 ones. Iterating, or an item or slice that reaches an IPv6 row,
+    makes them all integers once (1M: 0.2 s); :meth:`pick` makes only the
+    rows a mask selects. The compile of a list of mixed IPv6 lengths asks
+    only for its non-host rows' integers: its /128 hosts go into their
+    table packed."""
+
+    __slots__ = ("_v4", "_packed6", "_n", "_all")
+
+    def __init__(self, v4: list, packed6: bytes):
+        self._v4, self._packed6 = v4, packed6
+        self._n = len(v4) + len(packed6) // 16
+        self._all: list | None = None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _list(self) -> list:
+        if self._all is None:
+            self._all = self._v4 + unpack_v6(self._packed6)
+        return self._all
+
+    def __iter__(self):
+        return iter(self._list())
+
+    def __getitem__(self, i):
+        if self._all is None:  # IPv4 rows need no IPv6 integer
+            n4 = len(self._v4)
+            if isinstance(i, slice):
+                rows = range(*i.indices(self._n))
+                if not rows or max(rows) < n4:
+                    return self._v4[rows.start:rows.stop] if rows.step == 1 else [self._v4[j] for j in rows]
+            elif -self._n <= i < n4 - self._n or 0 <= i < n4:
+                return self._v4[i % self._n]
+        return self._list()[i]
+
+    def pick(self, mask: bytes) -> list:
+        """The networks of the rows a 0/1 byte mask selects, in row order."""
+        if self._all is not None:
+            return list(compress(self._all, mask))
+        import numpy as np
+
+        n4 = len(self._v4)
+        rows = np.frombuffer(mask, np.bool_)[n4:]
+        return list(compress(self._v4, mask[:n4])) + \
+            unpack_v6(np.frombuffer(self._packed6, np.uint8).reshape(-1, 16)[rows].tobytes())
+
+
+def _pick_nets(nets, mask: bytes) -> list:
+    """The networks of the rows a 0/1 byte mask selects."""
+    return nets.pick(mask) if isinstance(nets, Nets6Later) else list(compress(nets, mask))
 
 
 class RuleColumns:
@@ -875,10 +931,11 @@ def _no_zero_id(ids: array) -> bool:
     return bool(np.frombuffer(ids, np.uint32).all())
 
 
-def _host_columns(cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, n: int) -> tuple:
+def _host_columns(cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, n: int, nets_too: bool = True) -> tuple:
     """The columns (ids, nets, dirs, actions, deadlines) of the rules a
     mask selects, the ids, directions, actions and deadlines checked;
-    raises ValueError, OverflowError or TypeError on a bad one."""
+    raises ValueError, OverflowError or TypeError on a bad one. Without
+    ``nets_too`` the networks are None (the caller has them packed)."""
     ids, _fams, nets, _plens, _dirs, _acts, _protos, _ports, exps = cols
     sel = (lambda col: col) if mask is None else (lambda col: list(compress(col, mask)))
     f_dirs_b = dirs_b if mask is None else _pick(dirs_b, mask)
@@ -897,7 +954,8 @@ def _host_columns(cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, n: int
     else:
         f_exps = sel(exps)
         array("Q", f_exps)          # range check
-    return f_ids, sel(nets), f_dirs_b, f_acts_b, f_exps
+    f_nets = None if not nets_too else nets if mask is None else _pick_nets(nets, mask)
+    return f_ids, f_nets, f_dirs_b, f_acts_b, f_exps
 
 
 def _host6_table(rules, cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, n: int,
@@ -908,9 +966,10 @@ def _host6_table(rules, cols, dirs_b: bytes, acts_b: bytes, mask: bytes | None, 
     their networks packed already (RuleColumns.packed6)."""
     import numpy as np
 
+    packed = packed if packed is not None and len(packed) == 16 * n else None
     try:
-        ids, nets, f_dirs_b, acts, exps = _host_columns(cols, dirs_b, acts_b, mask, n)
-        addrs = packed if packed is not None and len(packed) == 16 * n else pack_v6(nets)  # range check too
+        ids, nets, f_dirs_b, acts, exps = _host_columns(cols, dirs_b, acts_b, mask, n, nets_too=packed is None)
+        addrs = packed if packed is not None else pack_v6(nets)  # range check too
     except (ValueError, OverflowError, TypeError):
         _validate_all(rules)
     keys = np.zeros((n, KEY_SIZE[V6_L128]), np.uint8)

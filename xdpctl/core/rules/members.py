@@ -146,8 +146,15 @@ class Members:
         ids.frombytes(np.arange(base, base + n, dtype=np.uint32).tobytes())  # a quarter of array(range())'s time
         return dlc.RuleColumns(
             ids, b"\x04" * self.n4 + b"\x06" * self.n6,
-            self.nets4 + self.nets6, self.plens4 + self.plens6, bytes([d]) * n, bytes([action]) * n,
+            self._nets(), self.plens4 + self.plens6, bytes([d]) * n, bytes([action]) * n,
             none, none, [expires_ns] * n, self.packed6)
+
+    def _nets(self):
+        """The networks column of columns(): IPv6 networks left packed while
+        only the parser's bytes exist (dlc.Nets6Later)."""
+        if self.n6 and self._nets6 is None and self.packed6 is not None:
+            return dlc.Nets6Later(self.nets4, self.packed6)
+        return self.nets4 + self.nets6
 
     def pack(self) -> bytes:
         """The stored blob: header, IPv4 lengths, IPv4 networks (big-endian),

@@ -263,7 +263,6 @@ L16 = "xc_v4_l16"
 V6_L128 = "xc_v6_l128"
 L16_ENTRIES = 2 * 65536
 
-_BANDS6 = ("xc_v6_l128", "xc_v6_l64", "xc_v6_l48", "xc_v6_l32", None)  # None: xc_v6_trie
 _BAND_BY_LEN: dict[tuple[int, int], Band | None] = {}
 for _f, _bits in _BITS.items():
     for _p in range(_bits + 1):
@@ -1015,13 +1014,12 @@ def _fast_set(rules, cols, dirs_b: bytes, acts_b: bytes, fastmask: bytes | None,
     return (f_hks, f_ids, f_acts_b, f_exps), have_dst
 
 
-# prefix length -> the index of its table in _BAND_TABLES[family] (bytes.translate tables)
-_BAND_IDX = {
-    4: bytes(0 if p <= 16 else 1 if p <= 24 else 2 for p in range(33)) + bytes(223),
-    6: bytes(b for b in (_BANDS6.index(_BAND_BY_LEN[(6, p)].map if _BAND_BY_LEN[(6, p)] else None)
-                         for p in range(129))) + bytes(127),
-}
-_BAND_TABLES = {4: ("xc_v4_l16", "xc_v4_l24", "xc_v4_l32"), 6: _BANDS6}  # None: xc_v6_trie
+# The tables a family's address rules go to (None: xc_v6_trie), and a
+# bytes.translate table from a prefix length to its table's index there.
+_BAND_TABLES = {4: ("xc_v4_l16", "xc_v4_l24", "xc_v4_l32"),
+                6: ("xc_v6_l128", "xc_v6_l64", "xc_v6_l48", "xc_v6_l32", None)}
+_BAND_IDX = {f: bytes(t.index(b.map if b else None) for b in (_BAND_BY_LEN[(f, p)] for p in range(_BITS[f] + 1)))
+             + bytes(255 - _BITS[f]) for f, t in _BAND_TABLES.items()}
 _HOST6 = [(1 << (128 - p)) - 1 for p in range(129)]
 _V6_END = 1 << 128
 

@@ -747,30 +747,38 @@ def _check_ifnames(names: tuple[str, str]) -> None:
             raise ValueError(f"interface name must have 1..{IFNAME_MAX} characters, no '/' or blanks: {ifname!r}")
 
 
-def _wait_oper_up(ipr: IPRoute, index: int, ifname: str, timeout: float = LINK_UP_TIMEOUT) -> None:
+def _wait_until(done, what: str, timeout: float) -> None:
+    """Poll ``done()`` (None: done, else what is still wrong) every 2 ms
+    until it is done; LabError after ``timeout`` seconds, naming ``what``
+    and the last answer."""
     deadline = time.monotonic() + timeout
     while True:
-        state = ipr.get_links(index)[0].get("IFLA_OPERSTATE")
-        if state == "UP":
+        left = done()
+        if left is None:
             return
         if time.monotonic() > deadline:
-            raise LabError(f"{ifname} did not come up within {timeout:g}s (operstate {state})")
+            raise LabError(f"{what} within {timeout:g}s ({left})")
         time.sleep(0.002)
+
+
+def _wait_oper_up(ipr: IPRoute, index: int, ifname: str, timeout: float = LINK_UP_TIMEOUT) -> None:
+    def state():
+        st = ipr.get_links(index)[0].get("IFLA_OPERSTATE")
+        return None if st == "UP" else f"operstate {st}"
+
+    _wait_until(state, f"{ifname} did not come up", timeout)
 
 
 def _wait_not_tentative(ipr: IPRoute, index: int, ifname: str, timeout: float = LINK_UP_TIMEOUT) -> None:
     """Wait until no IPv6 address of the link is tentative. With DAD off the
     kernel still adds the link-local address as tentative when the link
     comes up, and its DAD worker clears the flag a moment later."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def tentative():
         busy = [x.get("IFA_ADDRESS") for x in ipr.get_addr(index=index, family=socket.AF_INET6)
                 if (x.get("IFA_FLAGS") or x["flags"]) & IFA_F_TENTATIVE]
-        if not busy:
-            return
-        if time.monotonic() > deadline:
-            raise LabError(f"{ifname}: IPv6 address {busy[0]} still tentative after {timeout:g}s")
-        time.sleep(0.002)
+        return f"{busy[0]} tentative" if busy else None
+
+    _wait_until(tentative, f"{ifname}: an IPv6 address did not leave the tentative state", timeout)
 
 
 @atexit.register

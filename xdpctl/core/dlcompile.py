@@ -37,7 +37,7 @@ from typing import Iterable, NamedTuple
 from xdpctl import abi
 from xdpctl.abi import Action, CfgFlag
 from xdpctl.core.gcpause import collector_paused
-from xdpctl.core.prefixes import pack_v6, sort_u64, unpack_v6
+from xdpctl.core.prefixes import lexsort_u64, pack_v6, sort_u64, unpack_v6
 
 __all__ = [
     "Rule", "RuleColumns", "RuleError", "validate_rule", "band_of", "Band", "BANDS",
@@ -679,8 +679,6 @@ def _compile_band6(band: Band, minor: list[Rule], out: Compiled) -> None:
         _compile_plain(band, minor, out)
         return
     import numpy as np
-
-    from xdpctl.core.prefixes import lexsort_u64
 
     minor.sort(key=itemgetter(3))
     _check_unique(minor)

@@ -950,9 +950,15 @@ def test_compile_large_random_v6_against_reference():
         assert dl.compile_full([tuple(r) for r in rs])["xc_v6_l128"] == c["xc_v6_l128"]
 
 
+def _int_nets(rs: dl.RuleColumns) -> dl.RuleColumns:
+    """The same rules with their networks as a plain list of integers
+    (no packed IPv6 networks)."""
+    return dl.RuleColumns(*(list(c) if i == 2 else c for i, c in enumerate(rs.cols)))
+
+
 def test_parsed_ipv6_hosts_compile_from_their_packed_networks_as_from_the_integers():
     """A list parsed from text carries its IPv6 networks packed
-    (RuleColumns.packed6): the /128 image built from them is the one the
+    (RuleColumns.packed6, from its Nets6Later column): the /128 image built from them is the one the
     integers give, checked against the reference; beside other rules (the
     columns rebuilt, no packed networks) too."""
     from xdpctl.core.rules.members import Members
@@ -964,7 +970,7 @@ def test_parsed_ipv6_hosts_compile_from_their_packed_networks_as_from_the_intege
     assert m.packed6 is not None and m.nets6 == addrs
     cols = m.columns(100, 0, int(Action.DENY), 0)
     assert cols.packed6 == m.packed6
-    plain = dl.RuleColumns(*cols.cols)
+    plain = _int_nets(cols)
     assert plain.packed6 is None
     got, want = dl.compile_full(cols), dl.compile_full(plain)
     assert got["xc_v6_l128"] == want["xc_v6_l128"] and got["xc_v6_l128"].count == len(addrs)
@@ -1002,18 +1008,20 @@ def test_ipv6_hosts_among_other_lengths_are_picked_from_the_packed_networks(seed
                              Rule(2, 4, 0x0A010000, 16, 0, DENY, None, None, 0)])
     port = [Rule(3, 6, max(hosts), 128, 0, DENY, 6, 443, 0)]
 
-    def cat(a, b):  # one column of two rule sets
-        return a + b if isinstance(a, bytes) and isinstance(b, bytes) else list(a) + list(b)
+    def cat(a, b, packed6):  # two rule sets' columns; the networks with the IPv6 rows packed
+        out = [x + y if isinstance(x, bytes) and isinstance(y, bytes) else list(x) + list(y) for x, y in zip(a, b)]
+        out[2] = dl.Nets6Later([n for n, f in zip(out[2], out[1]) if f == 4], packed6)  # IPv4 rows come first
+        return dl.RuleColumns(*out)
 
-    mixed = dl.RuleColumns(*map(cat, ip4.cols, cols.cols), packed6=cols.packed6)
-    with_port = dl.RuleColumns(*map(cat, mixed.cols, dl.RuleColumns.of(port).cols),
-                               packed6=cols.packed6 + max(hosts).to_bytes(16, "big"))
+    mixed = cat(ip4.cols, cols.cols, cols.packed6)
+    with_port = cat(mixed.cols, dl.RuleColumns.of(port).cols, cols.packed6 + max(hosts).to_bytes(16, "big"))
+    assert with_port.packed6 is not None and list(with_port.cols[2]) == list(mixed.cols[2]) + [max(hosts)]
 
     def no_packing(nets):
         raise AssertionError("the /128 networks were packed again")
 
     for rs in (cols, mixed, with_port):
-        want = dl.compile_full(dl.RuleColumns(*rs.cols))   # from the integers
+        want = dl.compile_full(_int_nets(rs))   # from the integers
         with monkeypatch.context() as mp:
             mp.setattr(dl, "pack_v6", no_packing)
             got = dl.compile_full(rs)
@@ -1218,7 +1226,7 @@ def test_a_parsed_list_compiles_without_its_hosts_as_integers(monkeypatch):
     got = dl.compile_full(cols)
     assert made == [len(shorter)] and cols.cols[2]._all is None
     monkeypatch.undo()
-    want = dl.compile_full(dl.RuleColumns(*(list(c) if i == 2 else c for i, c in enumerate(cols.cols))))
+    want = dl.compile_full(_int_nets(cols))
     for m in abi.RULE_MAPS:
         assert got[m] == want[m], m
     assert got.flags == want.flags

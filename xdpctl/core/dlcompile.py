@@ -72,19 +72,20 @@ class Nets6Later(Sequence):
     only for its non-host rows' integers: its /128 hosts go into their
     table packed."""
 
-    __slots__ = ("_v4", "_packed6", "_n", "_all")
+    __slots__ = ("_v4", "packed6", "_n", "_all")
 
-    def __init__(self, v4: list, packed6: bytes):
-        self._v4, self._packed6 = v4, packed6
+    def __init__(self, v4: list, packed6: bytes, v6: list | None = None):
+        """``v6``: the IPv6 networks as integers, when made already."""
+        self._v4, self.packed6 = v4, packed6
         self._n = len(v4) + len(packed6) // 16
-        self._all: list | None = None
+        self._all: list | None = None if v6 is None else v4 + v6
 
     def __len__(self) -> int:
         return self._n
 
     def _list(self) -> list:
         if self._all is None:
-            self._all = self._v4 + unpack_v6(self._packed6)
+            self._all = self._v4 + unpack_v6(self.packed6)
         return self._all
 
     def __iter__(self):
@@ -110,7 +111,7 @@ class Nets6Later(Sequence):
         n4 = len(self._v4)
         rows = np.frombuffer(mask, np.bool_)[n4:]
         return list(compress(self._v4, mask[:n4])) + \
-            unpack_v6(np.frombuffer(self._packed6, np.uint8).reshape(-1, 16)[rows].tobytes())
+            unpack_v6(np.frombuffer(self.packed6, np.uint8).reshape(-1, 16)[rows].tobytes())
 
 
 def _pick_nets(nets, mask: bytes) -> list:
@@ -123,16 +124,21 @@ class RuleColumns:
     members compile without a million tuples. Indexing and iteration give
     plain 9-tuples."""
 
-    __slots__ = ("cols", "n", "packed6")
+    __slots__ = ("cols", "n")
 
-    def __init__(self, ids, fams, nets, plens, dirs, acts, protos, ports, exps, packed6: bytes | None = None):
+    def __init__(self, ids, fams, nets, plens, dirs, acts, protos, ports, exps):
         self.cols = (ids, fams, nets, plens, dirs, acts, protos, ports, exps)
         self.n = len(ids)
-        # the networks of the IPv6 rows, packed (16 bytes each, big-endian, in
-        # row order), when the caller has them (a parser's): not packed again
-        self.packed6 = packed6
         if any(len(c) != self.n for c in self.cols):
             raise ValueError("rule columns of different lengths")
+
+    @property
+    def packed6(self) -> bytes | None:
+        """The networks of the IPv6 rows, packed (16 bytes each, big-endian,
+        in row order), when the networks column has them (Nets6Later: a
+        parser's): not packed again."""
+        nets = self.cols[2]
+        return nets.packed6 if isinstance(nets, Nets6Later) else None
 
     @classmethod
     def of(cls, rules: Iterable) -> "RuleColumns":

@@ -147,13 +147,14 @@ class Members:
         return dlc.RuleColumns(
             ids, b"\x04" * self.n4 + b"\x06" * self.n6,
             self._nets(), self.plens4 + self.plens6, bytes([d]) * n, bytes([action]) * n,
-            none, none, [expires_ns] * n, self.packed6)
+            none, none, [expires_ns] * n)
 
     def _nets(self):
-        """The networks column of columns(): IPv6 networks left packed while
-        only the parser's bytes exist (dlc.Nets6Later)."""
-        if self.n6 and self._nets6 is None and self.packed6 is not None:
-            return dlc.Nets6Later(self.nets4, self.packed6)
+        """The networks column of columns(): with the packed IPv6 networks
+        when there are some (dlc.Nets6Later: integers only where asked for,
+        unless made already)."""
+        if self.n6 and self.packed6 is not None:
+            return dlc.Nets6Later(self.nets4, self.packed6, self._nets6)
         return self.nets4 + self.nets6
 
     def pack(self) -> bytes:

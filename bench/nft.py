@@ -21,6 +21,9 @@ xdpctl-native  xdpctl attach counter + droplist, native (driver) XDP
 hash-native    bench/bpf/xdp_hash_drop.c, native XDP: one plain hash of the
                rule set's addresses looked up by source, nothing more (the
                least any exact-address drop list pays)
+array-native   bench/bpf/xdp_array_drop.c, native XDP: the same addresses in
+               an open-addressed table in an ARRAY map, probed by inlined
+               code (what the kernel's hash lookup itself costs)
 floor-generic  xdp_drop.c in generic XDP (an skb is built first)
 xdpctl-generic the same in generic XDP
 floor-nft      netdev ingress chain with a bare `counter drop`
@@ -156,6 +159,9 @@ class Traffic:
         CLEANUP.push("close drop_cnt", self.drop_cnt.close)
         self.hash_drop = None  # the plain-hash reference, loaded with each rule set (load_hash)
         CLEANUP.push("close xdp_hash_drop", self._close_hash)
+        self.array_drop = None  # the open-addressed reference, likewise (load_array)
+        self.array_overflow = 0
+        CLEANUP.push("close xdp_array_drop", self._close_array)
         st = temp_dir("traffic-state")
         s = temp_settings(st)
         s.pin_dir = pin_dir("traffic")
@@ -184,6 +190,29 @@ class Traffic:
         if self.hash_drop is not None:
             self.hash_drop.close()
             self.hash_drop = None
+
+    # -- the open-addressed reference (bench/bpf/xdp_array_drop.c)
+    def load_array(self, rs: rulesets.RuleSet) -> None:
+        """A fresh xdp_array_drop whose table holds the rule set's addresses
+        (the measured one first in its bucket; self.array_overflow = how many
+        did not fit theirs)."""
+        self._close_array()
+        self.array_drop = objects.load(build.obj("xdp_array_drop"))
+        table, self.array_overflow = array_table(rs.nets, rs.match_addr)
+        import numpy as np
+
+        with self.array_drop.map("array_src") as m:
+            n = 1 << ARRAY_BITS
+            m.update_batch(np.arange(n, dtype=np.uint32).tobytes(), table, n)
+
+    def _close_array(self) -> None:
+        if self.array_drop is not None:
+            self.array_drop.close()
+            self.array_drop = None
+
+    def _array_drops(self) -> int:
+        with self.array_drop.map("array_drop_cnt") as m:
+            return _percpu_total(m)
 
     def _hash_drops(self) -> int:
         with self.hash_drop.map("hash_drop_cnt") as m:
@@ -266,6 +295,13 @@ class Traffic:
             lambda: netlink.xdp_set(b.ifname, ns, self.hash_drop.prog_fd("xdp_hash_drop"), "native"),
             lambda: netlink.xdp_set(b.ifname, ns, -1, "native"),
             self._hash_drops))
+        rx = Receiver(
+            "array-native",
+            lambda: netlink.xdp_set(b.ifname, ns, self.array_drop.prog_fd("xdp_array_drop"), "native"),
+            lambda: netlink.xdp_set(b.ifname, ns, -1, "native"),
+            self._array_drops)
+        rx.info["overflow"] = self.array_overflow
+        out.append(rx)
         floor = (f"table netdev {FLOOR_TABLE} {{\n  chain ingress {{\n    type filter hook ingress device "
                  f"\"{b.ifname}\" priority -10; policy accept;\n    counter drop\n  }}\n}}\n")
 
@@ -298,6 +334,31 @@ class Traffic:
         nft(self.b.netns, "delete", "table", "netdev", TABLE, check=False)
 
 
+ARRAY_BITS = 18  # bench/bpf/xdp_array_drop.c: 2^18 buckets of 8 slots
+ARRAY_MUL = 0x9E3779B1
+
+
+def array_table(nets, first: int) -> tuple[bytes, int]:
+    """xdp_array_drop's table (2^ARRAY_BITS buckets: 8 addresses, then 8
+    used flags, u32 each) holding the addresses `nets`, `first` placed
+    before the others of its bucket; and how many addresses found their
+    bucket full."""
+    import numpy as np
+
+    a = np.asarray(nets, dtype=np.uint64).astype(np.uint32)
+    a = np.concatenate([np.array([first], np.uint32), a[a != first]])
+    wire = a.astype(">u4").view(np.uint32)  # the u32 the program loads from the header
+    h = ((wire.astype(np.uint64) * ARRAY_MUL) & 0xFFFFFFFF) >> (32 - ARRAY_BITS)
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    rank = np.arange(len(hs)) - np.searchsorted(hs, hs, "left")
+    keep = rank < 8
+    t = np.zeros((1 << ARRAY_BITS, 16), np.uint32)
+    t[hs[keep], rank[keep]] = wire[order][keep]
+    t[hs[keep], 8 + rank[keep]] = 1
+    return t.tobytes(), int((~keep).sum())
+
+
 def _percpu_total(m) -> int:
     """The u64 in slot 0 of a per-CPU array (a floor's or the reference's
     drop count), summed over the CPUs."""
@@ -327,6 +388,7 @@ def run(cfg) -> dict:
             log(f"traffic: {count:,} rules: xdpctl import + nft load")
             row["xdpctl_import_s"] = tr.import_rules(rs)
             tr.load_hash(rs)
+            tr.load_array(rs)
             path = write_ruleset(rs, tr.b.ifname, os.path.join(work, "t.nft"))
             row["nft_load_s"] = load_ruleset(tr.b.netns, path)
             os.unlink(path)

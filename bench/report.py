@@ -234,7 +234,7 @@ def traffic(res: dict, cfg: dict) -> str:
     rows = []
     for r in res.get("traffic", []):
         if "error" in r and "nft" not in r:
-            rows.append([_n(r["count"]), "failed"] + [""] * 8)
+            rows.append([_n(r["count"]), "failed"] + [""] * 9)
             continue
 
         def g(name, k="ns_per_frame"):
@@ -244,6 +244,8 @@ def traffic(res: dict, cfg: dict) -> str:
         fn, fg, ff = g("floor-native"), g("floor-generic"), g("floor-nft")
         an = None if xn is None or fn is None else xn - fn
         ah = None if hn is None or fn is None else hn - fn
+        rn = g("array-native")
+        ar = None if rn is None or fn is None else rn - fn
         ag = None if xg is None or fg is None else xg - fg
         af = None if nf is None or ff is None else nf - ff
         mp = lambda name: "-" if g(name, "pps") is None else f"{g(name, 'pps') / 1e6:.2f}"  # noqa: E731
@@ -251,11 +253,14 @@ def traffic(res: dict, cfg: dict) -> str:
         rows.append([_n(r["count"]), mp("xdpctl-native"), mp("xdpctl-generic"), mp("nft"),
                      _ns(an), _ns(ag), _ns(af), _x(af, an), _x(g("xdpctl-native", "pps"), g("nft", "pps")),
                      f"{mp('hash-native')}: {_ns(ah)} ns, {share('hash-native')} (xdpctl {share('xdpctl-native')})",
+                     f"{mp('array-native')}: {_ns(ar)} ns, {share('array-native')}"
+                     + (f", {g('array-native', 'overflow'):,} did not fit" if g('array-native', 'overflow') else ""),
                      f"{mp('floor-native')} / {mp('floor-generic')} / {mp('floor-nft')}"])
     return table(["rules", "xdpctl native Mpps", "xdpctl generic Mpps", "nft Mpps",
                   "xdpctl native ns above floor", "xdpctl generic ns above floor", "nft ns above floor",
                   "nft/xdpctl-native (ns)", "xdpctl-native/nft (pps)",
                   "plain hash, native: Mpps, ns above floor, share of the floor's pps",
+                  "open-addressed array, native: Mpps, ns above floor, share",
                   "floors Mpps (native/generic/nft)"], rows, "l")
 
 
@@ -419,7 +424,10 @@ def _peer_sections(s: dict, tr: dict | None, cfg: dict) -> list[str]:
                 "netlink rule dump), in the plain hash set of section 4a. Plain hash: `bench/bpf/xdp_hash_drop.c`, "
                 "the least an exact-address drop list does (Ethernet + IPv4 header checks, one lookup of the "
                 "source in an unpreallocated hash of the same addresses, a per-CPU count): the share of the "
-                "floor no hash-based classifier passes on this machine.", "",
+                "floor no hash-based classifier passes on this machine. Open-addressed array: "
+                "`bench/bpf/xdp_array_drop.c`, the same checks and count, the addresses in a table of 8-slot "
+                "buckets held in an ARRAY map and probed by inlined code: no call into the kernel per frame "
+                "(an address whose bucket is full is left out and counted; the measured one never is).", "",
                 traffic(nf, cfg), ""]
     im = s.get("imports")
     if im:

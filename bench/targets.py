@@ -46,10 +46,13 @@ def _traffic_rows(nf: dict) -> list[tuple]:
             continue
         x, f = r.get("xdpctl-native", {}).get("pps"), r.get("floor-native", {}).get("pps")
         h = r.get("hash-native", {}).get("pps")
+        a = r.get("array-native", {}).get("pps")
         out.append(("live frames, native XDP, counter + drop list, 1M rules: share of the drop-everything "
                     "floor (pps)", _ratio(x, f), ">=", 0.9,
                     "-" if None in (x, f) else f"{x / 1e6:.2f} / {f / 1e6:.2f} Mpps"
-                    + ("" if None in (h, f) else f"; one plain hash lookup: {h / 1e6:.2f} Mpps = {h / f:.2f}x")))
+                    + ("" if None in (h, f) else f"; one plain hash lookup: {h / 1e6:.2f} Mpps = {h / f:.2f}x")
+                    + ("" if None in (a, f)
+                       else f"; one open-addressed array probe: {a / 1e6:.2f} Mpps = {a / f:.2f}x")))
     return out
 
 

@@ -105,6 +105,7 @@ class CfgFlag(enum.IntFlag):
     NO_V6L48 = 1 << 8
     NO_V6L32 = 1 << 9
     HAVE_BITS = 1 << 10    # the active set's presence bitmap covers its hash bands
+    HAVE_OA4 = 1 << 11     # the active set's IPv4 host table mirrors its xc_v4_l32
 
 
 # The empty-band flag of each hash band (xc_config.flags).
@@ -113,7 +114,8 @@ BAND_EMPTY_FLAG = {
     "xc_v6_l128": CfgFlag.NO_V6L128, "xc_v6_l64": CfgFlag.NO_V6L64,
     "xc_v6_l48": CfgFlag.NO_V6L48, "xc_v6_l32": CfgFlag.NO_V6L32,
 }
-SET_FLAGS = CfgFlag(sum(BAND_EMPTY_FLAG.values()) | CfgFlag.HAVE_BITS)  # what the writer derives from a set
+SET_FLAGS = CfgFlag(sum(BAND_EMPTY_FLAG.values()) | CfgFlag.HAVE_BITS | CfgFlag.HAVE_OA4)  # derived from a set
+TRUST_FLAGS = CfgFlag.HAVE_BITS | CfgFlag.HAVE_OA4  # of SET_FLAGS: the set's derived tables may be trusted
 
 # Presence bitmap (xc_bits, one per rule set): u64 words, then a revision word.
 BITS_V4_BITS = 1 << 25
@@ -121,6 +123,16 @@ BITS_V6_BITS = 1 << 25
 BITS_WORDS = (BITS_V4_BITS + BITS_V6_BITS) // 64
 BITS_MARK = BITS_WORDS
 BITS_V6_SHIFT = 5
+
+# IPv4 host table (xc_v4_oa, one per rule set: xdpctl_abi.h): buckets of
+# OA4_SLOTS slots, then one bucket whose slot 0 is the revision it covers.
+OA4_BITS = 19
+OA4_BUCKETS = 1 << OA4_BITS
+OA4_MARK = OA4_BUCKETS
+OA4_SLOTS = 4
+OA4_MUL = 0x9E3779B1
+OA4_EMPTY, OA4_LIVE, OA4_DEAD = 0, 1, 2  # slot states (bits 32..33 of a slot)
+OA4_KEY_MASK = 0x7FFFFFFFF  # of a slot: address, state, direction
 
 
 class DlReason(enum.IntEnum):
@@ -214,6 +226,12 @@ C_DEFINES: dict[str, int] = {
     "XC_CFG_HAVE_MGMT": int(CfgFlag.HAVE_MGMT),
     **{f"XC_CFG_{f.name}": int(f) for f in CfgFlag if f.name.startswith("NO_")},
     "XC_CFG_HAVE_BITS": int(CfgFlag.HAVE_BITS),
+    "XC_CFG_HAVE_OA4": int(CfgFlag.HAVE_OA4),
+    "XC_OA4_MUL": OA4_MUL,
+    "XC_OA4_EMPTY": OA4_EMPTY,
+    "XC_OA4_LIVE": OA4_LIVE,
+    "XC_OA4_DEAD": OA4_DEAD,
+    "XC_OA4_KEY_MASK": OA4_KEY_MASK,
     "XC_LB_VIP_HASH_L3": LB_VIP_HASH_L3,
     "XC_LB_BE_HAVE_MAC": LB_BE_HAVE_MAC,
     "XC_LB_HOOK_ON": LB_HOOK_ON,
@@ -279,6 +297,10 @@ class xc_port_key(ctypes.Structure):
 
 class xc_clock(ctypes.Structure):
     _fields_ = [("jiffies", u64), ("now_ns", u64)]
+
+
+class xc_oa4_bucket(ctypes.Structure):
+    _fields_ = [("slot", u64 * OA4_SLOTS), ("rule_id", u32 * OA4_SLOTS), ("overflow", u32), ("pad", u32 * 3)]
 
 
 class xc_rule_stats(ctypes.Structure):
@@ -349,7 +371,7 @@ class no_type(ctypes.Structure):
 STRUCTS: dict[str, type[ctypes.Structure]] = {
     cls.__name__: cls
     for cls in (xc_stages, xc_counter, xc_config, xc_rule_val, xc_key4, xc_key6,
-                xc_trie6_key, xc_port_key, xc_clock, xc_rule_stats,
+                xc_trie6_key, xc_port_key, xc_clock, xc_oa4_bucket, xc_rule_stats,
                 xc_lb_vip_key, xc_lb_vip, xc_lb_backend, xc_lb_conn_key,
                 xc_lb_conn, xc_lb_stats, xc_lb_hook, xc_sample_cfg, xc_sample_budget, xc_sample)
 }
@@ -393,6 +415,7 @@ PACKERS: dict[str, struct.Struct] = {
     "xc_port_key": PORT_KEY,
     "xc_rule_stats": RULE_STATS,
     "xc_clock": CLOCK,
+    "xc_oa4_bucket": struct.Struct("=4Q4II12x"),
     "xc_lb_vip_key": LB_VIP_KEY,
     "xc_lb_vip": LB_VIP,
     "xc_lb_backend": LB_BACKEND,
@@ -430,6 +453,10 @@ C_CONSTS: dict[str, int] = {
     "XC_BITS_WORDS": BITS_WORDS,
     "XC_BITS_MARK": BITS_MARK,
     "XC_BITS_V6_SHIFT": BITS_V6_SHIFT,
+    "XC_OA4_BITS": OA4_BITS,
+    "XC_OA4_BUCKETS": OA4_BUCKETS,
+    "XC_OA4_MARK": OA4_MARK,
+    "XC_OA4_SLOTS": OA4_SLOTS,
 }
 
 
@@ -593,6 +620,7 @@ MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
     _spec("xc_port_trie", "shared", MapType.LPM_TRIE, xc_port_key, xc_rule_val, 65536, BPF_F_NO_PREALLOC),
     _spec("xc_mgmt", "shared", MapType.LPM_TRIE, xc_trie6_key, xc_rule_val, 4096, BPF_F_NO_PREALLOC),
     _spec("xc_bits", "shared", MapType.ARRAY, u32, u64, BITS_WORDS + 1, BPF_F_MMAPABLE),
+    _spec("xc_v4_oa", "shared", MapType.ARRAY, u32, xc_oa4_bucket, OA4_BUCKETS + 1, BPF_F_MMAPABLE),
     _spec("xc_rule_stats", "shared", MapType.ARRAY, u32, xc_rule_stats, 2097152),
     # load balancer: per hook
     _spec("xc_lb_hook", "hook", MapType.ARRAY, u32, xc_lb_hook, 1),
@@ -615,7 +643,8 @@ MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
 RULE_MAPS = ("xc_v4_l16", "xc_v4_l24", "xc_v4_l32", "xc_v6_l128", "xc_v6_l64",
              "xc_v6_l48", "xc_v6_l32", "xc_v6_trie", "xc_port_trie", "xc_mgmt")
 BITS_MAP = "xc_bits"                  # the presence bitmap of a set
-SET_TABLES = RULE_MAPS + (BITS_MAP,)  # every map that exists once per set
+OA4_MAP = "xc_v4_oa"                  # the IPv4 host table of a set (a copy of its xc_v4_l32)
+SET_TABLES = RULE_MAPS + (BITS_MAP, OA4_MAP)  # every map that exists once per set
 STANDBY_SUFFIX = "_b"
 MAP_SPECS.update({n + STANDBY_SUFFIX: MAP_SPECS[n]._replace(name=n + STANDBY_SUFFIX) for n in SET_TABLES})
 

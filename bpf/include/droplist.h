@@ -122,8 +122,44 @@ static __always_inline int xc_present(__u32 set, __u32 bit)
 	return !v || ((*v >> (bit & 63)) & 1);
 }
 
-/* IPv4 bands: /32 hash, /24 hash, /16 array. addr in network order. The
- * hashes are skipped when they hold nothing (cfg flags) or the presence
+/*
+ * The IPv4 host table's answer for (dir, addr): 1 with a live entry of a
+ * rule that is not dead copied into m; 0 when xc_v4_l32 has no such entry
+ * (none in the bucket, or one of a dead rule id); -1 when the bucket
+ * overflowed and xc_v4_l32 must be asked. The slot word is read before its
+ * rule id, which its writer stored first.
+ */
+static __always_inline int xc_oa4(struct xc_match *m, __u32 set, __u32 dir, __be32 addr,
+				  struct xc_dead dead)
+{
+	__u32 idx = ((__u32)addr * XC_OA4_MUL) >> (32 - XC_OA4_BITS);
+	const struct xc_oa4_bucket *b = bpf_map_lookup_elem(XC_TBL(set, xc_v4_oa), &idx);
+	__u64 want = (__u64)(__u32)addr | (((__u64)XC_OA4_LIVE | ((__u64)dir << 2)) << 32);
+	__u64 w;
+	__u32 id;
+	int i;
+
+	if (!b)
+		return -1;
+#pragma unroll
+	for (i = 0; i < XC_OA4_SLOTS; i++) {
+		w = *(volatile const __u64 *)&b->slot[i];
+		if ((w & (__u64)XC_OA4_KEY_MASK) != want)
+			continue;
+		asm volatile("" ::: "memory");
+		id = b->rule_id[i];
+		if (id - dead.base < dead.count)
+			return 0;
+		m->id = id;
+		m->act = (w >> 40) & 0xff;
+		m->plen = (w >> 48) & 0xff;
+		return 1;
+	}
+	return b->overflow ? -1 : 0;
+}
+
+/* IPv4 bands: /32 hash (its host table first when trusted), /24 hash,
+ * /16 array. addr in network order. The hashes are skipped when they hold nothing (cfg flags) or the presence
  * bitmap says no key of theirs covers the address's /24. */
 static __always_inline void xc_match4(struct xc_match *m, __u32 set, __u32 dir, __be32 addr,
 				      __u32 flags, struct xc_dead dead, __u64 *now)
@@ -133,9 +169,14 @@ static __always_inline void xc_match4(struct xc_match *m, __u32 set, __u32 dir, 
 
 	if ((flags & XC_CFG_HAVE_BITS) && !xc_present(set, (dir << 24) | (bpf_ntohl(addr) >> 8)))
 		skip |= XC_CFG_NO_V4L32 | XC_CFG_NO_V4L24;
-	if (!(skip & XC_CFG_NO_V4L32) &&
-	    xc_take_host(m, bpf_map_lookup_elem(XC_TBL(set, xc_v4_l32), &k), dead, now))
-		return;
+	if (!(skip & XC_CFG_NO_V4L32)) {
+		int r = (flags & XC_CFG_HAVE_OA4) ? xc_oa4(m, set, dir, addr, dead) : -1;
+
+		if (r > 0)
+			return;
+		if (r < 0 && xc_take_host(m, bpf_map_lookup_elem(XC_TBL(set, xc_v4_l32), &k), dead, now))
+			return;
+	}
 	k.addr = addr & bpf_htonl(0xffffff00);
 	if (!(skip & XC_CFG_NO_V4L24) &&
 	    xc_take(m, bpf_map_lookup_elem(XC_TBL(set, xc_v4_l24), &k), now))

@@ -113,6 +113,9 @@ enum xc_policy {
  * bands and every IPv6 trie entry: a clear bit means no hash band holds the
  * address (and, for IPv6, no trie entry covers it). */
 #define XC_CFG_HAVE_BITS  (1U << 10)
+/* The active set's IPv4 host table (xc_v4_oa) holds every simple entry of
+ * its xc_v4_l32 and flags the buckets of the others. */
+#define XC_CFG_HAVE_OA4   (1U << 11)
 
 /*
  * The rule tables exist twice: set A (xc_v4_l16, ...) and set B (the same
@@ -213,6 +216,37 @@ struct xc_port_key {
 	__u8  family;       /* 4 or 6 */
 	__u8  pad[3];
 	__u8  addr[16];     /* IPv4 in the first 4 bytes */
+};
+
+/*
+ * IPv4 host table: ARRAY xc_v4_oa (set A) / xc_v4_oa_b (set B) of struct
+ * xc_oa4_bucket, part of its rule set, a copy of the set's xc_v4_l32 that
+ * the data path reads without calling into the kernel. Bucket of address a
+ * (struct xc_key4.addr, loaded as a u32): (a * XC_OA4_MUL) >> (32 -
+ * XC_OA4_BITS), both directions. A slot is a u64: a in bits 0..31, then
+ * the state (bits 32..33: empty, live, dead), the direction (bit 34), the
+ * action (bits 40..47) and the prefix length (48..55); its rule id beside
+ * it. A live slot holds an entry of xc_v4_l32 whose value has no deadline
+ * and no fallback, with that value; every other key of the band (a value
+ * with a deadline or a fallback, a full bucket) sets the bucket's overflow,
+ * and the data path looks those buckets up in xc_v4_l32 too. A slot goes
+ * empty -> live (rule id first, then the slot word in one store) -> dead
+ * (one store), and is empty again only when the table is rewritten whole
+ * while no packet reads it. Bucket XC_OA4_MARK: slot 0 holds the revision
+ * the table covers; XC_CFG_HAVE_OA4 says the active set's table may be
+ * trusted.
+ */
+#define XC_OA4_MUL        0x9E3779B1
+#define XC_OA4_EMPTY      0
+#define XC_OA4_LIVE       1
+#define XC_OA4_DEAD       2
+#define XC_OA4_KEY_MASK   0x7FFFFFFFF
+
+struct xc_oa4_bucket {
+	__u64 slot[4];      /* XC_OA4_SLOTS */
+	__u32 rule_id[4];
+	__u32 overflow;     /* nonzero: keys of this bucket are in xc_v4_l32 only */
+	__u32 pad[3];
 };
 
 /*

@@ -44,6 +44,13 @@ enum xc_consts {
 	XC_BITS_MARK          = XC_BITS_WORDS, /* index of the revision word */
 	XC_BITS_ENTRIES       = XC_BITS_WORDS + 1,
 	XC_BITS_V6_SHIFT      = 5,     /* IPv6: the top 32 bits >> 5, less bits 0..2 */
+	/* IPv4 host table of each rule set (xc_v4_oa): buckets, then one
+	 * bucket whose first slot says which revision the table covers. */
+	XC_OA4_BITS           = 19,
+	XC_OA4_BUCKETS        = 1 << XC_OA4_BITS,
+	XC_OA4_MARK           = XC_OA4_BUCKETS, /* index of the revision bucket */
+	XC_V4_OA_ENTRIES      = XC_OA4_BUCKETS + 1,
+	XC_OA4_SLOTS          = 4,     /* entries per 64-byte bucket */
 	XC_CLOCK_ENTRIES      = 1,     /* xc_clock: one per-CPU clock cache */
 
 	/* Drop list. */

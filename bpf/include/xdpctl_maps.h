@@ -160,7 +160,14 @@ struct { \
 	__uint(map_flags, BPF_F_MMAPABLE); \
 	__type(key, __u32); \
 	__type(value, __u64); \
-} xc_bits##sfx SEC(".maps");
+} xc_bits##sfx SEC(".maps"); \
+struct { \
+	__uint(type, BPF_MAP_TYPE_ARRAY); \
+	__uint(max_entries, XC_V4_OA_ENTRIES); \
+	__uint(map_flags, BPF_F_MMAPABLE); \
+	__type(key, __u32); \
+	__type(value, struct xc_oa4_bucket); \
+} xc_v4_oa##sfx SEC(".maps");
 
 XC_RULE_TABLES()
 XC_RULE_TABLES(_b)

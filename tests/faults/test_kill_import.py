@@ -31,7 +31,8 @@ from typing import Callable
 import pytest
 
 from tests.support import emulation as emu
-from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set, split_dead, temp_settings
+from tests.support.progs import (XDP_DROP, XDP_PASS, DropListProbe, host_table_problems, kernel_rule_set,
+                                 split_dead, temp_settings)
 from xdpctl import abi
 from xdpctl.core import prefixes as px
 from xdpctl.core.context import Context
@@ -79,7 +80,7 @@ def _import(settings, path: str) -> subprocess.Popen:
 
 
 def _probe(settings) -> tuple[int, int]:
-    with DropListProbe(settings) as p:
+    with DropListProbe(settings, host_table=True) as p:  # as the hook reads the active set
         return p.source_match(OLD_ADDR)[0], p.source_match(NEW_ADDR)[0]
 
 
@@ -193,6 +194,7 @@ def _check_after_kill(ctx: Context, settings, what: str, old_rev: int, old_img: 
         side, want_gen, want = "after", old_rev + 1, (XDP_PASS, XDP_DROP)
     assert cfg.generation == want_gen, (what, side, cfg)
     assert _probe(settings) == want, (what, side)
+    assert host_table_problems(ctx) == {}, what  # a host table still trusted mirrors its band
     # the writer died inside its transaction: the database keeps the old revision
     assert ctx.state.revision == old_rev, what
     # it had begun writing the standby set (or caught it up): marked stale either way
@@ -215,4 +217,5 @@ def _check_restore(ctx: Context, old_rev: int, old_img: dict) -> None:
     cfg = read_pinned_config(ctx)
     assert cfg.generation == cfg.synced == ctx.state.revision == old_rev
     assert kernel_rule_set(ctx, 0) == old_img and kernel_rule_set(ctx, 1) == old_img
+    assert cfg.flags & abi.CfgFlag.HAVE_OA4 and host_table_problems(ctx) == {}
     assert _probe(ctx.settings) == (XDP_DROP, XDP_PASS)

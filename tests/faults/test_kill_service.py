@@ -14,7 +14,7 @@ import httpx
 
 from tests.support import emulation as emu
 from tests.support import serve
-from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, kernel_rule_set, temp_settings
+from tests.support.progs import XDP_DROP, XDP_PASS, DropListProbe, host_table_problems, kernel_rule_set, temp_settings
 from xdpctl import abi
 from xdpctl.core.context import Context
 from xdpctl.core.rules import ruleset
@@ -53,7 +53,8 @@ def test_kill_during_the_catch_up_after_an_answered_change(tmp_path) -> None:
             want = emu.tables_to_state(ruleset.compile_stored(ctx.state))
             assert kernel_rule_set(ctx, cfg.active) == want
             assert kernel_rule_set(ctx, 1 - cfg.active) != want
-            with DropListProbe(settings) as probe:
+            assert host_table_problems(ctx) == {}  # a table still trusted (none, or one rebuilt) mirrors its band
+            with DropListProbe(settings, host_table=True) as probe:
                 assert probe.source_match(_host(HOSTS - 1))[:2] == (XDP_DROP, abi.DlReason.DROP_SRC)
                 assert probe.source_match(_host(HOSTS))[:2] == (XDP_PASS, abi.DlReason.PASS_NOMATCH)
             h = kernel_health(ctx, rev)
@@ -67,6 +68,7 @@ def test_kill_during_the_catch_up_after_an_answered_change(tmp_path) -> None:
             assert cfg.generation == cfg.synced == ctx.state.revision
             want = emu.tables_to_state(ruleset.compile_stored(ctx.state))
             assert kernel_rule_set(ctx, 0) == want and kernel_rule_set(ctx, 1) == want
+            assert cfg.flags & abi.CfgFlag.HAVE_OA4 and host_table_problems(ctx) == {}
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     finally:

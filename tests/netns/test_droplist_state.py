@@ -32,12 +32,13 @@ from helpers_droplist import (
     udp_frame,
     wait_until,
 )
+from tests.support.progs import host_table_problems
 from xdpctl import abi
 from xdpctl.core.context import Context
 from xdpctl.core.errors import NotFound
 from xdpctl.core.hooks import HookRef
 from xdpctl.core.restore import restore
-from xdpctl.core.rules import presence
+from xdpctl.core.rules import hosts4, presence
 from xdpctl.core.rules.clock import kernel_ns
 from xdpctl.core.rules.tables import KernelTables, read_pinned_config
 from xdpctl.core.rules.validate import DENY
@@ -287,18 +288,22 @@ def test_restore_repairs_drift(dl_env, mark) -> None:
     assert arrivals_xdp(env, frames, mark) == desired
 
     # Drift by hand: one entry missing, one bogus entry (with its presence
-    # bit: the data path looks up only what the bitmap says may be there).
+    # bit: the data path looks up only what the bitmap says may be there;
+    # and in the host table, which it reads before the band).
     with _shared(env, "xc_v4_l32") as m:
         assert m.delete(key4("203.0.113.7"))
         m.update(key4("198.18.0.9"), abi.pack_rule_val(4242, DENY, 32))
     with KernelTables(env.ctx) as kt:
         presence.set_key_bits(kt, kt.cfg.active, [("xc_v4_l32", key4("198.18.0.9"))])
+        with hosts4.opened(kt, kt.cfg.active) as buf:
+            hosts4.delete(buf, key4("203.0.113.7"), 1)
+            hosts4.put(buf, key4("198.18.0.9"), abi.pack_rule_val(4242, DENY, 32), 1)
     assert arrivals_xdp(env, frames, mark) == Counter(["203.0.113.7", a.ipv4])
 
     rep = env.cli("restore", "--json").json()
     assert (rep["map_entries_written"], rep["map_entries_deleted"], rep["errors"]) == (1, 1, [])
     assert any("1 map entries written, 1 deleted" in line for line in rep["log"]), rep["log"]
-    assert env.map_dump() == before
+    assert env.map_dump() == before and host_table_problems(env.ctx) == {}
     assert arrivals_xdp(env, frames, mark) == desired
 
     rep = restore(Context(env.settings)).to_json()  # again, in this process: nothing to repair

@@ -67,7 +67,7 @@ def test_flags_and_bitmap_describe_the_active_set(ctx) -> None:
     d = DropList(ctx)
     d.add([spec("10.1.2.3"), spec("2001:db8:1::/48")])
     cfg = read_pinned_config(ctx)
-    assert cfg.flags & abi.SET_FLAGS == F.NO_V4L24 | F.NO_V6L128 | F.NO_V6L64 | F.NO_V6L32 | F.HAVE_BITS
+    assert cfg.flags & abi.SET_FLAGS == F.NO_V4L24 | F.NO_V6L128 | F.NO_V6L64 | F.NO_V6L32 | F.HAVE_BITS | F.HAVE_OA4
     for s in (0, 1):
         bits, mark = bitmap(ctx, s)
         assert mark == cfg.generation
@@ -109,7 +109,7 @@ def test_empty_band_flags_follow_deltas_without_asking_untouched_bands(ctx) -> N
     d = DropList(ctx)
     steps = [("add", "10.9.0.1"), ("add", "2001:db8:9::/48"), ("add", "10.9.1.0/24"), ("remove", "10.9.0.1"),
              ("add", "2001:db8:9::1"), ("remove", "2001:db8:9::/48"), ("remove", "10.9.1.0/24")]
-    bands = int(abi.SET_FLAGS & ~abi.CfgFlag.HAVE_BITS)
+    bands = int(abi.SET_FLAGS & ~abi.TRUST_FLAGS)
     for op, prefix in steps:
         getattr(d, op)([spec(prefix)])
         cfg = read_pinned_config(ctx)

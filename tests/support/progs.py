@@ -136,11 +136,12 @@ class DropListProbe:
     instance reports. Its config keeps the instance's IPv6-trie flag and
     turns destination, port and management lookups off, so only the source
     decides, in the rule set that was active when the probe was made (with
-    the dead rule ids it had then)."""
+    the dead rule ids it had then). With ``host_table`` it reads that
+    set's IPv4 host table as the hook does when xc_cfg trusts it."""
 
     PRIVATE = frozenset({"xc_cfg", "xc_rule_stats"})
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, host_table: bool = False):
         shared = settings.shared_map_dir
 
         def pin(name: str) -> str | None:
@@ -157,7 +158,7 @@ class DropListProbe:
         with maps.Map.from_pin(os.path.join(shared, "xc_cfg")) as m:
             raw = m.lookup(abi.U32.pack(0))
         cfg = abi.unpack_config(raw)
-        flags = cfg.flags & int(abi.CfgFlag.HAVE_V6TRIE)
+        flags = cfg.flags & int(abi.CfgFlag.HAVE_V6TRIE | (abi.CfgFlag.HAVE_OA4 if host_table else 0))
         with self.loaded.map("xc_cfg") as m:  # the instance's active rule set, its dead ids
             m.update(abi.U32.pack(0), abi.pack_config(int(abi.Policy.ALLOW), flags, 0, cfg.active, None,
                                                       cfg.dead_base, cfg.dead_count))
@@ -225,4 +226,82 @@ def kernel_rule_set(ctx: Context, rule_set: int) -> dict:
             else:
                 keys, vals, n = m.dump()
                 out[name] = dict(zip(split_packed(keys, m.key_size, n), split_packed(vals, m.buf_size, n)))
+    return out
+
+
+def host_table(buf) -> tuple[dict, set, tuple[int, int, int]]:
+    """An IPv4 host table's bytes (xc_v4_oa): {(dir, addr): (rule id,
+    action, plen)} of its live slots (a key live twice fails), its
+    overflowed buckets, and its mark bucket's (revision, dead slots,
+    overflowed buckets)."""
+    import numpy as np
+
+    from xdpctl.core.rules import hosts4
+
+    t = np.frombuffer(buf, hosts4.bucket_dtype(), abi.OA4_BUCKETS + 1)
+    mark = tuple(int(x) for x in t["slot"][abi.OA4_MARK, :3])
+    slots = t["slot"][:abi.OA4_BUCKETS]
+    b, i = np.nonzero(((slots >> np.uint64(32)) & np.uint64(3)) == abi.OA4_LIVE)
+    w = slots[b, i]
+    addrs = (w & np.uint64(0xFFFFFFFF)).astype(np.uint32).astype(">u4").view(np.uint32)  # back to host order
+    assert (hosts4.bucket_of((w & np.uint64(0xFFFFFFFF)).astype(np.uint32)) == b).all(), "a key in a foreign bucket"
+    live = {}
+    for bb, ii, ww, a in zip(b.tolist(), i.tolist(), w.tolist(), addrs.tolist()):
+        k = ((ww >> 34) & 1, int(a))
+        assert k not in live, f"{k} live twice"
+        live[k] = (int(t["rule_id"][bb, ii]), (ww >> 40) & 0xFF, (ww >> 48) & 0xFF)
+    over = set(np.flatnonzero(t["overflow"][:abi.OA4_BUCKETS]).tolist())
+    return live, over, mark
+
+
+def mirror_problems(buf, band: dict[bytes, bytes]) -> list[str]:
+    """How an IPv4 host table fails to mirror its band (packed xc_key4 ->
+    packed xc_rule_val): a key neither live with the band's value nor in
+    an overflowed bucket, a live slot the band lacks."""
+    from xdpctl.core.rules import hosts4
+
+    live, over, _mark = host_table(buf)
+    out = []
+    keys = set()
+    for k, v in band.items():
+        d, a = abi.U32.unpack(k[:4])[0], int.from_bytes(k[4:8], "big")
+        keys.add((d, a))
+        r = abi.unpack_rule_val(v)
+        simple = r.action != abi.Action.NONE and r.expires_ns == 0 and r.fb_action == abi.Action.NONE
+        got = live.get((d, a))
+        if got is not None:
+            if not simple or got != (r.rule_id, r.action, r.plen):
+                out.append(f"{(d, a)}: live as {got}, band {r}")
+            continue
+        b = int(hosts4.bucket_of(np.frombuffer(k[4:8], np.uint32))[0])
+        if b not in over:
+            out.append(f"{(d, a)}: not live, bucket {b} not overflowed")
+    out += [f"{k}: live, not in the band" for k in set(live) - keys]
+    return out
+
+
+def host_table_problems(ctx: Context) -> dict[int, list[str]]:
+    """For each set whose IPv4 host table claims to mirror its band (the
+    active set with HAVE_OA4; the standby set when its mark is the
+    revision xc_cfg says it holds), how it fails to; {} when all hold."""
+    from xdpctl.core.rules import hosts4
+    from xdpctl.core.rules.tables import DEFERRED, STALE, read_pinned_config
+
+    cfg = read_pinned_config(ctx)
+    out = {}
+    for s in (0, 1):
+        with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, abi.set_map(abi.OA4_MAP, s))) as m:
+            with m.mapped() as view:
+                buf = bytes(view)
+        mark = int.from_bytes(buf[abi.OA4_MARK * 64:abi.OA4_MARK * 64 + 8], "little")
+        claims = (cfg.flags & abi.CfgFlag.HAVE_OA4) if s == cfg.active else (
+            cfg.synced not in (STALE, DEFERRED) and mark == cfg.synced != hosts4.UNTRUSTED)
+        if not claims:
+            continue
+        with maps.Map.from_pin(os.path.join(ctx.settings.shared_map_dir, abi.set_map(hosts4.BAND, s))) as m:
+            keys, vals, n = m.dump()
+        band = dict(zip(split_packed(keys, m.key_size, n), split_packed(vals, m.buf_size, n)))
+        problems = mirror_problems(buf, band)
+        if problems:
+            out[s] = problems[:10]
     return out

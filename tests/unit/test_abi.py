@@ -197,7 +197,8 @@ def test_map_specs_cover_the_contract():
     hook = {"xc_stages", "xc_pkt", "xc_proto", "xc_dl_cnt", "xc_clock", "xc_lb_hook", "xc_lb_cnt", "xc_smp_cfg",
             "xc_smp_budget", "xc_smp_rb"}
     shared = {"xc_cfg", "xc_v4_l16", "xc_v4_l24", "xc_v4_l32", "xc_v6_l128", "xc_v6_l64",
-              "xc_v6_l48", "xc_v6_l32", "xc_v6_trie", "xc_port_trie", "xc_mgmt", "xc_bits", "xc_rule_stats",
+              "xc_v6_l48", "xc_v6_l32", "xc_v6_trie", "xc_port_trie", "xc_mgmt", "xc_bits", "xc_v4_oa",
+              "xc_rule_stats",
               "xc_lb_vips", "xc_lb_vip_cnt", "xc_lb_backends", "xc_lb_be_cnt", "xc_lb_ring",
               "xc_lb_conn"}
     shared |= {m + "_b" for m in abi.SET_TABLES}  # set B of the rule tables

@@ -28,7 +28,7 @@ from .. import dlcompile as dlc
 from ..context import Context
 from ..errors import BpfError, CapacityError
 from ..shared import PinsGone, SharedMaps, check_layout
-from . import builder, presence
+from . import builder, hosts4, presence
 
 SET_MAPS = tuple(abi.set_map(m, s) for s in (0, 1) for m in abi.SET_TABLES)
 SHARED_DL_MAPS = SET_MAPS + ("xc_cfg", "xc_rule_stats")
@@ -99,6 +99,7 @@ class KernelTables(SharedMaps):
         self._late: tuple | None = None  # deletes the first write left past the flip: (dead ids, {map: Diff})
         self.catch_up_error: str | None = None
         self.deferred: CatchUp | None = None  # the catch-up a commit left to catch_up()
+        self._keep: dict[int, hosts4.Mirrored] = {}  # sets whose host table follows their band's writes
 
     def object_name(self) -> str:
         return "xdp_droplist"
@@ -107,7 +108,7 @@ class KernelTables(SharedMaps):
         super().ensure(early)
         self.cfg = abi.Config(0, 0, 0) if self.being_made("xc_cfg") else self.read_config()  # a new one is zeros
         self.found = self.cfg._replace(flags=self.cfg.flags & ~abi.SET_FLAGS)  # as the rule set asks for it
-        bands = int(abi.SET_FLAGS & ~abi.CfgFlag.HAVE_BITS)
+        bands = int(abi.SET_FLAGS & ~abi.TRUST_FLAGS)
         # the active set's empty bands: as the last settle wrote them; all when no set was ever written
         self._empty = bands if self.cfg.generation == 0 else self.cfg.flags & bands
         return self
@@ -128,7 +129,31 @@ class KernelTables(SharedMaps):
         return 1 - self.cfg.active
 
     def table(self, name: str, rule_set: int) -> maps.Map:
+        if name == hosts4.BAND and rule_set in self._keep:
+            return self._keep[rule_set]  # type: ignore[return-value]
         return self.maps[abi.set_map(name, rule_set)]
+
+    def _follow(self, rule_set: int, held: int) -> None:
+        """Writes into the set's band go to its host table too from now on,
+        when the table mirrors what the set held (revision ``held``)."""
+        self._keep.pop(rule_set, None)
+        if held not in (STALE, DEFERRED) and hosts4.mark(self, rule_set) == held:
+            self._keep[rule_set] = hosts4.Mirrored(self.maps[abi.set_map(hosts4.BAND, rule_set)], self, rule_set)
+
+    def _unfollow(self, rule_set: int) -> None:
+        """The set's host table stops following (a whole image or columns:
+        rebuilt in the catch-up instead); marked as mirroring nothing first."""
+        if self._keep.pop(rule_set, None) is not None or hosts4.mark(self, rule_set) != hosts4.UNTRUSTED:
+            hosts4.set_mark(self, rule_set, hosts4.UNTRUSTED)
+
+    def _settle_hosts(self, rule_set: int, revision: int) -> int:
+        """The set's host table after this change's writes: marked as
+        mirroring ``revision`` when it followed every write and is not worn
+        out (then HAVE_OA4), else as mirroring nothing (0)."""
+        keep = self._keep.pop(rule_set, None) is not None
+        ok = keep and hosts4.wear(self, rule_set) < hosts4.WEAR_MAX
+        hosts4.set_mark(self, rule_set, revision if ok else hosts4.UNTRUSTED)
+        return int(abi.CfgFlag.HAVE_OA4) if ok else 0
 
     def at_revision(self, revision: int) -> bool:
         """Does the active set hold ``revision`` and the standby set mirror
@@ -139,6 +164,8 @@ class KernelTables(SharedMaps):
     def _begin_write(self) -> None:
         """Before the first write to the standby set: mark it stale, so a
         writer that dies mid-write leaves that on record."""
+        if not self._wrote:
+            self._follow(self.standby, self.found.synced)
         if not self._wrote and self.cfg.synced != STALE:
             self._write_cfg(self.cfg._replace(synced=STALE))
 
@@ -157,6 +184,7 @@ class KernelTables(SharedMaps):
         commit when it mirrored the standby set; with ``repair`` (or when it
         did not mirror it) it is compared with the image entry by entry."""
         self._begin_write()
+        self._unfollow(self.standby)
         writes: list | None = None if repair else []
         first = not self._wrote
         self._wrote.append((compiled, writes))
@@ -182,6 +210,7 @@ class KernelTables(SharedMaps):
             _check_capacity(self.table(name, self.standby), d.n_upd)
         defer = bool(dead_ids) and not self._wrote  # the first write: nothing before it put a key it deletes
         self._begin_write()
+        self._unfollow(self.standby)
         writes: list = []
         self._wrote.append((None, writes))  # no image: a catch-up replays the writes, or leaves the set
         report = SyncReport(revision=0)
@@ -216,8 +245,12 @@ class KernelTables(SharedMaps):
         if not self._wrote:  # nothing written: the active set's bands are as found (dead entries too)
             synced = revision if old.synced == old.generation else STALE
             flags |= presence.settle(self, old.active, old.generation, revision, self._empty)
+            self._follow(old.active, old.generation)
+            flags |= self._settle_hosts(old.active, revision)
             if synced == revision:
                 presence.settle(self, self.standby, old.synced, revision, self._empty)
+                self._follow(self.standby, old.synced)
+                self._settle_hosts(self.standby, revision)
             self._write_cfg(old._replace(policy=policy, flags=flags, generation=revision, synced=synced))
             return None
         # The standby set mirrored the active one when this change began
@@ -225,6 +258,7 @@ class KernelTables(SharedMaps):
         mirrored = self.found.synced == self.found.generation
         empty = presence.empty_bands(self, self.standby, self._empty if mirrored else None, *_touched(self._wrote))
         flags |= presence.settle(self, self.standby, self.found.synced, revision, empty)
+        flags |= self._settle_hosts(self.standby, revision)
         defer = defer and sum(w.size() if isinstance(w, dlc.Plan) else DEFER_PLAN_MIN
                               for w in self._wrote) >= DEFER_PLAN_MIN
         dead, ids = _left_dead(self._wrote, self._late)
@@ -267,8 +301,13 @@ class KernelTables(SharedMaps):
         Returns what was written, and whether it all was."""
         report = SyncReport(job.revision)
         try:
-            if _reuses_elements(self, job.rule_set, job.wrote):
+            waited = _reuses_elements(self, job.rule_set, job.wrote)
+            if waited:
                 maps.wait_for_programs()  # no packet still reads the set the catch-up rewrites
+            if all(isinstance(w, dlc.Plan) for w in job.wrote):
+                self._follow(job.rule_set, job.held)
+            else:
+                self._unfollow(job.rule_set)
             for w in job.wrote:
                 if isinstance(w, dlc.Plan):
                     _apply_plan(self, w, job.rule_set, None)
@@ -276,6 +315,7 @@ class KernelTables(SharedMaps):
                     rep = _sync_set(self, w[0], job.rule_set, None, None, None, w[1])
                     report.written, report.deleted = report.written + rep.written, report.deleted + rep.deleted
             presence.settle(self, job.rule_set, job.held, job.revision, 0)  # flags unused: the set is not made active
+            kept = self._settle_hosts(job.rule_set, job.revision)
             for name, keys, n in job.dead:  # entries the data path reads as absent already: no wait
                 self.table(name, 1 - job.rule_set).delete_batch(keys, n)
         except Exception as exc:
@@ -285,8 +325,30 @@ class KernelTables(SharedMaps):
             if self.cfg.synced != STALE:
                 self._write_cfg(self.cfg._replace(synced=STALE))
             return report, False
-        self._write_cfg(self.cfg._replace(synced=job.revision, dead_base=0, dead_count=0))
+        flags = self._rebuild_hosts(job, kept, waited)
+        self._write_cfg(self.cfg._replace(flags=flags, synced=job.revision, dead_base=0, dead_count=0))
         return report, True
+
+    def _rebuild_hosts(self, job: CatchUp, kept: int, waited: bool) -> int:
+        """After a catch-up: rebuild the host tables that mirror nothing
+        from their bands; the flags for xc_cfg, HAVE_OA4 once the active
+        set's table mirrors it. The active set's table is rebuilt while its
+        HAVE_OA4 is off (no packet reads it); the other set's, which packets
+        read until the flip a moment ago, after wait_for_programs. A
+        failure leaves the flag off (the data path asks the band itself)."""
+        active = 1 - job.rule_set
+        flags = self.cfg.flags
+        try:
+            if not kept:
+                if not waited:
+                    maps.wait_for_programs()
+                hosts4.rebuild(self, job.rule_set, job.revision)
+            if not flags & abi.CfgFlag.HAVE_OA4:
+                hosts4.rebuild(self, active, self.cfg.generation)
+                flags |= abi.CfgFlag.HAVE_OA4
+        except Exception as exc:
+            log.warning("the IPv4 host table was not rebuilt (the band is looked up instead): %s", exc)
+        return flags
 
     def _roll_back(self, cause: BaseException) -> None:
         """Undo what this change wrote to the standby set; then it mirrors
@@ -294,6 +356,7 @@ class KernelTables(SharedMaps):
         not be undone; the set stays marked stale."""
         image = any(not isinstance(w, dlc.Plan) for w in self._wrote)  # its bitmap was rebuilt
         undo, self._undo, self._wrote, self._late = self._undo, [], [], None
+        self._keep.clear()  # the undo writes below go through the band objects the writes used
         failed = []
         for mo, old_keys, old_vals, n_old, new_keys, n_new in reversed(undo):
             try:

@@ -1,0 +1,133 @@
+"""The IPv4 host table's writer (xdpctl.core.rules.hosts4) over a table in
+memory, against a model of the band it mirrors: after any run of writes
+and deletes, every key of the band is live in its bucket with the band's
+value or its bucket overflowed, and no live slot holds a key the band
+lacks. The entry-by-entry writer (the CLI's small changes) and the
+columnar one (catch-ups, rebuilds) leave the same bytes."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+
+from tests.support.progs import host_table, mirror_problems
+from xdpctl import abi
+from xdpctl.core.rules import hosts4
+
+SIZE = (abi.OA4_BUCKETS + 1) * 64
+A = abi.Action
+
+
+def key(d: int, addr: int) -> bytes:
+    return abi.pack_key4(d, addr)
+
+
+def val(rule_id: int, action: int = A.DENY, plen: int = 32, expires: int = 0, fb: int = 0) -> bytes:
+    return abi.RULE_VAL.pack(rule_id, action, plen, 0, expires, fb, A.DENY if fb else A.NONE, 32 if fb else 0, 0, 0)
+
+
+def bucket(addr: int) -> int:
+    a = struct.unpack("=I", addr.to_bytes(4, "big"))[0]
+    return ((a * abi.OA4_MUL) & 0xFFFFFFFF) >> (32 - abi.OA4_BITS)
+
+
+def table(buf) -> dict:
+    live, over, _mark = host_table(bytes(buf))
+    return {"live": live, "over": over}
+
+
+def mirrors(buf, band: dict) -> None:
+    assert mirror_problems(bytes(buf), {key(*k): v for k, v in band.items()}) == []
+
+
+def write(buf, band: dict, puts: list, dels: list, many: bool) -> None:
+    """Apply deletes then puts to the model and, by the writer, to buf:
+    entry by entry, or as columns (the columnar path forced)."""
+    for k in dels:
+        band.pop(k, None)
+    for k, v in puts:
+        band[k] = v
+    if not many:
+        for k in dels:
+            hosts4.delete(buf, key(*k), 1)
+        for k, v in puts:
+            hosts4.put(buf, key(*k), v, 1)
+        return
+    old, hosts4.SMALL = hosts4.SMALL, -1
+    try:
+        hosts4.delete(buf, b"".join(key(*k) for k in dels), len(dels))
+        hosts4.put(buf, b"".join(key(*k) for k, _ in puts), b"".join(v for _, v in puts), len(puts))
+    finally:
+        hosts4.SMALL = old
+
+
+def crowd(n: int, seed: int) -> list[int]:
+    """n addresses in one bucket."""
+    rnd = random.Random(seed)
+    first = rnd.getrandbits(32)
+    out = [first]
+    while len(out) < n:
+        a = rnd.getrandbits(32)
+        if bucket(a) == bucket(first):
+            out.append(a)
+    return out
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["entry by entry", "columns"])
+def test_writes_keep_the_table_a_mirror_of_the_band(many: bool) -> None:
+    rnd = random.Random(7)
+    buf, band = bytearray(SIZE), {}
+    busy = crowd(7, 1)  # one bucket asked for more than its four slots
+    pool = [(rnd.randrange(2), rnd.getrandbits(32)) for _ in range(300)] + [(0, a) for a in busy]
+    for step in range(12):
+        puts = []
+        for k in rnd.sample(pool, 60):
+            kind = rnd.randrange(6)
+            v = (val(rnd.randrange(1, 50), A.ALLOW if kind == 0 else A.DENY, rnd.choice([25, 30, 32]))
+                 if kind < 4 else val(rnd.randrange(1, 50), expires=10**12) if kind == 4
+                 else val(rnd.randrange(1, 50), fb=9))
+            puts.append((k, v))
+        puts.append((puts[0][0], val(77)))  # a key written twice in one batch: its last value
+        dels = rnd.sample(sorted(band), min(len(band), 25)) if band else []
+        write(buf, band, puts, dels, many)
+        mirrors(buf, band)
+    t = table(buf)
+    assert bucket(busy[0]) in t["over"]
+    counts = struct.unpack_from("=QQQ", buf, abi.OA4_MARK * 64)
+    assert counts[2] == len(t["over"]) and counts[1] > 0 and counts[0] == 0  # the mark is the caller's
+
+
+def test_both_writers_leave_the_same_bytes() -> None:
+    rnd = random.Random(3)
+    one, cols, band1, band2 = bytearray(SIZE), bytearray(SIZE), {}, {}
+    busy = crowd(6, 2)
+    for step in range(6):
+        puts, seen = [], set()
+        for a in busy + [rnd.getrandbits(32) for _ in range(200)]:
+            k = (rnd.randrange(2), a)
+            if k in seen:
+                continue
+            seen.add(k)
+            puts.append((k, val(rnd.randrange(1, 9), plen=rnd.choice([28, 32]),
+                                expires=10**12 if rnd.random() < 0.1 else 0)))
+        dels = rnd.sample(sorted(band1), min(len(band1), 40)) if band1 else []
+        write(one, band1, puts, dels, False)
+        write(cols, band2, puts, dels, True)
+        assert one == cols, step
+
+
+def test_an_unchanged_value_keeps_its_slot_and_a_changed_one_moves() -> None:
+    buf = bytearray(SIZE)
+    k = key(0, 0xC0000201)
+    hosts4.put(buf, k, val(5), 1)
+    hosts4.put(buf, k, val(5), 1)  # the same value again (a replay): nothing changes
+    assert table(buf)["live"] == {(0, 0xC0000201): (5, A.DENY, 32)}
+    assert struct.unpack_from("=Q", buf, abi.OA4_MARK * 64 + 8)[0] == 0
+    hosts4.put(buf, k, val(6, A.ALLOW), 1)  # a new value: a new slot, the old one dead
+    assert table(buf)["live"] == {(0, 0xC0000201): (6, A.ALLOW, 32)}
+    assert struct.unpack_from("=Q", buf, abi.OA4_MARK * 64 + 8)[0] == 1
+    hosts4.put(buf, k, val(6, expires=10**12), 1)  # a deadline: only the band can say
+    t = table(buf)
+    assert t["live"] == {} and bucket(0xC0000201) in t["over"]

@@ -131,3 +131,21 @@ def test_an_unchanged_value_keeps_its_slot_and_a_changed_one_moves() -> None:
     hosts4.put(buf, k, val(6, expires=10**12), 1)  # a deadline: only the band can say
     t = table(buf)
     assert t["live"] == {} and bucket(0xC0000201) in t["over"]
+
+
+def test_a_rebuild_places_entries_as_the_writer_would() -> None:
+    """_fill (a rebuild into an empty table) leaves the bytes put() leaves
+    in an empty table, full buckets and entries only the band answers
+    included."""
+    rnd = random.Random(5)
+    busy = crowd(9, 3)
+    entries = {(rnd.randrange(2), a): val(rnd.randrange(1, 99), plen=rnd.choice([26, 32]),
+                                          expires=10**12 if rnd.random() < 0.05 else 0)
+               for a in busy + [rnd.getrandbits(32) for _ in range(3000)]}
+    ks = b"".join(key(*k) for k in entries)
+    vs = b"".join(entries.values())
+    by_put, by_fill = bytearray(SIZE), bytearray(SIZE)
+    write(by_put, {}, list(entries.items()), [], True)
+    hosts4._fill(hosts4._array(by_fill), ks, vs, len(entries))
+    assert by_put == by_fill
+    mirrors(by_fill, entries)

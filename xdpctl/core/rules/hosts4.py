@@ -336,9 +336,45 @@ def rebuild(kt, rule_set: int, revision: int) -> None:
         t[:abi.OA4_BUCKETS] = 0
         t["slot"][abi.OA4_MARK, 1:3] = 0
         if n:
-            _put_many(t, keys, vals, n)
+            _fill(t, keys, vals, n)
         t["slot"][abi.OA4_MARK, 0] = revision
         del t
+
+
+def copy(kt, src: int, dst: int, revision: int) -> None:
+    """Give set ``dst`` the table of set ``src`` when both sets' bands hold
+    the same entries (a catch-up just made them so), marked as mirroring
+    ``revision``. Only while no packet reads dst's table, as rebuild."""
+    with opened(kt, src) as a, opened(kt, dst) as b:
+        np = _np()
+        ta, tb = np.frombuffer(a, np.uint64), np.frombuffer(b, np.uint64)
+        tb[abi.OA4_MARK * 8] = UNTRUSTED
+        tb[:abi.OA4_MARK * 8] = ta[:abi.OA4_MARK * 8]
+        tb[abi.OA4_MARK * 8 + 1:abi.OA4_MARK * 8 + 3] = ta[abi.OA4_MARK * 8 + 1:abi.OA4_MARK * 8 + 3]
+        tb[abi.OA4_MARK * 8] = revision
+        del ta, tb
+
+
+def _fill(t, keys: bytes, vals: bytes, n: int) -> None:
+    """put() into an empty table of the entries of a band (no key twice):
+    each bucket's simple entries into its slots in order, the rest as
+    overflow."""
+    np = _np()
+    d, addr = _keys(keys, n)
+    v = _vals(vals, n)
+    b = bucket_of(addr)
+    word = (_live_word(addr, d) | (v["action"].astype(np.uint64) << np.uint64(40))
+            | (v["plen"].astype(np.uint64) << np.uint64(48)))
+    simple = (v["action"] != abi.Action.NONE) & (v["expires"] == 0) & (v["fb_action"] == abi.Action.NONE)
+    idx = np.flatnonzero(simple)
+    order = idx[np.argsort(b[idx], kind="stable")]
+    sb = b[order]
+    rank = np.arange(len(sb)) - np.searchsorted(sb, sb, "left")
+    fit = rank < abi.OA4_SLOTS
+    at = sb[fit] * 8 + rank[fit]  # u64 index of the slot word (8 u64 per bucket), its rule id at u32 2 * at + 8 - rank
+    t.view(np.uint32)[2 * at + 8 - rank[fit]] = v["rule_id"][order[fit]]
+    t.view(np.uint64)[at] = word[order[fit]]
+    _overflow(t, np.concatenate([b[~simple], sb[~fit]]))
 
 
 class Mirrored:

@@ -333,19 +333,20 @@ class KernelTables(SharedMaps):
         """After a catch-up: rebuild the host tables that mirror nothing
         from their bands; the flags for xc_cfg, HAVE_OA4 once the active
         set's table mirrors it. The active set's table is rebuilt while its
-        HAVE_OA4 is off (no packet reads it); the other set's, which packets
-        read until the flip a moment ago, after wait_for_programs. A
-        failure leaves the flag off (the data path asks the band itself)."""
+        HAVE_OA4 is off (no packet reads it); the other set, whose band now
+        holds the same entries, takes a copy of it, after wait_for_programs
+        (packets read that set until the flip a moment ago). A failure
+        leaves the flag off (the data path asks the band itself)."""
         active = 1 - job.rule_set
         flags = self.cfg.flags
         try:
-            if not kept:
-                if not waited:
-                    maps.wait_for_programs()
-                hosts4.rebuild(self, job.rule_set, job.revision)
             if not flags & abi.CfgFlag.HAVE_OA4:
                 hosts4.rebuild(self, active, self.cfg.generation)
                 flags |= abi.CfgFlag.HAVE_OA4
+            if not kept:  # both sets' bands hold the same entries now: the active set's table fits the other
+                if not waited:
+                    maps.wait_for_programs()
+                hosts4.copy(self, active, job.rule_set, job.revision)
         except Exception as exc:
             log.warning("the IPv4 host table was not rebuilt (the band is looked up instead): %s", exc)
         return flags

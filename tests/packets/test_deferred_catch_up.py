@@ -32,12 +32,9 @@ FEED = ["10.3.0.1", "10.3.0.2", "10.3.1.0/24", "2001:db8:3::1"]
 
 
 @pytest.fixture
-def ctx(make_ctx, monkeypatch):
+def ctx(service_ctx):
     """The service's kind of context; every change here is a whole image."""
-    monkeypatch.setattr(service, "BULK_THRESHOLD", 0)
-    c = make_ctx(xc_rule_stats=65536)
-    c.defer_catch_up = True
-    return c
+    return service_ctx
 
 
 def _compiled(ctx) -> dict:

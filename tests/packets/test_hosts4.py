@@ -17,7 +17,7 @@ import pytest
 from tests.support.progs import DropListProbe, host_table_problems
 from xdpctl import abi
 from xdpctl.core import prefixes as px
-from xdpctl.core.rules import hosts4, service
+from xdpctl.core.rules import hosts4
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import KernelTables, read_pinned_config
 from xdpctl.core.rules.validate import spec
@@ -87,15 +87,6 @@ def test_the_table_answers_as_the_band(ctx) -> None:
     got = answers(ctx, [busy[0], busy[1], "192.0.2.2", crowd(7, 1)[6]])
     assert got == [(2, MISS, None), (2, ALLOW, ids[f"{busy[1]}/32"]), (2, MISS, None),
                    (1, DROP, ids[f"{crowd(7, 1)[6]}/32"])]
-
-
-@pytest.fixture
-def service_ctx(make_ctx, monkeypatch):
-    """The service's kind of context: whole images, catch-ups left for later."""
-    monkeypatch.setattr(service, "BULK_THRESHOLD", 0)
-    c = make_ctx(xc_rule_stats=65536)
-    c.defer_catch_up = True
-    return c
 
 
 def test_a_whole_image_turns_the_table_off_until_the_catch_up_rebuilds_it(service_ctx) -> None:

@@ -92,7 +92,7 @@ def test_the_table_answers_as_the_band(ctx) -> None:
 def test_a_whole_image_turns_the_table_off_until_the_catch_up_rebuilds_it(service_ctx) -> None:
     ctx = service_ctx
     d = DropList(ctx)
-    old = [f"10.7.{i // 250}.{i % 250 + 1}" for i in range(3000)]
+    old = crowd(6, 2) + [f"10.7.{i // 250}.{i % 250 + 1}" for i in range(3000)]  # a full bucket, kept in new
     new = [f"10.8.{i // 250}.{i % 250 + 1}" for i in range(2000)] + old[:1000]
     d.import_list("feed", [px.parse_prefix(a) for a in old])
     assert d.catch_up()
@@ -107,8 +107,13 @@ def test_a_whole_image_turns_the_table_off_until_the_catch_up_rebuilds_it(servic
     assert cfg.flags & F.HAVE_OA4 and cfg.dead_count == 0 and host_table_problems(ctx) == {}
     assert [r[1] for r in answers(ctx, [old[0], old[-1], new[0], "10.9.0.1"])] == [DROP, MISS, DROP, MISS]
     with KernelTables(ctx) as kt:
-        for s in (0, 1):
-            assert hosts4.mark(kt, s) == cfg.generation
+        for s in (0, 1):  # rebuilt (active) and copied: a bucket the rebuild found full is not wear
+            assert hosts4.mark(kt, s) == cfg.generation and hosts4.wear(kt, s) == 0
+        with hosts4.opened(kt, cfg.active) as buf:
+            assert struct.unpack_from("=I", buf, bucket(crowd(6, 2)[0]) * 64 + 48)[0] == 1
+    d.add([spec("192.0.2.77")])  # a small change keeps both tables
+    d.catch_up()
+    assert read_pinned_config(ctx).flags & F.HAVE_OA4 and host_table_problems(ctx) == {}
 
 
 def test_a_table_that_was_not_kept_is_not_trusted_until_rebuilt(service_ctx) -> None:

@@ -19,8 +19,8 @@ rebuilt, which happens while no packet reads it: while its set's
 XC_CFG_HAVE_OA4 is off, or after ``maps.wait_for_programs``.
 
 Bucket OA4_MARK holds the revision the table mirrors (slot 0; UNTRUSTED:
-none), the dead slots (slot 1) and the overflowed buckets (slot 2) since
-its last rebuild. The data path trusts the active set's table only with
+none), the slots turned dead (slot 1) and the buckets that overflowed
+(slot 2) since its last rebuild: its wear. The data path trusts the active set's table only with
 XC_CFG_HAVE_OA4, which the writer sets when the mark says the table
 mirrors the revision being made active.
 """
@@ -36,7 +36,7 @@ from ... import abi
 
 BAND = "xc_v4_l32"
 UNTRUSTED = (1 << 64) - 1  # mark: the table mirrors no revision (rebuilt before it is trusted again)
-WEAR_MAX = abi.OA4_BUCKETS // 8  # dead slots + overflowed buckets past which a table is rebuilt
+WEAR_MAX = abi.OA4_BUCKETS // 8  # slots turned dead + buckets overflowed since a rebuild, past which it is redone
 SMALL = 256  # writes of up to this many entries are made entry by entry (no numpy: the CLI's single change)
 _KEY_MASK = abi.OA4_KEY_MASK
 _STATE_SHIFT = 32
@@ -160,7 +160,7 @@ def set_mark(kt, rule_set: int, value: int) -> None:
 
 
 def wear(kt, rule_set: int) -> int:
-    """Dead slots + overflowed buckets of the set's table since its last rebuild."""
+    """Slots turned dead + buckets overflowed in the set's table since its last rebuild."""
     raw = kt.table(abi.OA4_MAP, rule_set).lookup(abi.U32.pack(abi.OA4_MARK))
     return int.from_bytes(raw[8:16], "little") + int.from_bytes(raw[16:24], "little") if raw else 0
 
@@ -337,6 +337,7 @@ def rebuild(kt, rule_set: int, revision: int) -> None:
         t["slot"][abi.OA4_MARK, 1:3] = 0
         if n:
             _fill(t, keys, vals, n)
+        t["slot"][abi.OA4_MARK, 1:3] = 0  # wear counts from here: a full bucket of the rebuild is not wear
         t["slot"][abi.OA4_MARK, 0] = revision
         del t
 

@@ -23,7 +23,8 @@ def _kernel(h: KernelHealth) -> KernelHealthView:
     detail = render_text(h.detail, rest_field, rest_action) if h.detail else None
     return KernelHealthView(ok=h.ok, pin_dir=h.pin_dir, bpffs=h.bpffs,
                             shared_maps=h.bpffs and not h.missing_maps, kernel_revision=h.kernel_revision,
-                            db_revision=h.db_revision, in_sync=h.in_sync, detail=detail)
+                            db_revision=h.db_revision, in_sync=h.in_sync, host_table=h.host_table,
+                            detail=detail)
 
 
 def _db(svc: Service) -> tuple[DbHealthView, int | None, KernelHealth]:

@@ -57,7 +57,7 @@ def test_healthz(anon: httpx.Client, client: httpx.Client, server: Running) -> N
     assert h["status"] == "ok"
     assert h["kernel"] == {"ok": True, "pin_dir": server.settings.pin_dir, "bpffs": True, "shared_maps": True,
                            "kernel_revision": h["revision"], "db_revision": h["revision"], "in_sync": True,
-                           "detail": None}
+                           "host_table": True, "detail": None}
     assert h["db"]["ok"] and h["db"]["path"] == server.settings.db_path
     assert h["revision"] == revision(client)
     assert h["restore"]["last_run"] is not None and h["restore"]["last_error"] is None

@@ -59,10 +59,12 @@ def test_kill_during_the_catch_up_after_an_answered_change(tmp_path) -> None:
                 assert probe.source_match(_host(HOSTS))[:2] == (XDP_PASS, abi.DlReason.PASS_NOMATCH)
             h = kernel_health(ctx, rev)
             assert h.in_sync is False and not h.ok and "restore" in h.detail
+            assert h.host_table is False  # rebuilt by the catch-up the kill stopped; the band answers
 
         proc = serve.start(settings, port, TOKEN)  # its start restores
         r = serve.wait_up(proc, url)
         assert r.status_code == 200 and r.json()["kernel"]["in_sync"] is True, r.text
+        assert r.json()["kernel"]["host_table"] is True, r.text
         with Context(settings) as ctx:
             cfg = read_pinned_config(ctx)
             assert cfg.generation == cfg.synced == ctx.state.revision

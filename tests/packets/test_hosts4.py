@@ -19,7 +19,7 @@ from xdpctl import abi
 from xdpctl.core import prefixes as px
 from xdpctl.core.rules import hosts4
 from xdpctl.core.rules.service import DropList
-from xdpctl.core.rules.tables import KernelTables, read_pinned_config
+from xdpctl.core.rules.tables import KernelTables, kernel_health, read_pinned_config
 from xdpctl.core.rules.validate import spec
 
 F = abi.CfgFlag
@@ -101,10 +101,12 @@ def test_a_whole_image_turns_the_table_off_until_the_catch_up_rebuilds_it(servic
     d.import_list("feed", [px.parse_prefix(a) for a in new])
     cfg = read_pinned_config(ctx)
     assert not cfg.flags & F.HAVE_OA4 and cfg.dead_count > 0  # the new set's table mirrors nothing yet
+    assert kernel_health(ctx).host_table is False
     assert [r[1] for r in answers(ctx, [old[0], old[-1], new[0]])] == [DROP, MISS, DROP]
     assert d.catch_up()
     cfg = read_pinned_config(ctx)
     assert cfg.flags & F.HAVE_OA4 and cfg.dead_count == 0 and host_table_problems(ctx) == {}
+    assert kernel_health(ctx).host_table is True
     assert [r[1] for r in answers(ctx, [old[0], old[-1], new[0], "10.9.0.1"])] == [DROP, MISS, DROP, MISS]
     with KernelTables(ctx) as kt:
         for s in (0, 1):  # rebuilt (active) and copied: a bucket the rebuild found full is not wear

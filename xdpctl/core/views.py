@@ -346,6 +346,9 @@ class KernelHealthView(View):
     kernel_revision: int | None = doc("the revision the kernel's active rule set holds", None)
     db_revision: int | None = doc("the database's revision", None)
     in_sync: bool | None = doc("the kernel holds the database's revision in both rule sets", None)
+    host_table: bool | None = doc("IPv4 hosts of the active rule set are answered from its host table "
+                                  "(xc_v4_oa); false while a catch-up rebuilds it, when the kernel's hash "
+                                  "answers them", None)
     detail: str | None = None
 
 class DbHealthView(View):

@@ -778,6 +778,7 @@ class KernelHealth:
     kernel_revision: int | None = None  # xc_cfg's generation: the revision the active set holds
     db_revision: int | None = None
     standby_synced: bool | None = None  # the standby set mirrors the active one
+    host_table: bool | None = None  # the active set's IPv4 host table is trusted (HAVE_OA4)
 
     @property
     def in_sync(self) -> bool | None:
@@ -809,7 +810,8 @@ def kernel_health(ctx: Context, db_revision: int | None = None) -> KernelHealth:
         return KernelHealth(pin, True, missing,
                             f"shared maps missing ({', '.join(missing)}): {{action:restore}} rebuilds them")
     cfg = read_pinned_config(ctx)
-    h = KernelHealth(pin, True, [], None, cfg.generation, db_revision, cfg.synced == cfg.generation)
+    h = KernelHealth(pin, True, [], None, cfg.generation, db_revision, cfg.synced == cfg.generation,
+                     bool(cfg.flags & abi.CfgFlag.HAVE_OA4))
     if h.in_sync is False:
         if cfg.generation != db_revision:
             h.detail = (f"the kernel is at revision {cfg.generation}, the database at {db_revision}: "

@@ -9,12 +9,11 @@ table a writer did not keep is not trusted until rebuilt."""
 from __future__ import annotations
 
 import ipaddress
-import random
 import struct
 
 import pytest
 
-from tests.support.progs import DropListProbe, host_table_problems
+from tests.support.progs import DropListProbe, crowded_hosts, host_bucket, host_table_problems
 from xdpctl import abi
 from xdpctl.core import prefixes as px
 from xdpctl.core.rules import hosts4
@@ -27,24 +26,12 @@ DROP, ALLOW, MISS = abi.DlReason.DROP_SRC, abi.DlReason.PASS_ALLOW, abi.DlReason
 
 
 def bucket(addr: str) -> int:
-    a = struct.unpack("=I", ipaddress.ip_address(addr).packed)[0]
-    return ((a * abi.OA4_MUL) & 0xFFFFFFFF) >> (32 - abi.OA4_BITS)
+    return host_bucket(int(ipaddress.IPv4Address(addr)))
 
 
 def crowd(n: int, seed: int) -> list[str]:
-    """n addresses that share one bucket: the hash is a multiplication by an
-    odd number, so each is a chosen product times its inverse."""
-    rnd = random.Random(seed)
-    inv = pow(abi.OA4_MUL, -1, 1 << 32)
-    top = rnd.getrandbits(abi.OA4_BITS) << (32 - abi.OA4_BITS)
-    out: list[str] = []
-    while len(out) < n:
-        a = ((top | rnd.getrandbits(32 - abi.OA4_BITS)) * inv) & 0xFFFFFFFF
-        addr = str(ipaddress.IPv4Address(a.to_bytes(4, "little")))
-        if ipaddress.IPv4Address(addr).is_global and addr not in out:
-            out.append(addr)
-    assert len({bucket(a) for a in out}) == 1
-    return out
+    """n addresses that share one bucket."""
+    return [str(ipaddress.IPv4Address(a)) for a in crowded_hosts(n, seed)]
 
 
 def answers(ctx, addrs: list[str]) -> list[tuple[int, abi.DlReason, int | None]]:

@@ -229,6 +229,32 @@ def kernel_rule_set(ctx: Context, rule_set: int) -> dict:
     return out
 
 
+def host_bucket(addr: int) -> int:
+    """The IPv4 host table's bucket of an address (an int, host order)."""
+    from xdpctl.core.rules import hosts4
+
+    return hosts4.bucket_of(abi.U32.unpack(addr.to_bytes(4, "big"))[0])
+
+
+def crowded_hosts(n: int, seed: int) -> list[int]:
+    """n global IPv4 addresses (ints) that share one bucket of the host
+    table: its hash is a multiplication by an odd number, so each is a
+    chosen product times the inverse."""
+    import random
+
+    rnd = random.Random(seed)
+    inv = pow(abi.OA4_MUL, -1, 1 << 32)
+    top = rnd.getrandbits(abi.OA4_BITS) << (32 - abi.OA4_BITS)
+    out: list[int] = []
+    while len(out) < n:
+        loaded = ((top | rnd.getrandbits(32 - abi.OA4_BITS)) * inv) & 0xFFFFFFFF
+        a = int.from_bytes(abi.U32.pack(loaded), "big")
+        if ipaddress.IPv4Address(a).is_global and a not in out:
+            out.append(a)
+    assert len({host_bucket(a) for a in out}) == 1
+    return out
+
+
 def host_table(buf) -> tuple[dict, set, tuple[int, int, int]]:
     """An IPv4 host table's bytes (xc_v4_oa): {(dir, addr): (rule id,
     action, plen)} of its live slots (a key live twice fails), its
@@ -238,7 +264,7 @@ def host_table(buf) -> tuple[dict, set, tuple[int, int, int]]:
 
     from xdpctl.core.rules import hosts4
 
-    t = np.frombuffer(buf, hosts4.bucket_dtype(), abi.OA4_BUCKETS + 1)
+    t = np.frombuffer(buf, np.dtype(abi.xc_oa4_bucket), abi.OA4_BUCKETS + 1)
     mark = tuple(int(x) for x in t["slot"][abi.OA4_MARK, :3])
     slots = t["slot"][:abi.OA4_BUCKETS]
     b, i = np.nonzero(((slots >> np.uint64(32)) & np.uint64(3)) == abi.OA4_LIVE)
@@ -267,13 +293,12 @@ def mirror_problems(buf, band: dict[bytes, bytes]) -> list[str]:
         d, a = abi.U32.unpack(k[:4])[0], int.from_bytes(k[4:8], "big")
         keys.add((d, a))
         r = abi.unpack_rule_val(v)
-        simple = r.action != abi.Action.NONE and r.expires_ns == 0 and r.fb_action == abi.Action.NONE
         got = live.get((d, a))
         if got is not None:
-            if not simple or got != (r.rule_id, r.action, r.plen):
+            if not hosts4.simple(r.action, r.expires_ns, r.fb_action) or got != (r.rule_id, r.action, r.plen):
                 out.append(f"{(d, a)}: live as {got}, band {r}")
             continue
-        b = int(hosts4.bucket_of(np.frombuffer(k[4:8], np.uint32))[0])
+        b = host_bucket(a)
         if b not in over:
             out.append(f"{(d, a)}: not live, bucket {b} not overflowed")
     out += [f"{k}: live, not in the band" for k in set(live) - keys]

@@ -12,6 +12,8 @@ import struct
 
 import pytest
 
+from tests.support.progs import crowded_hosts as crowd
+from tests.support.progs import host_bucket as bucket
 from tests.support.progs import host_table, mirror_problems
 from xdpctl import abi
 from xdpctl.core.rules import hosts4
@@ -28,11 +30,6 @@ def val(rule_id: int, action: int = A.DENY, plen: int = 32, expires: int = 0, fb
     return abi.RULE_VAL.pack(rule_id, action, plen, 0, expires, fb, A.DENY if fb else A.NONE, 32 if fb else 0, 0, 0)
 
 
-def bucket(addr: int) -> int:
-    a = struct.unpack("=I", addr.to_bytes(4, "big"))[0]
-    return ((a * abi.OA4_MUL) & 0xFFFFFFFF) >> (32 - abi.OA4_BITS)
-
-
 def table(buf) -> dict:
     live, over, _mark = host_table(bytes(buf))
     return {"live": live, "over": over}
@@ -44,35 +41,20 @@ def mirrors(buf, band: dict) -> None:
 
 def write(buf, band: dict, puts: list, dels: list, many: bool) -> None:
     """Apply deletes then puts to the model and, by the writer, to buf:
-    entry by entry, or as columns (the columnar path forced)."""
+    entry by entry (hosts4.Words), or as columns (the buffer itself)."""
     for k in dels:
         band.pop(k, None)
     for k, v in puts:
         band[k] = v
     if not many:
+        words = hosts4.Words(buf)
         for k in dels:
-            hosts4.delete(buf, key(*k), 1)
+            hosts4.delete(words, key(*k), 1)
         for k, v in puts:
-            hosts4.put(buf, key(*k), v, 1)
+            hosts4.put(words, key(*k), v, 1)
         return
-    old, hosts4.SMALL = hosts4.SMALL, -1
-    try:
-        hosts4.delete(buf, b"".join(key(*k) for k in dels), len(dels))
-        hosts4.put(buf, b"".join(key(*k) for k, _ in puts), b"".join(v for _, v in puts), len(puts))
-    finally:
-        hosts4.SMALL = old
-
-
-def crowd(n: int, seed: int) -> list[int]:
-    """n addresses in one bucket."""
-    rnd = random.Random(seed)
-    first = rnd.getrandbits(32)
-    out = [first]
-    while len(out) < n:
-        a = rnd.getrandbits(32)
-        if bucket(a) == bucket(first):
-            out.append(a)
-    return out
+    hosts4.delete(buf, b"".join(key(*k) for k in dels), len(dels))
+    hosts4.put(buf, b"".join(key(*k) for k, _ in puts), b"".join(v for _, v in puts), len(puts))
 
 
 @pytest.mark.parametrize("many", [False, True], ids=["entry by entry", "columns"])
@@ -118,17 +100,19 @@ def test_both_writers_leave_the_same_bytes() -> None:
         assert one == cols, step
 
 
-def test_an_unchanged_value_keeps_its_slot_and_a_changed_one_moves() -> None:
+@pytest.mark.parametrize("many", [False, True], ids=["entry by entry", "columns"])
+def test_an_unchanged_value_keeps_its_slot_and_a_changed_one_moves(many: bool) -> None:
     buf = bytearray(SIZE)
+    t = buf if many else hosts4.Words(buf)
     k = key(0, 0xC0000201)
-    hosts4.put(buf, k, val(5), 1)
-    hosts4.put(buf, k, val(5), 1)  # the same value again (a replay): nothing changes
+    hosts4.put(t, k, val(5), 1)
+    hosts4.put(t, k, val(5), 1)  # the same value again (a replay): nothing changes
     assert table(buf)["live"] == {(0, 0xC0000201): (5, A.DENY, 32)}
     assert struct.unpack_from("=Q", buf, abi.OA4_MARK * 64 + 8)[0] == 0
-    hosts4.put(buf, k, val(6, A.ALLOW), 1)  # a new value: a new slot, the old one dead
+    hosts4.put(t, k, val(6, A.ALLOW), 1)  # a new value: a new slot, the old one dead
     assert table(buf)["live"] == {(0, 0xC0000201): (6, A.ALLOW, 32)}
     assert struct.unpack_from("=Q", buf, abi.OA4_MARK * 64 + 8)[0] == 1
-    hosts4.put(buf, k, val(6, expires=10**12), 1)  # a deadline: only the band can say
+    hosts4.put(t, k, val(6, expires=10**12), 1)  # a deadline: only the band can say
     t = table(buf)
     assert t["live"] == {} and bucket(0xC0000201) in t["over"]
 

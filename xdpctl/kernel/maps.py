@@ -288,18 +288,22 @@ class Map:
             yield int.from_bytes(key, "little"), val
 
     @contextlib.contextmanager
-    def mapped(self) -> Iterator[memoryview | None]:
+    def mapped(self, page: int = 0, pages: int | None = None) -> Iterator[memoryview | None]:
         """An ARRAY map made with BPF_F_MMAPABLE: its values as one writable
         shared mapping for the block (an aligned 8-byte store is one store
         into the map, as the data path sees it; no syscall per word); None
-        for any other map (the caller writes by syscall). Views of it must
-        be dropped before the block ends."""
+        for any other map (the caller writes by syscall). ``page``,
+        ``pages``: only that run of pages of the values (the kernel maps
+        every page of a mapping when it is made: a 32 MiB map takes about
+        5 ms). Views of it must be dropped before the block ends."""
         if self.type != BPF_MAP_TYPE_ARRAY or not self.flags & BPF_F_MMAPABLE:
             yield None
             return
-        size = self.max_entries * ((self.value_size + 7) & ~7)
+        size = self.max_entries * ((self.value_size + 7) & ~7) - page * mmap.PAGESIZE
+        if pages is not None:
+            size = min(size, pages * mmap.PAGESIZE)
         mm = mmap.mmap(self.fd, -(-size // mmap.PAGESIZE) * mmap.PAGESIZE, mmap.MAP_SHARED,
-                       mmap.PROT_READ | mmap.PROT_WRITE)
+                       mmap.PROT_READ | mmap.PROT_WRITE, offset=page * mmap.PAGESIZE)
         view = memoryview(mm)[:size]
         try:
             yield view

@@ -146,11 +146,15 @@ class KernelTables(SharedMaps):
         if self._keep.pop(rule_set, None) is not None or hosts4.mark(self, rule_set) != hosts4.UNTRUSTED:
             hosts4.set_mark(self, rule_set, hosts4.UNTRUSTED)
 
-    def _settle_hosts(self, rule_set: int, revision: int) -> int:
+    def _settle_hosts(self, rule_set: int, revision: int, held: int | None = None) -> int:
         """The set's host table after this change's writes: marked as
-        mirroring ``revision`` when it followed every write and is not worn
-        out (then HAVE_OA4), else as mirroring nothing (0)."""
-        keep = self._keep.pop(rule_set, None) is not None
+        mirroring ``revision`` when it followed every write (or, given the
+        revision the set ``held`` and no write, mirrored that) and is not
+        worn out (then HAVE_OA4), else as mirroring nothing (0)."""
+        if held is None:
+            keep = self._keep.pop(rule_set, None) is not None
+        else:
+            keep = held not in (STALE, DEFERRED) and hosts4.mark(self, rule_set) == held
         ok = keep and hosts4.wear(self, rule_set) < hosts4.WEAR_MAX
         hosts4.set_mark(self, rule_set, revision if ok else hosts4.UNTRUSTED)
         return int(abi.CfgFlag.HAVE_OA4) if ok else 0
@@ -245,12 +249,10 @@ class KernelTables(SharedMaps):
         if not self._wrote:  # nothing written: the active set's bands are as found (dead entries too)
             synced = revision if old.synced == old.generation else STALE
             flags |= presence.settle(self, old.active, old.generation, revision, self._empty)
-            self._follow(old.active, old.generation)
-            flags |= self._settle_hosts(old.active, revision)
+            flags |= self._settle_hosts(old.active, revision, old.generation)
             if synced == revision:
                 presence.settle(self, self.standby, old.synced, revision, self._empty)
-                self._follow(self.standby, old.synced)
-                self._settle_hosts(self.standby, revision)
+                self._settle_hosts(self.standby, revision, old.synced)
             self._write_cfg(old._replace(policy=policy, flags=flags, generation=revision, synced=synced))
             return None
         # The standby set mirrored the active one when this change began

@@ -23,7 +23,8 @@ def build_all() -> dict[str, str]:
     for src in sorted(glob.glob(os.path.join(BPF_SRC_DIR, "*.c"))):
         name = os.path.splitext(os.path.basename(src))[0]
         obj = os.path.join(BUILD_DIR, f"{name}.o")
-        deps = [src] + glob.glob(os.path.join(REPO_DIR, "bpf", "include", "*.h"))
+        deps = [src] + glob.glob(os.path.join(REPO_DIR, "bpf", "include", "*.h")) + \
+            glob.glob(os.path.join(BPF_SRC_DIR, "*.h"))
         if not os.path.exists(obj) or os.path.getmtime(obj) < max(map(os.path.getmtime, deps)):
             log(f"clang {os.path.relpath(src)}")
             subprocess.run([os.environ.get("CLANG", "clang"), *CFLAGS, "-c", src, "-o", obj], check=True)

@@ -157,11 +157,7 @@ class Traffic:
         CLEANUP.push("close xdp_drop", self.drop.close)
         self.drop_cnt = self.drop.map("drop_cnt")
         CLEANUP.push("close drop_cnt", self.drop_cnt.close)
-        self.hash_drop = None  # the plain-hash reference, loaded with each rule set (load_hash)
-        CLEANUP.push("close xdp_hash_drop", self._close_hash)
-        self.array_drop = None  # the open-addressed reference, likewise (load_array)
-        self.array_overflow = 0
-        CLEANUP.push("close xdp_array_drop", self._close_array)
+        self.refs = (Reference("hash", _fill_hash), Reference("array", _fill_array))  # loaded with each rule set
         st = temp_dir("traffic-state")
         s = temp_settings(st)
         s.pin_dir = pin_dir("traffic")
@@ -178,45 +174,10 @@ class Traffic:
         self.ctx.close()
         bpffs.remove_tree(self.ctx.settings.pin_dir)
 
-    # -- the plain-hash reference (bench/bpf/xdp_hash_drop.c)
-    def load_hash(self, rs: rulesets.RuleSet) -> None:
-        """A fresh xdp_hash_drop whose hash holds the rule set's addresses."""
-        self._close_hash()
-        self.hash_drop = objects.load(build.obj("xdp_hash_drop"))
-        with self.hash_drop.map("hash_src") as m:
-            m.update_batch(b"".join(n.to_bytes(4, "big") for n in rs.nets), bytes(4) * rs.count, rs.count)
-
-    def _close_hash(self) -> None:
-        if self.hash_drop is not None:
-            self.hash_drop.close()
-            self.hash_drop = None
-
-    # -- the open-addressed reference (bench/bpf/xdp_array_drop.c)
-    def load_array(self, rs: rulesets.RuleSet) -> None:
-        """A fresh xdp_array_drop whose table holds the rule set's addresses
-        (the measured one first in its bucket; self.array_overflow = how many
-        did not fit theirs)."""
-        self._close_array()
-        self.array_drop = objects.load(build.obj("xdp_array_drop"))
-        table, self.array_overflow = array_table(rs.nets, rs.match_addr)
-        import numpy as np
-
-        with self.array_drop.map("array_src") as m:
-            n = 1 << ARRAY_BITS
-            m.update_batch(np.arange(n, dtype=np.uint32).tobytes(), table, n)
-
-    def _close_array(self) -> None:
-        if self.array_drop is not None:
-            self.array_drop.close()
-            self.array_drop = None
-
-    def _array_drops(self) -> int:
-        with self.array_drop.map("array_drop_cnt") as m:
-            return _percpu_total(m)
-
-    def _hash_drops(self) -> int:
-        with self.hash_drop.map("hash_drop_cnt") as m:
-            return _percpu_total(m)
+    def load_refs(self, rs: rulesets.RuleSet) -> None:
+        """Both exact-address references, fresh, holding the rule set's addresses."""
+        for r in self.refs:
+            r.load(rs)
 
     # -- generator
     def send(self, frame: bytes, n: int) -> float:
@@ -290,18 +251,7 @@ class Traffic:
             rx.setup = attach
             rx.teardown = lambda: Hooks(self.ctx).detach(b.ifname, None, hook="xdp", netns=ns)
             out.append(rx)
-        out.append(Receiver(
-            "hash-native",
-            lambda: netlink.xdp_set(b.ifname, ns, self.hash_drop.prog_fd("xdp_hash_drop"), "native"),
-            lambda: netlink.xdp_set(b.ifname, ns, -1, "native"),
-            self._hash_drops))
-        rx = Receiver(
-            "array-native",
-            lambda: netlink.xdp_set(b.ifname, ns, self.array_drop.prog_fd("xdp_array_drop"), "native"),
-            lambda: netlink.xdp_set(b.ifname, ns, -1, "native"),
-            self._array_drops)
-        rx.info["overflow"] = self.array_overflow
-        out.append(rx)
+        out += [r.receiver(b.ifname, ns) for r in self.refs]
         floor = (f"table netdev {FLOOR_TABLE} {{\n  chain ingress {{\n    type filter hook ingress device "
                  f"\"{b.ifname}\" priority -10; policy accept;\n    counter drop\n  }}\n}}\n")
 
@@ -332,6 +282,58 @@ class Traffic:
 
     def close(self) -> None:
         nft(self.b.netns, "delete", "table", "netdev", TABLE, check=False)
+
+
+class Reference:
+    """An exact-address reference (bench/bpf/xdp_<name>_drop.c: header
+    checks, one lookup, a per-CPU drop count), loaded fresh with each rule
+    set; ``fill(loaded, rs)`` writes its addresses and returns what the
+    report shows beside its figures."""
+
+    def __init__(self, name: str, fill):
+        self.name, self.fill = name, fill
+        self.obj = f"xdp_{name}_drop"
+        self.loaded = None
+        self.info: dict = {}
+        CLEANUP.push(f"close {self.obj}", self.close)
+
+    def load(self, rs: rulesets.RuleSet) -> None:
+        self.close()
+        self.loaded = objects.load(build.obj(self.obj))
+        self.info = self.fill(self.loaded, rs)
+
+    def close(self) -> None:
+        if self.loaded is not None:
+            self.loaded.close()
+            self.loaded = None
+
+    def drops(self) -> int:
+        with self.loaded.map(f"{self.name}_drop_cnt") as m:
+            return _percpu_total(m)
+
+    def receiver(self, ifname: str, ns: str) -> "Receiver":
+        rx = Receiver(f"{self.name}-native",
+                      lambda: netlink.xdp_set(ifname, ns, self.loaded.prog_fd(self.obj), "native"),
+                      lambda: netlink.xdp_set(ifname, ns, -1, "native"), self.drops)
+        rx.info.update(self.info)
+        return rx
+
+
+def _fill_hash(loaded, rs: rulesets.RuleSet) -> dict:
+    with loaded.map("hash_src") as m:
+        m.update_batch(b"".join(n.to_bytes(4, "big") for n in rs.nets), bytes(4) * rs.count, rs.count)
+    return {}
+
+
+def _fill_array(loaded, rs: rulesets.RuleSet) -> dict:
+    """The table of array_table; how many addresses did not fit their bucket."""
+    import numpy as np
+
+    table, overflow = array_table(rs.nets, rs.match_addr)
+    with loaded.map("array_src") as m:
+        n = 1 << ARRAY_BITS
+        m.update_batch(np.arange(n, dtype=np.uint32).tobytes(), table, n)
+    return {"overflow": overflow}
 
 
 ARRAY_BITS = 18  # bench/bpf/xdp_array_drop.c: 2^18 buckets of 8 slots
@@ -387,8 +389,7 @@ def run(cfg) -> dict:
         try:
             log(f"traffic: {count:,} rules: xdpctl import + nft load")
             row["xdpctl_import_s"] = tr.import_rules(rs)
-            tr.load_hash(rs)
-            tr.load_array(rs)
+            tr.load_refs(rs)
             path = write_ruleset(rs, tr.b.ifname, os.path.join(work, "t.nft"))
             row["nft_load_s"] = load_ruleset(tr.b.netns, path)
             os.unlink(path)

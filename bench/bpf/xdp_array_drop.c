@@ -8,12 +8,7 @@
  * code reports how many). Beside xdp_hash_drop.c in the live-frames rows, it
  * shows what the kernel's hash lookup itself costs per frame.
  */
-#include <linux/types.h>
-#include <linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
+#include "ref_drop.h"
 
 #define ARRAY_DROP_BITS 18 /* 262,144 buckets, 2M slots: bench/nft.py */
 #define ARRAY_DROP_MUL 0x9E3779B1u
@@ -30,27 +25,17 @@ struct {
 	__type(value, struct array_drop_bucket);
 } array_src SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} array_drop_cnt SEC(".maps");
+REF_DROP_COUNT(array_drop_cnt);
 
 SEC("xdp")
 int xdp_array_drop(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = data + sizeof(*eth);
 	const struct array_drop_bucket *b;
-	__u32 zero = 0, a, h, hit = 0;
-	__u64 *c;
+	__u32 a, h, hit = 0;
 	int i;
 
-	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+	if (!ref_ipv4_src(ctx, &a))
 		return XDP_PASS;
-	a = ip->saddr;
 	h = (a * ARRAY_DROP_MUL) >> (32 - ARRAY_DROP_BITS);
 	b = bpf_map_lookup_elem(&array_src, &h);
 	if (!b)
@@ -58,12 +43,7 @@ int xdp_array_drop(struct xdp_md *ctx)
 #pragma unroll
 	for (i = 0; i < 8; i++)
 		hit |= b->used[i] && b->addr[i] == a;
-	if (!hit)
-		return XDP_PASS;
-	c = bpf_map_lookup_elem(&array_drop_cnt, &zero);
-	if (c)
-		*c += 1;
-	return XDP_DROP;
+	return hit ? ref_drop(&array_drop_cnt) : XDP_PASS;
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

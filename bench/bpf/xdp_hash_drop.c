@@ -7,12 +7,7 @@
  * rows put it between the drop-everything floor and xdpctl's hook, so a reader
  * sees how much of the hook's cost any exact-address lookup pays here.
  */
-#include <linux/types.h>
-#include <linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
+#include "ref_drop.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -22,30 +17,16 @@ struct {
 	__type(value, __u32);
 } hash_src SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} hash_drop_cnt SEC(".maps");
+REF_DROP_COUNT(hash_drop_cnt);
 
 SEC("xdp")
 int xdp_hash_drop(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = data + sizeof(*eth);
-	__u32 zero = 0;
-	__u64 *c;
+	__u32 saddr;
 
-	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+	if (!ref_ipv4_src(ctx, &saddr) || !bpf_map_lookup_elem(&hash_src, &saddr))
 		return XDP_PASS;
-	if (!bpf_map_lookup_elem(&hash_src, &ip->saddr))
-		return XDP_PASS;
-	c = bpf_map_lookup_elem(&hash_drop_cnt, &zero);
-	if (c)
-		*c += 1;
-	return XDP_DROP;
+	return ref_drop(&hash_drop_cnt);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -602,13 +602,13 @@ def _spec(name, scope, map_type, key, value, entries, flags=0) -> MapSpec:
 
 MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
     # per hook
-    _spec("xc_stages", "hook", MapType.ARRAY, u32, xc_stages, STAGES_ENTRIES),
+    _spec("xc_stages", "hook", MapType.ARRAY, u32, xc_stages, STAGES_ENTRIES, BPF_F_MMAPABLE),
     _spec("xc_pkt", "hook", MapType.PERCPU_ARRAY, u32, u8 * PKT_BYTES, 1),
     _spec("xc_proto", "hook", MapType.PERCPU_ARRAY, u32, xc_counter, PROTO_SLOTS),
     _spec("xc_dl_cnt", "hook", MapType.PERCPU_ARRAY, u32, xc_counter, DL_MAX),
-    _spec("xc_clock", "hook", MapType.PERCPU_ARRAY, u32, xc_clock, 1),
+    _spec("xc_clock", "hook", MapType.ARRAY, u32, xc_clock, 1, BPF_F_MMAPABLE),
     # shared
-    _spec("xc_cfg", "shared", MapType.ARRAY, u32, xc_config, 1),
+    _spec("xc_cfg", "shared", MapType.ARRAY, u32, xc_config, 1, BPF_F_MMAPABLE),
     _spec("xc_v4_l16", "shared", MapType.ARRAY, u32, xc_rule_val, 2 * 65536),
     _spec("xc_v4_l24", "shared", MapType.HASH, xc_key4, xc_rule_val, 1048576, BPF_F_NO_PREALLOC),
     _spec("xc_v4_l32", "shared", MapType.HASH, xc_key4, xc_rule_val, 2097152, BPF_F_NO_PREALLOC),
@@ -633,7 +633,7 @@ MAP_SPECS: dict[str, MapSpec] = {s.name: s for s in (
     _spec("xc_lb_ring", "shared", MapType.ARRAY, u32, u32, 2097152),
     _spec("xc_lb_conn", "shared", MapType.LRU_HASH, xc_lb_conn_key, xc_lb_conn, 131072),
     # packet samples: per hook
-    _spec("xc_smp_cfg", "hook", MapType.ARRAY, u32, xc_sample_cfg, 1),
+    _spec("xc_smp_cfg", "hook", MapType.ARRAY, u32, xc_sample_cfg, 1, BPF_F_MMAPABLE),
     _spec("xc_smp_budget", "hook", MapType.PERCPU_ARRAY, u32, xc_sample_budget, 1),
     _spec("xc_smp_rb", "hook", MapType.RINGBUF, no_type, no_type, SMP_RB_ENTRIES),
 )}
@@ -671,6 +671,24 @@ def prealloc_flags(names) -> dict[str, int]:
     """Map flags by name for a loader: the named hash bands of both sets
     without BPF_F_NO_PREALLOC (their memory is taken when they are made)."""
     return with_sets({n: MAP_SPECS[n].flags & ~BPF_F_NO_PREALLOC for n in names})
+
+
+# The one-entry ARRAYs the data path reads on every packet, which the objects
+# define as global variables (xdpctl_maps.h, XC_GLOBAL): each is the data
+# section ".data.<name>", which libbpf and the kernel name by its first 15
+# characters (BPF_OBJ_NAME_LEN).
+GLOBAL_MAPS = ("xc_stages", "xc_cfg", "xc_smp_cfg", "xc_clock")
+_OBJ_NAME_MAX = 15
+_BY_SECTION_NAME = {(".data." + n)[:_OBJ_NAME_MAX]: n for n in GLOBAL_MAPS}
+
+
+def map_name(loaded_name: str) -> str | None:
+    """The name this package gives a map libbpf or the kernel calls
+    ``loaded_name``: itself, or for a data section one of GLOBAL_MAPS (None:
+    a data section that is none of them)."""
+    if not loaded_name.startswith("."):
+        return loaded_name
+    return _BY_SECTION_NAME.get(loaded_name)
 
 
 HOOK_MAPS = tuple(n for n, s in MAP_SPECS.items() if s.scope == "hook")

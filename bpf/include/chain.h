@@ -2,8 +2,8 @@
 /*
  * xdpctl chain: the stages of one hook run in one program, in the order of
  * enum xc_stage (counter, drop list, load balancer), each only when its bit
- * is set in the hook's xc_stages map. Turning a stage on or off is one map
- * update. The program holds its maps itself: nothing in the data path
+ * is set in the hook's xc_stages (a one-entry map). Turning a stage on or
+ * off is one map update. The program holds its maps itself: nothing in the data path
  * depends on a pin or on any other user reference.
  */
 #ifndef XDPCTL_CHAIN_H
@@ -16,18 +16,12 @@
 #include "xdpctl_maps.h"
 
 /* The stage bits of this hook, and in *hook its kind (enum xc_hook_kind:
- * the slot of its rule hits); no bits (every packet passes untouched) when
- * the control plane has not written the entry. */
+ * the slot of its rule hits); no bits (every packet passes untouched) until
+ * the control plane writes them. */
 static __always_inline __u32 xc_stages_on(__u32 *hook)
 {
-	const struct xc_stages *s;
-	__u32 zero = 0;
-
-	s = bpf_map_lookup_elem(&xc_stages, &zero);
-	if (!s)
-		return 0;
-	*hook = s->hook;
-	return s->stages;
+	*hook = XC_READ(xc_stages.hook);
+	return XC_READ(xc_stages.stages);
 }
 
 #define XC_ON(bits, stage) ((bits) & XC_STAGE_BIT(stage))

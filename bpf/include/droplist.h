@@ -44,28 +44,27 @@ struct xc_match {
 };
 
 /* CLOCK_MONOTONIC at tick resolution, read once per packet and only when
- * needed (*now == 0). The clock itself (about 14 ns) is read at most once
- * per tick on each CPU: xc_clock keeps the value read at the last jiffy
- * seen (bpf_jiffies64, under 1 ns), so the time may lag by one tick. */
+ * needed (*now == 0). The clock itself (about 14 ns) is read once per tick:
+ * xc_clock keeps the value read at the last jiffy seen (bpf_jiffies64, one
+ * load), so the time may lag by one tick. A CPU that sees a new jiffy
+ * stores the time first and then the jiffy it belongs to, so another CPU
+ * that finds its own jiffy there reads a time of that tick or, when two
+ * CPUs renew it at once, of the next. */
 static __always_inline __u64 xc_now(__u64 *now)
 {
-	struct xc_clock *c;
-	__u32 zero = 0;
 	__u64 j;
 
 	if (*now)
 		return *now;
 	j = bpf_jiffies64();
-	c = bpf_map_lookup_elem(&xc_clock, &zero);
-	if (!c) {
-		*now = bpf_ktime_get_coarse_ns();
+	if (XC_READ(xc_clock.jiffies) == j) {
+		*now = XC_READ(xc_clock.now_ns);
 		return *now;
 	}
-	if (c->jiffies != j) {
-		c->jiffies = j;
-		c->now_ns = bpf_ktime_get_coarse_ns();
-	}
-	*now = c->now_ns;
+	*now = bpf_ktime_get_coarse_ns();
+	XC_READ(xc_clock.now_ns) = *now;
+	asm volatile("" ::: "memory");
+	XC_READ(xc_clock.jiffies) = j;
 	return *now;
 }
 
@@ -438,20 +437,10 @@ allow:
  * xc_hook_kind: where its rule hits are counted). */
 static __always_inline int xc_droplist_run(const struct xc_pkt *p, __u32 hook, struct xc_dl_result *res)
 {
-	const struct xc_config *cfg;
-	__u32 zero = 0, policy = XC_POLICY_ALLOW, flags = 0, set = 0;
-	struct xc_dead dead = {};
+	__u32 policy = XC_READ(xc_cfg.policy), flags = XC_READ(xc_cfg.flags), set = XC_READ(xc_cfg.active);
+	struct xc_dead dead = { .base = XC_READ(xc_cfg.dead_base), .count = XC_READ(xc_cfg.dead_count) };
 	__u32 reason, rule = 0;
 	int verdict = XC_PASS;
-
-	cfg = bpf_map_lookup_elem(&xc_cfg, &zero);
-	if (cfg) {
-		policy = cfg->policy;
-		flags = cfg->flags;
-		set = cfg->active;
-		dead.base = cfg->dead_base;
-		dead.count = cfg->dead_count;
-	}
 
 	if (p->l3 == XC_L3_MALFORMED) {
 		if (policy == XC_POLICY_DENY) {

@@ -51,7 +51,7 @@ struct xc_pkt {
 	__u8   vlan;   /* VLAN depth, stripped tag included: 0, 1, 2 */
 	__u8   flags;  /* XC_PKT_* */
 	__u8   pad[3];
-};
+} __attribute__((aligned(8))); /* cleared with 8-byte stores */
 
 /* The first 8 bytes of any IPv6 extension header the parser walks. */
 struct xc_ext6 {

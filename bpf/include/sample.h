@@ -6,7 +6,7 @@
  * (docs/operator-tools.md, "What is being dropped").
  *
  * Off unless a listener wrote its pid into the hook's xc_smp_cfg: then one
- * inlined ARRAY lookup per packet (xc_sample_on) is the whole cost. Bounded in the data path:
+ * load per packet (xc_sample_on) is the whole cost. Bounded in the data path:
  * only reasons the listener asked for, 1 in `rate` of those, and at most
  * `cap` samples per second on each CPU (per-CPU xc_smp_budget), so a
  * flood cannot swamp user space. A full ring buffer drops the sample.
@@ -24,14 +24,10 @@
 
 /* Does a listener want samples from this hook? The hook asks this inline
  * before it calls its sample function, so a hook nobody listens to pays one
- * ARRAY lookup (inlined by the verifier) and no function call. */
+ * load and no function call. */
 static __always_inline int xc_sample_on(void)
 {
-	const struct xc_sample_cfg *cfg;
-	__u32 zero = 0;
-
-	cfg = bpf_map_lookup_elem(&xc_smp_cfg, &zero);
-	return cfg && cfg->pid;
+	return XC_READ(xc_smp_cfg.pid) != 0;
 }
 
 /* A sample record reserved in the ring buffer with its header filled in,
@@ -41,14 +37,13 @@ static __always_inline struct xc_sample *xc_sample_begin(const struct xc_pkt *p,
 							 const struct xc_dl_result *r, int verdict,
 							 __u32 ifindex)
 {
-	const struct xc_sample_cfg *cfg;
+	const struct xc_sample_cfg *cfg = &xc_smp_cfg;
 	struct xc_sample_budget *b;
 	struct xc_sample *s;
 	__u32 zero = 0;
 	__u64 now, sec;
 
-	cfg = bpf_map_lookup_elem(&xc_smp_cfg, &zero);
-	if (!cfg || !cfg->pid)
+	if (!XC_READ(cfg->pid))
 		return NULL; /* nobody listens */
 	if (r->reason >= 32 || !(cfg->reasons & (1U << r->reason)))
 		return NULL;

@@ -271,9 +271,9 @@ struct xc_oa4_bucket {
  * clear with one. Word XC_BITS_MARK holds the revision the bits cover (0:
  * none); XC_CFG_HAVE_BITS says the active set's bitmap may be trusted.
  *
- * Clock cache: per-hook PERCPU_ARRAY xc_clock, one struct xc_clock: the
- * coarse clock read at the last jiffy seen on this CPU, so a packet reads
- * the clock at most once per tick per CPU.
+ * Clock cache: per-hook xc_clock, one struct xc_clock shared by the CPUs:
+ * the coarse clock read at the last jiffy a packet saw, so a packet reads
+ * the clock only on the first hit of a tick (droplist.h, xc_now).
  */
 struct xc_clock {
 	__u64 jiffies;

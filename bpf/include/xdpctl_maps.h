@@ -21,6 +21,14 @@
  *
  * Each group has a guard of its own, so including this file more than once
  * defines every map once.
+ *
+ * xc_stages, xc_cfg, xc_smp_cfg and xc_clock, the one-entry ARRAYs the
+ * data path reads on every packet (or every hit), are global variables (XC_GLOBAL), each alone in a
+ * data section named ".data.<map name>". libbpf makes such a section an
+ * ARRAY of one entry (key 0) whose value is the variable, mmapable: the
+ * control plane pins, reads and writes it like the other maps, and the
+ * program reads a field with one load from a constant address, where a map
+ * lookup stores the key on the stack, reloads it and checks its bound.
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -30,17 +38,20 @@
 #include "xdpctl_abi.h"
 #include "xdpctl_btf.h"
 
+#ifndef XC_GLOBAL
+/* A one-entry ARRAY as a global variable in section ".data.<name>". */
+#define XC_GLOBAL(type, name) type name SEC(".data." #name)
+/* A field of such a variable, read once (the control plane may write it
+ * while the program runs, so the compiler must not read it twice). */
+#define XC_READ(x) (*(volatile typeof(x) *)&(x))
+#endif
+
 /* ---- hook program (per hook) ----------------------------------------- */
 #if defined(XC_MAPS_HOOK) && !defined(XDPCTL_MAPS_HOOK)
 #define XDPCTL_MAPS_HOOK
 
 /* Which stages run, and the mark that says xdpctl loaded the program. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XC_STAGES_ENTRIES);
-	__type(key, __u32);
-	__type(value, struct xc_stages);
-} xc_stages SEC(".maps");
+XC_GLOBAL(struct xc_stages, xc_stages);
 
 #endif /* XDPCTL_MAPS_HOOK */
 
@@ -75,12 +86,7 @@ struct {
 #if defined(XC_MAPS_DROPLIST) && !defined(XDPCTL_MAPS_DROPLIST)
 #define XDPCTL_MAPS_DROPLIST
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XC_CFG_ENTRIES);
-	__type(key, __u32);
-	__type(value, struct xc_config);
-} xc_cfg SEC(".maps");
+XC_GLOBAL(struct xc_config, xc_cfg);
 
 /* The rule tables, defined twice: set A (no suffix) and set B (suffix _b).
  * struct xc_config.active says which set the data path reads. */
@@ -187,12 +193,7 @@ struct {
 	__type(value, struct xc_counter);
 } xc_dl_cnt SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XC_CLOCK_ENTRIES);
-	__type(key, __u32);
-	__type(value, struct xc_clock);
-} xc_clock SEC(".maps");
+XC_GLOBAL(struct xc_clock, xc_clock);
 
 #endif /* XDPCTL_MAPS_DROPLIST */
 
@@ -267,12 +268,7 @@ struct {
 #if defined(XC_MAPS_SAMPLE) && !defined(XDPCTL_MAPS_SAMPLE)
 #define XDPCTL_MAPS_SAMPLE
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XC_SMP_CFG_ENTRIES);
-	__type(key, __u32);
-	__type(value, struct xc_sample_cfg);
-} xc_smp_cfg SEC(".maps");
+XC_GLOBAL(struct xc_sample_cfg, xc_smp_cfg);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

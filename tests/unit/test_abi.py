@@ -319,10 +319,20 @@ def test_btf_consts_match_python():
 
 
 def _map_defs(types) -> dict[str, dict]:
-    """BTF-defined maps (.maps section): name -> {type, max_entries, map_flags,
-    key_size, value_size, key, value}."""
+    """BTF-defined maps (.maps section) and the one-entry maps of abi.GLOBAL_MAPS
+    (a data section ".data.<name>" holding the variable <name>): name ->
+    {type, max_entries, map_flags, key_size, value_size, key, value}."""
     out = {}
     for sec in types.values():
+        if sec["kind"] == "DATASEC" and sec["name"].startswith(".data."):
+            assert len(sec["vars"]) == 1, f"{sec['name']} holds {len(sec['vars'])} variables"
+            var = types[sec["vars"][0]["type_id"]]
+            assert sec["name"] == ".data." + var["name"], f"{var['name']} in section {sec['name']}"
+            st = _resolve(types, var["type_id"])
+            out[var["name"]] = {"type": abi.MapType.ARRAY, "max_entries": 1, "map_flags": abi.BPF_F_MMAPABLE,
+                                "key_size": 4, "value_size": _size(types, var["type_id"]),
+                                "value": st.get("name") if st["kind"] == "STRUCT" else None}
+            continue
         if sec["kind"] != "DATASEC" or sec["name"] != ".maps":
             continue
         for v in sec["vars"]:
@@ -382,10 +392,22 @@ def _elf_sections(path: Path) -> list[str]:
     return names
 
 
-def test_objects_have_no_global_data():
+def test_objects_have_no_other_global_data():
     """libbpf turns .data, .rodata, .bss and .kconfig sections into maps of
-    their own; the objects have none, so .maps holds every map they create."""
+    their own; the objects have only those of abi.GLOBAL_MAPS, so .maps and
+    they hold every map the objects create."""
+    allowed = {".data." + n for n in abi.GLOBAL_MAPS}
     for obj in _objects():
         data = [n for n in _elf_sections(OBJ_DIR / f"{obj}.o")
-                if re.match(r"\.(data|rodata|bss|kconfig)(\.|$)", n)]
+                if re.match(r"\.(data|rodata|bss|kconfig)(\.|$)", n) and n not in allowed]
         assert not data, f"{obj}.o has global data sections {data}"
+
+
+def test_global_map_names():
+    """libbpf and the kernel name a data-section map by its first 15
+    characters; each of abi.GLOBAL_MAPS is known by that name, no map of
+    .maps is taken for one, and no other data section is taken for a map."""
+    for n in abi.GLOBAL_MAPS:
+        assert abi.map_name((".data." + n)[:15]) == n
+        assert abi.map_name(n) == n
+    assert abi.map_name(".data.other") is None and abi.map_name(".rodata") is None

@@ -161,11 +161,18 @@ def check_layout(m: maps.Map, path: str) -> None:
         return
     name = os.path.basename(path)
     spec = abi.MAP_SPECS.get(name) or abi.MAP_SPECS.get(name.removesuffix(abi.STANDBY_SUFFIX))
-    if spec is None or (m.key_size, m.value_size) == (spec.key_size, spec.value_size):
+    # a one-entry map of abi.GLOBAL_MAPS is a data section of the programs: mmapable
+    mm = abi.BPF_F_MMAPABLE if spec is not None and spec.name in abi.GLOBAL_MAPS else 0
+    if spec is None or (m.key_size, m.value_size, m.flags & mm) == (spec.key_size, spec.value_size, spec.flags & mm):
         m.layout_checked = True
         return
     raise BpfError(f"the map pinned at {path} was made by another version of xdpctl ({m.key_size}-byte keys, "
-                   f"{m.value_size}-byte values; this version's are {spec.key_size} and {spec.value_size} bytes): "
-                   "nothing was changed", errno.EINVAL,
+                   f"{m.value_size}-byte values{_mmapable(m.flags, mm)}; this version's are {spec.key_size} and "
+                   f"{spec.value_size} bytes{_mmapable(spec.flags, mm)}): nothing was changed", errno.EINVAL,
                    hint="detach its hooks ({action:detach}), remove the pinned maps in "
                         f"{os.path.dirname(path)} and run {{action:restore}}: it makes them anew and refills them")
+
+
+def _mmapable(flags: int, checked: int) -> str:
+    """How check_layout names the mmapable flag, when it checks it."""
+    return "" if not checked else (", mmapable" if flags & checked else ", not mmapable")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Callable
 
+from .. import abi
 from ..config import Settings
 from ..core.errors import BpfError, MissingDependency
 from . import libbpf as L
@@ -166,10 +167,12 @@ def _each(obj, step):
 
 
 def _maps(obj):
-    """(handle, name) of the object's own maps (not .rodata, .bss, ...)."""
+    """(handle, name) of the object's maps: those in .maps and the data
+    sections of abi.GLOBAL_MAPS, by their abi names (no other data
+    section: the objects have none)."""
     for m in _each(obj, L.bpf_object__next_map):
-        name = L.bpf_map__name(m).decode()
-        if not name.startswith("."):
+        name = abi.map_name(L.bpf_map__name(m).decode())
+        if name is not None:
             yield m, name
 
 

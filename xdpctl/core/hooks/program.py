@@ -87,8 +87,9 @@ def inspect(prog_id: int) -> HookProg | None:
         except Exception:
             continue
         with m:
-            hp.maps[m.name] = mid
-            if m.name == STAGES_MAP and m.value_size == abi.STAGES.size:
+            name = abi.map_name(m.name) or m.name
+            hp.maps[name] = mid
+            if name == STAGES_MAP and m.value_size == abi.STAGES.size:
                 raw = m.lookup(_KEY0)
                 if raw:
                     hp.magic, hp.owner, hp.stages, hp.hook = abi.STAGES.unpack(raw[:abi.STAGES.size])

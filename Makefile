@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CLANG ?= clang
 ARCH_INC := /usr/include/$(shell uname -m)-linux-gnu
-BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -Wno-unused-function \
+BPF_CFLAGS := -O2 -g -target bpf -mcpu=v3 -Wall -Werror -Wno-unused-function \
 	-I bpf/include -I $(ARCH_INC)
 BPF_OUT := xdpctl/bpf
 BPF_HDRS := $(wildcard bpf/include/*.h)

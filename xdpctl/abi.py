@@ -675,11 +675,11 @@ def prealloc_flags(names) -> dict[str, int]:
 
 # The one-entry ARRAYs the data path reads on every packet, which the objects
 # define as global variables (xdpctl_maps.h, XC_GLOBAL): each is the data
-# section ".data.<name>", which libbpf and the kernel name by its first 15
-# characters (BPF_OBJ_NAME_LEN).
+# section ".data.<name>". libbpf names the map by the whole section name, the
+# kernel by its first 15 characters (BPF_OBJ_NAME_LEN).
 GLOBAL_MAPS = ("xc_stages", "xc_cfg", "xc_smp_cfg", "xc_clock")
 _OBJ_NAME_MAX = 15
-_BY_SECTION_NAME = {(".data." + n)[:_OBJ_NAME_MAX]: n for n in GLOBAL_MAPS}
+_BY_SECTION_NAME = {s: n for n in GLOBAL_MAPS for s in (".data." + n, (".data." + n)[:_OBJ_NAME_MAX])}
 
 
 def map_name(loaded_name: str) -> str | None:

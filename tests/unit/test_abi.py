@@ -16,6 +16,8 @@ import pytest
 
 from tests.support import emulation, model
 from xdpctl import abi
+from xdpctl.kernel import libbpf as L
+from xdpctl.kernel.objects import _each
 from xdpctl.core import dlcompile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -392,6 +394,16 @@ def _elf_sections(path: Path) -> list[str]:
     return names
 
 
+def _libbpf_map_names(obj: str) -> set[str]:
+    """The names libbpf gives the maps of an object (opened, not loaded)."""
+    o = L.bpf_object__open_file(str(OBJ_DIR / f"{obj}.o").encode(), None)
+    assert o, f"libbpf cannot open {obj}.o"
+    try:
+        return {L.bpf_map__name(m).decode() for m in _each(o, L.bpf_object__next_map)}
+    finally:
+        L.bpf_object__close(o)
+
+
 def test_objects_have_no_other_global_data():
     """libbpf turns .data, .rodata, .bss and .kconfig sections into maps of
     their own; the objects have only those of abi.GLOBAL_MAPS, so .maps and
@@ -404,10 +416,16 @@ def test_objects_have_no_other_global_data():
 
 
 def test_global_map_names():
-    """libbpf and the kernel name a data-section map by its first 15
-    characters; each of abi.GLOBAL_MAPS is known by that name, no map of
-    .maps is taken for one, and no other data section is taken for a map."""
+    """libbpf names a data-section map by its section name, the kernel by
+    that name's first 15 characters; each of abi.GLOBAL_MAPS is known by
+    both (as every object that defines it names it), no map of .maps is
+    taken for one, and no other data section is taken for a map."""
     for n in abi.GLOBAL_MAPS:
-        assert abi.map_name((".data." + n)[:15]) == n
+        assert abi.map_name(".data." + n) == n and abi.map_name((".data." + n)[:15]) == n
         assert abi.map_name(n) == n
+    for obj in _objects():
+        named = _libbpf_map_names(obj)
+        for n in abi.GLOBAL_MAPS:
+            if ".data." + n in _elf_sections(OBJ_DIR / f"{obj}.o"):
+                assert {abi.map_name(x) for x in named} >= {n}, f"{obj}.o: {sorted(named)}"
     assert abi.map_name(".data.other") is None and abi.map_name(".rodata") is None

@@ -20,6 +20,13 @@ hit counters and the revision through the core. Series:
     xdpctl_lists                                        number of lists
     xdpctl_policy{policy}                               1 for the current default policy
     xdpctl_revision                                     revision of the desired state
+    xdpctl_kernel_revision                              revision the kernel's active rule set holds
+    xdpctl_kernel_standby_synced                        1 when the standby set holds it too
+    xdpctl_host_table_trusted                           1 when the active set's IPv4 hosts are answered
+                                                        from its host table (xc_v4_oa), 0 during a rebuild
+    xdpctl_host_table_dead_slots                        its slots turned dead and buckets overflowed
+    xdpctl_host_table_overflowed_buckets                since it was last rebuilt; the next change
+    xdpctl_host_table_rebuild_at                        rebuilds it once their sum reaches rebuild_at
     xdpctl_lb_vip_packets_total{vip,proto,port}         load balancer, per VIP: packets, bytes,
     xdpctl_lb_vip_bytes_total{...}                      new flows balanced
     xdpctl_lb_vip_new_flows_total{...}
@@ -52,7 +59,9 @@ from prometheus_client.registry import Collector
 
 from xdpctl.core import counters
 from xdpctl.core.lb.service import LoadBalancer
+from xdpctl.core.rules import hosts4
 from xdpctl.core.rules.service import DropList
+from xdpctl.core.rules.tables import kernel_health
 
 from .deps import Service, get_service
 
@@ -72,8 +81,8 @@ class XdpctlCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         errors = GaugeMetricFamily("xdpctl_scrape_error", "1 when a part of the scrape could not be read",
                                    labels=["part"])
-        for part, fn in (("counters", self._counters), ("rules", self._rules), ("lb", self._lb),
-                         ("checkpoints", self._checkpoints)):
+        for part, fn in (("counters", self._counters), ("rules", self._rules), ("kernel", self._kernel),
+                         ("lb", self._lb), ("checkpoints", self._checkpoints)):
             try:
                 families = list(fn())
             except Exception as exc:  # a scrape must not fail as a whole
@@ -156,6 +165,30 @@ class XdpctlCollector(Collector):
             pol.add_metric([p], 1 if p == policy else 0)
         yield pol
         yield GaugeMetricFamily("xdpctl_revision", "Revision of the desired state", value=revision)
+
+    # -- the kernel's rule sets (pinned maps only: no need to wait for writers)
+    def _kernel(self) -> Iterator[Metric]:
+        h = kernel_health(self.svc.ctx)
+        if h.kernel_revision is None:
+            return
+        yield GaugeMetricFamily("xdpctl_kernel_revision", "Revision the kernel's active rule set holds",
+                                value=h.kernel_revision)
+        yield GaugeMetricFamily("xdpctl_kernel_standby_synced",
+                                "1 when the standby rule set holds the active one's revision too",
+                                value=int(bool(h.standby_synced)))
+        yield GaugeMetricFamily("xdpctl_host_table_trusted",
+                                "1 when IPv4 hosts of the active rule set are answered from its host table",
+                                value=int(bool(h.host_table)))
+        if h.host_table_wear is not None:
+            dead, over = h.host_table_wear
+            yield GaugeMetricFamily("xdpctl_host_table_dead_slots",
+                                    "Slots of the active host table turned dead since its last rebuild", value=dead)
+            yield GaugeMetricFamily("xdpctl_host_table_overflowed_buckets",
+                                    "Buckets of the active host table that overflowed since its last rebuild",
+                                    value=over)
+            yield GaugeMetricFamily("xdpctl_host_table_rebuild_at",
+                                    "Dead slots + overflowed buckets at which the next change rebuilds the table",
+                                    value=hosts4.WEAR_MAX)
 
     # -- the state database's log (api.checkpoint)
     def _checkpoints(self) -> Iterator[Metric]:

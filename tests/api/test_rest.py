@@ -3,20 +3,24 @@ revisions, lists, policy, restore, expiry, error answers."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
+import struct
 import time
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from api_helpers import SMALL, Running, kernel_match
 
 from xdpctl.api.deps import TOKEN_ENV, load_token, token_path
 from xdpctl import abi
 from xdpctl.core.context import Context
+from xdpctl.core.rules import hosts4
 from xdpctl.core.rules.tables import read_pinned_config
 from xdpctl.kernel import maps
-from tests.support.progs import temp_settings
+from tests.support.progs import crowded_hosts, temp_settings
 
 
 def revision(client: httpx.Client) -> int:
@@ -57,10 +61,44 @@ def test_healthz(anon: httpx.Client, client: httpx.Client, server: Running) -> N
     assert h["status"] == "ok"
     assert h["kernel"] == {"ok": True, "pin_dir": server.settings.pin_dir, "bpffs": True, "shared_maps": True,
                            "kernel_revision": h["revision"], "db_revision": h["revision"], "in_sync": True,
-                           "host_table": True, "detail": None}
+                           "host_table": True, "host_table_dead_slots": h["kernel"]["host_table_dead_slots"],
+                           "host_table_overflowed_buckets": h["kernel"]["host_table_overflowed_buckets"],
+                           "host_table_rebuild_at": hosts4.WEAR_MAX, "detail": None}
+    with Context(server.settings) as ctx:  # the wear the active set's mark bucket holds
+        table = os.path.join(server.settings.shared_map_dir, abi.set_map(abi.OA4_MAP, read_pinned_config(ctx).active))
+    with maps.Map.from_pin(table) as m:
+        raw = m.lookup(abi.U32.pack(abi.OA4_MARK))
+    assert (h["kernel"]["host_table_dead_slots"], h["kernel"]["host_table_overflowed_buckets"]) == \
+        struct.unpack_from("=QQ", raw, 8)
     assert h["db"]["ok"] and h["db"]["path"] == server.settings.db_path
     assert h["revision"] == revision(client)
     assert h["restore"]["last_run"] is not None and h["restore"]["last_error"] is None
+
+
+def test_metrics_report_the_kernels_revision_and_the_host_tables_wear(client: httpx.Client) -> None:
+    """/metrics reads the kernel's side as /healthz does: the active set's
+    revision, its host table trusted, and the table's wear, which a host
+    added to a full bucket (one overflowed bucket) and a deleted host (one
+    dead slot) move by exactly one each."""
+    def kernel() -> dict[str, float]:
+        text = client.get("/metrics").text
+        return {s.name: s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+                if s.name.startswith(("xdpctl_kernel_", "xdpctl_host_table_"))}
+
+    hosts = [str(ipaddress.IPv4Address(a)) for a in crowded_hosts(5, 41)]
+    assert client.post("/v1/block", json={"prefixes": hosts[:4]}).status_code == 201
+    before = kernel()
+    assert client.post("/v1/block", json={"prefixes": hosts[4:]}).status_code == 201
+    assert client.post("/v1/rules/delete", json={"rules": [{"prefix": hosts[0]}]}).status_code == 200
+    after = kernel()
+    assert after["xdpctl_kernel_revision"] == before["xdpctl_kernel_revision"] + 2 == revision(client)
+    assert after["xdpctl_kernel_standby_synced"] == 1 and after["xdpctl_host_table_trusted"] == 1
+    assert after["xdpctl_host_table_overflowed_buckets"] == before["xdpctl_host_table_overflowed_buckets"] + 1
+    assert after["xdpctl_host_table_dead_slots"] == before["xdpctl_host_table_dead_slots"] + 1
+    assert after["xdpctl_host_table_rebuild_at"] == hosts4.WEAR_MAX
+    k = client.get("/healthz").json()["kernel"]
+    assert (k["host_table_dead_slots"], k["host_table_overflowed_buckets"]) == \
+        (after["xdpctl_host_table_dead_slots"], after["xdpctl_host_table_overflowed_buckets"])
 
 
 def test_openapi_and_docs(anon: httpx.Client) -> None:

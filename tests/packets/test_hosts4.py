@@ -120,3 +120,20 @@ def test_a_table_that_was_not_kept_is_not_trusted_until_rebuilt(service_ctx) -> 
     cfg = read_pinned_config(ctx)
     assert cfg.flags & F.HAVE_OA4 and host_table_problems(ctx) == {}
     assert [r[1] for r in answers(ctx, ["192.0.2.1", "192.0.2.3", "192.0.2.4"])] == [DROP, DROP, MISS]
+
+
+def test_health_reports_the_tables_wear_since_its_rebuild(ctx) -> None:
+    """kernel_health reads the active set's mark bucket: a host added to a
+    full bucket overflows it, a deleted or changed host leaves a dead slot;
+    both stay counted until the table is rebuilt."""
+    d = DropList(ctx)
+    busy = crowd(5, 3)
+    d.add([spec(a) for a in busy[:4]])
+    h = kernel_health(ctx)
+    assert h.host_table and h.host_table_wear == (0, 0)
+    d.add([spec(busy[4])])  # the bucket's four slots are taken
+    assert kernel_health(ctx).host_table_wear == (0, 1)
+    d.remove([spec(busy[0])])
+    d.add([spec(busy[1], action="allow")], update=True)
+    assert kernel_health(ctx).host_table_wear == (2, 1)
+    assert host_table_problems(ctx) == {}

@@ -349,6 +349,13 @@ class KernelHealthView(View):
     host_table: bool | None = doc("IPv4 hosts of the active rule set are answered from its host table "
                                   "(xc_v4_oa); false while a catch-up rebuilds it, when the kernel's hash "
                                   "answers them", None)
+    host_table_dead_slots: int | None = doc("slots of the active set's host table turned dead (deleted or "
+                                            "changed hosts) since it was last rebuilt", None)
+    host_table_overflowed_buckets: int | None = doc("buckets of the active set's host table that overflowed "
+                                                    "since it was last rebuilt (their hosts are answered by the "
+                                                    "kernel's hash)", None)
+    host_table_rebuild_at: int | None = doc("dead slots + overflowed buckets at which the next change rebuilds "
+                                            "the table", None)
     detail: str | None = None
 
 class DbHealthView(View):

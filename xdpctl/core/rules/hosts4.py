@@ -141,10 +141,15 @@ def mark(kt, rule_set: int) -> int:
     return int.from_bytes(_mark_bucket(kt, rule_set)[:8], "little")
 
 
+def mark_wear(raw: bytes | None) -> tuple[int, int]:
+    """(slots turned dead, buckets overflowed) since the last rebuild, from a mark bucket."""
+    raw = raw or bytes(_BUCKET)
+    return int.from_bytes(raw[8:16], "little"), int.from_bytes(raw[16:24], "little")
+
+
 def wear(kt, rule_set: int) -> int:
     """Slots turned dead + buckets overflowed in the set's table since its last rebuild."""
-    raw = _mark_bucket(kt, rule_set)
-    return int.from_bytes(raw[8:16], "little") + int.from_bytes(raw[16:24], "little")
+    return sum(mark_wear(_mark_bucket(kt, rule_set)))
 
 
 def set_mark(kt, rule_set: int, value: int) -> None:

@@ -781,6 +781,7 @@ class KernelHealth:
     db_revision: int | None = None
     standby_synced: bool | None = None  # the standby set mirrors the active one
     host_table: bool | None = None  # the active set's IPv4 host table is trusted (HAVE_OA4)
+    host_table_wear: tuple[int, int] | None = None  # its slots turned dead, buckets overflowed since a rebuild
 
     @property
     def in_sync(self) -> bool | None:
@@ -813,7 +814,7 @@ def kernel_health(ctx: Context, db_revision: int | None = None) -> KernelHealth:
                             f"shared maps missing ({', '.join(missing)}): {{action:restore}} rebuilds them")
     cfg = read_pinned_config(ctx)
     h = KernelHealth(pin, True, [], None, cfg.generation, db_revision, cfg.synced == cfg.generation,
-                     bool(cfg.flags & abi.CfgFlag.HAVE_OA4))
+                     bool(cfg.flags & abi.CfgFlag.HAVE_OA4), _host_table_wear(ctx, cfg.active))
     if h.in_sync is False:
         if cfg.generation != db_revision:
             h.detail = (f"the kernel is at revision {cfg.generation}, the database at {db_revision}: "
@@ -827,6 +828,20 @@ def kernel_health(ctx: Context, db_revision: int | None = None) -> KernelHealth:
             h.detail = (f"the standby rule set (set {SET_NAMES[1 - cfg.active]}) is not at revision "
                         f"{cfg.generation}: a write did not finish; {{action:restore}} repairs it")
     return h
+
+
+def _host_table_wear(ctx: Context, rule_set: int) -> tuple[int, int] | None:
+    """(slots turned dead, buckets overflowed) in the set's IPv4 host table
+    since its last rebuild, from its mark bucket (None: not pinned)."""
+    path = os.path.join(ctx.settings.shared_map_dir, abi.set_map(abi.OA4_MAP, rule_set))
+    try:
+        with maps.Map.from_pin(path) as m:
+            raw = m.lookup(abi.U32.pack(abi.OA4_MARK))
+    except BpfError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+    return hosts4.mark_wear(raw)
 
 
 def read_pinned_config(ctx: Context) -> abi.Config:

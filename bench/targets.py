@@ -80,6 +80,12 @@ def rows(results: dict) -> list[tuple]:
     return out
 
 
+def _shown(ratio: float, target: float) -> str:
+    """A ratio to two decimals, or three where two would round it onto
+    its target and hide on which side of it the run fell."""
+    return f"{ratio:.3f}x" if f"{ratio:.2f}" == f"{target:.2f}" else f"{ratio:.2f}x"
+
+
 def render(results: dict, table) -> str:
     body = []
     for what, ratio, cmp, target, figs in rows(results):
@@ -87,7 +93,7 @@ def render(results: dict, table) -> str:
             verdict, shown = "not measured", "-"
         else:
             met = ratio <= target if cmp == "<=" else ratio >= target
-            verdict, shown = ("met" if met else "**missed**"), f"{ratio:.2f}x"
+            verdict, shown = ("met" if met else "**missed**"), _shown(ratio, target)
         body.append([what, shown, f"{cmp} {target:.1f}x", verdict, figs])
     if not body:
         return "No target row was part of this run (the full run measures every one)."

@@ -140,6 +140,21 @@ trunc:
 	xc_l4_malformed(p);
 }
 
+/* The rest of an IPv4 header known to be whole and valid, its options
+ * ending at l4: addresses, protocol, and a first fragment's L4 header. */
+static __always_inline void xc_ipv4_body(struct xc_pkt *p, struct iphdr *ip, void *l4, void *data_end)
+{
+	p->l3 = XC_L3_IPV4;
+	p->proto = ip->protocol;
+	p->src.v4 = ip->saddr;
+	p->dst.v4 = ip->daddr;
+	if (ip->frag_off & bpf_htons(0x1fff)) {
+		p->l4 = XC_L4_FRAGMENT;
+		return;
+	}
+	xc_parse_l4(p, l4, data_end);
+}
+
 static __always_inline void xc_parse_ipv4(struct xc_pkt *p, void *l3, void *data_end)
 {
 	struct iphdr *ip = l3;
@@ -158,16 +173,7 @@ static __always_inline void xc_parse_ipv4(struct xc_pkt *p, void *l3, void *data
 	}
 	if (bpf_ntohs(ip->tot_len) < hlen)
 		goto malformed;
-
-	p->l3 = XC_L3_IPV4;
-	p->proto = ip->protocol;
-	p->src.v4 = ip->saddr;
-	p->dst.v4 = ip->daddr;
-	if (ip->frag_off & bpf_htons(0x1fff)) {
-		p->l4 = XC_L4_FRAGMENT;
-		return;
-	}
-	xc_parse_l4(p, l3 + hlen, data_end);
+	xc_ipv4_body(p, ip, l3 + hlen, data_end);
 	return;
 malformed:
 	p->l3 = XC_L3_MALFORMED;
@@ -273,36 +279,18 @@ static __always_inline void xc_parse_ipv6(struct xc_pkt *p, void *data, void *l3
 }
 
 /*
- * The common frame in one pass: untagged IPv4 without options, not a
- * later fragment, TCP or UDP with its whole header present. Writes what
- * xc_parse_ipv4 and xc_parse_l4 write for it and returns 1; returns 0,
- * writing nothing, for any other frame.
+ * The common frame first: untagged IPv4 without options (a header of a
+ * fixed 20 bytes, checked in one pass). Returns 0, writing nothing, for any
+ * other frame, which the general steps below classify.
  */
 static __always_inline int xc_parse_fast4(struct xc_pkt *p, void *data, void *data_end)
 {
 	struct iphdr *ip = data + sizeof(struct ethhdr);
-	__be16 *ports = (void *)(ip + 1);
-	__u8 proto;
 
-	if ((void *)ip + sizeof(*ip) + XC_L4_HLEN_UDP > data_end)
+	if ((void *)(ip + 1) > data_end || *(__be16 *)(data + 12) != bpf_htons(ETH_P_IP) ||
+	    *(__u8 *)ip != 0x45 || bpf_ntohs(ip->tot_len) < sizeof(*ip))
 		return 0;
-	if (*(__be16 *)(data + 12) != bpf_htons(ETH_P_IP) || *(__u8 *)ip != 0x45 ||
-	    bpf_ntohs(ip->tot_len) < sizeof(*ip) || (ip->frag_off & bpf_htons(0x1fff)))
-		return 0;
-	proto = ip->protocol;
-	if (proto == IPPROTO_UDP)
-		p->l4 = XC_L4_UDP;
-	else if (proto == IPPROTO_TCP && (void *)ports + XC_L4_HLEN_TCP <= data_end)
-		p->l4 = XC_L4_TCP;
-	else
-		return 0;
-	p->l3 = XC_L3_IPV4;
-	p->proto = proto;
-	p->src.v4 = ip->saddr;
-	p->dst.v4 = ip->daddr;
-	p->sport = ports[0];
-	p->dport = ports[1];
-	p->flags = XC_PKT_PORTS;
+	xc_ipv4_body(p, ip, ip + 1, data_end);
 	return 1;
 }
 

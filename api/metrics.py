@@ -59,7 +59,6 @@ from prometheus_client.registry import Collector
 
 from xdpctl.core import counters
 from xdpctl.core.lb.service import LoadBalancer
-from xdpctl.core.rules import hosts4
 from xdpctl.core.rules.service import DropList
 from xdpctl.core.rules.tables import kernel_health
 
@@ -180,15 +179,15 @@ class XdpctlCollector(Collector):
                                 "1 when IPv4 hosts of the active rule set are answered from its host table",
                                 value=int(bool(h.host_table)))
         if h.host_table_wear is not None:
-            dead, over = h.host_table_wear
             yield GaugeMetricFamily("xdpctl_host_table_dead_slots",
-                                    "Slots of the active host table turned dead since its last rebuild", value=dead)
+                                    "Slots of the active host table turned dead since its last rebuild",
+                                    value=h.host_table_dead_slots)
             yield GaugeMetricFamily("xdpctl_host_table_overflowed_buckets",
                                     "Buckets of the active host table that overflowed since its last rebuild",
-                                    value=over)
+                                    value=h.host_table_overflowed_buckets)
             yield GaugeMetricFamily("xdpctl_host_table_rebuild_at",
                                     "Dead slots + overflowed buckets at which the next change rebuilds the table",
-                                    value=hosts4.WEAR_MAX)
+                                    value=h.host_table_rebuild_at)
 
     # -- the state database's log (api.checkpoint)
     def _checkpoints(self) -> Iterator[Metric]:

@@ -7,7 +7,6 @@ import sqlite3
 from fastapi import APIRouter, Depends, Response
 
 from xdpctl.core.errors import render_text
-from xdpctl.core.rules import hosts4
 from xdpctl.core.rules.tables import KernelHealth, kernel_health
 from xdpctl.core.views import DbHealthView, HealthView, KernelHealthView, TaskHealthView
 
@@ -22,13 +21,12 @@ def _kernel(h: KernelHealth) -> KernelHealthView:
     from ..app import rest_action, rest_field  # the app imports this module first
 
     detail = render_text(h.detail, rest_field, rest_action) if h.detail else None
-    dead, over = h.host_table_wear or (None, None)
     return KernelHealthView(ok=h.ok, pin_dir=h.pin_dir, bpffs=h.bpffs,
                             shared_maps=h.bpffs and not h.missing_maps, kernel_revision=h.kernel_revision,
                             db_revision=h.db_revision, in_sync=h.in_sync, host_table=h.host_table,
-                            host_table_dead_slots=dead, host_table_overflowed_buckets=over,
-                            host_table_rebuild_at=hosts4.WEAR_MAX if h.host_table_wear else None,
-                            detail=detail)
+                            host_table_dead_slots=h.host_table_dead_slots,
+                            host_table_overflowed_buckets=h.host_table_overflowed_buckets,
+                            host_table_rebuild_at=h.host_table_rebuild_at, detail=detail)
 
 
 def _db(svc: Service) -> tuple[DbHealthView, int | None, KernelHealth]:

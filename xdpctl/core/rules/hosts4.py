@@ -132,8 +132,13 @@ def _array(buf):
     return np.frombuffer(buf, np.dtype(abi.xc_oa4_bucket), abi.OA4_BUCKETS + 1)
 
 
+def read_mark(m) -> bytes:
+    """The mark bucket of a table map (a pinned one too)."""
+    return m.lookup(abi.U32.pack(abi.OA4_MARK)) or bytes(_BUCKET)
+
+
 def _mark_bucket(kt, rule_set: int) -> bytes:
-    return kt.table(abi.OA4_MAP, rule_set).lookup(abi.U32.pack(abi.OA4_MARK)) or bytes(_BUCKET)
+    return read_mark(kt.table(abi.OA4_MAP, rule_set))
 
 
 def mark(kt, rule_set: int) -> int:
@@ -141,9 +146,8 @@ def mark(kt, rule_set: int) -> int:
     return int.from_bytes(_mark_bucket(kt, rule_set)[:8], "little")
 
 
-def mark_wear(raw: bytes | None) -> tuple[int, int]:
+def mark_wear(raw: bytes) -> tuple[int, int]:
     """(slots turned dead, buckets overflowed) since the last rebuild, from a mark bucket."""
-    raw = raw or bytes(_BUCKET)
     return int.from_bytes(raw[8:16], "little"), int.from_bytes(raw[16:24], "little")
 
 

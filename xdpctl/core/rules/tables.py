@@ -784,6 +784,19 @@ class KernelHealth:
     host_table_wear: tuple[int, int] | None = None  # its slots turned dead, buckets overflowed since a rebuild
 
     @property
+    def host_table_dead_slots(self) -> int | None:
+        return None if self.host_table_wear is None else self.host_table_wear[0]
+
+    @property
+    def host_table_overflowed_buckets(self) -> int | None:
+        return None if self.host_table_wear is None else self.host_table_wear[1]
+
+    @property
+    def host_table_rebuild_at(self) -> int | None:
+        """Dead slots + overflowed buckets at which the next change rebuilds the table."""
+        return None if self.host_table_wear is None else hosts4.WEAR_MAX
+
+    @property
     def in_sync(self) -> bool | None:
         """The kernel holds the database's revision in both sets (None:
         not known, e.g. no revision to compare with)."""
@@ -836,12 +849,11 @@ def _host_table_wear(ctx: Context, rule_set: int) -> tuple[int, int] | None:
     path = os.path.join(ctx.settings.shared_map_dir, abi.set_map(abi.OA4_MAP, rule_set))
     try:
         with maps.Map.from_pin(path) as m:
-            raw = m.lookup(abi.U32.pack(abi.OA4_MARK))
+            return hosts4.mark_wear(hosts4.read_mark(m))
     except BpfError as exc:
         if exc.errno == errno.ENOENT:
             return None
         raise
-    return hosts4.mark_wear(raw)
 
 
 def read_pinned_config(ctx: Context) -> abi.Config:

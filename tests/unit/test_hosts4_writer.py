@@ -133,3 +133,29 @@ def test_a_rebuild_places_entries_as_the_writer_would() -> None:
     hosts4._fill(hosts4._array(by_fill), ks, vs, len(entries))
     assert by_put == by_fill
     mirrors(by_fill, entries)
+
+
+@pytest.mark.parametrize("n, buckets_over, hosts_out", [(1_000_000, 0.044, 0.033), (2_000_000, 0.335, 0.178)])
+def test_how_full_the_table_gets_with_random_hosts(n: int, buckets_over: float, hosts_out: float) -> None:
+    """The figures the README gives for the table's fixed 2M slots, from
+    the writer itself: n random IPv4 hosts (a rebuild of a band holding
+    them) overflow the share of buckets that four slots a bucket predict
+    (Poisson with n / 2^19 keys a bucket), and leave that share of the
+    hosts to the kernel's hash."""
+    import math
+
+    import numpy as np
+
+    addrs = np.random.default_rng(1).choice(2**32, n, replace=False).astype(np.uint32)
+    keys = np.zeros((n, 2), np.uint32)
+    keys[:, 1] = addrs
+    vals = np.zeros(n, np.dtype(abi.xc_rule_val))
+    vals["action"], vals["plen"], vals["rule_id"] = A.DENY, 32, 1
+    t = hosts4._array(bytearray(SIZE))
+    hosts4._fill(t, keys.tobytes(), vals.tobytes(), n)
+    over = np.count_nonzero(t["overflow"][:abi.OA4_BUCKETS]) / abi.OA4_BUCKETS
+    live = np.count_nonzero((t["slot"][:abi.OA4_BUCKETS] >> np.uint64(32)) & np.uint64(3))
+    lam = n / abi.OA4_BUCKETS
+    poisson = 1 - sum(math.exp(-lam) * lam**k / math.factorial(k) for k in range(abi.OA4_SLOTS + 1))
+    assert abs(over - poisson) < 0.002 and round(over, 3) == buckets_over
+    assert round(1 - live / n, 3) == hosts_out

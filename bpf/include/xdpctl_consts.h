@@ -51,7 +51,7 @@ enum xc_consts {
 	XC_OA4_MARK           = XC_OA4_BUCKETS, /* index of the revision bucket */
 	XC_V4_OA_ENTRIES      = XC_OA4_BUCKETS + 1,
 	XC_OA4_SLOTS          = 4,     /* entries per 64-byte bucket */
-	XC_CLOCK_ENTRIES      = 1,     /* xc_clock: one per-CPU clock cache */
+	XC_CLOCK_ENTRIES      = 1,     /* xc_clock: the program's clock cache */
 
 	/* Drop list. */
 	XC_TRIE_RETRY         = 4,     /* lookups per LPM trie when entries have expired */

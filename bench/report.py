@@ -117,13 +117,15 @@ def spray(res: dict, cfg: dict) -> str:
         sp, bsp = e["spray"], base[(e["family"], e["kind"])]["spray"]
         xm, lm, xmi, lmi = (net(sp, "xdpctl", "match"), net(sp, "lpm", "match"),
                             net(sp, "xdpctl", "miss"), net(sp, "lpm", "miss"))
+        xw, lw = net(sp, "xdpctl", "wide"), net(sp, "lpm", "wide")
         rows.append([f"IPv{e['family']}", e["kind"], _n(e["count"]), f"{sp.get('match_n', 0):,}",
                      _ns(xm), _x(xm, net(bsp, "xdpctl", "match")), _ns(lm), _x(lm, net(bsp, "lpm", "match")),
                      _x(xm, lm),
                      _ns(xmi), _x(xmi, net(bsp, "xdpctl", "miss")), _ns(lmi), _x(lmi, net(bsp, "lpm", "miss")),
-                     _x(xmi, lmi), _ns(_get(sp, "floor_match"))])
+                     _x(xmi, lmi), _ns(xw), _ns(lw), _x(xw, lw), _ns(_get(sp, "floor_match"))])
     return table(["family", "set", "rules", "distinct sources", "xdpctl match", "×1", "LPM match", "×1",
-                  "xdpctl/LPM", "xdpctl miss", "×1", "LPM miss", "×1", "xdpctl/LPM", "harness ns"], rows)
+                  "xdpctl/LPM", "xdpctl miss", "×1", "LPM miss", "×1", "xdpctl/LPM",
+                  "xdpctl wide miss", "LPM wide miss", "xdpctl/LPM", "harness ns"], rows)
 
 
 def sizing(res: dict, cfg: dict) -> str:
@@ -367,8 +369,10 @@ def _testrun_sections(tr: dict, cfg: dict) -> list[str]:
         out += ["## 2b. Cache-cold: a different source on every packet", "",
                 "`bench/bpf/spray.c` writes the next source from a shuffled list into the frame and tail-calls "
                 "the program under test (xdpctl: the hook program). match: every host rule of the set as "
-                "sources (up to 1M); miss: 65,536 sources from the reserved miss range. ns/pkt above the "
-                "harness (spray tail-calling an empty program). This is closer to real traffic than "
+                "sources (up to 1M); miss: 65,536 sources from the reserved miss range; wide miss (exact sets): "
+                "1M random sources from the whole unicast space the rules are drawn from, none of them a rule "
+                "(a flood from random sources, which reaches deep into the trie). ns/pkt "
+                "above the harness (spray tail-calling an empty program). This is closer to real traffic than "
                 "one repeated frame: map memory is not in cache. With 1 rule every match packet carries the "
                 "same source, so the match ×1 columns compare cold lookups with one warm one; the "
                 "xdpctl/LPM columns compare the two at the same size.", "", sp, ""]

@@ -111,7 +111,8 @@ def _overlaps_miss(family: int, net: int, plen: int) -> bool:
     return (net & m) == (mnet & m)
 
 
-def _random_host(rng: random.Random, family: int) -> int:
+def random_host(rng: random.Random, family: int) -> int:
+    """A random address of the unicast space the rule sets are drawn from."""
     if family == 4:
         return rng.randrange(V4_LO, V4_HI)
     return V6_LO | rng.getrandbits(125)
@@ -145,7 +146,7 @@ def _shorts(rng: random.Random, family: int, n: int) -> list[tuple[int, int]]:
     seen: set[tuple[int, int]] = set()
     for plen in lens:
         while True:
-            net = _random_host(rng, family) & _mask(family, plen)
+            net = random_host(rng, family) & _mask(family, plen)
             if (net, plen) not in seen and not _overlaps_miss(family, net, plen):
                 break
         seen.add((net, plen))

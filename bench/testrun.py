@@ -138,12 +138,22 @@ class LpmBaseline:
 def spray_addrs(rs: rulesets.RuleSet, which: str, n_max: int = SPRAY_MAX) -> list[int]:
     """Sources for the cache-cold runs: every host rule of the set (up to
     n_max, shuffled) for "match"; random addresses of the reserved miss
-    range for "miss"."""
+    range for "miss"; for "wide" (exact sets only), n_max random addresses
+    of the whole unicast space the rules are drawn from, none of them a
+    rule: a flood from random sources."""
     rng = random.Random(f"spray-{rs.family}-{rs.kind}-{rs.count}-{which}")
     if which == "match":
         hosts = [n for n, p in zip(rs.nets, rs.plens) if p == rs.host_len]
         rng.shuffle(hosts)
         return hosts[:n_max]
+    if which == "wide":
+        assert rs.kind == "exact", "a wide spray misses only where every rule is a host"
+        rules, out = set(rs.nets), []
+        while len(out) < n_max:
+            a = rulesets.random_host(rng, rs.family)
+            if a not in rules:
+                out.append(a)
+        return out
     n = min(n_max, 1 << 16)
     if rs.family == 4:
         return [rulesets.V4_MISS_NET | x for x in rng.sample(range(1 << (32 - rulesets.V4_MISS_PLEN)), n)]
@@ -344,7 +354,7 @@ def _config(cfg, pb: Probes, family: int, kind: str, count: int) -> dict:
             log(f"test-run: {rs.label} {count:,} rules: cache-cold (spray)")
             frame = pr[0].frame
             jobs = []
-            for which in ("match", "miss"):
+            for which in ("match", "miss") + (("wide",) if kind == "exact" else ()):
                 sp = sprays[which] = Spray(family, spray_addrs(rs, which))
                 entry["spray"][f"{which}_n"] = sp.n
                 for tname, tfd, want in (("floor", pb.empty_fd, XDP_DROP),

@@ -62,9 +62,9 @@ static __always_inline __u64 xc_now(__u64 *now)
 		return *now;
 	}
 	*now = bpf_ktime_get_coarse_ns();
-	XC_READ(xc_clock.now_ns) = *now;
+	XC_WRITE(xc_clock.now_ns, *now);
 	asm volatile("" ::: "memory");
-	XC_READ(xc_clock.jiffies) = j;
+	XC_WRITE(xc_clock.jiffies, j);
 	return *now;
 }
 

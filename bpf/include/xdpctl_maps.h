@@ -44,6 +44,9 @@
 /* A field of such a variable, read once (the control plane may write it
  * while the program runs, so the compiler must not read it twice). */
 #define XC_READ(x) (*(volatile typeof(x) *)&(x))
+/* A field of such a variable, stored once (the control plane or another
+ * CPU may read it meanwhile). */
+#define XC_WRITE(x, v) (*(volatile typeof(x) *)&(x) = (v))
 #endif
 
 /* ---- hook program (per hook) ----------------------------------------- */
